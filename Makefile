@@ -1,0 +1,53 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Each bootstraps .venv.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# mypy's django plugin imports the settings module; a placeholder URL keeps it from
+# starting an embedded server just to type-check.
+LINT_ENV := DATABASE_URL=postgres://lint@127.0.0.1:1/lint
+
+.PHONY: help venv demo test test-all bench lint format clean serve
+
+help:
+	@echo "make demo   - run the example project end to end (embedded PostgreSQL unless DATABASE_URL)"
+	@echo "make test   - run the test suite on real PostgreSQL"
+	@echo "make bench  - run the benchmarks in bench/ and print tables"
+	@echo "make lint   - ruff check, ruff format --check, mypy --strict"
+	@echo "make serve  - runserver for the example project on http://127.0.0.1:8000"
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; set PYTHON=/path/to/python3.11" >&2; exit 2; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=25.1"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e . --group dev
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python example_project/demo.py
+
+serve: $(STAMP)
+	$(BIN)/python -m django_dbtuning.embedded -- $(BIN)/python example_project/manage.py runserver --noreload
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-all: $(STAMP)
+	$(BIN)/tox run
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(LINT_ENV) $(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) .tox .mypy_cache .ruff_cache .coverage htmlcov build dist *.egg-info

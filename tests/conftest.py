@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import pytest
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Stop at once, in one line, when the configured server cannot be reached."""
+    import psycopg
+    from django.conf import settings
+
+    from django_dbtuning.pool import redact_url
+
+    db = settings.DATABASES["default"]
+    try:
+        psycopg.connect(
+            host=db["HOST"],
+            port=db["PORT"] or None,
+            user=db["USER"],
+            password=db["PASSWORD"],
+            dbname="postgres",
+            connect_timeout=5,
+        ).close()
+    except psycopg.OperationalError as exc:
+        if "does not exist" in str(exc):
+            return  # the server answered; Django creates the test database elsewhere
+        where = redact_url(
+            f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+        )
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        pytest.exit(
+            f"error: cannot reach PostgreSQL at {where} ({reason}); start it, fix "
+            "DATABASE_URL, or unset DATABASE_URL to use the embedded server",
+            returncode=2,
+        )
+
+
+@pytest.fixture
+def dbtuning(settings):
+    """Set DBTUNING keys for one test: ``dbtuning(N_PLUS_ONE_THRESHOLD=2)``."""
+
+    def apply(**values):
+        settings.DBTUNING = {**getattr(settings, "DBTUNING", {}), **values}
+        return settings.DBTUNING
+
+    return apply

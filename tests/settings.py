@@ -1,0 +1,66 @@
+"""Settings for the test suite: real PostgreSQL, from DATABASE_URL or the embedded wheel."""
+
+from __future__ import annotations
+
+import sys
+
+from django_dbtuning.embedded import database_url
+from django_dbtuning.exceptions import DbTuningError
+from django_dbtuning.pool import database
+
+SECRET_KEY = "not-secret-tests-only"
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+ALLOWED_HOSTS = ["*"]
+ROOT_URLCONF = "tests.urls"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# No pool for the test alias: Django's test runner drops and clones databases, and a pool
+# holding connections to them would block that. Pool behaviour has its own tests.
+try:
+    DATABASES = {
+        "default": database(
+            database_url(),
+            pool=False,
+            conn_max_age=0,
+            application_name="dbtuning-tests",
+        ),
+    }
+except (
+    DbTuningError
+) as exc:  # a wrong DATABASE_URL or a missing wheel: one line, no traceback
+    sys.exit(f"error: {exc}")
+DATABASES["other"] = {**DATABASES["default"], "TEST": {"MIRROR": "default"}}
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django_dbtuning",
+    "tests.testapp",
+]
+
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": ["django.template.context_processors.request"]
+        },
+    }
+]
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "loggers": {"django_dbtuning": {"level": "DEBUG"}},
+}
