@@ -44,6 +44,8 @@ DEFAULT_CONN_MAX_AGE = 600
 DEFAULT_CONNECT_TIMEOUT = 5
 DEFAULT_HEADROOM = 0.8
 DEFAULT_BURST = 2.0
+UNKNOWN_CONCURRENCY_CAP = 10
+ROLES = ("primary", "replica", "bulkhead")
 # PostgreSQL's superuser_reserved_connections default.
 DEFAULT_RESERVED_CONNECTIONS = 3
 
@@ -253,6 +255,13 @@ def pool_size(
                 f"{threads} threads share {per_process} connections: requests queue in the "
                 "pool at peak (intended if the pool is the throttle)"
             )
+    elif throughput is None:
+        # Nothing says how many requests a process serves at once; a process rarely
+        # benefits from more connections than this, and the server pays for each one.
+        limits.append(
+            f"default cap {UNKNOWN_CONCURRENCY_CAP} (pass threads= or throughput=)"
+        )
+        max_size = min(max_size, UNKNOWN_CONCURRENCY_CAP)
     demand: int | None = None
     steady: int | None = None
     if throughput is not None and hold_time is not None:
@@ -450,6 +459,8 @@ def database(
     application_name: str | None = None,
     pgbouncer: bool | None = None,
     options: Mapping[str, Any] | None = None,
+    role: str = "primary",
+    primary: str = "default",
     test: Mapping[str, Any] | None = None,
     atomic_requests: bool = False,
 ) -> dict[str, Any]:
@@ -525,6 +536,8 @@ def database(
         if timeouts_given[name] is None and name in params:
             timeouts_given[name] = params[name]
 
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
     use_pool = DJANGO_HAS_POOL if pool is None else bool(pool)
     if use_pool and not DJANGO_HAS_POOL:
         raise ValueError(
@@ -583,11 +596,14 @@ def database(
     )
     entry: dict[str, Any] = {"ENGINE": ENGINE, **parsed.settings}
     if use_pool:
-        chosen_max = (
-            sizing.max_size if max_size is None else _positive_int("max_size", max_size)
-        )
+        if max_size is None:
+            chosen_max = sizing.max_size
+            default_min = sizing.min_size
+        else:
+            chosen_max = _positive_int("max_size", max_size)
+            default_min = max(1, chosen_max // 2)
         chosen_min = (
-            min(sizing.min_size, chosen_max)
+            min(default_min, chosen_max)
             if min_size is None
             else _positive_int("min_size", min_size, minimum=0)
         )
@@ -612,10 +628,16 @@ def database(
     entry["DISABLE_SERVER_SIDE_CURSORS"] = bool(pgbouncer)
     entry["ATOMIC_REQUESTS"] = bool(atomic_requests)
     entry["OPTIONS"] = entry_options
+    if role != "primary":
+        # Replicas and bulkheads read the primary's data; in tests they must see the test
+        # database through the same name rather than get an empty one of their own.
+        entry["TEST"] = {"MIRROR": primary}
     if test:
-        entry["TEST"] = dict(test)
+        entry["TEST"] = {**entry.get("TEST", {}), **test}
     # Django ignores unknown keys; checks and dbreport read the deployment from here.
     entry["DBTUNING"] = {
+        "role": role,
+        "primary": primary if role != "primary" else None,
         "pgbouncer": bool(pgbouncer),
         "instances": instances,
         "processes": processes,
