@@ -33,7 +33,7 @@ from types import TracebackType
 
 from django_dbtuning.exceptions import EmbeddedPostgresError
 
-__all__ = ["EmbeddedPostgres", "database_url"]
+__all__ = ["EmbeddedPostgres", "current_server", "database_url"]
 
 logger = logging.getLogger(__name__)
 
@@ -172,8 +172,7 @@ class EmbeddedPostgres:
         if self.process is not None:
             return self.url
         _sweep_stale_data_dirs(keep=self.data_dir)
-        if os.geteuid() == 0:
-            self._drop_to_unprivileged_user()
+        self._prepare_user()
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb()
         self._launch()
@@ -199,7 +198,45 @@ class EmbeddedPostgres:
             with contextlib.suppress(OSError):
                 self.log_file.unlink()
 
+    def replica(self) -> EmbeddedPostgres:
+        """Start a streaming replica of this running server (``pg_basebackup -R``).
+
+        The replica is read-only, on its own port, and stopped like any other server.
+        """
+        if self.process is None:
+            raise EmbeddedPostgresError("start the primary before making a replica of it")
+        replica = EmbeddedPostgres(settings=self.settings)
+        replica._prepare_user()
+        replica._run(
+            [
+                str(replica.bin_dir / "pg_basebackup"),
+                "-D",
+                str(replica.data_dir),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                SUPERUSER,
+                "--wal-method=stream",
+                "--checkpoint=fast",
+                "--write-recovery-conf",
+                "--no-sync",
+            ],
+            "pg_basebackup",
+        )
+        try:
+            replica.start()
+        except BaseException:
+            replica.stop()
+            raise
+        return replica
+
     # -- steps -----------------------------------------------------------------------
+
+    def _prepare_user(self) -> None:
+        if os.geteuid() == 0 and self._uid is None:
+            self._drop_to_unprivileged_user()
 
     def _drop_to_unprivileged_user(self) -> None:
         import pwd
@@ -362,6 +399,9 @@ class EmbeddedPostgres:
     def _create_database(self) -> None:
         import psycopg
 
+        with psycopg.connect(self._conninfo("postgres"), autocommit=True) as conn:
+            if conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,):
+                return  # a replica: everything arrives from the primary
         # The extension goes into template1 so that Django's test databases have it too.
         with psycopg.connect(self._conninfo("template1"), autocommit=True) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
@@ -403,6 +443,11 @@ def database_url(env_var: str = "DATABASE_URL") -> str:
             _server = server
         os.environ[env_var] = _server.url
         return _server.url
+
+
+def current_server() -> EmbeddedPostgres | None:
+    """The server :func:`database_url` started in this process, if it started one."""
+    return _server
 
 
 def _register_cleanup(server: EmbeddedPostgres) -> None:
