@@ -10,4 +10,5 @@ urlpatterns = [
     path("orders/fixed/", views.orders_fixed, name="orders-fixed"),
     path("api/orders/naive/", views.orders_json_naive, name="orders-json-naive"),
     path("api/orders/fixed/", views.orders_json_fixed, name="orders-json-fixed"),
+    path("api/products/count/", views.product_count, name="product-count"),
 ]

@@ -9,7 +9,7 @@ from django.db.models import Count, Prefetch, QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
-from shop.models import Order, OrderItem
+from shop.models import Order, OrderItem, Product
 
 PAGE_SIZE = 25
 
@@ -80,3 +80,8 @@ def orders_json_fixed(request: HttpRequest) -> JsonResponse:
         for order in orders
     ]
     return JsonResponse({"orders": data})
+
+
+def product_count(request: HttpRequest) -> JsonResponse:
+    # One query: what the pool benchmark measures is connection handling, not SQL.
+    return JsonResponse({"products": Product.objects.count()})

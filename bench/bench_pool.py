@@ -1,0 +1,285 @@
+"""Connection strategies under gunicorn (gthread): Django's default vs CONN_MAX_AGE vs database().
+
+The example shop serves a one-query view (`/api/products/count/`). Each strategy runs in
+fresh gunicorn processes against a dedicated PostgreSQL whose `max_connections` we set:
+
+1. throughput: max_connections=100, 2 workers x 8 threads, 16 keep-alive clients;
+   strategies alternate for several rounds and the medians are reported.
+2. overload: max_connections=20, 2 workers x 40 threads, 80 clients (4x the server's
+   connections): counts "too many clients" failures.
+
+Run: `.venv/bin/python bench/bench_pool.py` (or `make bench BENCH_ARGS=pool`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from django_dbtuning.embedded import EmbeddedPostgres, _free_port  # noqa: E402
+
+STRATEGIES = ("django-default", "conn-max-age", "dbtuning-pool")
+PATH = "/api/products/count/"
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+DURATION = float(os.environ.get("BENCH_DURATION", "4"))
+
+
+@dataclass
+class Run:
+    requests: int = 0
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    statuses: Counter[str] = field(default_factory=Counter)
+    too_many_clients: int = 0
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def p50_ms(self) -> float:
+        return (
+            statistics.median(self.latencies) * 1000 if self.latencies else float("nan")
+        )
+
+    @property
+    def p99_ms(self) -> float:
+        if len(self.latencies) < 2:
+            return float("nan")
+        return statistics.quantiles(self.latencies, n=100)[98] * 1000
+
+    @property
+    def errors(self) -> int:
+        return sum(count for status, count in self.statuses.items() if status != "200")
+
+
+async def _client(port: int, deadline: float, run: Run) -> None:
+    request = f"GET {PATH} HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
+    reader = writer = None
+    while time.perf_counter() < deadline:
+        try:
+            if writer is None:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            assert reader is not None
+            started = time.perf_counter()
+            writer.write(request)
+            await writer.drain()
+            status_line = await reader.readline()
+            if not status_line:  # the server closed an idle keep-alive connection
+                writer.close()
+                writer = None
+                continue
+            status = status_line.split(b" ")[1].decode()
+            length, close, chunked = 0, False, False
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode().partition(":")
+                name, value = name.lower(), value.strip().lower()
+                if name == "content-length":
+                    length = int(value)
+                elif name == "connection" and value == "close":
+                    close = True
+                elif name == "transfer-encoding" and value == "chunked":
+                    chunked = True
+            if chunked:
+                while (size := int((await reader.readline()).strip() or b"0", 16)) > 0:
+                    await reader.readexactly(size + 2)
+                await reader.readline()
+            else:
+                await reader.readexactly(length)
+            run.latencies.append(time.perf_counter() - started)
+            run.statuses[status] += 1
+            run.requests += 1
+            if close:
+                writer.close()
+                writer = None
+        except (OSError, asyncio.IncompleteReadError, IndexError, ValueError):
+            run.statuses["connection error"] += 1
+            if writer is not None:
+                writer.close()
+            writer = None
+            await asyncio.sleep(0.01)
+    if writer is not None:
+        writer.close()
+
+
+async def _load(port: int, clients: int, seconds: float) -> Run:
+    run = Run()
+    started = time.perf_counter()
+    deadline = started + seconds
+    await asyncio.gather(*(_client(port, deadline, run) for _ in range(clients)))
+    run.seconds = time.perf_counter() - started
+    return run
+
+
+def _prepare_server(max_connections: int) -> tuple[EmbeddedPostgres, str]:
+    import psycopg
+
+    server = EmbeddedPostgres(settings={"max_connections": str(max_connections)})
+    server.start()
+    with psycopg.connect(server.url, autocommit=True) as admin:
+        admin.execute("CREATE ROLE app LOGIN NOSUPERUSER")
+        admin.execute("CREATE DATABASE shop OWNER app")
+    url = f"postgres://app@127.0.0.1:{server.port}/shop"
+    env = {**os.environ, "DATABASE_URL": url}
+    subprocess.run(
+        [sys.executable, str(ROOT / "example_project" / "manage.py"), "migrate", "-v0"],
+        check=True,
+        env=env,
+    )
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO shop_product (sku, name, price, attributes) "
+            "SELECT 'SKU-' || i, 'product ' || i, i, '{}' FROM generate_series(1, 500) i"
+        )
+    return server, url
+
+
+def _measure(
+    strategy: str,
+    url: str,
+    max_connections: int,
+    workers: int,
+    threads: int,
+    clients: int,
+) -> Run:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "DJANGO_SETTINGS_MODULE": "pool_settings",
+        "BENCH_DB_MODE": strategy,
+        "BENCH_WORKERS": str(workers),
+        "BENCH_THREADS": str(threads),
+        "BENCH_MAX_CONNECTIONS": str(max_connections),
+    }
+    log_path = Path(f"/tmp/dbtuning-bench-gunicorn-{port}.log")
+    with open(log_path, "w") as log:
+        gunicorn = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "config.wsgi:application",
+                "--worker-class",
+                "gthread",
+                "--workers",
+                str(workers),
+                "--threads",
+                str(threads),
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--pythonpath",
+                f"{ROOT / 'example_project'},{ROOT / 'bench'}",
+                "--backlog",
+                "2048",
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_for(port)
+        asyncio.run(_load(port, clients, 1.0))  # warm up: imports, pools, caches
+        run = asyncio.run(_load(port, clients, DURATION))
+    finally:
+        gunicorn.send_signal(signal.SIGTERM)
+        try:
+            gunicorn.wait(15)
+        except subprocess.TimeoutExpired:
+            gunicorn.kill()
+    text = log_path.read_text(errors="replace")
+    log_path.unlink()
+    run.too_many_clients = text.count("too many clients") + text.count(
+        "remaining connection slots are reserved"
+    )
+    return run
+
+
+def _wait_for(port: int) -> None:
+    import http.client
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", PATH)
+            conn.getresponse().read()
+            conn.close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"gunicorn did not answer on port {port}")
+
+
+def throughput() -> dict[str, list[Run]]:
+    server, url = _prepare_server(100)
+    runs: dict[str, list[Run]] = {strategy: [] for strategy in STRATEGIES}
+    try:
+        for _ in range(ROUNDS):
+            for strategy in STRATEGIES:
+                runs[strategy].append(
+                    _measure(strategy, url, 100, workers=2, threads=8, clients=16)
+                )
+    finally:
+        server.stop()
+    return runs
+
+
+def overload() -> dict[str, Run]:
+    server, url = _prepare_server(20)
+    try:
+        return {
+            strategy: _measure(strategy, url, 20, workers=2, threads=40, clients=80)
+            for strategy in STRATEGIES
+        }
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    runs = throughput()
+    base = statistics.median(run.rps for run in runs["django-default"])
+    print(
+        f"Throughput: one-query view, gunicorn gthread 2 workers x 8 threads, 16 keep-alive "
+        f"clients, max_connections=100; median of {ROUNDS} alternating {DURATION:g}s runs.\n"
+    )
+    print("| strategy | requests/s | vs default | p50 ms | p99 ms | errors |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for strategy in STRATEGIES:
+        rps = statistics.median(run.rps for run in runs[strategy])
+        p50 = statistics.median(run.p50_ms for run in runs[strategy])
+        p99 = statistics.median(run.p99_ms for run in runs[strategy])
+        errors = sum(run.errors for run in runs[strategy])
+        print(
+            f"| {strategy} | {rps:,.0f} | {rps / base:.2f}x | {p50:.1f} | {p99:.1f} | {errors} |"
+        )
+    print(
+        "\nOverload: max_connections=20, 2 workers x 40 threads, 80 clients "
+        f"(4x the server's connections), {DURATION:g}s.\n"
+    )
+    print(
+        "| strategy | requests/s | p99 ms | failed requests | 'too many clients' in log |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for strategy, run in overload().items():
+        print(
+            f"| {strategy} | {run.rps:,.0f} | {run.p99_ms:.1f} | {run.errors} "
+            f"| {run.too_many_clients} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
