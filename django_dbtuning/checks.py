@@ -8,15 +8,20 @@ E030-E039/W030-W039 for query tracking.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, Warning, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from django_dbtuning.conf import SETTINGS, Setting, conf, is_valid
 
-__all__ = ["check_dbtuning_settings"]
+__all__ = [
+    "check_database_servers",
+    "check_databases",
+    "check_dbtuning_settings",
+    "check_query_tracking",
+]
 
 
 def _describe_expected(setting: Setting) -> str:
@@ -492,4 +497,303 @@ def check_databases(**kwargs: Any) -> list[CheckMessage]:
     for alias, entry in databases.items():
         if isinstance(entry, Mapping) and _is_postgresql(entry):
             messages += _check_database(alias, entry)
+    return messages
+
+
+@register(Tags.database)
+def check_database_servers(
+    databases: Sequence[str] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """With ``check --database ALIAS``: compare each pool plan with the live server."""
+    import psycopg
+    from django.db import connections
+
+    messages: list[CheckMessage] = []
+    for alias in databases or ():
+        entry = settings.DATABASES.get(alias)
+        if not isinstance(entry, Mapping) or not _is_postgresql(entry):
+            continue
+        try:
+            server = _read_connection_limits(connections[alias])
+        except (psycopg.Error, OSError) as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            messages.append(
+                Warning(
+                    f"DATABASES[{alias!r}]: cannot read the server's connection limits "
+                    f"({reason}).",
+                    hint="Check that the server is reachable and the role may read "
+                    "pg_settings.",
+                    id="dbtuning.W021",
+                )
+            )
+            continue
+        messages += _check_live_budget(alias, entry, server)
+    return messages
+
+
+def _read_connection_limits(wrapper: Any) -> dict[str, int]:
+    import psycopg
+
+    # A direct connection, not through the alias' pool: a pool would retry for its whole
+    # timeout and report "couldn't get a connection" instead of the real cause.
+    params = wrapper.get_connection_params()
+    params["connect_timeout"] = min(int(params.get("connect_timeout") or 5), 5)
+    with psycopg.connect(**params) as conn:
+        rows = conn.execute(
+            "SELECT name, setting::int FROM pg_settings WHERE name IN "
+            "('max_connections', 'superuser_reserved_connections', 'reserved_connections')"
+        ).fetchall()
+    return {str(name): int(value) for name, value in rows}
+
+
+def _check_live_budget(
+    alias: str, entry: Mapping[str, Any], server: Mapping[str, int]
+) -> list[CheckMessage]:
+    deployment = entry.get("DBTUNING")
+    if not isinstance(deployment, Mapping):
+        return []
+    pool = (entry.get("OPTIONS") or {}).get("pool")
+    try:
+        processes = int(deployment["instances"]) * int(deployment["processes"])
+        holders = processes * int(deployment["aliases"])
+        if isinstance(pool, Mapping) and pool:
+            per_process = int(pool.get("max_size", pool.get("min_size", 4)))
+            what = "pool max_size"
+        elif deployment.get("threads"):
+            # Without a pool, each thread keeps (or opens) its own connection.
+            per_process = int(deployment["threads"])
+            what = "threads"
+        else:
+            return []
+        reserved = server.get("superuser_reserved_connections", 3) + server.get(
+            "reserved_connections", 0
+        )
+        usable = server["max_connections"] - reserved - int(deployment["other_clients"])
+    except (KeyError, TypeError, ValueError):
+        return []
+    wanted = per_process * holders
+    if wanted <= usable:
+        return []
+    return [
+        Warning(
+            f"DATABASES[{alias!r}]: {per_process} ({what}) x {holders} processes = {wanted} "
+            f"connections, but the server allows {usable} "
+            f"({server['max_connections']} max_connections - {reserved} reserved"
+            + (
+                f" - {deployment['other_clients']} other clients"
+                if deployment["other_clients"]
+                else ""
+            )
+            + ").",
+            hint=f"Pass server_max_connections={server['max_connections']} to database() so "
+            "it sizes the pool for this server, or raise max_connections.",
+            id="dbtuning.W020",
+        )
+    ]
+
+
+# --- Query tracking: E030-E039 / W030-W039 ---------------------------------------------------
+
+QUERY_COUNT_MIDDLEWARE = "django_dbtuning.middleware.QueryCountMiddleware"
+# Middleware that never runs a query, so it may sit before QueryCountMiddleware.
+_QUERY_FREE_MIDDLEWARE = frozenset(
+    {
+        "django.middleware.security.SecurityMiddleware",
+        "django.middleware.gzip.GZipMiddleware",
+        "django.middleware.http.ConditionalGetMiddleware",
+        "django.middleware.common.CommonMiddleware",
+        "django.middleware.locale.LocaleMiddleware",
+        "django.middleware.clickjacking.XFrameOptionsMiddleware",
+        "django.middleware.csrf.CsrfViewMiddleware",
+        "whitenoise.middleware.WhiteNoiseMiddleware",
+        "corsheaders.middleware.CorsMiddleware",
+        "debug_toolbar.middleware.DebugToolbarMiddleware",
+        "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    }
+)
+
+
+@register()
+def check_query_tracking(**kwargs: Any) -> list[CheckMessage]:
+    """The middleware's presence and position; the allow-list and ignored aliases."""
+    messages: list[CheckMessage] = []
+    middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
+    positions = [i for i, path in enumerate(middleware) if path == QUERY_COUNT_MIDDLEWARE]
+    if not positions and settings.DEBUG:
+        messages.append(
+            Warning(
+                f"{QUERY_COUNT_MIDDLEWARE} is not in MIDDLEWARE: N+1 queries in views "
+                "go unreported.",
+                hint=f'Add "{QUERY_COUNT_MIDDLEWARE}" at the top of MIDDLEWARE.',
+                id="dbtuning.W030",
+            )
+        )
+    if len(positions) > 1:
+        messages.append(
+            Error(
+                f"{QUERY_COUNT_MIDDLEWARE} is listed {len(positions)} times in MIDDLEWARE; "
+                "every query would be counted more than once.",
+                hint="Keep one entry, at the top of MIDDLEWARE.",
+                id="dbtuning.E030",
+            )
+        )
+    if positions:
+        before = [
+            path
+            for path in middleware[: positions[0]]
+            if path not in _QUERY_FREE_MIDDLEWARE
+        ]
+        if before:
+            messages.append(
+                Warning(
+                    f"{QUERY_COUNT_MIDDLEWARE} comes after {', '.join(before)}; queries "
+                    "these run (sessions, authentication...) are not counted.",
+                    hint=f"Move {QUERY_COUNT_MIDDLEWARE} to the top of MIDDLEWARE.",
+                    id="dbtuning.W031",
+                )
+            )
+    messages.extend(_check_allow_list())
+    aliases = getattr(settings, "DATABASES", {}) or {}
+    for alias in conf.IGNORE_ALIASES:
+        if alias not in aliases:
+            messages.append(
+                Warning(
+                    f"DBTUNING['IGNORE_ALIASES'] names {alias!r}, which is not in "
+                    "DATABASES.",
+                    hint=f"Known aliases: {', '.join(sorted(aliases)) or 'none'}.",
+                    id="dbtuning.W032",
+                )
+            )
+    return messages
+
+
+_ALLOW_KEYS = ("model", "field", "fingerprint", "view", "callsite")
+
+
+def _check_allow_list() -> list[CheckMessage]:
+    user = getattr(settings, "DBTUNING", {})
+    entries = user.get("ALLOW_N_PLUS_ONE", ()) if isinstance(user, Mapping) else ()
+    if not isinstance(entries, list | tuple):
+        return []  # wrong type: already dbtuning.E002
+    messages: list[CheckMessage] = []
+    for index, entry in enumerate(entries):
+        where = f"DBTUNING['ALLOW_N_PLUS_ONE'][{index}]"
+        if not isinstance(entry, Mapping) or not entry:
+            messages.append(
+                Error(
+                    f"{where} is {entry!r}; expected a non-empty dict.",
+                    hint=f"Use keys among {', '.join(_ALLOW_KEYS)}, e.g. "
+                    '{"model": "shop.Order", "field": "customer"}.',
+                    id="dbtuning.E031",
+                )
+            )
+            continue
+        for key, value in entry.items():
+            if key not in _ALLOW_KEYS:
+                close = difflib.get_close_matches(str(key), _ALLOW_KEYS, n=1)
+                messages.append(
+                    Error(
+                        f"{where} has an unknown key {key!r}.",
+                        hint=f"Did you mean {close[0]!r}?"
+                        if close
+                        else f"Known keys: {', '.join(_ALLOW_KEYS)}.",
+                        id="dbtuning.E032",
+                    )
+                )
+            elif not isinstance(value, str) or not value:
+                messages.append(
+                    Error(
+                        f"{where}[{key!r}] is {value!r}; expected a non-empty string "
+                        "(glob patterns allowed).",
+                        hint="For example 'shop.Order', 'customer', 'shop/views.py:*'.",
+                        id="dbtuning.E033",
+                    )
+                )
+        messages.extend(_check_allowed_model(entry, where))
+    return messages
+
+
+def _is_glob(value: str) -> bool:
+    return any(char in value for char in "*?[")
+
+
+def _check_allowed_model(entry: Mapping[str, Any], where: str) -> list[CheckMessage]:
+    from django.apps import apps
+
+    model_name, field_name = entry.get("model"), entry.get("field")
+    if not isinstance(model_name, str) or not model_name or _is_glob(model_name):
+        return []
+    try:
+        model = apps.get_model(model_name)
+    except (LookupError, ValueError):
+        return [
+            Error(
+                f"{where}['model'] is {model_name!r}, which is not an installed model.",
+                hint="Use 'app_label.ModelName', as in INSTALLED_APPS' models.",
+                id="dbtuning.E034",
+            )
+        ]
+    if not isinstance(field_name, str) or not field_name or _is_glob(field_name):
+        return []
+    names = set()
+    for model_field in model._meta.get_fields():
+        names.add(model_field.name)
+        accessor = getattr(model_field, "get_accessor_name", None)
+        if accessor is not None:
+            names.add(accessor())
+    if field_name not in names:
+        close = difflib.get_close_matches(field_name, sorted(n for n in names if n), n=1)
+        return [
+            Error(
+                f"{where}['field'] is {field_name!r}, which {model_name} does not have.",
+                hint=f"Did you mean {close[0]!r}?"
+                if close
+                else f"{model_name} has: {', '.join(sorted(n for n in names if n))}.",
+                id="dbtuning.E035",
+            )
+        ]
+    return []
+
+
+# -- COPY (dbtuning.E040-E049 / W040-W049) -------------------------------------------
+
+
+def check_copy_manager(manager: Any, **kwargs: Any) -> list[CheckMessage]:
+    """Run by Django's model checks for every ``CopyManager``: refusals found early."""
+    model = manager.model
+    if model is None or model._meta.abstract:
+        return []
+    messages: list[CheckMessage] = []
+    concrete = model._meta.concrete_model
+    parents = [p for p in concrete._meta.get_parent_list() if p is not concrete]
+    if parents:
+        messages.append(
+            Error(
+                f"{model._meta.label} uses CopyManager, but it inherits from "
+                f"{parents[0]._meta.label} through multi-table inheritance, which "
+                "copy_from() refuses (one row spans several tables).",
+                hint="Give the CopyManager to the parent model, or load with "
+                "bulk_create().",
+                obj=model,
+                id="dbtuning.E040",
+            )
+        )
+    databases = kwargs.get("databases") or []
+    from django.db import connections
+
+    for alias in databases:
+        connection = connections[alias]
+        if connection.vendor == "postgresql" and (
+            getattr(connection.Database, "__name__", "") == "psycopg2"
+        ):
+            messages.append(
+                Error(
+                    f"{model._meta.label} uses CopyManager, but database {alias!r} runs "
+                    "on psycopg2; COPY needs psycopg 3.",
+                    hint="pip install 'psycopg[binary]' (Django prefers it over "
+                    "psycopg2).",
+                    obj=model,
+                    id="dbtuning.E041",
+                )
+            )
     return messages

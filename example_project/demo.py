@@ -45,17 +45,31 @@ def main() -> None:
         f"{redact_url(url)} ({time.perf_counter() - started:.1f}s)"
     )
 
+    import psycopg
+
+    # Directly, not through the pool: a pool retries for its whole timeout and then
+    # reports "couldn't get a connection" instead of the cause.
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    libpq = {k: v for k, v in db["OPTIONS"].items() if k in ("sslmode", "options", "service")}
+    try:
+        psycopg.connect(
+            host=db["HOST"],
+            port=db["PORT"] or None,
+            user=db["USER"],
+            password=db["PASSWORD"],
+            dbname=db["NAME"],
+            connect_timeout=5,
+            **libpq,
+        ).close()
+    except psycopg.Error as exc:
+        fail(f"cannot reach PostgreSQL at {redact_url(url)}: {str(exc).strip().splitlines()[0]}")
+
     import django
-    from django.db import OperationalError, connection
+    from django.db import connection
 
     django.setup()
-    try:
-        connection.ensure_connection()
-    except OperationalError as exc:
-        fail(
-            f"cannot reach PostgreSQL at {redact_url(url)}: {str(exc).strip().splitlines()[0]}"
-        )
-    from django.conf import settings
 
     pool = settings.DATABASES["default"]["OPTIONS"].get("pool")
     print(

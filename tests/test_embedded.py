@@ -16,7 +16,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(args, env_overrides, timeout=120):
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    # pytest-django exports DJANGO_SETTINGS_MODULE; the example project must use its own.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE")
+    }
     env.update(env_overrides)
     return subprocess.run(
         args, capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT

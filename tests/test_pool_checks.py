@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import django
 import pytest
@@ -11,6 +15,7 @@ from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
 from django_dbtuning.checks import check_databases
+from django_dbtuning.embedded import EmbeddedPostgres
 from django_dbtuning.pool import database
 
 URL = "postgres://app:s3cret@db.example.com:5432/shop"
@@ -22,7 +27,9 @@ BASE = {
     "HOST": "db.example.com",
     "PORT": "5432",
 }
-needs_pool = pytest.mark.skipif(django.VERSION < (5, 1), reason="native pool needs Django 5.1+")
+needs_pool = pytest.mark.skipif(
+    django.VERSION < (5, 1), reason="native pool needs Django 5.1+"
+)
 
 
 def messages_for(entry, **dbtuning):
@@ -70,7 +77,9 @@ def test_pool_pitfalls(entry, expected):
 @needs_pool
 def test_pool_check_messages_name_the_alias_key_and_fix():
     (message,) = messages_for(pooled({**GOOD_POOL, "max_lifetme": 60}))
-    assert message.msg.startswith("DATABASES['default']['OPTIONS']['pool'] has 'max_lifetme'")
+    assert message.msg.startswith(
+        "DATABASES['default']['OPTIONS']['pool'] has 'max_lifetme'"
+    )
     assert message.hint == "Did you mean 'max_lifetime'?"
     (message,) = messages_for(pooled(GOOD_POOL, CONN_MAX_AGE=60))
     assert "max_lifetime" in message.hint
@@ -133,18 +142,32 @@ def test_options_pitfalls(options, expected):
     [
         ({**BASE, "PORT": "6432", "CONN_MAX_AGE": 600}, ["dbtuning.E018"]),
         (
-            {**BASE, "PORT": "6432", "CONN_MAX_AGE": 600, "DISABLE_SERVER_SIDE_CURSORS": True,
-             "OPTIONS": {"prepare_threshold": 5}},
+            {
+                **BASE,
+                "PORT": "6432",
+                "CONN_MAX_AGE": 600,
+                "DISABLE_SERVER_SIDE_CURSORS": True,
+                "OPTIONS": {"prepare_threshold": 5},
+            },
             ["dbtuning.W017"],
         ),
         (
-            {**BASE, "PORT": "6432", "CONN_MAX_AGE": 600, "DISABLE_SERVER_SIDE_CURSORS": True,
-             "OPTIONS": {"options": "-c statement_timeout=5s"}},
+            {
+                **BASE,
+                "PORT": "6432",
+                "CONN_MAX_AGE": 600,
+                "DISABLE_SERVER_SIDE_CURSORS": True,
+                "OPTIONS": {"options": "-c statement_timeout=5s"},
+            },
             ["dbtuning.W018"],
         ),
         (
-            {**BASE, "CONN_MAX_AGE": 600, "DISABLE_SERVER_SIDE_CURSORS": True,
-             "DBTUNING": {"pgbouncer": True}},
+            {
+                **BASE,
+                "CONN_MAX_AGE": 600,
+                "DISABLE_SERVER_SIDE_CURSORS": True,
+                "DBTUNING": {"pgbouncer": True},
+            },
             [],
         ),
     ],
@@ -155,10 +178,15 @@ def test_pgbouncer_pitfalls(entry, expected):
 
 @needs_pool
 def test_a_pool_too_big_for_the_server_warns_with_the_arithmetic():
-    entry = database(URL, instances=4, processes=4, server_max_connections=100, max_size=10)
+    entry = database(
+        URL, instances=4, processes=4, server_max_connections=100, max_size=10
+    )
     (message,) = messages_for(entry)
     assert message.id == "dbtuning.W016"
-    assert "10 x 16 processes = 160 connections, over the server budget of 77" in message.msg
+    assert (
+        "10 x 16 processes = 160 connections, over the server budget of 77"
+        in message.msg
+    )
     assert "Lower max_size to 4" in message.hint
 
 
@@ -168,13 +196,75 @@ def test_third_party_pool_backend_with_a_native_pool():
 
 
 def test_other_engines_are_left_alone():
-    assert ids({"ENGINE": "django.db.backends.mysql", "NAME": "x", "OPTIONS": {"pool": "true"}}) == []
+    assert (
+        ids(
+            {
+                "ENGINE": "django.db.backends.mysql",
+                "NAME": "x",
+                "OPTIONS": {"pool": "true"},
+            }
+        )
+        == []
+    )
 
 
 @needs_pool
 def test_the_pool_checks_are_registered_and_fail_manage_py_check():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Overriding setting DATABASES")
-        with override_settings(DATABASES={"default": pooled(GOOD_POOL, CONN_MAX_AGE=60)}):
-            with pytest.raises(SystemCheckError, match=r"dbtuning\.E011"):
-                call_command("check")
+        with override_settings(
+            DATABASES={"default": pooled(GOOD_POOL, CONN_MAX_AGE=60)}
+        ), pytest.raises(SystemCheckError, match=r"dbtuning\.E011"):
+            call_command("check")
+
+
+# -- live checks: manage.py check --database ALIAS --------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def small_server():
+    with EmbeddedPostgres(settings={"max_connections": "20"}) as server:
+        yield server
+
+
+def without_settings_module():
+    # pytest-django exports DJANGO_SETTINGS_MODULE; the example project must use its own.
+    return {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+
+
+def manage_check(url, **env):
+    return subprocess.run(
+        [sys.executable, "example_project/manage.py", "check", "--database", "default"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**without_settings_module(), "DATABASE_URL": url, **env},
+    )
+
+
+@needs_pool
+def test_live_check_compares_the_pool_plan_with_the_servers_real_limit(small_server):
+    # The example declares server_max_connections=100; this server has 20.
+    result = manage_check(small_server.url, WEB_CONCURRENCY="8")
+    assert "dbtuning.W020" in result.stderr
+    assert (
+        "4 (pool max_size) x 8 processes = 32 connections, but the server allows 17 "
+        "(20 max_connections - 3 reserved)" in result.stderr
+    )
+    assert "server_max_connections=20" in result.stderr
+
+
+def test_live_check_is_quiet_when_the_plan_fits(small_server):
+    result = manage_check(small_server.url, WEB_CONCURRENCY="1")
+    assert result.returncode == 0, result.stderr
+    assert "dbtuning.W02" not in result.stderr
+
+
+def test_live_check_reports_an_unreachable_server_without_the_password():
+    result = manage_check("postgres://app:hunter2@127.0.0.1:1/shop")
+    assert "dbtuning.W021" in result.stderr
+    assert "cannot read the server's connection limits" in result.stderr
+    assert "hunter2" not in result.stderr + result.stdout
