@@ -481,8 +481,10 @@ def database(
             ``pgbouncer``. Keyword arguments given explicitly win over the URL.
         env: environment variable read when ``url`` is None.
 
-    The other arguments are described in the README's "Pool and connection settings"
-    section; the sizing ones are those of :func:`pool_size`.
+    The sizing arguments are those of :func:`pool_size`. ``role="replica"`` or
+    ``role="bulkhead"`` (with ``primary``, the primary's alias) marks the entry for
+    :class:`django_dbtuning.routers.PrimaryReplicaRouter` and mirrors the primary in tests.
+    The README's "Pool and connection settings" section describes every argument.
 
     Raises:
         InvalidDatabaseURL: the URL is missing or malformed (the message never shows the

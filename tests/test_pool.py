@@ -14,7 +14,9 @@ from django_dbtuning.checks import check_databases
 from django_dbtuning.pool import DJANGO_HAS_POOL, database, pool_size, redact_url
 
 URL = "postgres://app:s3cret@db.example.com:5432/shop"
-needs_pool = pytest.mark.skipif(not DJANGO_HAS_POOL, reason="native pool needs Django 5.1+")
+needs_pool = pytest.mark.skipif(
+    not DJANGO_HAS_POOL, reason="native pool needs Django 5.1+"
+)
 needs_no_pool = pytest.mark.skipif(DJANGO_HAS_POOL, reason="Django 4.2 fallback only")
 
 
@@ -24,7 +26,11 @@ needs_no_pool = pytest.mark.skipif(DJANGO_HAS_POOL, reason="Django 4.2 fallback 
 def test_a_url_becomes_a_complete_entry():
     entry = database(URL)
     assert entry["ENGINE"] == "django.db.backends.postgresql"
-    assert (entry["NAME"], entry["USER"], entry["PASSWORD"]) == ("shop", "app", "s3cret")
+    assert (entry["NAME"], entry["USER"], entry["PASSWORD"]) == (
+        "shop",
+        "app",
+        "s3cret",
+    )
     assert (entry["HOST"], entry["PORT"]) == ("db.example.com", "5432")
     assert entry["CONN_HEALTH_CHECKS"] is True
     assert entry["OPTIONS"]["connect_timeout"] == 5
@@ -47,7 +53,11 @@ def test_hosts_sockets_and_ports(url, host, port):
 
 def test_percent_encoded_credentials_and_names_are_decoded():
     entry = database("postgres://m%40x:p%2Fw%3Ad@h/my%20db")
-    assert (entry["USER"], entry["PASSWORD"], entry["NAME"]) == ("m@x", "p/w:d", "my db")
+    assert (entry["USER"], entry["PASSWORD"], entry["NAME"]) == (
+        "m@x",
+        "p/w:d",
+        "my db",
+    )
 
 
 def test_libpq_keywords_in_the_query_go_to_options():
@@ -64,12 +74,21 @@ def test_url_from_the_environment(monkeypatch):
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("mysql://u:s3cret@h/db", "must start with postgres:// or postgresql://, not mysql://"),
+        (
+            "mysql://u:s3cret@h/db",
+            "must start with postgres:// or postgresql://, not mysql://",
+        ),
         ("db.example.com/shop", "must start with postgres://"),
-        ("postgres://u:s3cret@h:99999/db", "cannot parse database URL postgres://u:***@h:99999/db"),
+        (
+            "postgres://u:s3cret@h:99999/db",
+            "cannot parse database URL postgres://u:***@h:99999/db",
+        ),
         ("postgres://u:s3cret@h/", "names no database"),
         ("postgres://u:s3cret@h/db?sslmod=require", "unknown parameter 'sslmod'"),
-        ("postgres://u:s3cret@h/db?conn_max_age=forever", "conn_max_age='forever' is not an integer"),
+        (
+            "postgres://u:s3cret@h/db?conn_max_age=forever",
+            "conn_max_age='forever' is not an integer",
+        ),
         ("postgres://u:s3cret@h/db?pool=maybe", "pool='maybe' is not a boolean"),
         ("postgres://u:s3cret@h/db?password=x", "put password in the URL itself"),
     ],
@@ -84,7 +103,9 @@ def test_bad_urls_name_the_problem_and_never_the_password(url, message):
 
 def test_a_missing_environment_variable_says_what_to_export(monkeypatch):
     monkeypatch.delenv("DATABASE_URL", raising=False)
-    with pytest.raises(InvalidDatabaseURL, match="DATABASE_URL is not set: export DATABASE_URL="):
+    with pytest.raises(
+        InvalidDatabaseURL, match="DATABASE_URL is not set: export DATABASE_URL="
+    ):
         database()
 
 
@@ -105,7 +126,14 @@ def test_redact_url():
 def test_pool_is_on_by_default_with_explicit_values_and_conn_max_age_zero():
     entry = database(URL, processes=4, threads=4)
     pool = entry["OPTIONS"]["pool"]
-    assert set(pool) == {"min_size", "max_size", "timeout", "max_idle", "max_lifetime", "max_waiting"}
+    assert set(pool) == {
+        "min_size",
+        "max_size",
+        "timeout",
+        "max_idle",
+        "max_lifetime",
+        "max_waiting",
+    }
     assert pool["max_size"] == 4
     assert pool["min_size"] == 2
     assert pool["timeout"] == 10.0
@@ -122,7 +150,9 @@ def test_django_42_falls_back_to_persistent_connections_with_health_checks():
 
 @needs_no_pool
 def test_asking_for_a_pool_on_django_42_is_refused_clearly():
-    with pytest.raises(ValueError, match=r"pool=True needs Django 5.1 or newer \(this is 4\.2"):
+    with pytest.raises(
+        ValueError, match=r"pool=True needs Django 5.1 or newer \(this is 4\.2"
+    ):
         database(URL, pool=True)
 
 
@@ -135,7 +165,9 @@ def test_pool_false_gives_persistent_connections():
 
 @needs_pool
 def test_url_parameters_set_the_pool_and_explicit_arguments_win():
-    entry = database(URL + "?pool_max_size=8&pool_min_size=1&pool_timeout=3", max_size=6)
+    entry = database(
+        URL + "?pool_max_size=8&pool_min_size=1&pool_timeout=3", max_size=6
+    )
     pool = entry["OPTIONS"]["pool"]
     assert (pool["min_size"], pool["max_size"], pool["timeout"]) == (1, 6, 3.0)
 
@@ -150,13 +182,21 @@ def test_url_can_turn_the_pool_off_and_set_conn_max_age():
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"min_size": 5, "max_size": 2}, ValueError, "min_size (5) must not exceed max_size (2)"),
+        (
+            {"min_size": 5, "max_size": 2},
+            ValueError,
+            "min_size (5) must not exceed max_size (2)",
+        ),
         ({"max_size": 0}, ValueError, "max_size must be >= 1, got 0"),
         ({"max_size": "10"}, TypeError, "max_size must be an int, not str"),
         ({"timeout": 0}, ValueError, "timeout must be > 0"),
         ({"timeout": "10"}, TypeError, "timeout must be a number, not str"),
         ({"max_waiting": -1}, ValueError, "max_waiting must be >= 0"),
-        ({"role": "leader"}, ValueError, "role must be one of primary, replica, bulkhead"),
+        (
+            {"role": "leader"},
+            ValueError,
+            "role must be one of primary, replica, bulkhead",
+        ),
     ],
 )
 def test_bad_pool_arguments_are_refused_with_the_argument_named(kwargs, error, message):
@@ -170,8 +210,15 @@ def test_bad_pool_arguments_are_refused_with_the_argument_named(kwargs, error, m
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("5s", "5000ms"), ("250ms", "250ms"), (1500, "1500ms"), (2.5, "2500ms"),
-     (timedelta(minutes=1), "60000ms"), ("2min", "120000ms"), ("1 h", "3600000ms")],
+    [
+        ("5s", "5000ms"),
+        ("250ms", "250ms"),
+        (1500, "1500ms"),
+        (2.5, "2500ms"),
+        (timedelta(minutes=1), "60000ms"),
+        ("2min", "120000ms"),
+        ("1 h", "3600000ms"),
+    ],
 )
 def test_timeouts_become_libpq_options_in_milliseconds(value, expected):
     entry = database(URL, statement_timeout=value)
@@ -193,7 +240,13 @@ def test_all_three_timeouts_and_existing_options_are_merged():
 
 @pytest.mark.parametrize(
     ("value", "error"),
-    [("5 seconds", ValueError), ("-5s", ValueError), (True, TypeError), ([5], TypeError), (-1, ValueError)],
+    [
+        ("5 seconds", ValueError),
+        ("-5s", ValueError),
+        (True, TypeError),
+        ([5], TypeError),
+        (-1, ValueError),
+    ],
 )
 def test_bad_timeouts_are_refused(value, error):
     with pytest.raises(error, match="statement_timeout"):
@@ -270,24 +323,37 @@ def test_littles_law_sizes_for_throughput_with_a_burst_factor():
     assert sizing.demand == 10
     assert sizing.max_size == 10
     assert sizing.min_size == 5
-    assert "Little's law: 400 req/s x 0.05 s / 4 processes = 5.00 busy" in sizing.rationale
+    assert (
+        "Little's law: 400 req/s x 0.05 s / 4 processes = 5.00 busy" in sizing.rationale
+    )
 
 
 def test_demand_over_budget_warns():
-    sizing = pool_size(server_max_connections=20, processes=4, throughput=1000, hold_time=0.1)
+    sizing = pool_size(
+        server_max_connections=20, processes=4, throughput=1000, hold_time=0.1
+    )
     assert sizing.max_size == sizing.per_process_budget == 3
     assert "exceeds the budget" in sizing.warnings[0]
 
 
 def test_reserved_and_other_clients_come_off_the_top():
-    sizing = pool_size(server_max_connections=100, reserved_connections=10, other_clients=20, headroom=1)
+    sizing = pool_size(
+        server_max_connections=100,
+        reserved_connections=10,
+        other_clients=20,
+        headroom=1,
+    )
     assert sizing.server_budget == 70
 
 
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"server_max_connections": 10, "instances": 20}, ValueError, "20 processes x aliases cannot share 5 connections"),
+        (
+            {"server_max_connections": 10, "instances": 20},
+            ValueError,
+            "20 processes x aliases cannot share 5 connections",
+        ),
         ({"headroom": 1.5}, ValueError, "headroom is a share"),
         ({"headroom": 0}, ValueError, "headroom must be > 0"),
         ({"processes": 0}, ValueError, "processes must be >= 1"),
