@@ -18,6 +18,27 @@ from django_dbtuning.exceptions import (
     NPlusOneWarning,
     QueryBudgetExceeded,
 )
+from django_dbtuning.pool import PoolSizing, database, pool_size
+
+_LAZY = {
+    "allow_n_plus_one": "django_dbtuning.tracking",
+    "query_budget": "django_dbtuning.tracking",
+    "track_queries": "django_dbtuning.tracking",
+}
+
+
+def __getattr__(name: str) -> object:
+    # The query-tracking API imports django.db; load it on first use so that this
+    # package stays importable from settings.py.
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'django_dbtuning' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 try:
     __version__ = version("django-dbtuning")
@@ -33,6 +54,12 @@ __all__ = [
     "InvalidDatabaseURL",
     "NPlusOneError",
     "NPlusOneWarning",
+    "PoolSizing",
     "QueryBudgetExceeded",
     "__version__",
+    "allow_n_plus_one",
+    "database",
+    "pool_size",
+    "query_budget",
+    "track_queries",
 ]

@@ -11,3 +11,14 @@ class DbTuningConfig(AppConfig):
     def ready(self) -> None:
         # Importing registers the system checks through @register.
         from django_dbtuning import checks  # noqa: F401
+        from django_dbtuning.tracking import install
+
+        # The recorder is a no-op outside a unit of work; installing it now means every
+        # connection, in every thread, has it before the first tracked query.
+        install()
+
+        from django_dbtuning.report.live import register_collectors
+
+        # dbreport's live metrics on prometheus_client's default registry (served by
+        # django-prometheus's /metrics); registering runs no query.
+        register_collectors()

@@ -2,7 +2,7 @@
 
 Ids are stable and never reused; the README lists each one. Ranges: E001-E009/W001-W009
 for the ``DBTUNING`` dict itself, E010-E029/W010-W029 for ``DATABASES`` and the pool,
-E030-E039/W030-W039 for query tracking.
+E030-E039/W030-W039 for query tracking, E050-E059/W050-W059 for dbreport.
 """
 
 from __future__ import annotations
@@ -618,7 +618,9 @@ def check_query_tracking(**kwargs: Any) -> list[CheckMessage]:
     """The middleware's presence and position; the allow-list and ignored aliases."""
     messages: list[CheckMessage] = []
     middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
-    positions = [i for i, path in enumerate(middleware) if path == QUERY_COUNT_MIDDLEWARE]
+    positions = [
+        i for i, path in enumerate(middleware) if path == QUERY_COUNT_MIDDLEWARE
+    ]
     if not positions and settings.DEBUG:
         messages.append(
             Warning(
@@ -742,7 +744,9 @@ def _check_allowed_model(entry: Mapping[str, Any], where: str) -> list[CheckMess
         if accessor is not None:
             names.add(accessor())
     if field_name not in names:
-        close = difflib.get_close_matches(field_name, sorted(n for n in names if n), n=1)
+        close = difflib.get_close_matches(
+            field_name, sorted(n for n in names if n), n=1
+        )
         return [
             Error(
                 f"{where}['field'] is {field_name!r}, which {model_name} does not have.",
@@ -794,6 +798,86 @@ def check_copy_manager(manager: Any, **kwargs: Any) -> list[CheckMessage]:
                     "psycopg2).",
                     obj=model,
                     id="dbtuning.E041",
+                )
+            )
+    return messages
+
+
+_REPORT_DURATION = r"^\s*\d+(\.\d+)?\s*(us|ms|s|min|h|d)?\s*$"
+
+
+@register()
+def check_dbreport_settings(**kwargs: Any) -> list[CheckMessage]:
+    """dbreport's settings: thresholds, timeouts, and what the live metrics report on."""
+    import re
+
+    from django.db import connections
+
+    from django_dbtuning.report.findings import DEFAULT_THRESHOLDS, SECTIONS
+
+    messages: list[CheckMessage] = []
+    thresholds = conf.REPORT_THRESHOLDS
+    for key in sorted(thresholds, key=str):
+        value = thresholds[key]
+        if key not in DEFAULT_THRESHOLDS:
+            close = difflib.get_close_matches(str(key), DEFAULT_THRESHOLDS, n=1)
+            messages.append(
+                Warning(
+                    f"DBTUNING['REPORT_THRESHOLDS'][{key!r}] is not a dbreport threshold "
+                    "and is ignored.",
+                    hint=f"Did you mean {close[0]!r}?"
+                    if close
+                    else "See the README's dbreport section for the thresholds.",
+                    id="dbtuning.W050",
+                )
+            )
+        elif isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            messages.append(
+                Error(
+                    f"DBTUNING['REPORT_THRESHOLDS'][{key!r}] is {value!r}; expected a "
+                    "number >= 0.",
+                    hint=f"The default is {DEFAULT_THRESHOLDS[key]!r}.",
+                    id="dbtuning.E050",
+                )
+            )
+    for name in ("REPORT_STATEMENT_TIMEOUT", "REPORT_LOCK_TIMEOUT"):
+        value = conf.get(name)
+        if isinstance(value, str) and not re.match(_REPORT_DURATION, value):
+            messages.append(
+                Error(
+                    f"DBTUNING[{name!r}] is {value!r}, which PostgreSQL cannot parse as "
+                    "a duration.",
+                    hint="Use '500ms', '5s', '1min' or an int of milliseconds.",
+                    id="dbtuning.E051",
+                )
+            )
+    unknown = [s for s in conf.REPORT_METRICS_SECTIONS if s not in SECTIONS]
+    if unknown:
+        messages.append(
+            Error(
+                f"DBTUNING['REPORT_METRICS_SECTIONS'] has unknown section(s) "
+                f"{', '.join(map(repr, unknown))}.",
+                hint=f"Choose from {', '.join(SECTIONS)}.",
+                id="dbtuning.E052",
+            )
+        )
+    for alias in conf.REPORT_METRICS_ALIASES or ():
+        if alias not in connections.settings:
+            messages.append(
+                Error(
+                    f"DBTUNING['REPORT_METRICS_ALIASES'] names {alias!r}, which is not "
+                    "in DATABASES.",
+                    hint=f"DATABASES has {', '.join(map(repr, connections.settings))}.",
+                    id="dbtuning.E053",
+                )
+            )
+        elif connections[alias].vendor != "postgresql":
+            messages.append(
+                Error(
+                    f"DBTUNING['REPORT_METRICS_ALIASES'] names {alias!r}, which is not "
+                    "PostgreSQL.",
+                    hint="dbreport reads PostgreSQL's statistics only.",
+                    id="dbtuning.E053",
                 )
             )
     return messages

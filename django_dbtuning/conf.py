@@ -148,6 +148,40 @@ SETTINGS: dict[str, Setting] = {
             (str, int),
             "lock_timeout for each dbreport query.",
         ),
+        Setting(
+            "REPORT_THRESHOLDS",
+            {},
+            (dict,),
+            "Overrides of dbreport's finding thresholds, by name (see the README).",
+        ),
+        Setting(
+            "REPORT_METRICS_TTL",
+            60,
+            (int, float),
+            "Seconds the live metrics cache the server-side report between scrapes; "
+            "0 serves only this process' pool gauges (no queries at scrape time).",
+            minimum=0,
+        ),
+        Setting(
+            "REPORT_METRICS_SECTIONS",
+            ("pool", "connections", "indexes", "tables", "statements"),
+            (list, tuple),
+            "dbreport sections the live metrics collect.",
+        ),
+        Setting(
+            "REPORT_METRICS_ALIASES",
+            None,
+            (list, tuple),
+            "Aliases the live metrics report on; None for every PostgreSQL alias.",
+            nullable=True,
+        ),
+        Setting(
+            "REPORT_PER_INDEX_METRICS",
+            False,
+            (bool,),
+            "Export one series per index (scans, size) in the metrics; off by default "
+            "for cardinality.",
+        ),
     ]
 }
 
@@ -254,6 +288,26 @@ class Settings:
     @property
     def REPORT_LOCK_TIMEOUT(self) -> str | int:
         return cast("str | int", self.get("REPORT_LOCK_TIMEOUT"))
+
+    @property
+    def REPORT_THRESHOLDS(self) -> Mapping[str, Any]:
+        return cast("Mapping[str, Any]", self.get("REPORT_THRESHOLDS"))
+
+    @property
+    def REPORT_METRICS_TTL(self) -> float:
+        return float(self.get("REPORT_METRICS_TTL"))
+
+    @property
+    def REPORT_METRICS_SECTIONS(self) -> Sequence[str]:
+        return cast("Sequence[str]", self.get("REPORT_METRICS_SECTIONS"))
+
+    @property
+    def REPORT_METRICS_ALIASES(self) -> Sequence[str] | None:
+        return cast("Sequence[str] | None", self.get("REPORT_METRICS_ALIASES"))
+
+    @property
+    def REPORT_PER_INDEX_METRICS(self) -> bool:
+        return cast(bool, self.get("REPORT_PER_INDEX_METRICS"))
 
 
 conf = Settings()

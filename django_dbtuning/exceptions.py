@@ -72,11 +72,17 @@ class CopyError(DbTuningError):
         row: int | None = None,
         column: str | None = None,
         pg_message: str | None = None,
+        sqlstate: str | None = None,
+        detail: str | None = None,
+        constraint: str | None = None,
     ) -> None:
         super().__init__(message)
         self.row = row
         self.column = column
         self.pg_message = pg_message
+        self.sqlstate = sqlstate
+        self.detail = detail
+        self.constraint = constraint
 
 
 class CopyDataError(CopyError, DataError):

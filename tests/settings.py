@@ -43,6 +43,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django_dbtuning",
     "tests.testapp",
+    "tests.reportapp",
+    "tests.copyapp",
 ]
 
 MIDDLEWARE = [

@@ -7,10 +7,14 @@ from decimal import Decimal
 
 from django.db import models
 
+from django_dbtuning.copy import CopyManager
+
 
 class Organisation(models.Model):
     name = models.CharField(max_length=200)
     created = models.DateTimeField(auto_now_add=True)
+
+    objects = CopyManager()
 
     def __str__(self) -> str:
         return self.name
@@ -24,12 +28,16 @@ class Customer(models.Model):
     email = models.EmailField(unique=True)
     created = models.DateTimeField(auto_now_add=True)
 
+    objects = CopyManager()
+
     def __str__(self) -> str:
         return self.name
 
 
 class Tag(models.Model):
     name = models.CharField(max_length=50, unique=True)
+
+    objects = CopyManager()
 
     def __str__(self) -> str:
         return self.name
@@ -41,6 +49,8 @@ class Product(models.Model):
     price = models.DecimalField(max_digits=10, decimal_places=2)
     tags = models.ManyToManyField(Tag, related_name="products", blank=True)
     attributes = models.JSONField(default=dict, blank=True)
+
+    objects = CopyManager()
 
     def __str__(self) -> str:
         return self.name
@@ -61,6 +71,8 @@ class Order(models.Model):
     created = models.DateTimeField(auto_now_add=True, db_index=True)
     updated = models.DateTimeField(auto_now=True)
 
+    objects = CopyManager()
+
     class Meta:
         ordering = ["-created", "-id"]
 
@@ -78,6 +90,8 @@ class OrderItem(models.Model):
     )
     quantity = models.PositiveIntegerField(default=1)
     unit_price = models.DecimalField(max_digits=10, decimal_places=2)
+
+    objects = CopyManager()
 
     def line_total(self) -> Decimal:
         return self.unit_price * self.quantity

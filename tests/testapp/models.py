@@ -34,6 +34,10 @@ class Book(models.Model):
     pages = models.IntegerField(default=100)
     comments = GenericRelation("Comment")
 
+    @property
+    def author_name(self) -> str:
+        return self.author.name
+
 
 class Comment(models.Model):
     content_type = models.ForeignKey(ContentType, on_delete=models.CASCADE)

@@ -1,0 +1,241 @@
+"""Per-query overhead of N+1 detection: dbtuning's middleware vs none, zeal and the toolbar.
+
+Standalone: ``.venv/bin/python bench/bench_nplusone.py`` (embedded PostgreSQL unless
+DATABASE_URL). One process, one database; every variant runs the same 200-query N+1 view
+(``for book in books: book.author.name``) through its own instrumentation, in alternating
+rounds, and the table reports medians. The overhead per query is (variant - baseline) / 200.
+
+* baseline: the view alone (dbtuning's recorder removed from the connection);
+* dbtuning: ``QueryCountMiddleware`` around the view (detection, attribution, headers; the
+  finding is computed but ``ON_N_PLUS_ONE="ignore"`` keeps the log quiet);
+* django-zeal: ``zeal_context()`` around the view (``ZEAL_RAISE=False``, warnings ignored);
+* debug toolbar: the SQL panel's instrumentation plus its ``generate_stats`` grouping.
+
+zeal patches the ORM at start-up, so every variant (the baseline too) carries its dormant
+hooks; they cost one ContextVar read per relation access.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+QUERIES = 200
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "40"))
+DB_NAME = "dbtuning_bench_nplusone"
+
+
+def configure() -> None:
+    import psycopg
+    from django.conf import settings
+
+    from django_dbtuning.embedded import database_url
+    from django_dbtuning.pool import database
+
+    entry = database(database_url(), pool=False, conn_max_age=600)
+    admin = psycopg.connect(
+        host=entry["HOST"],
+        port=entry["PORT"] or None,
+        user=entry["USER"],
+        password=entry["PASSWORD"],
+        dbname="postgres",
+        autocommit=True,
+    )
+    admin.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+    admin.execute(f'CREATE DATABASE "{DB_NAME}"')
+    admin.close()
+    entry["NAME"] = DB_NAME
+    settings.configure(
+        DEBUG=False,
+        SECRET_KEY="bench",
+        USE_TZ=True,
+        ALLOWED_HOSTS=["*"],
+        DATABASES={"default": entry},
+        INSTALLED_APPS=[
+            "django.contrib.auth",
+            "django.contrib.contenttypes",
+            "django.contrib.staticfiles",
+            "debug_toolbar",
+            "zeal",
+            "django_dbtuning",
+            "tests.testapp",
+        ],
+        ROOT_URLCONF="tests.urls",
+        STATIC_URL="/static/",
+        DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
+        TEMPLATES=[
+            {
+                "BACKEND": "django.template.backends.django.DjangoTemplates",
+                "APP_DIRS": True,
+            }
+        ],
+        DBTUNING={"ON_N_PLUS_ONE": "ignore", "ON_DUPLICATE": "ignore", "METRICS": False},
+        ZEAL_RAISE=False,
+        DEBUG_TOOLBAR_CONFIG={"SHOW_TOOLBAR_CALLBACK": lambda request: True},
+        LOGGING_CONFIG=None,
+    )
+    import django
+
+    django.setup()
+
+
+def seed() -> None:
+    from django.core.management import call_command
+
+    from tests.testapp.models import Author, Book, Publisher
+
+    call_command("migrate", verbosity=0)
+    publisher = Publisher.objects.create(name="P")
+    authors = Author.objects.bulk_create(
+        [Author(name=f"Author {i}", publisher=publisher) for i in range(QUERIES)]
+    )
+    Book.objects.bulk_create(
+        [Book(title=f"Book {i}", author=a) for i, a in enumerate(authors[: QUERIES - 1])]
+    )
+
+
+def view(request: Any) -> Any:
+    from django.http import HttpResponse
+
+    from tests.testapp.models import Book
+
+    names = [book.author.name for book in Book.objects.all()]
+    return HttpResponse(str(len(names)))
+
+
+def variants() -> dict[str, Any]:
+    from debug_toolbar.toolbar import DebugToolbar
+    from django.db import connection
+    from django.test import RequestFactory
+    from zeal import zeal_context
+
+    from django_dbtuning.middleware import QueryCountMiddleware
+    from django_dbtuning.tracking import RECORDER, install
+
+    request = RequestFactory().get("/books/")
+    middleware = QueryCountMiddleware(view)
+
+    def without_recorder() -> None:
+        while RECORDER in connection.execute_wrappers:
+            connection.execute_wrappers.remove(RECORDER)
+
+    def baseline() -> None:
+        without_recorder()
+        view(request)
+
+    def dbtuning() -> None:
+        install()
+        response = middleware(request)
+        assert response["X-DB-Query-Count"] == str(QUERIES)
+        without_recorder()
+
+    def zeal() -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with zeal_context():
+                view(request)
+
+    def toolbar() -> None:
+        toolbar = DebugToolbar(request, view)
+        panel = toolbar.get_panel_by_id("SQLPanel")
+        panel.enable_instrumentation()
+        try:
+            response = view(request)
+        finally:
+            panel.disable_instrumentation()
+        panel.generate_stats(request, response)
+        assert len(panel._queries) == QUERIES
+
+    return {
+        "no instrumentation (baseline)": baseline,
+        "django-dbtuning QueryCountMiddleware": dbtuning,
+        "django-zeal (zeal_context)": zeal,
+        "debug toolbar SQL panel": toolbar,
+    }
+
+
+def recorder_only_cost() -> float:
+    """The recorder's own cost per query with a stub database call (no I/O noise)."""
+    from django_dbtuning.tracking import RECORDER, track_queries
+
+    class Connection:
+        alias = "default"
+
+    context = {"connection": Connection(), "cursor": None}
+    sql = 'SELECT "t"."id" FROM "t" WHERE "t"."id" = %s LIMIT 21'
+
+    def execute(sql: str, params: Any, many: bool, context: Any) -> None:
+        return None
+
+    def loop(n: int) -> None:
+        for i in range(n):
+            RECORDER(execute, sql, (i,), False, context)
+
+    samples = []
+    for _ in range(15):
+        with track_queries():
+            start = time.perf_counter()
+            loop(QUERIES)
+            with_recorder = time.perf_counter() - start
+        start = time.perf_counter()
+        for i in range(QUERIES):
+            execute(sql, (i,), False, context)
+        bare = time.perf_counter() - start
+        samples.append((with_recorder - bare) / QUERIES)
+    return statistics.median(samples)
+
+
+def main() -> None:
+    configure()
+    seed()
+    runs = variants()
+    for function in runs.values():  # warm caches, connections, fingerprints
+        for _ in range(3):
+            function()
+    wall: dict[str, list[float]] = {name: [] for name in runs}
+    cpu: dict[str, list[float]] = {name: [] for name in runs}
+    names = list(runs)
+    for round_number in range(ROUNDS):
+        order = names[round_number % len(names) :] + names[: round_number % len(names)]
+        for name in order:
+            start_cpu, start = time.thread_time(), time.perf_counter()
+            runs[name]()
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.thread_time() - start_cpu)
+    base_wall = statistics.median(wall[names[0]])
+    base_cpu = statistics.median(cpu[names[0]])
+    print(
+        f"{QUERIES}-query N+1 view, {ROUNDS} alternating rounds, medians. Overhead is "
+        "measured on this thread's CPU time (the instrumentation is pure CPU; the wall "
+        "clock also carries the database round trips and other processes' noise).\n"
+    )
+    print(
+        "| variant | wall (ms) | CPU (ms) | overhead per query (µs CPU) | "
+        "CPU vs baseline | wall vs baseline |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for name in names:
+        median_wall = statistics.median(wall[name])
+        median_cpu = statistics.median(cpu[name])
+        per_query = (median_cpu - base_cpu) / QUERIES * 1e6
+        print(
+            f"| {name} | {median_wall * 1000:.2f} | {median_cpu * 1000:.2f} | "
+            f"{'—' if name == names[0] else f'{per_query:+.1f}'} | "
+            f"{median_cpu / base_cpu:.3f}× | {median_wall / base_wall:.3f}× |"
+        )
+    print(
+        f"\nRecorder alone (stub database call, no I/O): "
+        f"{recorder_only_cost() * 1e6:.2f} µs per query inside a tracked unit."
+    )
+
+
+if __name__ == "__main__":
+    main()

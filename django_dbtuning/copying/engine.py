@@ -1,0 +1,802 @@
+"""The COPY engine behind ``copy_from``: batches, binary COPY, staging upserts, ids, errors.
+
+One load runs in ``transaction.atomic(using=alias)`` (a savepoint inside an outer
+transaction), so a bad row anywhere leaves nothing behind and the outer transaction usable.
+Every statement runs on the one connection of the chosen alias; COPY statements go through
+Django's ``execute_wrapper`` chain and ``connection.queries`` like any other query.
+
+Per batch:
+
+* plain insert: ``COPY table (cols) FROM STDIN (FORMAT BINARY)`` straight into the table.
+  With ``return_ids`` the ids are taken from the table's sequence first (``nextval`` over
+  ``generate_series``), which is ordered, concurrency-safe and keeps the single COPY.
+* upsert: ``COPY`` into a temporary staging table created from the target's own column
+  types (so ``varchar(n)`` still refuses an over-long value: no casts anywhere), then
+  ``INSERT ... SELECT DISTINCT ON (keys) ... ORDER BY keys ... ON CONFLICT``: duplicate keys
+  within a batch collapse to the last one, and rows go in key order so concurrent upserts
+  lock in the same order.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+from operator import itemgetter
+from typing import Any, Literal
+
+import psycopg
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connections, models, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.utils import CursorWrapper
+from psycopg.adapt import PyFormat, Transformer
+from psycopg.pq import Format
+
+from django_dbtuning.copying.errors import copy_error, find_row_by_key, row_error
+from django_dbtuning.copying.plan import DB_DEFAULT, Column, ModelPlan, RowProblem
+from django_dbtuning.copying.sources import Batch, Source, open_source
+from django_dbtuning.exceptions import CopyError
+
+__all__ = ["CopyResult", "check_backend", "copy_from"]
+
+logger = logging.getLogger(__name__)
+
+OnConflict = Literal["ignore", "update"]
+Row = Sequence[Any]
+
+
+@dataclass
+class CopyResult:
+    """What a ``copy_from`` did: rows read, rows created and updated, and the ids."""
+
+    rows: int = 0
+    created: int = 0
+    updated: int = 0
+    ids: list[Any] | None = dataclass_field(default=None)
+
+    def __len__(self) -> int:
+        return self.rows
+
+
+def check_backend(connection: BaseDatabaseWrapper) -> None:
+    """Refuse anything but PostgreSQL through psycopg 3, in one actionable sentence."""
+    if connection.vendor != "postgresql":
+        raise ImproperlyConfigured(
+            f"COPY needs PostgreSQL; database {connection.alias!r} uses "
+            f"{connection.vendor}"
+        )
+    driver = getattr(getattr(connection, "Database", None), "__name__", "")
+    if driver != "psycopg":
+        raise ImproperlyConfigured(
+            f"COPY needs psycopg 3; database {connection.alias!r} uses {driver}. "
+            "Install 'psycopg[binary]' (Django prefers it over psycopg2 when both are "
+            "installed)."
+        )
+
+
+def check_model(model: type[models.Model]) -> None:
+    """Refuse models whose rows span several tables, as ``bulk_create`` does."""
+    opts = model._meta
+    if opts.abstract or opts.swapped:
+        raise TypeError(f"cannot COPY into abstract or swapped model {opts.label}")
+    concrete = opts.concrete_model or model
+    parents = [p for p in concrete._meta.get_parent_list() if p is not concrete]
+    if parents:
+        names = ", ".join(p._meta.label for p in parents)
+        raise TypeError(
+            f"cannot COPY into {opts.label}: it inherits from {names} (multi-table "
+            "inheritance stores one row in several tables); load the parent and child "
+            "models separately or use bulk_create on the parent"
+        )
+
+
+# -- statements through Django's wrappers ----------------------------------------------
+
+
+@contextmanager
+def _observed(cursor: CursorWrapper, statement: str) -> Iterator[None]:
+    """Run a COPY as Django runs a query: execute_wrappers, DEBUG logging."""
+    debug = getattr(cursor, "debug_sql", None)
+    if debug is not None:
+        with debug(statement):
+            yield
+    else:
+        yield
+
+
+def _with_wrappers(cursor: CursorWrapper, statement: str, fn: Callable[[], Any]) -> Any:
+    run = getattr(cursor, "_execute_with_wrappers", None)
+    if run is None or not cursor.db.execute_wrappers:
+        return fn()
+
+    def executor(sql: str, params: Any, many: bool, context: Any) -> Any:
+        return fn()
+
+    return run(statement, None, False, executor)
+
+
+# -- the load ------------------------------------------------------------------------
+
+
+class _Load:
+    def __init__(
+        self,
+        model: type[models.Model],
+        connection: BaseDatabaseWrapper,
+        *,
+        on_conflict: OnConflict | None,
+        unique_fields: Sequence[str] | None,
+        update_fields: Sequence[str] | None,
+        return_ids: bool,
+    ) -> None:
+        self.model = model
+        self.connection = connection
+        self.alias = connection.alias
+        self.label = model._meta.label
+        self.on_conflict = on_conflict
+        self.return_ids = return_ids
+        self.plan = ModelPlan(model, connection)
+        self.qn = connection.ops.quote_name
+        self.table = self.qn(self.plan.table)
+        self.unique_names = list(unique_fields or [])
+        self.update_names = None if update_fields is None else list(update_fields)
+        self.result = CopyResult(ids=[] if return_ids else None)
+        self.sequence: str | None = None
+        self.explicit_pk = False
+        self.deferred_fks: list[str] = []
+        self.staging: str | None = None
+        self.binary = True
+        self.columns: list[Column] = []
+        self.short = 0
+
+    # -- setup -------------------------------------------------------------------
+
+    def prepare(self, source: Source) -> None:
+        plan = self.plan
+        columns = source.columns
+        self.columns = columns
+        self.short = source.short
+        self.binary = not source.text and all(
+            c.pg_type is not None and c.known for c in columns
+        )
+        given = len(columns) - len(source.filler_columns) if source.text else 0
+        plan.prepare(columns, binary=self.binary)
+        if source.text:
+            # CSV cells are text the server parses; only Python-made values convert.
+            for column in columns[:given]:
+                column.fast = None
+        source.finish()
+        names = {c.name for c in columns}
+        keys = [plan.column(n) for n in self.unique_names]
+        for key in keys:
+            if key.name not in names:
+                raise ValueError(
+                    f"unique_fields names {key.name!r}, which this load does not fill; "
+                    "include it in the rows"
+                )
+            if not (key.field.unique or key.field.primary_key) and len(keys) == 1:
+                # Composite unique constraints are checked by PostgreSQL itself.
+                logger.debug("unique field %s is not unique on its own", key.name)
+        self.keys = keys
+        if self.update_names is not None:
+            updates = [plan.column(n) for n in self.update_names]
+            for update in updates:
+                if update.name not in names:
+                    raise ValueError(
+                        f"update_fields names {update.name!r}, which this load does "
+                        "not fill"
+                    )
+                if update in keys:
+                    raise ValueError(
+                        f"update_fields names {update.name!r}, which is one of "
+                        "unique_fields"
+                    )
+        else:
+            updates = [
+                c
+                for c in columns
+                if c not in keys
+                and not c.field.primary_key
+                and c.auto_now != "auto_now_add"
+            ]
+        self.updates = updates
+        if self.on_conflict == "update" and not updates:
+            raise ValueError(
+                "on_conflict='update' has no column to update: pass update_fields or "
+                "use on_conflict='ignore'"
+            )
+
+    def setup(self, cursor: CursorWrapper) -> None:
+        # Django creates foreign keys DEFERRABLE INITIALLY DEFERRED: checked at COMMIT,
+        # after our savepoint, where no row can be named. Check them per batch instead.
+        cursor.execute(
+            "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.conname) "
+            "FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace "
+            "WHERE c.conrelid = %s::regclass AND c.contype = 'f' "
+            "AND c.condeferrable AND c.condeferred ORDER BY 1",
+            [self.table],
+        )
+        self.deferred_fks = [name for (name,) in cursor.fetchall()]
+        if self.on_conflict is not None:
+            self.staging = self.qn(f"dbtuning_copy_{uuid.uuid4().hex[:16]}")
+            cols = ", ".join(self.qn(c.column) for c in self.columns)
+            cursor.execute(
+                f"CREATE TEMPORARY TABLE {self.staging} ON COMMIT DROP AS "
+                f"SELECT {cols} FROM {self.table} WITH NO DATA"
+            )
+            alters = ["ADD COLUMN dbtuning_row int8 GENERATED ALWAYS AS IDENTITY"]
+            alters += [
+                f"ALTER COLUMN {self.qn(c.column)} SET NOT NULL"
+                for c in self.columns
+                if c.not_null
+            ]
+            cursor.execute(f"ALTER TABLE {self.staging} {', '.join(alters)}")
+
+    def pk_sequence(self, cursor: CursorWrapper) -> str | None:
+        if self.sequence is None:
+            cursor.execute(
+                "SELECT pg_get_serial_sequence(%s, %s)",
+                [self.table, self.plan.pk.column],
+            )
+            (self.sequence,) = cursor.fetchone() or (None,)
+        return self.sequence or None
+
+    def finish(self, cursor: CursorWrapper) -> None:
+        if self.deferred_fks:
+            cursor.execute(f"SET CONSTRAINTS {', '.join(self.deferred_fks)} DEFERRED")
+        if self.staging is not None:
+            cursor.execute(f"DROP TABLE IF EXISTS {self.staging}")
+        if self.explicit_pk and self.plan.pk_is_auto:
+            # Explicit ids went in: move the sequence past them, never backwards.
+            sequence = self.pk_sequence(cursor)
+            if sequence:
+                pk = self.qn(self.plan.pk.column or "")
+                cursor.execute(
+                    f"SELECT setval(s, m) FROM (SELECT %s::regclass AS s, "
+                    f"(SELECT max({pk}) FROM {self.table}) AS m) q "
+                    "WHERE m > coalesce(pg_sequence_last_value(s), 0)",
+                    [sequence],
+                )
+
+    # -- one batch ---------------------------------------------------------------
+
+    def load(self, cursor: CursorWrapper, batch: Batch) -> None:
+        columns = self.columns
+        rows = batch.rows
+        pk_pos = next(
+            (i for i, c in enumerate(columns) if c.field.primary_key and c.optional),
+            None,
+        )
+        if pk_pos is not None and not self.explicit_pk:
+            self.explicit_pk = any(
+                len(r) > pk_pos and r[pk_pos] is not DB_DEFAULT for r in rows
+            )
+        if pk_pos is not None and self.return_ids and self.on_conflict is None:
+            rows = self.allocate_ids(cursor, rows, pk_pos)
+        groups = list(self.groups(rows, batch.start))
+        ids: list[Any] | None = [None] * len(rows) if self.return_ids else None
+        for group_columns, group_rows, index_of, positions in groups:
+            if self.on_conflict is None:
+                self.copy_rows(cursor, self.table, group_columns, group_rows, index_of)
+            else:
+                self.upsert(cursor, group_columns, group_rows, index_of, positions, ids)
+        if self.deferred_fks:
+            try:
+                cursor.execute(
+                    f"SET CONSTRAINTS {', '.join(self.deferred_fks)} IMMEDIATE"
+                )
+            except Exception as exc:
+                cause = exc.__cause__
+                if isinstance(cause, psycopg.Error):
+                    self.raise_for(cause, columns, rows, batch.start)
+                raise
+        self.result.rows += len(rows)
+        if self.on_conflict is None:
+            self.result.created += len(rows)
+        if ids is not None and self.on_conflict is None:
+            pk_at = next(
+                (i for i, c in enumerate(columns) if c.field.primary_key), None
+            )
+            if pk_at is not None:
+                ids = [r[pk_at] for r in rows]
+        if ids is not None:
+            assert self.result.ids is not None
+            self.result.ids.extend(ids)
+            if batch.objs is not None:
+                pk_attname = self.plan.pk.attname
+                for obj, pk in zip(batch.objs, ids, strict=True):
+                    if pk is not None:
+                        obj.__dict__[pk_attname] = pk
+                    obj._state.adding = False
+                    obj._state.db = self.alias
+        elif batch.objs is not None and self.on_conflict is None:
+            for obj in batch.objs:
+                obj._state.adding = False
+                obj._state.db = self.alias
+
+    def raise_for(
+        self, exc: psycopg.Error, columns: list[Column], rows: Sequence[Row], start: int
+    ) -> None:
+        error = copy_error(
+            exc,
+            label=self.label,
+            columns=columns,
+            index_of=lambda j: start + j,
+            rows=rows,
+        )
+        if error is not None:
+            raise error from exc
+
+    def allocate_ids(
+        self, cursor: CursorWrapper, rows: list[Row], pk_pos: int
+    ) -> list[Row]:
+        rows = self.widen(rows)
+        missing = sum(1 for r in rows if r[pk_pos] is DB_DEFAULT)
+        if not missing:
+            return rows
+        sequence = self.pk_sequence(cursor)
+        if sequence is None:
+            raise ImproperlyConfigured(
+                f"{self.label}.{self.plan.pk.name} has no sequence to take ids from"
+            )
+        cursor.execute(
+            "SELECT nextval(%s::regclass) FROM generate_series(1, %s)",
+            [sequence, missing],
+        )
+        fresh = iter([value for (value,) in cursor.fetchall()])
+        filled: list[Row] = []
+        for r in rows:
+            if r[pk_pos] is DB_DEFAULT:
+                r = list(r)
+                r[pk_pos] = next(fresh)
+            filled.append(r)
+        return filled
+
+    def groups(
+        self, rows: list[Row], start: int
+    ) -> Iterator[
+        tuple[list[Column], list[Row], Callable[[int], int], list[int] | None]
+    ]:
+        """Split rows by which optional columns they leave to the database.
+
+        COPY has no per-row DEFAULT, so rows that leave a column out go in a COPY that
+        omits it. Nearly always every row of a batch has the same shape: one group.
+        """
+        columns = self.columns
+        optional = [i for i, c in enumerate(columns) if c.optional]
+        if not optional:
+            yield columns, rows, lambda j: start + j, None
+            return
+        short = self.short
+        if (
+            short < len(columns)
+            and not any(i < short for i in optional)
+            and all(len(r) == short for r in rows)
+        ):
+            yield columns[:short], rows, lambda j: start + j, None
+            return
+        rows = self.widen(rows)
+        counts = {i: sum(1 for r in rows if r[i] is DB_DEFAULT) for i in optional}
+        if all(n in (0, len(rows)) for n in counts.values()):
+            drop = {i for i, n in counts.items() if n}
+            yield (
+                *self.project(columns, rows, drop),
+                lambda j: start + j,
+                None,
+            )
+            return
+        shapes: dict[tuple[int, ...], list[int]] = {}
+        for j, r in enumerate(rows):
+            key = tuple(i for i in optional if r[i] is DB_DEFAULT)
+            shapes.setdefault(key, []).append(j)
+        for drop_key, positions in shapes.items():
+            group_cols, group_rows = self.project(
+                columns, [rows[j] for j in positions], set(drop_key)
+            )
+            yield (
+                group_cols,
+                group_rows,
+                lambda j, positions=positions: start + positions[j],  # type: ignore[misc]
+                positions,
+            )
+
+    def widen(self, rows: list[Row]) -> list[Row]:
+        """Give fast-path rows their trailing DB_DEFAULT columns back."""
+        full = len(self.columns)
+        if self.short == full:
+            return rows
+        pad = (DB_DEFAULT,) * (full - self.short)
+        return [(*r, *pad[: full - len(r)]) if len(r) < full else r for r in rows]
+
+    @staticmethod
+    def project(
+        columns: list[Column], rows: list[Row], drop: set[int]
+    ) -> tuple[list[Column], list[Row]]:
+        if not drop:
+            return columns, rows
+        keep = [i for i in range(len(columns)) if i not in drop]
+        kept = [columns[i] for i in keep]
+        n = len(columns)
+        if keep == list(range(len(keep))):
+            k = len(keep)
+            return kept, [r[:k] for r in rows]
+        if keep == list(range(n - len(keep), n)):
+            k = n - len(keep)
+            return kept, [r[k:] for r in rows]
+        if len(keep) == 1:
+            (only,) = keep
+            return kept, [(r[only],) for r in rows]
+        getter = itemgetter(*keep)
+        return kept, [getter(r) for r in rows]
+
+    # -- COPY --------------------------------------------------------------------
+
+    def copy_rows(
+        self,
+        cursor: CursorWrapper,
+        table: str,
+        columns: list[Column],
+        rows: list[Row],
+        index_of: Callable[[int], int],
+    ) -> None:
+        cols = ", ".join(self.qn(c.column) for c in columns)
+        statement = f"COPY {table} ({cols}) FROM STDIN"
+        if self.binary:
+            statement += " (FORMAT BINARY)"
+        raw = cursor.cursor
+
+        def run() -> None:
+            with raw.copy(statement) as copy:
+                if self.binary:
+                    copy.set_types([c.pg_type or "text" for c in columns])
+                self.write(raw, copy, columns, rows, index_of)
+
+        try:
+            with _observed(cursor, statement):
+                _with_wrappers(cursor, statement, run)
+        except psycopg.Error as exc:
+            error = copy_error(
+                exc, label=self.label, columns=columns, index_of=index_of, rows=rows
+            )
+            if error is not None:
+                raise error from exc
+            raise
+
+    def write(
+        self,
+        raw: psycopg.Cursor[Any],
+        copy: psycopg.Copy,
+        columns: list[Column],
+        rows: list[Row],
+        index_of: Callable[[int], int],
+    ) -> None:
+        write = copy.write_row
+        numbered = enumerate(rows)
+        j = -1
+        while True:
+            try:
+                for j, row in numbered:  # noqa: B007 - j names the failing row
+                    write(row)
+                return
+            except Exception as exc:
+                if isinstance(exc, psycopg.Error) and (
+                    exc.sqlstate or isinstance(exc, psycopg.OperationalError)
+                ):
+                    raise
+                # The fast path met a value of another type: convert this row the way
+                # Django would and try again. psycopg drops the half-written row.
+                fixed = self.convert(columns, rows[j], index_of(j))
+                try:
+                    write(fixed)
+                except Exception as again:
+                    if isinstance(again, psycopg.Error) and again.sqlstate:
+                        raise
+                    column, reason = self.culprit(raw, columns, fixed, again)
+                    raise row_error(
+                        self.label, index_of(j), column, reason, integrity=False
+                    ) from again
+
+    def convert(self, columns: list[Column], row: Row, index: int) -> list[Any]:
+        values = []
+        for column, value in zip(columns, row, strict=True):
+            try:
+                values.append(None if value is None else column.slow(value))
+            except Exception as exc:
+                message = "; ".join(getattr(exc, "messages", None) or [str(exc)])
+                raise row_error(
+                    self.label, index, column.name, message, integrity=False
+                ) from exc
+        return values
+
+    def culprit(
+        self,
+        raw: psycopg.Cursor[Any],
+        columns: list[Column],
+        values: list[Any],
+        exc: Exception,
+    ) -> tuple[str | None, str]:
+        registry = raw.adapters.types
+        for column, value in zip(columns, values, strict=True):
+            if value is None:
+                continue
+            tx = Transformer(raw)
+            try:
+                if self.binary and column.pg_type:
+                    oid = registry.get_oid(column.pg_type)
+                    tx.set_dumper_types([oid], Format.BINARY)
+                    tx.dump_sequence([value], [PyFormat.BINARY])
+                else:
+                    tx.get_dumper(value, PyFormat.TEXT).dump(value)
+            except Exception as inner:
+                return column.name, f"cannot store a {type(value).__name__}: {inner}"
+        return None, str(exc)
+
+    # -- upsert ------------------------------------------------------------------
+
+    def upsert(
+        self,
+        cursor: CursorWrapper,
+        columns: list[Column],
+        rows: list[Row],
+        index_of: Callable[[int], int],
+        positions: list[int] | None,
+        ids: list[Any] | None,
+    ) -> None:
+        assert self.staging is not None
+        qn = self.qn
+        cursor.execute(f"TRUNCATE {self.staging} RESTART IDENTITY")
+        self.copy_rows(cursor, self.staging, columns, rows, index_of)
+        cols = ", ".join(qn(c.column) for c in columns)
+        keys = [qn(k.column) for k in self.keys]
+        if keys:
+            guard = ""
+            nullable = [qn(k.column) for k in self.keys if k.field.null]
+            if nullable:
+                # NULL keys never conflict: keep every such row.
+                guard = ", CASE WHEN {} THEN dbtuning_row END".format(
+                    " OR ".join(f"{k} IS NULL" for k in nullable)
+                )
+            select = (
+                f"SELECT DISTINCT ON ({', '.join(keys)}{guard}) {cols} "
+                f"FROM {self.staging} "
+                f"ORDER BY {', '.join(keys)}{guard}, dbtuning_row DESC"
+            )
+            target = f"({', '.join(keys)})"
+        else:
+            select = f"SELECT {cols} FROM {self.staging} ORDER BY dbtuning_row"
+            target = ""
+        present = {c.name for c in columns}
+        if self.on_conflict == "update":
+            sets = [
+                f"{qn(c.column)} = EXCLUDED.{qn(c.column)}"
+                for c in self.updates
+                if c.name in present
+            ]
+            if not sets:
+                sets = [f"{keys[0]} = EXCLUDED.{keys[0]}"]
+            action = f"DO UPDATE SET {', '.join(sets)}"
+        else:
+            action = "DO NOTHING"
+        pk = qn(self.plan.pk.column or "")
+        if getattr(self.connection, "pg_version", 0) >= 180000:
+            returning = (
+                f"RETURNING WITH (OLD AS dbtuning_old) dbtuning_old.{pk} IS NULL"
+            )
+        else:
+            returning = "RETURNING dbtuning_t.xmax = 0"
+        statement = (
+            f"WITH dbtuning_ins AS (INSERT INTO {self.table} AS dbtuning_t ({cols}) "
+            f"{select} ON CONFLICT {target} {action} {returning} AS created) "
+            "SELECT count(*) FILTER (WHERE created), count(*) FILTER (WHERE NOT created)"
+            " FROM dbtuning_ins"
+        )
+        try:
+            cursor.execute(statement)
+        except Exception as exc:
+            cause = exc.__cause__
+            if isinstance(cause, psycopg.Error):
+                position, _ = find_row_by_key(cause.diag.message_detail, columns, rows)
+                error = copy_error(
+                    cause,
+                    label=self.label,
+                    columns=columns,
+                    index_of=index_of if position is not None else None,
+                    rows=rows,
+                )
+                if error is not None:
+                    raise error from cause
+            raise
+        created, updated = cursor.fetchone() or (0, 0)
+        self.result.created += created
+        self.result.updated += updated
+        if ids is not None and keys:
+            join = " AND ".join(f"t.{k} = s.{k}" for k in keys)
+            cursor.execute(
+                f"SELECT s.dbtuning_row, t.{pk} FROM {self.staging} s "
+                f"JOIN {self.table} t ON {join}"
+            )
+            for row_number, pk_value in cursor.fetchall():
+                j = row_number - 1
+                ids[positions[j] if positions is not None else j] = pk_value
+
+
+def copy_from(
+    model: type[models.Model],
+    rows: Any,
+    *,
+    using: str,
+    fields: Sequence[str] | None = None,
+    batch_size: int | None = None,
+    on_conflict: OnConflict | None = None,
+    unique_fields: Sequence[str] | None = None,
+    update_fields: Sequence[str] | None = None,
+    return_ids: bool = False,
+    progress: bool | Callable[[int], Any] = False,
+    header: bool = True,
+    mapping: dict[str, str | None] | None = None,
+    delimiter: str = ",",
+    quotechar: str = '"',
+    encoding: str = "utf-8",
+) -> CopyResult:
+    """Load ``rows`` into ``model``'s table with COPY; see :meth:`CopyQuerySet.copy_from`."""
+    from django_dbtuning.conf import conf
+
+    _validate(
+        fields=fields,
+        batch_size=batch_size,
+        on_conflict=on_conflict,
+        unique_fields=unique_fields,
+        update_fields=update_fields,
+        return_ids=return_ids,
+        progress=progress,
+    )
+    if on_conflict == "update" and not unique_fields:
+        raise ValueError("on_conflict='update' needs unique_fields=[...]")
+    if return_ids and on_conflict is not None and not unique_fields:
+        raise ValueError(
+            "return_ids with on_conflict needs unique_fields=[...] to find each row's id"
+        )
+    if on_conflict is None and (unique_fields or update_fields):
+        raise ValueError("unique_fields and update_fields need on_conflict=...")
+    if on_conflict == "ignore" and update_fields:
+        raise ValueError("update_fields needs on_conflict='update', not 'ignore'")
+    connection = connections[using]
+    check_backend(connection)
+    check_model(model)
+    size = batch_size or conf.COPY_BATCH_SIZE
+    load = _Load(
+        model,
+        connection,
+        on_conflict=on_conflict,
+        unique_fields=unique_fields,
+        update_fields=update_fields,
+        return_ids=return_ids,
+    )
+    try:
+        source = open_source(
+            load.plan,
+            rows,
+            fields=fields,
+            header=header,
+            mapping=mapping,
+            delimiter=delimiter,
+            quotechar=quotechar,
+            encoding=encoding,
+        )
+    except RowProblem as problem:
+        raise row_error(
+            load.label,
+            problem.row,
+            problem.column,
+            problem.message,
+            integrity=problem.integrity,
+        ) from None
+    if source is None:
+        return load.result
+    bar = _progress(progress, source, load.label)
+    try:
+        load.prepare(source)
+        connection.ensure_connection()
+        connection.validate_no_broken_transaction()
+        with transaction.atomic(using=using), connection.cursor() as cursor:
+            load.setup(cursor)
+            try:
+                for batch in source.batches(size):
+                    load.load(cursor, batch)
+                    if bar is not None:
+                        bar(len(batch.rows))
+            except RowProblem as problem:
+                raise row_error(
+                    load.label,
+                    problem.row,
+                    problem.column,
+                    problem.message,
+                    integrity=problem.integrity,
+                ) from problem.__cause__
+            load.finish(cursor)
+    except CopyError:
+        raise
+    except psycopg.Error as exc:
+        with connection.wrap_database_errors:
+            raise exc from None
+    finally:
+        source.close()
+        if bar is not None:
+            bar(None)
+    logger.debug(
+        "COPY into %s on %s: %d rows (%d created, %d updated)",
+        load.label,
+        using,
+        load.result.rows,
+        load.result.created,
+        load.result.updated,
+    )
+    return load.result
+
+
+def _progress(
+    progress: bool | Callable[[int], Any], source: Source, label: str
+) -> Callable[[int | None], None] | None:
+    if progress is False or progress is None:
+        return None
+    if not isinstance(progress, bool):
+        callback = progress
+        done = 0
+
+        def report(n: int | None) -> None:
+            nonlocal done
+            if n is not None:
+                done += n
+                callback(done)
+
+        return report
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        raise ImproperlyConfigured(
+            "progress=True needs tqdm: pip install 'django-dbtuning[progress]'"
+        ) from None
+    bar = tqdm(total=source.total, unit=" rows", desc=f"COPY {label}")
+
+    def update(n: int | None) -> None:
+        if n is None:
+            bar.close()
+        else:
+            bar.update(n)
+
+    return update
+
+
+def _validate(**options: Any) -> None:
+    fields = options["fields"]
+    if fields is not None and (
+        isinstance(fields, str) or not isinstance(fields, list | tuple)
+    ):
+        raise TypeError(f"fields must be a list of field names, not {fields!r}")
+    for name in ("unique_fields", "update_fields"):
+        value = options[name]
+        if value is not None and (
+            isinstance(value, str) or not isinstance(value, list | tuple)
+        ):
+            raise TypeError(f"{name} must be a list of field names, not {value!r}")
+    size = options["batch_size"]
+    if size is not None and (
+        isinstance(size, bool) or not isinstance(size, int) or size < 1
+    ):
+        raise ValueError(f"batch_size must be a positive integer, not {size!r}")
+    if options["on_conflict"] not in (None, "ignore", "update"):
+        raise ValueError(
+            "on_conflict must be None, 'ignore' or 'update', not "
+            f"{options['on_conflict']!r}"
+        )
+    if not isinstance(options["return_ids"], bool):
+        raise TypeError(
+            f"return_ids must be True or False, not {options['return_ids']!r}"
+        )
+    progress = options["progress"]
+    if not (isinstance(progress, bool) or progress is None or callable(progress)):
+        raise TypeError(f"progress must be a bool or a callable, not {progress!r}")

@@ -1,0 +1,126 @@
+"""Turn a failed COPY into a CopyError that names the input row and the column.
+
+PostgreSQL reports a COPY failure with a context such as ``COPY t, line 3, column name:
+"..."``: the line is the 1-based row within that one COPY statement, which the engine maps
+back to the index in the caller's input (batches and groups included). Constraint errors
+raised after the rows went in (foreign keys checked at the end of the statement) carry no
+line, only ``Key (col)=(value)``; the row is then found by that value in the batch.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import psycopg
+
+from django_dbtuning.copying.plan import Column
+from django_dbtuning.exceptions import CopyDataError, CopyError, CopyIntegrityError
+
+__all__ = ["copy_error", "row_error"]
+
+_CONTEXT = re.compile(r"COPY [^,\n]+, line (\d+)(?:, column ([^:\n]+))?")
+_KEY = re.compile(r"Key \((?P<cols>.+?)\)=\((?P<vals>.*)\)(?: already exists| is not)")
+
+
+def _message(
+    label: str, row: int | None, column: str | None, text: str, detail: str | None
+) -> str:
+    where = []
+    if row is not None:
+        where.append(f"row {row}")
+    if column is not None:
+        where.append(f"column {column!r}")
+    located = f" at {', '.join(where)}" if where else ""
+    suffix = f" ({detail})" if detail else ""
+    return f"COPY into {label} failed{located}: {text}{suffix}"
+
+
+def row_error(
+    label: str, row: int | None, column: str | None, text: str, *, integrity: bool
+) -> CopyError:
+    """A CopyError for a problem found in Python, before PostgreSQL saw the row."""
+    cls = CopyIntegrityError if integrity else CopyDataError
+    return cls(_message(label, row, column, text, None), row=row, column=column)
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    return str(value)
+
+
+def find_row_by_key(
+    detail: str | None, columns: Sequence[Column], rows: Sequence[Sequence[Any]]
+) -> tuple[int | None, str | None]:
+    """The position of the row whose key ``detail`` reports, and the key's field."""
+    match = _KEY.search(detail or "")
+    if not match:
+        return None, None
+    names = [n.strip().strip('"') for n in match["cols"].split(",")]
+    values = [v.strip() for v in match["vals"].split(", ")]
+    by_column = {c.column: i for i, c in enumerate(columns)}
+    field = next(
+        (columns[by_column[n]].name for n in names if n in by_column),
+        names[0] if names else None,
+    )
+    if len(names) != len(values) or not all(n in by_column for n in names):
+        return None, field
+    positions = [by_column[n] for n in names]
+    for j, row in enumerate(rows):
+        if all(
+            row[p] is not None and _as_text(row[p]) == v
+            for p, v in zip(positions, values, strict=True)
+        ):
+            return j, field
+    return None, field
+
+
+def copy_error(
+    exc: psycopg.Error,
+    *,
+    label: str,
+    columns: Sequence[Column],
+    index_of: Callable[[int], int] | None,
+    rows: Sequence[Sequence[Any]] | None = None,
+) -> CopyError | None:
+    """The CopyError for a server error during a load, or None for other errors.
+
+    ``index_of`` maps a 0-based position in the failed COPY to the input index; ``rows``
+    (the rows of that COPY or batch) lets a ``Key (...)=(...)`` detail find its row.
+    """
+    sqlstate = exc.sqlstate or ""
+    if not sqlstate.startswith(("22", "23")):
+        return None
+    diag = exc.diag
+    primary = diag.message_primary or str(exc).strip().splitlines()[0]
+    detail = diag.message_detail
+    by_column = {c.column: c.name for c in columns}
+    position: int | None = None
+    column: str | None = None
+    match = _CONTEXT.search(diag.context or "")
+    if match:
+        position = int(match[1]) - 1
+        if match[2]:
+            column = by_column.get(match[2].strip(), match[2].strip())
+    if diag.column_name:
+        column = by_column.get(diag.column_name, diag.column_name)
+    if position is None and rows is not None:
+        position, key_field = find_row_by_key(detail, columns, rows)
+        column = column or key_field
+    elif column is None and detail:
+        _, column = find_row_by_key(detail, columns, ())
+    row = None
+    if position is not None and index_of is not None:
+        row = index_of(position)
+    cls = CopyIntegrityError if sqlstate.startswith("23") else CopyDataError
+    return cls(
+        _message(label, row, column, primary, detail),
+        row=row,
+        column=column,
+        pg_message=primary,
+        sqlstate=sqlstate,
+        detail=detail,
+        constraint=diag.constraint_name,
+    )

@@ -1,0 +1,434 @@
+"""The column plan of a COPY load: which fields, which PostgreSQL types, which converters.
+
+Built once per call. The fast path hands values to psycopg untouched wherever psycopg's own
+binary dumper stores exactly what Django would (``str`` into ``varchar``, ``int`` into
+``int4``, ``Decimal`` into ``numeric``...): a value of another type makes the dumper fail,
+and only then is that row converted with Django's semantics (``to_python`` /
+``get_prep_value``) and written again. Converters run on every value only where a dumper
+would accept a wrong value silently (any truthy object into ``bool``, a ``datetime`` into
+``date``) or where Django changes the value (a model instance for a foreign key).
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+from functools import partial
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models.fields import NOT_PROVIDED
+from django.utils import timezone
+
+__all__ = ["DB_DEFAULT", "Column", "ModelPlan", "RowProblem"]
+
+Converter = Callable[[Any], Any]
+
+
+class _DbDefault:
+    """Marks a value the database fills in (an auto primary key or a ``db_default``)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "DB_DEFAULT"
+
+
+DB_DEFAULT: Any = _DbDefault()
+
+
+class RowProblem(Exception):
+    """A row cannot be built; the caller adds the input index and raises a CopyError."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        column: str | None = None,
+        integrity: bool = False,
+        row: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.column = column
+        self.integrity = integrity
+        self.row = row
+
+
+# psycopg type names with a binary dumper that stores Django's Python values faithfully.
+_BINARY_SAFE = {
+    "int2",
+    "int4",
+    "int8",
+    "float8",
+    "numeric",
+    "bool",
+    "text",
+    "varchar",
+    "bpchar",
+    "uuid",
+    "json",
+    "jsonb",
+    "date",
+    "time",
+    "timestamp",
+    "timestamptz",
+    "interval",
+    "bytea",
+}
+_TYPE_ALIASES = {
+    "integer": "int4",
+    "int": "int4",
+    "serial": "int4",
+    "bigint": "int8",
+    "bigserial": "int8",
+    "smallint": "int2",
+    "smallserial": "int2",
+    "double precision": "float8",
+    "real": "float4",
+    "decimal": "numeric",
+    "boolean": "bool",
+    "character varying": "varchar",
+    "char": "bpchar",
+    "character": "bpchar",
+    "timestamp with time zone": "timestamptz",
+    "timestamp without time zone": "timestamp",
+    "time without time zone": "time",
+}
+_TYPMOD = re.compile(r"\([^)]*\)")
+# Conversion methods a subclass may override; if it does, its values take the generic
+# ``get_db_prep_save`` path instead of the fast one.
+_CONVERSION_METHODS = (
+    "to_python",
+    "get_prep_value",
+    "get_db_prep_value",
+    "get_db_prep_save",
+    "pre_save",
+    "db_type",
+)
+_TEXT_INTERNAL_TYPES = {
+    "CharField",
+    "TextField",
+    "SlugField",
+    "EmailField",
+    "URLField",
+    "FilePathField",
+    "FileField",
+    "ImageField",
+}
+
+
+def pg_type_name(db_type: str | None) -> str | None:
+    """``varchar(20)[]`` -> ``varchar[]``: a psycopg type name for ``set_types``, if known."""
+    if not db_type:
+        return None
+    name = _TYPMOD.sub("", db_type).strip().lower()
+    dims = 0
+    while name.endswith("[]"):
+        name = name[:-2].strip()
+        dims += 1
+    name = _TYPE_ALIASES.get(name, name)
+    if name not in _BINARY_SAFE:
+        return None
+    # PostgreSQL has one array type per element type, whatever the dimensions.
+    return name + ("[]" if dims else "")
+
+
+def _django_base(field: models.Field[Any, Any]) -> type | None:
+    """The Django class whose conversion methods ``field`` uses, if it overrides none."""
+    for cls in type(field).__mro__:
+        module = cls.__module__
+        if module.startswith(("django.db.models", "django.contrib.postgres")):
+            return cls
+        if any(name in vars(cls) for name in _CONVERSION_METHODS):
+            return None
+    return None  # pragma: no cover - every Field derives from django.db.models
+
+
+def has_db_default(field: models.Field[Any, Any]) -> bool:
+    """``db_default`` exists since Django 5.0."""
+    return getattr(field, "db_default", NOT_PROVIDED) is not NOT_PROVIDED
+
+
+def is_generated(field: models.Field[Any, Any]) -> bool:
+    """``GeneratedField`` exists since Django 5.0."""
+    return bool(getattr(field, "generated", False))
+
+
+def _auto_now_kind(field: models.Field[Any, Any]) -> str | None:
+    if not isinstance(field, models.DateField | models.TimeField):
+        return None
+    if field.auto_now:
+        return "auto_now"
+    if field.auto_now_add:
+        return "auto_now_add"
+    return None
+
+
+@dataclass(eq=False)
+class Column:
+    """One loaded column: the field, its SQL name and how its values are prepared."""
+
+    field: models.Field[Any, Any]
+    name: str
+    attname: str
+    column: str
+    pg_type: str | None
+    known: bool
+    # The database may fill it: an auto primary key or a db_default.
+    optional: bool
+    # NOT NULL in the table: enforced on the staging table too, so the error has a line.
+    not_null: bool
+    # auto_now / auto_now_add: filled with the load's timestamp.
+    auto_now: str | None
+    # Set per call once the format is known.
+    fast: Converter | None = dataclass_field(default=None)
+    # The fast converter as an inline expression over "{v}", calling "{f}" (the fast
+    # converter) only off the common path; compiled into one function per load.
+    inline: str | None = dataclass_field(default=None)
+    slow: Converter = dataclass_field(default=lambda value: value)
+
+
+class ModelPlan:
+    """Everything about a model that a COPY needs, computed once per call."""
+
+    def __init__(
+        self, model: type[models.Model], connection: BaseDatabaseWrapper
+    ) -> None:
+        self.model = model
+        self.connection = connection
+        opts = model._meta
+        self.table = opts.db_table
+        self.pk = opts.pk
+        self.pk_is_auto = bool(getattr(opts.pk, "db_returning", False))
+        self.columns: dict[str, Column] = {}
+        self.by_key: dict[str, Column] = {}
+        for f in opts.concrete_fields:
+            if is_generated(f) or f.column is None:
+                continue
+            column = self._column(f)
+            self.columns[f.name] = column
+            self.by_key[f.name] = column
+            self.by_key[f.attname] = column
+        self.now = timezone.now()
+
+    def _column(self, f: models.Field[Any, Any]) -> Column:
+        base = _django_base(f)
+        pg_type = pg_type_name(f.db_type(self.connection)) if base else None
+        optional = (f.primary_key and self.pk_is_auto) or has_db_default(f)
+        return Column(
+            field=f,
+            name=f.name,
+            attname=f.attname,
+            column=f.column or "",
+            pg_type=pg_type,
+            known=base is not None,
+            optional=optional,
+            not_null=not f.null and not optional,
+            auto_now=_auto_now_kind(f),
+        )
+
+    def column(self, key: str) -> Column:
+        """The column for a field name or attname; a ValueError naming near misses."""
+        try:
+            return self.by_key[key]
+        except (KeyError, TypeError):
+            pass
+        import difflib
+
+        label = self.model._meta.label
+        close = difflib.get_close_matches(str(key), self.by_key, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        generated = {
+            f.name for f in self.model._meta.concrete_fields if is_generated(f)
+        }
+        if key in generated:
+            raise ValueError(f"{label}.{key} is a generated field and cannot be loaded")
+        raise ValueError(f"{label} has no field {key!r}{hint}")
+
+    def now_value(self, column: Column) -> Any:
+        """The value ``pre_save(add=True)`` would give an auto_now field, once per load."""
+        if isinstance(column.field, models.DateTimeField):
+            return self.now if settings.USE_TZ else timezone.make_naive(self.now)
+        local = timezone.localtime(self.now) if settings.USE_TZ else self.now
+        if isinstance(column.field, models.DateField):
+            return local.date()
+        return local.time()
+
+    # -- converters ----------------------------------------------------------------
+
+    def prepare(self, columns: list[Column], *, binary: bool) -> None:
+        """Choose each column's fast and slow converters for this load's format."""
+        for column in columns:
+            column.slow = self._slow(column.field)
+            column.inline = None
+            column.fast = self._fast(column, binary=binary)
+
+    def _slow(self, f: models.Field[Any, Any]) -> Converter:
+        """Django's semantics for one value, producing what the dumpers accept."""
+        connection = self.connection
+        if isinstance(f, models.ForeignKey | models.OneToOneField):
+            target = f.target_field
+            inner = self._slow(target)
+            attname = target.attname
+
+            def fk(value: Any) -> Any:
+                if isinstance(value, models.Model):
+                    value = getattr(value, attname)
+                return inner(value)
+
+            return fk
+        if _django_base(f) is None:
+            return partial(_generic_prep, f, connection)
+        internal = f.get_internal_type()
+        if internal == "JSONField":
+            return partial(_jsonb, _json_dumps(f))
+        if internal == "ArrayField":
+            base_field = f.base_field  # type: ignore[attr-defined]
+            item = self._slow(base_field)
+
+            def array(value: Any) -> Any:
+                if value is None:
+                    return None
+                if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
+                    raise ValueError(f"expected a list, got {type(value).__name__}")
+                return [item(v) for v in value]
+
+            return array
+        if internal in ("DecimalField", "UUIDField", "DurationField", "BooleanField"):
+            return partial(_checked, f.to_python)
+        if internal == "BinaryField":
+            return _identity
+        return partial(_checked, f.get_prep_value)
+
+    def _fast(self, column: Column, *, binary: bool) -> Converter | None:
+        f = column.field
+        if not column.known:
+            return column.slow
+        if isinstance(f, models.ForeignKey | models.OneToOneField):
+            # A model instance under the field's name is turned into its key; plain keys
+            # pass through.
+            attname = f.target_field.attname
+            model_cls = models.Model
+
+            def fk(value: Any) -> Any:
+                if isinstance(value, model_cls):
+                    return getattr(value, attname)
+                return value
+
+            column.inline = "({v} if type({v}) is int or {v} is None else {f}({v}))"
+            return fk
+        internal = f.get_internal_type()
+        if binary and column.pg_type in _INT_LIMITS:
+            # psycopg's C binary dumpers wrap an out-of-range int into int2/int4 without
+            # an error (2**31 is stored as -2**31): check the range here.
+            low, high = _INT_LIMITS[column.pg_type]
+            slow = column.slow
+            name = column.pg_type
+
+            def ranged(value: Any) -> Any:
+                if type(value) is not int:
+                    value = slow(value)
+                    if value is None:
+                        return None
+                if low <= value <= high:
+                    return value
+                raise ValueError(f"{value} is out of range for type {name}")
+
+            column.inline = (
+                f"({{v}} if type({{v}}) is int and {low} <= {{v}} <= {high} "
+                "else {f}({v}))"
+            )
+            return ranged
+        if binary and column.pg_type in ("int2[]", "int4[]"):
+            low, high = _INT_LIMITS[column.pg_type[:-2]]
+            name = column.pg_type[:-2]
+
+            def ranged_array(value: Any) -> Any:
+                _check_ints(value, low, high, name)
+                return value
+
+            return ranged_array
+        if internal == "BooleanField":
+            slow = column.slow
+
+            def boolean(value: Any) -> Any:
+                if value is True or value is False or value is None:
+                    return value
+                return slow(value)
+
+            column.inline = (
+                "({v} if {v} is True or {v} is False or {v} is None else {f}({v}))"
+            )
+            return boolean
+        if internal == "DateField":
+            slow = column.slow
+            date = datetime.date
+
+            def date_only(value: Any) -> Any:
+                if type(value) is date or value is None:
+                    return value
+                return slow(value)
+
+            return date_only
+        if internal == "JSONField":
+            dumps = _json_dumps(f)
+            if binary and dumps is None:
+                return None  # the cursor's jsonb dumper serialises plain values
+            return partial(_jsonb, dumps)
+        if internal == "ArrayField" and not binary:
+            return None
+        return None
+
+
+_INT_LIMITS = {"int2": (-(2**15), 2**15 - 1), "int4": (-(2**31), 2**31 - 1)}
+
+
+def _check_ints(value: Any, low: int, high: int, name: str) -> None:
+    if isinstance(value, list | tuple):
+        for item in value:
+            _check_ints(item, low, high, name)
+    elif isinstance(value, int) and not low <= value <= high:
+        raise ValueError(f"{value} is out of range for type {name}")
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _checked(convert: Converter, value: Any) -> Any:
+    if hasattr(value, "resolve_expression"):
+        raise TypeError("expressions cannot be loaded with COPY; pass plain values")
+    return convert(value)
+
+
+def _generic_prep(
+    f: models.Field[Any, Any], connection: BaseDatabaseWrapper, value: Any
+) -> Any:
+    if hasattr(value, "resolve_expression"):
+        raise TypeError("expressions cannot be loaded with COPY; pass plain values")
+    return f.get_db_prep_save(value, connection)
+
+
+def _json_dumps(f: models.Field[Any, Any]) -> Callable[[Any], str] | None:
+    encoder = getattr(f, "encoder", None)
+    if encoder is None:
+        return None
+    import json
+
+    return partial(json.dumps, cls=encoder)
+
+
+def _jsonb(dumps: Callable[[Any], str] | None, value: Any) -> Any:
+    if value is None:
+        return None
+    from psycopg.types.json import Jsonb
+
+    if isinstance(value, Jsonb):
+        return value
+    return Jsonb(value, dumps=dumps)

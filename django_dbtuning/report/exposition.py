@@ -1,0 +1,395 @@
+"""Prometheus exposition of the report: ``dbtuning_`` metrics, an ``alias`` label, low
+cardinality by default (aggregates per alias; per-index series only when asked).
+
+The same families feed ``dbreport --format prometheus`` (e.g. into node_exporter's textfile
+directory, no timestamps) and the live collector in :mod:`django_dbtuning.report.live`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from django_dbtuning.report.findings import SEVERITIES, Report
+
+__all__ = ["POOL_COUNTERS", "POOL_GAUGES", "as_prometheus", "families", "pool_families"]
+
+try:
+    from prometheus_client.core import (
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        Metric,
+    )
+
+    HAVE_PROMETHEUS = True
+except ImportError:  # pragma: no cover - the prometheus extra is not installed
+    HAVE_PROMETHEUS = False
+
+# psycopg_pool get_stats() key -> (metric name, help, scale to base units).
+POOL_GAUGES: dict[str, tuple[str, str]] = {
+    "pool_min": ("dbtuning_pool_min_connections", "The pool's min_size."),
+    "pool_max": ("dbtuning_pool_max_connections", "The pool's max_size."),
+    "pool_size": (
+        "dbtuning_pool_open_connections",
+        "Connections the pool manages: idle, lent out and being opened.",
+    ),
+    "pool_available": (
+        "dbtuning_pool_idle_connections",
+        "Idle connections in the pool.",
+    ),
+    "requests_waiting": (
+        "dbtuning_pool_waiting_requests",
+        "Requests queued for a connection right now.",
+    ),
+}
+POOL_COUNTERS: dict[str, tuple[str, str, float]] = {
+    "requests_num": (
+        "dbtuning_pool_requests",
+        "Connections requested from the pool.",
+        1,
+    ),
+    "requests_queued": (
+        "dbtuning_pool_requests_queued",
+        "Requests that had to wait for a connection.",
+        1,
+    ),
+    "requests_wait_ms": (
+        "dbtuning_pool_request_wait_seconds",
+        "Time requests spent waiting for a connection.",
+        0.001,
+    ),
+    "requests_errors": (
+        "dbtuning_pool_request_errors",
+        "Requests that failed (timeout, queue full).",
+        1,
+    ),
+    "usage_ms": (
+        "dbtuning_pool_usage_seconds",
+        "Time connections spent lent out.",
+        0.001,
+    ),
+    "connections_num": (
+        "dbtuning_pool_connections",
+        "Physical connection attempts.",
+        1,
+    ),
+    "connections_ms": (
+        "dbtuning_pool_connect_seconds",
+        "Time spent opening connections.",
+        0.001,
+    ),
+    "connections_errors": (
+        "dbtuning_pool_connect_errors",
+        "Failed connection attempts.",
+        1,
+    ),
+    "connections_lost": (
+        "dbtuning_pool_connections_lost",
+        "Connections found broken by a check.",
+        1,
+    ),
+    "returns_bad": (
+        "dbtuning_pool_bad_returns",
+        "Connections returned to the pool in a bad state.",
+        1,
+    ),
+}
+
+
+def _require() -> None:
+    if not HAVE_PROMETHEUS:  # pragma: no cover
+        raise ImportError(
+            "the Prometheus format needs prometheus_client: pip install "
+            "'django-dbtuning[prometheus]'"
+        )
+
+
+def pool_families(
+    stats_by_alias: Mapping[str, Mapping[str, Any] | None],
+) -> Iterator[Metric]:
+    """Families for psycopg_pool ``get_stats()`` dicts of this process, by alias."""
+    _require()
+    is_open = GaugeMetricFamily(
+        "dbtuning_pool_open", "1 when this process' pool is open.", labels=["alias"]
+    )
+    gauges = {
+        key: GaugeMetricFamily(name, doc, labels=["alias"])
+        for key, (name, doc) in POOL_GAUGES.items()
+    }
+    in_use = GaugeMetricFamily(
+        "dbtuning_pool_in_use_connections",
+        "Connections lent out (or being opened).",
+        labels=["alias"],
+    )
+    counters = {
+        key: CounterMetricFamily(name, doc, labels=["alias"])
+        for key, (name, doc, _) in POOL_COUNTERS.items()
+    }
+    any_pool = False
+    for alias, stats in sorted(stats_by_alias.items()):
+        if stats is None:
+            continue
+        any_pool = True
+        is_open.add_metric([alias], 1 if stats.get("open") else 0)
+        if not stats.get("open"):
+            continue
+        for key, family in gauges.items():
+            family.add_metric([alias], float(stats.get(key, 0)))
+        in_use.add_metric(
+            [alias], float(stats.get("pool_size", 0) - stats.get("pool_available", 0))
+        )
+        for key, counter in counters.items():
+            counter.add_metric(
+                [alias], float(stats.get(key, 0)) * POOL_COUNTERS[key][2]
+            )
+    if any_pool:
+        yield is_open
+        yield from gauges.values()
+        yield in_use
+        yield from counters.values()
+
+
+def families(
+    report: Report, *, per_index: bool = False, pool: bool = True
+) -> list[Metric]:
+    """Every metric family for ``report``."""
+    _require()
+    out: list[Metric] = []
+
+    def gauge(name: str, doc: str, labels: Iterable[str] = ()) -> GaugeMetricFamily:
+        family = GaugeMetricFamily(name, doc, labels=["alias", *labels])
+        out.append(family)
+        return family
+
+    up = gauge("dbtuning_up", "1 when dbreport could connect to the alias' database.")
+    duration = gauge(
+        "dbtuning_report_duration_seconds", "Time the report took for the alias."
+    )
+    check_ok = gauge(
+        "dbtuning_check_success", "1 when the report check ran fully.", ["check"]
+    )
+    check_time = gauge(
+        "dbtuning_check_duration_seconds", "Time one report check took.", ["check"]
+    )
+    findings = gauge(
+        "dbtuning_findings",
+        "Report findings by code and severity.",
+        ["code", "severity"],
+    )
+    counts: dict[tuple[str, str, str], int] = {}
+    for finding in report.findings:
+        triple = (finding.database, finding.code, finding.severity)
+        counts[triple] = counts.get(triple, 0) + 1
+    for (alias_name, code, severity), count in sorted(counts.items()):
+        findings.add_metric([alias_name, code, severity], count)
+    worst = gauge(
+        "dbtuning_findings_worst_severity",
+        "Worst finding severity: 0 none, 1 info, 2 warning, 3 error.",
+    )
+
+    simple: dict[str, tuple[str, str, str]] = {
+        # metric: (section, key, help)
+        "dbtuning_server_max_connections": (
+            "connections",
+            "max_connections",
+            "The server's max_connections.",
+        ),
+        "dbtuning_connections_total": (
+            "connections",
+            "total",
+            "Client connections open on the server.",
+        ),
+        "dbtuning_connections_usage_ratio": (
+            "connections",
+            "usage_ratio",
+            "Open connections / (max_connections - reserved).",
+        ),
+        "dbtuning_connections_waiting": (
+            "connections",
+            "waiting",
+            "Sessions waiting on a lock.",
+        ),
+        "dbtuning_connections_blocked": (
+            "connections",
+            "blocked",
+            "Sessions blocked by another session.",
+        ),
+        "dbtuning_longest_query_seconds": (
+            "connections",
+            "longest_query_seconds",
+            "Age of the longest-running active query.",
+        ),
+        "dbtuning_longest_transaction_seconds": (
+            "connections",
+            "longest_transaction_seconds",
+            "Age of the oldest open transaction.",
+        ),
+        "dbtuning_idle_in_transaction_max_seconds": (
+            "connections",
+            "idle_in_transaction_max_seconds",
+            "Longest time a session has been idle in transaction.",
+        ),
+        "dbtuning_indexes": ("indexes", "count", "Indexes in the database."),
+        "dbtuning_indexes_size_bytes": (
+            "indexes",
+            "size_bytes",
+            "Size of all indexes.",
+        ),
+        "dbtuning_unused_indexes": (
+            "indexes",
+            "unused_count",
+            "Non-unique indexes without scans since the statistics reset.",
+        ),
+        "dbtuning_unused_indexes_size_bytes": (
+            "indexes",
+            "unused_size_bytes",
+            "Size of the unused indexes.",
+        ),
+        "dbtuning_redundant_indexes": (
+            "indexes",
+            "duplicate_count",
+            "Indexes duplicated by or a prefix of another index.",
+        ),
+        "dbtuning_invalid_indexes": ("indexes", "invalid_count", "Invalid indexes."),
+        "dbtuning_fk_without_index": (
+            "indexes",
+            "fk_without_index_count",
+            "Foreign keys no index starts with.",
+        ),
+        "dbtuning_index_bloat_bytes": (
+            "indexes",
+            "bloat_bytes_estimate",
+            "Estimated dead space in btree indexes.",
+        ),
+        "dbtuning_tables": ("tables", "count", "Tables in the database."),
+        "dbtuning_tables_size_bytes": ("tables", "size_bytes", "Size of all tables."),
+        "dbtuning_database_size_bytes": (
+            "tables",
+            "database_size_bytes",
+            "pg_database_size of the database.",
+        ),
+        "dbtuning_dead_tuples": (
+            "tables",
+            "dead_tuples",
+            "Dead row versions in all tables.",
+        ),
+        "dbtuning_live_tuples": ("tables", "live_tuples", "Live rows in all tables."),
+        "dbtuning_seq_scan_heavy_tables": (
+            "tables",
+            "seq_scan_heavy",
+            "Large tables read mostly by sequential scans.",
+        ),
+        "dbtuning_sequence_usage_max_ratio": (
+            "tables",
+            "sequence_usage_max_ratio",
+            "Fullest sequence-fed column, as a share of its type's range.",
+        ),
+        "dbtuning_xid_age": (
+            "tables",
+            "database_xid_age",
+            "Age of the database's oldest unfrozen transaction ID.",
+        ),
+        "dbtuning_statements_tracked": (
+            "statements",
+            "tracked",
+            "Statements pg_stat_statements tracks for this database.",
+        ),
+        "dbtuning_statements_seconds": (
+            "statements",
+            "total_seconds",
+            "Execution (and planning) time of all tracked statements.",
+        ),
+        "dbtuning_statements_calls": (
+            "statements",
+            "calls",
+            "Calls of all tracked statements.",
+        ),
+        "dbtuning_pool_deployment_max_connections": (
+            "pool",
+            "deployment_max_connections",
+            "Connections the whole deployment opens at max_size (from the DBTUNING inputs).",
+        ),
+        "dbtuning_pool_configured_max_size": (
+            "pool",
+            "configured_max_size",
+            "The alias' configured pool max_size.",
+        ),
+    }
+    simple_families = {name: gauge(name, doc) for name, (_, _, doc) in simple.items()}
+    cache = gauge(
+        "dbtuning_cache_hit_ratio",
+        "Share of block reads served from shared_buffers, since the stats reset.",
+        ["kind"],
+    )
+    connections_state = gauge(
+        "dbtuning_connections", "Client connections by state.", ["state"]
+    )
+    per_index_scans: CounterMetricFamily | None = None
+    per_index_size: GaugeMetricFamily | None = None
+    if per_index:
+        per_index_scans = CounterMetricFamily(
+            "dbtuning_index_scans",
+            "Scans of one index since the statistics reset.",
+            labels=["alias", "schema", "table", "index"],
+        )
+        per_index_size = gauge(
+            "dbtuning_index_size_bytes",
+            "Size of one index.",
+            ["schema", "table", "index"],
+        )
+        out.append(per_index_scans)
+
+    severity_rank = {name: rank + 1 for rank, name in enumerate(SEVERITIES)}
+    for alias, db in report.databases.items():
+        up.add_metric([alias], 1 if db.reachable else 0)
+        duration.add_metric([alias], db.duration)
+        alias_findings = [f for f in report.findings if f.database == alias]
+        worst.add_metric(
+            [alias], max((severity_rank[f.severity] for f in alias_findings), default=0)
+        )
+        for check in db.checks:
+            check_ok.add_metric([alias, check.name], 1 if check.status == "ok" else 0)
+            check_time.add_metric([alias, check.name], check.duration)
+        pool_section = db.sections.get("pool") or {}
+        configured = (pool_section.get("configuration") or {}).get("max_size")
+        if configured is not None:
+            pool_section = {**pool_section, "configured_max_size": configured}
+        sections = {**db.sections, "pool": pool_section}
+        for name, (section, key, _) in simple.items():
+            value = (sections.get(section) or {}).get(key)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                simple_families[name].add_metric([alias], float(value))
+        ratios = (db.sections.get("tables") or {}).get("cache_hit_ratio") or {}
+        for kind, value in sorted(ratios.items()):
+            if value is not None:
+                cache.add_metric([alias, kind], float(value))
+        states = (db.sections.get("connections") or {}).get("by_state") or {}
+        for state, count in states.items():
+            connections_state.add_metric([alias, state], count)
+        if per_index_scans is not None and per_index_size is not None:
+            for row in db.objects.get("indexes", []):
+                labels = [alias, row["schema"], row["table"], row["index"]]
+                per_index_scans.add_metric(labels, float(row["scans"]))
+                per_index_size.add_metric(labels, float(row["size_bytes"]))
+    if pool:
+        stats = {
+            alias: (db.sections.get("pool") or {}).get("live")
+            for alias, db in report.databases.items()
+        }
+        out.extend(pool_families(stats))
+    return out
+
+
+def as_prometheus(report: Report, *, per_index: bool = False) -> str:
+    """The report in the Prometheus text exposition format."""
+    _require()
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    registry = CollectorRegistry(auto_describe=False)
+
+    class _Once:
+        def collect(self) -> Iterable[Metric]:
+            return families(report, per_index=per_index)
+
+    registry.register(_Once())
+    return generate_latest(registry).decode()

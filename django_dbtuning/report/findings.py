@@ -1,0 +1,191 @@
+"""The report's data model: findings, per-check status, per-database results, thresholds."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+__all__ = [
+    "DEFAULT_THRESHOLDS",
+    "SECTIONS",
+    "SEVERITIES",
+    "Check",
+    "DatabaseReport",
+    "Finding",
+    "Report",
+    "Severity",
+    "thresholds",
+]
+
+Severity = Literal["info", "warning", "error"]
+SEVERITIES: tuple[Severity, ...] = ("info", "warning", "error")
+SEVERITY_RANK: dict[str, int] = {name: rank for rank, name in enumerate(SEVERITIES)}
+
+SECTIONS: tuple[str, ...] = (
+    "pool",
+    "connections",
+    "indexes",
+    "tables",
+    "statements",
+    "settings",
+)
+
+CheckStatus = Literal["ok", "skipped", "timeout", "error"]
+
+# Every threshold a finding depends on; DBTUNING["REPORT_THRESHOLDS"] overrides any of
+# them. The README's dbreport section lists each with its reasoning.
+DEFAULT_THRESHOLDS: dict[str, float] = {
+    # indexes
+    "unused_index_max_scans": 0,
+    "unused_index_warning_bytes": 1024 * 1024,
+    "unused_index_last_scan_days": 30,
+    "min_stats_age_days": 7,
+    "fk_without_index_warning_rows": 10_000,
+    "index_bloat_warning_bytes": 100 * 1024 * 1024,
+    "index_bloat_min_ratio": 0.5,
+    # tables
+    "seq_scan_min_rows": 10_000,
+    "seq_scan_min_scans": 100,
+    "seq_scan_max_index_share": 0.95,
+    "cache_hit_ratio_min": 0.99,
+    "cache_min_blocks": 10_000,
+    "dead_tuples_min": 10_000,
+    "dead_tuples_ratio": 0.2,
+    "vacuum_stale_days": 7,
+    "analyze_stale_days": 1,
+    "sequence_warning_ratio": 0.75,
+    "sequence_error_ratio": 0.9,
+    "xid_age_warning": 1_000_000_000,
+    "xid_age_error": 1_500_000_000,
+    # connections
+    "connections_warning_ratio": 0.8,
+    "connections_error_ratio": 0.95,
+    "long_running_query_seconds": 60,
+    "idle_in_transaction_seconds": 60,
+    "blocked_query_seconds": 5,
+    # statements
+    "slow_query_mean_ms": 20,
+    "slow_query_min_calls": 100,
+    "n_plus_one_min_calls": 1000,
+    "n_plus_one_max_mean_ms": 1,
+    "n_plus_one_max_rows_per_call": 1.5,
+    "n_plus_one_min_time_share": 0.01,
+}
+
+
+def thresholds(overrides: Mapping[str, Any] | None = None) -> dict[str, float]:
+    """The defaults with valid numeric ``overrides`` applied (unknown keys ignored)."""
+    merged = dict(DEFAULT_THRESHOLDS)
+    for key, value in (overrides or {}).items():
+        if (
+            key in merged
+            and isinstance(value, int | float)
+            and not isinstance(value, bool)
+        ):
+            merged[key] = float(value)
+    return merged
+
+
+@dataclass
+class Finding:
+    """One concrete problem (or observation) about one object of one database."""
+
+    database: str
+    severity: Severity
+    code: str
+    title: str
+    detail: str
+    hint: str
+    object: str
+    model: str | None = None
+    """``app_label.Model`` when the object belongs to a Django model."""
+    data: dict[str, Any] = field(default_factory=dict)
+    """The numbers behind the finding (sizes in bytes, durations in seconds)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "database": self.database,
+            "severity": self.severity,
+            "code": self.code,
+            "title": self.title,
+            "detail": self.detail,
+            "hint": self.hint,
+            "object": self.object,
+            "model": self.model,
+            "data": self.data,
+        }
+
+
+@dataclass
+class Check:
+    """How one query of the report went: ok, or why it was skipped or failed."""
+
+    name: str
+    section: str
+    status: CheckStatus = "ok"
+    reason: str = ""
+    duration: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "section": self.section,
+            "status": self.status,
+            "reason": self.reason,
+            "duration_seconds": round(self.duration, 6),
+        }
+
+
+@dataclass
+class DatabaseReport:
+    """Everything collected for one ``DATABASES`` alias."""
+
+    alias: str
+    reachable: bool = True
+    error: str | None = None
+    kind: Literal["postgresql", "pgbouncer"] = "postgresql"
+    server: dict[str, Any] = field(default_factory=dict)
+    sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    checks: list[Check] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    same_database_as: str | None = None
+    duration: float = 0.0
+    objects: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """Per-object rows (every index...) for opt-in metrics; not part of the JSON."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "reachable": self.reachable,
+            "error": self.error,
+            "server": self.server,
+            "same_database_as": self.same_database_as,
+            "duration_seconds": round(self.duration, 6),
+            "checks": {check.name: check.as_dict() for check in self.checks},
+            "notes": list(self.notes),
+            **self.sections,
+        }
+
+
+@dataclass
+class Report:
+    """The whole report: one :class:`DatabaseReport` per alias and all findings."""
+
+    generated_at: datetime
+    sections: tuple[str, ...]
+    databases: dict[str, DatabaseReport]
+    findings: list[Finding]
+    top: int = 10
+
+    def worst_severity(self) -> Severity | None:
+        ranks = [SEVERITY_RANK[f.severity] for f in self.findings]
+        return SEVERITIES[max(ranks)] if ranks else None
+
+    def at_least(self, severity: Severity) -> list[Finding]:
+        """Findings of ``severity`` or worse."""
+        floor = SEVERITY_RANK[severity]
+        return [f for f in self.findings if SEVERITY_RANK[f.severity] >= floor]
+
+    def unreachable(self) -> list[DatabaseReport]:
+        return [db for db in self.databases.values() if not db.reachable]

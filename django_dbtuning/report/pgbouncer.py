@@ -1,0 +1,93 @@
+"""PgBouncer's admin console: SHOW POOLS / SHOW STATS / SHOW DATABASES for an alias whose
+NAME is ``pgbouncer`` (the virtual admin database).
+
+The console speaks only the simple query protocol and accepts no transactions or SET, so
+this path uses an autocommit connection with client-side binding and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import psycopg
+
+from django_dbtuning.report.findings import DatabaseReport, Finding
+from django_dbtuning.report.probe import Unreachable, connect, first_line
+
+__all__ = ["collect", "is_admin_console"]
+
+
+def is_admin_console(settings_dict: Mapping[str, Any]) -> bool:
+    return settings_dict.get("NAME") == "pgbouncer"
+
+
+def collect(
+    alias: str,
+    settings_dict: Mapping[str, Any],
+    result: DatabaseReport,
+    findings: list[Finding],
+    limits: Mapping[str, float],
+) -> None:
+    # The console rejects startup options such as -c statement_timeout.
+    options = {
+        k: v for k, v in (settings_dict.get("OPTIONS") or {}).items() if k != "options"
+    }
+    try:
+        conn = connect({**settings_dict, "OPTIONS": options})
+    except Unreachable as exc:
+        result.reachable = False
+        result.error = str(exc)
+        findings.append(
+            Finding(
+                database=alias,
+                severity="error",
+                code="database_unreachable",
+                title=f"{alias}: PgBouncer admin console unreachable",
+                detail=str(exc),
+                hint="check the alias and that its user is in admin_users or stats_users",
+                object=f"alias:{alias}",
+            )
+        )
+        return
+    section: dict[str, Any] = {}
+    result.sections["pgbouncer"] = section
+    with conn:
+        cursor = psycopg.ClientCursor(conn)
+        for command in ("POOLS", "STATS", "DATABASES"):
+            try:
+                cursor.execute(f"SHOW {command}")
+                section[command.lower()] = [dict(row) for row in cursor.fetchall()]
+            except psycopg.Error as exc:
+                section[command.lower()] = None
+                result.notes.append(f"SHOW {command} failed: {first_line(exc)}")
+    for pool in section.get("pools") or []:
+        waiting = int(pool.get("cl_waiting") or 0)
+        maxwait = (
+            float(pool.get("maxwait") or 0) + float(pool.get("maxwait_us") or 0) / 1e6
+        )
+        if waiting and maxwait >= 1:
+            findings.append(
+                Finding(
+                    database=alias,
+                    severity="warning",
+                    code="pgbouncer_clients_waiting",
+                    title=(
+                        f"PgBouncer: {waiting} clients waiting on {pool.get('database')}/"
+                        f"{pool.get('user')}"
+                    ),
+                    detail=(
+                        f"{waiting} clients are queued for a server connection, the "
+                        f"oldest for {maxwait:.1f} s ({pool.get('sv_active')} server "
+                        f"connections active, {pool.get('sv_idle')} idle; pool_mode "
+                        f"{pool.get('pool_mode')})."
+                    ),
+                    hint=(
+                        "raise default_pool_size for this database in pgbouncer.ini (within "
+                        "max_connections) or find the transactions that hold server "
+                        "connections (dbreport --section connections on the database alias)"
+                    ),
+                    object=f"pgbouncer:{pool.get('database')}/{pool.get('user')}",
+                    data={"clients_waiting": waiting, "maxwait_seconds": maxwait},
+                )
+            )

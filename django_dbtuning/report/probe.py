@@ -1,0 +1,275 @@
+"""A read-only, time-boxed connection for the report's queries.
+
+The report never borrows Django's connection (it may be inside a request's transaction, or
+a pooled one): it opens its own psycopg connection from the alias' settings, marks every
+transaction READ ONLY, and runs each query in its own transaction with ``SET LOCAL``
+``statement_timeout`` and ``lock_timeout``, so one slow or locked catalog read degrades
+one check instead of the whole report.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import psycopg
+from psycopg import errors
+from psycopg.rows import dict_row
+
+from django_dbtuning.report.djangomap import ModelMap
+from django_dbtuning.report.findings import Check, DatabaseReport, Finding, Severity
+
+__all__ = ["MARKER", "Probe", "Unreachable", "connect", "connection_kwargs"]
+
+logger = logging.getLogger(__name__)
+
+# A comment on every report query: pg_stat_statements keeps it, so the statements section
+# can leave the report's own queries out.
+MARKER = "/* dbtuning:dbreport */"
+APPLICATION_NAME = "dbtuning-dbreport"
+DEFAULT_CONNECT_TIMEOUT = 5
+Row = dict[str, Any]
+
+
+class Unreachable(Exception):
+    """The alias' server could not be reached; the message is one safe line."""
+
+
+def _duration_setting(value: str | int) -> str:
+    return f"{value}ms" if isinstance(value, int) else str(value)
+
+
+def connection_kwargs(settings_dict: Mapping[str, Any]) -> dict[str, Any]:
+    """psycopg.connect() keywords for a ``DATABASES`` entry, without Django's extras."""
+    options = dict(settings_dict.get("OPTIONS") or {})
+    for key in (
+        "pool",
+        "server_side_binding",
+        "isolation_level",
+        "assume_role",
+        "cursor_factory",
+        "context",
+        "prepare_threshold",
+    ):
+        options.pop(key, None)
+    kwargs: dict[str, Any] = dict(options)
+    name = settings_dict.get("NAME")
+    if name:
+        kwargs["dbname"] = name
+    elif name is None or not options.get("service"):
+        kwargs["dbname"] = "postgres"
+    for setting, key in (
+        ("USER", "user"),
+        ("PASSWORD", "password"),
+        ("HOST", "host"),
+        ("PORT", "port"),
+    ):
+        if settings_dict.get(setting):
+            kwargs[key] = settings_dict[setting]
+    kwargs["application_name"] = APPLICATION_NAME
+    kwargs.setdefault("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
+    return kwargs
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every secret replaced by ``***``."""
+    for secret in secrets:
+        if secret and len(secret) >= 2:
+            text = text.replace(secret, "***")
+    return re.sub(r"(password\s*=\s*)\S+", r"\1***", text, flags=re.IGNORECASE)
+
+
+def first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def connect(
+    settings_dict: Mapping[str, Any], *, autocommit: bool = True
+) -> psycopg.Connection[Row]:
+    """Open the report's connection for one alias, or raise :class:`Unreachable`."""
+    kwargs = connection_kwargs(settings_dict)
+    try:
+        conn = psycopg.connect(
+            **kwargs,
+            autocommit=autocommit,
+            row_factory=dict_row,
+            prepare_threshold=None,
+        )
+    except psycopg.Error as exc:
+        where = f"{kwargs.get('host') or 'localhost'}:{kwargs.get('port') or 5432}"
+        message = redact(first_line(exc), [str(settings_dict.get("PASSWORD") or "")])
+        raise Unreachable(
+            f"cannot connect to {where}/{kwargs.get('dbname', '')}: {message}"
+        ) from None
+    return conn
+
+
+class Probe:
+    """Runs one alias' checks: each query read-only, time-boxed, failures recorded."""
+
+    def __init__(
+        self,
+        alias: str,
+        conn: psycopg.Connection[Row],
+        *,
+        result: DatabaseReport,
+        findings: list[Finding],
+        thresholds: Mapping[str, float],
+        models: ModelMap,
+        top: int,
+        statement_timeout: str | int,
+        lock_timeout: str | int,
+        show_sql_values: bool = False,
+        per_index: bool = False,
+    ) -> None:
+        self.alias = alias
+        self.conn = conn
+        self.result = result
+        self.findings = findings
+        self.t = thresholds
+        self.models = models
+        self.top = top
+        self.statement_timeout = _duration_setting(statement_timeout)
+        self.lock_timeout = _duration_setting(lock_timeout)
+        self.show_sql_values = show_sql_values
+        self.per_index = per_index
+        self.columns: dict[str, set[str]] = {}
+        self.server = result.server
+        # Every transaction of this session is read-only, whatever a check does.
+        conn.read_only = True
+
+    # -- queries -----------------------------------------------------------------------
+
+    def query(
+        self,
+        check: str,
+        section: str,
+        sql: str,
+        params: Sequence[Any] | Mapping[str, Any] = (),
+        *,
+        extra: Sequence[tuple[str, Sequence[Any] | Mapping[str, Any]]] = (),
+    ) -> list[Row] | None:
+        """Run ``sql`` (and the ``extra`` queries after it) as one time-boxed check.
+
+        Returns the rows of ``sql``, or None when the check failed; the failure is recorded
+        as the check's status (permission, missing extension, timeout, error).
+        """
+        rows = self.queries(check, section, [(sql, params), *extra])
+        return rows[0] if rows is not None else None
+
+    def queries(
+        self,
+        check: str,
+        section: str,
+        statements: Sequence[tuple[str, Sequence[Any] | Mapping[str, Any]]],
+    ) -> list[list[Row]] | None:
+        record = Check(name=check, section=section)
+        self.result.checks.append(record)
+        started = time.perf_counter()
+        try:
+            with self.conn.transaction(), self.conn.cursor() as cur:
+                cur.execute(
+                    f"{MARKER} SELECT set_config('statement_timeout', %s, true),"
+                    " set_config('lock_timeout', %s, true)",
+                    [self.statement_timeout, self.lock_timeout],
+                )
+                results: list[list[Row]] = []
+                for sql, params in statements:
+                    cur.execute(f"{MARKER} {sql}", params or None)
+                    results.append(cur.fetchall() if cur.description else [])
+            return results
+        except (errors.QueryCanceled, errors.LockNotAvailable) as exc:
+            record.status = "timeout"
+            record.reason = (
+                f"lock_timeout {self.lock_timeout} (a relation is locked, e.g. by a "
+                "migration)"
+                if isinstance(exc, errors.LockNotAvailable)
+                else f"statement_timeout {self.statement_timeout}"
+            )
+        except errors.InsufficientPrivilege as exc:
+            record.status = "skipped"
+            record.reason = (
+                f"permission denied ({first_line(exc)}): GRANT pg_monitor TO "
+                f"{self.server.get('user', 'the role')}"
+            )
+        except (
+            errors.UndefinedTable,
+            errors.UndefinedFunction,
+            errors.UndefinedColumn,
+            errors.ObjectNotInPrerequisiteState,
+            errors.FeatureNotSupported,
+        ) as exc:
+            record.status = "skipped"
+            record.reason = first_line(exc)
+        except psycopg.Error as exc:
+            record.status = "error"
+            record.reason = f"{type(exc).__name__}: {first_line(exc)}"
+        finally:
+            record.duration = time.perf_counter() - started
+        logger.info(
+            "dbreport %s: check %s %s (%s)",
+            self.alias,
+            check,
+            record.status,
+            record.reason,
+        )
+        return None
+
+    def probe_columns(self, *relations: str, check: str = "catalog_columns") -> None:
+        """Remember which columns the catalog views have (they vary by version)."""
+        rows = self.query(
+            check,
+            "server",
+            "SELECT c.relname, array_agg(a.attname::text) AS columns"
+            " FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+            " WHERE a.attrelid = ANY(%s::regclass[]) AND a.attnum > 0"
+            " AND NOT a.attisdropped GROUP BY c.relname",
+            [list(relations)],
+        )
+        for row in rows or []:
+            self.columns[row["relname"]] = set(row["columns"])
+
+    def has_column(self, relation: str, column: str) -> bool:
+        return column in self.columns.get(relation, set())
+
+    # -- findings ----------------------------------------------------------------------
+
+    def add(
+        self,
+        severity: Severity,
+        code: str,
+        title: str,
+        *,
+        detail: str,
+        hint: str,
+        object: str,
+        model: str | None = None,
+        **data: Any,
+    ) -> Finding:
+        finding = Finding(
+            database=self.alias,
+            severity=severity,
+            code=code,
+            title=title,
+            detail=detail,
+            hint=hint,
+            object=object,
+            model=model,
+            data=data,
+        )
+        self.findings.append(finding)
+        return finding
+
+    def section(self, name: str) -> dict[str, Any]:
+        return self.result.sections.setdefault(name, {})
+
+    def note(self, text: str) -> None:
+        if text not in self.result.notes:
+            self.result.notes.append(text)
+
+
+Collector = Callable[[Probe], None]

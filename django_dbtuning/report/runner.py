@@ -1,0 +1,277 @@
+"""Run the report: for each alias, connect, collect the sections, gather the findings."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db import connections
+
+from django_dbtuning.conf import conf
+from django_dbtuning.report import (
+    connections as connections_section,
+)
+from django_dbtuning.report import (
+    indexes,
+    pgbouncer,
+    pool,
+    statements,
+    tables,
+)
+from django_dbtuning.report import settings as settings_section
+from django_dbtuning.report.djangomap import ModelMap
+from django_dbtuning.report.findings import (
+    SECTIONS,
+    DatabaseReport,
+    Finding,
+    Report,
+    thresholds,
+)
+from django_dbtuning.report.probe import Collector, Probe, Unreachable, connect
+
+__all__ = ["postgres_aliases", "run_report"]
+
+logger = logging.getLogger(__name__)
+
+COLLECTORS: dict[str, Collector] = {
+    "pool": pool.collect,
+    "connections": connections_section.collect,
+    "indexes": indexes.collect,
+    "tables": tables.collect,
+    "statements": statements.collect,
+    "settings": settings_section.collect,
+}
+# Sections that describe the alias (its pool), not the database behind it.
+PER_ALIAS = frozenset({"pool"})
+# Findings about the schema, identical on a primary and its replicas: reported once.
+SCHEMA_CODES = frozenset(
+    {
+        "duplicate_index",
+        "overlapping_index",
+        "invalid_index",
+        "invalid_constraint",
+        "fk_without_index",
+        "index_bloat",
+        "sequence_near_overflow",
+        "xid_wraparound",
+    }
+)
+
+
+def postgres_aliases() -> list[str]:
+    """Every ``DATABASES`` alias on PostgreSQL (any backend built on Django's)."""
+    found = []
+    for alias in connections:
+        if connections[alias].vendor == "postgresql":
+            found.append(alias)
+    return found
+
+
+def run_report(
+    aliases: Sequence[str] | None = None,
+    *,
+    sections: Iterable[str] | None = None,
+    top: int = 10,
+    per_index: bool = False,
+) -> Report:
+    """Collect the report for ``aliases`` (default: every PostgreSQL alias).
+
+    Never raises for a database problem: an unreachable alias is marked so, a failed
+    check is recorded with its reason, and everything else is still reported.
+
+    Raises:
+        ValueError: an unknown alias or section, or an alias that is not PostgreSQL.
+    """
+    chosen = tuple(sections) if sections is not None else SECTIONS
+    unknown = sorted(set(chosen) - set(SECTIONS))
+    if unknown:
+        raise ValueError(
+            f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}"
+        )
+    if type(top) is not int or top < 0:
+        raise ValueError(f"top must be an int >= 0, got {top!r}")
+    names = list(aliases) if aliases else postgres_aliases()
+    for alias in names:
+        if alias not in connections.settings:
+            raise ValueError(
+                f"unknown database alias {alias!r}; DATABASES has "
+                f"{', '.join(connections.settings)}"
+            )
+        if connections[alias].vendor != "postgresql":
+            raise ValueError(
+                f"database alias {alias!r} is {connections[alias].vendor}, not PostgreSQL"
+            )
+    ordered = [s for s in SECTIONS if s in chosen]
+    limits = thresholds(conf.REPORT_THRESHOLDS)
+    models = ModelMap()
+    report = Report(
+        generated_at=datetime.now(UTC),
+        sections=tuple(ordered),
+        databases={},
+        findings=[],
+        top=top,
+    )
+    seen: dict[tuple[Any, ...], str] = {}
+    for alias in dict.fromkeys(names):
+        result = DatabaseReport(alias=alias)
+        report.databases[alias] = result
+        started = time.perf_counter()
+        try:
+            _run_alias(
+                alias,
+                result,
+                report.findings,
+                ordered,
+                seen,
+                limits=limits,
+                models=models,
+                top=top,
+                per_index=per_index,
+            )
+        finally:
+            result.duration = time.perf_counter() - started
+    _intersect_replicas(report)
+    order = {name: rank for rank, name in enumerate(("error", "warning", "info"))}
+    report.findings.sort(
+        key=lambda f: (order[f.severity], f.database, f.code, f.object)
+    )
+    return report
+
+
+def _run_alias(
+    alias: str,
+    result: DatabaseReport,
+    findings: list[Finding],
+    sections: list[str],
+    seen: dict[tuple[Any, ...], str],
+    *,
+    limits: dict[str, float],
+    models: ModelMap,
+    top: int,
+    per_index: bool,
+) -> None:
+    settings_dict = connections.settings[alias]
+    if pgbouncer.is_admin_console(settings_dict):
+        result.kind = "pgbouncer"
+        pgbouncer.collect(alias, settings_dict, result, findings, limits)
+        return
+    try:
+        conn = connect(settings_dict)
+    except Unreachable as exc:
+        result.reachable = False
+        result.error = str(exc)
+        findings.append(
+            Finding(
+                database=alias,
+                severity="error",
+                code="database_unreachable",
+                title=f"{alias}: database unreachable",
+                detail=str(exc),
+                hint="check HOST/PORT/credentials and that the server is up",
+                object=f"alias:{alias}",
+            )
+        )
+        return
+    with conn:
+        probe = Probe(
+            alias,
+            conn,
+            result=result,
+            findings=findings,
+            thresholds=limits,
+            models=models,
+            top=top,
+            statement_timeout=conf.REPORT_STATEMENT_TIMEOUT,
+            lock_timeout=conf.REPORT_LOCK_TIMEOUT,
+            show_sql_values=conf.LOG_PARAMETERS,
+            per_index=per_index,
+        )
+        if not settings_section.server_info(probe):
+            return
+        server = probe.server
+        identity = (
+            server.get("system_identifier"),
+            server.get("database"),
+            server.get("in_recovery"),
+            settings_dict.get("HOST"),
+            str(settings_dict.get("PORT") or ""),
+        )
+        if identity in seen:
+            # Another alias (a bulkhead, a test mirror) reaches the same database: its
+            # server-side sections would repeat the first alias' findings.
+            result.same_database_as = seen[identity]
+            probe.note(
+                f"same database as alias {seen[identity]!r}: server-side sections are "
+                "reported there"
+            )
+            run = [s for s in sections if s in PER_ALIAS]
+        else:
+            seen[identity] = alias
+            run = sections
+        for name in run:
+            try:
+                COLLECTORS[name](probe)
+            except Exception as exc:
+                # A bug or an unexpected catalog shape must cost one section, not the
+                # report.
+                logger.exception("dbreport %s: section %s failed", alias, name)
+                probe.note(f"section {name} failed: {type(exc).__name__}: {exc}")
+                result.sections.setdefault(name, {})["error"] = (
+                    f"{type(exc).__name__}: {exc}"
+                )
+
+
+def _intersect_replicas(report: Report) -> None:
+    """Keep an unused_index finding only if the index is unused on every alias that
+    reaches the same database (primary and its replicas share a system identifier)."""
+    groups: dict[tuple[Any, Any], list[DatabaseReport]] = {}
+    for db in report.databases.values():
+        if db.reachable and db.same_database_as is None and "indexes" in db.objects:
+            group = (db.server.get("system_identifier"), db.server.get("database"))
+            if group[0] is not None:
+                groups.setdefault(group, []).append(db)
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        scans: dict[str, dict[str, int]] = {}
+        for db in members:
+            for row in db.objects["indexes"]:
+                scans.setdefault(f"{row['schema']}.{row['index']}", {})[db.alias] = row[
+                    "scans"
+                ]
+        aliases = {db.alias for db in members}
+        reported: set[tuple[str, str]] = set()
+        kept: list[Finding] = []
+        for finding in report.findings:
+            if finding.database not in aliases:
+                kept.append(finding)
+                continue
+            if finding.code in SCHEMA_CODES:
+                if (finding.code, finding.object) not in reported:
+                    reported.add((finding.code, finding.object))
+                    kept.append(finding)
+                continue
+            if finding.code != "unused_index":
+                kept.append(finding)
+                continue
+            key = f"{finding.data.get('schema')}.{finding.data.get('index')}"
+            used_on = [
+                alias for alias, count in scans.get(key, {}).items() if count > 0
+            ]
+            if used_on:
+                elsewhere = sorted(a for a in used_on if a != finding.database)
+                report.databases[finding.database].notes.append(
+                    f"{finding.object} is unused here but scanned on "
+                    f"{', '.join(elsewhere or used_on)}: not a drop candidate"
+                )
+                continue
+            if ("unused_index", key) in reported:
+                continue  # already reported once for this database
+            reported.add(("unused_index", key))
+            finding.detail += f" Unused on every alias of this database ({', '.join(sorted(aliases))})."
+            finding.data["checked_aliases"] = sorted(aliases)
+            kept.append(finding)
+        report.findings[:] = kept

@@ -1,0 +1,239 @@
+"""Statements from pg_stat_statements: top by total time, slow queries, N+1 suspects.
+
+Columns follow the extension's version, not the server's, so they are probed. The report
+never resets the statistics (other tools read them too).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django_dbtuning.report.probe import MARKER, Probe, Row
+from django_dbtuning.report.util import strip_literals
+
+__all__ = ["collect"]
+
+EXTENSION = """
+SELECT e.extversion AS version, n.nspname AS schema
+  FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+ WHERE e.extname = 'pg_stat_statements'
+"""
+
+STATEMENTS = """
+WITH s AS (
+  SELECT queryid, query, calls, {total} AS total_ms, rows, shared_blks_hit,
+         shared_blks_read
+    FROM {schema}.pg_stat_statements
+   WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+     {toplevel}
+     AND query NOT LIKE %(marker)s
+     AND query !~* %(plumbing)s
+     AND query !~ %(catalog)s
+)
+SELECT *, sum(total_ms) OVER () AS all_ms, sum(calls) OVER () AS all_calls,
+       count(*) OVER () AS tracked
+  FROM s ORDER BY {order} DESC LIMIT %(limit)s
+"""
+
+INFO = "SELECT dealloc, stats_reset FROM {schema}.pg_stat_statements_info"
+
+# Transaction plumbing, DDL and catalog reads (this report's, Django's introspection,
+# other monitoring tools') say nothing about the application's queries; utility statements
+# are also stored with their literals (CREATE ROLE ... PASSWORD '...').
+PLUMBING = (
+    r"^\s*(begin|start|commit|rollback|end|set|show|reset|savepoint|release|deallocate"
+    r"|discard|listen|unlisten|create|alter|drop|grant|revoke|comment|analyze|vacuum"
+    r"|reindex|cluster|checkpoint|lock|security)\M"
+)
+CATALOG = (
+    r"\m(pg_catalog|information_schema|pg_stat_[a-z_]+|pg_statio_[a-z_]+|pg_stats"
+    r"|pg_class|pg_index|pg_indexes|pg_settings|pg_attribute|pg_attrdef|pg_constraint"
+    r"|pg_depend|pg_sequences|pg_namespace|pg_database|pg_extension|pg_roles|pg_am"
+    r"|pg_type|pg_proc|pg_locks|pg_tables|pg_views|pg_matviews|pg_description"
+    r"|pg_collation|pg_inherits|pg_trigger|pg_control_system|pg_get_[a-z_]+"
+    r"|pg_relation_size|pg_table_size|pg_total_relation_size|pg_database_size"
+    r"|pg_has_role|pg_is_in_recovery|pg_postmaster_start_time|pg_blocking_pids"
+    r"|pg_stat_force_next_flush|set_config|current_setting|has_sequence_privilege)\M"
+)
+
+_TABLE = re.compile(r'\bFROM\s+"?([A-Za-z_][\w$]*)"?(?:\."?([A-Za-z_][\w$]*)"?)?', re.I)
+
+
+def _table(query: str) -> str | None:
+    match = _TABLE.search(query)
+    if match is None:
+        return None
+    return match.group(2) or match.group(1)
+
+
+def collect(probe: Probe) -> None:
+    section = probe.section("statements")
+    ext = probe.query("pg_stat_statements", "statements", EXTENSION)
+    if ext is None:
+        return
+    if not ext:
+        section["installed"] = False
+        probe.note(
+            "pg_stat_statements is not installed: add it to shared_preload_libraries, "
+            "restart, and CREATE EXTENSION pg_stat_statements (no statements section)"
+        )
+        return
+    schema = ext[0]["schema"]
+    section["installed"] = True
+    section["extension_version"] = ext[0]["version"]
+    probe.probe_columns(
+        f"{schema}.pg_stat_statements", check="pg_stat_statements_columns"
+    )
+    has = set(probe.columns.get("pg_stat_statements", set()))
+    total = (
+        "total_exec_time + total_plan_time"
+        if {"total_exec_time", "total_plan_time"} <= has
+        else "total_exec_time"
+        if "total_exec_time" in has
+        else "total_time"
+    )
+    toplevel = "AND toplevel" if "toplevel" in has else ""
+    limit = max(probe.top, 100)
+    sql = STATEMENTS.format(
+        total=total, schema=schema, toplevel=toplevel, order="total_ms"
+    )
+    by_calls = STATEMENTS.format(
+        total=total, schema=schema, toplevel=toplevel, order="calls"
+    )
+    params: dict[str, Any] = {
+        "marker": f"{MARKER}%",
+        "plumbing": PLUMBING,
+        "catalog": CATALOG,
+        "limit": limit,
+    }
+    results = probe.queries(
+        "statements",
+        "statements",
+        [(sql, params), (by_calls, params)],
+    )
+    if results is None:
+        return
+    top, frequent = results
+    info = probe.query(
+        "pg_stat_statements_info", "statements", INFO.format(schema=schema)
+    )
+    if info:
+        section["deallocations"] = info[0]["dealloc"]
+        section["stats_reset"] = (
+            info[0]["stats_reset"].isoformat() if info[0]["stats_reset"] else None
+        )
+        if info[0]["dealloc"]:
+            probe.add(
+                "info",
+                "statements_evicted",
+                "pg_stat_statements is evicting entries",
+                detail=(
+                    f"{info[0]['dealloc']:,} times the least-used statements were "
+                    "dropped to make room: rarely run queries are missing from the "
+                    "statistics."
+                ),
+                hint="raise pg_stat_statements.max (default 5000) and restart",
+                object="setting:pg_stat_statements.max",
+                deallocations=info[0]["dealloc"],
+            )
+    rows = {r["queryid"]: r for r in [*top, *frequent]}
+    all_ms = float(top[0]["all_ms"]) if top else 0.0
+    section["tracked"] = top[0]["tracked"] if top else 0
+    section["total_seconds"] = all_ms / 1000
+    section["calls"] = int(top[0]["all_calls"]) if top else 0
+    hidden = sum(1 for r in rows.values() if (r["query"] or "").startswith("<insuff"))
+    if hidden:
+        probe.note(
+            f"{hidden} statement text(s) of other roles are hidden: GRANT pg_monitor TO "
+            f"{probe.server.get('user')}"
+        )
+    section["top"] = [
+        _summary(probe, r, all_ms) for r in top[: probe.top if probe.top else None]
+    ]
+    for row in sorted(rows.values(), key=lambda r: r["total_ms"], reverse=True):
+        _judge(probe, row, all_ms)
+
+
+def _summary(probe: Probe, row: Row, all_ms: float) -> dict[str, Any]:
+    calls = row["calls"] or 0
+    return {
+        "queryid": row["queryid"],
+        "query": strip_literals(row["query"] or "", limit=500),
+        "model": probe.models.label(_table(row["query"] or "") or ""),
+        "calls": calls,
+        "total_seconds": float(row["total_ms"]) / 1000,
+        "mean_ms": float(row["total_ms"]) / calls if calls else None,
+        "rows": row["rows"],
+        "time_share": float(row["total_ms"]) / all_ms if all_ms else None,
+        "cache_hit_ratio": (
+            row["shared_blks_hit"] / (row["shared_blks_hit"] + row["shared_blks_read"])
+            if (row["shared_blks_hit"] or 0) + (row["shared_blks_read"] or 0)
+            else None
+        ),
+    }
+
+
+def _judge(probe: Probe, row: Row, all_ms: float) -> None:
+    t = probe.t
+    calls = row["calls"] or 0
+    if not calls:
+        return
+    query = row["query"] or ""
+    total_ms = float(row["total_ms"])
+    mean = total_ms / calls
+    share = total_ms / all_ms if all_ms else 0.0
+    table = _table(query)
+    label = probe.models.label(table or "")
+    text = strip_literals(query, limit=200)
+    where = f" on {label}" if label else (f" on {table}" if table else "")
+    if mean >= t["slow_query_mean_ms"] and calls >= t["slow_query_min_calls"]:
+        probe.add(
+            "warning",
+            "slow_query",
+            f"Slow query{where}: {mean:,.1f} ms mean over {calls:,} calls",
+            detail=(
+                f"queryid {row['queryid']} averages {mean:,.1f} ms over {calls:,} calls "
+                f"({share:.0%} of all database time): {text}"
+            ),
+            hint=(
+                "EXPLAIN (ANALYZE, BUFFERS) it with typical values; a missing index shows "
+                "up as a Seq Scan with a big 'Rows Removed by Filter'"
+                + (f" (add it to {label}.Meta.indexes)" if label else "")
+            ),
+            object=f"queryid:{row['queryid']}",
+            model=label,
+            calls=calls,
+            mean_ms=mean,
+            time_share=share,
+        )
+        return
+    rows_per_call = (row["rows"] or 0) / calls
+    if (
+        query.lstrip().upper().startswith("SELECT")
+        and calls >= t["n_plus_one_min_calls"]
+        and mean <= t["n_plus_one_max_mean_ms"]
+        and rows_per_call <= t["n_plus_one_max_rows_per_call"]
+        and share >= t["n_plus_one_min_time_share"]
+    ):
+        probe.add(
+            "warning",
+            "n_plus_one_suspect",
+            f"N+1 suspect{where}: {calls:,} calls of {mean:.2f} ms",
+            detail=(
+                f"queryid {row['queryid']} fetched ~{rows_per_call:.1f} row per call "
+                f"{calls:,} times ({share:.0%} of all database time): the shape of a "
+                f"per-object lookup inside a loop. {text}"
+            ),
+            hint=(
+                "find the loop with django_dbtuning's QueryCountMiddleware or "
+                "track_queries() and load the relation in one query with "
+                "select_related()/prefetch_related()"
+                + (f" (the model is {label})" if label else "")
+            ),
+            object=f"queryid:{row['queryid']}",
+            model=label,
+            calls=calls,
+            mean_ms=mean,
+            time_share=share,
+        )

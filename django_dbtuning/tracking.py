@@ -1,0 +1,858 @@
+"""The query recorder: one ``execute_wrapper`` on every connection, state in a ContextVar.
+
+A *unit of work* (a request, a ``track_queries()`` block, a test) is a :class:`Unit` held in a
+ContextVar. The recorder is installed once per connection object (``connection_created`` fires
+in whichever thread connects, so the ASGI sync worker thread gets it too) and does nothing
+but call through when no unit is active. ``asgiref`` runs ``sync_to_async`` code in a copy of
+the caller's context, so queries of an async view land in the request's unit.
+
+Per query the cost is a ContextVar read, a dict lookup for the fingerprint, a C-level frame
+lookup for the call-site key and a few counters; stacks are read in full only when a group
+reaches a threshold (see :mod:`django_dbtuning.detection`).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import sys
+import warnings
+from collections.abc import Awaitable, Callable, Hashable, Iterator
+from contextvars import ContextVar, Token
+from dataclasses import dataclass
+from time import perf_counter
+from types import TracebackType
+from typing import Any, Literal, TypeVar, cast, overload
+
+from django.db import connections
+from django.db.backends.signals import connection_created
+
+from django_dbtuning.conf import Reaction, conf
+from django_dbtuning.detection import (
+    Attribution,
+    Finding,
+    attribute,
+    build_finding,
+    current_task,
+    is_allowed,
+    site_key,
+)
+from django_dbtuning.exceptions import (
+    NPlusOneError,
+    NPlusOneWarning,
+    QueryBudgetExceeded,
+)
+from django_dbtuning.sql import SqlInfo, _infos, display_sql, sql_info
+
+__all__ = [
+    "CapturedQuery",
+    "QueryReport",
+    "allow_n_plus_one",
+    "install",
+    "query_budget",
+    "track_queries",
+]
+
+logger = logging.getLogger(__name__)
+
+_unit: ContextVar[Unit | None] = ContextVar("django_dbtuning_unit", default=None)
+_allowed: ContextVar[int] = ContextVar("django_dbtuning_allowed", default=0)
+_getframe = sys._getframe
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _Site:
+    __slots__ = ("attribution", "count", "duration", "first_params", "varied")
+
+    def __init__(self, params_key: int) -> None:
+        self.count = 0
+        self.duration = 0.0
+        self.first_params = params_key
+        self.varied = False
+        self.attribution: Attribution | None = None
+
+
+class _Group:
+    __slots__ = (
+        "alias",
+        "batch",
+        "count",
+        "duplicate_details",
+        "duplicates",
+        "duration",
+        "full_pages",
+        "info",
+        "offsets",
+        "single",
+        "single_code",
+        "single_offsets",
+        "sites",
+    )
+
+    def __init__(self, alias: str, info: SqlInfo) -> None:
+        self.alias = alias
+        self.info = info
+        self.count = 0
+        self.duration = 0.0
+        self.batch = 0
+        self.full_pages = 0
+        self.offsets: set[int] | None = None
+        self.sites: dict[Hashable, _Site] = {}
+        # Set once the first executions all came from one call site: later executions
+        # are attributed to it without a frame lookup, re-checked every 16th time.
+        self.single: _Site | None = None
+        self.single_code: Any = None
+        self.single_offsets: set[int] = set()
+        # params key -> executions; the attribution (and parameters, if kept) of the
+        # ones that reach DUPLICATE_THRESHOLD.
+        self.duplicates: dict[int, int] = {}
+        self.duplicate_details: dict[int, tuple[Attribution, Any]] = {}
+
+
+class Unit:
+    """The mutable state of one unit of work; reached through the ContextVar."""
+
+    __slots__ = (
+        "allow",
+        "closed",
+        "count",
+        "duplicate_threshold",
+        "duration",
+        "groups",
+        "ignored",
+        "keep_parameters",
+        "parent",
+        "query_aliases",
+        "query_infos",
+        "query_parameters",
+        "query_sql",
+        "query_times",
+        "task",
+        "threshold",
+        "transactions",
+        "using",
+    )
+
+    def __init__(
+        self,
+        *,
+        parent: Unit | None,
+        threshold: int,
+        duplicate_threshold: int,
+        using: frozenset[str] | None,
+        ignored: frozenset[str],
+        keep_parameters: bool,
+    ) -> None:
+        self.parent = parent
+        self.threshold = threshold
+        self.duplicate_threshold = duplicate_threshold
+        self.using = using
+        self.ignored = ignored
+        self.keep_parameters = keep_parameters
+        self.count = 0
+        self.duration = 0.0
+        self.transactions = 0
+        # Parallel lists rather than a tuple per query: strings, floats and the shared
+        # SqlInfo objects are not new GC-tracked objects, so a 1000-query request does not
+        # push 1000 containers into the older generations (and trigger full collections).
+        self.query_aliases: list[str] = []
+        self.query_sql: list[str] = []
+        self.query_times: list[float] = []
+        self.query_infos: list[SqlInfo] = []
+        self.query_parameters: list[Any] | None = [] if keep_parameters else None
+        self.groups: dict[tuple[str, Any], _Group] = {}
+        self.task = current_task()
+        self.closed = False
+        self.allow = 0
+
+
+class _Recorder:
+    """The execute wrapper. One instance, so installing it twice is a no-op."""
+
+    def __call__(
+        self,
+        execute: Callable[..., Any],
+        sql: Any,
+        params: Any,
+        many: bool,
+        context: dict[str, Any],
+    ) -> Any:
+        unit = _unit.get()
+        if unit is None:
+            return execute(sql, params, many, context)
+        start = perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            elapsed = perf_counter() - start
+            try:
+                _record(unit, sql, params, elapsed, context)
+            except Exception:
+                _internal_error("recording a query")
+
+
+RECORDER = _Recorder()
+
+
+def _params_key(sql: str, params: Any) -> int:
+    if type(params) is list:
+        params = tuple(params)
+    try:
+        return hash((sql, params))
+    except TypeError:
+        return hash((sql, repr(params)))
+
+
+def _record(
+    unit: Unit, sql: Any, params: Any, elapsed: float, context: dict[str, Any]
+) -> None:
+    info = _infos.get(sql) if type(sql) is str else None
+    if info is None:
+        info = sql_info(sql)
+        sql = sql if type(sql) is str else info.shape.text
+    alias: str = context["connection"].alias
+    shape = info.shape
+    if shape.kind == "transaction":
+        u: Unit | None = unit
+        while u is not None:
+            u.transactions += 1
+            u = u.parent
+        return
+    key: Hashable = None
+    params_key = 0
+    hashed = located = False
+    allowed = _allowed.get()
+    u = unit
+    while u is not None:
+        if (u.ignored and alias in u.ignored) or (
+            u.using is not None and alias not in u.using
+        ):
+            u = u.parent
+            continue
+        u.count += 1
+        u.duration += elapsed
+        u.query_aliases.append(alias)
+        u.query_sql.append(sql)
+        u.query_times.append(elapsed)
+        u.query_infos.append(info)
+        if u.query_parameters is not None:
+            u.query_parameters.append(params)
+        if allowed or shape.kind == "other":
+            u = u.parent
+            continue
+        if not hashed:
+            hashed = True
+            if type(params) is tuple:
+                try:
+                    params_key = hash((sql, params))
+                except TypeError:
+                    params_key = _params_key(sql, params)
+            else:
+                params_key = _params_key(sql, params)
+        group = u.groups.get((alias, shape))
+        if group is None:
+            group = u.groups[(alias, shape)] = _Group(alias, info)
+        group.count += 1
+        group.duration += elapsed
+        if info.batch:
+            group.batch += 1
+        if info.offset is not None:
+            if group.offsets is None:
+                group.offsets = set()
+            group.offsets.add(info.offset)
+        if info.keyset_limit is not None:
+            rowcount = getattr(context.get("cursor"), "rowcount", -1)
+            if rowcount == info.keyset_limit:
+                group.full_pages += 1
+        single = group.single
+        anchor = None
+        if single is not None:
+            # The frame that located the single site sits at the same depth; its code and
+            # instruction offset identify the site without the category and line lookups.
+            try:
+                anchor = _getframe(info.site_depth - 1).f_back
+            except ValueError:
+                anchor = None
+            if (
+                anchor is not None
+                and anchor.f_code is group.single_code
+                and anchor.f_lasti in group.single_offsets
+            ):
+                site = single
+                if params_key != site.first_params:
+                    site.varied = True
+                site.count += 1
+                site.duration += elapsed
+                if site.count == u.threshold and site.attribution is None:
+                    site.attribution = attribute(_getframe(), unit.task)
+                _count_duplicate(u, unit, group, site, params_key, params)
+                u = u.parent
+                continue
+        if not located:
+            located = True
+            key = site_key(_getframe(), info, unit.task)
+        site = group.sites.get(key)
+        if site is None:
+            site = group.sites[key] = _Site(params_key)
+        elif params_key != site.first_params:
+            site.varied = True
+        site.count += 1
+        site.duration += elapsed
+        if single is not None:
+            if site is single and anchor is not None and anchor.f_code is group.single_code:
+                group.single_offsets.add(anchor.f_lasti)  # a specialised call's offset
+            elif site is not single:
+                group.single = None  # a second call site: locate every execution again
+        elif (
+            group.count >= u.threshold
+            and len(group.sites) == 1
+            and info.site_depth > 1
+            and key is not None
+            and type(key[0]) is int
+        ):
+            try:
+                anchor = _getframe(info.site_depth - 1).f_back
+            except ValueError:
+                anchor = None
+            if anchor is not None and id(anchor.f_code) == key[0]:
+                group.single = site
+                group.single_code = anchor.f_code
+                group.single_offsets = {anchor.f_lasti}
+        if site.count == u.threshold and site.attribution is None:
+            site.attribution = attribute(_getframe(), unit.task)
+        _count_duplicate(u, unit, group, site, params_key, params)
+        u = u.parent
+
+
+def _count_duplicate(
+    u: Unit, unit: Unit, group: _Group, site: _Site, params_key: int, params: Any
+) -> None:
+    duplicates = group.duplicates
+    repeats = duplicates[params_key] = duplicates.get(params_key, 0) + 1
+    if repeats == u.duplicate_threshold:
+        group.duplicate_details[params_key] = (
+            site.attribution or attribute(_getframe(1), unit.task),
+            params if u.keep_parameters else None,
+        )
+
+
+_error_logged = False
+
+
+def _internal_error(action: str) -> None:
+    """A bug in the detector must never fail the request: log it once, carry on."""
+    global _error_logged
+    if not _error_logged:
+        _error_logged = True
+        logger.exception(
+            "django-dbtuning failed while %s; query tracking continues without it "
+            "(please report this)",
+            action,
+        )
+
+
+# --- installation ----------------------------------------------------------------------------
+
+
+def _install_on(connection: Any) -> None:
+    wrappers = connection.execute_wrappers
+    if RECORDER not in wrappers:
+        wrappers.append(RECORDER)
+
+
+def _on_connection_created(sender: Any, connection: Any, **kwargs: Any) -> None:
+    try:
+        _install_on(connection)
+    except Exception:  # pragma: no cover - a foreign backend without execute_wrappers
+        _internal_error("installing the query recorder")
+
+
+_installed = False
+
+
+def install() -> None:
+    """Install the recorder on this thread's connections and on every future one."""
+    global _installed
+    if not _installed:
+        _installed = True
+        connection_created.connect(
+            _on_connection_created, dispatch_uid="django_dbtuning.tracking"
+        )
+    try:
+        for connection in connections.all(initialized_only=True):
+            _install_on(connection)
+    except TypeError:  # pragma: no cover - Django < 4.1 has no initialized_only
+        for connection in connections.all():
+            _install_on(connection)
+
+
+# --- units of work -----------------------------------------------------------------------------
+
+
+def start_unit(
+    *,
+    threshold: int | None = None,
+    duplicate_threshold: int | None = None,
+    using: str | list[str] | tuple[str, ...] | None = None,
+) -> tuple[Unit, Token[Unit | None]]:
+    """Open a unit of work in the current context (``finish_unit`` closes it)."""
+    install()
+    parent = _unit.get()
+    if isinstance(using, str):
+        using = (using,)
+    unit = Unit(
+        parent=parent,
+        threshold=threshold or conf.N_PLUS_ONE_THRESHOLD,
+        duplicate_threshold=duplicate_threshold or conf.DUPLICATE_THRESHOLD,
+        using=frozenset(using) if using is not None else None,
+        ignored=frozenset(conf.IGNORE_ALIASES),
+        keep_parameters=conf.LOG_PARAMETERS,
+    )
+    return unit, _unit.set(unit)
+
+
+def finish_unit(unit: Unit, token: Token[Unit | None]) -> None:
+    """Close ``unit``; queries go to its parent (if any) from now on."""
+    unit.closed = True
+    try:
+        _unit.reset(token)
+    except ValueError:
+        # Exited in another context (a generator-based view finishing elsewhere).
+        _unit.set(unit.parent)
+
+
+def evaluate(
+    unit: Unit, *, view: str | None = None
+) -> tuple[list[Finding], list[Finding]]:
+    """Apply the N+1 and duplicate rules to a unit: ``(n_plus_one, duplicates)``."""
+    allow = conf.ALLOW_N_PLUS_ONE
+    n_plus_one: list[Finding] = []
+    duplicates: list[Finding] = []
+    for (alias, shape), group in unit.groups.items():
+        flagged = False
+        if not _is_batch_loop(group):
+            kind: Literal["n_plus_one", "n_plus_one_write"] = (
+                "n_plus_one_write" if shape.kind == "write" else "n_plus_one"
+            )
+            for site in group.sites.values():
+                if site.count >= unit.threshold and site.varied:
+                    attribution = site.attribution
+                    if (
+                        attribution is not None
+                        and attribution.relation_kind == "prefetch_batch"
+                    ):
+                        continue
+                    finding = _with_view(
+                        build_finding(
+                            kind, shape, alias, site.count, site.duration, attribution
+                        ),
+                        view,
+                    )
+                    flagged = True
+                    if not is_allowed(finding, allow):
+                        n_plus_one.append(finding)
+        if flagged:
+            continue
+        for params_key, (attribution, parameters) in group.duplicate_details.items():
+            count = group.duplicates[params_key]
+            if count >= unit.duplicate_threshold:
+                duration = group.duration * count / group.count
+                finding = _with_view(
+                    build_finding(
+                        "duplicate",
+                        shape,
+                        alias,
+                        count,
+                        duration,
+                        attribution,
+                        parameters=parameters,
+                    ),
+                    view,
+                )
+                if not is_allowed(finding, allow):
+                    duplicates.append(finding)
+    n_plus_one.sort(key=lambda f: (-f.count, f.fingerprint))
+    duplicates.sort(key=lambda f: (-f.count, f.fingerprint))
+    return n_plus_one, duplicates
+
+
+def _with_view(finding: Finding, view: str | None) -> Finding:
+    if view is None:
+        return finding
+    from dataclasses import replace
+
+    return replace(finding, view=view)
+
+
+def _is_batch_loop(group: _Group) -> bool:
+    """Pagination, keyset batches and bulk operations repeat one shape by design."""
+    if group.batch * 2 >= group.count:
+        return True
+    if group.offsets is not None and len(group.offsets) > 1:
+        return True
+    return group.info.keyset_limit is not None and group.full_pages >= group.count - 1
+
+
+# --- reports -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CapturedQuery:
+    """One executed statement (parameters only when ``LOG_PARAMETERS`` is on)."""
+
+    alias: str
+    sql: str
+    fingerprint: str
+    duration: float
+    parameters: Any = None
+
+
+class QueryReport:
+    """What a unit of work ran: live inside the block, final after it."""
+
+    def __init__(self, unit: Unit) -> None:
+        self._unit = unit
+        self._findings: tuple[list[Finding], list[Finding]] | None = None
+
+    @property
+    def count(self) -> int:
+        """Statements executed (transaction control such as SAVEPOINT not counted)."""
+        return self._unit.count
+
+    @property
+    def duration(self) -> float:
+        """Total time spent executing them, in seconds."""
+        return self._unit.duration
+
+    @property
+    def queries(self) -> list[CapturedQuery]:
+        """Every statement in execution order."""
+        unit = self._unit
+        parameters = unit.query_parameters or [None] * len(unit.query_sql)
+        return [
+            CapturedQuery(alias, sql, info.shape.text, duration, params)
+            for alias, sql, duration, info, params in zip(
+                unit.query_aliases,
+                unit.query_sql,
+                unit.query_times,
+                unit.query_infos,
+                parameters,
+                strict=True,
+            )
+        ]
+
+    def _evaluate(self) -> tuple[list[Finding], list[Finding]]:
+        if self._findings is not None:
+            return self._findings
+        findings = evaluate(self._unit)
+        if self._unit.closed:
+            self._findings = findings
+        return findings
+
+    @property
+    def n_plus_one(self) -> list[Finding]:
+        """N+1 findings (reads and writes in loops), largest first."""
+        return self._evaluate()[0]
+
+    @property
+    def duplicates(self) -> list[Finding]:
+        """Identical statements with identical parameters run repeatedly."""
+        return self._evaluate()[1]
+
+    def __repr__(self) -> str:
+        return (
+            f"<QueryReport {self.count} queries in {self.duration * 1000:.1f} ms, "
+            f"{len(self.n_plus_one)} N+1, {len(self.duplicates)} duplicates>"
+        )
+
+
+class track_queries:  # a context manager named like a function, by contract
+    """Count and analyse the queries of a block: ``with track_queries() as report:``.
+
+    Works in scripts, commands, Celery tasks and tests, in sync and async code (the report
+    includes queries run through ``sync_to_async``). Nothing is logged or raised; read
+    ``report.count``, ``.duration``, ``.queries``, ``.n_plus_one`` and ``.duplicates``.
+
+    Args:
+        using: only count these database aliases (default: all but ``IGNORE_ALIASES``).
+        threshold: executions from one call site that make an N+1 (default
+            ``N_PLUS_ONE_THRESHOLD``).
+    """
+
+    def __init__(
+        self,
+        *,
+        using: str | list[str] | tuple[str, ...] | None = None,
+        threshold: int | None = None,
+    ) -> None:
+        if threshold is not None and (type(threshold) is not int or threshold < 2):
+            raise ValueError(f"threshold must be an int >= 2, not {threshold!r}")
+        if using is not None and not isinstance(using, str | list | tuple):
+            raise TypeError(
+                f"using must be an alias or a list of aliases, not {using!r}"
+            )
+        self._using = using
+        self._threshold = threshold
+        self._state: tuple[Unit, Token[Unit | None]] | None = None
+        self.report: QueryReport | None = None
+
+    def __enter__(self) -> QueryReport:
+        unit, token = start_unit(threshold=self._threshold, using=self._using)
+        self._state = (unit, token)
+        self.report = QueryReport(unit)
+        return self.report
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._state is not None
+        unit, token = self._state
+        finish_unit(unit, token)
+
+    async def __aenter__(self) -> QueryReport:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
+# --- reactions ---------------------------------------------------------------------------------
+
+
+def react(
+    findings: list[Finding], reaction: Reaction, *, where: str | None = None
+) -> None:
+    """Warn, log, raise or ignore ``findings`` as ``reaction`` says."""
+    if not findings or reaction == "ignore":
+        return
+    if reaction == "raise":
+        lead = f"{len(findings)} N+1 / duplicate query finding(s)"
+        body = "\n".join(f.message for f in findings)
+        raise NPlusOneError(
+            f"{lead}{' in ' + where if where else ''}:\n{body}", findings
+        )
+    for finding in findings:
+        logger.warning("%s", finding.message, extra={"finding": finding})
+        if reaction == "warn":
+            _warn(finding)
+
+
+_warning_registry: dict[Any, Any] = {}
+
+
+def _warn(finding: Finding) -> None:
+    message = NPlusOneWarning(finding.message)
+    if finding.filename and finding.lineno:
+        warnings.warn_explicit(
+            message,
+            NPlusOneWarning,
+            finding.filename,
+            finding.lineno,
+            registry=_warning_registry,
+        )
+    else:
+        warnings.warn(message, stacklevel=3)
+
+
+def check_budget(
+    count: int, budget: int | None, reaction: Reaction, *, unit: Unit, where: str | None
+) -> None:
+    """React to ``count`` exceeding ``budget`` (None: no budget)."""
+    if budget is None or count <= budget or reaction == "ignore":
+        return
+    top: dict[str, int] = {}
+    for info in unit.query_infos:
+        top[info.shape.text] = top.get(info.shape.text, 0) + 1
+    lines = sorted(top.items(), key=lambda item: -item[1])[:5]
+    detail = "\n".join(f"    {n} x {display_sql(text, limit=160)}" for text, n in lines)
+    message = (
+        f"{count} queries{' in ' + where if where else ''}, over the budget of {budget}; "
+        f"most frequent:\n{detail}"
+    )
+    if reaction == "raise":
+        raise QueryBudgetExceeded(message, count=count, budget=budget)
+    logger.warning("%s", message, extra={"query_count": count, "query_budget": budget})
+    if reaction == "warn":
+        warnings.warn(message, NPlusOneWarning, stacklevel=3)
+
+
+# --- query_budget and allow_n_plus_one -----------------------------------------------------------
+
+
+class query_budget:  # named like a function: contract name
+    """Limit a block or function to ``max_queries`` and react to N+1s inside it.
+
+    A context manager and a decorator, for sync and async functions::
+
+        @query_budget(max_queries=10)
+        def handle(...): ...
+
+        with query_budget(n_plus_one="warn"):
+            ...
+
+    Args:
+        max_queries: most statements allowed (None: no limit); exceeding it raises
+            :class:`~django_dbtuning.QueryBudgetExceeded`.
+        n_plus_one: ``"raise"`` (default, :class:`~django_dbtuning.NPlusOneError`),
+            ``"warn"``, ``"log"`` or ``"ignore"``.
+        duplicates: the same choices for duplicate queries (default ``"ignore"``).
+        using, threshold: as for :func:`track_queries`.
+    """
+
+    def __init__(
+        self,
+        max_queries: int | None = None,
+        n_plus_one: Reaction = "raise",
+        *,
+        duplicates: Reaction = "ignore",
+        using: str | list[str] | tuple[str, ...] | None = None,
+        threshold: int | None = None,
+    ) -> None:
+        if max_queries is not None and (
+            type(max_queries) is not int or max_queries < 0
+        ):
+            raise ValueError(
+                f"max_queries must be an int >= 0 or None, not {max_queries!r}"
+            )
+        for name, value in (("n_plus_one", n_plus_one), ("duplicates", duplicates)):
+            if value not in ("warn", "log", "raise", "ignore"):
+                raise ValueError(
+                    f"{name} must be 'warn', 'log', 'raise' or 'ignore', not {value!r}"
+                )
+        self.max_queries = max_queries
+        self.n_plus_one: Reaction = n_plus_one
+        self.duplicates: Reaction = duplicates
+        self._tracker = track_queries(using=using, threshold=threshold)
+        self._using = using
+        self._threshold = threshold
+        self.report: QueryReport | None = None
+        self._where: str | None = None
+
+    def _fresh(self) -> query_budget:
+        clone = query_budget(
+            self.max_queries,
+            self.n_plus_one,
+            duplicates=self.duplicates,
+            using=self._using,
+            threshold=self._threshold,
+        )
+        clone._where = self._where
+        return clone
+
+    def __enter__(self) -> QueryReport:
+        self.report = self._tracker.__enter__()
+        return self.report
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._tracker.__exit__(exc_type, exc, tb)
+        if exc_type is not None or self.report is None:
+            return
+        report = self.report
+        check_budget(
+            report.count,
+            self.max_queries,
+            "raise",
+            unit=report._unit,
+            where=self._where,
+        )
+        react(report.n_plus_one, self.n_plus_one, where=self._where)
+        react(report.duplicates, self.duplicates, where=self._where)
+
+    async def __aenter__(self) -> QueryReport:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    @overload
+    def __call__(self, func: Callable[..., Awaitable[Any]]) -> Callable[..., Any]: ...
+
+    @overload
+    def __call__(self, func: F) -> F: ...
+
+    def __call__(self, func: Any) -> Any:
+        where = getattr(func, "__qualname__", None)
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                budget = self._fresh()
+                budget._where = where
+                with budget:
+                    return await func(*args, **kwargs)
+
+            return async_wrapper
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            budget = self._fresh()
+            budget._where = where
+            with budget:
+                return func(*args, **kwargs)
+
+        return wrapper
+
+
+class allow_n_plus_one:  # named like a function: contract name
+    """Silence N+1 and duplicate detection for an intended loop (queries still count).
+
+    A context manager and a decorator, sync and async.
+    """
+
+    def __init__(self) -> None:
+        self._tokens: list[Token[int]] = []
+
+    def __enter__(self) -> None:
+        self._tokens.append(_allowed.set(_allowed.get() + 1))
+
+    def __exit__(self, *exc: object) -> None:
+        _allowed.reset(self._tokens.pop())
+
+    async def __aenter__(self) -> None:
+        self.__enter__()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.__exit__(*exc)
+
+    def __call__(self, func: F) -> F:
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                with allow_n_plus_one():
+                    return await func(*args, **kwargs)
+
+            return cast(F, async_wrapper)
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with allow_n_plus_one():
+                return func(*args, **kwargs)
+
+        return cast(F, wrapper)
+
+
+def iter_findings(report: QueryReport) -> Iterator[Finding]:
+    """All findings of a report, N+1s first."""
+    yield from report.n_plus_one
+    yield from report.duplicates

@@ -1,0 +1,50 @@
+"""Models that plant the problems dbreport must find (and the ones it must not flag)."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class Writer(models.Model):
+    name = models.CharField(max_length=100)
+    # unique: never a drop candidate, however unused.
+    code = models.IntegerField(unique=True)
+
+
+class Volume(models.Model):
+    # db_index=False: fk_without_index.
+    writer = models.ForeignKey(Writer, on_delete=models.CASCADE, db_index=False)
+    title = models.CharField(max_length=200)
+    # Scanned heavily by the tests: never flagged.
+    isbn = models.IntegerField(db_index=True)
+    # Never scanned: unused_index (declared through the field).
+    pages = models.IntegerField(db_index=True)
+    published = models.DateField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["title"], name="volume_title_a"),
+            # Identical to volume_title_a: duplicate_index.
+            models.Index(fields=["title"], name="volume_title_b"),
+            models.Index(fields=["published", "pages"], name="volume_pub_pages"),
+            # A leading prefix of volume_pub_pages: overlapping_index.
+            models.Index(fields=["published"], name="volume_pub"),
+        ]
+
+
+class Review(models.Model):
+    # Its index is a prefix of the unique constraint below: overlapping_index whose hint
+    # is db_index=False on the ForeignKey.
+    volume = models.ForeignKey(Volume, on_delete=models.CASCADE)
+    rating = models.IntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["volume", "rating"], name="review_unique")
+        ]
+
+
+class Ticket(models.Model):
+    # An int column the tests feed from a bigint sequence pushed near int's limit.
+    id = models.AutoField(primary_key=True)
+    note = models.CharField(max_length=20, default="")

@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from tests.testapp import views
+
+urlpatterns = [
+    path("books/naive/", views.books_naive, name="books-naive"),
+    path("books/fixed/", views.books_fixed, name="books-fixed"),
+    path("books/template/", views.books_template, name="books-template"),
+    path(
+        "books/template-response/",
+        views.books_template_response,
+        name="books-template-response",
+    ),
+    path("books/<int:pk>/", views.book_detail, name="book-detail"),
+    path("authors/", views.authors_count, name="authors"),
+    path("async/naive/", views.books_async_naive, name="async-naive"),
+    path("async/fixed/", views.books_async_fixed, name="async-fixed"),
+    path("broken/", views.broken, name="broken"),
+]
