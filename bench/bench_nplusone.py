@@ -77,7 +77,11 @@ def configure() -> None:
                 "APP_DIRS": True,
             }
         ],
-        DBTUNING={"ON_N_PLUS_ONE": "ignore", "ON_DUPLICATE": "ignore", "METRICS": False},
+        DBTUNING={
+            "ON_N_PLUS_ONE": "ignore",
+            "ON_DUPLICATE": "ignore",
+            "METRICS": False,
+        },
         ZEAL_RAISE=False,
         DEBUG_TOOLBAR_CONFIG={"SHOW_TOOLBAR_CALLBACK": lambda request: True},
         LOGGING_CONFIG=None,
@@ -98,7 +102,10 @@ def seed() -> None:
         [Author(name=f"Author {i}", publisher=publisher) for i in range(QUERIES)]
     )
     Book.objects.bulk_create(
-        [Book(title=f"Book {i}", author=a) for i, a in enumerate(authors[: QUERIES - 1])]
+        [
+            Book(title=f"Book {i}", author=a)
+            for i, a in enumerate(authors[: QUERIES - 1])
+        ]
     )
 
 
@@ -213,9 +220,10 @@ def main() -> None:
     base_wall = statistics.median(wall[names[0]])
     base_cpu = statistics.median(cpu[names[0]])
     print(
-        f"{QUERIES}-query N+1 view, {ROUNDS} alternating rounds, medians. Overhead is "
-        "measured on this thread's CPU time (the instrumentation is pure CPU; the wall "
-        "clock also carries the database round trips and other processes' noise).\n"
+        f"{QUERIES}-query N+1 view, {ROUNDS} alternating rounds. Overhead per query is the "
+        "median of per-round differences to the baseline run of the same round, in this "
+        "thread's CPU time (the instrumentation is pure CPU; pairing runs cancels the load "
+        "drifts of a shared machine). Times are medians.\n"
     )
     print(
         "| variant | wall (ms) | CPU (ms) | overhead per query (µs CPU) | "
@@ -225,11 +233,13 @@ def main() -> None:
     for name in names:
         median_wall = statistics.median(wall[name])
         median_cpu = statistics.median(cpu[name])
-        per_query = (median_cpu - base_cpu) / QUERIES * 1e6
+        paired = [v - b for v, b in zip(cpu[name], cpu[names[0]], strict=True)]
+        per_query = statistics.median(paired) / QUERIES * 1e6
+        ratio = 1 + statistics.median(paired) / base_cpu
         print(
             f"| {name} | {median_wall * 1000:.2f} | {median_cpu * 1000:.2f} | "
             f"{'—' if name == names[0] else f'{per_query:+.1f}'} | "
-            f"{median_cpu / base_cpu:.3f}× | {median_wall / base_wall:.3f}× |"
+            f"{ratio:.3f}× | {median_wall / base_wall:.3f}× |"
         )
     print(
         f"\nRecorder alone (stub database call, no I/O): "

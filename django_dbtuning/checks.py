@@ -788,7 +788,7 @@ def check_copy_manager(manager: Any, **kwargs: Any) -> list[CheckMessage]:
     for alias in databases:
         connection = connections[alias]
         if connection.vendor == "postgresql" and (
-            getattr(connection.Database, "__name__", "") == "psycopg2"
+            getattr(getattr(connection, "Database", None), "__name__", "") == "psycopg2"
         ):
             messages.append(
                 Error(

@@ -45,7 +45,7 @@ class CopyQuerySet(models.QuerySet[_M], Generic[_M]):
         update_fields: Sequence[str] | None = None,
         return_ids: bool = False,
         using: str | None = None,
-        progress: bool | Callable[[int], Any] = False,
+        progress: Any = False,
         header: bool = True,
         mapping: dict[str, str | None] | None = None,
         delimiter: str = ",",
@@ -66,7 +66,8 @@ class CopyQuerySet(models.QuerySet[_M], Generic[_M]):
         the last row with a key wins.
 
         ``return_ids=True`` fills ``CopyResult.ids`` in input order and sets ``pk`` on
-        instances. A bad row raises :class:`~django_dbtuning.CopyError` naming its
+        instances. ``progress=True`` draws a tqdm bar; a callable gets the running row
+        count; a bar object of your own (``tqdm(total=n)``) is advanced. A bad row raises :class:`~django_dbtuning.CopyError` naming its
         0-based index, column and PostgreSQL's message; nothing of the load persists.
         """
         db = using or getattr(self, "_db", None) or self._write_db()

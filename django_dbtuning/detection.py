@@ -43,7 +43,9 @@ FindingKind = Literal["n_plus_one", "n_plus_one_write", "duplicate"]
 # Keyed by id(code): hashing a code object hashes its bytecode and constants (hundreds of
 # ns); the entry keeps the code object alive and is checked by identity, so ids are safe.
 _category: dict[int, tuple[CodeType, int]] = {}
-_special: dict[CodeType, str] = {}
+# Keyed by id(code) (see _category); these functions live as long as Django does.
+_special: dict[int, str] = {}
+_special_codes: list[CodeType] = []
 _special_loaded = False
 
 
@@ -81,7 +83,7 @@ def _classify(code: CodeType) -> int:
         _ORM_ROOTS, _HANDLER_ROOTS, _LIBRARY_ROOTS = _roots()
     if not _special_loaded:
         _load_special()
-    name = _special.get(code)
+    name = _special.get(id(code))
     if name == "template":
         category = TEMPLATE
     elif name == "cursor":
@@ -157,14 +159,16 @@ def _load_special() -> None:
             module = __import__(module_name, fromlist=["_"])
             target = getattr(module, owner) if owner else module
             function = getattr(target, attr) if attr else target
-            _special[function.__code__] = label
+            _special[id(function.__code__)] = label
+            _special_codes.append(function.__code__)
         except Exception:  # a renamed hook loses one hint, nothing else
             continue
     try:
         from django.db.models import Manager
 
         # Every proxied manager method (count, filter, get...) shares one code object.
-        _special[Manager.count.__code__] = "manager"
+        _special[id(Manager.count.__code__)] = "manager"
+        _special_codes.append(Manager.count.__code__)
     except Exception:  # pragma: no cover - a Django refactor loses this hint only
         pass
     with contextlib.suppress(Exception):  # QuerySet always imports; guarded anyway
@@ -195,7 +199,8 @@ def _load_special() -> None:
             method = getattr(QuerySet, name, None)
             code = getattr(method, "__code__", None)
             if code is not None:
-                _special[code] = "qs:" + name
+                _special[id(code)] = "qs:" + name
+                _special_codes.append(code)
     _category.clear()
 
 
@@ -375,14 +380,24 @@ class Attribution:
     operation: str | None = None
     prefetched: bool = False
     view: str | None = None
+    serializer: str | None = None  # Django REST framework: "BookSerializer.author"
+
+
+_display_paths: dict[str, str] = {}
 
 
 def _display_path(filename: str) -> str:
-    try:
-        relative = os.path.relpath(filename)
-    except ValueError:
-        return filename
-    return filename if relative.startswith("..") else relative
+    shown = _display_paths.get(filename)
+    if shown is None:
+        try:
+            relative = os.path.relpath(filename)
+        except ValueError:
+            relative = filename
+        shown = filename if relative.startswith("..") else relative
+        if len(_display_paths) > 10_000:
+            _display_paths.clear()
+        _display_paths[filename] = shown
+    return shown
 
 
 _COMPREHENSIONS = frozenset({"<listcomp>", "<genexpr>", "<dictcomp>", "<setcomp>"})
@@ -427,7 +442,7 @@ def _attribute(frame: FrameType, task: Any, result: Attribution) -> None:
         f = f.f_back
     start = 0
     for index, f in enumerate(frames):
-        if _special.get(f.f_code) == "cursor":
+        if _special.get(id(f.f_code)) == "cursor":
             start = index + 1
             break
     evidence: list[tuple[str, FrameType]] = []
@@ -446,7 +461,7 @@ def _attribute(frame: FrameType, task: Any, result: Attribution) -> None:
             break
         if kind == TEMPLATE and template_frame is None:
             template_frame = f
-        label = _special.get(f.f_code)
+        label = _special.get(id(f.f_code))
         if label is not None and template_frame is None:
             evidence.append((label, f))
     if user_frame is None and template_frame is None and task is not None:
@@ -472,9 +487,38 @@ def _attribute(frame: FrameType, task: Any, result: Attribution) -> None:
                 break
     if template_frame is not None:
         _template(template_frame, result)
+    result.serializer = _serializer_path(frames[start:])
     instance = _relation(evidence, result)
     if instance is not None:
         _provenance(instance, user_frame, template_frame, result)
+
+
+_DRF_METHODS = frozenset({"get_attribute", "to_representation"})
+
+
+def _serializer_path(frames: list[FrameType]) -> str | None:
+    """The innermost Django REST framework field being serialised, as a dotted path."""
+    for f in frames[:80]:
+        code = f.f_code
+        if code.co_name not in _DRF_METHODS or "rest_framework" not in code.co_filename:
+            continue
+        field_obj = f.f_locals.get("self")
+        if field_obj is None or not hasattr(field_obj, "field_name"):
+            continue  # rest_framework.fields.get_attribute(), a plain function
+        names: list[str] = []
+        node = field_obj
+        for _ in range(20):
+            parent = getattr(node, "parent", None)
+            if parent is None:
+                break
+            name = getattr(node, "field_name", None)
+            if name and (not names or names[-1] != name):
+                names.append(str(name))
+            node = parent
+        if type(node).__name__ == "ListSerializer":
+            node = getattr(node, "child", node)
+        return ".".join([type(node).__name__, *reversed(names)])
+    return None
 
 
 def _template(frame: FrameType, result: Attribution) -> None:
@@ -591,6 +635,9 @@ def _queryset_relation(queryset: Any, manager: Any, result: Attribution) -> Any:
             related = candidate.related_model
             if isinstance(related, type) and issubclass(target, related):
                 candidates.append(candidate)
+            elif candidate.many_to_many and _through(candidate) is target:
+                # ManyRelatedManager.count()/exists() query the through table directly.
+                candidates.append(candidate)
     if not candidates:
         return None
     chosen = candidates[0]
@@ -645,6 +692,13 @@ def _generic_relation(queryset: Any, target: Any, result: Attribution) -> None:
     result.relation_kind = "generic_relation"
     result.model = chosen.model._meta.label
     result.accessor = result.query_name = chosen.name
+
+
+def _through(relation: Any) -> Any:
+    through = getattr(relation, "through", None)
+    if through is None:
+        through = getattr(getattr(relation, "remote_field", None), "through", None)
+    return through
 
 
 def _accessor(relation: Any) -> str | None:
@@ -734,6 +788,7 @@ class Finding:
     model: str | None = None
     operation: str | None = None
     view: str | None = None
+    serializer: str | None = None
     filename: str | None = field(default=None, repr=False)
     lineno: int | None = field(default=None, repr=False)
     parameters: Any = field(default=None, repr=False)
@@ -743,8 +798,12 @@ class Finding:
         """``path:line`` and/or ``template:line``; what a reader jumps to."""
         parts = [p for p in (self.callsite, self.template) if p]
         if self.callsite and self.template:
-            return f"{self.template} (rendered from {self.callsite})"
-        return " ".join(parts) or "an unknown location"
+            where = f"{self.template} (rendered from {self.callsite})"
+        else:
+            where = " ".join(parts) or "an unknown location"
+        if self.serializer:
+            where += f" (serializing {self.serializer})"
+        return where
 
     @property
     def message(self) -> str:
@@ -894,6 +953,9 @@ def build_finding(
     model = a.model or _model_for_table(shape.table)
     if a.model is None and model is not None:
         a = replace(a, model=model)
+    hint = hint_for(kind, shape, a)
+    if a.serializer and kind != "duplicate":
+        hint += " (for a serializer: in the view's get_queryset())"
     return Finding(
         kind=kind,
         fingerprint=shape.text,
@@ -901,7 +963,7 @@ def build_finding(
         alias=alias,
         count=count,
         duration=duration,
-        hint=hint_for(kind, shape, a),
+        hint=hint,
         callsite=a.callsite,
         function=a.function,
         relation=a.relation,
@@ -909,6 +971,7 @@ def build_finding(
         model=model,
         operation=a.operation,
         view=a.view,
+        serializer=a.serializer,
         filename=a.filename,
         lineno=a.lineno,
         parameters=parameters,

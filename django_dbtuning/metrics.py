@@ -74,10 +74,9 @@ def observe_request(
     if metrics is None:
         return
     label = view or "<unresolved>"
-    per_alias: dict[str, int] = {}
-    for alias in unit.query_aliases:
-        per_alias[alias] = per_alias.get(alias, 0) + 1
-    for alias, count in (per_alias or {"default": 0}).items():
+    from django_dbtuning.tracking import alias_counts
+
+    for alias, count in alias_counts(unit).items():
         metrics.queries.labels(view=label, alias=alias).observe(count)
     for finding in n_plus_one:
         metrics.n_plus_one.labels(

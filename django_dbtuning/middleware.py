@@ -8,12 +8,12 @@ from typing import Any, cast
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 
-from django_dbtuning.conf import conf
 from django_dbtuning.exceptions import NPlusOneError, QueryBudgetExceeded
 from django_dbtuning.tracking import (
     Unit,
     _internal_error,
     check_budget,
+    config,
     evaluate,
     finish_unit,
     react,
@@ -75,17 +75,18 @@ class QueryCountMiddleware:
         except Exception:
             _internal_error("analysing a request's queries")
             n_plus_one, duplicates = [], []
+        settings = config()
         try:
-            if conf.RESPONSE_HEADERS:
+            if settings.headers:
                 response["X-DB-Query-Count"] = str(unit.count)
                 response["X-DB-Query-Time-Ms"] = f"{unit.duration * 1000:.1f}"
-            if conf.SERVER_TIMING:
+            if settings.server_timing:
                 entry = f'db;dur={unit.duration * 1000:.1f};desc="{unit.count} queries"'
                 existing = response.get("Server-Timing")
                 response["Server-Timing"] = (
                     f"{existing}, {entry}" if existing else entry
                 )
-            if conf.METRICS:
+            if settings.metrics:
                 from django_dbtuning import metrics
 
                 metrics.observe_request(view, unit, n_plus_one)
@@ -93,14 +94,10 @@ class QueryCountMiddleware:
             _internal_error("adding query headers and metrics")
         # Reactions last: "raise" is deliberate, so it is the one error we let through.
         try:
-            react(n_plus_one, conf.ON_N_PLUS_ONE, where=where)
-            react(duplicates, conf.ON_DUPLICATE, where=where)
+            react(n_plus_one, settings.on_n_plus_one, where=where)
+            react(duplicates, settings.on_duplicate, where=where)
             check_budget(
-                unit.count,
-                conf.QUERY_BUDGET,
-                conf.ON_QUERY_BUDGET,
-                unit=unit,
-                where=where,
+                unit.count, settings.budget, settings.on_budget, unit=unit, where=where
             )
         except (NPlusOneError, QueryBudgetExceeded, Warning):
             raise

@@ -25,6 +25,7 @@ from time import perf_counter
 from types import TracebackType
 from typing import Any, Literal, TypeVar, cast, overload
 
+from django.core.signals import setting_changed
 from django.db import connections
 from django.db.backends.signals import connection_created
 
@@ -123,9 +124,9 @@ class Unit:
         "groups",
         "ignored",
         "keep_parameters",
+        "keep_queries",
         "parent",
         "query_aliases",
-        "query_infos",
         "query_parameters",
         "query_sql",
         "query_times",
@@ -144,6 +145,7 @@ class Unit:
         using: frozenset[str] | None,
         ignored: frozenset[str],
         keep_parameters: bool,
+        keep_queries: bool = True,
     ) -> None:
         self.parent = parent
         self.threshold = threshold
@@ -151,6 +153,8 @@ class Unit:
         self.using = using
         self.ignored = ignored
         self.keep_parameters = keep_parameters
+        # Requests need counts and groups only; the per-query log is for track_queries().
+        self.keep_queries = keep_queries
         self.count = 0
         self.duration = 0.0
         self.transactions = 0
@@ -160,9 +164,8 @@ class Unit:
         self.query_aliases: list[str] = []
         self.query_sql: list[str] = []
         self.query_times: list[float] = []
-        self.query_infos: list[SqlInfo] = []
         self.query_parameters: list[Any] | None = [] if keep_parameters else None
-        self.groups: dict[tuple[str, Any], _Group] = {}
+        self.groups: dict[Any, _Group] = {}
         self.task = current_task()
         self.closed = False
         self.allow = 0
@@ -233,12 +236,12 @@ def _record(
             continue
         u.count += 1
         u.duration += elapsed
-        u.query_aliases.append(alias)
-        u.query_sql.append(sql)
-        u.query_times.append(elapsed)
-        u.query_infos.append(info)
-        if u.query_parameters is not None:
-            u.query_parameters.append(params)
+        if u.keep_queries:
+            u.query_aliases.append(alias)
+            u.query_sql.append(sql)
+            u.query_times.append(elapsed)
+            if u.query_parameters is not None:
+                u.query_parameters.append(params)
         if allowed or shape.kind == "other":
             u = u.parent
             continue
@@ -251,9 +254,10 @@ def _record(
                     params_key = _params_key(sql, params)
             else:
                 params_key = _params_key(sql, params)
-        group = u.groups.get((alias, shape))
+        group_key = shape if alias == "default" else (alias, shape)
+        group = u.groups.get(group_key)
         if group is None:
-            group = u.groups[(alias, shape)] = _Group(alias, info)
+            group = u.groups[group_key] = _Group(alias, info)
         group.count += 1
         group.duration += elapsed
         if info.batch:
@@ -287,21 +291,30 @@ def _record(
                 site.duration += elapsed
                 if site.count == u.threshold and site.attribution is None:
                     site.attribution = attribute(_getframe(), unit.task)
-                _count_duplicate(u, unit, group, site, params_key, params)
+                duplicates = group.duplicates
+                repeats = duplicates[params_key] = duplicates.get(params_key, 0) + 1
+                if repeats == u.duplicate_threshold:
+                    _count_duplicate(u, unit, group, site, params_key, params)
                 u = u.parent
                 continue
         if not located:
             located = True
             key = site_key(_getframe(), info, unit.task)
-        site = group.sites.get(key)
-        if site is None:
+        found = group.sites.get(key)
+        if found is None:
             site = group.sites[key] = _Site(params_key)
-        elif params_key != site.first_params:
-            site.varied = True
+        else:
+            site = found
+            if params_key != site.first_params:
+                site.varied = True
         site.count += 1
         site.duration += elapsed
         if single is not None:
-            if site is single and anchor is not None and anchor.f_code is group.single_code:
+            if (
+                site is single
+                and anchor is not None
+                and anchor.f_code is group.single_code
+            ):
                 group.single_offsets.add(anchor.f_lasti)  # a specialised call's offset
             elif site is not single:
                 group.single = None  # a second call site: locate every execution again
@@ -309,7 +322,7 @@ def _record(
             group.count >= u.threshold
             and len(group.sites) == 1
             and info.site_depth > 1
-            and key is not None
+            and type(key) is tuple
             and type(key[0]) is int
         ):
             try:
@@ -322,20 +335,20 @@ def _record(
                 group.single_offsets = {anchor.f_lasti}
         if site.count == u.threshold and site.attribution is None:
             site.attribution = attribute(_getframe(), unit.task)
-        _count_duplicate(u, unit, group, site, params_key, params)
+        duplicates = group.duplicates
+        repeats = duplicates[params_key] = duplicates.get(params_key, 0) + 1
+        if repeats == u.duplicate_threshold:
+            _count_duplicate(u, unit, group, site, params_key, params)
         u = u.parent
 
 
 def _count_duplicate(
     u: Unit, unit: Unit, group: _Group, site: _Site, params_key: int, params: Any
 ) -> None:
-    duplicates = group.duplicates
-    repeats = duplicates[params_key] = duplicates.get(params_key, 0) + 1
-    if repeats == u.duplicate_threshold:
-        group.duplicate_details[params_key] = (
-            site.attribution or attribute(_getframe(1), unit.task),
-            params if u.keep_parameters else None,
-        )
+    group.duplicate_details[params_key] = (
+        site.attribution or attribute(_getframe(1), unit.task),
+        params if u.keep_parameters else None,
+    )
 
 
 _error_logged = False
@@ -388,6 +401,61 @@ def install() -> None:
             _install_on(connection)
 
 
+# --- settings snapshot -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The ``DBTUNING`` values a unit of work reads, resolved once per settings change."""
+
+    threshold: int
+    duplicate_threshold: int
+    ignored: frozenset[str]
+    keep_parameters: bool
+    on_n_plus_one: Reaction
+    on_duplicate: Reaction
+    budget: int | None
+    on_budget: Reaction
+    headers: bool
+    server_timing: bool
+    metrics: bool
+
+
+_config: Config | None = None
+
+
+def config() -> Config:
+    """The current snapshot (``conf`` reads settings on every access; requests need speed)."""
+    global _config
+    snapshot = _config
+    if snapshot is None:
+        snapshot = _config = Config(
+            threshold=conf.N_PLUS_ONE_THRESHOLD,
+            duplicate_threshold=conf.DUPLICATE_THRESHOLD,
+            ignored=frozenset(conf.IGNORE_ALIASES),
+            keep_parameters=conf.LOG_PARAMETERS,
+            on_n_plus_one=conf.ON_N_PLUS_ONE,
+            on_duplicate=conf.ON_DUPLICATE,
+            budget=conf.QUERY_BUDGET,
+            on_budget=conf.ON_QUERY_BUDGET,
+            headers=conf.RESPONSE_HEADERS,
+            server_timing=conf.SERVER_TIMING,
+            metrics=conf.METRICS,
+        )
+    return snapshot
+
+
+def _settings_changed(setting: str, **kwargs: Any) -> None:
+    global _config
+    if setting in ("DBTUNING", "DEBUG"):
+        _config = None
+
+
+setting_changed.connect(
+    _settings_changed, dispatch_uid="django_dbtuning.tracking.config"
+)
+
+
 # --- units of work -----------------------------------------------------------------------------
 
 
@@ -396,19 +464,22 @@ def start_unit(
     threshold: int | None = None,
     duplicate_threshold: int | None = None,
     using: str | list[str] | tuple[str, ...] | None = None,
+    keep_queries: bool = False,
 ) -> tuple[Unit, Token[Unit | None]]:
     """Open a unit of work in the current context (``finish_unit`` closes it)."""
     install()
     parent = _unit.get()
     if isinstance(using, str):
         using = (using,)
+    settings = config()
     unit = Unit(
         parent=parent,
-        threshold=threshold or conf.N_PLUS_ONE_THRESHOLD,
-        duplicate_threshold=duplicate_threshold or conf.DUPLICATE_THRESHOLD,
+        threshold=threshold or settings.threshold,
+        duplicate_threshold=duplicate_threshold or settings.duplicate_threshold,
         using=frozenset(using) if using is not None else None,
-        ignored=frozenset(conf.IGNORE_ALIASES),
-        keep_parameters=conf.LOG_PARAMETERS,
+        ignored=settings.ignored,
+        keep_parameters=settings.keep_parameters,
+        keep_queries=keep_queries,
     )
     return unit, _unit.set(unit)
 
@@ -430,7 +501,8 @@ def evaluate(
     allow = conf.ALLOW_N_PLUS_ONE
     n_plus_one: list[Finding] = []
     duplicates: list[Finding] = []
-    for (alias, shape), group in unit.groups.items():
+    for group in unit.groups.values():
+        alias, shape = group.alias, group.info.shape
         flagged = False
         if not _is_batch_loop(group):
             kind: Literal["n_plus_one", "n_plus_one_write"] = (
@@ -532,12 +604,11 @@ class QueryReport:
         unit = self._unit
         parameters = unit.query_parameters or [None] * len(unit.query_sql)
         return [
-            CapturedQuery(alias, sql, info.shape.text, duration, params)
-            for alias, sql, duration, info, params in zip(
+            CapturedQuery(alias, sql, sql_info(sql).shape.text, duration, params)
+            for alias, sql, duration, params in zip(
                 unit.query_aliases,
                 unit.query_sql,
                 unit.query_times,
-                unit.query_infos,
                 parameters,
                 strict=True,
             )
@@ -599,7 +670,9 @@ class track_queries:  # a context manager named like a function, by contract
         self.report: QueryReport | None = None
 
     def __enter__(self) -> QueryReport:
-        unit, token = start_unit(threshold=self._threshold, using=self._using)
+        unit, token = start_unit(
+            threshold=self._threshold, using=self._using, keep_queries=True
+        )
         self._state = (unit, token)
         self.report = QueryReport(unit)
         return self.report
@@ -664,6 +737,16 @@ def _warn(finding: Finding) -> None:
         warnings.warn(message, stacklevel=3)
 
 
+def alias_counts(unit: Unit) -> dict[str, int]:
+    """Statements per database alias (from the groups; one alias takes the whole count)."""
+    counts: dict[str, int] = {}
+    for group in unit.groups.values():
+        counts[group.alias] = counts.get(group.alias, 0) + group.count
+    if len(counts) <= 1:
+        return {next(iter(counts), "default"): unit.count}
+    return counts
+
+
 def check_budget(
     count: int, budget: int | None, reaction: Reaction, *, unit: Unit, where: str | None
 ) -> None:
@@ -671,8 +754,9 @@ def check_budget(
     if budget is None or count <= budget or reaction == "ignore":
         return
     top: dict[str, int] = {}
-    for info in unit.query_infos:
-        top[info.shape.text] = top.get(info.shape.text, 0) + 1
+    for group in unit.groups.values():
+        text = group.info.shape.text
+        top[text] = top.get(text, 0) + group.count
     lines = sorted(top.items(), key=lambda item: -item[1])[:5]
     detail = "\n".join(f"    {n} x {display_sql(text, limit=160)}" for text, n in lines)
     message = (

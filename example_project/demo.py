@@ -6,9 +6,11 @@ what django-dbtuning saw, then prints `manage.py dbreport`. One process, one ser
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -54,6 +56,59 @@ def flush_statistics() -> None:
     finally:
         for raw in held:
             pool.putconn(raw)
+
+
+class _Collect(logging.Handler):
+    """Keeps django-dbtuning's log records of one request, to print under it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def show_requests() -> None:
+    """Request each view and show what django-dbtuning reported: headers, logs, warnings."""
+    from django.test import Client
+
+    from django_dbtuning import NPlusOneWarning
+
+    client = Client()
+    logger = logging.getLogger("django_dbtuning")
+    console = list(logger.handlers)
+    for path in (
+        "/orders/naive/",
+        "/orders/fixed/",
+        "/api/orders/naive/",
+        "/api/orders/fixed/",
+    ):
+        collect = _Collect()
+        for handler in console:  # printed below the request line instead
+            logger.removeHandler(handler)
+        logger.addHandler(collect)
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", NPlusOneWarning)
+                response = client.get(path)
+        finally:
+            logger.removeHandler(collect)
+            for handler in console:
+                logger.addHandler(handler)
+        n_plus_one = sum(issubclass(w.category, NPlusOneWarning) for w in caught)
+        print(
+            f"GET {path:<20} {response.status_code}  "
+            f"X-DB-Query-Count: {response['X-DB-Query-Count']:>4}  "
+            f"X-DB-Query-Time-Ms: {response['X-DB-Query-Time-Ms']:>6}  "
+            f"({n_plus_one} NPlusOneWarning)"
+        )
+        for record in collect.records:
+            text = f"{record.levelname} {record.name}: {record.getMessage()}"
+            print("    " + text.replace("\n", "\n    "))
+        if not collect.records:
+            print("    no N+1, no duplicate queries, within QUERY_BUDGET")
+        print()
 
 
 def main() -> None:
@@ -120,24 +175,7 @@ def main() -> None:
     call_command("seed", orders=ORDERS, customers=max(100, ORDERS // 10), flush=True)
 
     heading("requests: the naive views and their fixed twins")
-    from django.test import Client
-    from django.test.utils import CaptureQueriesContext
-
-    client = Client()
-    for path in (
-        "/orders/naive/",
-        "/orders/fixed/",
-        "/api/orders/naive/",
-        "/api/orders/fixed/",
-    ):
-        with CaptureQueriesContext(connection) as queries:
-            started = time.perf_counter()
-            response = client.get(path)
-            elapsed = (time.perf_counter() - started) * 1000
-        print(
-            f"GET {path:<22} {response.status_code}  {len(queries):>4} queries"
-            f"  {elapsed:7.1f} ms"
-        )
+    show_requests()
 
     if "dbreport" in get_commands():
         heading("manage.py dbreport")

@@ -754,3 +754,13 @@ def test_explicit_pk_instances_mixed_with_new_ones() -> None:
     result = Item.objects.copy_from(objs, return_ids=True)
     assert result.ids is not None and result.ids[0] == 500 and objs[1].pk is not None
     assert Item.objects.create(name="c", quantity=3, price=PRICE).pk > 500
+
+
+def test_manager_check_flags_psycopg2(monkeypatch: pytest.MonkeyPatch) -> None:
+    class FakePsycopg2:
+        __name__ = "psycopg2"
+
+    monkeypatch.setattr(connection, "Database", FakePsycopg2())
+    messages = Item.objects.check(databases=["default"])
+    assert [m.id for m in messages] == ["dbtuning.E041"]
+    assert "psycopg 3" in messages[0].msg

@@ -306,7 +306,7 @@ def test_model_choice_field_per_form_is_a_duplicate(library):
 
     with track_queries() as report:
         for _ in range(4):
-            str(TagForm())
+            str(TagForm()["tag"])
     assert report.n_plus_one == []
     (duplicate,) = report.duplicates
     assert duplicate.kind == "duplicate"
@@ -546,3 +546,31 @@ def test_a_late_second_call_site_is_still_found(library):
     counts = {f.callsite: f.count for f in report.n_plus_one}
     assert counts[f"{HERE}:{line_of('# early site')}"] == 24
     assert counts[f"{HERE}:{line_of('# late site')}"] >= 3
+
+
+def test_drf_nested_serializer_names_the_serializer_field(library):
+    serializers = pytest.importorskip("rest_framework.serializers")
+
+    class AuthorSerializer(serializers.Serializer):
+        name = serializers.CharField()
+
+    class BookListSerializer(serializers.Serializer):
+        title = serializers.CharField()
+        author = AuthorSerializer()
+        n_tags = serializers.SerializerMethodField()
+
+        def get_n_tags(self, book):
+            return book.tags.count()  # 5A-9 method field
+
+    with track_queries() as report:
+        BookListSerializer(Book.objects.all(), many=True).data  # 5A-9 DRF
+    by_relation = {f.relation: f for f in report.n_plus_one}
+    author = by_relation["testapp.Book.author"]
+    assert author.serializer == "BookListSerializer.author"
+    assert author.callsite == f"{HERE}:{line_of('# 5A-9 DRF')}"
+    assert "(serializing BookListSerializer.author)" in author.message
+    assert "get_queryset()" in author.hint
+    tags = by_relation["testapp.Book.tags"]
+    assert tags.callsite == f"{HERE}:{line_of('# 5A-9 method field')}"
+    assert tags.serializer == "BookListSerializer.n_tags"
+    assert 'Count("tags")' in tags.hint

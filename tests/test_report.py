@@ -346,6 +346,17 @@ def test_run_report_rejects_wrong_values():
         run_report(sections=["nope"])
     with pytest.raises(ValueError, match="top must be"):
         run_report(top="3")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="top must be"):
+        run_report(top=True)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="aliases must be str"):
+        run_report([1])  # type: ignore[list-item]
+
+
+def test_run_report_accepts_plain_strings(planted):
+    report = run_report("default", sections="pool,settings")
+    assert list(report.databases) == ["default"]
+    assert report.sections == ("pool", "settings")
+    assert "settings" in report.databases["default"].sections
 
 
 def test_report_is_read_only(planted):
@@ -529,8 +540,15 @@ def test_unused_indexes_on_a_real_streaming_replica(streaming_replica):
             conn.execute("SELECT id FROM reportapp_volume WHERE pages = %s", [pages])
         conn.execute("SELECT pg_stat_force_next_flush()")
     with extra_alias("replica", HOST=parts.hostname, PORT=str(parts.port)):
-        report = run_report(["default", "replica"], sections=["indexes"])
+        report = run_report(["default", "replica"], sections=["indexes", "connections"])
     assert report.databases["replica"].server["in_recovery"] is True
+    replication = report.databases["replica"].sections["connections"]["replication"]
+    assert replication["in_recovery"] is True
+    assert "lag_seconds" in replication
+    assert (
+        report.databases["default"].sections["connections"]["replication"]["replicas"]
+        >= 1
+    )
     unused = [f.object for f in report.findings if f.code == "unused_index"]
     assert not any("volume_pages" in name for name in unused)
     assert "volume_title_b" in unused
@@ -624,6 +642,7 @@ def test_pgbouncer_admin_console(pgbouncer):
         ):
             document = report_json("--database", "bouncer")
             text, _, code = dbreport("--database", "bouncer")
+            prom, _, _ = dbreport("--database", "bouncer", "--format", "prometheus")
     assert code == 0
     bouncer = document["databases"]["bouncer"]
     assert bouncer["kind"] == "pgbouncer" and bouncer["reachable"] is True
@@ -631,6 +650,17 @@ def test_pgbouncer_admin_console(pgbouncer):
     assert any(pool["database"] == name for pool in pools)
     assert bouncer["pgbouncer"]["stats"] is not None
     assert "PgBouncer pools" in text
+    from prometheus_client.parser import text_string_to_metric_families
+
+    values = {
+        s.name: s.value
+        for family in text_string_to_metric_families(prom)
+        for s in family.samples
+        if s.labels.get("alias") == "bouncer"
+    }
+    assert values["dbtuning_up"] == 1
+    assert values["dbtuning_pgbouncer_clients_active"] >= 1
+    assert values["dbtuning_pgbouncer_clients_waiting"] == 0
 
 
 # -- runtime findings: statements, sessions, tables, pool ----------------------------------
@@ -689,7 +719,18 @@ def test_idle_in_transaction_blocked_and_long_running_sessions(planted, dbtuning
     for thread in threads:
         thread.start()
     try:
-        time.sleep(0.5)
+        # Wait until the waiter is blocked and the sleeper is running (no fixed sleep).
+        deadline = time.monotonic() + 20
+        with admin_connection() as watcher:
+            while time.monotonic() < deadline:
+                states = watcher.execute(
+                    "SELECT count(*) FILTER (WHERE wait_event_type = 'Lock'),"
+                    " count(*) FILTER (WHERE query LIKE 'SELECT pg_sleep%'"
+                    " AND state = 'active') FROM pg_stat_activity"
+                ).fetchone()
+                if states == (1, 1):
+                    break
+                time.sleep(0.05)
         document = report_json("--database", "default", "--section", "connections")
     finally:
         holder.rollback()
@@ -724,7 +765,7 @@ def test_dead_tuples_seq_scans_and_stale_analyze(planted, dbtuning):
         conn.execute("ALTER TABLE reportapp_volume SET (autovacuum_enabled = false)")
         try:
             conn.execute("UPDATE reportapp_volume SET title = title WHERE isbn < 100")
-            for _ in range(10):
+            for _ in range(40):
                 conn.execute(
                     "SELECT count(*) FROM reportapp_volume WHERE title LIKE 'x%'"
                 )
@@ -885,3 +926,75 @@ def test_a_locked_table_costs_one_check_not_the_report(planted, dbtuning):
     assert any("a relation was locked" in note for note in default["notes"])
     # The findings still come.
     assert objects(document, "invalid_index") == {"volume_title_unique"}
+
+
+def test_inactive_replication_slot(planted):
+    with admin_connection() as conn:
+        conn.execute(
+            "SELECT pg_create_physical_replication_slot('dbreport_abandoned', true)"
+        )
+        try:
+            document = report_json("--database", "default", "--section", "connections")
+        finally:
+            conn.execute("SELECT pg_drop_replication_slot('dbreport_abandoned')")
+    (finding,) = findings(document, "inactive_replication_slot")
+    assert finding["object"] == "slot:dbreport_abandoned"
+    assert "pg_drop_replication_slot('dbreport_abandoned')" in finding["hint"]
+    replication = document["databases"]["default"]["connections"]["replication"]
+    assert replication["in_recovery"] is False and replication["lag_seconds"] is None
+
+
+def test_missing_index_suggested_from_statements(planted, dbtuning):
+    dbtuning(
+        REPORT_THRESHOLDS={
+            "missing_index_min_rows": 100,
+            "missing_index_min_calls": 50,
+            "missing_index_min_time_share": 0,
+        }
+    )
+    with admin_connection() as conn:
+        for writer in range(60):
+            # Django's shape for Volume.objects.filter(writer_id=...).
+            conn.execute(
+                'SELECT "reportapp_volume"."id", "reportapp_volume"."title" '
+                'FROM "reportapp_volume" WHERE "reportapp_volume"."writer_id" = %s',
+                [writer % 20],
+            )
+        for isbn in range(60):  # covered by the isbn index: no suggestion
+            conn.execute(
+                'SELECT "reportapp_volume"."id" FROM "reportapp_volume" '
+                'WHERE "reportapp_volume"."isbn" = %s',
+                [isbn],
+            )
+    document = report_json("--database", "default", "--section", "statements")
+    suggestions = {f["object"]: f for f in findings(document, "missing_index")}
+    assert "reportapp_volume(writer_id)" in suggestions
+    found = suggestions["reportapp_volume(writer_id)"]
+    assert found["model"] == "reportapp.Volume"
+    assert "models.Index(fields=['writer']" in found["hint"]
+    assert "reportapp.Volume.Meta.indexes" in found["hint"]
+    assert not any("isbn" in name for name in suggestions)
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        (
+            'SELECT "t"."id" FROM "t" WHERE ("t"."a" = $1 AND "t"."b" > $2) '
+            'ORDER BY "t"."id" LIMIT $3',
+            ("t", [("a", False), ("b", True)]),
+        ),
+        ('UPDATE "t" SET "x" = $1 WHERE "t"."c" IN ($2, $3)', ("t", [("c", False)])),
+        ('DELETE FROM "t" WHERE "t"."c" = ANY($1)', ("t", [("c", False)])),
+        (
+            'SELECT 1 FROM "t" INNER JOIN "u" ON "t"."u_id" = "u"."id" WHERE "u"."a" = $1',
+            None,
+        ),
+        ('SELECT 1 FROM "t" WHERE "t"."a" = $1 OR "t"."b" = $2', None),
+        ('SELECT count(*) FROM "t"', None),
+    ],
+)
+def test_filter_parsing(sql, expected):
+    from django_dbtuning.report.suggest import filters
+
+    assert filters(sql) == expected

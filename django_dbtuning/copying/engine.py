@@ -178,9 +178,6 @@ class _Load:
                     f"unique_fields names {key.name!r}, which this load does not fill; "
                     "include it in the rows"
                 )
-            if not (key.field.unique or key.field.primary_key) and len(keys) == 1:
-                # Composite unique constraints are checked by PostgreSQL itself.
-                logger.debug("unique field %s is not unique on its own", key.name)
         self.keys = keys
         if self.update_names is not None:
             updates = [plan.column(n) for n in self.update_names]
@@ -306,17 +303,17 @@ class _Load:
         if ids is not None:
             assert self.result.ids is not None
             self.result.ids.extend(ids)
-            if batch.objs is not None:
-                pk_attname = self.plan.pk.attname
-                for obj, pk in zip(batch.objs, ids, strict=True):
-                    if pk is not None:
-                        obj.__dict__[pk_attname] = pk
+        if batch.objs is not None:
+            # As bulk_create does: an instance whose row is known is no longer "adding".
+            pk_attname = self.plan.pk.attname
+            for obj, pk in zip(
+                batch.objs, ids or [None] * len(batch.objs), strict=True
+            ):
+                if pk is not None:
+                    obj.__dict__[pk_attname] = pk
+                if obj.__dict__.get(pk_attname) is not None:
                     obj._state.adding = False
                     obj._state.db = self.alias
-        elif batch.objs is not None and self.on_conflict is None:
-            for obj in batch.objs:
-                obj._state.adding = False
-                obj._state.db = self.alias
 
     def raise_for(
         self, exc: psycopg.Error, columns: list[Column], rows: Sequence[Row], start: int
@@ -635,7 +632,7 @@ def copy_from(
     unique_fields: Sequence[str] | None = None,
     update_fields: Sequence[str] | None = None,
     return_ids: bool = False,
-    progress: bool | Callable[[int], Any] = False,
+    progress: Any = False,
     header: bool = True,
     mapping: dict[str, str | None] | None = None,
     delimiter: str = ",",
@@ -739,10 +736,19 @@ def copy_from(
 
 
 def _progress(
-    progress: bool | Callable[[int], Any], source: Source, label: str
+    progress: Any, source: Source, label: str
 ) -> Callable[[int | None], None] | None:
     if progress is False or progress is None:
         return None
+    if hasattr(progress, "update") and not isinstance(progress, bool):
+        # A tqdm (or rich-like) bar the caller made, with its own total and label.
+        bar_object: Any = progress
+
+        def advance(n: int | None) -> None:
+            if n is not None:
+                bar_object.update(n)
+
+        return advance
     if not isinstance(progress, bool):
         callback = progress
         done = 0
@@ -798,5 +804,12 @@ def _validate(**options: Any) -> None:
             f"return_ids must be True or False, not {options['return_ids']!r}"
         )
     progress = options["progress"]
-    if not (isinstance(progress, bool) or progress is None or callable(progress)):
-        raise TypeError(f"progress must be a bool or a callable, not {progress!r}")
+    if not (
+        isinstance(progress, bool)
+        or progress is None
+        or callable(progress)
+        or hasattr(progress, "update")
+    ):
+        raise TypeError(
+            f"progress must be a bool, a callable or a progress bar, not {progress!r}"
+        )

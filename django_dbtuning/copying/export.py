@@ -6,6 +6,7 @@ exactly; each requested name becomes one output column in the order asked for.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import os
@@ -75,7 +76,7 @@ def copy_to(
             options.append(sql.SQL("NULL {}").format(sql.Literal(null)))
     else:
         delim = ""
-    target, close = _open(dest)
+    target, close = _open(dest, encoding)
     written = 0
     try:
         if header:
@@ -96,13 +97,15 @@ def copy_to(
                 text = statement.as_string(raw)
 
                 def run() -> int:
+                    transcode = None
+                    if codecs.lookup(encoding).name != "utf-8":
+                        transcode = codecs.getincrementaldecoder("utf-8")()
                     with raw.copy(statement, tuple(params)) as copy:
                         for block in copy:
-                            target(
-                                bytes(block)
-                                if encoding == "utf-8"
-                                else bytes(block).decode().encode(encoding)
-                            )
+                            if transcode is None:
+                                target(bytes(block))
+                            else:
+                                target(transcode.decode(bytes(block)).encode(encoding))
                     return max(int(raw.rowcount), 0)
 
                 try:
@@ -119,7 +122,7 @@ def copy_to(
     return written
 
 
-def _open(dest: Any) -> tuple[Any, Any]:
+def _open(dest: Any, encoding: str) -> tuple[Any, Any]:
     """(write(bytes), close() -> bytes | None) for a path, a file object or None."""
     if dest is None:
         buffer = io.BytesIO()
@@ -132,10 +135,11 @@ def _open(dest: Any) -> tuple[Any, Any]:
 
         return handle.write, close_file
     if isinstance(dest, io.TextIOBase):
-        encoding = getattr(dest, "encoding", None) or "utf-8"
+        # COPY blocks may split a multi-byte character: decode incrementally.
+        decoder = codecs.getincrementaldecoder(encoding)()
 
         def write_text(data: bytes) -> None:
-            dest.write(data.decode(encoding))
+            dest.write(decoder.decode(data))
 
         return write_text, lambda: None
     if hasattr(dest, "write"):

@@ -283,7 +283,7 @@ def _with_converters(
                     raise RowProblem(reason, column=columns[i].name) from exc
         return values
 
-    return _compiled(columns, build, short, generic) or (
+    return _compiled(columns, build, short, generic, spec) or (
         lambda item: generic(build(item))
     )
 
@@ -345,15 +345,28 @@ def _compiled(
         n = spec["n"]
         namespace["getter"] = spec["getter"]
         namespace["slow"] = spec["slow"]
-        if spec["strict"]:
-            lines += [f"    if len(item) != {n}:", "        return generic(slow(item))"]
-        if n:
+        if spec["getter"] is None:
+            # Tuple rows: unpack the tuple itself.
             lines += [
-                "    try:",
-                f"        ({', '.join(names[:n])},) = getter(item)",
-                "    except (KeyError, TypeError, IndexError):",
+                f"    if (type(item) is not tuple and type(item) is not list) "
+                f"or len(item) != {n}:",
                 "        return generic(slow(item))",
             ]
+            if n:
+                lines.append(f"    ({', '.join(names[:n])},) = item")
+        else:
+            if spec["strict"]:
+                lines += [
+                    f"    if len(item) != {n}:",
+                    "        return generic(slow(item))",
+                ]
+            if n:
+                lines += [
+                    "    try:",
+                    f"        ({', '.join(names[:n])},) = getter(item)",
+                    "    except (KeyError, TypeError, IndexError):",
+                    "        return generic(slow(item))",
+                ]
         position = n
         for k, call in enumerate(spec["calls"]):
             namespace[f"c{k}"] = call
@@ -529,6 +542,15 @@ def _tuple_source(
         total=total,
     )
     source.short = len(columns) - filler.omitted
+    if cell is None:
+        source.spec = {
+            "n": n,
+            "getter": None,
+            "slow": build,
+            "strict": True,
+            "calls": [call for _, call in filler.calls],
+            "consts": [v for _, v in filler.consts if v is not DB_DEFAULT],
+        }
     return source
 
 

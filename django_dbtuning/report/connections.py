@@ -7,7 +7,13 @@ from collections import Counter
 from typing import Any
 
 from django_dbtuning.report.probe import Probe, Row
-from django_dbtuning.report.util import human_seconds, iso, shorten, strip_literals
+from django_dbtuning.report.util import (
+    human_bytes,
+    human_seconds,
+    iso,
+    shorten,
+    strip_literals,
+)
 
 __all__ = ["collect"]
 
@@ -22,6 +28,23 @@ SELECT pid, datname AS database, usename AS "user", application_name,
        CASE WHEN wait_event_type = 'Lock' THEN pg_blocking_pids(pid) END AS blocked_by,
        pid = pg_backend_pid() AS is_self
   FROM pg_stat_activity
+"""
+
+REPLICATION = """
+SELECT pg_is_in_recovery() AS in_recovery,
+       CASE WHEN NOT pg_is_in_recovery() THEN NULL
+            WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+            ELSE EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())::float8
+       END AS lag_seconds,
+       (SELECT count(*) FROM pg_stat_replication) AS replicas
+"""
+
+SLOTS = """
+SELECT slot_name AS name, slot_type AS type, active, database,
+       CASE WHEN pg_is_in_recovery() THEN NULL
+            ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint
+       END AS retained_bytes
+  FROM pg_replication_slots
 """
 
 STATES = (
@@ -95,6 +118,7 @@ def collect(probe: Probe) -> None:
         )
     _usage(probe, total, usable, by_app)
     _sessions(probe, here)
+    _replication(probe)
 
 
 def _usage(probe: Probe, total: int, usable: int, by_app: Counter[str]) -> None:
@@ -243,4 +267,62 @@ def _sessions(probe: Probe, rows: list[Row]) -> None:
             hint=item["hint"],
             object=item["object"],
             **item["data"],
+        )
+
+
+def _replication(probe: Probe) -> None:
+    t = probe.t
+    section = probe.section("connections")
+    rows = probe.query("replication", "connections", REPLICATION)
+    if rows:
+        info = rows[0]
+        lag = info["lag_seconds"]
+        section["replication"] = {
+            "in_recovery": info["in_recovery"],
+            "lag_seconds": lag,
+            "replicas": info["replicas"],
+        }
+        if lag is not None and lag >= t["replication_lag_seconds"]:
+            probe.add(
+                "warning",
+                "replication_lag",
+                f"Replica {human_seconds(lag)} behind",
+                detail=(
+                    f"This replica last replayed a transaction {human_seconds(lag)} ago "
+                    "while WAL is still arriving: reads routed here return data that old "
+                    "(a read-your-writes problem for users who just saved something)."
+                ),
+                hint=(
+                    "look for long queries on the replica (hot_standby_feedback, "
+                    "max_standby_streaming_delay) and for I/O or network limits; route "
+                    "reads that must be fresh to the primary "
+                    "(django_dbtuning.routers.use_primary())"
+                ),
+                object=f"replica:{probe.alias}",
+                lag_seconds=lag,
+            )
+    slots = probe.query("replication_slots", "connections", SLOTS)
+    if slots is None:
+        return
+    section["replication_slots"] = len(slots)
+    inactive = [s for s in slots if not s["active"]]
+    section["inactive_replication_slots"] = len(inactive)
+    for slot in inactive:
+        retained = slot["retained_bytes"]
+        probe.add(
+            "warning",
+            "inactive_replication_slot",
+            f"Replication slot {slot['name']} is inactive",
+            detail=(
+                f"{slot['type']} slot {slot['name']} has no consumer"
+                + (f" and retains {human_bytes(retained)} of WAL" if retained else "")
+                + ": the server keeps WAL (and, for logical slots, old row versions) "
+                "until it reconnects, filling the disk and holding back VACUUM."
+            ),
+            hint=(
+                "reconnect its replica or consumer, or drop it if abandoned: "
+                f"SELECT pg_drop_replication_slot('{slot['name']}');"
+            ),
+            object=f"slot:{slot['name']}",
+            retained_bytes=retained,
         )

@@ -229,6 +229,11 @@ def families(
             "idle_in_transaction_max_seconds",
             "Longest time a session has been idle in transaction.",
         ),
+        "dbtuning_replication_slots_inactive": (
+            "connections",
+            "inactive_replication_slots",
+            "Replication slots without a consumer.",
+        ),
         "dbtuning_indexes": ("indexes", "count", "Indexes in the database."),
         "dbtuning_indexes_size_bytes": (
             "indexes",
@@ -324,6 +329,39 @@ def families(
     connections_state = gauge(
         "dbtuning_connections", "Client connections by state.", ["state"]
     )
+    bouncer = {
+        key: gauge(name, doc)
+        for key, name, doc in (
+            (
+                "cl_active",
+                "dbtuning_pgbouncer_clients_active",
+                "PgBouncer: active clients.",
+            ),
+            (
+                "cl_waiting",
+                "dbtuning_pgbouncer_clients_waiting",
+                "PgBouncer: clients waiting for a server connection.",
+            ),
+            (
+                "sv_active",
+                "dbtuning_pgbouncer_servers_active",
+                "PgBouncer: server connections in use.",
+            ),
+            (
+                "sv_idle",
+                "dbtuning_pgbouncer_servers_idle",
+                "PgBouncer: idle server connections.",
+            ),
+        )
+    }
+    bouncer_wait = gauge(
+        "dbtuning_pgbouncer_client_maxwait_seconds",
+        "PgBouncer: the longest current client wait.",
+    )
+    lag = gauge(
+        "dbtuning_replication_lag_seconds",
+        "On a replica: time since the last replayed transaction while WAL is pending.",
+    )
     per_index_scans: CounterMetricFamily | None = None
     per_index_size: GaugeMetricFamily | None = None
     if per_index:
@@ -363,6 +401,27 @@ def families(
         for kind, value in sorted(ratios.items()):
             if value is not None:
                 cache.add_metric([alias, kind], float(value))
+        pools = (db.sections.get("pgbouncer") or {}).get("pools") or []
+        if db.kind == "pgbouncer" and db.reachable:
+            # Summed over the bouncer's pools: one series per alias, not per pool.
+            for key, family in bouncer.items():
+                family.add_metric(
+                    [alias], float(sum(int(p.get(key) or 0) for p in pools))
+                )
+            bouncer_wait.add_metric(
+                [alias],
+                max(
+                    (
+                        float(p.get("maxwait") or 0)
+                        + float(p.get("maxwait_us") or 0) / 1e6
+                        for p in pools
+                    ),
+                    default=0.0,
+                ),
+            )
+        replication = (db.sections.get("connections") or {}).get("replication") or {}
+        if replication.get("lag_seconds") is not None:
+            lag.add_metric([alias], float(replication["lag_seconds"]))
         states = (db.sections.get("connections") or {}).get("by_state") or {}
         for state, count in states.items():
             connections_state.add_metric([alias, state], count)

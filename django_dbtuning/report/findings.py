@@ -65,6 +65,7 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     "long_running_query_seconds": 60,
     "idle_in_transaction_seconds": 60,
     "blocked_query_seconds": 5,
+    "replication_lag_seconds": 5,
     # statements
     "slow_query_mean_ms": 20,
     "slow_query_min_calls": 100,
@@ -72,6 +73,9 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     "n_plus_one_max_mean_ms": 1,
     "n_plus_one_max_rows_per_call": 1.5,
     "n_plus_one_min_time_share": 0.01,
+    "missing_index_min_calls": 50,
+    "missing_index_min_time_share": 0.01,
+    "missing_index_min_rows": 10_000,
 }
 
 

@@ -124,7 +124,6 @@ class Probe:
         statement_timeout: str | int,
         lock_timeout: str | int,
         show_sql_values: bool = False,
-        per_index: bool = False,
     ) -> None:
         self.alias = alias
         self.conn = conn
@@ -136,7 +135,6 @@ class Probe:
         self.statement_timeout = _duration_setting(statement_timeout)
         self.lock_timeout = _duration_setting(lock_timeout)
         self.show_sql_values = show_sql_values
-        self.per_index = per_index
         self.columns: dict[str, set[str]] = {}
         self.server = result.server
         # Every transaction of this session is read-only, whatever a check does.

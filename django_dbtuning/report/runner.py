@@ -57,6 +57,7 @@ SCHEMA_CODES = frozenset(
         "index_bloat",
         "sequence_near_overflow",
         "xid_wraparound",
+        "inactive_replication_slot",
     }
 )
 
@@ -75,16 +76,25 @@ def run_report(
     *,
     sections: Iterable[str] | None = None,
     top: int = 10,
-    per_index: bool = False,
 ) -> Report:
     """Collect the report for ``aliases`` (default: every PostgreSQL alias).
 
     Never raises for a database problem: an unreachable alias is marked so, a failed
     check is recorded with its reason, and everything else is still reported.
 
+    Args:
+        aliases: ``DATABASES`` aliases (a str is one alias).
+        sections: a subset of :data:`SECTIONS` (a str may be comma-separated).
+        top: rows per list in the sections (0 = all).
+
     Raises:
         ValueError: an unknown alias or section, or an alias that is not PostgreSQL.
+        TypeError: an alias that is not a str.
     """
+    if isinstance(aliases, str):
+        aliases = [aliases]
+    if isinstance(sections, str):
+        sections = [part.strip() for part in sections.split(",") if part.strip()]
     chosen = tuple(sections) if sections is not None else SECTIONS
     unknown = sorted(set(chosen) - set(SECTIONS))
     if unknown:
@@ -95,6 +105,8 @@ def run_report(
         raise ValueError(f"top must be an int >= 0, got {top!r}")
     names = list(aliases) if aliases else postgres_aliases()
     for alias in names:
+        if not isinstance(alias, str):
+            raise TypeError(f"database aliases must be str, not {type(alias).__name__}")
         if alias not in connections.settings:
             raise ValueError(
                 f"unknown database alias {alias!r}; DATABASES has "
@@ -129,7 +141,6 @@ def run_report(
                 limits=limits,
                 models=models,
                 top=top,
-                per_index=per_index,
             )
         finally:
             result.duration = time.perf_counter() - started
@@ -151,7 +162,6 @@ def _run_alias(
     limits: dict[str, float],
     models: ModelMap,
     top: int,
-    per_index: bool,
 ) -> None:
     settings_dict = connections.settings[alias]
     if pgbouncer.is_admin_console(settings_dict):
@@ -187,7 +197,6 @@ def _run_alias(
             statement_timeout=conf.REPORT_STATEMENT_TIMEOUT,
             lock_timeout=conf.REPORT_LOCK_TIMEOUT,
             show_sql_values=conf.LOG_PARAMETERS,
-            per_index=per_index,
         )
         if not settings_section.server_info(probe):
             return

@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 from django_dbtuning.report.probe import MARKER, Probe, Row
+from django_dbtuning.report.suggest import suggest
 from django_dbtuning.report.util import strip_literals
 
 __all__ = ["collect"]
@@ -151,8 +152,10 @@ def collect(probe: Probe) -> None:
     section["top"] = [
         _summary(probe, r, all_ms) for r in top[: probe.top if probe.top else None]
     ]
-    for row in sorted(rows.values(), key=lambda r: r["total_ms"], reverse=True):
+    ranked = sorted(rows.values(), key=lambda r: r["total_ms"], reverse=True)
+    for row in ranked:
         _judge(probe, row, all_ms)
+    suggest(probe, ranked, all_ms)
 
 
 def _summary(probe: Probe, row: Row, all_ms: float) -> dict[str, Any]:

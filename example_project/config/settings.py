@@ -53,6 +53,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so the queries of every other middleware (sessions, auth) count too.
+    "django_dbtuning.middleware.QueryCountMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -78,6 +80,9 @@ TEMPLATES = [
 
 DBTUNING = {
     "N_PLUS_ONE_THRESHOLD": 3,
+    # None: warn (NPlusOneWarning + a log record) with DEBUG, log without; "raise" in CI.
+    "ON_N_PLUS_ONE": None,
+    "QUERY_BUDGET": 200,
 }
 
 LOGGING = {

@@ -106,9 +106,7 @@ class Command(BaseCommand):
         if top < 0:
             raise CommandError(f"--top must be >= 0, got {top}")
         try:
-            report = run_report(
-                databases, sections=_sections(sections), top=top, per_index=per_index
-            )
+            report = run_report(databases, sections=_sections(sections), top=top)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         if format == "json":

@@ -1,0 +1,237 @@
+"""Missing-index suggestions from pg_stat_statements, PgHero-style, without extensions.
+
+Django's SQL is regular (``WHERE "shop_order"."status" = $1 AND ...``), so the equality
+and range filters of single-table statements can be read without a full parser. For each
+statement that costs real time on a table large enough to matter, the filter columns are
+ordered by selectivity from ``pg_stats`` (rows per value = rows / n_distinct), the index
+stops at two columns, after a range column, or once another column no longer cuts the
+rows to a third; a suggestion an existing index already starts with is dropped. The
+hint is a ``Meta.indexes`` line for the model. Estimates, not plans: the detail says so.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from django_dbtuning.report.probe import Probe, Row
+from django_dbtuning.report.util import qualified
+
+__all__ = ["suggest"]
+
+LEADING = """
+SELECT t.relname AS "table", n.nspname AS schema,
+       GREATEST(t.reltuples, 0)::bigint AS rows,
+       ARRAY(SELECT a.attname::text
+               FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+               LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+              WHERE k.ord <= i.indnkeyatts ORDER BY k.ord) AS columns,
+       i.indpred IS NULL AS full_index, i.indisvalid AS valid
+  FROM pg_class t
+  JOIN pg_namespace n ON n.oid = t.relnamespace
+  LEFT JOIN pg_index i ON i.indrelid = t.oid
+ WHERE t.relname = ANY(%s) AND t.relkind IN ('r', 'p')
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+"""
+
+STATS = """
+SELECT tablename AS "table", attname AS "column", n_distinct, null_frac
+  FROM pg_stats WHERE tablename = ANY(%s)
+"""
+
+_SINGLE_TABLE = re.compile(
+    r'^\s*(?:SELECT\b.*?\bFROM|UPDATE|DELETE\s+FROM)\s+"?(?P<table>[a-z_][\w$]*)"?\s',
+    re.I | re.S,
+)
+_JOIN = re.compile(r"\bJOIN\b|\bFROM\b[^()]*?,", re.I)
+_FILTER = re.compile(
+    r'(?:"(?P<t>[\w$]+)"\.)?"(?P<c>[\w$]+)"\s*(?P<op>=|<=|>=|<|>|IN\b|=\s*ANY)',
+    re.I,
+)
+
+
+def _where(query: str) -> str | None:
+    upper = query.upper()
+    start = upper.find(" WHERE ")
+    if start < 0:
+        return None
+    end = len(query)
+    for keyword in (
+        " ORDER BY ",
+        " GROUP BY ",
+        " LIMIT ",
+        " RETURNING ",
+        " FOR UPDATE",
+    ):
+        found = upper.find(keyword, start)
+        if found >= 0:
+            end = min(end, found)
+    return query[start + 7 : end]
+
+
+def filters(query: str) -> tuple[str, list[tuple[str, bool]]] | None:
+    """``(table, [(column, is_range), ...])`` for a single-table statement, else None."""
+    head = _SINGLE_TABLE.match(query)
+    if head is None or _JOIN.search(query[head.start("table") :]):
+        return None
+    table = head.group("table")
+    where = _where(query)
+    if where is None or re.search(r"\bOR\b", where, re.I):
+        return None
+    found: list[tuple[str, bool]] = []
+    for match in _FILTER.finditer(where):
+        if match.group("t") not in (None, table):
+            continue
+        column = match.group("c")
+        is_range = match.group("op") in ("<", ">", "<=", ">=")
+        if column not in (c for c, _ in found):
+            found.append((column, is_range))
+    return (table, found) if found else None
+
+
+def _rows_per_value(rows: int, stats: Row | None) -> float | None:
+    if stats is None or stats["n_distinct"] is None:
+        return None
+    distinct = float(stats["n_distinct"])
+    if distinct < 0:
+        distinct = -distinct * rows
+    if distinct <= 0:
+        return None
+    return max(1.0, rows * (1 - float(stats["null_frac"] or 0)) / distinct)
+
+
+def suggest(probe: Probe, statements: Iterable[Row], all_ms: float) -> None:
+    """Add ``missing_index`` findings for the costly statements of ``statements``."""
+    t = probe.t
+    candidates: list[tuple[Row, str, list[tuple[str, bool]]]] = []
+    for row in statements:
+        calls = row["calls"] or 0
+        share = float(row["total_ms"]) / all_ms if all_ms else 0.0
+        if calls < t["missing_index_min_calls"] or (
+            share < t["missing_index_min_time_share"]
+            and float(row["total_ms"]) / max(1, calls) < t["slow_query_mean_ms"]
+        ):
+            continue
+        parsed = filters(row["query"] or "")
+        if parsed is not None:
+            candidates.append((row, parsed[0], parsed[1]))
+    if not candidates:
+        return
+    tables = sorted({table for _, table, _ in candidates})
+    results = probe.queries(
+        "index_suggestions",
+        "statements",
+        [(LEADING, [tables]), (STATS, [tables])],
+    )
+    if results is None:
+        return
+    leading_rows, stats_rows = results
+    sizes: dict[str, int] = {}
+    schemas: dict[str, str] = {}
+    indexed: dict[str, list[list[str]]] = {}
+    for r in leading_rows:
+        sizes[r["table"]] = r["rows"]
+        schemas[r["table"]] = r["schema"]
+        if r["columns"] and r["valid"] and r["full_index"]:
+            indexed.setdefault(r["table"], []).append(list(r["columns"]))
+    stats = {(r["table"], r["column"]): r for r in stats_rows}
+    suggested: set[tuple[str, tuple[str, ...]]] = set()
+    for row, table, columns in candidates:
+        rows = sizes.get(table, 0)
+        if rows < t["missing_index_min_rows"]:
+            continue
+        chosen = _choose(rows, table, columns, stats)
+        if not chosen:
+            continue
+        names = [c for c, _ in chosen]
+        if any(existing[: len(names)] == names for existing in indexed.get(table, [])):
+            continue
+        key = (table, tuple(names))
+        if key in suggested:
+            continue
+        suggested.add(key)
+        _finding(probe, row, table, schemas.get(table, "public"), rows, chosen, all_ms)
+
+
+def _choose(
+    rows: int,
+    table: str,
+    columns: list[tuple[str, bool]],
+    stats: dict[tuple[str, str], Row],
+) -> list[tuple[str, float]]:
+    estimated = [
+        (column, per_value, is_range)
+        for column, is_range in columns
+        if (per_value := _rows_per_value(rows, stats.get((table, column)))) is not None
+    ]
+    # Equality columns first, most selective first; a range column can only end it.
+    estimated.sort(key=lambda item: (item[2], item[1]))
+    chosen: list[tuple[str, float]] = []
+    remaining = float(rows)
+    for column, per_value, is_range in estimated:
+        if is_range:
+            if not chosen:
+                chosen.append((column, remaining / 3))
+            break
+        after = per_value if not chosen else remaining * per_value / rows
+        if chosen and after > remaining * 0.3:
+            break
+        chosen.append((column, after))
+        remaining = after
+        if len(chosen) == 2 or remaining <= 50:
+            break
+    # An index that barely filters is not worth its writes.
+    if chosen and chosen[-1][1] > rows * 0.3:
+        return []
+    return chosen
+
+
+def _finding(
+    probe: Probe,
+    row: Row,
+    table: str,
+    schema: str,
+    rows: int,
+    chosen: list[tuple[str, float]],
+    all_ms: float,
+) -> None:
+    info = probe.models.model(table)
+    columns = [c for c, _ in chosen]
+    estimate = chosen[-1][1]
+    calls = row["calls"] or 0
+    share = float(row["total_ms"]) / all_ms if all_ms else 0.0
+    mean = float(row["total_ms"]) / max(1, calls)
+    name = qualified(schema, table)
+    if info is not None:
+        fields = [
+            found.name if (found := info.field_for(c)) is not None else c
+            for c in columns
+        ]
+        hint = (
+            f"add models.Index(fields={fields!r}, name=...) to {info.label}.Meta.indexes "
+            "and run makemigrations (AddIndexConcurrently on a large table); confirm "
+            "with EXPLAIN (ANALYZE) before and after"
+        )
+    else:
+        hint = (
+            f"CREATE INDEX CONCURRENTLY ON {name} ({', '.join(columns)}); confirm with "
+            "EXPLAIN (ANALYZE) before and after"
+        )
+    probe.add(
+        "warning",
+        "missing_index",
+        f"Missing index on {name} ({', '.join(columns)})",
+        detail=(
+            f"queryid {row['queryid']} filters {name} (~{rows:,} rows) by "
+            f"{', '.join(columns)}: an index would read ~{estimate:,.0f} rows per call "
+            f"(estimated from pg_stats). It ran {calls:,} times at {mean:,.2f} ms "
+            f"({share:.0%} of all database time), and no index starts with these columns. "
+            "Every INSERT and UPDATE will maintain the new index."
+        ),
+        hint=hint,
+        object=f"{name}({','.join(columns)})",
+        model=info.label if info else None,
+        columns=columns,
+        queryid=row["queryid"],
+        estimated_rows=estimate,
+    )
