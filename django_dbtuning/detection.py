@@ -233,6 +233,7 @@ def site_key(frame: FrameType, info: SqlInfo, task: Any) -> Hashable:
                     and found[0] is code
                     and below[1] != USER
                     and below[1] != TEMPLATE
+                    and below[1] != HOP
                 ):
                     if found[1] == USER:
                         line = _lines.get((id(code), anchor.f_lasti))

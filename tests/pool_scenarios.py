@@ -11,6 +11,7 @@ do it: ``request_started`` (close_old_connections), queries, ``request_finished`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -227,12 +228,11 @@ def router(config: dict[str, Any]) -> dict[str, Any]:
     deadline = time.monotonic() + 10
     names: list[str] = []
     while time.monotonic() < deadline and not names:
-        try:
+        # ProgrammingError: the migration has not replayed on the replica yet.
+        with contextlib.suppress(ProgrammingError):
             names = request(
                 lambda: list(Publisher.objects.values_list("name", flat=True))
             )
-        except ProgrammingError:  # the migration has not replayed on the replica yet
-            pass
         time.sleep(0.05)
     outcome["replicated"] = names
     with connections["replica"].cursor() as cursor:

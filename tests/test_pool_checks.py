@@ -212,9 +212,12 @@ def test_other_engines_are_left_alone():
 def test_the_pool_checks_are_registered_and_fail_manage_py_check():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Overriding setting DATABASES")
-        with override_settings(
-            DATABASES={"default": pooled(GOOD_POOL, CONN_MAX_AGE=60)}
-        ), pytest.raises(SystemCheckError, match=r"dbtuning\.E011"):
+        with (
+            override_settings(
+                DATABASES={"default": pooled(GOOD_POOL, CONN_MAX_AGE=60)}
+            ),
+            pytest.raises(SystemCheckError, match=r"dbtuning\.E011"),
+        ):
             call_command("check")
 
 
