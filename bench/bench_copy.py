@@ -225,9 +225,11 @@ def main() -> int:
     def copy_from_dicts_ids() -> None:
         Article.objects.copy_from(dicts, return_ids=True)
 
+    user_tuples = [t[:5] + t[6:9] for t in tuples]  # no reference, no timestamps
+
     def copy_from_tuples() -> None:
         Article.objects.copy_from(
-            [t[:5] + t[6:9] for t in tuples],
+            user_tuples,
             fields=[
                 c for c in columns if c not in ("reference", "created", "modified")
             ],

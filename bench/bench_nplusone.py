@@ -6,6 +6,7 @@ DATABASE_URL). One process, one database; every variant runs the same 200-query 
 rounds, and the table reports medians. The overhead per query is (variant - baseline) / 200.
 
 * baseline: the view alone (dbtuning's recorder removed from the connection);
+* an empty ``execute_wrapper``: the floor of any detector built on Django's public hook;
 * dbtuning: ``QueryCountMiddleware`` around the view (detection, attribution, headers; the
   finding is computed but ``ON_N_PLUS_ONE="ignore"`` keeps the log quiet);
 * django-zeal: ``zeal_context()`` around the view (``ZEAL_RAISE=False``, warnings ignored);
@@ -29,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 QUERIES = 200
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "40"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "120"))
 DB_NAME = "dbtuning_bench_nplusone"
 
 
@@ -138,6 +139,16 @@ def variants() -> dict[str, Any]:
         without_recorder()
         view(request)
 
+    def noop_wrapper(
+        execute: Any, sql: Any, params: Any, many: bool, context: Any
+    ) -> Any:
+        return execute(sql, params, many, context)
+
+    def hook_only() -> None:
+        without_recorder()
+        with connection.execute_wrapper(noop_wrapper):
+            view(request)
+
     def dbtuning() -> None:
         install()
         response = middleware(request)
@@ -163,6 +174,7 @@ def variants() -> dict[str, Any]:
 
     return {
         "no instrumentation (baseline)": baseline,
+        "an empty execute_wrapper (Django's hook alone)": hook_only,
         "django-dbtuning QueryCountMiddleware": dbtuning,
         "django-zeal (zeal_context)": zeal,
         "debug toolbar SQL panel": toolbar,

@@ -764,3 +764,32 @@ def test_manager_check_flags_psycopg2(monkeypatch: pytest.MonkeyPatch) -> None:
     messages = Item.objects.check(databases=["default"])
     assert [m.id for m in messages] == ["dbtuning.E041"]
     assert "psycopg 3" in messages[0].msg
+
+
+@pytest.mark.parametrize(
+    "tags",
+    [
+        ["a", "b"],
+        [],
+        ["", "ünïcødé", "tab\there", "quote\"'", "x" * 10],
+        ["a", None],
+        [None],
+        [["a", "b"], ["c", "d"]],
+        ("t", "u"),
+    ],
+)
+def test_text_arrays_round_trip(tags: Any) -> None:
+    Item.objects.copy_from([item(0, tags=tags)])
+    expected = (
+        [list(t) for t in tags] if tags and isinstance(tags[0], list) else list(tags)
+    )
+    assert Item.objects.get().tags == expected
+
+
+def test_copy_to_text_file_and_encoding() -> None:
+    Item.objects.copy_from([item(0, name="café ñ " + "é" * 10)])
+    out = io.StringIO()
+    assert Item.objects.copy_to(out, fields=["name"], header=False) == 1
+    assert out.getvalue() == "café ñ " + "é" * 10 + "\n"
+    data = Item.objects.copy_to(fields=["name"], header=False, encoding="latin-1")
+    assert data == ("café ñ " + "é" * 10 + "\n").encode("latin-1")

@@ -36,6 +36,7 @@ from django.db.backends.utils import CursorWrapper
 from psycopg.adapt import PyFormat, Transformer
 from psycopg.pq import Format
 
+from django_dbtuning.copying import dumpers
 from django_dbtuning.copying.errors import copy_error, find_row_by_key, row_error
 from django_dbtuning.copying.plan import DB_DEFAULT, Column, ModelPlan, RowProblem
 from django_dbtuning.copying.sources import Batch, Source, open_source
@@ -218,6 +219,8 @@ class _Load:
             [self.table],
         )
         self.deferred_fks = [name for (name,) in cursor.fetchall()]
+        if self.binary:
+            dumpers.install(cursor.cursor, {c.pg_type or "" for c in self.columns})
         if self.on_conflict is not None:
             self.staging = self.qn(f"dbtuning_copy_{uuid.uuid4().hex[:16]}")
             cols = ", ".join(self.qn(c.column) for c in self.columns)
