@@ -6,6 +6,7 @@ import asyncio
 import datetime
 import decimal
 import io
+import itertools
 import tracemalloc
 import uuid
 from typing import Any
@@ -793,3 +794,27 @@ def test_copy_to_text_file_and_encoding() -> None:
     assert out.getvalue() == "café ñ " + "é" * 10 + "\n"
     data = Item.objects.copy_to(fields=["name"], header=False, encoding="latin-1")
     assert data == ("café ñ " + "é" * 10 + "\n").encode("latin-1")
+
+
+def test_return_ids_when_the_sequence_is_not_contiguous() -> None:
+    """Concurrent writers (here: INCREMENT BY 3) leave gaps; ids still match rows."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_get_serial_sequence('copyapp_item', 'id')")
+        (sequence,) = cursor.fetchone()
+        cursor.execute(f"ALTER SEQUENCE {sequence} INCREMENT BY 3")
+    try:
+        result = Item.objects.copy_from([item(i) for i in range(5)], return_ids=True)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"ALTER SEQUENCE {sequence} INCREMENT BY 1")
+    assert result.ids is not None
+    assert [b - a for a, b in itertools.pairwise(result.ids)] == [3, 3, 3, 3]
+    stored = dict(Item.objects.values_list("pk", "quantity"))
+    assert [stored[pk] for pk in result.ids] == list(range(5))
+
+
+def test_instances_get_pre_save_like_bulk_create() -> None:
+    objs = [Custom(shout="hi"), Custom(shout="there")]
+    Custom.objects.copy_from(objs)
+    assert sorted(Custom.objects.values_list("shout", flat=True)) == ["HI!", "THERE!"]
+    assert [o.shout for o in objs] == ["hi!", "there!"]

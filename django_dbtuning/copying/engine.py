@@ -39,7 +39,7 @@ from psycopg.pq import Format
 from django_dbtuning.copying import dumpers
 from django_dbtuning.copying.errors import copy_error, find_row_by_key, row_error
 from django_dbtuning.copying.plan import DB_DEFAULT, Column, ModelPlan, RowProblem
-from django_dbtuning.copying.sources import Batch, Source, open_source
+from django_dbtuning.copying.sources import Batch, Source, gc_paused, open_source
 from django_dbtuning.exceptions import CopyError
 
 __all__ = ["CopyResult", "check_backend", "copy_from"]
@@ -334,20 +334,21 @@ class _Load:
     def allocate_ids(
         self, cursor: CursorWrapper, rows: list[Row], pk_pos: int
     ) -> list[Row]:
+        # The common case: every row left out only the primary key, the last column.
+        simple = (
+            pk_pos == len(self.columns) - 1
+            and self.short == pk_pos
+            and all(len(r) == pk_pos for r in rows)
+        )
+        if simple:
+            ids = self.take_ids(cursor, len(rows))
+            with gc_paused():
+                return [(*r, pk) for r, pk in zip(rows, ids, strict=True)]
         rows = self.widen(rows)
         missing = sum(1 for r in rows if r[pk_pos] is DB_DEFAULT)
         if not missing:
             return rows
-        sequence = self.pk_sequence(cursor)
-        if sequence is None:
-            raise ImproperlyConfigured(
-                f"{self.label}.{self.plan.pk.name} has no sequence to take ids from"
-            )
-        cursor.execute(
-            "SELECT nextval(%s::regclass) FROM generate_series(1, %s)",
-            [sequence, missing],
-        )
-        fresh = iter([value for (value,) in cursor.fetchall()])
+        fresh = iter(self.take_ids(cursor, missing))
         filled: list[Row] = []
         for r in rows:
             if r[pk_pos] is DB_DEFAULT:
@@ -355,6 +356,29 @@ class _Load:
                 r[pk_pos] = next(fresh)
             filled.append(r)
         return filled
+
+    def take_ids(self, cursor: CursorWrapper, count: int) -> list[Any]:
+        """``count`` fresh ids from the table's sequence: ordered, concurrency-safe."""
+        sequence = self.pk_sequence(cursor)
+        if sequence is None:
+            raise ImproperlyConfigured(
+                f"{self.label}.{self.plan.pk.name} has no sequence to take ids from"
+            )
+        # One row back instead of `count`: without concurrent writers the ids form a
+        # range; otherwise the array of what nextval() handed out comes back too.
+        cursor.execute(
+            "WITH ids AS (SELECT nextval(%s::regclass) AS v "
+            "FROM generate_series(1, %s)) "
+            "SELECT min(v), max(v), count(*), CASE WHEN max(v) - min(v) + 1 = count(*) "
+            "THEN NULL ELSE array_agg(v ORDER BY v) END FROM ids",
+            [sequence, count],
+        )
+        low, high, taken, scattered = cursor.fetchone() or (None, None, 0, None)
+        if scattered is not None:
+            return list(scattered)
+        if taken != count or low is None or high is None:  # pragma: no cover
+            raise ImproperlyConfigured(f"could not take {count} ids from {sequence}")
+        return list(range(low, high + 1))
 
     def groups(
         self, rows: list[Row], start: int

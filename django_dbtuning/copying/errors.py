@@ -70,7 +70,7 @@ def find_row_by_key(
     positions = [by_column[n] for n in names]
     for j, row in enumerate(rows):
         if all(
-            row[p] is not None and _as_text(row[p]) == v
+            len(row) > p and row[p] is not None and _as_text(row[p]) == v
             for p, v in zip(positions, values, strict=True)
         ):
             return j, field

@@ -26,6 +26,13 @@ class ShoutingField(models.CharField):
         value = super().get_prep_value(value)
         return value.upper() if isinstance(value, str) else value
 
+    def pre_save(self, model_instance: Any, add: bool) -> Any:
+        value = getattr(model_instance, self.attname)
+        if add and isinstance(value, str) and not value.endswith("!"):
+            value += "!"
+            setattr(model_instance, self.attname, value)
+        return value
+
 
 class Item(models.Model):
     name = models.CharField(max_length=20)
