@@ -15,7 +15,7 @@ Like ``bulk_create``, COPY calls no ``save()`` and sends no signals. The engine 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
 from asgiref.sync import sync_to_async

@@ -818,3 +818,53 @@ def test_instances_get_pre_save_like_bulk_create() -> None:
     Custom.objects.copy_from(objs)
     assert sorted(Custom.objects.values_list("shout", flat=True)) == ["HI!", "THERE!"]
     assert [o.shout for o in objs] == ["hi!", "there!"]
+
+
+def test_unknown_alias_and_bad_field_names() -> None:
+    from django.utils.connection import ConnectionDoesNotExist
+
+    with pytest.raises(ConnectionDoesNotExist):
+        Item.objects.copy_from([item(0)], using="nowhere")
+    with pytest.raises(TypeError, match="field names must be strings"):
+        Item.objects.copy_from([("a", 1, 2)], fields=["name", 1, "price"])
+    with pytest.raises(ValueError, match="given twice"):
+        Item.objects.copy_from(
+            [(1, 1, 1, 1)], fields=["name", "quantity", "price", "name"]
+        )
+    assert Item.objects.count() == 0
+
+
+def test_progress_accepts_a_bar_object() -> None:
+    class Bar:
+        def __init__(self) -> None:
+            self.n = 0
+
+        def update(self, n: int) -> None:
+            self.n += n
+
+    bar = Bar()
+    Item.objects.copy_from((item(i) for i in range(7)), batch_size=3, progress=bar)
+    assert bar.n == 7
+    with pytest.raises(TypeError, match="progress"):
+        Item.objects.copy_from([item(0)], progress="yes")
+
+
+def test_upsert_on_a_partial_unique_constraint() -> None:
+    """ON CONFLICT (code) must repeat the index predicate (WHERE active) to match it."""
+    from tests.copyapp.models import Slot
+
+    Slot.objects.copy_from(
+        [{"code": "a", "note": "old"}, {"code": "a", "active": False}]
+    )
+    result = Slot.objects.copy_from(
+        [{"code": "a", "note": "new"}, {"code": "b", "note": "b"}],
+        on_conflict="update",
+        unique_fields=["code"],
+        update_fields=["note"],
+    )
+    assert (result.created, result.updated) == (1, 1)
+    assert sorted(Slot.objects.values_list("code", "active", "note")) == [
+        ("a", False, ""),
+        ("a", True, "new"),
+        ("b", True, "b"),
+    ]

@@ -150,6 +150,8 @@ class _Load:
         self.explicit_pk = False
         self.deferred_fks: list[str] = []
         self.staging: str | None = None
+        self.predicate = ""
+        self.predicate_params: list[Any] = []
         self.binary = True
         self.columns: list[Column] = []
         self.short = 0
@@ -180,6 +182,7 @@ class _Load:
                     "include it in the rows"
                 )
         self.keys = keys
+        self.predicate, self.predicate_params = self.partial_index_predicate(keys)
         if self.update_names is not None:
             updates = [plan.column(n) for n in self.update_names]
             for update in updates:
@@ -207,6 +210,32 @@ class _Load:
                 "on_conflict='update' has no column to update: pass update_fields or "
                 "use on_conflict='ignore'"
             )
+
+    def partial_index_predicate(self, keys: list[Column]) -> tuple[str, list[Any]]:
+        """The WHERE of a conditional UniqueConstraint on exactly ``keys``, if any.
+
+        ``ON CONFLICT (code)`` only matches a partial unique index when the statement
+        repeats its predicate: ``ON CONFLICT (code) WHERE active``.
+        """
+        names = {k.name for k in keys}
+        for constraint in self.model._meta.constraints:
+            condition = getattr(constraint, "condition", None)
+            fields = getattr(constraint, "fields", ())
+            if (
+                isinstance(constraint, models.UniqueConstraint)
+                and condition is not None
+                and fields
+                and {self.plan.column(f).name for f in fields} == names
+            ):
+                from django.db.models.sql.query import Query
+
+                # What Django's own UniqueConstraint does to write the index's WHERE.
+                query = Query(model=self.model, alias_cols=False)
+                where = query.build_where(condition)
+                compiler = query.get_compiler(connection=self.connection)
+                sql, params = where.as_sql(compiler, self.connection)
+                return f" WHERE {sql}", list(params)
+        return "", []
 
     def setup(self, cursor: CursorWrapper) -> None:
         # Django creates foreign keys DEFERRABLE INITIALLY DEFERRED: checked at COMMIT,
@@ -589,7 +618,7 @@ class _Load:
                 f"FROM {self.staging} "
                 f"ORDER BY {', '.join(keys)}{guard}, dbtuning_row DESC"
             )
-            target = f"({', '.join(keys)})"
+            target = f"({', '.join(keys)}){self.predicate}"
         else:
             select = f"SELECT {cols} FROM {self.staging} ORDER BY dbtuning_row"
             target = ""
@@ -619,7 +648,7 @@ class _Load:
             " FROM dbtuning_ins"
         )
         try:
-            cursor.execute(statement)
+            cursor.execute(statement, self.predicate_params or None)
         except Exception as exc:
             cause = exc.__cause__
             if isinstance(cause, psycopg.Error):

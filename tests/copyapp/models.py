@@ -116,3 +116,22 @@ if django.VERSION >= (5, 0):
         )
 
         objects = CopyManager()
+
+
+class Slot(models.Model):
+    """A partial unique constraint: one active slot per code."""
+
+    code = models.CharField(max_length=10)
+    active = models.BooleanField(default=True)
+    note = models.CharField(max_length=20, default="")
+
+    objects = CopyManager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["code"],
+                condition=models.Q(active=True),
+                name="copyapp_slot_active_code",
+            )
+        ]
