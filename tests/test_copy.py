@@ -868,3 +868,28 @@ def test_upsert_on_a_partial_unique_constraint() -> None:
         ("a", True, "new"),
         ("b", True, "b"),
     ]
+
+
+def test_staging_tables_are_dropped_even_inside_a_transaction() -> None:
+    def staging_tables() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_class WHERE relname LIKE 'dbtuning_copy_%%' "
+                "AND relpersistence = 't'"
+            )
+            (count,) = cursor.fetchone()
+        return int(count)
+
+    with transaction.atomic():
+        for _ in range(3):
+            Item.objects.copy_from(
+                [item(0, sku="a")], on_conflict="update", unique_fields=["sku"]
+            )
+        with pytest.raises(CopyError):
+            Item.objects.copy_from(
+                [item(0, sku="a", quantity=None)],
+                on_conflict="update",
+                unique_fields=["sku"],
+            )
+        assert staging_tables() == 0
+    assert Item.objects.count() == 1
