@@ -19,6 +19,7 @@ import contextlib
 import os
 import sys
 import sysconfig
+import time
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
@@ -328,6 +329,7 @@ def _coroutine_chain(task: Any) -> list[FrameType]:
         coro = task.get_coro()
     except Exception:
         return frames
+    _wait_until_suspended(coro)
     for _ in range(200):
         if coro is None:
             break
@@ -342,6 +344,22 @@ def _coroutine_chain(task: Any) -> list[FrameType]:
             or getattr(coro, "ag_await", None)
         )
     return frames
+
+
+def _wait_until_suspended(coro: Any) -> None:
+    # sync_to_async hands the query to this thread before the event loop has suspended the
+    # awaiting coroutines; until it has, their cr_await links are not set yet and the chain
+    # would end at an outer frame. The loop suspends them within microseconds: yield the GIL
+    # until it has (bounded). Not in the loop's own thread, where the task is always running.
+    try:
+        asyncio.get_running_loop()
+        return
+    except RuntimeError:
+        pass
+    for _ in range(2000):
+        if not getattr(coro, "cr_running", False):
+            return
+        time.sleep(0)
 
 
 def _coroutine_key(task: Any) -> Hashable | None:
