@@ -172,6 +172,31 @@ class DatabaseReport:
         }
 
 
+def mark_unreachable(
+    result: DatabaseReport,
+    findings: list[Finding],
+    alias: str,
+    error: Exception,
+    *,
+    what: str,
+    hint: str,
+) -> None:
+    """Record that ``alias`` could not be reached: the report goes on with the others."""
+    result.reachable = False
+    result.error = str(error)
+    findings.append(
+        Finding(
+            database=alias,
+            severity="error",
+            code="database_unreachable",
+            title=f"{alias}: {what} unreachable",
+            detail=str(error),
+            hint=hint,
+            object=f"alias:{alias}",
+        )
+    )
+
+
 @dataclass
 class Report:
     """The whole report: one :class:`DatabaseReport` per alias and all findings."""

@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 
-from django_dbtuning.report.findings import DatabaseReport, Finding
+from django_dbtuning.report.findings import DatabaseReport, Finding, mark_unreachable
 from django_dbtuning.report.probe import Unreachable, connect, first_line
 
 __all__ = ["collect", "is_admin_console"]
@@ -36,18 +36,13 @@ def collect(
     try:
         conn = connect({**settings_dict, "OPTIONS": options})
     except Unreachable as exc:
-        result.reachable = False
-        result.error = str(exc)
-        findings.append(
-            Finding(
-                database=alias,
-                severity="error",
-                code="database_unreachable",
-                title=f"{alias}: PgBouncer admin console unreachable",
-                detail=str(exc),
-                hint="check the alias and that its user is in admin_users or stats_users",
-                object=f"alias:{alias}",
-            )
+        mark_unreachable(
+            result,
+            findings,
+            alias,
+            exc,
+            what="PgBouncer admin console",
+            hint="check the alias and that its user is in admin_users or stats_users",
         )
         return
     section: dict[str, Any] = {}

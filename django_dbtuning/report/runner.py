@@ -28,6 +28,7 @@ from django_dbtuning.report.findings import (
     DatabaseReport,
     Finding,
     Report,
+    mark_unreachable,
     thresholds,
 )
 from django_dbtuning.report.probe import Collector, Probe, Unreachable, connect
@@ -171,18 +172,13 @@ def _run_alias(
     try:
         conn = connect(settings_dict)
     except Unreachable as exc:
-        result.reachable = False
-        result.error = str(exc)
-        findings.append(
-            Finding(
-                database=alias,
-                severity="error",
-                code="database_unreachable",
-                title=f"{alias}: database unreachable",
-                detail=str(exc),
-                hint="check HOST/PORT/credentials and that the server is up",
-                object=f"alias:{alias}",
-            )
+        mark_unreachable(
+            result,
+            findings,
+            alias,
+            exc,
+            what="database",
+            hint="check HOST/PORT/credentials and that the server is up",
         )
         return
     with conn:
