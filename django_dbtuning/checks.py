@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from django_dbtuning.conf import SETTINGS, Setting, conf, is_valid
+from django_dbtuning.pool import LIBPQ_KEYWORDS, server_budget
 
 __all__ = [
     "check_database_servers",
@@ -211,13 +212,11 @@ def _check_sizing(
             * int(deployment["processes"])
             * int(deployment["aliases"])
         )
-        budget = int(
-            (
-                int(deployment["server_max_connections"])
-                - int(deployment["reserved_connections"])
-                - int(deployment["other_clients"])
-            )
-            * float(deployment["headroom"])
+        budget = server_budget(
+            int(deployment["server_max_connections"]),
+            int(deployment["reserved_connections"]),
+            int(deployment["other_clients"]),
+            float(deployment["headroom"]),
         )
         max_size = int(pool.get("max_size", pool.get("min_size", 4)))
     except (KeyError, TypeError, ValueError):
@@ -424,8 +423,6 @@ def _check_database(alias: str, entry: Mapping[str, Any]) -> list[CheckMessage]:
 
 
 def _libpq_keywords() -> frozenset[str]:
-    from django_dbtuning.pool import LIBPQ_KEYWORDS
-
     return LIBPQ_KEYWORDS | {
         "host",
         "port",
@@ -514,7 +511,7 @@ def check_database_servers(
         if not isinstance(entry, Mapping) or not _is_postgresql(entry):
             continue
         try:
-            server = _read_connection_limits(connections[alias])
+            server = _read_connection_limits(connections[alias].settings_dict)
         except (psycopg.Error, OSError) as exc:
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             messages.append(
@@ -531,14 +528,14 @@ def check_database_servers(
     return messages
 
 
-def _read_connection_limits(wrapper: Any) -> dict[str, int]:
+def _read_connection_limits(settings_dict: Mapping[str, Any]) -> dict[str, int]:
     import psycopg
 
-    # A direct connection, not through the alias' pool: a pool would retry for its whole
-    # timeout and report "couldn't get a connection" instead of the real cause.
-    params = wrapper.get_connection_params()
-    params["connect_timeout"] = min(int(params.get("connect_timeout") or 5), 5)
-    with psycopg.connect(**params) as conn:
+    from django_dbtuning.pool import connection_kwargs
+
+    kwargs = connection_kwargs(settings_dict)
+    kwargs["connect_timeout"] = min(int(kwargs["connect_timeout"] or 5), 5)
+    with psycopg.connect(**kwargs) as conn:
         rows = conn.execute(
             "SELECT name, setting::int FROM pg_settings WHERE name IN "
             "('max_connections', 'superuser_reserved_connections', 'reserved_connections')"
@@ -568,7 +565,9 @@ def _check_live_budget(
         reserved = server.get("superuser_reserved_connections", 3) + server.get(
             "reserved_connections", 0
         )
-        usable = server["max_connections"] - reserved - int(deployment["other_clients"])
+        usable = server_budget(
+            server["max_connections"], reserved, int(deployment["other_clients"])
+        )
     except (KeyError, TypeError, ValueError):
         return []
     wanted = per_process * holders

@@ -26,9 +26,11 @@ from django_dbtuning.exceptions import InvalidDatabaseURL
 __all__ = [
     "DJANGO_HAS_POOL",
     "PoolSizing",
+    "connection_kwargs",
     "database",
     "pool_size",
     "redact_url",
+    "server_budget",
 ]
 
 ENGINE = "django.db.backends.postgresql"
@@ -123,6 +125,49 @@ def redact_url(url: str) -> str:
     return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
+# OPTIONS keys Django's backend consumes itself; libpq would reject them.
+DJANGO_ONLY_OPTIONS = (
+    "pool",
+    "server_side_binding",
+    "isolation_level",
+    "assume_role",
+    "cursor_factory",
+    "context",
+    "prepare_threshold",
+)
+
+
+def connection_kwargs(
+    settings_dict: Mapping[str, Any], *, application_name: str | None = None
+) -> dict[str, Any]:
+    """``psycopg.connect()`` keywords for a ``DATABASES`` entry, without Django's extras.
+
+    For a direct connection that bypasses the alias' pool: a pool retries for its whole
+    timeout and reports "couldn't get a connection" instead of the real cause.
+    """
+    options = dict(settings_dict.get("OPTIONS") or {})
+    for key in DJANGO_ONLY_OPTIONS:
+        options.pop(key, None)
+    kwargs: dict[str, Any] = dict(options)
+    name = settings_dict.get("NAME")
+    if name:
+        kwargs["dbname"] = name
+    elif name is None or not options.get("service"):
+        kwargs["dbname"] = "postgres"
+    for setting, key in (
+        ("USER", "user"),
+        ("PASSWORD", "password"),
+        ("HOST", "host"),
+        ("PORT", "port"),
+    ):
+        if settings_dict.get(setting):
+            kwargs[key] = settings_dict[setting]
+    if application_name is not None:
+        kwargs["application_name"] = application_name
+    kwargs.setdefault("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
+    return kwargs
+
+
 # -- sizing ----------------------------------------------------------------------------
 
 
@@ -161,6 +206,13 @@ def _positive_float(name: str, value: Any, *, allow_zero: bool = False) -> float
     if value < 0 or (value == 0 and not allow_zero) or math.isnan(value):
         raise ValueError(f"{name} must be > 0, got {value}")
     return float(value)
+
+
+def server_budget(
+    max_connections: int, reserved: int, other_clients: int = 0, headroom: float = 1.0
+) -> int:
+    """Connections the application may hold: (max - reserved - other clients) x headroom."""
+    return math.floor((max_connections - reserved - other_clients) * headroom)
 
 
 def pool_size(
@@ -226,20 +278,19 @@ def pool_size(
     if (throughput is None) != (hold_time is None):
         raise ValueError("give both throughput and hold_time, or neither")
 
-    usable = max_connections - reserved - others
-    server_budget = math.floor(usable * headroom)
+    budget = server_budget(max_connections, reserved, others, headroom)
     holders = instances * processes * aliases
-    per_process = server_budget // holders if server_budget > 0 else 0
+    per_process = budget // holders if budget > 0 else 0
     lines = [
         f"server budget: ({max_connections} max_connections - {reserved} reserved"
         + (f" - {others} other clients" if others else "")
-        + f") x {headroom:g} headroom = {server_budget}",
-        f"per process: {server_budget} // ({instances} instances x {processes} processes"
+        + f") x {headroom:g} headroom = {budget}",
+        f"per process: {budget} // ({instances} instances x {processes} processes"
         f" x {aliases} aliases = {holders}) = {per_process}",
     ]
     if per_process < 1:
         raise ValueError(
-            f"{holders} processes x aliases cannot share {server_budget} connections: "
+            f"{holders} processes x aliases cannot share {budget} connections: "
             f"raise max_connections, lower processes/instances, or put PgBouncer in front "
             f"({'; '.join(lines)})"
         )
@@ -298,7 +349,7 @@ def pool_size(
     return PoolSizing(
         min_size=min_size,
         max_size=max_size,
-        server_budget=server_budget,
+        server_budget=budget,
         per_process_budget=per_process,
         demand=demand,
         total_max=total,

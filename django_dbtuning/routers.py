@@ -14,6 +14,7 @@ the reads of a block to a chosen alias, such as a bulkhead with its own small po
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from django.conf import settings
-from django.core.signals import request_started
+from django.core.signals import request_started, setting_changed
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Model
 
@@ -32,21 +33,44 @@ _pinned: ContextVar[str | None] = ContextVar("dbtuning_pinned_reads", default=No
 _routed: ContextVar[str | None] = ContextVar("dbtuning_routed_reads", default=None)
 
 
+@functools.cache
+def _topology() -> tuple[dict[str, tuple[str, str]], dict[str, tuple[str, ...]]]:
+    # Routing runs for every ORM query: read DATABASES once (and again only when a test
+    # overrides it), not per call.
+    roles: dict[str, tuple[str, str]] = {}
+    for alias, entry in settings.DATABASES.items():
+        meta = entry.get("DBTUNING")
+        role = (
+            str(meta.get("role") or "primary")
+            if isinstance(meta, Mapping)
+            else "primary"
+        )
+        primary = alias
+        if role != "primary":
+            assert isinstance(meta, Mapping)
+            primary = str(meta.get("primary") or DEFAULT_DB_ALIAS)
+        roles[alias] = (role, primary)
+    replicas: dict[str, list[str]] = {}
+    for alias, (role, primary) in roles.items():
+        if role == "replica":
+            replicas.setdefault(primary, []).append(alias)
+    return roles, {primary: tuple(aliases) for primary, aliases in replicas.items()}
+
+
 def _role(alias: str) -> tuple[str, str]:
-    entry: Any = settings.DATABASES.get(alias, {})
-    meta = entry.get("DBTUNING") if isinstance(entry, Mapping) else None
-    if not isinstance(meta, Mapping):
-        return "primary", alias
-    role = str(meta.get("role") or "primary")
-    return role, str(
-        meta.get("primary") or DEFAULT_DB_ALIAS
-    ) if role != "primary" else alias
+    return _topology()[0].get(alias, ("primary", alias))
 
 
-def _replicas_of(primary: str) -> list[str]:
-    return [
-        alias for alias in settings.DATABASES if _role(alias) == ("replica", primary)
-    ]
+def _replicas_of(primary: str) -> tuple[str, ...]:
+    return _topology()[1].get(primary, ())
+
+
+def _forget_topology(*, setting: str, **kwargs: Any) -> None:
+    if setting == "DATABASES":
+        _topology.cache_clear()
+
+
+setting_changed.connect(_forget_topology, dispatch_uid="dbtuning_router_topology")
 
 
 @contextmanager

@@ -23,7 +23,7 @@ from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from time import perf_counter
 from types import TracebackType
-from typing import Any, Literal, TypeVar, cast, overload
+from typing import Any, Generic, Literal, TypeVar, cast, overload
 
 from django.core.signals import setting_changed
 from django.db import connections
@@ -62,6 +62,7 @@ _allowed: ContextVar[int] = ContextVar("django_dbtuning_allowed", default=0)
 _getframe = sys._getframe
 
 F = TypeVar("F", bound=Callable[..., Any])
+_Entered = TypeVar("_Entered")
 
 
 class _Site:
@@ -638,7 +639,35 @@ class QueryReport:
         )
 
 
-class track_queries:  # a context manager named like a function, by contract
+class _AsyncWith(Generic[_Entered]):
+    """``async with`` for a context manager whose work is synchronous."""
+
+    def __enter__(self) -> _Entered:
+        raise NotImplementedError  # pragma: no cover - every subclass defines it
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        raise NotImplementedError  # pragma: no cover
+
+    async def __aenter__(self) -> _Entered:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
+class track_queries(
+    _AsyncWith[QueryReport]
+):  # a context manager named like a function, by contract
     """Count and analyse the queries of a block: ``with track_queries() as report:``.
 
     Works in scripts, commands, Celery tasks and tests, in sync and async code (the report
@@ -685,17 +714,6 @@ class track_queries:  # a context manager named like a function, by contract
         assert self._state is not None
         unit, token = self._state
         finish_unit(unit, token)
-
-    async def __aenter__(self) -> QueryReport:
-        return self.__enter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
 
 
 # --- reactions ---------------------------------------------------------------------------------
@@ -772,7 +790,7 @@ def check_budget(
 # --- query_budget and allow_n_plus_one -----------------------------------------------------------
 
 
-class query_budget:  # named like a function: contract name
+class query_budget(_AsyncWith[QueryReport]):  # named like a function: contract name
     """Limit a block or function to ``max_queries`` and react to N+1s inside it.
 
     A context manager and a decorator, for sync and async functions::
@@ -856,17 +874,6 @@ class query_budget:  # named like a function: contract name
         react(report.n_plus_one, self.n_plus_one, where=self._where)
         react(report.duplicates, self.duplicates, where=self._where)
 
-    async def __aenter__(self) -> QueryReport:
-        return self.__enter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
-
     @overload
     def __call__(self, func: Callable[..., Awaitable[Any]]) -> Callable[..., Any]: ...
 
@@ -896,7 +903,7 @@ class query_budget:  # named like a function: contract name
         return wrapper
 
 
-class allow_n_plus_one:  # named like a function: contract name
+class allow_n_plus_one(_AsyncWith[None]):  # named like a function: contract name
     """Silence N+1 and duplicate detection for an intended loop (queries still count).
 
     A context manager and a decorator, sync and async.
@@ -910,12 +917,6 @@ class allow_n_plus_one:  # named like a function: contract name
 
     def __exit__(self, *exc: object) -> None:
         _allowed.reset(self._tokens.pop())
-
-    async def __aenter__(self) -> None:
-        self.__enter__()
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.__exit__(*exc)
 
     def __call__(self, func: F) -> F:
         if inspect.iscoroutinefunction(func):

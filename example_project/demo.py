@@ -130,25 +130,14 @@ def main() -> None:
     )
 
     import psycopg
+    from django.conf import settings
+
+    from django_dbtuning.pool import connection_kwargs
 
     # Directly, not through the pool: a pool retries for its whole timeout and then
     # reports "couldn't get a connection" instead of the cause.
-    from django.conf import settings
-
-    db = settings.DATABASES["default"]
-    libpq = {
-        k: v for k, v in db["OPTIONS"].items() if k in ("sslmode", "options", "service")
-    }
     try:
-        psycopg.connect(
-            host=db["HOST"],
-            port=db["PORT"] or None,
-            user=db["USER"],
-            password=db["PASSWORD"],
-            dbname=db["NAME"],
-            connect_timeout=5,
-            **libpq,
-        ).close()
+        psycopg.connect(**connection_kwargs(settings.DATABASES["default"])).close()
     except psycopg.Error as exc:
         fail(
             f"cannot reach PostgreSQL at {redact_url(url)}: {str(exc).strip().splitlines()[0]}"

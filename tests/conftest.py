@@ -8,18 +8,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     import psycopg
     from django.conf import settings
 
-    from django_dbtuning.pool import redact_url
+    from django_dbtuning.pool import connection_kwargs, redact_url
 
     db = settings.DATABASES["default"]
     try:
-        psycopg.connect(
-            host=db["HOST"],
-            port=db["PORT"] or None,
-            user=db["USER"],
-            password=db["PASSWORD"],
-            dbname="postgres",
-            connect_timeout=5,
-        ).close()
+        psycopg.connect(**{**connection_kwargs(db), "dbname": "postgres"}).close()
     except psycopg.OperationalError as exc:
         if "does not exist" in str(exc):
             return  # the server answered; Django creates the test database elsewhere

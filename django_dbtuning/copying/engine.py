@@ -37,7 +37,12 @@ from psycopg.adapt import PyFormat, Transformer
 from psycopg.pq import Format
 
 from django_dbtuning.copying import dumpers
-from django_dbtuning.copying.errors import copy_error, find_row_by_key, row_error
+from django_dbtuning.copying.errors import (
+    copy_error,
+    find_row_by_key,
+    problem_error,
+    row_error,
+)
 from django_dbtuning.copying.plan import DB_DEFAULT, Column, ModelPlan, RowProblem
 from django_dbtuning.copying.sources import Batch, Source, gc_paused, open_source
 from django_dbtuning.exceptions import CopyError
@@ -741,13 +746,7 @@ def copy_from(
             encoding=encoding,
         )
     except RowProblem as problem:
-        raise row_error(
-            load.label,
-            problem.row,
-            problem.column,
-            problem.message,
-            integrity=problem.integrity,
-        ) from None
+        raise problem_error(load.label, problem) from None
     if source is None:
         return load.result
     bar = _progress(progress, source, load.label)
@@ -763,13 +762,7 @@ def copy_from(
                     if bar is not None:
                         bar(len(batch.rows))
             except RowProblem as problem:
-                raise row_error(
-                    load.label,
-                    problem.row,
-                    problem.column,
-                    problem.message,
-                    integrity=problem.integrity,
-                ) from problem.__cause__
+                raise problem_error(load.label, problem) from problem.__cause__
             load.finish(cursor)
     except CopyError:
         raise

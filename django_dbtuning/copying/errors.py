@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 
-from django_dbtuning.copying.plan import Column
+from django_dbtuning.copying.plan import Column, RowProblem
 from django_dbtuning.exceptions import CopyDataError, CopyError, CopyIntegrityError
 
 __all__ = ["copy_error", "row_error"]
@@ -43,6 +43,13 @@ def row_error(
     """A CopyError for a problem found in Python, before PostgreSQL saw the row."""
     cls = CopyIntegrityError if integrity else CopyDataError
     return cls(_message(label, row, column, text, None), row=row, column=column)
+
+
+def problem_error(label: str, problem: RowProblem) -> CopyError:
+    """The CopyError for a :class:`RowProblem` raised while rows were read or built."""
+    return row_error(
+        label, problem.row, problem.column, problem.message, integrity=problem.integrity
+    )
 
 
 def _as_text(value: Any) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 from django.db import connections
 
-from django_dbtuning.pool import pool_size
+from django_dbtuning.pool import pool_size, server_budget
 from django_dbtuning.report.probe import Probe
 
 __all__ = ["collect", "configuration", "live_stats"]
@@ -134,7 +134,7 @@ def collect(probe: Probe) -> None:
     if deployment:
         _with_deployment(probe, config, deployment, int(live_max), int(reserved))
     elif config["pooled"]:
-        usable = int(live_max) - int(reserved)
+        usable = server_budget(int(live_max), int(reserved))
         section["arithmetic"] = (
             f"max_size {per_process} per process; the server's {usable} usable "
             f"connections ({live_max} max_connections - {reserved} reserved) fit "
@@ -180,7 +180,7 @@ def _with_deployment(
     # Without a pool: persistent connections, one per thread that touches the database.
     per_process = int(config["max_size"]) if config["pooled"] else threads or 1
     deployment_max = per_process * holders
-    usable = live_max - reserved - other_clients
+    usable = server_budget(live_max, reserved, other_clients)
     section["deployment_max_connections"] = deployment_max
     section["server_usable_connections"] = usable
     configured_max = deployment.get("server_max_connections")

@@ -19,6 +19,7 @@ import psycopg
 from psycopg import errors
 from psycopg.rows import dict_row
 
+from django_dbtuning.pool import connection_kwargs as pool_connection_kwargs
 from django_dbtuning.report.djangomap import ModelMap
 from django_dbtuning.report.findings import Check, DatabaseReport, Finding, Severity
 
@@ -30,7 +31,6 @@ logger = logging.getLogger(__name__)
 # can leave the report's own queries out.
 MARKER = "/* dbtuning:dbreport */"
 APPLICATION_NAME = "dbtuning-dbreport"
-DEFAULT_CONNECT_TIMEOUT = 5
 Row = dict[str, Any]
 
 
@@ -43,35 +43,8 @@ def _duration_setting(value: str | int) -> str:
 
 
 def connection_kwargs(settings_dict: Mapping[str, Any]) -> dict[str, Any]:
-    """psycopg.connect() keywords for a ``DATABASES`` entry, without Django's extras."""
-    options = dict(settings_dict.get("OPTIONS") or {})
-    for key in (
-        "pool",
-        "server_side_binding",
-        "isolation_level",
-        "assume_role",
-        "cursor_factory",
-        "context",
-        "prepare_threshold",
-    ):
-        options.pop(key, None)
-    kwargs: dict[str, Any] = dict(options)
-    name = settings_dict.get("NAME")
-    if name:
-        kwargs["dbname"] = name
-    elif name is None or not options.get("service"):
-        kwargs["dbname"] = "postgres"
-    for setting, key in (
-        ("USER", "user"),
-        ("PASSWORD", "password"),
-        ("HOST", "host"),
-        ("PORT", "port"),
-    ):
-        if settings_dict.get(setting):
-            kwargs[key] = settings_dict[setting]
-    kwargs["application_name"] = APPLICATION_NAME
-    kwargs.setdefault("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
-    return kwargs
+    """psycopg.connect() keywords for an alias, labelled as the report's connection."""
+    return pool_connection_kwargs(settings_dict, application_name=APPLICATION_NAME)
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
