@@ -15,7 +15,8 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from django_dbtuning.conf import SETTINGS, Setting, conf, is_valid
-from django_dbtuning.pool import LIBPQ_KEYWORDS, server_budget
+from django_dbtuning import conninfo
+from django_dbtuning.pool import server_budget
 
 __all__ = [
     "check_database_servers",
@@ -423,16 +424,8 @@ def _check_database(alias: str, entry: Mapping[str, Any]) -> list[CheckMessage]:
 
 
 def _libpq_keywords() -> frozenset[str]:
-    return LIBPQ_KEYWORDS | {
-        "host",
-        "port",
-        "dbname",
-        "user",
-        "password",
-        "cursor_factory",
-        "context",
-        "autocommit",
-    }
+    # The installed libpq's keywords, and psycopg.connect()'s own (autocommit, context...).
+    return conninfo.libpq_keywords() | conninfo.psycopg_connect_keywords()
 
 
 def _pool_dependency_errors(alias: str) -> list[CheckMessage]:

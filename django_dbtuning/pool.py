@@ -10,18 +10,25 @@ settings, open no connection and import nothing from Django but its version.
 
 from __future__ import annotations
 
+import enum
 import math
 import os
-import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from decimal import ROUND_CEILING, Decimal
+from typing import Any, Final
 
 import django
 
+from django_dbtuning import conninfo
 from django_dbtuning.exceptions import InvalidDatabaseURL
+from django_dbtuning.pool_url import (
+    URL_PARAMETERS,
+    ParsedURL,
+    parse_url,
+    redact_url,
+)
 
 __all__ = [
     "DJANGO_HAS_POOL",
@@ -35,7 +42,6 @@ __all__ = [
 
 ENGINE = "django.db.backends.postgresql"
 DJANGO_HAS_POOL = django.VERSION >= (5, 1)
-SCHEMES = frozenset({"postgres", "postgresql", "pgsql"})
 
 # The pool's wait limit must stay well below the app server's worker timeout (gunicorn's
 # default is 30 s), so that a starved request gets a clean error instead of a killed worker.
@@ -51,78 +57,15 @@ ROLES = ("primary", "replica", "bulkhead")
 # PostgreSQL's superuser_reserved_connections default.
 DEFAULT_RESERVED_CONNECTIONS = 3
 
-# libpq connection keywords that may come from a URL query string and pass through to
-# OPTIONS; anything else is a typo that libpq would reject at the first connection.
-LIBPQ_KEYWORDS = frozenset(
-    {
-        "application_name",
-        "channel_binding",
-        "client_encoding",
-        "connect_timeout",
-        "fallback_application_name",
-        "gssencmode",
-        "gsslib",
-        "hostaddr",
-        "keepalives",
-        "keepalives_count",
-        "keepalives_idle",
-        "keepalives_interval",
-        "krbsrvname",
-        "load_balance_hosts",
-        "options",
-        "passfile",
-        "require_auth",
-        "service",
-        "sslcert",
-        "sslcompression",
-        "sslcrl",
-        "sslcrldir",
-        "sslkey",
-        "sslmode",
-        "sslnegotiation",
-        "sslpassword",
-        "sslrootcert",
-        "sslsni",
-        "ssl_max_protocol_version",
-        "ssl_min_protocol_version",
-        "target_session_attrs",
-        "tcp_user_timeout",
-    }
-)
-# Query-string keys this helper understands itself (a URL can carry the pool's knobs, which
-# dj-database-url and django-environ cannot express).
-URL_PARAMETERS = frozenset(
-    {
-        "pool",
-        "pool_min_size",
-        "pool_max_size",
-        "pool_timeout",
-        "pool_max_idle",
-        "pool_max_lifetime",
-        "pool_max_waiting",
-        "conn_max_age",
-        "health_checks",
-        "statement_timeout",
-        "lock_timeout",
-        "idle_in_transaction_session_timeout",
-        "pgbouncer",
-    }
-)
 TIMEOUT_SETTINGS = (
     "statement_timeout",
     "lock_timeout",
     "idle_in_transaction_session_timeout",
 )
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|min|h|d)?\s*$")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
 Timeout = str | int | float | timedelta | None
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``, for messages and reports."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
 # OPTIONS keys Django's backend consumes itself; libpq would reject them.
@@ -203,9 +146,15 @@ def _positive_int(name: str, value: Any, *, minimum: int = 1) -> int:
 def _positive_float(name: str, value: Any, *, allow_zero: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{name} must be a number, not {type(value).__name__}")
-    if value < 0 or (value == 0 and not allow_zero) or math.isnan(value):
+    # float(): an int too big for a float raises OverflowError, which is no ValueError.
+    number = (
+        float(value) if isinstance(value, float) or abs(value) < 2**1000 else math.inf
+    )
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number, got {value}")
+    if number < 0 or (number == 0 and not allow_zero):
         raise ValueError(f"{name} must be > 0, got {value}")
-    return float(value)
+    return number
 
 
 def server_budget(
@@ -358,38 +307,56 @@ def pool_size(
     )
 
 
-# -- parsing -----------------------------------------------------------------------------
+# -- durations and URL values -------------------------------------------------------------
+
+_MS_PER = {"timedelta_day": Decimal(86_400_000), "second": Decimal(1000)}
 
 
 def _duration_ms(name: str, value: Timeout) -> int | None:
-    """A PostgreSQL duration in whole milliseconds; int means ms, float means seconds."""
+    """A PostgreSQL duration in whole milliseconds; an int means ms, a float seconds.
+
+    Rounded up: a positive timeout under 1 ms becomes 1 ms, never 0 (which disables it).
+    Values PostgreSQL cannot hold (over INT_MAX ms, about 24.8 days) are refused.
+    """
     if value is None:
         return None
     if isinstance(value, bool):
         raise TypeError(f"{name} must be a duration like '5s', not a bool")
+    ms: Decimal | None
     if isinstance(value, timedelta):
-        ms = value.total_seconds() * 1000
+        ms = (
+            Decimal(value.days) * _MS_PER["timedelta_day"]
+            + Decimal(value.seconds) * _MS_PER["second"]
+            + Decimal(value.microseconds) / 1000
+        )
     elif isinstance(value, int):
-        ms = value
+        ms = Decimal(value)
     elif isinstance(value, float):
-        ms = value * 1000
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number of seconds, got {value}")
+        ms = (
+            Decimal(repr(value)) * _MS_PER["second"]
+        )  # repr: the decimal the user wrote
     elif isinstance(value, str):
-        match = _DURATION.match(value)
-        if match is None:
+        ms = conninfo.millisecond_value(value)
+        if ms is None:
             raise ValueError(
                 f"{name}={value!r} is not a duration: use '500ms', '5s', '2min', or an "
                 "int of milliseconds"
             )
-        number, unit = float(match.group(1)), match.group(2) or "ms"
-        factor = {"us": 0.001, "ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000}
-        ms = number * factor.get(unit, 86_400_000)
     else:
         raise TypeError(
             f"{name} must be a duration like '5s', not {type(value).__name__}"
         )
     if ms < 0:
         raise ValueError(f"{name} must not be negative, got {value!r}")
-    return int(round(ms))
+    whole = int(ms.to_integral_value(rounding=ROUND_CEILING))
+    if whole > conninfo.INT_MAX:
+        raise ValueError(
+            f"{name}={value!r} is over PostgreSQL's limit of {conninfo.INT_MAX} ms "
+            "(about 24.8 days); use 0 to disable the timeout"
+        )
+    return whole
 
 
 def _bool(name: str, value: str) -> bool:
@@ -405,76 +372,233 @@ def _bool(name: str, value: str) -> bool:
 
 def _number(name: str, value: str, kind: type[int] | type[float]) -> Any:
     try:
-        return kind(value)
+        number = kind(value)
     except ValueError:
+        number = None
+    if number is None or not math.isfinite(number):
         raise InvalidDatabaseURL(
-            f"URL parameter {name}={value!r} is not {'an integer' if kind is int else 'a number'}"
-        ) from None
-
-
-@dataclass
-class _ParsedURL:
-    settings: dict[str, Any]
-    options: dict[str, Any]
-    parameters: dict[str, str]
-
-
-def _parse_url(url: str) -> _ParsedURL:
-    shown = redact_url(url)
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise InvalidDatabaseURL(f"cannot parse database URL {shown}: {exc}") from None
-    if parts.scheme not in SCHEMES:
-        raise InvalidDatabaseURL(
-            f"database URL {shown} must start with postgres:// or postgresql://"
-            + (f", not {parts.scheme}://" if parts.scheme else "")
+            f"URL parameter {name}={value!r} is not "
+            + ("an integer" if kind is int else "a finite number")
         )
-    name = unquote(parts.path.lstrip("/"))
-    host = unquote(parts.hostname or "")
-    # urlsplit lowercases hostnames; a percent-encoded socket path must keep its case.
-    netloc_host = parts.netloc.rpartition("@")[2]
-    if netloc_host.lower().startswith("%2f"):
-        host = unquote(netloc_host.split(":", 1)[0])
-    options: dict[str, Any] = {}
-    parameters: dict[str, str] = {}
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key == "host":
-            host = value
-        elif key == "port":
-            port = int(_number("port", value, int))
-        elif key in ("dbname", "user", "password"):
+    return number
+
+
+def _conn_max_age(name: str, value: str) -> int | None:
+    return None if value.strip().lower() in ("none", "") else _number(name, value, int)
+
+
+class _NotGiven(enum.Enum):
+    TOKEN = "not given"
+
+
+# conn_max_age=None means "keep connections forever" in Django, so "not given" needs a
+# token of its own there; every other argument uses None for "not given".
+NOT_GIVEN: Final = _NotGiven.TOKEN
+
+# URL parameter -> (argument it fills, conversion of its text).
+_URL_ARGUMENTS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
+    "pool": ("pool", _bool),
+    "pgbouncer": ("pgbouncer", _bool),
+    "pool_min_size": ("min_size", lambda n, v: _number(n, v, int)),
+    "pool_max_size": ("max_size", lambda n, v: _number(n, v, int)),
+    "pool_timeout": ("timeout", lambda n, v: _number(n, v, float)),
+    "pool_max_idle": ("max_idle", lambda n, v: _number(n, v, float)),
+    "pool_max_lifetime": ("max_lifetime", lambda n, v: _number(n, v, float)),
+    "pool_max_waiting": ("max_waiting", lambda n, v: _number(n, v, int)),
+    "conn_max_age": ("conn_max_age", _conn_max_age),
+    "health_checks": ("health_checks", _bool),
+    **{name: (name, lambda n, v: v) for name in TIMEOUT_SETTINGS},
+}
+assert set(_URL_ARGUMENTS) == URL_PARAMETERS
+# Applied after the URL and the explicit arguments are merged.
+_DEFAULTS: dict[str, Any] = {
+    "pgbouncer": False,
+    "timeout": DEFAULT_POOL_TIMEOUT,
+    "max_idle": DEFAULT_MAX_IDLE,
+    "max_lifetime": DEFAULT_MAX_LIFETIME,
+    "max_waiting": 0,
+    "conn_max_age": DEFAULT_CONN_MAX_AGE,
+    "health_checks": True,
+}
+
+
+def _merge_arguments(
+    parameters: Mapping[str, str], explicit: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Explicit arguments win over URL parameters, which win over the defaults."""
+    merged: dict[str, Any] = dict(_DEFAULTS)
+    for key, raw in parameters.items():
+        argument, convert = _URL_ARGUMENTS[key]
+        merged[argument] = convert(key, raw)
+    for argument, value in explicit.items():
+        given = (
+            value is not NOT_GIVEN if argument == "conn_max_age" else value is not None
+        )
+        if given:
+            merged[argument] = value
+    return merged
+
+
+# -- the entry, one part at a time ----------------------------------------------------------
+
+
+def _url_text(url: str | None, env: str) -> str:
+    if url is None:
+        url = os.environ.get(env, "")
+        if not url.strip():
             raise InvalidDatabaseURL(
-                f"database URL {shown}: put {key} in the URL itself, not in ?{key}="
+                f"{env} is not set: export {env}=postgres://USER:PASSWORD@HOST:5432/DBNAME"
             )
-        elif key in URL_PARAMETERS:
-            parameters[key] = value
-        elif key in LIBPQ_KEYWORDS:
-            options[key] = value
+    if not isinstance(url, str):
+        raise TypeError(f"url must be a str, not {type(url).__name__}")
+    return url.strip()
+
+
+def _refuse(parsed: ParsedURL, key: str, from_url: bool, problem: str) -> ValueError:
+    """An error about ``key``: an InvalidDatabaseURL when the URL set it."""
+    if from_url:
+        return InvalidDatabaseURL(f"database URL {parsed.shown}: {problem}")
+    return ValueError(f"OPTIONS[{key!r}]: {problem}")
+
+
+def _startup_options(
+    parsed: ParsedURL,
+    existing: object,
+    timeouts: Mapping[str, int],
+    pgbouncer: bool,
+    from_url: bool,
+) -> str | None:
+    """The libpq ``options`` string: the given one with the timeouts merged in."""
+    text = "" if existing is None else str(existing)
+    try:
+        switches = conninfo.parse_options(text)
+    except conninfo.StartupOptionsError as exc:
+        problem = f"options {text!r} is not valid server startup options: {exc}"
+        raise _refuse(parsed, "options", from_url, problem) from None
+    settings = [s for option in switches if (s := option.setting) is not None]
+    wanted = [(name, f"{ms}ms") for name, ms in timeouts.items()]
+    if pgbouncer and (switches or wanted):
+        hint = conninfo.alter_role_sql(parsed.user, [*settings, *wanted])
+        raise ValueError(
+            "PgBouncer rejects the libpq 'options' startup parameter, so timeouts and "
+            "other settings cannot travel with the connection; set them on the server "
+            f"instead: {hint}"
+        )
+    if not wanted:
+        return None if existing is None else text
+    args: list[str] = []
+    for option in switches:
+        setting = option.setting
+        if setting is not None and setting[0].lower() in timeouts:
+            continue  # the explicit timeout wins over the same -c in options
+        if setting is not None:
+            args += ["-c", f"{setting[0]}={setting[1]}"]
         else:
-            raise InvalidDatabaseURL(
-                f"database URL {shown}: unknown parameter {key!r} (libpq would reject it); "
-                f"known: {', '.join(sorted(URL_PARAMETERS | LIBPQ_KEYWORDS))}"
+            args += [f"-{option.switch}"] + (
+                [option.argument] if option.argument else []
             )
-    if not name and "service" not in options:
-        raise InvalidDatabaseURL(f"database URL {shown} names no database (…/DBNAME)")
-    return _ParsedURL(
-        settings={
-            "NAME": name,
-            "USER": unquote(parts.username or ""),
-            "PASSWORD": unquote(parts.password or ""),
-            "HOST": host,
-            "PORT": str(port) if port else "",
-        },
-        options=options,
-        parameters=parameters,
+    for name, value in wanted:
+        args += ["-c", f"{name}={value}"]
+    return conninfo.join_options(args)
+
+
+def _connection_options(
+    parsed: ParsedURL,
+    options: Mapping[str, Any] | None,
+    connect_timeout: int | None,
+    application_name: str | None,
+    timeouts: Mapping[str, int],
+    pgbouncer: bool,
+) -> dict[str, Any]:
+    """``OPTIONS`` without the pool: URL keywords < ``options`` < the named arguments."""
+    result: dict[str, Any] = dict(parsed.options)
+    explicit = dict(options or {})
+    unknown = sorted(
+        str(key)
+        for key in explicit
+        if key
+        not in conninfo.libpq_keywords()
+        | conninfo.psycopg_connect_keywords()
+        | set(DJANGO_ONLY_OPTIONS)
     )
+    if unknown:
+        raise ValueError(
+            f"options {', '.join(map(repr, unknown))}: neither a libpq keyword nor an "
+            "option of Django's PostgreSQL backend"
+        )
+    result.update(explicit)
+    if connect_timeout is not None:
+        result["connect_timeout"] = _positive_int(
+            "connect_timeout", connect_timeout, minimum=0
+        )
+    result.setdefault("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
+    if application_name is not None:
+        result["application_name"] = application_name
+    from_url = "options" in parsed.options and "options" not in explicit
+    merged = _startup_options(
+        parsed, result.get("options"), timeouts, pgbouncer, from_url
+    )
+    if merged is not None:
+        result["options"] = merged
+    if pgbouncer:
+        # Transaction pooling hands each transaction a different server connection:
+        # server-side prepared statements would be missing on the next one.
+        result["prepare_threshold"] = None
+    return result
 
 
-def _merge_options_string(existing: str, timeouts: dict[str, int]) -> str:
-    extra = " ".join(f"-c {name}={ms}ms" for name, ms in timeouts.items())
-    return f"{existing} {extra}".strip() if existing else extra
+def _validate_connection(entry: Mapping[str, Any], parsed: ParsedURL) -> None:
+    """Let libpq (and psycopg) judge the connection values now, not at the first query."""
+    params = {
+        key: value
+        for key, value in entry["OPTIONS"].items()
+        if key in conninfo.libpq_keywords()
+    }
+    params.update(host=entry["HOST"], port=entry["PORT"], user=entry["USER"])
+    for problem in conninfo.connection_problems(params):
+        key = problem.keyword or "options"
+        from_url = key in ("host", "port", "user") or (
+            key in parsed.options and parsed.options[key] == entry["OPTIONS"].get(key)
+        )
+        raise _refuse(parsed, key, from_url, problem.message)
+
+
+def _pool_options(arguments: Mapping[str, Any], sizing: PoolSizing) -> dict[str, Any]:
+    max_size, min_size = arguments.get("max_size"), arguments.get("min_size")
+    if max_size is None:
+        chosen_max, default_min = sizing.max_size, sizing.min_size
+    else:
+        chosen_max = _positive_int("max_size", max_size)
+        default_min = max(1, chosen_max // 2)
+    chosen_min = (
+        min(default_min, chosen_max)
+        if min_size is None
+        else _positive_int("min_size", min_size, minimum=0)
+    )
+    if chosen_min > chosen_max:
+        raise ValueError(
+            f"min_size ({chosen_min}) must not exceed max_size ({chosen_max})"
+        )
+    return {
+        "min_size": chosen_min,
+        "max_size": chosen_max,
+        "timeout": _positive_float("timeout", arguments["timeout"]),
+        "max_idle": _positive_float("max_idle", arguments["max_idle"]),
+        "max_lifetime": _positive_float("max_lifetime", arguments["max_lifetime"]),
+        "max_waiting": _positive_int(
+            "max_waiting", arguments["max_waiting"], minimum=0
+        ),
+    }
+
+
+def _use_pool(pool: bool | None) -> bool:
+    use_pool = DJANGO_HAS_POOL if pool is None else bool(pool)
+    if use_pool and not DJANGO_HAS_POOL:
+        raise ValueError(
+            f"pool=True needs Django 5.1 or newer (this is {django.get_version()}); "
+            "leave pool unset to get CONN_MAX_AGE with health checks"
+        )
+    return use_pool
 
 
 # -- the helper --------------------------------------------------------------------------
@@ -497,16 +621,16 @@ def database(
     hold_time: float | None = None,
     min_size: int | None = None,
     max_size: int | None = None,
-    timeout: float = DEFAULT_POOL_TIMEOUT,
-    max_idle: float = DEFAULT_MAX_IDLE,
-    max_lifetime: float = DEFAULT_MAX_LIFETIME,
-    max_waiting: int = 0,
-    conn_max_age: int | None = DEFAULT_CONN_MAX_AGE,
-    health_checks: bool = True,
+    timeout: float | None = None,
+    max_idle: float | None = None,
+    max_lifetime: float | None = None,
+    max_waiting: int | None = None,
+    conn_max_age: int | None | _NotGiven = NOT_GIVEN,
+    health_checks: bool | None = None,
     statement_timeout: Timeout = None,
     lock_timeout: Timeout = None,
     idle_in_transaction_session_timeout: Timeout = None,
-    connect_timeout: int | None = DEFAULT_CONNECT_TIMEOUT,
+    connect_timeout: int | None = None,
     application_name: str | None = None,
     pgbouncer: bool | None = None,
     options: Mapping[str, Any] | None = None,
@@ -525,11 +649,16 @@ def database(
 
     Args:
         url: ``postgres://user:password@host:port/dbname?param=value``; the host may also
-            be a socket directory (``?host=/run/postgresql``). Query parameters are libpq
-            keywords (``sslmode``...), or this helper's own: ``pool``, ``pool_min_size``,
-            ``pool_max_size``, ``pool_timeout``, ``pool_max_idle``, ``pool_max_lifetime``,
-            ``pool_max_waiting``, ``conn_max_age``, ``health_checks``, the three timeouts and
-            ``pgbouncer``. Keyword arguments given explicitly win over the URL.
+            be a socket directory (``?host=/run/postgresql``) or a list (``h1:5432,h2``).
+            Query parameters are libpq keywords (``sslmode``...), or this helper's own:
+            ``pool``, ``pool_min_size``, ``pool_max_size``, ``pool_timeout``,
+            ``pool_max_idle``, ``pool_max_lifetime``, ``pool_max_waiting``,
+            ``conn_max_age``, ``health_checks``, the three timeouts and ``pgbouncer``.
+            Arguments given explicitly win over the URL; an argument left at ``None`` (or
+            ``conn_max_age`` not passed) is "not given", and the default applies after
+            the URL is read: ``timeout`` 10.0, ``max_idle`` 300, ``max_lifetime`` 1800,
+            ``max_waiting`` 0, ``conn_max_age`` 600, ``health_checks`` True,
+            ``connect_timeout`` 5 (0 waits forever, as in libpq).
         env: environment variable read when ``url`` is None.
 
     The sizing arguments are those of :func:`pool_size`. ``role="replica"`` or
@@ -538,103 +667,37 @@ def database(
     The README's "Pool and connection settings" section describes every argument.
 
     Raises:
-        InvalidDatabaseURL: the URL is missing or malformed (the message never shows the
-            password).
+        InvalidDatabaseURL: the URL is missing, malformed, ambiguous or carries a value
+            libpq refuses (the message never shows the password).
         ValueError, TypeError: an argument is out of range or of the wrong type.
     """
-    if url is None:
-        url = os.environ.get(env, "")
-        if not url.strip():
-            raise InvalidDatabaseURL(
-                f"{env} is not set: export {env}=postgres://USER:PASSWORD@HOST:5432/DBNAME"
-            )
-    if not isinstance(url, str):
-        raise TypeError(f"url must be a str, not {type(url).__name__}")
-    parsed = _parse_url(url.strip())
-    params = parsed.parameters
-
-    # URL parameters fill in what the caller did not pass explicitly; the defaults above
-    # are the only way to tell "not passed", so compare against them.
-    if pool is None and "pool" in params:
-        pool = _bool("pool", params["pool"])
-    if pgbouncer is None:
-        pgbouncer = (
-            _bool("pgbouncer", params["pgbouncer"]) if "pgbouncer" in params else False
-        )
-    if min_size is None and "pool_min_size" in params:
-        min_size = _number("pool_min_size", params["pool_min_size"], int)
-    if max_size is None and "pool_max_size" in params:
-        max_size = _number("pool_max_size", params["pool_max_size"], int)
-    if timeout == DEFAULT_POOL_TIMEOUT and "pool_timeout" in params:
-        timeout = _number("pool_timeout", params["pool_timeout"], float)
-    if max_idle == DEFAULT_MAX_IDLE and "pool_max_idle" in params:
-        max_idle = _number("pool_max_idle", params["pool_max_idle"], float)
-    if max_lifetime == DEFAULT_MAX_LIFETIME and "pool_max_lifetime" in params:
-        max_lifetime = _number("pool_max_lifetime", params["pool_max_lifetime"], float)
-    if max_waiting == 0 and "pool_max_waiting" in params:
-        max_waiting = _number("pool_max_waiting", params["pool_max_waiting"], int)
-    if conn_max_age == DEFAULT_CONN_MAX_AGE and "conn_max_age" in params:
-        raw = params["conn_max_age"]
-        conn_max_age = (
-            None if raw.lower() in ("none", "") else _number("conn_max_age", raw, int)
-        )
-    if health_checks and "health_checks" in params:
-        health_checks = _bool("health_checks", params["health_checks"])
-    timeouts_given: dict[str, Timeout] = {
-        "statement_timeout": statement_timeout,
-        "lock_timeout": lock_timeout,
-        "idle_in_transaction_session_timeout": idle_in_transaction_session_timeout,
-    }
-    for name in TIMEOUT_SETTINGS:
-        if timeouts_given[name] is None and name in params:
-            timeouts_given[name] = params[name]
-
+    parsed = parse_url(_url_text(url, env))
+    arguments = _merge_arguments(
+        parsed.parameters,
+        {
+            "pool": pool,
+            "pgbouncer": pgbouncer,
+            "min_size": min_size,
+            "max_size": max_size,
+            "timeout": timeout,
+            "max_idle": max_idle,
+            "max_lifetime": max_lifetime,
+            "max_waiting": max_waiting,
+            "conn_max_age": conn_max_age,
+            "health_checks": health_checks,
+            "statement_timeout": statement_timeout,
+            "lock_timeout": lock_timeout,
+            "idle_in_transaction_session_timeout": idle_in_transaction_session_timeout,
+        },
+    )
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
-    use_pool = DJANGO_HAS_POOL if pool is None else bool(pool)
-    if use_pool and not DJANGO_HAS_POOL:
-        raise ValueError(
-            f"pool=True needs Django 5.1 or newer (this is {django.get_version()}); "
-            "leave pool unset to get CONN_MAX_AGE with health checks"
-        )
-
+    use_pool = _use_pool(arguments.get("pool"))
     timeouts = {
         name: ms
-        for name, value in timeouts_given.items()
-        if (ms := _duration_ms(name, value)) is not None
+        for name in TIMEOUT_SETTINGS
+        if (ms := _duration_ms(name, arguments.get(name))) is not None
     }
-    entry_options: dict[str, Any] = dict(parsed.options)
-    if options:
-        entry_options.update(options)
-    if connect_timeout is not None and "connect_timeout" not in entry_options:
-        entry_options["connect_timeout"] = _positive_int(
-            "connect_timeout", connect_timeout
-        )
-    if application_name is not None:
-        entry_options["application_name"] = application_name
-    if timeouts:
-        if pgbouncer:
-            settings_sql = "; ".join(
-                f"ALTER ROLE {parsed.settings['USER'] or 'app'} SET {name} = '{ms}ms'"
-                for name, ms in timeouts.items()
-            )
-            raise ValueError(
-                "PgBouncer rejects startup options, so timeouts cannot travel with the "
-                f"connection; set them on the server instead: {settings_sql}"
-            )
-        entry_options["options"] = _merge_options_string(
-            str(entry_options.get("options", "")), timeouts
-        )
-    if pgbouncer:
-        if "-c " in str(entry_options.get("options", "")):
-            raise ValueError(
-                "PgBouncer rejects the libpq 'options' startup parameter; move the -c "
-                "settings to ALTER ROLE ... SET on the server"
-            )
-        # Transaction pooling hands each transaction a different server connection:
-        # server-side prepared statements would be missing on the next one.
-        entry_options["prepare_threshold"] = None
-
     sizing = pool_size(
         server_max_connections=server_max_connections,
         reserved_connections=reserved_connections,
@@ -647,59 +710,63 @@ def database(
         throughput=throughput,
         hold_time=hold_time,
     )
-    entry: dict[str, Any] = {"ENGINE": ENGINE, **parsed.settings}
+    pgbouncer_mode = bool(arguments["pgbouncer"])
+    entry: dict[str, Any] = {"ENGINE": ENGINE, **parsed.settings()}
+    entry["OPTIONS"] = _connection_options(
+        parsed, options, connect_timeout, application_name, timeouts, pgbouncer_mode
+    )
+    _validate_connection(entry, parsed)
     if use_pool:
-        if max_size is None:
-            chosen_max = sizing.max_size
-            default_min = sizing.min_size
-        else:
-            chosen_max = _positive_int("max_size", max_size)
-            default_min = max(1, chosen_max // 2)
-        chosen_min = (
-            min(default_min, chosen_max)
-            if min_size is None
-            else _positive_int("min_size", min_size, minimum=0)
-        )
-        if chosen_min > chosen_max:
-            raise ValueError(
-                f"min_size ({chosen_min}) must not exceed max_size ({chosen_max})"
-            )
-        entry_options["pool"] = {
-            "min_size": chosen_min,
-            "max_size": chosen_max,
-            "timeout": _positive_float("timeout", timeout),
-            "max_idle": _positive_float("max_idle", max_idle),
-            "max_lifetime": _positive_float("max_lifetime", max_lifetime),
-            "max_waiting": _positive_int("max_waiting", max_waiting, minimum=0),
-        }
+        entry["OPTIONS"]["pool"] = _pool_options(arguments, sizing)
         entry["CONN_MAX_AGE"] = 0
     else:
-        if conn_max_age is not None:
-            _positive_int("conn_max_age", conn_max_age, minimum=0)
-        entry["CONN_MAX_AGE"] = conn_max_age
-    entry["CONN_HEALTH_CHECKS"] = bool(health_checks)
-    entry["DISABLE_SERVER_SIDE_CURSORS"] = bool(pgbouncer)
+        entry["CONN_MAX_AGE"] = _conn_max_age_value(arguments["conn_max_age"])
+    entry["CONN_HEALTH_CHECKS"] = bool(arguments["health_checks"])
+    entry["DISABLE_SERVER_SIDE_CURSORS"] = pgbouncer_mode
     entry["ATOMIC_REQUESTS"] = bool(atomic_requests)
-    entry["OPTIONS"] = entry_options
+    entry.update(
+        _test_and_deployment(entry, role, primary, test, pgbouncer_mode, sizing)
+    )
+    entry["DBTUNING"].update(
+        instances=instances,
+        processes=processes,
+        threads=threads,
+        aliases=aliases,
+        server_max_connections=server_max_connections,
+        reserved_connections=reserved_connections,
+        other_clients=other_clients,
+        headroom=headroom,
+    )
+    return entry
+
+
+def _conn_max_age_value(value: Any) -> int | None:
+    if value is not None:
+        _positive_int("conn_max_age", value, minimum=0)
+    return value  # type: ignore[no-any-return]
+
+
+def _test_and_deployment(
+    entry: Mapping[str, Any],
+    role: str,
+    primary: str,
+    test: Mapping[str, Any] | None,
+    pgbouncer: bool,
+    sizing: PoolSizing,
+) -> dict[str, Any]:
+    """``TEST`` for replicas and bulkheads, and the ``DBTUNING`` record checks read."""
+    extra: dict[str, Any] = {}
     if role != "primary":
         # Replicas and bulkheads read the primary's data; in tests they must see the test
         # database through the same name rather than get an empty one of their own.
-        entry["TEST"] = {"MIRROR": primary}
+        extra["TEST"] = {"MIRROR": primary}
     if test:
-        entry["TEST"] = {**entry.get("TEST", {}), **test}
+        extra["TEST"] = {**extra.get("TEST", {}), **test}
     # Django ignores unknown keys; checks and dbreport read the deployment from here.
-    entry["DBTUNING"] = {
+    extra["DBTUNING"] = {
         "role": role,
         "primary": primary if role != "primary" else None,
-        "pgbouncer": bool(pgbouncer),
-        "instances": instances,
-        "processes": processes,
-        "threads": threads,
-        "aliases": aliases,
-        "server_max_connections": server_max_connections,
-        "reserved_connections": reserved_connections,
-        "other_clients": other_clients,
-        "headroom": headroom,
+        "pgbouncer": pgbouncer,
         "rationale": sizing.rationale,
     }
-    return entry
+    return extra

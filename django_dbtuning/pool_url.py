@@ -1,0 +1,332 @@
+"""Database URLs: parsed strictly, shown without secrets.
+
+A ``postgres://`` URL is split by :func:`urllib.parse.urlsplit` and decoded by the rules libpq
+applies to its own URIs (``+`` is a plus sign, percent-escapes are strict). Whatever could be
+read two ways is refused rather than guessed: a raw ``@``, ``#`` or control character where
+a password could have leaked into the host, path or query; a query parameter given twice.
+No message ever contains the URL as given: only :func:`redact_url`'s rendering of it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import unquote, urlsplit
+
+from django_dbtuning.conninfo import libpq_keywords, secret_keywords
+from django_dbtuning.exceptions import InvalidDatabaseURL
+
+__all__ = ["SCHEMES", "URL_PARAMETERS", "ParsedURL", "parse_url", "redact_url"]
+
+SCHEMES = frozenset({"postgres", "postgresql", "pgsql"})
+# Query-string keys this package understands itself (a URL can carry the pool's knobs,
+# which dj-database-url and django-environ cannot express).
+URL_PARAMETERS = frozenset(
+    {
+        "pool",
+        "pool_min_size",
+        "pool_max_size",
+        "pool_timeout",
+        "pool_max_idle",
+        "pool_max_lifetime",
+        "pool_max_waiting",
+        "conn_max_age",
+        "health_checks",
+        "statement_timeout",
+        "lock_timeout",
+        "idle_in_transaction_session_timeout",
+        "pgbouncer",
+    }
+)
+# libpq keywords the URL itself spells: they belong in the authority and path.
+_IN_THE_URL = ("dbname", "user", "password")
+MASK = "***"
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_HOST_ITEM = re.compile(
+    r"\[(?P<v6>[^\[\]]*)\](?::(?P<p6>[^:]*))?|(?P<host>[^\[\]:]*)(?::(?P<port>[^:]*))?"
+)
+_PORT = re.compile(r"[0-9]{1,5}")
+
+
+def _shown_keys() -> frozenset[str]:
+    # Values of these keys are never secret; any other key may be a misspelt secret.
+    return (libpq_keywords() | URL_PARAMETERS) - secret_keywords()
+
+
+def redact_url(url: str) -> str:
+    """``url`` for messages, with anything that could be a secret replaced by ``***``.
+
+    Works on any string, parsable or not, by hiding the union of what could be secret under
+    each way of reading it: the password up to the *last* ``@`` (a raw ``@``, ``/`` or
+    ``?`` in it) and up to the *first* ``@`` of the authority; a non-numeric "port"; every
+    query value from the first one whose key is not a known non-secret keyword on (a secret
+    may run on through raw ``&``); everything after a ``#``. Without a ``scheme://``
+    nothing tells user from password, so all before the last ``@`` is hidden.
+    """
+    scheme = _SCHEME.match(url)
+    start = scheme.end() if scheme else 0
+    hidden = [False] * len(url)
+
+    def hide(begin: int, end: int) -> None:
+        for index in range(max(begin, start), end):
+            hidden[index] = True
+
+    last_at = url.rfind("@", start)
+    if last_at >= 0:
+        user, colon, _ = url[start:last_at].partition(":")
+        if scheme is None or _odd_user(user):
+            hide(start, last_at)
+        elif colon:
+            hide(start + len(user) + 1, last_at)
+    authority_end = min(
+        (i for i in (url.find(c, start) for c in "/?#") if i >= 0), default=len(url)
+    )
+    # Where the host list starts when the userinfo ends at the last '@' (a raw '@', '/'
+    # or '?' in the password), and when it ends at the authority's own '@'.
+    hosts_at = {
+        last_at + 1 if last_at >= 0 else start,
+        start + url[start:authority_end].rfind("@") + 1,
+    }
+    for begin in hosts_at:
+        _hide_bad_ports(url, begin, hide)
+    question = url.find("?", start)
+    if question >= 0:
+        _hide_query(url, question + 1, hide)
+    fragment = url.find("#", start)
+    if fragment >= 0:
+        hide(fragment + 1, len(url))
+    shown: list[str] = []
+    for index, char in enumerate(url):
+        if not hidden[index]:
+            shown.append(char)
+        elif index == 0 or not hidden[index - 1]:
+            shown.append(MASK)
+    return "".join(shown)
+
+
+def _odd_user(user: str) -> bool:
+    # A "user" holding these cannot be a plain user name: under another reading it holds
+    # a path or query (and their secrets), so it is hidden.
+    return any(char in user for char in "@/?#&=")
+
+
+def _hide_bad_ports(url: str, begin: int, hide: Callable[[int, int], None]) -> None:
+    end = min(
+        (i for i in (url.find(c, begin) for c in "/?#") if i >= 0), default=len(url)
+    )
+    position = begin
+    for item in url[begin:end].split(","):
+        if item.startswith("["):
+            close = item.find("]")
+            tail_at = close + 1 if close >= 0 else 0
+        else:
+            tail_at = item.find(":") if ":" in item else len(item)
+        tail = item[tail_at:]
+        if tail and not (tail.startswith(":") and _is_port(tail[1:])):
+            hide(
+                position + tail_at + (1 if tail.startswith(":") else 0),
+                position + len(item),
+            )
+        position += len(item) + 1
+
+
+def _is_port(text: str) -> bool:
+    return text == "" or _PORT.fullmatch(text) is not None
+
+
+def _hide_query(url: str, begin: int, hide: Callable[[int, int], None]) -> None:
+    shown_keys = _shown_keys()
+    position = begin
+    for text in url[begin:].split("&"):
+        key, equals, _ = text.partition("=")
+        if not equals or _unquote_or_none(key) not in shown_keys:
+            # A secret may run on through raw '&'s: hide the rest of the string.
+            hide(position + (len(key) + 1 if equals else 0), len(url))
+            return
+        position += len(text) + 1
+
+
+# -- parsing -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ParsedURL:
+    """The parts of a database URL, decoded. ``repr`` never shows secrets."""
+
+    name: str
+    user: str
+    password: str = field(repr=False)
+    host: str
+    port: str
+    options: dict[str, str]
+    """libpq keywords from the query string, for ``OPTIONS``."""
+    parameters: dict[str, str]
+    """This package's own query parameters (``pool_max_size``...), undecoded strings."""
+    shown: str = ""
+    """The URL as :func:`redact_url` shows it."""
+
+    def __repr__(self) -> str:
+        return f"ParsedURL({self.shown!r})"
+
+    def settings(self) -> dict[str, str]:
+        """``NAME``, ``USER``, ``PASSWORD``, ``HOST`` and ``PORT`` of a ``DATABASES`` entry."""
+        return {
+            "NAME": self.name,
+            "USER": self.user,
+            "PASSWORD": self.password,
+            "HOST": self.host,
+            "PORT": self.port,
+        }
+
+
+def _fail(shown: str, problem: str) -> InvalidDatabaseURL:
+    return InvalidDatabaseURL(f"database URL {shown}: {problem}")
+
+
+def _unquote_or_none(text: str) -> str | None:
+    """libpq's percent-decoding: strict escapes, UTF-8, no NUL; None when invalid."""
+    if _BAD_PERCENT.search(text):
+        return None
+    try:
+        decoded = unquote(text, errors="strict")
+    except UnicodeDecodeError:
+        return None
+    return None if "\x00" in decoded else decoded
+
+
+def _decode(text: str, what: str, shown: str) -> str:
+    decoded = _unquote_or_none(text)
+    if decoded is None:
+        raise _fail(shown, f"the {what} has an invalid percent-escape (use %XX, UTF-8)")
+    return decoded
+
+
+def parse_url(url: str) -> ParsedURL:
+    """Split a ``postgres://`` URL into a ``DATABASES`` entry's parts, or refuse it.
+
+    Raises:
+        InvalidDatabaseURL: the URL is malformed or ambiguous; the message names the
+            problem and shows the URL only through :func:`redact_url`.
+    """
+    shown = redact_url(url)
+    scheme = _SCHEME.match(url)
+    if scheme is None or scheme.group(1).lower() not in SCHEMES:
+        named = f", not {scheme.group(1)}://" if scheme else ""
+        raise InvalidDatabaseURL(
+            f"database URL {shown} must start with postgres:// or postgresql://{named}"
+        )
+    _refuse_ambiguity(url, shown)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # urllib's text could quote the netloc: keep it out of the chain
+        parts = None
+    if parts is None:
+        raise _fail(shown, "malformed (check the [brackets] of an IPv6 host)")
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    hosts, ports = _hosts_and_ports(hostport, shown)
+    options, parameters, host, port = _query(parts.query, shown)
+    name = _decode(parts.path[1:], "database name", shown)
+    if not name and "service" not in options:
+        raise _fail(shown, "names no database (…/DBNAME)")
+    return ParsedURL(
+        name=name,
+        user=_decode(user, "user name", shown) if at else "",
+        password=_decode(password, "password", shown) if at else "",
+        host=hosts if host is None else host,
+        port=ports if port is None else port,
+        options=options,
+        parameters=parameters,
+        shown=shown,
+    )
+
+
+def _refuse_ambiguity(url: str, shown: str) -> None:
+    if _CONTROL.search(url):
+        # urlsplit silently drops tabs and newlines; libpq keeps them.
+        raise _fail(shown, "contains a control character (tab, newline...)")
+    if "#" in url:
+        raise _fail(shown, "a raw '#' is not allowed: percent-encode it as %23")
+    authority = url.split("://", 1)[1]
+    end = min(
+        (i for i in (authority.find(c) for c in "/?") if i >= 0), default=len(authority)
+    )
+    if "@" in authority[end:]:
+        raise _fail(
+            shown,
+            "a raw '@' after the host: a password with '/', '?' or '@' in it must be "
+            "percent-encoded (%2F, %3F, %40)",
+        )
+    if authority[:end].count("@") > 1:
+        raise _fail(shown, "more than one '@': percent-encode '@' in a password as %40")
+
+
+def _hosts_and_ports(hostport: str, shown: str) -> tuple[str, str]:
+    hosts, ports = [], []
+    for number, item in enumerate(hostport.split(","), start=1):
+        match = _HOST_ITEM.fullmatch(item)
+        if match is None:
+            raise _fail(shown, f"host #{number} is malformed")
+        host = (
+            match.group("v6") if match.group("v6") is not None else match.group("host")
+        )
+        port = (
+            match.group("p6") if match.group("v6") is not None else match.group("port")
+        )
+        hosts.append(_decode(host or "", "host", shown))
+        ports.append(_port(port, shown) if port is not None else "")
+    # One port for every host, or one each; libpq refuses other shapes.
+    port_text = ports[0] if len(set(ports)) == 1 else ",".join(ports)
+    return ",".join(hosts), port_text
+
+
+def _port(text: str, shown: str) -> str:
+    if text == "":
+        return ""
+    if not _PORT.fullmatch(text) or not 1 <= int(text) <= 65535:
+        raise _fail(shown, "a port must be a number from 1 to 65535")
+    return str(int(text))
+
+
+def _query(
+    query: str, shown: str
+) -> tuple[dict[str, str], dict[str, str], str | None, str | None]:
+    options: dict[str, str] = {}
+    parameters: dict[str, str] = {}
+    host: str | None = None
+    port: str | None = None
+    known = libpq_keywords()
+    seen: set[str] = set()
+    for number, text in enumerate(query.split("&") if query else [], start=1):
+        if "=" not in text:
+            raise _fail(shown, f"query parameter #{number} has no '='")
+        raw_key, raw_value = text.split("=", 1)
+        # libpq's rules, not parse_qsl's: '+' stays a plus sign, bad escapes are errors.
+        key, value = _unquote_or_none(raw_key), _unquote_or_none(raw_value)
+        if key is None or value is None:
+            raise _fail(
+                shown, f"query parameter #{number} has an invalid percent-escape"
+            )
+        if key in seen:
+            raise _fail(shown, f"query parameter #{number} repeats an earlier key")
+        seen.add(key)
+        if key == "host":
+            host = ",".join(_decode(h, "host", shown) for h in value.split(","))
+        elif key == "port":
+            port = ",".join(_port(p, shown) for p in value.split(","))
+        elif key in _IN_THE_URL:
+            raise _fail(shown, f"put {key} in the URL itself, not in ?{key}=")
+        elif key in URL_PARAMETERS:
+            parameters[key] = value
+        elif key in known:
+            options[key] = value
+        else:
+            raise _fail(
+                shown,
+                f"unknown parameter {key!r} (libpq would reject it); known: "
+                + ", ".join(sorted(URL_PARAMETERS | (known - set(_IN_THE_URL)))),
+            )
+    return options, parameters, host, port
