@@ -5,6 +5,10 @@ their parameters; what still varies between executions of "the same" query is fo
 ``IN (%s, %s, ...)`` lists and multi-row ``VALUES``, ``bulk_update``'s ``CASE WHEN`` ladders,
 literals in raw SQL, savepoint names and SQL comments (sqlcommenter trace ids). The result is
 computed once per distinct SQL string; after that, :func:`sql_info` is one dict lookup.
+
+The shape is built from :func:`django_dbtuning.sqllex.mask` (every literal ``?``, comments
+dropped), and every pattern below runs over that masked text, never over raw SQL: a shape,
+and so every log line, warning, exception and finding that shows one, holds no literal.
 """
 
 from __future__ import annotations
@@ -14,20 +18,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from django_dbtuning.sqllex import Masked, mask, masked_text
+
 __all__ = ["Shape", "SqlInfo", "display_sql", "fingerprint", "sql_info"]
 
 Kind = Literal["read", "write", "transaction", "other"]
 
 _CACHE_LIMIT = 10_000
 
-_COMMENT = re.compile(r"/\*.*?\*/|--[^\n]*", re.S)
-# Quoted identifiers are kept; string and number literals become "?". One alternation so a
-# digit inside "t1" or a quote inside an identifier is never mistaken for a literal.
-_TOKEN = re.compile(
-    r'(?P<ident>"(?:[^"]|"")*")'
-    r"|(?P<string>[EeBbXxNn]?'(?:[^']|'')*')"
-    r"|(?P<number>(?<![\w$.])-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w$]))"
-)
 _PLACEHOLDER = r"(?:%s|\?|%\(\w+\)s|DEFAULT|NULL)(?:::[\w\s()\[\],]+?)?"
 _IN_LIST = re.compile(
     rf"\bIN\s*\(\s*{_PLACEHOLDER}(?:\s*,\s*{_PLACEHOLDER})*\s*\)", re.I
@@ -41,14 +39,16 @@ _SAVEPOINT = re.compile(
     r"^(SAVEPOINT|RELEASE\s+SAVEPOINT|ROLLBACK\s+TO\s+SAVEPOINT)\s+\S+", re.I
 )
 _SPACE = re.compile(r"\s+")
-_OFFSET = re.compile(r"\bOFFSET\s+(\d+)\b", re.I)
-_LIMIT = re.compile(r"\bLIMIT\s+(\d+)\b", re.I)
 _RANGE = re.compile(r"[<>]=?\s*(?:%s|\?)")
 _TABLE = re.compile(
     r'\b(?:FROM|INTO|UPDATE|JOIN)\s+((?:"(?:[^"]|"")+"|\w+)(?:\.(?:"(?:[^"]|"")+"|\w+))?)',
     re.I,
 )
-_SELECT_LIST = re.compile(r"^(SELECT\s+(?:DISTINCT\s+)?)(.+?)(\s+FROM\s)", re.I | re.S)
+_SELECT_LIST = re.compile(
+    r'^(SELECT\s+(?:DISTINCT\s+)?)((?:"(?:[^"]|"")*"|[^"])+?)(\s+FROM\s)', re.I | re.S
+)
+_QUOTED = re.compile(r'"(?:[^"]|"")*"')
+_WRITE_WORD = re.compile(r"\b(?:INSERT|UPDATE|DELETE)\b", re.I)
 
 _TRANSACTION = frozenset(
     [
@@ -111,24 +111,18 @@ def _kind(text: str) -> Kind:
     if word in _WRITE:
         return "write"
     if word in ("SELECT", "WITH", "VALUES", "TABLE"):
-        upper = text.upper()
-        if word == "WITH" and re.search(r"\b(INSERT|UPDATE|DELETE)\b", upper):
+        if word == "WITH" and _WRITE_WORD.search(_QUOTED.sub("", text)):
             return "write"
         return "read"
     return "other"
 
 
-def _replace_literal(match: re.Match[str]) -> str:
-    return match.group("ident") or "?"
-
-
-def _normalise(sql: str) -> tuple[str, bool]:
-    text = _COMMENT.sub(" ", sql)
-    text = _SPACE.sub(" ", text).strip().rstrip(";").strip()
+def _normalise(masked: Masked) -> tuple[str, bool]:
+    """The shape text (quoted identifiers still as sentinels) and whether it is a batch."""
+    text = masked.text.rstrip(";").strip()
     savepoint = _SAVEPOINT.match(text)
     if savepoint:
         return f"{_SPACE.sub(' ', savepoint.group(1)).upper()} ?", False
-    text = _TOKEN.sub(_replace_literal, text)
     batch = False
 
     def in_list(match: re.Match[str]) -> str:
@@ -154,32 +148,50 @@ def _normalise(sql: str) -> tuple[str, bool]:
     return text, batch
 
 
-def _table(text: str) -> str | None:
+def _table(text: str, masked: Masked) -> str | None:
     match = _TABLE.search(text)
     if not match:
         return None
-    return match.group(1).split(".")[-1].strip('"').replace('""', '"')
+    name = masked.restore(match.group(1).split(".")[-1])
+    if name.startswith('"'):
+        return name[1:-1].replace('""', '"')
+    return name
+
+
+def _digest(text: str) -> str:
+    # surrogatepass: a lone surrogate in hostile SQL must not make the recorder fail.
+    data = text.encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(data, digest_size=6).hexdigest()
 
 
 def _build(sql: str) -> SqlInfo:
-    text, batch = _normalise(sql)
+    masked = mask(sql)
+    folded, batch = _normalise(masked)
+    text = masked.restore(folded)
     shape = _shapes.get(text)
     if shape is None:
-        digest = hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
-        shape = Shape(text=text, digest=digest, kind=_kind(text), table=_table(text))
+        shape = Shape(
+            text=text,
+            digest=_digest(text),
+            kind=_kind(folded),
+            table=_table(folded, masked),
+        )
         if len(_shapes) >= _CACHE_LIMIT:
             _shapes.clear()
         _shapes[text] = shape
-    offset_match = _OFFSET.search(sql) if shape.kind == "read" else None
     keyset_limit = None
-    if shape.kind == "read" and "ORDER BY" in sql.upper() and _RANGE.search(sql):
-        limit = _LIMIT.search(sql)
-        if limit and int(limit.group(1)) > 1:
-            keyset_limit = int(limit.group(1))
+    if (
+        shape.kind == "read"
+        and masked.limit is not None
+        and masked.limit > 1
+        and "ORDER BY" in folded.upper()
+        and _RANGE.search(folded)
+    ):
+        keyset_limit = masked.limit
     return SqlInfo(
         shape=shape,
         batch=batch,
-        offset=int(offset_match.group(1)) if offset_match else None,
+        offset=masked.offset if shape.kind == "read" else None,
         keyset_limit=keyset_limit,
     )
 
@@ -211,12 +223,16 @@ def fingerprint(sql: str) -> str:
 
 
 def display_sql(text: str, *, limit: int = 240) -> str:
-    """A short, readable form of a shape: the select list collapsed, long text cut."""
+    """A short, readable form of a shape: the select list collapsed, long text cut.
+
+    The text is masked again on the way (a shape comes back unchanged), so raw SQL handed
+    here by mistake still shows no literal and no comment.
+    """
     text = _SELECT_LIST.sub(
         lambda m: (
             m.group(1) + ("…" if len(m.group(2)) > 40 else m.group(2)) + m.group(3)
         ),
-        text,
+        masked_text(text),
         count=1,
     )
     return text if len(text) <= limit else text[: limit - 1] + "…"
