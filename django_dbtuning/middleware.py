@@ -47,21 +47,21 @@ class QueryCountMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         if self.async_mode:
             return self.__acall__(request)
-        unit, token = start_unit()
+        unit = start_unit()
         try:
             response = self.get_response(request)
         finally:
-            finish_unit(unit, token)
+            finish_unit(unit, restore=True)
         assert isinstance(response, HttpResponseBase)
         self._finish(request, response, unit)
         return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
-        unit, token = start_unit()
+        unit = start_unit()
         try:
             response = cast(HttpResponseBase, await self.get_response(request))  # type: ignore[misc]
         finally:
-            finish_unit(unit, token)
+            finish_unit(unit, restore=True)
         self._finish(request, response, unit)
         return response
 

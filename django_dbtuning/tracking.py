@@ -13,6 +13,7 @@ reaches a threshold (see :mod:`django_dbtuning.detection`).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
@@ -23,7 +24,7 @@ from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from time import perf_counter
 from types import TracebackType
-from typing import Any, Generic, Literal, TypeVar, cast, overload
+from typing import Any, Generic, Literal, Self, TypeVar, cast, overload
 
 from django.core.signals import setting_changed
 from django.db import connections
@@ -58,11 +59,42 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _unit: ContextVar[Unit | None] = ContextVar("django_dbtuning_unit", default=None)
-_allowed: ContextVar[int] = ContextVar("django_dbtuning_allowed", default=0)
+_allowed: ContextVar[_Allowance | None] = ContextVar(
+    "django_dbtuning_allowed", default=None
+)
 _getframe = sys._getframe
 
 F = TypeVar("F", bound=Callable[..., Any])
 _Entered = TypeVar("_Entered")
+_S = TypeVar("_S", bound="_Scope")
+
+
+class _Scope:
+    """An entry of a per-context stack (a unit of work, an ``allow_n_plus_one`` block).
+
+    The stack is a linked list held in a ContextVar: ``parent`` is the entry that was open
+    when this one started, so a copied context (an asyncio task, ``sync_to_async``) shares
+    the entries above it. Entries can end in any order; a closed entry stays in the chains
+    of entries started after it, and everything that walks a chain skips it.
+    """
+
+    __slots__ = ("closed", "owner", "parent", "token")
+
+    parent: Self | None
+
+    def __init__(self, parent: Self | None, owner: object) -> None:
+        self.parent = parent
+        # The instance whose __enter__ opened it: its __exit__ finds it again by identity,
+        # so one instance can be entered many times at once (threads, tasks, recursion).
+        self.owner = owner
+        self.closed = False
+        self.token: Token[Any] | None = None
+
+
+class _Allowance(_Scope):
+    """One open ``allow_n_plus_one()`` block."""
+
+    __slots__ = ()
 
 
 class _Site:
@@ -113,12 +145,11 @@ class _Group:
         self.duplicate_details: dict[int, tuple[Attribution, Any]] = {}
 
 
-class Unit:
+class Unit(_Scope):
     """The mutable state of one unit of work; reached through the ContextVar."""
 
     __slots__ = (
         "allow",
-        "closed",
         "count",
         "duplicate_threshold",
         "duration",
@@ -126,7 +157,6 @@ class Unit:
         "ignored",
         "keep_parameters",
         "keep_queries",
-        "parent",
         "query_aliases",
         "query_parameters",
         "query_sql",
@@ -147,8 +177,9 @@ class Unit:
         ignored: frozenset[str],
         keep_parameters: bool,
         keep_queries: bool = True,
+        owner: object = None,
     ) -> None:
-        self.parent = parent
+        super().__init__(parent, owner)
         self.threshold = threshold
         self.duplicate_threshold = duplicate_threshold
         self.using = using
@@ -168,7 +199,6 @@ class Unit:
         self.query_parameters: list[Any] | None = [] if keep_parameters else None
         self.groups: dict[Any, _Group] = {}
         self.task = current_task()
-        self.closed = False
         self.allow = 0
 
 
@@ -182,6 +212,8 @@ def _recorder(
     # A plain function (not a callable instance): the cheapest call Django's wrapper chain
     # can make, and one object, so installing it twice is a no-op.
     unit = _unit.get()
+    if unit is not None and unit.closed:
+        unit = _drop_closed()
     if unit is None:
         return execute(sql, params, many, context)
     start = perf_counter()
@@ -197,6 +229,14 @@ def _recorder(
 
 RECORDER = _recorder
 """The execute wrapper installed on every connection."""
+
+
+def _drop_closed() -> Unit | None:
+    # This context still holds a unit that was closed elsewhere (exited in another
+    # context): forget it here, so it neither records nor stays alive through the context.
+    unit = _first_open(_unit.get())
+    _unit.set(unit)
+    return unit
 
 
 def _params_key(sql: str, params: Any) -> int:
@@ -220,17 +260,23 @@ def _record(
     if shape.kind == "transaction":
         u: Unit | None = unit
         while u is not None:
-            u.transactions += 1
+            if not u.closed:
+                u.transactions += 1
             u = u.parent
         return
     key: Hashable = None
     params_key = 0
     hashed = located = False
     allowed = _allowed.get()
+    if allowed is not None and allowed.closed:
+        allowed = _first_open(allowed)
+        _allowed.set(allowed)
     u = unit
     while u is not None:
-        if (u.ignored and alias in u.ignored) or (
-            u.using is not None and alias not in u.using
+        if (
+            u.closed
+            or (u.ignored and alias in u.ignored)
+            or (u.using is not None and alias not in u.using)
         ):
             u = u.parent
             continue
@@ -242,7 +288,7 @@ def _record(
             u.query_times.append(elapsed)
             if u.query_parameters is not None:
                 u.query_parameters.append(params)
-        if allowed or shape.kind == "other":
+        if allowed is not None or shape.kind == "other":
             u = u.parent
             continue
         if not hashed:
@@ -465,10 +511,11 @@ def start_unit(
     duplicate_threshold: int | None = None,
     using: str | list[str] | tuple[str, ...] | None = None,
     keep_queries: bool = False,
-) -> tuple[Unit, Token[Unit | None]]:
+    owner: object = None,
+) -> Unit:
     """Open a unit of work in the current context (``finish_unit`` closes it)."""
     install()
-    parent = _unit.get()
+    parent = _first_open(_unit.get())
     if isinstance(using, str):
         using = (using,)
     settings = config()
@@ -480,18 +527,86 @@ def start_unit(
         ignored=settings.ignored,
         keep_parameters=settings.keep_parameters,
         keep_queries=keep_queries,
+        owner=owner,
     )
-    return unit, _unit.set(unit)
+    unit.token = _unit.set(unit)
+    return unit
 
 
-def finish_unit(unit: Unit, token: Token[Unit | None]) -> None:
-    """Close ``unit``; queries go to its parent (if any) from now on."""
-    unit.closed = True
+def finish_unit(unit: Unit, *, restore: bool = False) -> None:
+    """Close ``unit``: it records nothing from now on (closing twice is a no-op).
+
+    ``restore`` (the middleware, at the end of a request) also takes every unit opened
+    inside it and left open out of this context, as it was before ``unit`` started.
+    """
+    if not unit.closed:
+        unit.closed = True
+        _leave(_unit, unit, restore=restore)
+
+
+def detach_unit(unit: Unit) -> None:
+    """Take ``unit`` out of this context and leave it open (a response still streaming)."""
+    _leave(_unit, unit, restore=True)
+
+
+def _first_open(scope: _S | None) -> _S | None:
+    while scope is not None and scope.closed:
+        scope = scope.parent
+    return scope
+
+
+def _leave(var: ContextVar[_S | None], scope: _S, *, restore: bool) -> None:
+    """Take ``scope`` off this context's stack after it ended (or was detached).
+
+    In order (``scope`` is the current entry) the context gets back the entry that was
+    current when ``scope`` started, or the nearest open one below it if that one ended out
+    of order meanwhile. Out of order (an entry started later is still open here) the
+    context keeps that entry: it goes on recording and skips ``scope`` in its chain.
+    """
+    current = var.get()
+    if current is not scope and not restore:
+        if current is not None and current.closed:
+            var.set(_first_open(current))
+        return
+    token, scope.token = scope.token, None
+    if token is None:  # detached earlier: its token is spent
+        var.set(_first_open(scope.parent))
+        return
     try:
-        _unit.reset(token)
+        var.reset(token)
     except ValueError:
-        # Exited in another context (a generator-based view finishing elsewhere).
-        _unit.set(unit.parent)
+        # The token belongs to the Context that started ``scope``; this one is another
+        # (a task or a sync_to_async thread that copied it, a generator resumed
+        # elsewhere). Set here what the reset would have restored there; that context,
+        # if it still holds ``scope``, drops it when it next records (_drop_closed).
+        var.set(_first_open(scope.parent))
+        return
+    restored = var.get()
+    if restored is not None and restored.closed:
+        var.set(_first_open(restored))
+
+
+def _entry_to_exit(
+    var: ContextVar[_S | None], owner: object, entered: list[_S], name: str
+) -> _S:
+    """The open entry of ``owner`` that an ``__exit__`` in this context ends."""
+    scope = var.get()
+    while scope is not None and (scope.owner is not owner or scope.closed):
+        scope = scope.parent
+    if scope is None:
+        # Not on this context's stack: exited in another context than the one that
+        # entered it (an async generator resumed by another task, a thread). The latest
+        # open entry of this instance is the one; it is the only one unless the instance
+        # is also shared by several contexts at once.
+        scope = next((e for e in reversed(list(entered)) if not e.closed), None)
+        if scope is None:
+            raise RuntimeError(
+                f"{name}() exited without a matching entry: __exit__ was called more "
+                "often than __enter__ on this instance"
+            )
+    with contextlib.suppress(ValueError):  # a concurrent exit of the same entry
+        entered.remove(scope)
+    return scope
 
 
 def evaluate(
@@ -665,14 +780,68 @@ class _AsyncWith(Generic[_Entered]):
         self.__exit__(exc_type, exc, tb)
 
 
-class track_queries(
-    _AsyncWith[QueryReport]
-):  # a context manager named like a function, by contract
+class _Block(_AsyncWith[QueryReport]):
+    """What track_queries() and query_budget() share: a unit of work per entry.
+
+    The instance holds only its options: each ``__enter__`` opens a unit of its own and
+    ``__exit__`` closes the innermost unit this instance opened in the current context, so
+    one instance may be entered by many threads, tasks and recursive calls at once.
+    """
+
+    _name = "track_queries"
+
+    def __init__(
+        self,
+        using: str | list[str] | tuple[str, ...] | None,
+        threshold: int | None,
+    ) -> None:
+        if threshold is not None and (type(threshold) is not int or threshold < 2):
+            raise ValueError(f"threshold must be an int >= 2, not {threshold!r}")
+        if using is not None and not isinstance(using, str | list | tuple):
+            raise TypeError(
+                f"using must be an alias or a list of aliases, not {using!r}"
+            )
+        self._using = using
+        self._threshold = threshold
+        # Units entered through __enter__ and not exited yet, for an exit that happens in
+        # another context (see _entry_to_exit).
+        self._entered: list[Unit] = []
+
+    def _start(self, owner: object) -> Unit:
+        return start_unit(
+            threshold=self._threshold,
+            using=self._using,
+            keep_queries=True,
+            owner=owner,
+        )
+
+    def __enter__(self) -> QueryReport:
+        unit = self._start(self)
+        self._entered.append(unit)
+        return QueryReport(unit)
+
+    def _exit_unit(self) -> Unit:
+        unit = _entry_to_exit(_unit, self, self._entered, self._name)
+        finish_unit(unit)
+        return unit
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._exit_unit()
+
+
+class track_queries(_Block):  # a context manager named like a function, by contract
     """Count and analyse the queries of a block: ``with track_queries() as report:``.
 
     Works in scripts, commands, Celery tasks and tests, in sync and async code (the report
     includes queries run through ``sync_to_async``). Nothing is logged or raised; read
     ``report.count``, ``.duration``, ``.queries``, ``.n_plus_one`` and ``.duplicates``.
+    One instance may be shared (entered by several threads or tasks at once): each entry
+    gets its own report.
 
     Args:
         using: only count these database aliases (default: all but ``IGNORE_ALIASES``).
@@ -686,34 +855,7 @@ class track_queries(
         using: str | list[str] | tuple[str, ...] | None = None,
         threshold: int | None = None,
     ) -> None:
-        if threshold is not None and (type(threshold) is not int or threshold < 2):
-            raise ValueError(f"threshold must be an int >= 2, not {threshold!r}")
-        if using is not None and not isinstance(using, str | list | tuple):
-            raise TypeError(
-                f"using must be an alias or a list of aliases, not {using!r}"
-            )
-        self._using = using
-        self._threshold = threshold
-        self._state: tuple[Unit, Token[Unit | None]] | None = None
-        self.report: QueryReport | None = None
-
-    def __enter__(self) -> QueryReport:
-        unit, token = start_unit(
-            threshold=self._threshold, using=self._using, keep_queries=True
-        )
-        self._state = (unit, token)
-        self.report = QueryReport(unit)
-        return self.report
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        assert self._state is not None
-        unit, token = self._state
-        finish_unit(unit, token)
+        super().__init__(using, threshold)
 
 
 # --- reactions ---------------------------------------------------------------------------------
@@ -790,7 +932,7 @@ def check_budget(
 # --- query_budget and allow_n_plus_one -----------------------------------------------------------
 
 
-class query_budget(_AsyncWith[QueryReport]):  # named like a function: contract name
+class query_budget(_Block):  # named like a function: contract name
     """Limit a block or function to ``max_queries`` and react to N+1s inside it.
 
     A context manager and a decorator, for sync and async functions::
@@ -801,6 +943,9 @@ class query_budget(_AsyncWith[QueryReport]):  # named like a function: contract 
         with query_budget(n_plus_one="warn"):
             ...
 
+    Every entry (each ``with``, each call of a decorated function) is checked on its own,
+    so one instance may be shared by threads, asyncio tasks and recursive calls.
+
     Args:
         max_queries: most statements allowed (None: no limit); exceeding it raises
             :class:`~django_dbtuning.QueryBudgetExceeded`.
@@ -809,6 +954,8 @@ class query_budget(_AsyncWith[QueryReport]):  # named like a function: contract 
         duplicates: the same choices for duplicate queries (default ``"ignore"``).
         using, threshold: as for :func:`track_queries`.
     """
+
+    _name = "query_budget"
 
     def __init__(
         self,
@@ -830,29 +977,10 @@ class query_budget(_AsyncWith[QueryReport]):  # named like a function: contract 
                 raise ValueError(
                     f"{name} must be 'warn', 'log', 'raise' or 'ignore', not {value!r}"
                 )
+        super().__init__(using, threshold)
         self.max_queries = max_queries
         self.n_plus_one: Reaction = n_plus_one
         self.duplicates: Reaction = duplicates
-        self._tracker = track_queries(using=using, threshold=threshold)
-        self._using = using
-        self._threshold = threshold
-        self.report: QueryReport | None = None
-        self._where: str | None = None
-
-    def _fresh(self) -> query_budget:
-        clone = query_budget(
-            self.max_queries,
-            self.n_plus_one,
-            duplicates=self.duplicates,
-            using=self._using,
-            threshold=self._threshold,
-        )
-        clone._where = self._where
-        return clone
-
-    def __enter__(self) -> QueryReport:
-        self.report = self._tracker.__enter__()
-        return self.report
 
     def __exit__(
         self,
@@ -860,19 +988,15 @@ class query_budget(_AsyncWith[QueryReport]):  # named like a function: contract 
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._tracker.__exit__(exc_type, exc, tb)
-        if exc_type is not None or self.report is None:
-            return
-        report = self.report
-        check_budget(
-            report.count,
-            self.max_queries,
-            "raise",
-            unit=report._unit,
-            where=self._where,
-        )
-        react(report.n_plus_one, self.n_plus_one, where=self._where)
-        react(report.duplicates, self.duplicates, where=self._where)
+        unit = self._exit_unit()
+        if exc_type is None:
+            self._check(unit, None)
+
+    def _check(self, unit: Unit, where: str | None) -> None:
+        check_budget(unit.count, self.max_queries, "raise", unit=unit, where=where)
+        n_plus_one, duplicates = evaluate(unit)
+        react(n_plus_one, self.n_plus_one, where=where)
+        react(duplicates, self.duplicates, where=where)
 
     @overload
     def __call__(self, func: Callable[..., Awaitable[Any]]) -> Callable[..., Any]: ...
@@ -882,23 +1006,30 @@ class query_budget(_AsyncWith[QueryReport]):  # named like a function: contract 
 
     def __call__(self, func: Any) -> Any:
         where = getattr(func, "__qualname__", None)
+        # Each call holds its own unit in a local: no instance state, no lookup on exit.
         if inspect.iscoroutinefunction(func):
 
             @functools.wraps(func)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                budget = self._fresh()
-                budget._where = where
-                with budget:
-                    return await func(*args, **kwargs)
+                unit = self._start(None)
+                try:
+                    result = await func(*args, **kwargs)
+                finally:
+                    finish_unit(unit)
+                self._check(unit, where)
+                return result
 
             return async_wrapper
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            budget = self._fresh()
-            budget._where = where
-            with budget:
-                return func(*args, **kwargs)
+            unit = self._start(None)
+            try:
+                result = func(*args, **kwargs)
+            finally:
+                finish_unit(unit)
+            self._check(unit, where)
+            return result
 
         return wrapper
 
@@ -906,32 +1037,50 @@ class query_budget(_AsyncWith[QueryReport]):  # named like a function: contract 
 class allow_n_plus_one(_AsyncWith[None]):  # named like a function: contract name
     """Silence N+1 and duplicate detection for an intended loop (queries still count).
 
-    A context manager and a decorator, sync and async.
+    A context manager and a decorator, sync and async; one instance may be shared.
     """
 
     def __init__(self) -> None:
-        self._tokens: list[Token[int]] = []
+        self._entered: list[_Allowance] = []
+
+    @staticmethod
+    def _start(owner: object) -> _Allowance:
+        allowance = _Allowance(_first_open(_allowed.get()), owner)
+        allowance.token = _allowed.set(allowance)
+        return allowance
+
+    @staticmethod
+    def _finish(allowance: _Allowance) -> None:
+        if not allowance.closed:
+            allowance.closed = True
+            _leave(_allowed, allowance, restore=False)
 
     def __enter__(self) -> None:
-        self._tokens.append(_allowed.set(_allowed.get() + 1))
+        self._entered.append(self._start(self))
 
     def __exit__(self, *exc: object) -> None:
-        _allowed.reset(self._tokens.pop())
+        self._finish(_entry_to_exit(_allowed, self, self._entered, "allow_n_plus_one"))
 
     def __call__(self, func: F) -> F:
         if inspect.iscoroutinefunction(func):
 
             @functools.wraps(func)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                with allow_n_plus_one():
+                allowance = self._start(None)
+                try:
                     return await func(*args, **kwargs)
+                finally:
+                    self._finish(allowance)
 
             return cast(F, async_wrapper)
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with allow_n_plus_one():
+            allowance = self._start(None)
+            try:
                 return func(*args, **kwargs)
+            finally:
+                self._finish(allowance)
 
         return cast(F, wrapper)
 
