@@ -170,7 +170,12 @@ def test_invalid_index_from_failed_concurrent_build(planted):
     invalid = findings(document, "invalid_index")
     assert [f["object"] for f in invalid] == ["volume_title_unique"]
     assert invalid[0]["severity"] == "error"
-    assert "DROP INDEX CONCURRENTLY volume_title_unique" in invalid[0]["hint"]
+    assert (
+        'DROP INDEX CONCURRENTLY "public"."volume_title_unique"' in invalid[0]["hint"]
+    )
+    assert invalid[0]["data"]["sql"] == [
+        'DROP INDEX CONCURRENTLY "public"."volume_title_unique"'
+    ]
     # Invalid indexes are reported as invalid, not as unused or duplicate.
     assert "volume_title_unique" not in objects(document, "unused_index")
 
@@ -300,6 +305,7 @@ def test_text_output_names_findings_and_models(planted):
 
 
 def test_sections_and_output_file(planted, tmp_path):
+    (tmp_path / "metrics").mkdir()
     target = tmp_path / "metrics" / "dbtuning.prom"
     out, err, code = dbreport(
         "--format",
@@ -434,8 +440,14 @@ def test_restricted_role_degrades_per_check(limited_role):
     assert "permission denied" in limited["checks"]["statements"]["reason"]
     assert limited["checks"]["index_inventory"]["status"] == "ok"
     notes = " ".join(limited["notes"])
-    assert "GRANT pg_monitor TO dbreport_limited" in notes
-    assert "sequence(s) unreadable" in notes
+    assert 'GRANT pg_monitor TO "dbreport_limited"' in notes
+    assert limited["checks"]["sequence_values"]["status"] == "partial"
+    assert "unreadable" in limited["checks"]["sequence_values"]["reason"]
+    # What it could not see is a finding: the revoked view is a warning, sequences of
+    # other owners an expected (info) gap.
+    gaps = {f["data"]["check"]: f for f in findings(document, "check_incomplete")}
+    assert gaps["statements"]["severity"] == "warning"
+    assert gaps["sequence_values"]["severity"] == "info"
     # Everything that needs no privilege still produces findings.
     assert objects(document, "invalid_index") == {"volume_title_unique"}
     assert "check statements: skipped (permission denied" in text
@@ -870,7 +882,10 @@ def test_invalid_constraint(planted):
     (finding,) = findings(document, "invalid_constraint")
     assert finding["object"] == "reportapp_review.review_rating_positive"
     assert finding["model"] == "reportapp.Review"
-    assert "VALIDATE CONSTRAINT review_rating_positive" in finding["hint"]
+    assert (
+        'ALTER TABLE "public"."reportapp_review" VALIDATE CONSTRAINT '
+        '"review_rating_positive"' in finding["hint"]
+    )
 
 
 def test_bloated_index(planted, dbtuning):
@@ -896,7 +911,8 @@ def test_bloated_index(planted, dbtuning):
     assert "report_bloat_v" in bloat
     assert bloat["report_bloat_v"]["data"]["bloat_bytes"] > 0
     assert (
-        "REINDEX INDEX CONCURRENTLY report_bloat_v" in bloat["report_bloat_v"]["hint"]
+        'REINDEX INDEX CONCURRENTLY "public"."report_bloat_v"'
+        in bloat["report_bloat_v"]["hint"]
     )
     assert document["databases"]["default"]["indexes"]["bloat_bytes_estimate"] > 0
 

@@ -7,6 +7,8 @@ from collections import Counter
 from typing import Any
 
 from django_dbtuning.report.probe import Probe, Row
+from django_dbtuning.report.quoting import literal
+from django_dbtuning.report.sqlkind import shows_values
 from django_dbtuning.report.util import (
     human_bytes,
     human_seconds,
@@ -112,9 +114,14 @@ def collect(probe: Probe) -> None:
     by_state_total = section["by_state"]
     by_state_total["active"] += 1  # this report
     if hidden:
-        probe.note(
-            f"{len(hidden)} session(s) of other roles are hidden: GRANT pg_monitor TO "
-            f"{probe.server.get('user')} to see their state and queries"
+        probe.gap(
+            "activity_of_other_roles",
+            "connections",
+            "partial",
+            f"{len(hidden)} session(s) of other roles are hidden (their state and "
+            "queries: no long-running, idle-in-transaction or blocked judgement)",
+            expected=True,
+            fix=f"{probe.grant_pg_monitor()} to see their state and queries",
         )
     _usage(probe, total, usable, by_app)
     _sessions(probe, here)
@@ -151,7 +158,16 @@ def _query_text(probe: Probe, row: Row) -> str:
     query = row["query"] or ""
     if query.startswith("<insufficient"):
         return query
-    return shorten(query) if probe.show_sql_values else strip_literals(query)
+    # LOG_PARAMETERS opts in to values of data queries only: a utility statement's
+    # literals may be a password (CREATE ROLE ... PASSWORD, CREATE USER MAPPING ...
+    # OPTIONS (password ...), ALTER SUBSCRIPTION ... CONNECTION) and stay masked.
+    if probe.show_sql_values and shows_values(query):
+        return shorten(query)
+    return strip_literals(query)
+
+
+def _cancel(pid: Any) -> str:
+    return f"SELECT pg_cancel_backend({int(pid)})"
 
 
 def _who(row: Row) -> str:
@@ -222,13 +238,14 @@ def _sessions(probe: Probe, rows: list[Row]) -> None:
                             "hint": (
                                 "keep transactions that take row or table locks short; "
                                 "set lock_timeout for migrations and statement_timeout "
-                                f"for requests; if stuck: SELECT pg_cancel_backend({blockers[0]})"
+                                f"for requests; if stuck: {_cancel(blockers[0])}"
                             ),
                             "object": f"pid:{row['pid']}",
                             "data": {
                                 "pid": row["pid"],
                                 "seconds": seconds,
                                 "blocked_by": list(blockers),
+                                "sql": [_cancel(blockers[0])],
                             },
                         },
                     )
@@ -250,10 +267,14 @@ def _sessions(probe: Probe, rows: list[Row]) -> None:
                                 "EXPLAIN (ANALYZE, BUFFERS) it on a copy; give requests a "
                                 "statement_timeout (database(statement_timeout='5s')) and "
                                 "run reports on a replica or a separate alias; cancel with "
-                                f"SELECT pg_cancel_backend({row['pid']})"
+                                f"{_cancel(row['pid'])}"
                             ),
                             "object": f"pid:{row['pid']}",
-                            "data": {"pid": row["pid"], "seconds": seconds},
+                            "data": {
+                                "pid": row["pid"],
+                                "seconds": seconds,
+                                "sql": [_cancel(row["pid"])],
+                            },
                         },
                     )
                 )
@@ -309,6 +330,7 @@ def _replication(probe: Probe) -> None:
     section["inactive_replication_slots"] = len(inactive)
     for slot in inactive:
         retained = slot["retained_bytes"]
+        drop = f"SELECT pg_drop_replication_slot({literal(slot['name'])})"
         probe.add(
             "warning",
             "inactive_replication_slot",
@@ -320,9 +342,9 @@ def _replication(probe: Probe) -> None:
                 "until it reconnects, filling the disk and holding back VACUUM."
             ),
             hint=(
-                "reconnect its replica or consumer, or drop it if abandoned: "
-                f"SELECT pg_drop_replication_slot('{slot['name']}');"
+                f"reconnect its replica or consumer, or drop it if abandoned: {drop};"
             ),
             object=f"slot:{slot['name']}",
             retained_bytes=retained,
+            sql=[drop],
         )

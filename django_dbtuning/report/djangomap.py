@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,7 +10,27 @@ from typing import Any
 from django.apps import apps
 from django.db import models
 
-__all__ = ["IndexOrigin", "ModelInfo", "ModelMap"]
+from django_dbtuning.report.quoting import column_list, ident, run_sql
+
+__all__ = ["Hint", "IndexOrigin", "ModelInfo", "ModelMap"]
+
+
+@dataclass(frozen=True)
+class Hint:
+    """A fix in words, with the exact SQL and migration code it quotes (for JSON
+    readers, and so that the text renderer never wraps inside them)."""
+
+    text: str
+    sql: tuple[str, ...] = ()
+    migration: str | None = None
+
+    def data(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        if self.sql:
+            found["sql"] = list(self.sql)
+        if self.migration is not None:
+            found["migration"] = self.migration
+        return found
 
 
 @dataclass
@@ -118,57 +139,67 @@ class ModelMap:
         columns: Sequence[str | None],
         definition: str,
         opclasses: Sequence[str] = (),
-    ) -> str:
+    ) -> Hint:
         """A migration-ready way to drop ``index``."""
         origin = self.index_origin(
             table, index, columns, definition=definition, opclasses=opclasses
         )
         info = self.tables.get(table)
+        drop = f"DROP INDEX CONCURRENTLY IF EXISTS {ident(schema, index)}"
+        reverse = _reverse(definition)
+        code = run_sql(drop, reverse)
         sql = (
-            f'migrations.RunSQL("DROP INDEX CONCURRENTLY IF EXISTS {_qualified(schema, index)}", '
-            f'reverse_sql="{_reverse(definition)}") in a migration with atomic = False'
+            f"{code} in a migration with atomic = False"
+            if reverse is not None
+            else f"{code} in a migration with atomic = False (add reverse_sql= the "
+            "index's CREATE INDEX from pg_indexes.indexdef to make it reversible)"
         )
+        raw = Hint(f"drop it with {sql}", (drop,), code)
         if info is not None and not info.editable and origin.kind != "like":
             owner = (
                 "an auto-created many-to-many table"
                 if info.model._meta.auto_created
                 else f"the installed app {info.model._meta.app_label!r}"
             )
-            return (
+            return Hint(
                 f"{info.label} belongs to {owner}, so its models cannot change; if the "
                 f"index is truly unneeded, drop it from one of your own migrations with "
-                f"{sql}"
+                f"{sql}",
+                (drop,),
+                code,
             )
         if origin.kind == "field":
-            return (
+            return Hint(
                 f"set db_index=False on {origin.where} and run makemigrations "
                 "(on a large table, wrap the generated operation in "
                 "SeparateDatabaseAndState and drop it CONCURRENTLY)"
             )
         if origin.kind == "meta":
             named = f" named {origin.name!r}" if origin.name else ""
-            return (
+            return Hint(
                 f"remove the models.Index{named} from {origin.where} and run "
                 "makemigrations; use django.contrib.postgres.operations."
                 "RemoveIndexConcurrently in the migration on a large table"
             )
         if origin.kind == "like":
-            return (
+            return Hint(
                 f"Django adds this varchar_pattern_ops twin for {origin.where} (db_index "
                 "or unique on a CharField/TextField) to serve LIKE 'prefix%' lookups; "
                 f"if the app never filters it with startswith/like, drop it with {sql} "
-                "(Django will not recreate it)"
+                "(Django will not recreate it)",
+                (drop,),
+                code,
             )
-        return f"drop it with {sql}"
+        return raw
 
     def create_fk_index_hint(
-        self, table: str, columns: Sequence[str | None], constraint_sql: str
-    ) -> str:
+        self, schema: str, table: str, columns: Sequence[str]
+    ) -> Hint:
         info = self.tables.get(table)
         if info is not None and len(columns) == 1:
             found = info.field_for(columns[0])
             if found is not None and isinstance(found, models.ForeignKey):
-                return (
+                return Hint(
                     f"set db_index=True on {info.label}.{found.name} (it is False now) "
                     "and run makemigrations; on a large table use "
                     "django.contrib.postgres.operations.AddIndexConcurrently"
@@ -177,11 +208,13 @@ class ModelMap:
             names = [
                 found.name for c in columns if (found := info.field_for(c)) is not None
             ]
-            return (
-                f"add models.Index(fields={names!r}) to {info.label}.Meta.indexes "
-                "(AddIndexConcurrently on a large table)"
-            )
-        return f"CREATE INDEX CONCURRENTLY ON {constraint_sql}"
+            if len(names) == len(columns):
+                return Hint(
+                    f"add models.Index(fields={names!r}, name=...) to "
+                    f"{info.label}.Meta.indexes (AddIndexConcurrently on a large table)"
+                )
+        create = f"CREATE INDEX CONCURRENTLY ON {ident(schema, table)} {column_list(columns)}"
+        return Hint(f"{create}; (not inside a transaction)", (create,))
 
 
 def _third_party(app_config: Any) -> bool:
@@ -206,18 +239,14 @@ def _column(info: ModelInfo, name: str) -> str | None:
     return getattr(found, "column", None)
 
 
-def _qualified(schema: str, name: str) -> str:
-    def quote(part: str) -> str:
-        if part.isidentifier() and part == part.lower():
-            return part
-        return '\\"' + part.replace('"', '""') + '\\"'
-
-    return quote(name) if schema == "public" else f"{quote(schema)}.{quote(name)}"
-
-
-def _reverse(definition: str) -> str:
+def _reverse(definition: str) -> str | None:
+    """pg_get_indexdef's statement (already quoted and schema-qualified by the server),
+    made concurrent and idempotent for a migration's reverse_sql."""
     if not definition:
-        return "<its CREATE INDEX from pg_indexes.indexdef>"
-    return definition.replace(
-        "CREATE INDEX ", "CREATE INDEX CONCURRENTLY IF NOT EXISTS ", 1
-    ).replace('"', '\\"')
+        return None
+    return re.sub(
+        r"^CREATE (UNIQUE )?INDEX ",
+        lambda m: f"CREATE {m.group(1) or ''}INDEX CONCURRENTLY IF NOT EXISTS ",
+        definition,
+        count=1,
+    )

@@ -171,6 +171,17 @@ def families(
     check_time = gauge(
         "dbtuning_check_duration_seconds", "Time one report check took.", ["check"]
     )
+    complete = gauge(
+        "dbtuning_report_complete",
+        "1 when the alias was reached and every report check ran fully; 0 means a clean "
+        "result proves nothing (see dbtuning_report_check_incomplete).",
+    )
+    incomplete = gauge(
+        "dbtuning_report_check_incomplete",
+        "1 for each report check that could not run or ran only in part "
+        "(status: partial, skipped, timeout, error).",
+        ["check", "section", "status"],
+    )
     findings = gauge(
         "dbtuning_findings",
         "Report findings by code and severity.",
@@ -385,9 +396,14 @@ def families(
         worst.add_metric(
             [alias], max((severity_rank[f.severity] for f in alias_findings), default=0)
         )
+        complete.add_metric([alias], 1 if db.complete else 0)
         for check in db.checks:
             check_ok.add_metric([alias, check.name], 1 if check.status == "ok" else 0)
             check_time.add_metric([alias, check.name], check.duration)
+            if not check.complete:
+                incomplete.add_metric(
+                    [alias, check.name, check.section, check.status], 1
+                )
         pool_section = db.sections.get("pool") or {}
         configured = (pool_section.get("configuration") or {}).get("max_size")
         if configured is not None:

@@ -15,6 +15,7 @@ __all__ = [
     "DatabaseReport",
     "Finding",
     "Report",
+    "INCOMPLETE",
     "Severity",
     "thresholds",
 ]
@@ -32,7 +33,13 @@ SECTIONS: tuple[str, ...] = (
     "settings",
 )
 
-CheckStatus = Literal["ok", "skipped", "timeout", "error"]
+CheckStatus = Literal["ok", "partial", "skipped", "timeout", "error"]
+"""``partial``: the check ran but the role could not see everything (other roles'
+sessions, unreadable sequences); ``skipped``: it could not run (permission, a missing
+extension, catalog object or column, or a check it depends on failed)."""
+
+INCOMPLETE = "check_incomplete"
+"""The finding code of a check that could not run, or ran only in part."""
 
 # Every threshold a finding depends on; DBTUNING["REPORT_THRESHOLDS"] overrides any of
 # them. The README's dbreport section lists each with its reasoning.
@@ -131,6 +138,17 @@ class Check:
     status: CheckStatus = "ok"
     reason: str = ""
     duration: float = 0.0
+    expected: bool = False
+    """A gap the deployment explains (an optional extension not installed, rows another
+    role owns): reported as info unless its section was asked for by name."""
+    cause: str | None = None
+    """The check whose failure kept this one from running (its finding names this)."""
+    fix: str = ""
+    """What would let the check run fully (a GRANT, an extension to install)."""
+
+    @property
+    def complete(self) -> bool:
+        return self.status == "ok"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -158,6 +176,11 @@ class DatabaseReport:
     objects: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     """Per-object rows (every index...) for opt-in metrics; not part of the JSON."""
 
+    @property
+    def complete(self) -> bool:
+        """Reached, and every check ran fully: a clean result means something."""
+        return self.reachable and all(check.complete for check in self.checks)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
@@ -165,6 +188,7 @@ class DatabaseReport:
             "error": self.error,
             "server": self.server,
             "same_database_as": self.same_database_as,
+            "complete": self.complete,
             "duration_seconds": round(self.duration, 6),
             "checks": {check.name: check.as_dict() for check in self.checks},
             "notes": list(self.notes),
@@ -215,6 +239,24 @@ class Report:
         """Findings of ``severity`` or worse."""
         floor = SEVERITY_RANK[severity]
         return [f for f in self.findings if SEVERITY_RANK[f.severity] >= floor]
+
+    def incomplete(self) -> list[Finding]:
+        """The ``check_incomplete`` findings: what the report could not look at."""
+        return [f for f in self.findings if f.code == INCOMPLETE]
+
+    def failures(
+        self, severity: Severity, *, allow_partial: bool = False
+    ) -> tuple[list[Finding], list[Finding]]:
+        """What makes ``--fail-on severity`` fail: the findings of ``severity`` or worse
+        (gaps aside), and the gaps of warning level or worse, whatever ``severity`` is
+        (unless ``allow_partial``): a report that could not look proves nothing."""
+        found = [f for f in self.at_least(severity) if f.code != INCOMPLETE]
+        gaps = (
+            []
+            if allow_partial
+            else [f for f in self.incomplete() if SEVERITY_RANK[f.severity] >= 1]
+        )
+        return found, gaps
 
     def unreachable(self) -> list[DatabaseReport]:
         return [db for db in self.databases.values() if not db.reachable]

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django_dbtuning.report.djangomap import Hint
 from django_dbtuning.report.findings import Severity
 from django_dbtuning.report.probe import Probe, Row
+from django_dbtuning.report.quoting import ident
 from django_dbtuning.report.util import human_bytes, human_seconds, iso, qualified
 
 __all__ = ["collect"]
@@ -109,6 +111,11 @@ class Index:
     @property
     def table_name(self) -> str:
         return qualified(self.row["schema"], self.row["table"])
+
+    @property
+    def sql_name(self) -> str:
+        """The index as SQL: schema-qualified, every part quoted."""
+        return ident(self.row["schema"], self.row["index"])
 
     @property
     def droppable(self) -> bool:
@@ -239,6 +246,7 @@ def _invalid(probe: Probe, indexes: list[Index], being_built: set[int]) -> None:
             if index.is_unique
             else ""
         )
+        drop = f"DROP INDEX CONCURRENTLY {index.sql_name}"
         probe.add(
             "error",
             "invalid_index",
@@ -250,14 +258,15 @@ def _invalid(probe: Probe, indexes: list[Index], being_built: set[int]) -> None:
                 f"({human_bytes(index.size_bytes)}).{enforce}"
             ),
             hint=(
-                f"DROP INDEX CONCURRENTLY {index.name}; then re-run the migration that "
-                "created it (AddIndexConcurrently), after fixing what made it fail "
-                "(duplicates for a unique index, a deadlock, a timeout)"
+                f"{drop}; then re-run the migration that created it "
+                "(AddIndexConcurrently), after fixing what made it fail (duplicates for "
+                "a unique index, a deadlock, a timeout)"
             ),
             object=index.name,
             model=probe.models.label(index.table),
             size_bytes=index.size_bytes,
             unique=index.is_unique,
+            sql=[drop],
         )
 
 
@@ -295,6 +304,14 @@ def _unused(
         else:
             continue
         unused.append(index)
+        hint = probe.models.drop_hint(
+            schema=index.schema,
+            table=index.table,
+            index=index.index,
+            columns=index.key_columns,
+            definition=index.definition or "",
+            opclasses=index.opclass_names,
+        )
         young = stats_age is not None and stats_age < min_age
         big = (index.size_bytes or 0) >= t["unused_index_warning_bytes"]
         severity: Severity = "warning" if big and not young else "info"
@@ -323,14 +340,7 @@ def _unused(
                 + "; ".join(caveats)
                 + "."
             ),
-            hint=probe.models.drop_hint(
-                schema=index.schema,
-                table=index.table,
-                index=index.index,
-                columns=index.key_columns,
-                definition=index.definition or "",
-                opclasses=index.opclass_names,
-            ),
+            hint=hint.text,
             object=index.name,
             model=probe.models.label(index.table),
             size_bytes=index.size_bytes,
@@ -339,6 +349,7 @@ def _unused(
             index=index.index,
             last_scan=iso(last),
             stats_age_seconds=stats_age,
+            **hint.data(),
         )
     return unused
 
@@ -403,7 +414,7 @@ def _duplicates(probe: Probe, by_table: dict[int, list[Index]]) -> int:
                 and getattr(head, "many_to_one", False)
                 and len(candidate.key_columns) == 1
             ):
-                hint = (
+                hint = Hint(
                     f"set db_index=False on the ForeignKey {info.label}.{head.name}: "
                     f"{kept} already serves lookups by {head.name} (run makemigrations)"
                 )
@@ -415,11 +426,12 @@ def _duplicates(probe: Probe, by_table: dict[int, list[Index]]) -> int:
                 code,
                 f"{title} {candidate.name} on {candidate.table_name}",
                 detail=detail,
-                hint=hint,
+                hint=hint.text,
                 object=candidate.name,
                 model=probe.models.label(candidate.table),
                 size_bytes=candidate.size_bytes,
                 covered_by=kept,
+                **hint.data(),
             )
     return flagged
 
@@ -484,6 +496,9 @@ def _foreign_keys(
         table = qualified(fk["schema"], fk["table"])
         ref = qualified(fk["ref_schema"], fk["ref_table"])
         columns = ", ".join(fk["columns"])
+        hint = probe.models.create_fk_index_hint(
+            fk["schema"], fk["table"], fk["columns"]
+        )
         big = fk["table_rows"] >= probe.t["fk_without_index_warning_rows"]
         info = probe.models.model(fk["table"])
         field_label = info.field_label(fk["columns"][0]) if info else None
@@ -497,13 +512,12 @@ def _foreign_keys(
                 f"~{fk['table_rows']:,} rows of {table}, and joins or filters by "
                 f"{field_label or columns} have no index to use."
             ),
-            hint=probe.models.create_fk_index_hint(
-                fk["table"], fk["columns"], f"{table} ({columns})"
-            ),
+            hint=hint.text,
             object=f"{table}.{fk['name']}",
             model=info.label if info else None,
             field=field_label,
             table_rows=fk["table_rows"],
+            **hint.data(),
         )
     probe.section("indexes")["fk_without_index_count"] = missing
     return fk_columns
@@ -555,11 +569,13 @@ def _bloat(probe: Probe, indexes: list[Index]) -> dict[int, int]:
                         f"{human_bytes(expected * BLOCK_SIZE)}: ~{human_bytes(wasted)} "
                         f"({ratio:.0%}) is dead space (an estimate from pg_stats)."
                     ),
-                    hint=f"REINDEX INDEX CONCURRENTLY {index.name};",
+                    hint=f"REINDEX INDEX CONCURRENTLY {index.sql_name}; (not inside a "
+                    "transaction)",
                     object=index.name,
                     model=probe.models.label(index.table),
                     bloat_bytes=wasted,
                     size_bytes=index.relpages * BLOCK_SIZE,
+                    sql=[f"REINDEX INDEX CONCURRENTLY {index.sql_name}"],
                 )
     probe.section("indexes")["bloat_bytes_estimate"] = total
     return estimates

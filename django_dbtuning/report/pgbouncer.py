@@ -12,7 +12,12 @@ from typing import Any
 
 import psycopg
 
-from django_dbtuning.report.findings import DatabaseReport, Finding, mark_unreachable
+from django_dbtuning.report.findings import (
+    Check,
+    DatabaseReport,
+    Finding,
+    mark_unreachable,
+)
 from django_dbtuning.report.probe import Unreachable, connect, first_line
 
 __all__ = ["collect", "is_admin_console"]
@@ -50,12 +55,16 @@ def collect(
     with conn:
         cursor = psycopg.ClientCursor(conn)
         for command in ("POOLS", "STATS", "DATABASES"):
+            check = Check(name=f"show_{command.lower()}", section="pgbouncer")
+            result.checks.append(check)
             try:
                 cursor.execute(f"SHOW {command}")
                 section[command.lower()] = [dict(row) for row in cursor.fetchall()]
             except psycopg.Error as exc:
+                # A gap like any other: check_incomplete, --fail-on fails on it.
                 section[command.lower()] = None
-                result.notes.append(f"SHOW {command} failed: {first_line(exc)}")
+                check.status = "error"
+                check.reason = f"SHOW {command} failed: {first_line(exc)}"
     for pool in section.get("pools") or []:
         waiting = int(pool.get("cl_waiting") or 0)
         maxwait = (

@@ -21,7 +21,14 @@ from psycopg.rows import dict_row
 
 from django_dbtuning.pool import connection_kwargs as pool_connection_kwargs
 from django_dbtuning.report.djangomap import ModelMap
-from django_dbtuning.report.findings import Check, DatabaseReport, Finding, Severity
+from django_dbtuning.report.findings import (
+    Check,
+    CheckStatus,
+    DatabaseReport,
+    Finding,
+    Severity,
+)
+from django_dbtuning.report.quoting import ident
 
 __all__ = ["MARKER", "Probe", "Unreachable", "connect", "connection_kwargs"]
 
@@ -164,8 +171,10 @@ class Probe:
         except errors.InsufficientPrivilege as exc:
             record.status = "skipped"
             record.reason = (
-                f"permission denied ({first_line(exc)}): GRANT pg_monitor TO "
-                f"{self.server.get('user', 'the role')}"
+                f"permission denied ({first_line(exc)}): {self.grant_pg_monitor()}"
+            )
+            record.fix = (
+                f"{self.grant_pg_monitor()}, or grant SELECT on the relation it names"
             )
         except (
             errors.UndefinedTable,
@@ -190,11 +199,16 @@ class Probe:
         )
         return None
 
-    def probe_columns(self, *relations: str, check: str = "catalog_columns") -> None:
-        """Remember which columns the catalog views have (they vary by version)."""
+    def probe_columns(
+        self, *relations: str, check: str = "catalog_columns", section: str = "server"
+    ) -> None:
+        """Remember which columns the catalog views have (they vary by version).
+
+        ``relations`` are regclass input: quote each name part (``quoting.ident``).
+        """
         rows = self.query(
             check,
-            "server",
+            section,
             "SELECT c.relname, array_agg(a.attname::text) AS columns"
             " FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
             " WHERE a.attrelid = ANY(%s::regclass[]) AND a.attnum > 0"
@@ -206,6 +220,36 @@ class Probe:
 
     def has_column(self, relation: str, column: str) -> bool:
         return column in self.columns.get(relation, set())
+
+    def gap(
+        self,
+        check: str,
+        section: str,
+        status: CheckStatus,
+        reason: str,
+        *,
+        expected: bool = False,
+        cause: str | None = None,
+        fix: str = "",
+    ) -> Check:
+        """Record a check that could not run, or ran in part, without a query failing
+        (an absent extension, rows hidden by privileges, a failed check it needs)."""
+        record = Check(
+            name=check,
+            section=section,
+            status=status,
+            reason=reason,
+            expected=expected,
+            cause=cause,
+            fix=fix,
+        )
+        self.result.checks.append(record)
+        return record
+
+    def grant_pg_monitor(self) -> str:
+        """The statement that lets this report's role see every session and statement."""
+        user = self.server.get("user")
+        return f"GRANT pg_monitor TO {ident(user) if user else '<this role>'}"
 
     # -- findings ----------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from collections.abc import Callable
 from datetime import date, datetime
@@ -93,7 +94,7 @@ def _table(rows: list[list[str]], header: list[str]) -> list[str]:
             out.append(
                 text.rjust(widths[i]) if _numeric(cell) else text.ljust(widths[i])
             )
-        return "  " + "  ".join(out).rstrip()
+        return _printable("  " + "  ".join(out).rstrip())
 
     return [line(header), "  " + "  ".join("-" * w for w in widths), *map(line, rows)]
 
@@ -136,9 +137,13 @@ def as_text(report: Report, *, style: Any | None = None) -> str:
         if skipped or db.notes:
             out.append(paint.label("  Notes"))
             for check in skipped:
-                out.append(f"  - check {check.name}: {check.status} ({check.reason})")
+                out.append(
+                    _printable(
+                        f"  - check {check.name}: {check.status} ({check.reason})"
+                    )
+                )
             for note in db.notes:
-                out.append(f"  - {note}")
+                out.append(_printable(f"  - {note}"))
         out.append("")
     out.extend(_findings(report, paint))
     return "\n".join(out).rstrip() + "\n"
@@ -390,6 +395,7 @@ _SECTION_RENDERERS: dict[str, Callable[[dict[str, Any], int, _Style], list[str]]
 
 def _findings(report: Report, paint: _Style) -> list[str]:
     if not report.findings:
+        # Only reached when every check ran: a gap is a check_incomplete finding.
         return [paint.success("No findings.")]
     counts = {
         s: sum(1 for f in report.findings if f.severity == s)
@@ -424,16 +430,45 @@ def _findings(report: Report, paint: _Style) -> list[str]:
 def _finding(finding: Finding, paint: _Style) -> list[str]:
     mark = paint.severity(finding.severity)(f"[{finding.severity.upper()}]")
     model = f" ({finding.model})" if finding.model else ""
+    title = _printable(finding.title)
     return [
-        f"{mark} {finding.code} · {finding.database} · {finding.title}{model}",
+        f"{mark} {finding.code} · {finding.database} · {title}{model}",
         _wrap(finding.detail, "    "),
-        _wrap(finding.hint, "    fix: ", "         "),
+        _wrap(finding.hint, "    fix: ", "         ", keep=_snippets(finding)),
     ]
 
 
-def _wrap(text: str, first: str, rest: str | None = None) -> str:
-    # Long SQL and index names must stay copy-pasteable: never break inside a word.
-    return textwrap.fill(
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters shown as escapes: a name holding a terminal
+    escape sequence must not drive the terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _snippets(finding: Finding) -> list[str]:
+    found = [s for s in finding.data.get("sql") or [] if isinstance(s, str)]
+    migration = finding.data.get("migration")
+    if isinstance(migration, str):
+        found.append(migration)
+    # Longest first: a statement inside the migration code is kept with it.
+    return sorted(found, key=len, reverse=True)
+
+
+def _wrap(
+    text: str, first: str, rest: str | None = None, *, keep: list[str] | None = None
+) -> str:
+    """Wrap prose, but never inside a word or inside ``keep`` (the hint's SQL and
+    migration code): a line break inside a quoted identifier or a Python string would
+    change what is pasted."""
+    kept: dict[str, str] = {}
+    for number, snippet in enumerate(keep or []):
+        if snippet in text:
+            token = f"\ue000{number}\ue001"
+            kept[token] = snippet
+            text = text.replace(snippet, token)
+    wrapped = textwrap.fill(
         text,
         width=WIDTH,
         initial_indent=first,
@@ -441,3 +476,9 @@ def _wrap(text: str, first: str, rest: str | None = None) -> str:
         break_long_words=False,
         break_on_hyphens=False,
     )
+    wrapped = _printable(wrapped)
+    for token, snippet in kept.items():
+        # A name holding a control character is shown escaped even here (JSON's
+        # data.sql has it exactly).
+        wrapped = wrapped.replace(token, _printable(snippet))
+    return wrapped

@@ -31,7 +31,14 @@ from django_dbtuning.report.findings import (
     mark_unreachable,
     thresholds,
 )
-from django_dbtuning.report.probe import Collector, Probe, Unreachable, connect
+from django_dbtuning.report.gaps import record_gaps
+from django_dbtuning.report.probe import (
+    Collector,
+    Probe,
+    Unreachable,
+    connect,
+    first_line,
+)
 
 __all__ = ["postgres_aliases", "run_report"]
 
@@ -77,16 +84,20 @@ def run_report(
     *,
     sections: Iterable[str] | None = None,
     top: int = 10,
+    requested: Iterable[str] = (),
 ) -> Report:
     """Collect the report for ``aliases`` (default: every PostgreSQL alias).
 
-    Never raises for a database problem: an unreachable alias is marked so, a failed
-    check is recorded with its reason, and everything else is still reported.
+    Never raises for a database problem: an unreachable alias is marked so, a check
+    that could not run fully is recorded with its reason and becomes a
+    ``check_incomplete`` finding, and everything else is still reported.
 
     Args:
         aliases: ``DATABASES`` aliases (a str is one alias).
         sections: a subset of :data:`SECTIONS` (a str may be comma-separated).
         top: rows per list in the sections (0 = all).
+        requested: sections the user asked for by name (``--section``): a gap in them
+            is a warning even when it is an expected one (an extension not installed).
 
     Raises:
         ValueError: an unknown alias or section, or an alias that is not PostgreSQL.
@@ -145,6 +156,8 @@ def run_report(
             )
         finally:
             result.duration = time.perf_counter() - started
+        if result.reachable:
+            record_gaps(result, report.findings, frozenset(requested))
     _intersect_replicas(report)
     order = {name: rank for rank, name in enumerate(("error", "warning", "info"))}
     report.findings.sort(
@@ -195,6 +208,15 @@ def _run_alias(
             show_sql_values=conf.LOG_PARAMETERS,
         )
         if not settings_section.server_info(probe):
+            # Every section needs the server's facts: none ran, and each says so.
+            for name in sections:
+                probe.gap(
+                    f"{name}_section",
+                    name,
+                    "skipped",
+                    "the server facts query (check server) did not complete",
+                    cause="server",
+                )
             return
         server = probe.server
         identity = (
@@ -223,10 +245,9 @@ def _run_alias(
                 # A bug or an unexpected catalog shape must cost one section, not the
                 # report.
                 logger.exception("dbreport %s: section %s failed", alias, name)
-                probe.note(f"section {name} failed: {type(exc).__name__}: {exc}")
-                result.sections.setdefault(name, {})["error"] = (
-                    f"{type(exc).__name__}: {exc}"
-                )
+                reason = f"{type(exc).__name__}: {first_line(exc)}"
+                probe.gap(f"{name}_section", name, "error", reason)
+                result.sections.setdefault(name, {})["error"] = reason
 
 
 def _intersect_replicas(report: Report) -> None:

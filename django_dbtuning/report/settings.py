@@ -139,7 +139,7 @@ def server_info(probe: Probe) -> bool:
     if not (info["pg_monitor"] or info["read_all_stats"] or info["superuser"]):
         probe.note(
             f"role {info['user']} is not a member of pg_monitor: other roles' sessions "
-            f"and query texts are hidden (GRANT pg_monitor TO {info['user']})"
+            f"and query texts are hidden ({probe.grant_pg_monitor()})"
         )
     probe.probe_columns(
         "pg_catalog.pg_stat_all_indexes",

@@ -10,6 +10,8 @@ import re
 from typing import Any
 
 from django_dbtuning.report.probe import MARKER, Probe, Row
+from django_dbtuning.report.quoting import ident
+from django_dbtuning.report.sqlkind import APPLICATION, leading_keyword
 from django_dbtuning.report.suggest import suggest
 from django_dbtuning.report.util import strip_literals
 
@@ -25,11 +27,11 @@ STATEMENTS = """
 WITH s AS (
   SELECT queryid, query, calls, {total} AS total_ms, rows, shared_blks_hit,
          shared_blks_read
-    FROM {schema}.pg_stat_statements
+    FROM {relation}
    WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
      {toplevel}
      AND query NOT LIKE %(marker)s
-     AND query !~* %(plumbing)s
+     AND (query ~* %(application)s OR query = '<insufficient privilege>')
      AND query !~ %(catalog)s
 )
 SELECT *, sum(total_ms) OVER () AS all_ms, sum(calls) OVER () AS all_calls,
@@ -37,15 +39,16 @@ SELECT *, sum(total_ms) OVER () AS all_ms, sum(calls) OVER () AS all_calls,
   FROM s ORDER BY {order} DESC LIMIT %(limit)s
 """
 
-INFO = "SELECT dealloc, stats_reset FROM {schema}.pg_stat_statements_info"
+INFO = "SELECT dealloc, stats_reset FROM {relation}"
 
-# Transaction plumbing, DDL and catalog reads (this report's, Django's introspection,
-# other monitoring tools') say nothing about the application's queries; utility statements
-# are also stored with their literals (CREATE ROLE ... PASSWORD '...').
-PLUMBING = (
-    r"^\s*(begin|start|commit|rollback|end|set|show|reset|savepoint|release|deallocate"
-    r"|discard|listen|unlisten|create|alter|drop|grant|revoke|comment|analyze|vacuum"
-    r"|reindex|cluster|checkpoint|lock|security)\M"
+# Only the application's statements, by their first word after comments and parentheses
+# (an allowlist: transaction plumbing, DDL and every other utility statement stay out,
+# and utility statements are stored with their literals, CREATE ROLE ... PASSWORD '...').
+# The server-side pattern cannot follow nested comments; sqlkind.leading_keyword checks
+# each row again in Python.
+APPLICATION_PATTERN = (
+    r"^([ \t\n\r\f\v(]|/\*([^*]|\*+[^*/])*\*+/|--[^\n\r]*[\n\r])*"
+    r"(" + "|".join(sorted(APPLICATION)) + r")\M"
 )
 CATALOG = (
     r"\m(pg_catalog|information_schema|pg_stat_[a-z_]+|pg_statio_[a-z_]+|pg_stats"
@@ -68,6 +71,11 @@ def _table(query: str) -> str | None:
     return match.group(2) or match.group(1)
 
 
+def _application(query: str | None) -> bool:
+    text = query or ""
+    return text.startswith("<insuff") or leading_keyword(text) in APPLICATION
+
+
 def collect(probe: Probe) -> None:
     section = probe.section("statements")
     ext = probe.query("pg_stat_statements", "statements", EXTENSION)
@@ -75,16 +83,26 @@ def collect(probe: Probe) -> None:
         return
     if not ext:
         section["installed"] = False
-        probe.note(
-            "pg_stat_statements is not installed: add it to shared_preload_libraries, "
-            "restart, and CREATE EXTENSION pg_stat_statements (no statements section)"
+        # An optional extension: an expected gap, unless --section statements asked.
+        probe.gap(
+            "statements",
+            "statements",
+            "skipped",
+            "pg_stat_statements is not installed",
+            expected=True,
+            fix=(
+                "add pg_stat_statements to shared_preload_libraries, restart, and "
+                "CREATE EXTENSION pg_stat_statements"
+            ),
         )
         return
-    schema = ext[0]["schema"]
     section["installed"] = True
     section["extension_version"] = ext[0]["version"]
+    section["extension_schema"] = ext[0]["schema"]
+    # The extension may live in any schema ("Monitoring"): qualify, quoted.
+    relation = ident(ext[0]["schema"], "pg_stat_statements")
     probe.probe_columns(
-        f"{schema}.pg_stat_statements", check="pg_stat_statements_columns"
+        relation, check="pg_stat_statements_columns", section="statements"
     )
     has = set(probe.columns.get("pg_stat_statements", set()))
     total = (
@@ -97,14 +115,14 @@ def collect(probe: Probe) -> None:
     toplevel = "AND toplevel" if "toplevel" in has else ""
     limit = max(probe.top, 100)
     sql = STATEMENTS.format(
-        total=total, schema=schema, toplevel=toplevel, order="total_ms"
+        total=total, relation=relation, toplevel=toplevel, order="total_ms"
     )
     by_calls = STATEMENTS.format(
-        total=total, schema=schema, toplevel=toplevel, order="calls"
+        total=total, relation=relation, toplevel=toplevel, order="calls"
     )
     params: dict[str, Any] = {
         "marker": f"{MARKER}%",
-        "plumbing": PLUMBING,
+        "application": APPLICATION_PATTERN,
         "catalog": CATALOG,
         "limit": limit,
     }
@@ -115,9 +133,11 @@ def collect(probe: Probe) -> None:
     )
     if results is None:
         return
-    top, frequent = results
+    top, frequent = ([r for r in rows if _application(r["query"])] for rows in results)
     info = probe.query(
-        "pg_stat_statements_info", "statements", INFO.format(schema=schema)
+        "pg_stat_statements_info",
+        "statements",
+        INFO.format(relation=ident(ext[0]["schema"], "pg_stat_statements_info")),
     )
     if info:
         section["deallocations"] = info[0]["dealloc"]
@@ -145,9 +165,14 @@ def collect(probe: Probe) -> None:
     section["calls"] = int(top[0]["all_calls"]) if top else 0
     hidden = sum(1 for r in rows.values() if (r["query"] or "").startswith("<insuff"))
     if hidden:
-        probe.note(
-            f"{hidden} statement text(s) of other roles are hidden: GRANT pg_monitor TO "
-            f"{probe.server.get('user')}"
+        probe.gap(
+            "statement_texts",
+            "statements",
+            "partial",
+            f"{hidden} statement text(s) of other roles are hidden "
+            "(no N+1 or missing-index judgement for them)",
+            expected=True,
+            fix=probe.grant_pg_monitor(),
         )
     section["top"] = [
         _summary(probe, r, all_ms) for r in top[: probe.top if probe.top else None]

@@ -15,12 +15,14 @@ import re
 from collections.abc import Iterable
 
 from django_dbtuning.report.probe import Probe, Row
+from django_dbtuning.report.quoting import column_list, ident
 from django_dbtuning.report.util import qualified
 
 __all__ = ["suggest"]
 
 LEADING = """
 SELECT t.relname AS "table", n.nspname AS schema,
+       pg_table_is_visible(t.oid) AS visible,
        GREATEST(t.reltuples, 0)::bigint AS rows,
        ARRAY(SELECT a.attname::text
                FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
@@ -35,19 +37,36 @@ SELECT t.relname AS "table", n.nspname AS schema,
 """
 
 STATS = """
-SELECT tablename AS "table", attname AS "column", n_distinct, null_frac
+SELECT schemaname AS schema, tablename AS "table", attname AS "column", n_distinct,
+       null_frac
   FROM pg_stats WHERE tablename = ANY(%s)
 """
 
+# A name as PostgreSQL writes it: quoted (inner quotes doubled) or a plain word.
+_QUOTED = r'"(?:[^"]|"")+"'
+_NAME = rf"(?:{_QUOTED}|[A-Za-z_][\w$]*)"
 _SINGLE_TABLE = re.compile(
-    r'^\s*(?:SELECT\b.*?\bFROM|UPDATE|DELETE\s+FROM)\s+"?(?P<table>[a-z_][\w$]*)"?\s',
+    rf"^\s*(?:SELECT\b.*?\bFROM|UPDATE|DELETE\s+FROM)\s+"
+    rf"(?P<relation>{_NAME}(?:\.{_NAME})?)(?:\s|$)",
     re.I | re.S,
 )
 _JOIN = re.compile(r"\bJOIN\b|\bFROM\b[^()]*?,", re.I)
+# Django quotes every column: "table"."column" = $1, "schema"."table"."column" IN (...).
 _FILTER = re.compile(
-    r'(?:"(?P<t>[\w$]+)"\.)?"(?P<c>[\w$]+)"\s*(?P<op>=|<=|>=|<|>|IN\b|=\s*ANY)',
+    rf"(?P<qualifier>(?:{_NAME}\.){{0,2}})(?P<c>{_QUOTED})\s*"
+    r"(?P<op>=|<=|>=|<|>|IN\b|=\s*ANY)",
     re.I,
 )
+_PART = re.compile(_NAME)
+
+
+def _names(text: str) -> list[str]:
+    """``"Other Schema".t`` -> ``['Other Schema', 't']``: quotes undone, plain words
+    folded to lower case, as PostgreSQL reads them."""
+    return [
+        part[1:-1].replace('""', '"') if part.startswith('"') else part.lower()
+        for part in _PART.findall(text)
+    ]
 
 
 def _where(query: str) -> str | None:
@@ -71,22 +90,33 @@ def _where(query: str) -> str | None:
 
 def filters(query: str) -> tuple[str, list[tuple[str, bool]]] | None:
     """``(table, [(column, is_range), ...])`` for a single-table statement, else None."""
+    found = relation_filters(query)
+    return (found[1], found[2]) if found is not None else None
+
+
+def relation_filters(
+    query: str,
+) -> tuple[str | None, str, list[tuple[str, bool]]] | None:
+    """``(schema or None, table, [(column, is_range), ...])`` for a single-table
+    statement, else None."""
     head = _SINGLE_TABLE.match(query)
-    if head is None or _JOIN.search(query[head.start("table") :]):
+    if head is None or _JOIN.search(query[head.start("relation") :]):
         return None
-    table = head.group("table")
+    *qualifier, table = _names(head.group("relation"))
+    schema = qualifier[0] if qualifier else None
     where = _where(query)
     if where is None or re.search(r"\bOR\b", where, re.I):
         return None
     found: list[tuple[str, bool]] = []
     for match in _FILTER.finditer(where):
-        if match.group("t") not in (None, table):
+        parts = _names(match.group("qualifier"))
+        if parts and (parts[-1] != table or (len(parts) == 2 and parts[0] != schema)):
             continue
-        column = match.group("c")
+        column = _names(match.group("c"))[0]
         is_range = match.group("op") in ("<", ">", "<=", ">=")
         if column not in (c for c, _ in found):
             found.append((column, is_range))
-    return (table, found) if found else None
+    return (schema, table, found) if found else None
 
 
 def _rows_per_value(rows: int, stats: Row | None) -> float | None:
@@ -100,10 +130,27 @@ def _rows_per_value(rows: int, stats: Row | None) -> float | None:
     return max(1.0, rows * (1 - float(stats["null_frac"] or 0)) / distinct)
 
 
+Relation = tuple[str, str]
+
+
+def _resolve(
+    schema: str | None, table: str, known: dict[Relation, Row]
+) -> Relation | None:
+    """The relation a statement names: its schema when qualified, else the table the
+    search path shows (or the only one of that name)."""
+    if schema is not None:
+        return (schema, table) if (schema, table) in known else None
+    matches = [key for key in known if key[1] == table]
+    visible = [key for key in matches if known[key]["visible"]]
+    if visible:
+        return visible[0]
+    return matches[0] if len(matches) == 1 else None
+
+
 def suggest(probe: Probe, statements: Iterable[Row], all_ms: float) -> None:
     """Add ``missing_index`` findings for the costly statements of ``statements``."""
     t = probe.t
-    candidates: list[tuple[Row, str, list[tuple[str, bool]]]] = []
+    candidates: list[tuple[Row, str | None, str, list[tuple[str, bool]]]] = []
     for row in statements:
         calls = row["calls"] or 0
         share = float(row["total_ms"]) / all_ms if all_ms else 0.0
@@ -112,12 +159,12 @@ def suggest(probe: Probe, statements: Iterable[Row], all_ms: float) -> None:
             and float(row["total_ms"]) / max(1, calls) < t["slow_query_mean_ms"]
         ):
             continue
-        parsed = filters(row["query"] or "")
+        parsed = relation_filters(row["query"] or "")
         if parsed is not None:
-            candidates.append((row, parsed[0], parsed[1]))
+            candidates.append((row, *parsed))
     if not candidates:
         return
-    tables = sorted({table for _, table, _ in candidates})
+    tables = sorted({table for _, _, table, _ in candidates})
     results = probe.queries(
         "index_suggestions",
         "statements",
@@ -126,43 +173,47 @@ def suggest(probe: Probe, statements: Iterable[Row], all_ms: float) -> None:
     if results is None:
         return
     leading_rows, stats_rows = results
-    sizes: dict[str, int] = {}
-    schemas: dict[str, str] = {}
-    indexed: dict[str, list[list[str]]] = {}
+    known: dict[Relation, Row] = {}
+    indexed: dict[Relation, list[list[str]]] = {}
     for r in leading_rows:
-        sizes[r["table"]] = r["rows"]
-        schemas[r["table"]] = r["schema"]
+        key = (r["schema"], r["table"])
+        known[key] = r
         if r["columns"] and r["valid"] and r["full_index"]:
-            indexed.setdefault(r["table"], []).append(list(r["columns"]))
-    stats = {(r["table"], r["column"]): r for r in stats_rows}
-    suggested: set[tuple[str, tuple[str, ...]]] = set()
-    for row, table, columns in candidates:
-        rows = sizes.get(table, 0)
+            indexed.setdefault(key, []).append(list(r["columns"]))
+    stats = {(r["schema"], r["table"], r["column"]): r for r in stats_rows}
+    suggested: set[tuple[Relation, tuple[str, ...]]] = set()
+    for row, schema, table, columns in candidates:
+        relation = _resolve(schema, table, known)
+        if relation is None:
+            continue
+        rows = known[relation]["rows"]
         if rows < t["missing_index_min_rows"]:
             continue
-        chosen = _choose(rows, table, columns, stats)
+        chosen = _choose(rows, relation, columns, stats)
         if not chosen:
             continue
         names = [c for c, _ in chosen]
-        if any(existing[: len(names)] == names for existing in indexed.get(table, [])):
+        if any(
+            existing[: len(names)] == names for existing in indexed.get(relation, [])
+        ):
             continue
-        key = (table, tuple(names))
-        if key in suggested:
+        if (relation, tuple(names)) in suggested:
             continue
-        suggested.add(key)
-        _finding(probe, row, table, schemas.get(table, "public"), rows, chosen, all_ms)
+        suggested.add((relation, tuple(names)))
+        _finding(probe, row, relation, rows, chosen, all_ms)
 
 
 def _choose(
     rows: int,
-    table: str,
+    relation: Relation,
     columns: list[tuple[str, bool]],
-    stats: dict[tuple[str, str], Row],
+    stats: dict[tuple[str, str, str], Row],
 ) -> list[tuple[str, float]]:
     estimated = [
         (column, per_value, is_range)
         for column, is_range in columns
-        if (per_value := _rows_per_value(rows, stats.get((table, column)))) is not None
+        if (per_value := _rows_per_value(rows, stats.get((*relation, column))))
+        is not None
     ]
     # Equality columns first, most selective first; a range column can only end it.
     estimated.sort(key=lambda item: (item[2], item[1]))
@@ -189,12 +240,12 @@ def _choose(
 def _finding(
     probe: Probe,
     row: Row,
-    table: str,
-    schema: str,
+    relation: Relation,
     rows: int,
     chosen: list[tuple[str, float]],
     all_ms: float,
 ) -> None:
+    schema, table = relation
     info = probe.models.model(table)
     columns = [c for c, _ in chosen]
     estimate = chosen[-1][1]
@@ -202,6 +253,10 @@ def _finding(
     share = float(row["total_ms"]) / all_ms if all_ms else 0.0
     mean = float(row["total_ms"]) / max(1, calls)
     name = qualified(schema, table)
+    create = (
+        f"CREATE INDEX CONCURRENTLY ON {ident(schema, table)} {column_list(columns)}"
+    )
+    sql: list[str] = []
     if info is not None:
         fields = [
             found.name if (found := info.field_for(c)) is not None else c
@@ -213,9 +268,10 @@ def _finding(
             "with EXPLAIN (ANALYZE) before and after"
         )
     else:
+        sql = [create]
         hint = (
-            f"CREATE INDEX CONCURRENTLY ON {name} ({', '.join(columns)}); confirm with "
-            "EXPLAIN (ANALYZE) before and after"
+            f"{create}; (not inside a transaction) confirm with EXPLAIN (ANALYZE) "
+            "before and after"
         )
     probe.add(
         "warning",
@@ -234,4 +290,5 @@ def _finding(
         columns=columns,
         queryid=row["queryid"],
         estimated_rows=estimate,
+        **({"sql": sql} if sql else {}),
     )

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from django_dbtuning.report.probe import Probe, Row
+from django_dbtuning.report.quoting import ident
 from django_dbtuning.report.util import human_seconds, iso, qualified
 
 __all__ = ["collect"]
@@ -30,7 +31,8 @@ SELECT sn.nspname AS seq_schema, seq.relname AS sequence, tn.nspname AS schema,
        t.relname AS "table", a.attname AS "column",
        format_type(a.atttypid, a.atttypmod) AS column_type,
        ps.data_type::text AS sequence_type, ps.last_value, ps.max_value, ps.increment_by,
-       has_sequence_privilege(seq.oid, 'SELECT,USAGE') AS readable
+       has_sequence_privilege(seq.oid, 'SELECT,USAGE') AS readable,
+       d.deptype = 'i' AS identity
   FROM pg_depend d
   JOIN pg_class seq ON seq.oid = d.objid AND seq.relkind = 'S'
   JOIN pg_namespace sn ON sn.oid = seq.relnamespace
@@ -63,6 +65,11 @@ COLUMN_MAX = {
     "integer": 2_147_483_647,
     "bigint": 9_223_372_036_854_775_807,
 }
+
+
+def _first(*values: float | None) -> float:
+    # A per-table 0 is a setting, not "unset": `or` would skip it.
+    return next((v for v in values if v is not None), 0.0)
 
 
 def _reloption(options: list[str] | None, name: str) -> float | None:
@@ -174,6 +181,7 @@ def _tables(probe: Probe, rows: list[Row]) -> None:
     heavy = []
     for row in rows:
         table = qualified(row["schema"], row["table"])
+        sql_table = ident(row["schema"], row["table"])
         label = probe.models.label(row["table"])
         live = row["n_live_tup"] or 0
         dead = row["n_dead_tup"] or 0
@@ -214,6 +222,10 @@ def _tables(probe: Probe, rows: list[Row]) -> None:
             dead >= t["dead_tuples_min"]
             and dead / max(1, live + dead) >= t["dead_tuples_ratio"]
         ):
+            vacuum = f"VACUUM (ANALYZE) {sql_table}"
+            tune = (
+                f"ALTER TABLE {sql_table} SET (autovacuum_vacuum_scale_factor = 0.02)"
+            )
             probe.add(
                 "warning",
                 "dead_tuples",
@@ -225,14 +237,14 @@ def _tables(probe: Probe, rows: list[Row]) -> None:
                     "transaction keeps them visible."
                 ),
                 hint=(
-                    f"VACUUM (ANALYZE) {table}; then lower autovacuum_vacuum_scale_factor "
-                    f"for it (ALTER TABLE {table} SET (autovacuum_vacuum_scale_factor = "
-                    "0.02)) and look for idle-in-transaction sessions"
+                    f"{vacuum}; then lower autovacuum_vacuum_scale_factor for it "
+                    f"({tune}) and look for idle-in-transaction sessions"
                 ),
                 object=table,
                 model=label,
                 dead_tuples=dead,
                 live_tuples=live,
+                sql=[vacuum, tune],
             )
     section["seq_scan_heavy"] = len(heavy)
     largest = sorted(rows, key=lambda r: r["total_bytes"] or r["size_bytes"] or 0)
@@ -273,20 +285,31 @@ def _vacuum(
     t = probe.t
     reltuples = max(row["reltuples"] or 0, row["n_live_tup"] or 0)
     options = row["reloptions"]
-    vac_threshold = (
-        _reloption(options, "autovacuum_vacuum_threshold")
-        or av.get("autovacuum_vacuum_threshold", 50)
+    vac_threshold = _first(
+        _reloption(options, "autovacuum_vacuum_threshold"),
+        av.get("autovacuum_vacuum_threshold"),
+        50,
     ) + (
-        _reloption(options, "autovacuum_vacuum_scale_factor")
-        or av.get("autovacuum_vacuum_scale_factor", 0.2)
-    ) * reltuples
-    an_threshold = (
-        _reloption(options, "autovacuum_analyze_threshold")
-        or av.get("autovacuum_analyze_threshold", 50)
+        _first(
+            _reloption(options, "autovacuum_vacuum_scale_factor"),
+            av.get("autovacuum_vacuum_scale_factor"),
+            0.2,
+        )
+        * reltuples
+    )
+    an_threshold = _first(
+        _reloption(options, "autovacuum_analyze_threshold"),
+        av.get("autovacuum_analyze_threshold"),
+        50,
     ) + (
-        _reloption(options, "autovacuum_analyze_scale_factor")
-        or av.get("autovacuum_analyze_scale_factor", 0.1)
-    ) * reltuples
+        _first(
+            _reloption(options, "autovacuum_analyze_scale_factor"),
+            av.get("autovacuum_analyze_scale_factor"),
+            0.1,
+        )
+        * reltuples
+    )
+    sql_table = ident(row["schema"], row["table"])
     last_vacuum = _latest(row["last_vacuum"], row["last_autovacuum"])
     last_analyze = _latest(row["last_analyze"], row["last_autoanalyze"])
     dead = row["n_dead_tup"] or 0
@@ -314,14 +337,15 @@ def _vacuum(
                 "locks or long transactions, or too slow for this table's churn."
             ),
             hint=(
-                f"VACUUM (ANALYZE, VERBOSE) {table}; check autovacuum is on and look for "
-                "long-running and idle-in-transaction sessions (dbreport --section "
+                f"VACUUM (ANALYZE, VERBOSE) {sql_table}; check autovacuum is on and look "
+                "for long-running and idle-in-transaction sessions (dbreport --section "
                 "connections)"
             ),
             object=table,
             model=label,
             dead_tuples=dead,
             last_vacuum=iso(last_vacuum),
+            sql=[f"VACUUM (ANALYZE, VERBOSE) {sql_table}"],
         )
     modified = row["n_mod_since_analyze"] or 0
     analyze_age = _age_days(now, last_analyze)
@@ -342,11 +366,12 @@ def _vacuum(
                 "estimates for it are stale, which picks bad plans (typical after a bulk "
                 "load with COPY or bulk_create)."
             ),
-            hint=f"ANALYZE {table}; (run it after every bulk load)",
+            hint=f"ANALYZE {sql_table}; (run it after every bulk load)",
             object=table,
             model=label,
             modified_rows=modified,
             last_analyze=iso(last_analyze),
+            sql=[f"ANALYZE {sql_table}"],
         )
 
 
@@ -378,12 +403,11 @@ def _sequences(probe: Probe) -> None:
     rows = probe.query("sequences", "tables", SEQUENCES)
     if rows is None:
         return
-    t = probe.t
     worst = 0.0
     unreadable = []
     for row in rows:
         if not row["readable"]:
-            unreadable.append(f"{row['seq_schema']}.{row['sequence']}")
+            unreadable.append(qualified(row["seq_schema"], row["sequence"]))
             continue
         column_type = row["column_type"]
         limit = COLUMN_MAX.get(column_type)
@@ -392,54 +416,74 @@ def _sequences(probe: Probe) -> None:
         limit = min(limit, row["max_value"] or limit)
         ratio = row["last_value"] / limit
         worst = max(worst, ratio)
-        if ratio < t["sequence_warning_ratio"]:
-            continue
-        table = qualified(row["schema"], row["table"])
-        info = probe.models.model(row["table"])
-        field_label = info.field_label(row["column"]) if info else None
-        narrower = (
-            f" The sequence is {row['sequence_type']} but the column is {column_type}: "
-            "it will fail at the column's limit first."
-            if row["sequence_type"] != column_type
-            else ""
-        )
-        hint = (
-            f"ALTER TABLE {table} ALTER COLUMN {row['column']} TYPE bigint (rewrites the "
-            "table under an exclusive lock: plan a maintenance window or a shadow-column "
-            "migration)"
-        )
-        if field_label and column_type != "bigint":
-            hint = (
-                f"make {field_label} a BigAutoField/BigIntegerField (set DEFAULT_AUTO_FIELD "
-                f"= 'django.db.models.BigAutoField' for new models) and migrate; {hint}"
-            )
-        probe.add(
-            "error" if ratio >= t["sequence_error_ratio"] else "warning",
-            "sequence_near_overflow",
-            f"{table}.{row['column']} is {ratio:.0%} of its {column_type} range",
-            detail=(
-                f"{row['seq_schema']}.{row['sequence']} feeds {table}.{row['column']} "
-                f"({column_type}) and is at {row['last_value']:,} of {limit:,} "
-                f"({ratio:.1%}); inserts fail once it passes the limit.{narrower}"
-            ),
-            hint=hint,
-            object=f"{table}.{row['column']}",
-            model=info.label if info else None,
-            field=field_label,
-            ratio=ratio,
-            last_value=row["last_value"],
-            max_value=limit,
-        )
+        if ratio >= probe.t["sequence_warning_ratio"]:
+            _overflow(probe, row, ratio, limit)
     section = probe.section("tables")
     section["sequence_usage_max_ratio"] = worst
     section["sequences"] = len(rows)
     section["unreadable_sequences"] = len(unreadable)
     if unreadable:
-        probe.note(
-            f"{len(unreadable)} sequence(s) unreadable without USAGE/SELECT "
-            f"({', '.join(unreadable[:5])}{'…' if len(unreadable) > 5 else ''}): "
-            "grant SELECT on them, or run as the owner, to check overflow"
+        probe.gap(
+            "sequence_values",
+            "tables",
+            "partial",
+            f"{len(unreadable)} of {len(rows)} sequence(s) are unreadable without "
+            f"USAGE or SELECT ({', '.join(unreadable[:5])}"
+            f"{'…' if len(unreadable) > 5 else ''}): their overflow is not checked",
+            expected=True,
+            fix="grant SELECT on them (or pg_read_all_data), or run as their owner",
         )
+
+
+def _overflow(probe: Probe, row: Row, ratio: float, limit: int) -> None:
+    column_type = row["column_type"]
+    table = qualified(row["schema"], row["table"])
+    info = probe.models.model(row["table"])
+    field_label = info.field_label(row["column"]) if info else None
+    narrower = (
+        f" The sequence is {row['sequence_type']} but the column is {column_type}: "
+        "it will fail at the column's limit first."
+        if row["sequence_type"] != column_type
+        else ""
+    )
+    statements = [
+        f"ALTER TABLE {ident(row['schema'], row['table'])} "
+        f"ALTER COLUMN {ident(row['column'])} TYPE bigint"
+    ]
+    if row["sequence_type"] != "bigint" and not row["identity"]:
+        # An identity column's sequence follows the column's type; a serial's does not.
+        statements.append(
+            f"ALTER SEQUENCE {ident(row['seq_schema'], row['sequence'])} AS bigint"
+        )
+    hint = (
+        "; ".join(statements)
+        + "; (rewrites the table under an exclusive lock: plan a maintenance window or "
+        "a shadow-column migration)"
+    )
+    if field_label and column_type != "bigint":
+        hint = (
+            f"make {field_label} a BigAutoField/BigIntegerField (set DEFAULT_AUTO_FIELD "
+            f"= 'django.db.models.BigAutoField' for new models) and migrate; or {hint}"
+        )
+    probe.add(
+        "error" if ratio >= probe.t["sequence_error_ratio"] else "warning",
+        "sequence_near_overflow",
+        f"{table}.{row['column']} is {ratio:.0%} of its {column_type} range",
+        detail=(
+            f"{qualified(row['seq_schema'], row['sequence'])} feeds "
+            f"{table}.{row['column']} ({column_type}) and is at {row['last_value']:,} "
+            f"of {limit:,} ({ratio:.1%}); inserts fail once it passes the limit."
+            f"{narrower}"
+        ),
+        hint=hint,
+        object=f"{table}.{row['column']}",
+        model=info.label if info else None,
+        field=field_label,
+        ratio=ratio,
+        last_value=row["last_value"],
+        max_value=limit,
+        sql=statements,
+    )
 
 
 def _invalid_constraints(probe: Probe) -> None:
@@ -447,6 +491,10 @@ def _invalid_constraints(probe: Probe) -> None:
     for row in rows or []:
         table = qualified(row["schema"], row["table"])
         kind = "foreign key" if row["type"] == "f" else "check constraint"
+        validate = (
+            f"ALTER TABLE {ident(row['schema'], row['table'])} "
+            f"VALIDATE CONSTRAINT {ident(row['name'])}"
+        )
         probe.add(
             "warning",
             "invalid_constraint",
@@ -457,10 +505,10 @@ def _invalid_constraints(probe: Probe) -> None:
                 "planner cannot rely on it."
             ),
             hint=(
-                f"ALTER TABLE {table} VALIDATE CONSTRAINT {row['name']}; (takes only a "
-                "SHARE UPDATE EXCLUSIVE lock; in a migration: "
+                f"{validate}; (takes only a SHARE UPDATE EXCLUSIVE lock; in a migration: "
                 "django.contrib.postgres.operations.ValidateConstraint)"
             ),
             object=f"{table}.{row['name']}",
             model=probe.models.label(row["table"]),
+            sql=[validate],
         )

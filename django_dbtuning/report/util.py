@@ -5,11 +5,10 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
+from django_dbtuning.sqllex import masked_text
+
 __all__ = ["human_bytes", "human_seconds", "iso", "quote_ident", "strip_literals"]
 
-_STRING = re.compile(r"(?:E|e)?'(?:[^']|'')*'")
-_DOLLAR = re.compile(r"\$(\w*)\$.*?\$\1\$", re.DOTALL)
-_NUMBER = re.compile(r"(?<![\w$.])-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?\b")
 _SPACE = re.compile(r"\s+")
 
 
@@ -44,16 +43,15 @@ def iso(value: datetime | None) -> str | None:
 
 
 def strip_literals(sql: str, *, limit: int = 300) -> str:
-    """``sql`` with string and number literals replaced by ``?``, whitespace collapsed.
+    """``sql`` with every literal replaced by ``?``, comments dropped, whitespace collapsed.
 
     pg_stat_activity shows queries with their values inlined (Django's psycopg backend
     binds client-side), and values may be personal data: the report never shows them
-    unless ``DBTUNING["LOG_PARAMETERS"]`` asks.
+    unless ``DBTUNING["LOG_PARAMETERS"]`` asks. The same lexer as the N+1 fingerprints
+    (:mod:`django_dbtuning.sqllex`) draws the literals; a text it cannot read to the end
+    (pg_stat_activity cuts long queries mid-string) shows ``?…`` from that point.
     """
-    text = _DOLLAR.sub("?", sql)
-    text = _STRING.sub("?", text)
-    text = _NUMBER.sub("?", text)
-    text = _SPACE.sub(" ", text).strip()
+    text = masked_text(sql)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from argparse import ArgumentParser
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from django_dbtuning.report import SECTIONS, as_json, as_prometheus, as_text, run_report
+from django_dbtuning.report import (
+    SECTIONS,
+    Report,
+    as_json,
+    as_prometheus,
+    as_text,
+    run_report,
+)
 
 FORMATS = ("text", "json", "prometheus")
 
@@ -29,15 +37,48 @@ def _sections(values: list[str] | None) -> list[str] | None:
     return chosen
 
 
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _check_output(path: Path) -> None:
+    """Refuse an --output the report could not be written to, before running it.
+
+    A missing directory is not created: a typo in a node_exporter textfile directory
+    would otherwise write metrics no scraper ever reads.
+    """
+    where = str(path)
+    if path.is_dir():
+        raise CommandError(f"--output {where}: is a directory", returncode=1)
+    parent = path.parent
+    if not parent.is_dir():
+        problem = "is not a directory" if parent.exists() else "does not exist"
+        raise CommandError(f"--output {where}: {parent} {problem}", returncode=1)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise CommandError(
+            f"--output {where}: no permission to create files in {parent}",
+            returncode=1,
+        )
+
+
 def _write_atomically(path: Path, text: str) -> None:
     # A scraper (node_exporter's textfile collector) must never read a half-written file.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as exc:
+        raise CommandError(
+            f"--output {path}: cannot write there ({exc.strerror})", returncode=1
+        ) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise CommandError(
+            f"--output {path}: cannot write there ({exc.strerror})", returncode=1
+        ) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -51,6 +92,24 @@ class Command(BaseCommand):
     )
     # The report opens its own read-only connections; Django's checks are not needed.
     requires_system_checks: list[str] = []
+
+    def create_parser(
+        self, prog_name: str, subcommand: str, **kwargs: Any
+    ) -> CommandParser:
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+
+        def error(message: str) -> NoReturn:
+            # Exit code 2 means "a database was unreachable" (README): a wrong argument
+            # is 1, in one line, from the command line and from call_command alike
+            # (argparse would print the usage and exit 2).
+            text = _one_line(f"{message} (see {parser.prog} --help)")
+            if parser.called_from_command_line:
+                self.stderr.write(f"CommandError: {text}")
+                sys.exit(1)
+            raise CommandError(text, returncode=1)
+
+        parser.error = error  # type: ignore[method-assign]
+        return parser
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument(
@@ -76,7 +135,18 @@ class Command(BaseCommand):
         parser.add_argument(
             "--fail-on",
             choices=("warning", "error"),
-            help="Exit with status 1 when a finding is at least this severe (for CI).",
+            help=(
+                "Exit with status 1 when a finding is at least this severe, or when a "
+                "check could not run (check_incomplete, warning level), for CI."
+            ),
+        )
+        parser.add_argument(
+            "--allow-partial",
+            action="store_true",
+            help=(
+                "With --fail-on: accept a report whose checks did not all run "
+                "(check_incomplete findings are still reported)."
+            ),
         )
         parser.add_argument(
             "--top",
@@ -99,14 +169,21 @@ class Command(BaseCommand):
         sections: list[str] | None,
         output: str | None,
         fail_on: str | None,
+        allow_partial: bool,
         top: int,
         per_index: bool,
         **options: Any,
     ) -> None:
         if top < 0:
             raise CommandError(f"--top must be >= 0, got {top}")
+        chosen = _sections(sections)
+        target = Path(output) if output else None
+        if target is not None:
+            _check_output(target)
         try:
-            report = run_report(databases, sections=_sections(sections), top=top)
+            report = run_report(
+                databases, sections=chosen, top=top, requested=chosen or ()
+            )
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         if format == "json":
@@ -117,23 +194,39 @@ class Command(BaseCommand):
             except ImportError as exc:
                 raise CommandError(str(exc)) from None
         else:
-            colour = output is None and not options.get("no_color")
+            colour = target is None and not options.get("no_color")
             text = as_text(report, style=self.style if colour else None)
-        if output:
-            _write_atomically(Path(output), text)
+        if target is not None:
+            _write_atomically(target, text)
         else:
             self.stdout.write(text, ending="")
         unreachable = report.unreachable()
         if unreachable:
             raise CommandError(
-                "; ".join(f"{db.alias}: {db.error}" for db in unreachable),
+                _one_line("; ".join(f"{db.alias}: {db.error}" for db in unreachable)),
                 returncode=2,
             )
         if fail_on:
-            failing = report.at_least("warning" if fail_on == "warning" else "error")
-            if failing:
-                codes = sorted({f.code for f in failing})
-                raise CommandError(
-                    f"{len(failing)} finding(s) at {fail_on} or worse: {', '.join(codes)}",
-                    returncode=1,
-                )
+            self._fail_on(report, fail_on, allow_partial=allow_partial)
+
+    def _fail_on(self, report: Report, fail_on: str, *, allow_partial: bool) -> None:
+        found, gaps = report.failures(
+            "warning" if fail_on == "warning" else "error", allow_partial=allow_partial
+        )
+        problems = []
+        if found:
+            codes = sorted({f.code for f in found})
+            problems.append(
+                f"{len(found)} finding(s) at {fail_on} or worse: {', '.join(codes)}"
+            )
+        if gaps:
+            checks = ", ".join(
+                f"{f.database}/{f.data.get('check')} ({f.data.get('status')})"
+                for f in gaps
+            )
+            problems.append(
+                f"{len(gaps)} check(s) incomplete: {checks} (--allow-partial accepts "
+                "a partial report)"
+            )
+        if problems:
+            raise CommandError(_one_line("; ".join(problems)), returncode=1)

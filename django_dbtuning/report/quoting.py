@@ -1,0 +1,58 @@
+"""SQL and Python text for the report's hints, safe to paste whatever the names hold.
+
+Names come from the catalogs, and a table, index, constraint or column may be called
+anything (``Chk Val; DROP TABLE x``, ``ParentId``, ``a"b``). Every identifier in a hint is
+therefore quoted the way ``psycopg.sql.Identifier`` and Django's ``sqlmigrate`` quote them:
+always in double quotes with inner quotes doubled, and schema-qualified so that the
+statement means the same object whatever the pasting session's ``search_path``. Python
+snippets (``migrations.RunSQL(...)``) carry their SQL as ``repr()`` literals, which
+``ast.literal_eval`` reads back to the same text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+__all__ = ["column_list", "ident", "literal", "qualified_ident", "run_sql"]
+
+
+def ident(*parts: str) -> str:
+    """``"part"."part"``: each part double-quoted, inner double quotes doubled.
+
+    Always quoting costs a little readability and is never wrong: an unquoted name is
+    folded to lower case and may collide with a keyword of a later PostgreSQL.
+    """
+    if not parts:
+        raise ValueError("an identifier needs at least one part")
+    return ".".join('"' + part.replace('"', '""') + '"' for part in parts)
+
+
+def qualified_ident(schema: str, name: str) -> str:
+    """``"schema"."name"``, schema included even for ``public``."""
+    return ident(schema, name)
+
+
+def column_list(columns: Iterable[str]) -> str:
+    """``("a", "B c")`` for an index or constraint column list."""
+    return "(" + ", ".join(ident(column) for column in columns) + ")"
+
+
+def literal(value: str) -> str:
+    """A string literal PostgreSQL reads back as ``value``, as its ``quote_literal``.
+
+    Single quotes are doubled; a value holding a backslash becomes an ``E''`` literal with
+    backslashes doubled, which means the same with ``standard_conforming_strings`` on
+    or off.
+    """
+    quoted = "'" + value.replace("'", "''") + "'"
+    if "\\" in value:
+        return "E" + quoted.replace("\\", "\\\\")
+    return quoted
+
+
+def run_sql(sql: str, reverse_sql: str | None = None) -> str:
+    """``migrations.RunSQL(...)`` as Python source whose strings are exactly ``sql``
+    and ``reverse_sql`` (``repr()`` literals: quotes and backslashes escaped)."""
+    if reverse_sql is None:
+        return f"migrations.RunSQL({sql!r})"
+    return f"migrations.RunSQL({sql!r}, reverse_sql={reverse_sql!r})"
