@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import DataError, IntegrityError
+from django.db import DataError, IntegrityError, OperationalError
 
 __all__ = [
+    "CopyConcurrencyError",
     "CopyDataError",
     "CopyError",
     "CopyIntegrityError",
@@ -95,6 +96,32 @@ class CopyIntegrityError(CopyError, IntegrityError):
     """A row broke a constraint: NOT NULL, unique, foreign key, check."""
 
     __module__ = "django_dbtuning"
+
+
+class CopyConcurrencyError(CopyError, OperationalError):
+    """Another transaction stopped the load: deadlock, serialization failure, lock or
+    statement timeout. The load was rolled back and wrote nothing; retrying may succeed.
+
+    ``first_row`` and ``last_row`` (0-based input indexes) bound the rows being written
+    when it happened, ``batch`` is the 0-based batch (None for the final upsert
+    statement, which writes every row of the load at once).
+    """
+
+    __module__ = "django_dbtuning"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        first_row: int | None = None,
+        last_row: int | None = None,
+        batch: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.first_row = first_row
+        self.last_row = last_row
+        self.batch = batch
 
 
 class InvalidDatabaseURL(DbTuningError, ValueError):

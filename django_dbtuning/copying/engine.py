@@ -20,7 +20,6 @@ Per batch:
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,13 +37,15 @@ from psycopg.pq import Format
 
 from django_dbtuning.copying import dumpers
 from django_dbtuning.copying.errors import (
+    Locator,
+    concurrency_error,
     copy_error,
-    find_row_by_key,
     problem_error,
     row_error,
 )
 from django_dbtuning.copying.plan import DB_DEFAULT, Column, ModelPlan, RowProblem
 from django_dbtuning.copying.sources import Batch, Source, gc_paused, open_source
+from django_dbtuning.copying.upsert import Staging
 from django_dbtuning.exceptions import CopyError
 
 __all__ = ["CopyResult", "check_backend", "copy_from"]
@@ -154,7 +155,16 @@ class _Load:
         self.sequence: str | None = None
         self.explicit_pk = False
         self.deferred_fks: list[str] = []
-        self.staging: str | None = None
+        self.staging: Staging | None = None
+        self.locator = Locator()
+        # Rows of the batch being written, for errors: (batch number, first, last).
+        self.batch = (0, 0, 0)
+        self.batches = 0
+        # Instances of an upsert with return_ids: their ids are known at the end.
+        self.pending: list[models.Model] = []
+        # Rows made from Python values may be converted again on a dumper error; CSV
+        # cells were converted once already and some go to the server as text.
+        self.convertible = True
         self.predicate = ""
         self.predicate_params: list[Any] = []
         self.binary = True
@@ -168,6 +178,8 @@ class _Load:
         columns = source.columns
         self.columns = columns
         self.short = source.short
+        self.locator = Locator(line_of=source.line_of, headers=source.headers)
+        self.convertible = not source.text
         self.binary = not source.text and all(
             c.pg_type is not None and c.known for c in columns
         )
@@ -256,19 +268,21 @@ class _Load:
         if self.binary:
             dumpers.install(cursor.cursor, {c.pg_type or "" for c in self.columns})
         if self.on_conflict is not None:
-            self.staging = self.qn(f"dbtuning_copy_{uuid.uuid4().hex[:16]}")
-            cols = ", ".join(self.qn(c.column) for c in self.columns)
-            cursor.execute(
-                f"CREATE TEMPORARY TABLE {self.staging} ON COMMIT DROP AS "
-                f"SELECT {cols} FROM {self.table} WITH NO DATA"
+            pk = self.plan.columns.get(self.plan.pk.name)
+            self.staging = Staging(
+                self.connection,
+                label=self.label,
+                table=self.table,
+                pk=pk if pk in self.columns else None,
+                columns=self.columns,
+                keys=self.keys,
+                updates=self.updates,
+                on_conflict=self.on_conflict,
+                predicate=self.predicate.removeprefix(" WHERE "),
+                predicate_params=self.predicate_params,
+                locator=self.locator,
             )
-            alters = ["ADD COLUMN dbtuning_row int8 GENERATED ALWAYS AS IDENTITY"]
-            alters += [
-                f"ALTER COLUMN {self.qn(c.column)} SET NOT NULL"
-                for c in self.columns
-                if c.not_null
-            ]
-            cursor.execute(f"ALTER TABLE {self.staging} {', '.join(alters)}")
+            self.staging.create(cursor)
 
     def pk_sequence(self, cursor: CursorWrapper) -> str | None:
         if self.sequence is None:
@@ -280,10 +294,10 @@ class _Load:
         return self.sequence or None
 
     def finish(self, cursor: CursorWrapper) -> None:
+        if self.staging is not None:
+            self.merge(cursor, self.staging)
         if self.deferred_fks:
             cursor.execute(f"SET CONSTRAINTS {', '.join(self.deferred_fks)} DEFERRED")
-        if self.staging is not None:
-            cursor.execute(f"DROP TABLE IF EXISTS {self.staging}")
         if self.explicit_pk and self.plan.pk_is_auto:
             # Explicit ids went in: move the sequence past them, never backwards.
             sequence = self.pk_sequence(cursor)
@@ -296,11 +310,47 @@ class _Load:
                     [sequence],
                 )
 
+    def merge(self, cursor: CursorWrapper, staging: Staging) -> None:
+        """Write the staged rows of an upsert with one INSERT ... ON CONFLICT."""
+        pk = self.qn(self.plan.pk.column or "")
+        if getattr(self.connection, "pg_version", 0) >= 180000:
+            returning = (
+                f"RETURNING WITH (OLD AS dbtuning_old) dbtuning_old.{pk} IS NULL"
+            )
+        else:
+            returning = "RETURNING dbtuning_t.xmax = 0"
+        created, updated = staging.merge(
+            cursor,
+            deferred_fks=self.deferred_fks,
+            sequence=lambda: self.pk_sequence(cursor),
+            returning=returning,
+        )
+        self.result.created += created
+        self.result.updated += updated
+        if self.return_ids:
+            ids = staging.ids(cursor, self.plan.pk.column or "")
+            self.result.ids = ids
+            if self.pending:
+                self.set_pks(self.pending, ids)
+        staging.drop(cursor)
+
+    def set_pks(self, objs: Sequence[models.Model], ids: Sequence[Any] | None) -> None:
+        # As bulk_create does: an instance whose row is known is no longer "adding".
+        pk_attname = self.plan.pk.attname
+        for obj, pk in zip(objs, ids or [None] * len(objs), strict=True):
+            if pk is not None:
+                obj.__dict__[pk_attname] = pk
+            if obj.__dict__.get(pk_attname) is not None:
+                obj._state.adding = False
+                obj._state.db = self.alias
+
     # -- one batch ---------------------------------------------------------------
 
     def load(self, cursor: CursorWrapper, batch: Batch) -> None:
         columns = self.columns
         rows = batch.rows
+        self.batch = (self.batches, batch.start, batch.start + len(rows) - 1)
+        self.batches += 1
         pk_pos = next(
             (i for i, c in enumerate(columns) if c.field.primary_key and c.optional),
             None,
@@ -311,13 +361,24 @@ class _Load:
             )
         if pk_pos is not None and self.return_ids and self.on_conflict is None:
             rows = self.allocate_ids(cursor, rows, pk_pos)
-        groups = list(self.groups(rows, batch.start))
-        ids: list[Any] | None = [None] * len(rows) if self.return_ids else None
-        for group_columns, group_rows, index_of, positions in groups:
-            if self.on_conflict is None:
+        for group_columns, group_rows, index_of, positions in self.groups(
+            rows, batch.start
+        ):
+            if self.staging is None:
                 self.copy_rows(cursor, self.table, group_columns, group_rows, index_of)
             else:
-                self.upsert(cursor, group_columns, group_rows, index_of, positions, ids)
+                self.copy_rows(
+                    cursor, self.staging.name, group_columns, group_rows, index_of
+                )
+                self.staging.add(group_columns, len(group_rows), batch.start, positions)
+        self.result.rows += len(rows)
+        if self.staging is not None:
+            if batch.objs is not None:
+                if self.return_ids:
+                    self.pending.extend(batch.objs)
+                else:
+                    self.set_pks(batch.objs, None)
+            return
         if self.deferred_fks:
             try:
                 cursor.execute(
@@ -328,29 +389,17 @@ class _Load:
                 if isinstance(cause, psycopg.Error):
                     self.raise_for(cause, columns, rows, batch.start)
                 raise
-        self.result.rows += len(rows)
-        if self.on_conflict is None:
-            self.result.created += len(rows)
-        if ids is not None and self.on_conflict is None:
+        self.result.created += len(rows)
+        ids: list[Any] | None = None
+        if self.return_ids:
             pk_at = next(
                 (i for i, c in enumerate(columns) if c.field.primary_key), None
             )
-            if pk_at is not None:
-                ids = [r[pk_at] for r in rows]
-        if ids is not None:
+            ids = [r[pk_at] for r in rows] if pk_at is not None else [None] * len(rows)
             assert self.result.ids is not None
             self.result.ids.extend(ids)
         if batch.objs is not None:
-            # As bulk_create does: an instance whose row is known is no longer "adding".
-            pk_attname = self.plan.pk.attname
-            for obj, pk in zip(
-                batch.objs, ids or [None] * len(batch.objs), strict=True
-            ):
-                if pk is not None:
-                    obj.__dict__[pk_attname] = pk
-                if obj.__dict__.get(pk_attname) is not None:
-                    obj._state.adding = False
-                    obj._state.db = self.alias
+            self.set_pks(batch.objs, ids)
 
     def raise_for(
         self, exc: psycopg.Error, columns: list[Column], rows: Sequence[Row], start: int
@@ -361,9 +410,21 @@ class _Load:
             columns=columns,
             index_of=lambda j: start + j,
             rows=rows,
-        )
+            locator=self.locator,
+        ) or self.transient(exc, "checking the foreign keys of batch")
         if error is not None:
             raise error from exc
+
+    def transient(self, exc: psycopg.Error, stage: str) -> Exception | None:
+        number, first, last = self.batch
+        return concurrency_error(
+            exc,
+            label=self.label,
+            stage=f"{stage} {number}",
+            first_row=first,
+            last_row=last,
+            batch=number,
+        )
 
     def allocate_ids(
         self, cursor: CursorWrapper, rows: list[Row], pk_pos: int
@@ -518,7 +579,15 @@ class _Load:
                 _with_wrappers(cursor, statement, run)
         except psycopg.Error as exc:
             error = copy_error(
-                exc, label=self.label, columns=columns, index_of=index_of, rows=rows
+                exc,
+                label=self.label,
+                columns=columns,
+                index_of=index_of,
+                rows=rows,
+                locator=self.locator,
+            ) or self.transient(
+                exc,
+                "staging batch" if self.staging is not None else "copying batch",
             )
             if error is not None:
                 raise error from exc
@@ -547,7 +616,10 @@ class _Load:
                     raise
                 # The fast path met a value of another type: convert this row the way
                 # Django would and try again. psycopg drops the half-written row.
-                fixed = self.convert(columns, rows[j], index_of(j))
+                if self.convertible:
+                    fixed = self.convert(columns, rows[j], index_of(j))
+                else:
+                    fixed = list(rows[j])
                 try:
                     write(fixed)
                 except Exception as again:
@@ -555,7 +627,12 @@ class _Load:
                         raise
                     column, reason = self.culprit(raw, columns, fixed, again)
                     raise row_error(
-                        self.label, index_of(j), column, reason, integrity=False
+                        self.label,
+                        index_of(j),
+                        column,
+                        reason,
+                        integrity=False,
+                        locator=self.locator,
                     ) from again
 
     def convert(self, columns: list[Column], row: Row, index: int) -> list[Any]:
@@ -566,7 +643,12 @@ class _Load:
             except Exception as exc:
                 message = "; ".join(getattr(exc, "messages", None) or [str(exc)])
                 raise row_error(
-                    self.label, index, column.name, message, integrity=False
+                    self.label,
+                    index,
+                    column.name,
+                    message,
+                    integrity=False,
+                    locator=self.locator,
                 ) from exc
         return values
 
@@ -592,94 +674,6 @@ class _Load:
             except Exception as inner:
                 return column.name, f"cannot store a {type(value).__name__}: {inner}"
         return None, str(exc)
-
-    # -- upsert ------------------------------------------------------------------
-
-    def upsert(
-        self,
-        cursor: CursorWrapper,
-        columns: list[Column],
-        rows: list[Row],
-        index_of: Callable[[int], int],
-        positions: list[int] | None,
-        ids: list[Any] | None,
-    ) -> None:
-        assert self.staging is not None
-        qn = self.qn
-        cursor.execute(f"TRUNCATE {self.staging} RESTART IDENTITY")
-        self.copy_rows(cursor, self.staging, columns, rows, index_of)
-        cols = ", ".join(qn(c.column) for c in columns)
-        keys = [qn(k.column) for k in self.keys]
-        if keys:
-            guard = ""
-            nullable = [qn(k.column) for k in self.keys if k.field.null]
-            if nullable:
-                # NULL keys never conflict: keep every such row.
-                guard = ", CASE WHEN {} THEN dbtuning_row END".format(
-                    " OR ".join(f"{k} IS NULL" for k in nullable)
-                )
-            select = (
-                f"SELECT DISTINCT ON ({', '.join(keys)}{guard}) {cols} "
-                f"FROM {self.staging} "
-                f"ORDER BY {', '.join(keys)}{guard}, dbtuning_row DESC"
-            )
-            target = f"({', '.join(keys)}){self.predicate}"
-        else:
-            select = f"SELECT {cols} FROM {self.staging} ORDER BY dbtuning_row"
-            target = ""
-        present = {c.name for c in columns}
-        if self.on_conflict == "update":
-            sets = [
-                f"{qn(c.column)} = EXCLUDED.{qn(c.column)}"
-                for c in self.updates
-                if c.name in present
-            ]
-            if not sets:
-                sets = [f"{keys[0]} = EXCLUDED.{keys[0]}"]
-            action = f"DO UPDATE SET {', '.join(sets)}"
-        else:
-            action = "DO NOTHING"
-        pk = qn(self.plan.pk.column or "")
-        if getattr(self.connection, "pg_version", 0) >= 180000:
-            returning = (
-                f"RETURNING WITH (OLD AS dbtuning_old) dbtuning_old.{pk} IS NULL"
-            )
-        else:
-            returning = "RETURNING dbtuning_t.xmax = 0"
-        statement = (
-            f"WITH dbtuning_ins AS (INSERT INTO {self.table} AS dbtuning_t ({cols}) "
-            f"{select} ON CONFLICT {target} {action} {returning} AS created) "
-            "SELECT count(*) FILTER (WHERE created), count(*) FILTER (WHERE NOT created)"
-            " FROM dbtuning_ins"
-        )
-        try:
-            cursor.execute(statement, self.predicate_params or None)
-        except Exception as exc:
-            cause = exc.__cause__
-            if isinstance(cause, psycopg.Error):
-                position, _ = find_row_by_key(cause.diag.message_detail, columns, rows)
-                error = copy_error(
-                    cause,
-                    label=self.label,
-                    columns=columns,
-                    index_of=index_of if position is not None else None,
-                    rows=rows,
-                )
-                if error is not None:
-                    raise error from cause
-            raise
-        created, updated = cursor.fetchone() or (0, 0)
-        self.result.created += created
-        self.result.updated += updated
-        if ids is not None and keys:
-            join = " AND ".join(f"t.{k} = s.{k}" for k in keys)
-            cursor.execute(
-                f"SELECT s.dbtuning_row, t.{pk} FROM {self.staging} s "
-                f"JOIN {self.table} t ON {join}"
-            )
-            for row_number, pk_value in cursor.fetchall():
-                j = row_number - 1
-                ids[positions[j] if positions is not None else j] = pk_value
 
 
 def copy_from(
@@ -762,7 +756,9 @@ def copy_from(
                     if bar is not None:
                         bar(len(batch.rows))
             except RowProblem as problem:
-                raise problem_error(load.label, problem) from problem.__cause__
+                raise problem_error(
+                    load.label, problem, load.locator
+                ) from problem.__cause__
             load.finish(cursor)
     except CopyError:
         raise

@@ -10,45 +10,134 @@ line, only ``Key (col)=(value)``; the row is then found by that value in the bat
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 
 from django_dbtuning.copying.plan import Column, RowProblem
-from django_dbtuning.exceptions import CopyDataError, CopyError, CopyIntegrityError
+from django_dbtuning.exceptions import (
+    CopyConcurrencyError,
+    CopyDataError,
+    CopyError,
+    CopyIntegrityError,
+)
 
-__all__ = ["copy_error", "row_error"]
+__all__ = ["Locator", "concurrency_error", "copy_error", "row_error"]
+
+# Errors another transaction (or a timeout) causes: the load itself may be fine.
+TRANSIENT = {
+    "40P01": "deadlock",
+    "40001": "serialization failure",
+    "55P03": "lock timeout",
+    "57014": "statement timeout or cancel",
+}
+
+
+@dataclass
+class Locator:
+    """How an input row and a field are named in messages (CSV: line and header)."""
+
+    line_of: Callable[[int], int | None] | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def row(self, row: int) -> str:
+        line = self.line_of(row) if self.line_of is not None else None
+        return f"row {row}" if line is None else f"row {row} (CSV line {line})"
+
+    def column(self, name: str) -> str:
+        header = self.headers.get(name)
+        if header is None or header == name:
+            return f"column {name!r}"
+        return f"column {header!r} (field {name!r})"
+
+
+_PLAIN = Locator()
 
 _CONTEXT = re.compile(r"COPY [^,\n]+, line (\d+)(?:, column ([^:\n]+))?")
 _KEY = re.compile(r"Key \((?P<cols>.+?)\)=\((?P<vals>.*)\)(?: already exists| is not)")
 
 
 def _message(
-    label: str, row: int | None, column: str | None, text: str, detail: str | None
+    label: str,
+    row: int | None,
+    column: str | None,
+    text: str,
+    detail: str | None,
+    locator: Locator | None = None,
 ) -> str:
+    locator = locator or _PLAIN
     where = []
     if row is not None:
-        where.append(f"row {row}")
+        where.append(locator.row(row))
     if column is not None:
-        where.append(f"column {column!r}")
+        where.append(locator.column(column))
     located = f" at {', '.join(where)}" if where else ""
     suffix = f" ({detail})" if detail else ""
     return f"COPY into {label} failed{located}: {text}{suffix}"
 
 
 def row_error(
-    label: str, row: int | None, column: str | None, text: str, *, integrity: bool
+    label: str,
+    row: int | None,
+    column: str | None,
+    text: str,
+    *,
+    integrity: bool,
+    locator: Locator | None = None,
 ) -> CopyError:
     """A CopyError for a problem found in Python, before PostgreSQL saw the row."""
     cls = CopyIntegrityError if integrity else CopyDataError
-    return cls(_message(label, row, column, text, None), row=row, column=column)
+    return cls(
+        _message(label, row, column, text, None, locator), row=row, column=column
+    )
 
 
-def problem_error(label: str, problem: RowProblem) -> CopyError:
+def problem_error(
+    label: str, problem: RowProblem, locator: Locator | None = None
+) -> CopyError:
     """The CopyError for a :class:`RowProblem` raised while rows were read or built."""
     return row_error(
-        label, problem.row, problem.column, problem.message, integrity=problem.integrity
+        label,
+        problem.row,
+        problem.column,
+        problem.message,
+        integrity=problem.integrity,
+        locator=locator,
+    )
+
+
+def concurrency_error(
+    exc: psycopg.Error,
+    *,
+    label: str,
+    stage: str,
+    first_row: int | None,
+    last_row: int | None,
+    batch: int | None,
+) -> CopyConcurrencyError | None:
+    """The CopyConcurrencyError for a deadlock, serialization failure or timeout."""
+    sqlstate = exc.sqlstate or ""
+    kind = TRANSIENT.get(sqlstate)
+    if kind is None:
+        return None
+    primary = exc.diag.message_primary or str(exc).strip().splitlines()[0]
+    rows = ""
+    if first_row is not None and last_row is not None:
+        rows = f" (rows {first_row}-{last_row})"
+    message = (
+        f"COPY into {label} stopped by a {kind} while {stage}{rows}: {primary}. "
+        "The load was rolled back and wrote nothing; retrying it may succeed."
+    )
+    return CopyConcurrencyError(
+        message,
+        first_row=first_row,
+        last_row=last_row,
+        batch=batch,
+        pg_message=primary,
+        sqlstate=sqlstate,
+        detail=exc.diag.message_detail,
     )
 
 
@@ -91,11 +180,14 @@ def copy_error(
     columns: Sequence[Column],
     index_of: Callable[[int], int] | None,
     rows: Sequence[Sequence[Any]] | None = None,
+    locator: Locator | None = None,
+    located: int | None = None,
 ) -> CopyError | None:
     """The CopyError for a server error during a load, or None for other errors.
 
     ``index_of`` maps a 0-based position in the failed COPY to the input index; ``rows``
-    (the rows of that COPY or batch) lets a ``Key (...)=(...)`` detail find its row.
+    (the rows of that COPY or batch) lets a ``Key (...)=(...)`` detail find its row;
+    ``located`` is the input index when the caller found the row another way.
     """
     sqlstate = exc.sqlstate or ""
     if not sqlstate.startswith(("22", "23")):
@@ -118,12 +210,12 @@ def copy_error(
         column = column or key_field
     elif column is None and detail:
         _, column = find_row_by_key(detail, columns, ())
-    row = None
+    row = located
     if position is not None and index_of is not None:
         row = index_of(position)
     cls = CopyIntegrityError if sqlstate.startswith("23") else CopyDataError
     return cls(
-        _message(label, row, column, primary, detail),
+        _message(label, row, column, primary, detail, locator),
         row=row,
         column=column,
         pg_message=primary,

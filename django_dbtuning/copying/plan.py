@@ -12,6 +12,7 @@ would accept a wrong value silently (any truthy object into ``bool``, a ``dateti
 from __future__ import annotations
 
 import datetime
+import decimal
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.fields import NOT_PROVIDED
 from django.utils import timezone
 
-__all__ = ["DB_DEFAULT", "Column", "ModelPlan", "RowProblem"]
+__all__ = ["DB_DEFAULT", "TEXT_INTERNAL_TYPES", "Column", "ModelPlan", "RowProblem"]
 
 Converter = Callable[[Any], Any]
 
@@ -111,16 +112,19 @@ _CONVERSION_METHODS = (
     "pre_save",
     "db_type",
 )
-_TEXT_INTERNAL_TYPES = {
-    "CharField",
-    "TextField",
-    "SlugField",
-    "EmailField",
-    "URLField",
-    "FilePathField",
-    "FileField",
-    "ImageField",
-}
+# Fields whose values are text as given (a CSV cell goes in as it is).
+TEXT_INTERNAL_TYPES = frozenset(
+    {
+        "CharField",
+        "TextField",
+        "SlugField",
+        "EmailField",
+        "URLField",
+        "FilePathField",
+        "FileField",
+        "ImageField",
+    }
+)
 
 
 def pg_type_name(db_type: str | None) -> str | None:
@@ -366,6 +370,23 @@ class ModelPlan:
                 "({v} if {v} is True or {v} is False or {v} is None else {f}({v}))"
             )
             return boolean
+        if internal == "DecimalField":
+            # Decimal('NaN') and infinities pass psycopg's numeric dumper; Django's
+            # to_python refuses them (save() and bulk_create do), so the slow path does.
+            slow = column.slow
+            decimal_type = decimal.Decimal
+
+            def finite(value: Any) -> Any:
+                if type(value) is decimal_type and value.is_finite():
+                    return value
+                return slow(value)
+
+            column.inline = (
+                "({v} if type({v}) is Decimal and {v}.is_finite() else {f}({v}))"
+            )
+            return finite
+        if internal == "ArrayField" and _has_decimals(f):
+            return column.slow
         if internal == "DateField":
             slow = column.slow
             date = datetime.date
@@ -395,6 +416,13 @@ def _check_ints(value: Any, low: int, high: int, name: str) -> None:
             _check_ints(item, low, high, name)
     elif isinstance(value, int) and not low <= value <= high:
         raise ValueError(f"{value} is out of range for type {name}")
+
+
+def _has_decimals(f: Any) -> bool:
+    """An ArrayField (of arrays) of DecimalField: its items need Django's checks."""
+    while f.get_internal_type() == "ArrayField":
+        f = f.base_field
+    return bool(f.get_internal_type() == "DecimalField")
 
 
 def _identity(value: Any) -> Any:

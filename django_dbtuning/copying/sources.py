@@ -12,10 +12,8 @@ per-key path that applies defaults and names unknown keys.
 
 from __future__ import annotations
 
-import codecs
-import csv
+import decimal
 import gc
-import io
 import itertools
 import os
 import uuid
@@ -27,7 +25,14 @@ from typing import Any
 
 from django.db import models
 
-from django_dbtuning.copying.plan import DB_DEFAULT, Column, ModelPlan, RowProblem
+from django_dbtuning.copying.csvinput import CsvReader, lifted_field_limit, open_text
+from django_dbtuning.copying.plan import (
+    DB_DEFAULT,
+    TEXT_INTERNAL_TYPES,
+    Column,
+    ModelPlan,
+    RowProblem,
+)
 
 __all__ = ["Batch", "Source", "open_source"]
 
@@ -76,6 +81,10 @@ class Source:
         self.text = text
         self.total = total
         self.closers: list[Callable[[], None]] = []
+        # CSV: where each row of the current batch starts, and the header of each field.
+        self.mark: Callable[[int], None] = _no_mark
+        self.line_of: Callable[[int], int | None] = _no_line
+        self.headers: dict[str, str] = {}
 
     def finish(self) -> None:
         """Compile the per-row builder once the columns' converters are chosen."""
@@ -87,6 +96,7 @@ class Source:
         """Yield batches of at most ``size`` rows, building each row once."""
         start = 0
         while True:
+            self.mark(start)
             with gc_paused():
                 chunk, rows = self._build(size, start)
             if not chunk:
@@ -115,6 +125,14 @@ class Source:
 
 
 # -- helpers -------------------------------------------------------------------------
+
+
+def _no_mark(start: int) -> None:
+    return None
+
+
+def _no_line(row: int) -> int | None:
+    return None
 
 
 @contextmanager
@@ -322,6 +340,7 @@ def _compiled(
         "generic": generic,
         "RowProblem": RowProblem,
         "DB": DB_DEFAULT,
+        "Decimal": decimal.Decimal,
     }
     exprs = []
     for i, (name, column) in enumerate(zip(names, columns, strict=False)):
@@ -505,6 +524,8 @@ def _tuple_source(
     *,
     text: bool = False,
     cell: Callable[[Column], Callable[[Any], Any] | None] | None = None,
+    shape: str = "values (fields=)",
+    width: int | None = None,
 ) -> Source:
     if fields is None:
         raise ValueError(
@@ -521,6 +542,7 @@ def _tuple_source(
     columns = given + filler.columns
     tail = filler.tail_maker()
     n = len(given)
+    expected = n if width is None else width
     tuple_type = tuple
 
     def build(row: Any) -> Row:
@@ -531,7 +553,7 @@ def _tuple_source(
                 )
             row = tuple_type(row)
         if len(row) != n:
-            raise RowProblem(f"expected {n} values (fields=), got {len(row)}")
+            raise RowProblem(f"expected {expected} {shape}, got {len(row)}")
         return row + tail()  # type: ignore[no-any-return]
 
     if cell is not None:
@@ -657,6 +679,41 @@ def _instance_source(
 
 # -- CSV -----------------------------------------------------------------------------
 
+# Cells the server parses itself: PostgreSQL's own text forms (JSON, array literals, bytea
+# as written by COPY TO), which Django has no parser for.
+_SERVER_PARSED = {"JSONField", "ArrayField", "BinaryField"}
+
+
+def _csv_cell(column: Column) -> Callable[[Any], Any] | None:
+    """How one CSV cell becomes a value: None where the text goes to the server as is.
+
+    Text stays text; an empty cell is NULL except in a NOT NULL text column (the empty
+    string, as Django stores it) and except when quoted (``""``, see csvinput). Other
+    cells go through the field's own Django conversion, so a CSV is held to what
+    ``save()`` accepts: ``NaN`` into a DecimalField, ``yes`` into a BooleanField or a date
+    in year 10000 are refused, naive datetimes warn and are made aware.
+    """
+    f = column.field
+    internal = f.get_internal_type() if column.known else None
+    if internal in TEXT_INTERNAL_TYPES:
+        return None
+    if internal in _SERVER_PARSED:
+        return _empty_to_none
+    name = column.name
+
+    def convert(value: Any) -> Any:
+        if value is None or value == "":
+            return None
+        try:
+            return column.slow(value)
+        except RowProblem:
+            raise
+        except Exception as exc:
+            reason = "; ".join(getattr(exc, "messages", None) or [str(exc)])
+            raise RowProblem(reason, column=name) from exc
+
+    return convert
+
 
 def _csv_source(
     plan: ModelPlan,
@@ -669,40 +726,59 @@ def _csv_source(
     quotechar: str,
     encoding: str,
 ) -> Source:
+    options: tuple[tuple[str, Any], ...] = (
+        ("delimiter", delimiter),
+        ("quotechar", quotechar),
+    )
+    for name, value in options:
+        if not isinstance(value, str) or len(value) != 1 or value in "\r\n":
+            raise ValueError(f"{name} must be one character, not {value!r}")
+    if delimiter == quotechar:
+        raise ValueError("delimiter and quotechar must differ")
+    release = lifted_field_limit()
     closers: list[Callable[[], None]] = []
-    handle: Any
-    if isinstance(source, str | os.PathLike):
-        handle = open(source, encoding=encoding, newline="")  # noqa: SIM115
-        closers.append(handle.close)
-    elif isinstance(source, io.TextIOBase):
-        handle = source
-    elif hasattr(source, "read"):
-        probe = source.read(0)
-        if isinstance(probe, bytes):
-            handle = codecs.getreader(encoding)(source)
-        else:
-            handle = source
-    else:  # pragma: no cover - guarded by the caller
-        raise TypeError(f"cannot read CSV from {type(source).__name__}")
-    reader = csv.reader(handle, delimiter=delimiter, quotechar=quotechar)
+    try:
+        handle, closers, encoding = open_text(source, encoding)
+        reader = CsvReader(
+            handle, delimiter=delimiter, quotechar=quotechar, encoding=encoding
+        )
+        src = _csv_columns(plan, reader, fields=fields, header=header, mapping=mapping)
+    except BaseException:
+        for closer in closers:
+            closer()
+        release()
+        raise
+    src.closers = [*closers, release]
+    return src
+
+
+def _csv_columns(
+    plan: ModelPlan,
+    reader: CsvReader,
+    *,
+    fields: Sequence[str] | None,
+    header: bool,
+    mapping: Mapping[str, str | None] | None,
+) -> Source:
     skip: set[int] = set()
+    headers: dict[str, str] = {}
     if header:
+        reader.header_rows = 1
         try:
-            names = next(reader)
+            names = [str(n) for n in next(reader)]
         except StopIteration:
             names = []
         if not names:
             raise ValueError("the CSV file is empty: expected a header row")
+        reader.names = names
         keys: list[str] = []
         for position, name in enumerate(names):
             target = mapping.get(name, name) if mapping is not None else name
-            if target is None:
-                skip.add(position)
-                continue
-            if fields is not None and target not in fields:
+            if target is None or (fields is not None and target not in fields):
                 skip.add(position)
                 continue
             keys.append(target)
+            headers[target] = name
         if mapping:
             unknown = set(mapping) - set(names)
             if unknown:
@@ -714,29 +790,45 @@ def _csv_source(
         if fields is None:
             raise ValueError("a CSV file without a header needs fields=[...]")
         keys = list(fields)
-    rows: Iterator[list[str]] = reader
+    width = len(keys) + len(skip)
+    keep = [i for i in range(width) if i not in skip]
+    given = _key_columns(plan, keys)
+    # Where an unquoted empty cell (NULL) and a quoted one ("") differ: nullable text.
+    text_types = TEXT_INTERNAL_TYPES
+    reader.nulls_in(
+        [
+            position
+            for position, column in zip(keep, given, strict=True)
+            if column.field.null
+            and column.known
+            and column.field.get_internal_type() in text_types
+        ]
+    )
+    shape = (
+        f"cells like the header ({', '.join(reader.names)})"
+        if header
+        else "cells (fields=)"
+    )
+    rows: Iterator[Any] = reader
     if skip:
-        keep = [i for i in range(len(keys) + len(skip)) if i not in skip]
         picker = itemgetter(*keep) if len(keep) > 1 else None
 
-        def pick(row: list[str]) -> Any:
-            if len(row) != len(keep) + len(skip):
-                return row  # a wrong length is reported by the tuple builder
+        def pick(row: list[Any]) -> Any:
+            if len(row) != width:
+                raise RowProblem(
+                    f"expected {width} {shape}, got {len(row)}",
+                    row=reader.records - reader.header_rows - 1,
+                )
             return picker(row) if picker else (row[keep[0]],)
 
         rows = map(pick, reader)
-
-    def cell(column: Column) -> Callable[[Any], Any] | None:
-        # csv cannot tell "" from an unquoted empty cell: empty means NULL, except in
-        # a NOT NULL text column, where it is the empty string Django would store.
-        text_like = column.field.empty_strings_allowed and not column.field.null
-        if text_like:
-            return None
-        return _empty_to_none
-
-    src = _tuple_source(plan, rows, keys, None, text=True, cell=cell)
+    src = _tuple_source(
+        plan, rows, keys, None, text=True, cell=_csv_cell, shape=shape, width=width
+    )
     src.kind = "csv"
-    src.closers = closers
+    src.mark = reader.mark
+    src.line_of = reader.line_of
+    src.headers = {plan.column(k).name: h for k, h in headers.items()}
     return src
 
 

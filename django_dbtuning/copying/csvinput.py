@@ -1,0 +1,321 @@
+"""Reading CSV input for ``copy_from``: decoding, rows, NULLs and errors that name a line.
+
+Only the ``csv`` module decides what a row is. Bytes are decoded by ``io.TextIOWrapper``
+with ``newline=""`` (never ``codecs.getreader``, whose ``readline`` also ends lines at
+``\\u2028``, ``\\x85``, ``\\x0c`` and other separators inside a value), with
+``errors="surrogateescape"`` so that an undecodable byte is reported with its row, line and
+cell instead of a bare ``UnicodeDecodeError`` somewhere ahead of the row being read.
+
+NULL and the empty string follow PostgreSQL's own CSV format, which ``copy_to`` writes: an
+unquoted empty cell is NULL and a quoted one (``""``) is the empty string. Python's ``csv``
+returns ``""`` for both (before 3.12), so for rows with an empty cell in a column where the
+difference matters (nullable text), the raw text of the record is kept and its quoting read
+by :func:`quoted_fields`, which is checked against the ``csv`` module's own fields.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import csv
+import io
+import os
+import sys
+import threading
+from array import array
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from django_dbtuning.copying.plan import RowProblem
+
+__all__ = ["CsvReader", "lifted_field_limit", "open_text", "quoted_fields"]
+
+
+# -- the csv module's field size limit ------------------------------------------------
+
+_limit_lock = threading.Lock()
+_limit_users = 0
+_limit_saved = 0
+
+
+def _largest_limit() -> int:
+    # The limit is a C long: sys.maxsize does not fit where long is 32 bits (Windows).
+    limit = sys.maxsize
+    while True:
+        try:
+            csv.field_size_limit(limit)
+            return limit
+        except OverflowError:
+            limit //= 2
+
+
+def lifted_field_limit() -> Callable[[], None]:
+    """Lift ``csv.field_size_limit`` (process-global) for one load; call the result after.
+
+    Loads in several threads share one lift: the first sets the largest limit, the last
+    one out puts the previous value back, so a cell over 128 KiB loads while any load
+    runs and other csv users get their limit back afterwards.
+    """
+    global _limit_users, _limit_saved
+    with _limit_lock:
+        if _limit_users == 0:
+            _limit_saved = csv.field_size_limit()
+            _largest_limit()
+        _limit_users += 1
+    released = False
+
+    def release() -> None:
+        global _limit_users
+        nonlocal released
+        if released:
+            return
+        released = True
+        with _limit_lock:
+            _limit_users -= 1
+            if _limit_users == 0:
+                csv.field_size_limit(_limit_saved)
+
+    return release
+
+
+# -- decoding -------------------------------------------------------------------------
+
+
+class _Binary(io.RawIOBase):
+    """Any object with ``read(n) -> bytes`` as a raw stream that TextIOWrapper accepts.
+
+    Wrapping (rather than handing the caller's object to TextIOWrapper) also means that
+    closing or collecting the wrapper never closes the caller's file.
+    """
+
+    def __init__(self, source: Any) -> None:
+        super().__init__()
+        self.source = source
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.source.read(len(buffer))
+        n = len(data)
+        buffer[:n] = data
+        return n
+
+
+def open_text(source: Any, encoding: str) -> tuple[Any, list[Callable[[], None]], str]:
+    """A text stream over ``source`` (path, text or binary file), its closers, encoding."""
+    closers: list[Callable[[], None]] = []
+    codec = codecs.lookup(encoding).name
+    # utf-8-sig drops a byte order mark at the start (and only there).
+    decode_as = "utf-8-sig" if codec == "utf-8" else encoding
+    if isinstance(source, str | os.PathLike):
+        handle: Any = open(  # noqa: SIM115 - closed by the source's closers
+            source, encoding=decode_as, errors="surrogateescape", newline=""
+        )
+        closers.append(handle.close)
+        return handle, closers, encoding
+    if isinstance(source, io.TextIOBase):
+        if isinstance(source, io.TextIOWrapper):
+            # csv needs newline="": a wrapper that translates "\r\n" inside a quoted
+            # value to "\n" would change the data. Possible only before the first read.
+            with contextlib.suppress(ValueError, io.UnsupportedOperation):
+                source.reconfigure(newline="")
+        return source, closers, getattr(source, "encoding", None) or encoding
+    if not hasattr(source, "read"):  # pragma: no cover - guarded by the caller
+        raise TypeError(f"cannot read CSV from {type(source).__name__}")
+    probe = source.read(0)
+    if not isinstance(probe, bytes | bytearray):
+        return source, closers, encoding  # some other text stream (read() -> str)
+    buffered = io.BufferedReader(_Binary(source))
+    handle = io.TextIOWrapper(
+        buffered, encoding=decode_as, errors="surrogateescape", newline=""
+    )
+
+    def detach() -> None:
+        with contextlib.suppress(ValueError):
+            handle.detach()
+
+    closers.append(detach)
+    return handle, closers, encoding
+
+
+def _undecodable(text: str) -> int:
+    """The index of the first byte that could not be decoded (a lone surrogate), or -1."""
+    if text.isascii():
+        return -1
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return int(exc.start)
+    return -1
+
+
+# -- quoting --------------------------------------------------------------------------
+
+
+def quoted_fields(raw: str, delimiter: str, quotechar: str) -> list[bool]:
+    """For each field of one CSV record, whether it was quoted.
+
+    Mirrors the ``csv`` module's default reading (``doublequote=True``, no escape
+    character, not strict): a field is quoted when it starts with ``quotechar``; inside
+    it a doubled quote is a quote; text after the closing quote joins the field.
+    """
+    flags: list[bool] = []
+    i = 0
+    n = len(raw)
+    ends = (delimiter, "\r", "\n")
+    while True:
+        if i < n and raw[i] == quotechar:
+            flags.append(True)
+            i += 1
+            while i < n:
+                if raw[i] == quotechar:
+                    if i + 1 < n and raw[i + 1] == quotechar:
+                        i += 2
+                        continue
+                    i += 1
+                    break
+                i += 1
+        else:
+            flags.append(False)
+        while i < n and raw[i] not in ends:
+            i += 1
+        if i < n and raw[i] == delimiter:
+            i += 1
+            continue
+        return flags
+
+
+# -- rows -----------------------------------------------------------------------------
+
+
+class CsvReader:
+    """``csv.reader`` rows that know their line, their decoding and their NULLs.
+
+    ``next()`` returns a list of cells; with :meth:`nulls_in` set, an unquoted empty cell
+    in those positions comes back as None. Errors raise :class:`RowProblem` with the
+    0-based data row (the header excluded) and the 1-based line of the file.
+    """
+
+    def __init__(
+        self, handle: Any, *, delimiter: str, quotechar: str, encoding: str
+    ) -> None:
+        self.delimiter = delimiter
+        self.quotechar = quotechar
+        self.encoding = encoding
+        self.lines_read = 0
+        self.records = 0
+        self.header_rows = 0
+        self.names: list[str] = []
+        self.raw: list[str] = []
+        self.capture = False
+        self.nullable: tuple[int, ...] = ()
+        self.bad: tuple[int, int, str] | None = None
+        self.record_line = 1
+        # The first line of each data row of the current batch, to name it in errors.
+        self.lines = array("q")
+        self.lines_base = 0
+        self.reader = csv.reader(
+            self._lines(handle), delimiter=delimiter, quotechar=quotechar
+        )
+
+    def nulls_in(self, positions: Sequence[int]) -> None:
+        """Tell unquoted empty cells (NULL) from quoted ones ("") in these positions."""
+        self.nullable = tuple(positions)
+        self.capture = bool(self.nullable)
+
+    def _lines(self, handle: Any) -> Iterator[str]:
+        lines = iter(handle)
+        first = True
+        while True:
+            try:
+                line = next(lines)
+            except StopIteration:
+                return
+            except UnicodeDecodeError as exc:
+                # A text file object the caller opened with strict decoding.
+                byte = exc.object[exc.start : exc.start + 1].hex()
+                raise self.problem(
+                    f"line {self.lines_read + 1}: byte 0x{byte} cannot be decoded as "
+                    f"{exc.encoding} ({exc.reason})"
+                ) from None
+            self.lines_read += 1
+            if first:
+                first = False
+                line = line.removeprefix("\ufeff")  # a BOM is never data
+            if self.bad is None:
+                at = _undecodable(line)
+                if at >= 0:
+                    self.bad = (self.lines_read, at, line[at])
+            if self.capture:
+                self.raw.append(line)
+            yield line
+
+    def problem(self, message: str, *, column: str | None = None) -> RowProblem:
+        row = self.records - self.header_rows
+        if row < 0:
+            return RowProblem(f"CSV header: {message}", column=column)
+        return RowProblem(message, column=column, row=row)
+
+    def __iter__(self) -> CsvReader:
+        return self
+
+    def __next__(self) -> list[Any]:
+        if self.capture:
+            self.raw.clear()
+        start = self.lines_read + 1
+        try:
+            row: list[Any] = next(self.reader)
+        except csv.Error as exc:
+            raise self.problem(f"line {self.lines_read}: {exc}") from None
+        self.record_line = start
+        if self.bad is not None:
+            self.undecodable(row)
+        self.records += 1
+        if self.records > self.header_rows:
+            self.lines.append(start)
+        if self.nullable:
+            self.mark_nulls(row)
+        return row
+
+    def mark(self, start: int) -> None:
+        """A batch starting at data row ``start`` is being read: forget older lines."""
+        del self.lines[:]
+        self.lines_base = start
+
+    def line_of(self, row: int) -> int | None:
+        """The first line of data row ``row`` if it is in the current batch."""
+        position = row - self.lines_base
+        if 0 <= position < len(self.lines):
+            return self.lines[position]
+        return None
+
+    def undecodable(self, row: list[Any]) -> None:
+        line, at, char = self.bad or (0, 0, "")
+        code = ord(char)
+        byte = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else "a byte"
+        column = None
+        for i, cell in enumerate(row):
+            if _undecodable(cell) >= 0:
+                column = self.names[i] if i < len(self.names) else None
+                break
+        raise self.problem(
+            f"line {line}, character {at + 1}: {byte} cannot be decoded as "
+            f"{self.encoding} (pass encoding=... or fix the file)",
+            column=column,
+        )
+
+    def mark_nulls(self, row: list[Any]) -> None:
+        empty = [p for p in self.nullable if p < len(row) and row[p] == ""]
+        if not empty:
+            return
+        raw = "".join(self.raw)
+        flags = quoted_fields(raw, self.delimiter, self.quotechar)
+        if len(flags) != len(row):  # pragma: no cover - quoted_fields mirrors csv
+            raise self.problem(
+                f"line {self.record_line}: cannot tell a quoted empty cell from an "
+                "unquoted one"
+            )
+        for p in empty:
+            if not flags[p]:
+                row[p] = None
