@@ -14,8 +14,8 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
+from django_dbtuning import conninfo, pool_checks
 from django_dbtuning.conf import SETTINGS, Setting, conf, is_valid
-from django_dbtuning import conninfo
 from django_dbtuning.pool import server_budget
 
 __all__ = [
@@ -160,31 +160,7 @@ def _check_pool_dict(alias: str, pool: Mapping[str, Any]) -> list[CheckMessage]:
                     id="dbtuning.E013",
                 )
             )
-    min_size = pool.get("min_size", 4)
-    max_size = pool.get("max_size", min_size)
-    sizes_ok = all(
-        isinstance(v, int) and not isinstance(v, bool) for v in (min_size, max_size)
-    )
-    if not sizes_ok or min_size < 0 or max_size < 1 or min_size > max_size:
-        messages.append(
-            Error(
-                f"DATABASES[{alias!r}] pool sizes are invalid: min_size={min_size!r}, "
-                f"max_size={max_size!r} (need integers with 0 <= min_size <= max_size, "
-                "max_size >= 1).",
-                hint="Let django_dbtuning.pool.database() size the pool, or fix the numbers.",
-                id="dbtuning.E014",
-            )
-        )
-    for key in ("timeout", "max_lifetime", "max_idle", "reconnect_timeout"):
-        if key in pool and not (_number_or_none(pool[key]) or 0) > 0:
-            messages.append(
-                Error(
-                    f"DATABASES[{alias!r}]['OPTIONS']['pool'][{key!r}] is {pool[key]!r}; "
-                    "it must be a number of seconds > 0.",
-                    hint="psycopg_pool takes seconds as floats, e.g. 'timeout': 10.0.",
-                    id="dbtuning.E014",
-                )
-            )
+    messages += pool_checks.check_pool_values(alias, pool)
     worker_timeout = conf.WORKER_TIMEOUT
     timeout = _number_or_none(pool.get("timeout", 30.0))
     if timeout is not None and worker_timeout and timeout >= worker_timeout:
@@ -219,7 +195,7 @@ def _check_sizing(
             int(deployment["other_clients"]),
             float(deployment["headroom"]),
         )
-        max_size = int(pool.get("max_size", pool.get("min_size", 4)))
+        max_size = _max_size(pool)
     except (KeyError, TypeError, ValueError):
         return []
     if max_size * holders <= budget:
@@ -246,7 +222,8 @@ def _check_database(alias: str, entry: Mapping[str, Any]) -> list[CheckMessage]:
         return [
             Error(
                 f"DATABASES[{alias!r}]['OPTIONS'] must be a dict, not {type(options).__name__}.",
-                id="dbtuning.E016",
+                hint='Use "OPTIONS": {"sslmode": "require", ...}, or leave it out.',
+                id="dbtuning.E021",
             )
         ]
     pool = options.get("pool")
@@ -410,17 +387,35 @@ def _check_database(alias: str, entry: Mapping[str, Any]) -> list[CheckMessage]:
                     id="dbtuning.W017",
                 )
             )
-        if "-c " in str(options.get("options", "")):
-            messages.append(
-                Warning(
-                    f"DATABASES[{alias!r}] goes through PgBouncer and sets server settings "
-                    "with OPTIONS['options']: PgBouncer rejects that startup parameter, or "
-                    "ignores it and the timeouts are silently not applied.",
-                    hint="Set them on the server: ALTER ROLE app SET statement_timeout = '5s'.",
-                    id="dbtuning.W018",
-                )
-            )
+        messages += _check_pgbouncer_options(alias, entry, options.get("options"))
     return messages
+
+
+def _check_pgbouncer_options(
+    alias: str, entry: Mapping[str, Any], options: object
+) -> list[CheckMessage]:
+    # Tokenized as the server does: '-cX', '--x=y', tabs all count as startup options.
+    try:
+        switches = conninfo.parse_options(str(options or ""))
+    except conninfo.StartupOptionsError:
+        switches = [
+            conninfo.StartupOption("?", str(options))
+        ]  # E023 says what is wrong
+    if not switches:
+        return []
+    settings = [s for option in switches if (s := option.setting) is not None]
+    example = settings or [("statement_timeout", "5s")]
+    return [
+        Warning(
+            f"DATABASES[{alias!r}] goes through PgBouncer and sends startup options in "
+            "OPTIONS['options']: PgBouncer rejects that startup parameter, or ignores it "
+            "and the settings are silently not applied.",
+            hint="Set them on the server: "
+            + conninfo.alter_role_sql(str(entry.get("USER") or ""), example)
+            + ".",
+            id="dbtuning.W018",
+        )
+    ]
 
 
 def _libpq_keywords() -> frozenset[str]:
@@ -486,7 +481,12 @@ def check_databases(**kwargs: Any) -> list[CheckMessage]:
     messages: list[CheckMessage] = []
     for alias, entry in databases.items():
         if isinstance(entry, Mapping) and _is_postgresql(entry):
-            messages += _check_database(alias, entry)
+            found = _check_database(alias, entry)
+            found += pool_checks.check_conn_max_age(alias, entry)
+            if isinstance(entry.get("OPTIONS") or {}, Mapping):
+                found += pool_checks.check_connection_values(alias, entry)
+                found += pool_checks.check_startup_options(alias, entry)
+            messages += pool_checks.scrub_messages(entry, found)
     return messages
 
 
@@ -494,8 +494,8 @@ def check_databases(**kwargs: Any) -> list[CheckMessage]:
 def check_database_servers(
     databases: Sequence[str] | None = None, **kwargs: Any
 ) -> list[CheckMessage]:
-    """With ``check --database ALIAS``: compare each pool plan with the live server."""
-    import psycopg
+    """With ``check --database ALIAS``: compare each pool plan with the live server, and
+    ask it about the settings in ``OPTIONS['options']``."""
     from django.db import connections
 
     messages: list[CheckMessage] = []
@@ -503,37 +503,18 @@ def check_database_servers(
         entry = settings.DATABASES.get(alias)
         if not isinstance(entry, Mapping) or not _is_postgresql(entry):
             continue
-        try:
-            server = _read_connection_limits(connections[alias].settings_dict)
-        except (psycopg.Error, OSError) as exc:
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            messages.append(
-                Warning(
-                    f"DATABASES[{alias!r}]: cannot read the server's connection limits "
-                    f"({reason}).",
-                    hint="Check that the server is reachable and the role may read "
-                    "pg_settings.",
-                    id="dbtuning.W021",
-                )
-            )
-            continue
-        messages += _check_live_budget(alias, entry, server)
+        settings_dict = connections[alias].settings_dict
+        server, found = pool_checks.read_server(alias, settings_dict)
+        if server is not None:
+            found += _check_live_budget(alias, entry, server)
+        messages += pool_checks.scrub_messages(settings_dict, found)
     return messages
 
 
-def _read_connection_limits(settings_dict: Mapping[str, Any]) -> dict[str, int]:
-    import psycopg
-
-    from django_dbtuning.pool import connection_kwargs
-
-    kwargs = connection_kwargs(settings_dict)
-    kwargs["connect_timeout"] = min(int(kwargs["connect_timeout"] or 5), 5)
-    with psycopg.connect(**kwargs) as conn:
-        rows = conn.execute(
-            "SELECT name, setting::int FROM pg_settings WHERE name IN "
-            "('max_connections', 'superuser_reserved_connections', 'reserved_connections')"
-        ).fetchall()
-    return {str(name): int(value) for name, value in rows}
+def _max_size(pool: Mapping[str, Any]) -> int:
+    # psycopg_pool: max_size None (or absent) means min_size, whose default is 4.
+    max_size = pool.get("max_size")
+    return int(pool.get("min_size", 4) if max_size is None else max_size)
 
 
 def _check_live_budget(
@@ -547,7 +528,7 @@ def _check_live_budget(
         processes = int(deployment["instances"]) * int(deployment["processes"])
         holders = processes * int(deployment["aliases"])
         if isinstance(pool, Mapping) and pool:
-            per_process = int(pool.get("max_size", pool.get("min_size", 4)))
+            per_process = _max_size(pool)
             what = "pool max_size"
         elif deployment.get("threads"):
             # Without a pool, each thread keeps (or opens) its own connection.

@@ -63,7 +63,7 @@ GOOD_POOL = {"min_size": 2, "max_size": 4, "timeout": 5.0}
         (pooled({**GOOD_POOL, "max_lifetme": 60}), ["dbtuning.E013"]),
         (pooled({"min_size": 5, "max_size": 2, "timeout": 5.0}), ["dbtuning.E014"]),
         (pooled({"min_size": 0, "max_size": 0, "timeout": 5.0}), ["dbtuning.E014"]),
-        (pooled({**GOOD_POOL, "timeout": "5"}), ["dbtuning.E014"]),
+        (pooled({**GOOD_POOL, "timeout": "5"}), ["dbtuning.E020"]),
         (pooled({}), ["dbtuning.W010"]),
         (pooled(True), ["dbtuning.W014", "dbtuning.W013"]),
         (pooled({**GOOD_POOL, "timeout": 30.0}), ["dbtuning.W013"]),

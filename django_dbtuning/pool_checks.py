@@ -1,0 +1,373 @@
+"""Checks of a ``DATABASES`` entry's connection values, judged by libpq and the server.
+
+Called from :mod:`django_dbtuning.checks` for each PostgreSQL alias: values libpq or psycopg
+refuse (``E022``), an ``options`` string the server cannot parse (``E023``), a ``-c`` setting
+the server refuses (``E024``; names and values are asked of the live server under
+``check --database``), a ``CONN_MAX_AGE`` that is not a number (``E025``). Every message is
+scrubbed of the entry's secrets before it leaves.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from django.core.checks import CheckMessage, Error, Warning
+
+from django_dbtuning import conninfo
+
+__all__ = [
+    "check_conn_max_age",
+    "check_pool_values",
+    "check_connection_values",
+    "check_startup_options",
+    "read_server",
+    "scrub_messages",
+]
+
+LIBPQ_DOCS = (
+    "https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-PARAMKEYWORDS"
+)
+# Where each libpq keyword lives when Django's top-level settings give it.
+_TOP_LEVEL = {"host": "HOST", "port": "PORT", "dbname": "NAME", "user": "USER"}
+_HINTS = {
+    "connect_timeout": "Use a whole number of seconds, e.g. 5 (0 waits forever).",
+    "port": "Use a port number from 1 to 65535 (one per host, comma-separated).",
+}
+# A live check must not hang a deploy on an unreachable server.
+LIVE_CONNECT_TIMEOUT = 5
+
+
+def _secrets(entry: Mapping[str, Any]) -> list[object]:
+    options = entry.get("OPTIONS")
+    found: list[object] = [entry.get("PASSWORD")]
+    if isinstance(options, Mapping):
+        found += [options.get(key) for key in conninfo.secret_keywords()]
+    return [secret for secret in found if secret not in (None, "")]
+
+
+def scrub_messages(
+    entry: Mapping[str, Any], messages: Iterable[CheckMessage]
+) -> list[CheckMessage]:
+    """The messages with any of the entry's secrets replaced by ``***`` (a backstop)."""
+    secrets = _secrets(entry)
+    result = []
+    for message in messages:
+        message.msg = conninfo.scrub(message.msg, secrets)
+        if message.hint:
+            message.hint = conninfo.scrub(message.hint, secrets)
+        result.append(message)
+    return result
+
+
+def libpq_params(entry: Mapping[str, Any]) -> dict[str, object]:
+    """The libpq keywords psycopg would receive for this entry (without defaults)."""
+    options = entry.get("OPTIONS") or {}
+    params: dict[str, object] = {
+        key: value
+        for key, value in options.items()
+        if isinstance(key, str) and key in conninfo.libpq_keywords()
+    }
+    for keyword, setting in _TOP_LEVEL.items():
+        if entry.get(setting):
+            params[keyword] = entry[setting]
+    return params
+
+
+def _location(entry: Mapping[str, Any], keyword: str) -> str:
+    if keyword in _TOP_LEVEL and entry.get(_TOP_LEVEL[keyword]):
+        return f"[{_TOP_LEVEL[keyword]!r}]"
+    return f"['OPTIONS'][{keyword!r}]"
+
+
+def check_connection_values(alias: str, entry: Mapping[str, Any]) -> list[CheckMessage]:
+    """``E022``: values libpq or psycopg refuse (``sslmode="bogus"``, ``port="-1"``...)."""
+    params = libpq_params(entry)
+    messages: list[CheckMessage] = []
+    for problem in conninfo.connection_problems(params):
+        keyword = problem.keyword
+        if keyword is not None and keyword in params:
+            shown = (
+                "***"
+                if keyword in conninfo.secret_keywords()
+                else repr(params[keyword])
+            )
+            where = f"DATABASES[{alias!r}]{_location(entry, keyword)} is {shown}"
+        else:
+            where = f"DATABASES[{alias!r}] has connection settings that"
+        messages.append(
+            Error(
+                f"{where}: libpq refuses it ({problem.message}), so the first connection "
+                "fails.",
+                hint=_HINTS.get(
+                    keyword or "", f"See the accepted values at {LIBPQ_DOCS}."
+                ),
+                id="dbtuning.E022",
+            )
+        )
+    return messages
+
+
+def check_startup_options(alias: str, entry: Mapping[str, Any]) -> list[CheckMessage]:
+    """``E023``: ``OPTIONS['options']`` the server cannot parse; ``E024``: a setting in it
+    that the server refuses for certain (a timeout over PostgreSQL's limit)."""
+    options = (entry.get("OPTIONS") or {}).get("options")
+    if options is None:
+        return []
+    where = f"DATABASES[{alias!r}]['OPTIONS']['options']"
+    if not isinstance(options, str):
+        problem = f"is a {type(options).__name__}, not a string"
+        settings = None
+    else:
+        try:
+            settings = conninfo.option_settings(options)
+            problem = ""
+        except conninfo.StartupOptionsError as exc:
+            settings, problem = None, f"is {options!r}: {exc}"
+    if settings is None:
+        return [
+            Error(
+                f"{where} {problem}; the server refuses the connection ('invalid "
+                "command-line argument for server process').",
+                hint="Write settings as '-c name=value', separated by spaces; escape a "
+                "space inside a value as '\\ '.",
+                id="dbtuning.E023",
+            )
+        ]
+    return [
+        Error(
+            f"{where} sets {name}={value}: {problem}; the server refuses the connection.",
+            hint="Use at most 2147483647ms (about 24 days), or 0 to disable the timeout.",
+            id="dbtuning.E024",
+        )
+        for name, value in settings
+        if (problem := conninfo.setting_problem(name, value)) is not None
+    ]
+
+
+def check_conn_max_age(alias: str, entry: Mapping[str, Any]) -> list[CheckMessage]:
+    """``E025``: ``CONN_MAX_AGE`` that Django cannot add to a clock (a string from an env)."""
+    value = entry.get("CONN_MAX_AGE", 0)
+    if value is None or (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and not math.isnan(value)
+    ):
+        return []
+    return [
+        Error(
+            f"DATABASES[{alias!r}]['CONN_MAX_AGE'] is {value!r}, not a number of seconds "
+            "or None: Django fails at the first request ('unsupported operand type').",
+            hint="Use an int, e.g. CONN_MAX_AGE=600 (int(os.environ[...]) for an "
+            "environment variable), 0 for a new connection per request, or None.",
+            id="dbtuning.E025",
+        )
+    ]
+
+
+# -- the pool dict ---------------------------------------------------------------------------
+
+_SECONDS = ("timeout", "max_lifetime", "max_idle", "reconnect_timeout")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _pool_refuses(**kwargs: Any) -> str | None:
+    """psycopg_pool's own validation of these arguments, without opening anything."""
+    try:
+        from psycopg_pool import ConnectionPool
+    except ImportError:
+        return None
+    try:
+        # A name of its own keeps psycopg_pool's "pool-N" counter for the real pools.
+        ConnectionPool(open=False, name="dbtuning-check", **kwargs)
+    except (TypeError, ValueError) as exc:
+        return str(exc)
+    return None
+
+
+def check_pool_values(alias: str, pool: Mapping[str, Any]) -> list[CheckMessage]:
+    """``E014``: sizes psycopg_pool refuses; ``E020``: other pool values out of range."""
+    where = f"DATABASES[{alias!r}]['OPTIONS']['pool']"
+    messages: list[CheckMessage] = []
+    min_size, max_size = pool.get("min_size", 4), pool.get("max_size")
+    if not _is_int(min_size) or not (max_size is None or _is_int(max_size)):
+        refused: str | None = "min_size must be an int, max_size an int or None"
+    else:
+        refused = _pool_refuses(min_size=min_size, max_size=max_size)
+    if refused:
+        messages.append(
+            Error(
+                f"{where} sizes are invalid: min_size={min_size!r}, max_size={max_size!r} "
+                f"({refused}).",
+                hint="Let django_dbtuning.pool.database() size the pool, or fix the numbers.",
+                id="dbtuning.E014",
+            )
+        )
+    problems = {
+        key: "a number of seconds > 0"
+        for key in _SECONDS
+        if key in pool
+        and not (
+            isinstance(pool[key], int | float)
+            and not isinstance(pool[key], bool)
+            and math.isfinite(pool[key])
+            and pool[key] > 0
+        )
+    }
+    if "max_waiting" in pool and not (
+        _is_int(pool["max_waiting"]) and pool["max_waiting"] >= 0
+    ):
+        problems["max_waiting"] = "an int >= 0 (0 = no limit on waiting requests)"
+    if "num_workers" in pool:
+        workers = pool["num_workers"]
+        if not _is_int(workers) or _pool_refuses(num_workers=workers):
+            problems["num_workers"] = "an int >= 1 (the pool's background threads)"
+    for key, expected in problems.items():
+        messages.append(
+            Error(
+                f"{where}[{key!r}] is {pool[key]!r}; it must be {expected}.",
+                hint="psycopg_pool takes seconds as floats, e.g. 'timeout': 10.0.",
+                id="dbtuning.E020",
+            )
+        )
+    return messages
+
+
+# -- check --database: ask the live server -------------------------------------------------
+
+
+def _first_line(exc: BaseException, secrets: Iterable[object]) -> str:
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return conninfo.scrub(text, secrets)
+
+
+def _connect_timeout(value: object) -> int:
+    try:
+        seconds = float(str(value))
+    except ValueError:
+        return LIVE_CONNECT_TIMEOUT
+    if not math.isfinite(seconds) or seconds <= 0:
+        return LIVE_CONNECT_TIMEOUT
+    return max(1, min(int(seconds), LIVE_CONNECT_TIMEOUT))
+
+
+def _limits(conn: Any) -> dict[str, int]:
+    rows = conn.execute(
+        "SELECT name, setting::int FROM pg_settings WHERE name IN "
+        "('max_connections', 'superuser_reserved_connections', 'reserved_connections')"
+    ).fetchall()
+    return {str(name): int(value) for name, value in rows}
+
+
+def read_server(
+    alias: str, entry: Mapping[str, Any]
+) -> tuple[dict[str, int] | None, list[CheckMessage]]:
+    """The server's connection limits, and what it says about ``OPTIONS['options']``.
+
+    Returns no limits and no message when the static checks already report the connection
+    values (they would fail here too); a ``W021`` when the server cannot be reached.
+    """
+    import psycopg
+
+    from django_dbtuning.pool import connection_kwargs
+
+    if check_connection_values(alias, entry):
+        return None, []
+    kwargs = connection_kwargs(entry)
+    kwargs["connect_timeout"] = _connect_timeout(kwargs.get("connect_timeout"))
+    options = kwargs.pop("options", None)
+    statically_refused = bool(check_startup_options(alias, entry))
+    secrets = _secrets(entry)
+    try:
+        trial = (
+            kwargs
+            if statically_refused or not options
+            else {**kwargs, "options": options}
+        )
+        with psycopg.connect(**trial) as conn:
+            return _limits(conn), []
+    except (psycopg.Error, OSError) as exc:
+        failure = _first_line(exc, secrets)
+    if not options or statically_refused:
+        return None, [_unreachable(alias, failure)]
+    try:  # the server may refuse only the startup options: ask it which and why
+        with psycopg.connect(**kwargs) as conn:
+            settings = conninfo.option_settings(str(options))
+            messages = _diagnose_settings(alias, conn, settings, failure)
+            return _limits(conn), messages
+    except (psycopg.Error, OSError):
+        return None, [_unreachable(alias, failure)]
+
+
+def _unreachable(alias: str, reason: str) -> CheckMessage:
+    return Warning(
+        f"DATABASES[{alias!r}]: cannot read the server's connection limits ({reason}).",
+        hint="Check that the server is reachable and the role may read pg_settings.",
+        id="dbtuning.W021",
+    )
+
+
+def _diagnose_settings(
+    alias: str, conn: Any, settings: list[tuple[str, str]], failure: str
+) -> list[CheckMessage]:
+    import psycopg
+
+    where = f"DATABASES[{alias!r}]['OPTIONS']['options']"
+    contexts = dict(conn.execute("SELECT name, context FROM pg_settings").fetchall())
+    conn.rollback()
+    messages: list[CheckMessage] = []
+
+    def refuse(name: str, value: str, why: str, hint: str) -> None:
+        messages.append(
+            Error(
+                f"{where} sets {name}={value}, which the server refuses: {why}.",
+                hint=hint,
+                id="dbtuning.E024",
+            )
+        )
+
+    for name, value in settings:
+        lowered = name.lower()
+        context = contexts.get(lowered)
+        if context is None:
+            if "." not in lowered:  # a dotted name is a custom setting: always accepted
+                close = difflib.get_close_matches(lowered, contexts, n=1)
+                refuse(
+                    name,
+                    value,
+                    "no such setting",
+                    f"Did you mean {close[0]!r}?"
+                    if close
+                    else "Check the name in pg_settings.",
+                )
+        elif context in ("postmaster", "sighup", "internal"):
+            refuse(
+                name,
+                value,
+                f"it cannot be set when connecting (context {context})",
+                "Set it in postgresql.conf or with ALTER SYSTEM instead.",
+            )
+        elif context in ("user", "superuser"):
+            try:
+                conn.execute("SELECT set_config(%s, %s, true)", (lowered, value))
+            except psycopg.Error as exc:
+                diag = exc.diag
+                why = diag.message_primary or _first_line(exc, ())
+                refuse(name, value, why, diag.message_hint or "Fix the value.")
+            finally:
+                conn.rollback()
+    if not messages:
+        messages.append(
+            Error(
+                f"{where} makes the server refuse the connection ({failure}).",
+                hint="Connecting without OPTIONS['options'] works: fix or remove its "
+                "settings.",
+                id="dbtuning.E024",
+            )
+        )
+    return messages
