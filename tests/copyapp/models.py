@@ -135,3 +135,38 @@ class Slot(models.Model):
                 name="copyapp_slot_active_code",
             )
         ]
+
+
+class Tally(models.Model):
+    """Concurrent upserts: many writers, one key each row."""
+
+    key = models.CharField(max_length=20, unique=True)
+    value = models.IntegerField()
+    writer = models.IntegerField(default=0)
+
+    objects = CopyManager()
+
+
+class Sample(models.Model):
+    """Every value kind a copy_to -> copy_from round trip has to keep exactly."""
+
+    text = models.TextField(blank=True)
+    maybe = models.TextField(null=True)  # noqa: DJ001 - "" and NULL must both survive
+    short = models.CharField(max_length=30, null=True)  # noqa: DJ001 - likewise
+    number = models.IntegerField(null=True)
+    big = models.BigIntegerField(null=True)
+    small = models.SmallIntegerField(null=True)
+    amount = models.DecimalField(max_digits=14, decimal_places=4, null=True)
+    ratio = models.FloatField(null=True)
+    flag = models.BooleanField(null=True)
+    day = models.DateField(null=True)
+    moment = models.DateTimeField(null=True)
+    clock = models.TimeField(null=True)
+    span = models.DurationField(null=True)
+    ident = models.UUIDField(null=True)
+    doc = models.JSONField(null=True)
+    words = ArrayField(models.TextField(), null=True)
+    numbers = ArrayField(models.IntegerField(), null=True)
+    blob = models.BinaryField(null=True)
+
+    objects = CopyManager()
