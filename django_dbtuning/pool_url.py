@@ -278,9 +278,8 @@ def _hosts_and_ports(hostport: str, shown: str) -> tuple[str, str]:
         )
         hosts.append(_decode(host or "", "host", shown))
         ports.append(_port(port, shown) if port is not None else "")
-    # One port for every host, or one each; libpq refuses other shapes.
-    port_text = ports[0] if len(set(ports)) == 1 else ",".join(ports)
-    return ",".join(hosts), port_text
+    # As libpq spells them: one port per host, empty for the default.
+    return ",".join(hosts), ",".join(ports) if any(ports) else ""
 
 
 def _port(text: str, shown: str) -> str:
