@@ -48,15 +48,20 @@ class CopyQuerySet(models.QuerySet[_M], Generic[_M]):
         progress: Any = False,
         header: bool = True,
         mapping: dict[str, str | None] | None = None,
-        delimiter: str = ",",
+        delimiter: str | None = None,
         quotechar: str = '"',
         encoding: str = "utf-8",
+        format: ExportFormat = "csv",
+        null: str | None = None,
     ) -> CopyResult:
         """Load ``rows`` into this model's table with COPY, in batches, atomically.
 
         ``rows``: an iterable of model instances, dicts (field names or attnames) or
-        tuples (with ``fields=``), consumed lazily; or a CSV path or file object (header
-        names map to fields, ``mapping={"Header": "field" or None}`` renames or skips).
+        tuples (with ``fields=``), consumed lazily; or a file (path or file object):
+        CSV by default (header names map to fields, ``mapping={"Header": "field" or
+        None}`` renames or skips; an unquoted empty cell is NULL, a quoted one ``""``
+        the empty string), or ``format="text"`` / ``"binary"``, PostgreSQL's own COPY
+        formats as ``copy_to`` writes them (``fields=`` names a binary file's columns).
         Missing values get the field's default (callables per row), ``auto_now`` /
         ``auto_now_add`` the load's timestamp, ``db_default`` the database's.
 
@@ -87,6 +92,8 @@ class CopyQuerySet(models.QuerySet[_M], Generic[_M]):
             delimiter=delimiter,
             quotechar=quotechar,
             encoding=encoding,
+            format=format,
+            null=null,
         )
 
     def _write_db(self) -> str:

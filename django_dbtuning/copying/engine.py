@@ -690,9 +690,11 @@ def copy_from(
     progress: Any = False,
     header: bool = True,
     mapping: dict[str, str | None] | None = None,
-    delimiter: str = ",",
+    delimiter: str | None = None,
     quotechar: str = '"',
     encoding: str = "utf-8",
+    format: str = "csv",
+    null: str | None = None,
 ) -> CopyResult:
     """Load ``rows`` into ``model``'s table with COPY; see :meth:`CopyQuerySet.copy_from`."""
     from django_dbtuning.conf import conf
@@ -738,6 +740,9 @@ def copy_from(
             delimiter=delimiter,
             quotechar=quotechar,
             encoding=encoding,
+            format=format,
+            null=null,
+            alias=using,
         )
     except RowProblem as problem:
         raise problem_error(load.label, problem) from None
@@ -759,6 +764,9 @@ def copy_from(
                 raise problem_error(
                     load.label, problem, load.locator
                 ) from problem.__cause__
+            finally:
+                # Inside the transaction: a file source holds a server-side cursor.
+                source.close()
             load.finish(cursor)
     except CopyError:
         raise

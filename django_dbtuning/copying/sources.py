@@ -26,6 +26,12 @@ from typing import Any
 from django.db import models
 
 from django_dbtuning.copying.csvinput import CsvReader, lifted_field_limit, open_text
+from django_dbtuning.copying.pgformat import (
+    file_chunks,
+    open_binary,
+    read_header,
+    staged_rows,
+)
 from django_dbtuning.copying.plan import (
     DB_DEFAULT,
     TEXT_INTERNAL_TYPES,
@@ -120,7 +126,8 @@ class Source:
             raise  # pragma: no cover - the failure did not repeat
 
     def close(self) -> None:
-        for closer in self.closers:
+        closers, self.closers = self.closers, []
+        for closer in closers:
             closer()
 
 
@@ -836,6 +843,60 @@ def _empty_to_none(value: Any) -> Any:
     return None if value == "" else value
 
 
+# -- PostgreSQL's text and binary COPY formats ---------------------------------------
+
+
+def _pg_source(
+    plan: ModelPlan,
+    rows: Any,
+    *,
+    format: str,
+    fields: Sequence[str] | None,
+    header: bool,
+    mapping: Mapping[str, str | None] | None,
+    delimiter: str,
+    null: str | None,
+    encoding: str,
+    alias: str,
+) -> Source:
+    if mapping is not None:
+        raise ValueError(
+            "mapping= is for CSV files; name the columns of a text or binary file "
+            "with fields=[...]"
+        )
+    handle, closers = open_binary(rows)
+    try:
+        first = b""
+        keys = list(fields) if fields is not None else None
+        if format == "text" and header:
+            names, first = read_header(handle, delimiter, encoding)
+            keys = keys if keys is not None else names
+        if keys is None:
+            raise ValueError(
+                f"a {format} COPY file without a header needs fields=[...] naming its "
+                "columns in order"
+            )
+        given = _key_columns(plan, keys)
+        items = staged_rows(
+            plan,
+            given,
+            file_chunks(handle, first, encoding if format == "text" else "utf-8"),
+            format=format,
+            delimiter=delimiter,
+            null=null,
+            alias=alias,
+        )
+        src = _tuple_source(plan, items, keys, None)
+    except BaseException:
+        for closer in closers:
+            closer()
+        raise
+    src.kind = format
+    # Close the reader (its server-side cursor) while the load's transaction is open.
+    src.closers = [items.close, *closers]
+    return src
+
+
 # -- entry point ---------------------------------------------------------------------
 
 
@@ -846,19 +907,46 @@ def open_source(
     fields: Sequence[str] | None,
     header: bool = True,
     mapping: Mapping[str, str | None] | None = None,
-    delimiter: str = ",",
+    delimiter: str | None = None,
     quotechar: str = '"',
     encoding: str = "utf-8",
+    format: str = "csv",
+    null: str | None = None,
+    alias: str = "default",
 ) -> Source | None:
     """A :class:`Source` for ``rows``, or None when ``rows`` is empty."""
-    if isinstance(rows, str | os.PathLike) or hasattr(rows, "read"):
+    if format not in ("csv", "text", "binary"):
+        raise ValueError(f"format must be 'csv', 'text' or 'binary', not {format!r}")
+    if format != "text" and null is not None:
+        raise ValueError(
+            "null= is for format='text' files; in CSV an unquoted empty cell is NULL"
+        )
+    is_file = isinstance(rows, str | os.PathLike) or hasattr(rows, "read")
+    if format != "csv" and not is_file:
+        raise ValueError(
+            f"format={format!r} reads a file: pass a path or a file object"
+        )
+    if format != "csv":
+        return _pg_source(
+            plan,
+            rows,
+            format=format,
+            fields=fields,
+            header=header and format == "text",
+            mapping=mapping,
+            delimiter="\t" if delimiter is None else delimiter,
+            null=null,
+            encoding=encoding,
+            alias=alias,
+        )
+    if is_file:
         return _csv_source(
             plan,
             rows,
             fields=fields,
             header=header,
             mapping=mapping,
-            delimiter=delimiter,
+            delimiter="," if delimiter is None else delimiter,
             quotechar=quotechar,
             encoding=encoding,
         )
