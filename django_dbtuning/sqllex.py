@@ -99,6 +99,7 @@ _MASTER = re.compile(
     )
 )
 _CONTINUE_OPEN = re.compile(_CONTINUE)
+_INT4_MAX = 2**31 - 1
 # The longest valid number at a position (real, then numeric, then based, then decimal);
 # "1..2" is the integer 1 followed by "..", as the server reads it.
 _NUMBER = re.compile(
@@ -118,6 +119,11 @@ _COMMENT_MARK = re.compile(r"/\*|\*/")
 _STRINGS = frozenset(["string", "estring", "ustring", "bits", "xbits"])
 
 
+def _int_value(text: str) -> int:
+    base = 0 if text[:2].lower() in ("0x", "0o", "0b") else 10
+    return int(text, base)
+
+
 def _number(sql: str, pos: int) -> tuple[TokenKind, int]:
     found = _NUMBER.match(sql, pos)
     assert found is not None  # called at a digit or at "." before a digit
@@ -126,6 +132,8 @@ def _number(sql: str, pos: int) -> tuple[TokenKind, int]:
         longer = junk.match(sql, pos)
         if longer is not None and longer.end() > end:
             return "bad_number", end
+    if found.lastgroup == "integer" and _int_value(found.group()) > _INT4_MAX:
+        return "float", end  # the server keeps what int4 cannot hold as a numeric
     return cast(TokenKind, found.lastgroup), end
 
 
@@ -257,11 +265,6 @@ class Masked:
             return text
         idents = self.idents
         return _SENTINEL.sub(lambda m: idents[int(m.group(1))], text)
-
-
-def _int_value(text: str) -> int:
-    base = 0 if text[:2].lower() in ("0x", "0o", "0b") else 10
-    return int(text, base)
 
 
 def _trailing_word(text: str) -> str:
