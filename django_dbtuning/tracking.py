@@ -549,6 +549,37 @@ def detach_unit(unit: Unit) -> None:
     _leave(_unit, unit, restore=True)
 
 
+class Resumable:
+    """The units and allowance of code that runs in steps, carried between the steps.
+
+    A streamed response's body runs chunk by chunk after the view has returned, in
+    whatever context the server iterates it in (the request's thread under WSGI, a task or
+    a ``sync_to_async`` thread under ASGI). ``resume()`` makes the request's unit current
+    for one step and ``suspend()`` takes it away again, keeping what the step opened or
+    closed (a ``track_queries()`` block spanning two chunks) for the next step.
+    """
+
+    __slots__ = ("allowance", "unit")
+
+    def __init__(self, unit: Unit) -> None:
+        self.unit: Unit | None = unit
+        self.allowance = _allowed.get()
+
+    def resume(self) -> tuple[Token[Unit | None], Token[_Allowance | None]]:
+        return _unit.set(self.unit), _allowed.set(self.allowance)
+
+    def suspend(
+        self, tokens: tuple[Token[Unit | None], Token[_Allowance | None]]
+    ) -> None:
+        # Set and reset within one step, so in one context: these resets cannot fail.
+        self.unit, self.allowance = _unit.get(), _allowed.get()
+        _allowed.reset(tokens[1])
+        _unit.reset(tokens[0])
+
+    def clear(self) -> None:
+        self.unit = self.allowance = None
+
+
 def _first_open(scope: _S | None) -> _S | None:
     while scope is not None and scope.closed:
         scope = scope.parent
@@ -861,11 +892,29 @@ class track_queries(_Block):  # a context manager named like a function, by cont
 # --- reactions ---------------------------------------------------------------------------------
 
 
+NOT_RAISED = "(logged, not raised: the streamed response had already started)"
+"""Appended to a "raise" reaction that comes too late to change the response."""
+
+
 def react(
-    findings: list[Finding], reaction: Reaction, *, where: str | None = None
+    findings: list[Finding],
+    reaction: Reaction,
+    *,
+    where: str | None = None,
+    can_raise: bool = True,
 ) -> None:
-    """Warn, log, raise or ignore ``findings`` as ``reaction`` says."""
+    """Warn, log, raise or ignore ``findings`` as ``reaction`` says.
+
+    ``can_raise=False`` (the end of a streamed response, whose status and headers are
+    sent) turns "raise" into one ERROR record per finding.
+    """
     if not findings or reaction == "ignore":
+        return
+    if reaction == "raise" and not can_raise:
+        for finding in findings:
+            logger.error(
+                "%s\n    %s", finding.message, NOT_RAISED, extra={"finding": finding}
+            )
         return
     if reaction == "raise":
         lead = f"{len(findings)} N+1 / duplicate query finding(s)"
@@ -907,9 +956,15 @@ def alias_counts(unit: Unit) -> dict[str, int]:
 
 
 def check_budget(
-    count: int, budget: int | None, reaction: Reaction, *, unit: Unit, where: str | None
+    count: int,
+    budget: int | None,
+    reaction: Reaction,
+    *,
+    unit: Unit,
+    where: str | None,
+    can_raise: bool = True,
 ) -> None:
-    """React to ``count`` exceeding ``budget`` (None: no budget)."""
+    """React to ``count`` exceeding ``budget`` (None: no budget); see :func:`react`."""
     if budget is None or count <= budget or reaction == "ignore":
         return
     top: dict[str, int] = {}
@@ -922,9 +977,13 @@ def check_budget(
         f"{count} queries{' in ' + where if where else ''}, over the budget of {budget}; "
         f"most frequent:\n{detail}"
     )
+    extra = {"query_count": count, "query_budget": budget}
+    if reaction == "raise" and not can_raise:
+        logger.error("%s\n    %s", message, NOT_RAISED, extra=extra)
+        return
     if reaction == "raise":
         raise QueryBudgetExceeded(message, count=count, budget=budget)
-    logger.warning("%s", message, extra={"query_count": count, "query_budget": budget})
+    logger.warning("%s", message, extra=extra)
     if reaction == "warn":
         warnings.warn(message, NPlusOneWarning, stacklevel=3)
 

@@ -18,4 +18,12 @@ urlpatterns = [
     path("async/naive/", views.books_async_naive, name="async-naive"),
     path("async/fixed/", views.books_async_fixed, name="async-fixed"),
     path("broken/", views.broken, name="broken"),
+    path("books/stream/", views.books_stream, name="books-stream"),
+    path("books/stream-async/", views.books_stream_async, name="books-stream-async"),
+    path(
+        "books/stream-until-disconnect/",
+        views.books_stream_until_disconnect,
+        name="books-stream-until-disconnect",
+    ),
+    path("books/file/", views.books_file, name="books-file"),
 ]

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+
+from asgiref.sync import sync_to_async
+from django.http import (
+    FileResponse,
+    HttpRequest,
+    HttpResponse,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.shortcuts import render
 from django.template.response import TemplateResponse
 
@@ -56,3 +66,65 @@ async def books_async_fixed(request: HttpRequest) -> JsonResponse:
 
 def broken(request: HttpRequest) -> HttpResponse:
     raise ValueError("the view itself failed")
+
+
+# --- streamed responses: one query before the body, an N+1 inside it -------------------------
+
+
+def author_name(book: Book) -> str:
+    return book.author.name
+
+
+def books_stream(request: HttpRequest) -> StreamingHttpResponse:
+    total = Book.objects.count()
+
+    def rows() -> Iterator[str]:
+        yield f"{total} books\n"
+        for book in Book.objects.order_by("pk"):
+            yield f"{book.title},{author_name(book)}\n"
+
+    return StreamingHttpResponse(rows(), content_type="text/csv")
+
+
+async def books_stream_async(request: HttpRequest) -> StreamingHttpResponse:
+    total = await Book.objects.acount()
+
+    async def rows() -> AsyncIterator[str]:
+        yield f"{total} books\n"
+        async for book in Book.objects.order_by("pk"):
+            yield f"{book.title},{await sync_to_async(author_name)(book)}\n"
+
+    return StreamingHttpResponse(rows(), content_type="text/csv")
+
+
+async def books_stream_until_disconnect(request: HttpRequest) -> StreamingHttpResponse:
+    async def rows() -> AsyncIterator[str]:
+        yield "first\n"
+        yield f"{await Book.objects.acount()} books\n"
+        await asyncio.Event().wait()  # until the client goes away
+        yield "never sent\n"
+
+    return StreamingHttpResponse(rows(), content_type="text/plain")
+
+
+class BookCatalogue:
+    """A file-like object that reads the database as it is read (a DB-backed storage)."""
+
+    name = "books.txt"
+
+    def __init__(self) -> None:
+        self.books = list(Book.objects.order_by("pk"))
+        self.closed = False
+
+    def read(self, size: int = -1) -> bytes:
+        if not self.books:
+            return b""
+        book = self.books.pop(0)
+        return f"{book.title},{author_name(book)}\n".encode()
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def books_file(request: HttpRequest) -> FileResponse:
+    return FileResponse(BookCatalogue(), content_type="text/plain")
