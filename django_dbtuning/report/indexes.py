@@ -16,7 +16,13 @@ from django_dbtuning.report.djangomap import Hint
 from django_dbtuning.report.findings import Severity
 from django_dbtuning.report.probe import Probe, Row
 from django_dbtuning.report.quoting import ident
-from django_dbtuning.report.util import human_bytes, human_seconds, iso, qualified
+from django_dbtuning.report.util import (
+    human_bytes,
+    human_seconds,
+    iso,
+    qualified,
+    quote_ident,
+)
 
 __all__ = ["collect"]
 
@@ -134,6 +140,10 @@ class Index:
             and self.row["expressions"] == other.row["expressions"]
             and self.row["predicate"] == other.row["predicate"]
         )
+
+
+def _shown(columns: list[str | None]) -> str:
+    return ", ".join(quote_ident(c) if c else "expr" for c in columns)
 
 
 def _stats_age(probe: Probe) -> float | None:
@@ -335,7 +345,7 @@ def _unused(
             f"Unused index {index.name} on {index.table_name}",
             detail=(
                 f"{index.name} ({human_bytes(index.size_bytes)}, "
-                f"{', '.join(c or 'expr' for c in index.key_columns)}) was {usage}; "
+                f"{_shown(index.key_columns)}) was {usage}; "
                 f"every INSERT and UPDATE of {index.table_name} still maintains it. "
                 + "; ".join(caveats)
                 + "."
@@ -384,16 +394,16 @@ def _duplicates(probe: Probe, by_table: dict[int, list[Index]]) -> int:
                 detail = (
                     f"{candidate.name} indexes exactly the same columns of "
                     f"{candidate.table_name} as {kind} {kept} "
-                    f"({', '.join(c or 'expr' for c in candidate.key_columns)}): "
+                    f"({_shown(candidate.key_columns)}): "
                     f"{human_bytes(candidate.size_bytes)} and a write penalty for "
                     "nothing."
                 )
             else:
                 code, title = "overlapping_index", "Overlapping index"
                 detail = (
-                    f"{candidate.name} ({', '.join(c or 'expr' for c in candidate.key_columns)}) "
+                    f"{candidate.name} ({_shown(candidate.key_columns)}) "
                     f"is a leading prefix of {kind} {kept} "
-                    f"({', '.join(c or 'expr' for c in other.key_columns)}), which serves "
+                    f"({_shown(other.key_columns)}), which serves "
                     f"the same lookups; {human_bytes(candidate.size_bytes)} could go "
                     "(the wider index is a little slower for these lookups)."
                 )
@@ -495,7 +505,8 @@ def _foreign_keys(
         missing += 1
         table = qualified(fk["schema"], fk["table"])
         ref = qualified(fk["ref_schema"], fk["ref_table"])
-        columns = ", ".join(fk["columns"])
+        columns = ", ".join(quote_ident(c) for c in fk["columns"])
+        name = quote_ident(fk["name"])
         hint = probe.models.create_fk_index_hint(
             fk["schema"], fk["table"], fk["columns"]
         )
@@ -507,13 +518,13 @@ def _foreign_keys(
             "fk_without_index",
             f"Foreign key {table}({columns}) has no index",
             detail=(
-                f"{fk['name']} on {table}({columns}) references {ref} but no index starts "
+                f"{name} on {table}({columns}) references {ref} but no index starts "
                 f"with {columns}: every DELETE or key UPDATE on {ref} scans all "
                 f"~{fk['table_rows']:,} rows of {table}, and joins or filters by "
                 f"{field_label or columns} have no index to use."
             ),
             hint=hint.text,
-            object=f"{table}.{fk['name']}",
+            object=f"{table}.{name}",
             model=info.label if info else None,
             field=field_label,
             table_rows=fk["table_rows"],

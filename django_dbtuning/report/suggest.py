@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 from django_dbtuning.report.probe import Probe, Row
 from django_dbtuning.report.quoting import column_list, ident
-from django_dbtuning.report.util import qualified
+from django_dbtuning.report.util import qualified, quote_ident
 
 __all__ = ["suggest"]
 
@@ -248,6 +248,7 @@ def _finding(
     schema, table = relation
     info = probe.models.model(table)
     columns = [c for c, _ in chosen]
+    shown = ", ".join(quote_ident(c) for c in columns)
     estimate = chosen[-1][1]
     calls = row["calls"] or 0
     share = float(row["total_ms"]) / all_ms if all_ms else 0.0
@@ -276,16 +277,16 @@ def _finding(
     probe.add(
         "warning",
         "missing_index",
-        f"Missing index on {name} ({', '.join(columns)})",
+        f"Missing index on {name} ({shown})",
         detail=(
             f"queryid {row['queryid']} filters {name} (~{rows:,} rows) by "
-            f"{', '.join(columns)}: an index would read ~{estimate:,.0f} rows per call "
+            f"{shown}: an index would read ~{estimate:,.0f} rows per call "
             f"(estimated from pg_stats). It ran {calls:,} times at {mean:,.2f} ms "
             f"({share:.0%} of all database time), and no index starts with these columns. "
             "Every INSERT and UPDATE will maintain the new index."
         ),
         hint=hint,
-        object=f"{name}({','.join(columns)})",
+        object=f"{name}({','.join(quote_ident(c) for c in columns)})",
         model=info.label if info else None,
         columns=columns,
         queryid=row["queryid"],

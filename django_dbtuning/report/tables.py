@@ -8,7 +8,7 @@ from typing import Any
 
 from django_dbtuning.report.probe import Probe, Row
 from django_dbtuning.report.quoting import ident
-from django_dbtuning.report.util import human_seconds, iso, qualified
+from django_dbtuning.report.util import human_seconds, iso, qualified, quote_ident
 
 __all__ = ["collect"]
 
@@ -438,6 +438,7 @@ def _sequences(probe: Probe) -> None:
 def _overflow(probe: Probe, row: Row, ratio: float, limit: int) -> None:
     column_type = row["column_type"]
     table = qualified(row["schema"], row["table"])
+    column = f"{table}.{quote_ident(row['column'])}"
     info = probe.models.model(row["table"])
     field_label = info.field_label(row["column"]) if info else None
     narrower = (
@@ -468,15 +469,15 @@ def _overflow(probe: Probe, row: Row, ratio: float, limit: int) -> None:
     probe.add(
         "error" if ratio >= probe.t["sequence_error_ratio"] else "warning",
         "sequence_near_overflow",
-        f"{table}.{row['column']} is {ratio:.0%} of its {column_type} range",
+        f"{column} is {ratio:.0%} of its {column_type} range",
         detail=(
             f"{qualified(row['seq_schema'], row['sequence'])} feeds "
-            f"{table}.{row['column']} ({column_type}) and is at {row['last_value']:,} "
+            f"{column} ({column_type}) and is at {row['last_value']:,} "
             f"of {limit:,} ({ratio:.1%}); inserts fail once it passes the limit."
             f"{narrower}"
         ),
         hint=hint,
-        object=f"{table}.{row['column']}",
+        object=column,
         model=info.label if info else None,
         field=field_label,
         ratio=ratio,
@@ -491,6 +492,7 @@ def _invalid_constraints(probe: Probe) -> None:
     for row in rows or []:
         table = qualified(row["schema"], row["table"])
         kind = "foreign key" if row["type"] == "f" else "check constraint"
+        name = quote_ident(row["name"])
         validate = (
             f"ALTER TABLE {ident(row['schema'], row['table'])} "
             f"VALIDATE CONSTRAINT {ident(row['name'])}"
@@ -498,9 +500,9 @@ def _invalid_constraints(probe: Probe) -> None:
         probe.add(
             "warning",
             "invalid_constraint",
-            f"{kind.capitalize()} {row['name']} on {table} is NOT VALID",
+            f"{kind.capitalize()} {name} on {table} is NOT VALID",
             detail=(
-                f"{row['name']} ({row['definition']}) was added NOT VALID and never "
+                f"{name} ({row['definition']}) was added NOT VALID and never "
                 "validated: new rows are checked, existing rows may violate it, and the "
                 "planner cannot rely on it."
             ),
@@ -508,7 +510,7 @@ def _invalid_constraints(probe: Probe) -> None:
                 f"{validate}; (takes only a SHARE UPDATE EXCLUSIVE lock; in a migration: "
                 "django.contrib.postgres.operations.ValidateConstraint)"
             ),
-            object=f"{table}.{row['name']}",
+            object=f"{table}.{name}",
             model=probe.models.label(row["table"]),
             sql=[validate],
         )
