@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 
 from tests.copyapp.models import Item, Sample
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Each test runs in a transaction that is rolled back afterwards.
+pytestmark = pytest.mark.django_db
 
 FORMATS = ["csv", "text", "binary"]
 FIELDS = [

@@ -117,9 +117,12 @@ def open_text(source: Any, encoding: str) -> tuple[Any, list[Callable[[], None]]
     if isinstance(source, io.TextIOBase):
         if isinstance(source, io.TextIOWrapper):
             # csv needs newline="": a wrapper that translates "\r\n" inside a quoted
-            # value to "\n" would change the data. Possible only before the first read.
+            # value to "\n" would change the data (possible only before the first
+            # read). surrogateescape lets an undecodable byte be named by its row.
             with contextlib.suppress(ValueError, io.UnsupportedOperation):
                 source.reconfigure(newline="")
+            with contextlib.suppress(ValueError, io.UnsupportedOperation):
+                source.reconfigure(errors="surrogateescape")
         return source, closers, getattr(source, "encoding", None) or encoding
     if not hasattr(source, "read"):  # pragma: no cover - guarded by the caller
         raise TypeError(f"cannot read CSV from {type(source).__name__}")
@@ -206,6 +209,7 @@ class CsvReader:
         self.lines_read = 0
         self.records = 0
         self.header_rows = 0
+        self.width = 0
         self.names: list[str] = []
         self.raw: list[str] = []
         self.capture = False
@@ -233,11 +237,12 @@ class CsvReader:
             except StopIteration:
                 return
             except UnicodeDecodeError as exc:
-                # A text file object the caller opened with strict decoding.
+                # A text stream of the caller's that decodes strictly and ahead of
+                # the rows: the byte is somewhere at or after this line.
                 byte = exc.object[exc.start : exc.start + 1].hex()
-                raise self.problem(
-                    f"line {self.lines_read + 1}: byte 0x{byte} cannot be decoded as "
-                    f"{exc.encoding} ({exc.reason})"
+                raise RowProblem(
+                    f"byte 0x{byte} at or after line {self.lines_read + 1} cannot be "
+                    f"decoded as {exc.encoding} ({exc.reason})"
                 ) from None
             self.lines_read += 1
             if first:
@@ -269,6 +274,8 @@ class CsvReader:
         except csv.Error as exc:
             raise self.problem(f"line {self.lines_read}: {exc}") from None
         self.record_line = start
+        if not row and self.width == 1:
+            row = [""]  # one column: a blank line is an empty cell (NULL unless quoted)
         if self.bad is not None:
             self.undecodable(row)
         self.records += 1

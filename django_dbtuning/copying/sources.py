@@ -798,6 +798,7 @@ def _csv_columns(
             raise ValueError("a CSV file without a header needs fields=[...]")
         keys = list(fields)
     width = len(keys) + len(skip)
+    reader.width = width
     keep = [i for i in range(width) if i not in skip]
     given = _key_columns(plan, keys)
     # Where an unquoted empty cell (NULL) and a quoted one ("") differ: nullable text.
