@@ -8,6 +8,7 @@ E030-E039/W030-W039 for query tracking, E050-E059/W050-W059 for dbreport.
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -163,7 +164,13 @@ def _check_pool_dict(alias: str, pool: Mapping[str, Any]) -> list[CheckMessage]:
     messages += pool_checks.check_pool_values(alias, pool)
     worker_timeout = conf.WORKER_TIMEOUT
     timeout = _number_or_none(pool.get("timeout", 30.0))
-    if timeout is not None and worker_timeout and timeout >= worker_timeout:
+    # A non-finite timeout is E020's business, not a comparison with the worker's.
+    if (
+        timeout is not None
+        and math.isfinite(timeout)
+        and worker_timeout
+        and timeout >= worker_timeout
+    ):
         messages.append(
             Warning(
                 f"DATABASES[{alias!r}] pool timeout is {timeout:g}s, not below the worker "

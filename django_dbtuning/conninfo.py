@@ -147,9 +147,13 @@ def connection_problems(params: Mapping[str, object]) -> list[ConnectionProblem]
         return problems
     problems += _integer_problems(values)
     problems += _hostaddr_problems(values.get("hostaddr"))
-    dry_run = _libpq_dry_run(values)
-    if dry_run is not None:
+    # libpq stops at the first bad value: drop each one found and ask again.
+    remaining = dict(values)
+    while (dry_run := _libpq_dry_run(remaining)) is not None:
         problems.append(dry_run)
+        if dry_run.keyword not in remaining:
+            break
+        del remaining[dry_run.keyword]
     secrets = [values[key] for key in secret_keywords() if key in values]
     return [ConnectionProblem(p.keyword, scrub(p.message, secrets)) for p in problems]
 

@@ -209,7 +209,10 @@ def check_pool_values(alias: str, pool: Mapping[str, Any]) -> list[CheckMessage]
             )
         )
     problems = {
-        key: "a number of seconds > 0"
+        key: (
+            "a finite number of seconds > 0",
+            "psycopg_pool takes seconds, e.g. 10.0.",
+        )
         for key in _SECONDS
         if key in pool
         and not (
@@ -219,19 +222,25 @@ def check_pool_values(alias: str, pool: Mapping[str, Any]) -> list[CheckMessage]
             and pool[key] > 0
         )
     }
-    if "max_waiting" in pool and not (
-        _is_int(pool["max_waiting"]) and pool["max_waiting"] >= 0
+    waiting = pool.get("max_waiting", 0)
+    if not (_is_int(waiting) and waiting >= 0):
+        problems["max_waiting"] = (
+            "an int >= 0",
+            "0 lets any number of requests wait; a small number sheds load early.",
+        )
+    if "num_workers" in pool and (
+        not _is_int(pool["num_workers"])
+        or _pool_refuses(num_workers=pool["num_workers"])
     ):
-        problems["max_waiting"] = "an int >= 0 (0 = no limit on waiting requests)"
-    if "num_workers" in pool:
-        workers = pool["num_workers"]
-        if not _is_int(workers) or _pool_refuses(num_workers=workers):
-            problems["num_workers"] = "an int >= 1 (the pool's background threads)"
-    for key, expected in problems.items():
+        problems["num_workers"] = (
+            "an int >= 1",
+            "The pool's background threads; psycopg_pool's default is 3.",
+        )
+    for key, (expected, hint) in problems.items():
         messages.append(
             Error(
                 f"{where}[{key!r}] is {pool[key]!r}; it must be {expected}.",
-                hint="psycopg_pool takes seconds as floats, e.g. 'timeout': 10.0.",
+                hint=hint,
                 id="dbtuning.E020",
             )
         )
@@ -281,27 +290,38 @@ def read_server(
     kwargs = connection_kwargs(entry)
     kwargs["connect_timeout"] = _connect_timeout(kwargs.get("connect_timeout"))
     options = kwargs.pop("options", None)
-    statically_refused = bool(check_startup_options(alias, entry))
+    try:
+        settings = conninfo.option_settings(str(options or ""))
+    except conninfo.StartupOptionsError:  # E023 reports it; connect without
+        options, settings = None, []
+    # Settings the static check already refuses are not asked about twice.
+    unasked = [s for s in settings if conninfo.setting_problem(*s) is None]
     secrets = _secrets(entry)
     try:
-        trial = (
-            kwargs
-            if statically_refused or not options
-            else {**kwargs, "options": options}
-        )
+        trial = {**kwargs, "options": options} if options else kwargs
         with psycopg.connect(**trial) as conn:
             return _limits(conn), []
     except (psycopg.Error, OSError) as exc:
         failure = _first_line(exc, secrets)
-    if not options or statically_refused:
+    if not options:
         return None, [_unreachable(alias, failure)]
     try:  # the server may refuse only the startup options: ask it which and why
         with psycopg.connect(**kwargs) as conn:
-            settings = conninfo.option_settings(str(options))
-            messages = _diagnose_settings(alias, conn, settings, failure)
+            messages = _diagnose_settings(alias, conn, unasked)
+            if not messages and len(unasked) == len(settings):
+                messages = [_refused_options(alias, failure)]
             return _limits(conn), messages
     except (psycopg.Error, OSError):
         return None, [_unreachable(alias, failure)]
+
+
+def _refused_options(alias: str, failure: str) -> CheckMessage:
+    return Error(
+        f"DATABASES[{alias!r}]['OPTIONS']['options'] makes the server refuse the "
+        f"connection ({failure}).",
+        hint="Connecting without OPTIONS['options'] works: fix or remove its settings.",
+        id="dbtuning.E024",
+    )
 
 
 def _unreachable(alias: str, reason: str) -> CheckMessage:
@@ -313,7 +333,7 @@ def _unreachable(alias: str, reason: str) -> CheckMessage:
 
 
 def _diagnose_settings(
-    alias: str, conn: Any, settings: list[tuple[str, str]], failure: str
+    alias: str, conn: Any, settings: list[tuple[str, str]]
 ) -> list[CheckMessage]:
     import psycopg
 
@@ -358,16 +378,11 @@ def _diagnose_settings(
             except psycopg.Error as exc:
                 diag = exc.diag
                 why = diag.message_primary or _first_line(exc, ())
-                refuse(name, value, why, diag.message_hint or "Fix the value.")
+                hint = diag.message_hint or (
+                    "See its unit and range: SELECT unit, min_val, max_val, enumvals "
+                    f"FROM pg_settings WHERE name = {conninfo.quote_literal(lowered)}."
+                )
+                refuse(name, value, why, hint)
             finally:
                 conn.rollback()
-    if not messages:
-        messages.append(
-            Error(
-                f"{where} makes the server refuse the connection ({failure}).",
-                hint="Connecting without OPTIONS['options'] works: fix or remove its "
-                "settings.",
-                id="dbtuning.E024",
-            )
-        )
     return messages

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import django
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
+from django_dbtuning import conninfo
 from django_dbtuning.checks import check_databases
 from django_dbtuning.embedded import EmbeddedPostgres
 from django_dbtuning.pool import database
@@ -271,3 +273,232 @@ def test_live_check_reports_an_unreachable_server_without_the_password():
     assert "dbtuning.W021" in result.stderr
     assert "cannot read the server's connection limits" in result.stderr
     assert "hunter2" not in result.stderr + result.stdout
+
+
+# -- one id, one meaning; values libpq, psycopg_pool and the server refuse ---------------------
+
+
+def options_entry(**options):
+    return {**BASE, "CONN_MAX_AGE": 600, "OPTIONS": options}
+
+
+@needs_pool
+@pytest.mark.parametrize(
+    ("pool", "expected"),
+    [
+        ({"min_size": 2, "max_size": None, "timeout": 5.0}, []),
+        ({"max_size": None, "timeout": 5.0}, []),
+        ({"min_size": 0, "max_size": None, "timeout": 5.0}, ["dbtuning.E014"]),
+        ({"min_size": "2", "timeout": 5.0}, ["dbtuning.E014"]),
+        ({**GOOD_POOL, "max_waiting": -1}, ["dbtuning.E020"]),
+        ({**GOOD_POOL, "num_workers": 0}, ["dbtuning.E020"]),
+        ({**GOOD_POOL, "num_workers": 2}, []),
+        ({**GOOD_POOL, "timeout": float("inf")}, ["dbtuning.E020"]),
+        ({**GOOD_POOL, "reconnect_timeout": 0}, ["dbtuning.E020"]),
+        ({**GOOD_POOL, "max_waiting": True}, ["dbtuning.E020"]),
+    ],
+)
+def test_pool_sizes_are_e014_and_other_pool_values_e020(pool, expected):
+    assert ids(pooled(pool)) == expected
+
+
+@needs_pool
+def test_e020_names_the_key_and_the_value():
+    (message,) = messages_for(pooled({**GOOD_POOL, "max_waiting": -1}))
+    assert message.msg == (
+        "DATABASES['default']['OPTIONS']['pool']['max_waiting'] is -1; it must be an "
+        "int >= 0."
+    )
+    assert "0 lets any number of requests wait" in message.hint
+
+
+def test_options_that_are_not_a_dict_are_e021():
+    assert ids({**BASE, "CONN_MAX_AGE": 600, "OPTIONS": "sslmode=require"}) == [
+        "dbtuning.E021"
+    ]
+
+
+@pytest.mark.parametrize("keyword", sorted(conninfo.libpq_keywords()))
+def test_every_keyword_of_the_installed_libpq_passes_e016(keyword):
+    assert "dbtuning.E016" not in ids(options_entry(**{keyword: "1"}))
+
+
+@pytest.mark.parametrize(
+    ("entry", "where", "fragment"),
+    [
+        (
+            options_entry(connect_timeout="abc"),
+            "['OPTIONS']['connect_timeout'] is 'abc'",
+            "seconds",
+        ),
+        (
+            options_entry(sslmode="bogus"),
+            "['OPTIONS']['sslmode'] is 'bogus'",
+            "sslmode",
+        ),
+        (
+            options_entry(keepalives_idle="soon"),
+            "['OPTIONS']['keepalives_idle']",
+            "integer",
+        ),
+        (
+            options_entry(hostaddr="db.example.com"),
+            "['OPTIONS']['hostaddr']",
+            "numeric",
+        ),
+        (
+            options_entry(target_session_attrs="any-old"),
+            "['OPTIONS']['target_session_attrs']",
+            "target_session_attrs",
+        ),
+        ({**BASE, "CONN_MAX_AGE": 600, "PORT": "-1"}, "['PORT'] is '-1'", "port"),
+        ({**BASE, "CONN_MAX_AGE": 600, "PORT": 70000}, "['PORT'] is 70000", "port"),
+    ],
+)
+def test_values_libpq_or_psycopg_refuse_are_e022_naming_alias_key_and_value(
+    entry, where, fragment
+):
+    (message,) = messages_for(entry)
+    assert message.id == "dbtuning.E022"
+    assert message.msg.startswith(f"DATABASES['default']{where}")
+    assert fragment in message.msg + message.hint
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ("-c x", ["dbtuning.E023"]),
+        ("statement_timeout=5s", ["dbtuning.E023"]),
+        (["-c", "x=1"], ["dbtuning.E023"]),
+        ("-c statement_timeout=30d", ["dbtuning.E024"]),
+        ("-c lock_timeout=2592000000", ["dbtuning.E024"]),
+        ("-c statement_timeout=24d -c lock_timeout=2147483647ms", []),
+        ("-cstatement_timeout=5s --lock-timeout=1s", []),
+        ("-c my.custom=anything\\ at\\ all", []),
+    ],
+)
+def test_startup_options_the_server_refuses_are_e023_or_e024(options, expected):
+    assert ids(options_entry(options=options)) == expected
+
+
+def test_e024_says_what_the_limit_is():
+    (message,) = messages_for(options_entry(options="-c statement_timeout=30d"))
+    assert "statement_timeout=30d" in message.msg
+    assert "2147483647" in message.msg + message.hint
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("600", ["dbtuning.E025"]),
+        ([600], ["dbtuning.E025"]),
+        (True, ["dbtuning.E025"]),
+        (float("nan"), ["dbtuning.E025"]),
+        (600, []),
+        (1.5, []),
+        (None, ["dbtuning.W012"]),
+    ],
+)
+def test_conn_max_age_that_is_not_a_number_is_e025(value, expected):
+    assert ids({**BASE, "CONN_MAX_AGE": value}) == expected
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        "-cstatement_timeout=5s",
+        "--statement-timeout=5s",
+        "-c\tstatement_timeout=5s",
+        "-e",
+    ],
+)
+def test_w018_sees_every_spelling_of_startup_options(options):
+    entry = {
+        **BASE,
+        "PORT": "6432",
+        "CONN_MAX_AGE": 600,
+        "DISABLE_SERVER_SIDE_CURSORS": True,
+        "OPTIONS": {"options": options},
+    }
+    assert ids(entry) == ["dbtuning.W018"]
+
+
+def test_w018_hint_quotes_the_role():
+    entry = {
+        **BASE,
+        "USER": 'App "x"; DROP TABLE t; --',
+        "CONN_MAX_AGE": 600,
+        "DISABLE_SERVER_SIDE_CURSORS": True,
+        "DBTUNING": {"pgbouncer": True},
+        "OPTIONS": {"options": "-c statement_timeout=5s"},
+    }
+    (message,) = messages_for(entry)
+    assert message.hint == (
+        """Set them on the server: ALTER ROLE "App ""x""; DROP TABLE t; --" SET """
+        "statement_timeout = '5s'."
+    )
+
+
+def test_a_password_echoed_by_libpq_is_scrubbed_from_messages():
+    entry = {**BASE, "PASSWORD": "hunter2x", "PORT": "hunter2x", "CONN_MAX_AGE": 600}
+    (message,) = messages_for(entry)
+    assert message.id == "dbtuning.E022"
+    assert "hunter2x" not in message.msg + message.hint
+    assert "***" in message.msg
+
+
+def test_manage_py_check_database_reports_bad_settings_instead_of_a_traceback(tmp_path):
+    db = settings.DATABASES["default"]
+    server = {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": "postgres",
+        "USER": db["USER"],
+        "PASSWORD": db["PASSWORD"],
+        "HOST": db["HOST"],
+        "PORT": db["PORT"],
+        "CONN_MAX_AGE": 600,
+    }
+    databases = {
+        "default": {**server, "OPTIONS": {"connect_timeout": "abc"}},
+        "typo": {**server, "OPTIONS": {"options": "-c statment_timeout=5s"}},
+        "value": {**server, "OPTIONS": {"options": "-c work_mem=lots"}},
+        "late": {**server, "OPTIONS": {"options": "-c shared_buffers=1MB"}},
+        "fine": {**server, "OPTIONS": {"options": "-c statement_timeout=5s"}},
+    }
+    (tmp_path / "check_settings.py").write_text(
+        f"SECRET_KEY = 'x'\nINSTALLED_APPS = ['django_dbtuning']\nDATABASES = {databases!r}\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "django", "check"]
+        + [arg for alias in databases for arg in ("--database", alias)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={
+            **without_settings_module(),
+            "DJANGO_SETTINGS_MODULE": "check_settings",
+            "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}",
+        },
+    )
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output
+    assert result.returncode == 1
+    assert (
+        "DATABASES['default']['OPTIONS']['connect_timeout'] is 'abc': libpq refuses it"
+        in output
+    )
+    assert (
+        "sets statment_timeout=5s, which the server refuses: no such setting" in output
+    )
+    assert "Did you mean 'statement_timeout'?" in output
+    assert (
+        'sets work_mem=lots, which the server refuses: invalid value for parameter "work_mem"'
+        in output
+    )
+    assert (
+        "sets shared_buffers=1MB, which the server refuses: it cannot be set when connecting"
+        in output
+    )
+    assert "'fine'" not in output
+    assert output.count("dbtuning.E024") == 3
