@@ -4,7 +4,11 @@
 two auto_now datetimes, FK). Methods run in turns (round-robin), the table is truncated
 between runs, and each cell is the median of the rounds. Standalone::
 
-    .venv/bin/python bench/bench_copy.py [--rows 100000] [--rounds 3]
+    .venv/bin/python bench/bench_copy.py [--rows 100000] [--rounds 3] [--memory-rows 0]
+        [--upsert-rows 100000]
+
+The upsert table compares copy_from(on_conflict="update") with bulk_create(
+update_conflicts=True) and pgbulk.upsert on a table that already holds half the keys.
 """
 
 from __future__ import annotations
@@ -78,12 +82,100 @@ def setup() -> Any:
         def __str__(self) -> str:
             return self.title
 
+    class Stock(models.Model):
+        sku = models.CharField(max_length=20, unique=True)
+        quantity = models.IntegerField()
+        price = models.DecimalField(max_digits=10, decimal_places=2)
+        note = models.CharField(max_length=50)
+
+        objects = CopyManager()
+
+        class Meta:
+            app_label = "django_dbtuning"
+            db_table = "bench_copy_stock"
+
+        def __str__(self) -> str:
+            return self.sku
+
     with connection.schema_editor() as editor:
-        for model in (Article, Vendor):
+        for model in (Article, Vendor, Stock):
             editor.execute(f"DROP TABLE IF EXISTS {model._meta.db_table} CASCADE")
         editor.create_model(Vendor)
         editor.create_model(Article)
-    return Vendor, Article
+        editor.create_model(Stock)
+    return Vendor, Article, Stock
+
+
+def upsert_bench(Stock: Any, n: int, rounds: int) -> None:
+    """Upsert ``n`` shuffled rows into a table that already holds every other key."""
+    import random
+
+    from django.db import connection
+
+    keys = [f"sku-{i:07d}" for i in range(n)]
+    rows = [
+        {
+            "sku": k,
+            "quantity": i,
+            "price": decimal.Decimal(i % 10_000) / 100,
+            "note": "updated",
+        }
+        for i, k in enumerate(keys)
+    ]
+    random.Random(1).shuffle(rows)
+    existing = [{"sku": k, "quantity": 0, "price": 0, "note": "old"} for k in keys[::2]]
+    updates = ["quantity", "price", "note"]
+
+    def copy_from_upsert() -> None:
+        Stock.objects.copy_from(rows, on_conflict="update", unique_fields=["sku"])
+
+    def bulk_create_upsert() -> None:
+        Stock.objects.bulk_create(
+            [Stock(**r) for r in rows],
+            update_conflicts=True,
+            unique_fields=["sku"],
+            update_fields=updates,
+            batch_size=1000,
+        )
+
+    def pgbulk_upsert() -> None:
+        import pgbulk
+
+        pgbulk.upsert(Stock, [Stock(**r) for r in rows], ["sku"], update_fields=updates)
+
+    methods = {
+        "bulk_create(update_conflicts=True, batch_size=1000)": bulk_create_upsert,
+        "copy_from(dicts, on_conflict='update')": copy_from_upsert,
+        "pgbulk.upsert(instances)": pgbulk_upsert,
+    }
+    timings: dict[str, list[float]] = {name: [] for name in methods}
+    for round_ in range(rounds):
+        order = list(methods)
+        if round_ % 2:
+            order.reverse()
+        for name in order:
+            with connection.cursor() as cursor:
+                cursor.execute("TRUNCATE bench_copy_stock")
+            Stock.objects.copy_from(existing)
+            started = time.perf_counter()
+            methods[name]()
+            timings[name].append(time.perf_counter() - started)
+            assert Stock.objects.count() == n, name
+            assert not Stock.objects.filter(note="old").exists(), name
+    baseline = "bulk_create(update_conflicts=True, batch_size=1000)"
+    print(
+        f"\nUpsert: {n:,} shuffled rows into a table holding every other key "
+        f"({len(existing):,} updates, {n - len(existing):,} inserts), median of "
+        f"{rounds} rounds\n"
+    )
+    print("| method | seconds | rows/s | vs bulk_create |")
+    print("| --- | ---: | ---: | ---: |")
+    for name, values in timings.items():
+        seconds = statistics.median(values)
+        ratio = statistics.median(
+            b / a for a, b in zip(values, timings[baseline], strict=True)
+        )
+        print(f"| {name} | {seconds:.3f} | {n / seconds:,.0f} | {ratio:.1f}x faster |")
 
 
 def main() -> int:
@@ -96,8 +188,14 @@ def main() -> int:
         default=1_000_000,
         help="rows of the streaming-memory check (0 to skip)",
     )
+    parser.add_argument(
+        "--upsert-rows",
+        type=int,
+        default=100_000,
+        help="rows of the upsert comparison (0 to skip)",
+    )
     args = parser.parse_args()
-    Vendor, Article = setup()
+    Vendor, Article, Stock = setup()
     from django.db import connection, transaction
 
     vendors = [Vendor.objects.create(name=f"vendor {i}").pk for i in range(20)]
@@ -344,6 +442,8 @@ def main() -> int:
     )
     if memory_line:
         print(memory_line)
+    if args.upsert_rows:
+        upsert_bench(Stock, args.upsert_rows, args.rounds)
     return 0
 
 
