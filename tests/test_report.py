@@ -338,7 +338,7 @@ def test_fail_on(planted):
     [
         (["--section", "indexes,bogus"], "unknown section bogus"),
         (["--database", "nope"], "unknown database alias 'nope'"),
-        (["--top", "-1"], "--top must be >= 0"),
+        (["--top", "-1"], "--top must be an int >= 0"),
     ],
 )
 def test_wrong_arguments(planted, args, message):

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.core.management import CommandError, call_command
 
 from tests.test_report import dbreport
 
@@ -34,6 +35,20 @@ def test_argument_errors_exit_1_via_call_command(args, message):
     assert message in error
     assert "\n" not in error
     assert out == ""
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"format": "xml"}, "--format must be one of text, json, prometheus"),
+        ({"fail_on": "info"}, "--fail-on must be warning or error"),
+        ({"top": "3"}, "--top must be an int >= 0"),
+    ],
+)
+def test_keyword_options_are_checked_like_arguments(options, message):
+    with pytest.raises(CommandError, match=message) as caught:
+        call_command("dbreport", **options)
+    assert caught.value.returncode == 1
 
 
 def manage(*args: str) -> subprocess.CompletedProcess[str]:

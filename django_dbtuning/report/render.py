@@ -465,7 +465,8 @@ def _wrap(
     kept: dict[str, str] = {}
     for number, snippet in enumerate(keep or []):
         if snippet in text:
-            token = f"\ue000{number}\ue001"
+            # As long as the snippet and without spaces: wrapped like one long word.
+            token = chr(0xE000 + number) * len(snippet)
             kept[token] = snippet
             text = text.replace(snippet, token)
     wrapped = textwrap.fill(

@@ -174,8 +174,13 @@ class Command(BaseCommand):
         per_index: bool,
         **options: Any,
     ) -> None:
-        if top < 0:
-            raise CommandError(f"--top must be >= 0, got {top}")
+        # call_command(format=...) skips argparse's choices: check them here too.
+        if format not in FORMATS:
+            raise CommandError(f"--format must be one of {', '.join(FORMATS)}")
+        if fail_on not in (None, "warning", "error"):
+            raise CommandError("--fail-on must be warning or error")
+        if type(top) is not int or top < 0:
+            raise CommandError(f"--top must be an int >= 0, got {top!r}")
         chosen = _sections(sections)
         target = Path(output) if output else None
         if target is not None:
