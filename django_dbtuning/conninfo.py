@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 __all__ = [
     "INT_MAX",
+    "MILLISECOND_SETTINGS",
     "ConnectionProblem",
     "StartupOption",
     "StartupOptionsError",
@@ -27,12 +28,15 @@ __all__ = [
     "connection_problems",
     "join_options",
     "libpq_keywords",
+    "millisecond_value",
+    "option_settings",
     "parse_options",
     "psycopg_connect_keywords",
     "quote_identifier",
     "quote_literal",
     "scrub",
     "secret_keywords",
+    "setting_problem",
     "split_options",
 ]
 
@@ -71,11 +75,13 @@ def _libpq_options() -> tuple[tuple[str, bytes], ...]:
     )
 
 
+@functools.cache
 def libpq_keywords() -> frozenset[str]:
     """Every connection keyword the installed libpq understands."""
     return frozenset(keyword for keyword, _ in _libpq_options())
 
 
+@functools.cache
 def secret_keywords() -> frozenset[str]:
     """Keywords whose values must never be shown.
 
@@ -222,25 +228,28 @@ def _libpq_dry_run(values: Mapping[str, str]) -> ConnectionProblem | None:
         if key not in secret_keywords() and key not in ("host", "hostaddr")
     }
     trial["host"] = ",".join(_DRY_RUN_HOST for _ in hosts)
+    # A password of its own keeps libpq from reading (and warning about) the passfile.
+    trial["password"] = "dry-run"
     try:
         conninfo = make_conninfo(**trial)
     except Error:
         conninfo = None
-    if (
-        conninfo is None
-    ):  # outside the except block: libpq's text stays out of the chain
+    # Raised outside the except block, so libpq's text stays out of the exception chain.
+    if conninfo is None:
         return ConnectionProblem(None, "libpq cannot parse the connection settings")
     pgconn = pq.PGconn.connect_start(conninfo.encode())
     try:
         if pgconn.status != pq.ConnStatus.BAD:
             return None
-        message = pgconn.get_error_message("utf-8")
+        message = pgconn.error_message.decode("utf-8", "replace")
     finally:
         pgconn.finish()
     if _DRY_RUN_HOST in message:
         return None  # only the impossible host failed: every option passed
     text = " ".join(message.split())
-    keyword = max((key for key in values if key in text), key=len, default=None)
+    # The keyword named outside the quoted value: 'invalid sslmode value: "port"'.
+    named = re.sub(r'"[^"]*"', "", text)
+    keyword = max((key for key in values if key in named), key=len, default=None)
     return ConnectionProblem(keyword, text)
 
 

@@ -140,16 +140,19 @@ def _positive_int(name: str, value: Any, *, minimum: int = 1) -> int:
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    # Beyond a C int nothing here is meaningful, and float arithmetic would overflow.
+    if value > conninfo.INT_MAX:
+        raise ValueError(f"{name} must be <= {conninfo.INT_MAX}, got {value}")
     return value
 
 
 def _positive_float(name: str, value: Any, *, allow_zero: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{name} must be a number, not {type(value).__name__}")
-    # float(): an int too big for a float raises OverflowError, which is no ValueError.
-    number = (
-        float(value) if isinstance(value, float) or abs(value) < 2**1000 else math.inf
-    )
+    try:
+        number = float(value)
+    except OverflowError:  # an int too big for a float; OverflowError is no ValueError
+        number = math.inf
     if not math.isfinite(number):
         raise ValueError(f"{name} must be a finite number, got {value}")
     if number < 0 or (number == 0 and not allow_zero):
@@ -309,8 +312,6 @@ def pool_size(
 
 # -- durations and URL values -------------------------------------------------------------
 
-_MS_PER = {"timedelta_day": Decimal(86_400_000), "second": Decimal(1000)}
-
 
 def _duration_ms(name: str, value: Timeout) -> int | None:
     """A PostgreSQL duration in whole milliseconds; an int means ms, a float seconds.
@@ -324,19 +325,14 @@ def _duration_ms(name: str, value: Timeout) -> int | None:
         raise TypeError(f"{name} must be a duration like '5s', not a bool")
     ms: Decimal | None
     if isinstance(value, timedelta):
-        ms = (
-            Decimal(value.days) * _MS_PER["timedelta_day"]
-            + Decimal(value.seconds) * _MS_PER["second"]
-            + Decimal(value.microseconds) / 1000
-        )
+        ms = Decimal(value // timedelta(microseconds=1)) / 1000
     elif isinstance(value, int):
         ms = Decimal(value)
     elif isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError(f"{name} must be a finite number of seconds, got {value}")
-        ms = (
-            Decimal(repr(value)) * _MS_PER["second"]
-        )  # repr: the decimal the user wrote
+        # repr(): the decimal the user wrote, not the binary fraction behind it.
+        ms = Decimal(repr(value)) * 1000
     elif isinstance(value, str):
         ms = conninfo.millisecond_value(value)
         if ms is None:
@@ -375,7 +371,7 @@ def _number(name: str, value: str, kind: type[int] | type[float]) -> Any:
         number = kind(value)
     except ValueError:
         number = None
-    if number is None or not math.isfinite(number):
+    if number is None or (isinstance(number, float) and not math.isfinite(number)):
         raise InvalidDatabaseURL(
             f"URL parameter {name}={value!r} is not "
             + ("an integer" if kind is int else "a finite number")

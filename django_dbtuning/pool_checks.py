@@ -138,12 +138,12 @@ def check_startup_options(alias: str, entry: Mapping[str, Any]) -> list[CheckMes
         ]
     return [
         Error(
-            f"{where} sets {name}={value}: {problem}; the server refuses the connection.",
+            f"{where} sets {name}={value}: {refused}; the server refuses the connection.",
             hint="Use at most 2147483647ms (about 24 days), or 0 to disable the timeout.",
             id="dbtuning.E024",
         )
         for name, value in settings
-        if (problem := conninfo.setting_problem(name, value)) is not None
+        if (refused := conninfo.setting_problem(name, value)) is not None
     ]
 
 

@@ -242,10 +242,18 @@ def test_non_finite_url_parameters_are_refused(query):
     throughput=st.floats(allow_nan=True, allow_infinity=True),
     hold_time=st.floats(allow_nan=True, allow_infinity=True),
     headroom=st.floats(allow_nan=True, allow_infinity=True),
-    processes=st.integers(-2, 10**6),
+    processes=st.integers(-2, 10**400),
+    server_max_connections=st.integers(-2, 10**400),
+)
+@example(
+    throughput=1.0,
+    hold_time=1.0,
+    headroom=0.5,
+    processes=1,
+    server_max_connections=10**400,
 )
 def test_pool_size_raises_only_value_or_type_errors(
-    throughput, hold_time, headroom, processes
+    throughput, hold_time, headroom, processes, server_max_connections
 ):
     try:
         sizing = pool_size(
@@ -253,6 +261,7 @@ def test_pool_size_raises_only_value_or_type_errors(
             hold_time=hold_time,
             headroom=headroom,
             processes=processes,
+            server_max_connections=server_max_connections,
         )
     except (ValueError, TypeError):
         return
