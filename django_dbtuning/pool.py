@@ -467,10 +467,16 @@ def _startup_options(
     """The libpq ``options`` string: the given one with the timeouts merged in."""
     text = "" if existing is None else str(existing)
     try:
-        switches = conninfo.parse_options(text)
+        switches, problem = conninfo.parse_options(text), ""
     except conninfo.StartupOptionsError as exc:
-        problem = f"options {text!r} is not valid server startup options: {exc}"
-        raise _refuse(parsed, "options", from_url, problem) from None
+        switches, problem = [], str(exc)
+    if problem:  # raised outside the except block: no exception chain to read
+        raise _refuse(
+            parsed,
+            "options",
+            from_url,
+            f"options {text!r} is not valid server startup options: {problem}",
+        )
     settings = [s for option in switches if (s := option.setting) is not None]
     wanted = [(name, f"{ms}ms") for name, ms in timeouts.items()]
     if pgbouncer and (switches or wanted):
