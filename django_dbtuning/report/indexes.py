@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django_dbtuning.report.djangomap import Hint
+from django_dbtuning.report.djangomap import Hint, ModelMap
 from django_dbtuning.report.findings import Severity
 from django_dbtuning.report.probe import Probe, Row
 from django_dbtuning.report.quoting import ident
@@ -122,6 +122,16 @@ class Index:
     def sql_name(self) -> str:
         """The index as SQL: schema-qualified, every part quoted."""
         return ident(self.row["schema"], self.row["index"])
+
+    def drop_hint(self, models: ModelMap) -> Hint:
+        return models.drop_hint(
+            schema=self.row["schema"],
+            table=self.row["table"],
+            index=self.row["index"],
+            columns=self.key_columns,
+            definition=self.row["definition"] or "",
+            opclasses=self.row["opclass_names"],
+        )
 
     @property
     def droppable(self) -> bool:
@@ -314,14 +324,7 @@ def _unused(
         else:
             continue
         unused.append(index)
-        hint = probe.models.drop_hint(
-            schema=index.schema,
-            table=index.table,
-            index=index.index,
-            columns=index.key_columns,
-            definition=index.definition or "",
-            opclasses=index.opclass_names,
-        )
+        hint = index.drop_hint(probe.models)
         young = stats_age is not None and stats_age < min_age
         big = (index.size_bytes or 0) >= t["unused_index_warning_bytes"]
         severity: Severity = "warning" if big and not young else "info"
@@ -407,14 +410,7 @@ def _duplicates(probe: Probe, by_table: dict[int, list[Index]]) -> int:
                     f"the same lookups; {human_bytes(candidate.size_bytes)} could go "
                     "(the wider index is a little slower for these lookups)."
                 )
-            hint = probe.models.drop_hint(
-                schema=candidate.schema,
-                table=candidate.table,
-                index=candidate.index,
-                columns=candidate.key_columns,
-                definition=candidate.definition or "",
-                opclasses=candidate.opclass_names,
-            )
+            hint = candidate.drop_hint(probe.models)
             info = probe.models.model(candidate.table)
             head = info.field_for(candidate.key_columns[0]) if info else None
             if (

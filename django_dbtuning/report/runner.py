@@ -116,18 +116,7 @@ def run_report(
     if type(top) is not int or top < 0:
         raise ValueError(f"top must be an int >= 0, got {top!r}")
     names = list(aliases) if aliases else postgres_aliases()
-    for alias in names:
-        if not isinstance(alias, str):
-            raise TypeError(f"database aliases must be str, not {type(alias).__name__}")
-        if alias not in connections.settings:
-            raise ValueError(
-                f"unknown database alias {alias!r}; DATABASES has "
-                f"{', '.join(connections.settings)}"
-            )
-        if connections[alias].vendor != "postgresql":
-            raise ValueError(
-                f"database alias {alias!r} is {connections[alias].vendor}, not PostgreSQL"
-            )
+    _check_aliases(names)
     ordered = [s for s in SECTIONS if s in chosen]
     limits = thresholds(conf.REPORT_THRESHOLDS)
     models = ModelMap()
@@ -164,6 +153,21 @@ def run_report(
         key=lambda f: (order[f.severity], f.database, f.code, f.object)
     )
     return report
+
+
+def _check_aliases(names: list[str]) -> None:
+    for alias in names:
+        if not isinstance(alias, str):
+            raise TypeError(f"database aliases must be str, not {type(alias).__name__}")
+        if alias not in connections.settings:
+            raise ValueError(
+                f"unknown database alias {alias!r}; DATABASES has "
+                f"{', '.join(connections.settings)}"
+            )
+        if connections[alias].vendor != "postgresql":
+            raise ValueError(
+                f"database alias {alias!r} is {connections[alias].vendor}, not PostgreSQL"
+            )
 
 
 def _run_alias(
@@ -208,15 +212,7 @@ def _run_alias(
             show_sql_values=conf.LOG_PARAMETERS,
         )
         if not settings_section.server_info(probe):
-            # Every section needs the server's facts: none ran, and each says so.
-            for name in sections:
-                probe.gap(
-                    f"{name}_section",
-                    name,
-                    "skipped",
-                    "the server facts query (check server) did not complete",
-                    cause="server",
-                )
+            _server_failed(probe, sections)
             return
         server = probe.server
         identity = (
@@ -248,6 +244,18 @@ def _run_alias(
                 reason = f"{type(exc).__name__}: {first_line(exc)}"
                 probe.gap(f"{name}_section", name, "error", reason)
                 result.sections.setdefault(name, {})["error"] = reason
+
+
+def _server_failed(probe: Probe, sections: list[str]) -> None:
+    # Every section needs the server's facts: none ran, and each says so.
+    for name in sections:
+        probe.gap(
+            f"{name}_section",
+            name,
+            "skipped",
+            "the server facts query (check server) did not complete",
+            cause="server",
+        )
 
 
 def _intersect_replicas(report: Report) -> None:

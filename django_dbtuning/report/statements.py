@@ -134,30 +134,7 @@ def collect(probe: Probe) -> None:
     if results is None:
         return
     top, frequent = ([r for r in rows if _application(r["query"])] for rows in results)
-    info = probe.query(
-        "pg_stat_statements_info",
-        "statements",
-        INFO.format(relation=ident(ext[0]["schema"], "pg_stat_statements_info")),
-    )
-    if info:
-        section["deallocations"] = info[0]["dealloc"]
-        section["stats_reset"] = (
-            info[0]["stats_reset"].isoformat() if info[0]["stats_reset"] else None
-        )
-        if info[0]["dealloc"]:
-            probe.add(
-                "info",
-                "statements_evicted",
-                "pg_stat_statements is evicting entries",
-                detail=(
-                    f"{info[0]['dealloc']:,} times the least-used statements were "
-                    "dropped to make room: rarely run queries are missing from the "
-                    "statistics."
-                ),
-                hint="raise pg_stat_statements.max (default 5000) and restart",
-                object="setting:pg_stat_statements.max",
-                deallocations=info[0]["dealloc"],
-            )
+    _evictions(probe, ident(ext[0]["schema"], "pg_stat_statements_info"))
     rows = {r["queryid"]: r for r in [*top, *frequent]}
     all_ms = float(top[0]["all_ms"]) if top else 0.0
     section["tracked"] = top[0]["tracked"] if top else 0
@@ -181,6 +158,33 @@ def collect(probe: Probe) -> None:
     for row in ranked:
         _judge(probe, row, all_ms)
     suggest(probe, ranked, all_ms)
+
+
+def _evictions(probe: Probe, relation: str) -> None:
+    section = probe.section("statements")
+    info = probe.query(
+        "pg_stat_statements_info", "statements", INFO.format(relation=relation)
+    )
+    if not info:
+        return
+    section["deallocations"] = info[0]["dealloc"]
+    section["stats_reset"] = (
+        info[0]["stats_reset"].isoformat() if info[0]["stats_reset"] else None
+    )
+    if info[0]["dealloc"]:
+        probe.add(
+            "info",
+            "statements_evicted",
+            "pg_stat_statements is evicting entries",
+            detail=(
+                f"{info[0]['dealloc']:,} times the least-used statements were "
+                "dropped to make room: rarely run queries are missing from the "
+                "statistics."
+            ),
+            hint="raise pg_stat_statements.max (default 5000) and restart",
+            object="setting:pg_stat_statements.max",
+            deallocations=info[0]["dealloc"],
+        )
 
 
 def _summary(probe: Probe, row: Row, all_ms: float) -> dict[str, Any]:

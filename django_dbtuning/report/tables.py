@@ -181,10 +181,8 @@ def _tables(probe: Probe, rows: list[Row]) -> None:
     heavy = []
     for row in rows:
         table = qualified(row["schema"], row["table"])
-        sql_table = ident(row["schema"], row["table"])
         label = probe.models.label(row["table"])
         live = row["n_live_tup"] or 0
-        dead = row["n_dead_tup"] or 0
         seq = row["seq_scan"] or 0
         idx = row["idx_scan"] or 0
         share = idx / (seq + idx) if seq + idx else None
@@ -218,34 +216,7 @@ def _tables(probe: Probe, rows: list[Row]) -> None:
                 rows=live,
             )
         _vacuum(probe, row, table, label, now, av)
-        if (
-            dead >= t["dead_tuples_min"]
-            and dead / max(1, live + dead) >= t["dead_tuples_ratio"]
-        ):
-            vacuum = f"VACUUM (ANALYZE) {sql_table}"
-            tune = (
-                f"ALTER TABLE {sql_table} SET (autovacuum_vacuum_scale_factor = 0.02)"
-            )
-            probe.add(
-                "warning",
-                "dead_tuples",
-                f"Dead tuples in {table}",
-                detail=(
-                    f"{table} holds {dead:,} dead row versions against {live:,} live ones "
-                    f"({dead / max(1, live + dead):.0%}): scans read them, the table and "
-                    "its indexes bloat. Autovacuum is not keeping up, or a long "
-                    "transaction keeps them visible."
-                ),
-                hint=(
-                    f"{vacuum}; then lower autovacuum_vacuum_scale_factor for it "
-                    f"({tune}) and look for idle-in-transaction sessions"
-                ),
-                object=table,
-                model=label,
-                dead_tuples=dead,
-                live_tuples=live,
-                sql=[vacuum, tune],
-            )
+        _dead_tuples(probe, row, table, label)
     section["seq_scan_heavy"] = len(heavy)
     largest = sorted(rows, key=lambda r: r["total_bytes"] or r["size_bytes"] or 0)
     section["largest"] = [
@@ -265,6 +236,39 @@ def _tables(probe: Probe, rows: list[Row]) -> None:
     ]
 
 
+def _dead_tuples(probe: Probe, row: Row, table: str, label: str | None) -> None:
+    t = probe.t
+    live = row["n_live_tup"] or 0
+    dead = row["n_dead_tup"] or 0
+    sql_table = ident(row["schema"], row["table"])
+    if (
+        dead >= t["dead_tuples_min"]
+        and dead / max(1, live + dead) >= t["dead_tuples_ratio"]
+    ):
+        vacuum = f"VACUUM (ANALYZE) {sql_table}"
+        tune = f"ALTER TABLE {sql_table} SET (autovacuum_vacuum_scale_factor = 0.02)"
+        probe.add(
+            "warning",
+            "dead_tuples",
+            f"Dead tuples in {table}",
+            detail=(
+                f"{table} holds {dead:,} dead row versions against {live:,} live ones "
+                f"({dead / max(1, live + dead):.0%}): scans read them, the table and "
+                "its indexes bloat. Autovacuum is not keeping up, or a long "
+                "transaction keeps them visible."
+            ),
+            hint=(
+                f"{vacuum}; then lower autovacuum_vacuum_scale_factor for it "
+                f"({tune}) and look for idle-in-transaction sessions"
+            ),
+            object=table,
+            model=label,
+            dead_tuples=dead,
+            live_tuples=live,
+            sql=[vacuum, tune],
+        )
+
+
 def _ratio(hit: int, read: int) -> float | None:
     return hit / (hit + read) if hit + read else None
 
@@ -272,6 +276,24 @@ def _ratio(hit: int, read: int) -> float | None:
 def _latest(*values: datetime | None) -> datetime | None:
     present = [v for v in values if v is not None]
     return max(present) if present else None
+
+
+def _autovacuum_thresholds(
+    row: Row, reltuples: float, av: dict[str, Any]
+) -> tuple[float, float]:
+    """The dead-row and changed-row counts past which autovacuum would act on the table
+    (its own reloptions first, then the server's settings, then PostgreSQL's defaults)."""
+    options = row["reloptions"]
+
+    def setting(name: str, default: float) -> float:
+        return _first(_reloption(options, name), av.get(name), default)
+
+    return (
+        setting("autovacuum_vacuum_threshold", 50)
+        + setting("autovacuum_vacuum_scale_factor", 0.2) * reltuples,
+        setting("autovacuum_analyze_threshold", 50)
+        + setting("autovacuum_analyze_scale_factor", 0.1) * reltuples,
+    )
 
 
 def _vacuum(
@@ -284,31 +306,7 @@ def _vacuum(
 ) -> None:
     t = probe.t
     reltuples = max(row["reltuples"] or 0, row["n_live_tup"] or 0)
-    options = row["reloptions"]
-    vac_threshold = _first(
-        _reloption(options, "autovacuum_vacuum_threshold"),
-        av.get("autovacuum_vacuum_threshold"),
-        50,
-    ) + (
-        _first(
-            _reloption(options, "autovacuum_vacuum_scale_factor"),
-            av.get("autovacuum_vacuum_scale_factor"),
-            0.2,
-        )
-        * reltuples
-    )
-    an_threshold = _first(
-        _reloption(options, "autovacuum_analyze_threshold"),
-        av.get("autovacuum_analyze_threshold"),
-        50,
-    ) + (
-        _first(
-            _reloption(options, "autovacuum_analyze_scale_factor"),
-            av.get("autovacuum_analyze_scale_factor"),
-            0.1,
-        )
-        * reltuples
-    )
+    vac_threshold, an_threshold = _autovacuum_thresholds(row, reltuples, av)
     sql_table = ident(row["schema"], row["table"])
     last_vacuum = _latest(row["last_vacuum"], row["last_autovacuum"])
     last_analyze = _latest(row["last_analyze"], row["last_autoanalyze"])
