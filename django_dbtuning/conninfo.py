@@ -456,22 +456,20 @@ def quote_literal(value: str) -> str:
     return "'" + quoted + "'"
 
 
-_PLAIN_SETTING = re.compile(r"[a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)?")
-
-
 def alter_role_sql(role: str | None, settings: Iterable[tuple[str, str]]) -> str:
     """``ALTER ROLE ... SET name = 'value'`` statements, joined by ``; ``.
 
-    The role is always quoted (a role named ``all`` unquoted would mean every role); a
-    setting name only when it is not a plain lower-case name. No role means the role that
-    runs the statement (``CURRENT_USER``).
+    The role is always quoted (a role named ``all`` unquoted would mean every role), and so
+    is every setting name but the timeouts this package writes itself: a name that is a
+    keyword (``in``) would otherwise not parse. No role means the role that runs the
+    statement (``CURRENT_USER``).
     """
     target = quote_identifier(role) if role else "CURRENT_USER"
     statements = []
     for name, value in settings:
         lowered = name.lower()
         shown = (
-            lowered if _PLAIN_SETTING.fullmatch(lowered) else quote_identifier(lowered)
+            lowered if lowered in MILLISECOND_SETTINGS else quote_identifier(lowered)
         )
         statements.append(f"ALTER ROLE {target} SET {shown} = {quote_literal(value)}")
     return "; ".join(statements)

@@ -478,6 +478,9 @@ def _startup_options(
             f"options {text!r} is not valid server startup options: {problem}",
         )
     settings = [s for option in switches if (s := option.setting) is not None]
+    for name, value in settings:
+        if (refused := conninfo.setting_problem(name, value)) is not None:
+            raise _refuse(parsed, "options", from_url, refused)
     wanted = [(name, f"{ms}ms") for name, ms in timeouts.items()]
     if pgbouncer and (switches or wanted):
         hint = conninfo.alter_role_sql(parsed.user, [*settings, *wanted])

@@ -63,8 +63,8 @@ def redact_url(url: str) -> str:
     each way of reading it: the password up to the *last* ``@`` (a raw ``@``, ``/`` or
     ``?`` in it) and up to the *first* ``@`` of the authority; a non-numeric "port"; every
     query value from the first one whose key is not a known non-secret keyword on (a secret
-    may run on through raw ``&``); everything after a ``#``. Without a ``scheme://``
-    nothing tells user from password, so all before the last ``@`` is hidden.
+    may run on through raw ``&``); everything after a ``#``. A string without a
+    ``scheme://`` is hidden whole: nothing in it tells a password apart.
     """
     scheme = _SCHEME.match(url)
     start = scheme.end() if scheme else 0
@@ -75,6 +75,10 @@ def redact_url(url: str) -> str:
             hidden[index] = True
 
     last_at = url.rfind("@", start)
+    if scheme is None:
+        # Not a URL: nothing tells user, password and host apart, and the "URL" may be
+        # a password pasted into the wrong variable. Show none of it.
+        return MASK
     if last_at >= 0:
         user, colon, _ = url[start:last_at].partition(":")
         if scheme is None or _odd_user(user):
@@ -126,10 +130,10 @@ def _hide_bad_ports(url: str, begin: int, hide: Callable[[int, int], None]) -> N
             tail_at = item.find(":") if ":" in item else len(item)
         tail = item[tail_at:]
         if tail and not (tail.startswith(":") and _is_port(tail[1:])):
-            hide(
-                position + tail_at + (1 if tail.startswith(":") else 0),
-                position + len(item),
-            )
+            # Not a port: likely a password missing its '@host', whose remainder may run
+            # on into the path or query. Hide to the end.
+            hide(position + tail_at + (1 if tail.startswith(":") else 0), len(url))
+            return
         position += len(item) + 1
 
 

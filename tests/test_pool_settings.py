@@ -18,6 +18,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from psycopg import sql
 
+from django_dbtuning import InvalidDatabaseURL
 from django_dbtuning.conninfo import (
     INT_MAX,
     StartupOptionsError,
@@ -172,6 +173,13 @@ def test_timeouts_round_up_to_a_whole_millisecond_and_zero_stays_zero(value, exp
 def test_timeouts_postgresql_cannot_hold_are_refused(value):
     with pytest.raises(ValueError, match="statement_timeout"):
         database(URL, statement_timeout=value)
+
+
+def test_a_timeout_over_the_limit_inside_options_is_refused_too():
+    with pytest.raises(InvalidDatabaseURL, match="over PostgreSQL's limit"):
+        database(f"{URL}?options=-c%20statement_timeout%3D30d")
+    with pytest.raises(ValueError, match="over PostgreSQL's limit"):
+        database(URL, options={"options": "-c lock_timeout=2592000000"})
 
 
 @pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan])
