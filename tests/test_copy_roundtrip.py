@@ -165,6 +165,23 @@ def test_empty_string_and_null_stay_apart(fmt: str) -> None:
     ]
 
 
+@pytest.mark.parametrize("fmt", ["csv"])
+def test_a_null_marker_of_your_own_round_trips(fmt: str) -> None:
+    """copy_to(null="NULL") quotes a value "NULL" in CSV; copy_from(null=) reads it.
+
+    (Text format has no quoting: PostgreSQL writes a value equal to a custom NULL
+    string as it is, so only the default ``\\N`` is unambiguous there.)"""
+    Sample.objects.bulk_create(
+        [Sample(text="NULL", maybe=None, short="NULL"), Sample(text="", maybe="")]
+    )
+    before = stored()
+    data = Sample.objects.order_by("pk").copy_to(format=fmt, null="NULL")  # type: ignore[arg-type]
+    assert isinstance(data, bytes)
+    Sample.objects.all().delete()
+    Sample.objects.copy_from(io.BytesIO(data), format=fmt, null="NULL")  # type: ignore[arg-type]
+    assert stored() == before
+
+
 def test_csv_null_rule_for_other_writers() -> None:
     """Files written elsewhere: unquoted empty is NULL, quoted empty is ""; an empty
     cell in a NOT NULL text column is "" (what Django stores)."""

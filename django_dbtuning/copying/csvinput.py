@@ -214,6 +214,7 @@ class CsvReader:
         self.raw: list[str] = []
         self.capture = False
         self.nullable: tuple[int, ...] = ()
+        self.marker: str | None = None
         self.bad: tuple[int, int, str] | None = None
         self.record_line = 1
         # The first line of each data row of the current batch, to name it in errors.
@@ -223,10 +224,12 @@ class CsvReader:
             self._lines(handle), delimiter=delimiter, quotechar=quotechar
         )
 
-    def nulls_in(self, positions: Sequence[int]) -> None:
-        """Tell unquoted empty cells (NULL) from quoted ones ("") in these positions."""
+    def nulls_in(self, positions: Sequence[int], marker: str | None = None) -> None:
+        """Read NULLs: an unquoted empty cell in ``positions`` (quoted ``""`` is the
+        empty string), or, with ``marker``, an unquoted cell equal to it anywhere."""
         self.nullable = tuple(positions)
-        self.capture = bool(self.nullable)
+        self.marker = marker
+        self.capture = bool(self.nullable) or marker is not None
 
     def _lines(self, handle: Any) -> Iterator[str]:
         lines = iter(handle)
@@ -281,7 +284,7 @@ class CsvReader:
         self.records += 1
         if self.records > self.header_rows:
             self.lines.append(start)
-        if self.nullable:
+        if self.capture:
             self.mark_nulls(row)
         return row
 
@@ -313,7 +316,11 @@ class CsvReader:
         )
 
     def mark_nulls(self, row: list[Any]) -> None:
-        empty = [p for p in self.nullable if p < len(row) and row[p] == ""]
+        if self.marker is None:
+            empty = [p for p in self.nullable if p < len(row) and row[p] == ""]
+        else:
+            marker = self.marker
+            empty = [p for p, cell in enumerate(row) if cell == marker]
         if not empty:
             return
         raw = "".join(self.raw)

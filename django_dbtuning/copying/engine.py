@@ -156,6 +156,8 @@ class _Load:
         self.explicit_pk = False
         self.deferred_fks: list[str] = []
         self.staging: Staging | None = None
+        self.keys: list[Column] = []
+        self.order: list[Column] = []
         self.locator = Locator()
         # Rows of the batch being written, for errors: (batch number, first, last).
         self.batch = (0, 0, 0)
@@ -199,6 +201,7 @@ class _Load:
                     "include it in the rows"
                 )
         self.keys = keys
+        self.order = keys or self.unique_columns(names)
         self.predicate, self.predicate_params = self.partial_index_predicate(keys)
         if self.update_names is not None:
             updates = [plan.column(n) for n in self.update_names]
@@ -227,6 +230,28 @@ class _Load:
                 "on_conflict='update' has no column to update: pass update_fields or "
                 "use on_conflict='ignore'"
             )
+
+    def unique_columns(self, loaded: set[str]) -> list[Column]:
+        """Every column of the model's unique constraints this load fills, in order.
+
+        ``on_conflict="ignore"`` without ``unique_fields`` may conflict on any of them;
+        inserting in this order keeps concurrent loads from locking in opposite orders.
+        """
+        opts = self.model._meta
+        sets: list[list[str]] = [[opts.pk.name]]
+        sets += [[f.name] for f in opts.concrete_fields if f.unique]
+        sets += [list(names) for names in opts.unique_together]
+        sets += [
+            list(c.fields)
+            for c in opts.constraints
+            if isinstance(c, models.UniqueConstraint) and c.fields
+        ]
+        order: list[Column] = []
+        for names in sets:
+            columns = [self.plan.column(n) for n in names]
+            if all(c.name in loaded for c in columns):
+                order += [c for c in columns if c not in order]
+        return order
 
     def partial_index_predicate(self, keys: list[Column]) -> tuple[str, list[Any]]:
         """The WHERE of a conditional UniqueConstraint on exactly ``keys``, if any.
@@ -276,6 +301,7 @@ class _Load:
                 pk=pk if pk in self.columns else None,
                 columns=self.columns,
                 keys=self.keys,
+                order=self.order,
                 updates=self.updates,
                 on_conflict=self.on_conflict,
                 predicate=self.predicate.removeprefix(" WHERE "),

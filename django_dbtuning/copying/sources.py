@@ -732,6 +732,7 @@ def _csv_source(
     delimiter: str,
     quotechar: str,
     encoding: str,
+    null: str | None = None,
 ) -> Source:
     options: tuple[tuple[str, Any], ...] = (
         ("delimiter", delimiter),
@@ -749,7 +750,9 @@ def _csv_source(
         reader = CsvReader(
             handle, delimiter=delimiter, quotechar=quotechar, encoding=encoding
         )
-        src = _csv_columns(plan, reader, fields=fields, header=header, mapping=mapping)
+        src = _csv_columns(
+            plan, reader, fields=fields, header=header, mapping=mapping, null=null
+        )
     except BaseException:
         for closer in closers:
             closer()
@@ -766,6 +769,7 @@ def _csv_columns(
     fields: Sequence[str] | None,
     header: bool,
     mapping: Mapping[str, str | None] | None,
+    null: str | None,
 ) -> Source:
     skip: set[int] = set()
     headers: dict[str, str] = {}
@@ -802,15 +806,15 @@ def _csv_columns(
     keep = [i for i in range(width) if i not in skip]
     given = _key_columns(plan, keys)
     # Where an unquoted empty cell (NULL) and a quoted one ("") differ: nullable text.
-    text_types = TEXT_INTERNAL_TYPES
     reader.nulls_in(
         [
             position
             for position, column in zip(keep, given, strict=True)
             if column.field.null
             and column.known
-            and column.field.get_internal_type() in text_types
-        ]
+            and column.field.get_internal_type() in TEXT_INTERNAL_TYPES
+        ],
+        marker=null,
     )
     shape = (
         f"cells like the header ({', '.join(reader.names)})"
@@ -918,10 +922,8 @@ def open_source(
     """A :class:`Source` for ``rows``, or None when ``rows`` is empty."""
     if format not in ("csv", "text", "binary"):
         raise ValueError(f"format must be 'csv', 'text' or 'binary', not {format!r}")
-    if format != "text" and null is not None:
-        raise ValueError(
-            "null= is for format='text' files; in CSV an unquoted empty cell is NULL"
-        )
+    if format == "binary" and null is not None:
+        raise ValueError("null= is for format='csv' and 'text' files")
     is_file = isinstance(rows, str | os.PathLike) or hasattr(rows, "read")
     if format != "csv" and not is_file:
         raise ValueError(
@@ -950,6 +952,7 @@ def open_source(
             delimiter="," if delimiter is None else delimiter,
             quotechar=quotechar,
             encoding=encoding,
+            null=null,
         )
     if isinstance(rows, bytes | bytearray | Mapping | models.Model) or not isinstance(
         rows, Iterable

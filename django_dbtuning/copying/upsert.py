@@ -62,6 +62,7 @@ class Staging:
         pk: Column | None,
         columns: list[Column],
         keys: list[Column],
+        order: list[Column],
         updates: list[Column],
         on_conflict: str,
         predicate: str,
@@ -75,6 +76,7 @@ class Staging:
         self.pk = pk
         self.columns = columns
         self.keys = keys
+        self.order = order
         self.updates = updates
         self.on_conflict = on_conflict
         self.predicate = predicate
@@ -208,7 +210,10 @@ class Staging:
                 target += f" WHERE {self.predicate}"
                 params += self.predicate_params
         else:
-            select = f"SELECT {cols} FROM {self.name} ORDER BY dbtuning_row"
+            # No conflict target: any unique constraint may conflict; lock in the
+            # order of all of their columns.
+            order = "".join(f"{qn(c.column)}, " for c in self.order)
+            select = f"SELECT {cols} FROM {self.name} ORDER BY {order}dbtuning_row"
             target = ""
         present = {c.name for c in columns}
         if self.on_conflict == "update":
