@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Final, Literal, NamedTuple, cast
+from typing import Final, Literal, NamedTuple
 
 __all__ = ["Masked", "Token", "TokenKind", "mask", "masked_text", "tokens"]
 
@@ -117,6 +117,10 @@ _JUNK = (
 )
 _COMMENT_MARK = re.compile(r"/\*|\*/")
 _STRINGS = frozenset(["string", "estring", "ustring", "bits", "xbits"])
+_CONTINUE_FIRST = frozenset(" \t\n\r\f\v-")
+_NAME_CHARS = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_0123456789$"
+)
 
 
 def _int_value(text: str) -> int:
@@ -124,17 +128,21 @@ def _int_value(text: str) -> int:
     return int(text, base)
 
 
-def _number(sql: str, pos: int) -> tuple[TokenKind, int]:
+def _number(sql: str, pos: int) -> tuple[str, int]:
     found = _NUMBER.match(sql, pos)
     assert found is not None  # called at a digit or at "." before a digit
     end = found.end()
-    for junk in _JUNK:
-        longer = junk.match(sql, pos)
-        if longer is not None and longer.end() > end:
-            return "bad_number", end
-    if found.lastgroup == "integer" and _int_value(found.group()) > _INT4_MAX:
+    # Junk runs on through the number's end, so only a name character there can start it.
+    if end < len(sql) and (sql[end] in _NAME_CHARS or sql[end] >= "\x80"):
+        for junk in _JUNK:
+            longer = junk.match(sql, pos)
+            if longer is not None and longer.end() > end:
+                return "bad_number", end
+    kind = found.lastgroup
+    assert kind is not None
+    if kind == "integer" and end - pos >= 10 and _int_value(found.group()) > _INT4_MAX:
         return "float", end  # the server keeps what int4 cannot hold as a numeric
-    return cast(TokenKind, found.lastgroup), end
+    return kind, end
 
 
 def _block_end(sql: str, pos: int) -> int:
@@ -152,36 +160,47 @@ def _block_end(sql: str, pos: int) -> int:
             return pos
 
 
-def tokens(sql: str) -> list[Token]:
-    """``sql`` cut into tokens; an error token, if any, is the last and runs to the end."""
-    out: list[Token] = []
+def _scan(sql: str) -> list[tuple[str, int, int]]:
+    out: list[tuple[str, int, int]] = []
     pos = 0
     size = len(sql)
     match = _MASTER.match
+    append = out.append
     while pos < size:
         found = match(sql, pos)
         assert found is not None  # "other" matches any character
-        group = found.lastgroup
+        kind = found.lastgroup
+        assert kind is not None
         end = found.end()
-        kind: TokenKind
-        if group == "number":
+        if kind == "plain":
+            append((kind, pos, end))
+            pos = end
+            continue
+        if kind == "number":
             kind, end = _number(sql, pos)
-        else:
-            kind = cast(TokenKind, group)
-        if kind == "block_comment":
+        elif kind == "block_comment":
             end = _block_end(sql, pos)
             if end < 0:
                 kind = "unterminated"
-        elif kind in _STRINGS and _CONTINUE_OPEN.match(sql, end):
+        elif (
+            kind in _STRINGS
+            and sql[end : end + 1] in _CONTINUE_FIRST
+            and _CONTINUE_OPEN.match(sql, end)
+        ):
             # A continuation quote whose piece never closes: the literal is unterminated
             # from its start, as the server reports it.
             kind = "unterminated"
         if kind in ERRORS:
-            out.append(Token(kind, pos, size))
+            append((kind, pos, size))
             break
-        out.append(Token(kind, pos, end))
+        append((kind, pos, end))
         pos = end
     return out
+
+
+def tokens(sql: str) -> list[Token]:
+    """``sql`` cut into tokens; an error token, if any, is the last and runs to the end."""
+    return [Token(*token) for token in _scan(sql)]  # type: ignore[arg-type]
 
 
 # --- masking -------------------------------------------------------------------------------
@@ -274,9 +293,8 @@ def _trailing_word(text: str) -> str:
     return text[start:]
 
 
-_WORD_CHARS = frozenset(
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_0123456789$"
-)
+_WORD_CHARS = _NAME_CHARS
+_SPACE_CHARS = frozenset(" \t\n\r\f\v")
 
 
 def _is_unary_minus(plain: str, before: str) -> bool:
@@ -301,15 +319,17 @@ def _is_unary_minus(plain: str, before: str) -> bool:
     return _trailing_word(head).upper() in _UNARY_AFTER
 
 
-def _is_ambiguous(sql: str, token: Token) -> bool:
+def _is_ambiguous(sql: str, start: int, end: int) -> bool:
     """A '…' string whose end moves when backslashes escape (standard_conforming_strings off)."""
-    legacy = _LEGACY_STRING.match(sql, token.start)
-    return legacy is None or legacy.end() != token.end
+    legacy = _LEGACY_STRING.match(sql, start)
+    return legacy is None or legacy.end() != end
 
 
 def _note_limit(result: Masked, plain: str, number: str) -> None:
+    if plain[-1] not in _SPACE_CHARS:
+        return
     tail = plain.rstrip(" \t\n\r\f\v")
-    if len(tail) == len(plain):
+    if tail[-1:] not in ("T", "t"):  # LIMIT, OFFSET
         return
     word = _trailing_word(tail).upper()
     if word == "OFFSET" and result.offset is None:
@@ -329,8 +349,7 @@ def mask(sql: str) -> Masked:
         ""  # the last significant output so far (_OPERAND for a literal or identifier)
     )
     uescape = False
-    for token in tokens(sql):
-        kind, start, end = token
+    for kind, start, end in _scan(sql):
         if kind == "plain":
             before, plain = last, sql[start:end]
             last = plain
@@ -340,7 +359,7 @@ def mask(sql: str) -> Masked:
             if (
                 kind == "string"
                 and "\\" in sql[start:end]
-                and _is_ambiguous(sql, token)
+                and _is_ambiguous(sql, start, end)
             ):
                 parts.append(FAIL)
                 result.complete = False
