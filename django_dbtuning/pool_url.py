@@ -81,7 +81,7 @@ def redact_url(url: str) -> str:
         return MASK
     if last_at >= 0:
         user, colon, _ = url[start:last_at].partition(":")
-        if scheme is None or _odd_user(user):
+        if _odd_user(user):
             hide(start, last_at)
         elif colon:
             hide(start + len(user) + 1, last_at)
@@ -187,6 +187,12 @@ class ParsedURL:
 
 
 def _fail(shown: str, problem: str) -> InvalidDatabaseURL:
+    """The URL's syntax is broken or ambiguous."""
+    return InvalidDatabaseURL(f"cannot parse database URL {shown}: {problem}")
+
+
+def _invalid(shown: str, problem: str) -> InvalidDatabaseURL:
+    """The URL parses, but says something that cannot work."""
     return InvalidDatabaseURL(f"database URL {shown}: {problem}")
 
 
@@ -235,7 +241,7 @@ def parse_url(url: str) -> ParsedURL:
     options, parameters, host, port = _query(parts.query, shown)
     name = _decode(parts.path[1:], "database name", shown)
     if not name and "service" not in options:
-        raise _fail(shown, "names no database (…/DBNAME)")
+        raise _invalid(shown, "names no database (…/DBNAME)")
     return ParsedURL(
         name=name,
         user=_decode(user, "user name", shown) if at else "",
@@ -321,13 +327,13 @@ def _query(
         elif key == "port":
             port = ",".join(_port(p, shown) for p in value.split(","))
         elif key in _IN_THE_URL:
-            raise _fail(shown, f"put {key} in the URL itself, not in ?{key}=")
+            raise _invalid(shown, f"put {key} in the URL itself, not in ?{key}=")
         elif key in URL_PARAMETERS:
             parameters[key] = value
         elif key in known:
             options[key] = value
         else:
-            raise _fail(
+            raise _invalid(
                 shown,
                 f"unknown parameter {key!r} (libpq would reject it); known: "
                 + ", ".join(sorted(URL_PARAMETERS | (known - set(_IN_THE_URL)))),

@@ -81,8 +81,8 @@ def test_url_from_the_environment(monkeypatch):
         ("db.example.com/shop", "must start with postgres://"),
         (
             "postgres://u:s3cret@h:99999/db",
-            "database URL postgres://u:***@h:99999/db: a port must be a number from 1 "
-            "to 65535",
+            "cannot parse database URL postgres://u:***@h:99999/db: a port must be a "
+            "number from 1 to 65535",
         ),
         ("postgres://u:s3cret@h/", "names no database"),
         ("postgres://u:s3cret@h/db?sslmod=require", "unknown parameter 'sslmod'"),
