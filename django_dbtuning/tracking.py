@@ -6,6 +6,12 @@ in whichever thread connects, so the ASGI sync worker thread gets it too) and do
 but call through when no unit is active. ``asgiref`` runs ``sync_to_async`` code in a copy of
 the caller's context, so queries of an async view land in the request's unit.
 
+Units nest: each keeps the unit that was current when it started (``parent``) and a query
+counts in every open unit of that chain. State belongs to the entry, never to the
+``track_queries`` / ``query_budget`` / ``allow_n_plus_one`` instance, so one instance can be
+entered by many threads, tasks and recursive calls at once; entries may end in any order
+(see :func:`_leave`), and once all have ended nothing records.
+
 Per query the cost is a ContextVar read, a dict lookup for the fingerprint, a C-level frame
 lookup for the call-site key and a few counters; stacks are read in full only when a group
 reaches a threshold (see :mod:`django_dbtuning.detection`).
@@ -149,7 +155,6 @@ class Unit(_Scope):
     """The mutable state of one unit of work; reached through the ContextVar."""
 
     __slots__ = (
-        "allow",
         "count",
         "duplicate_threshold",
         "duration",
@@ -199,7 +204,6 @@ class Unit(_Scope):
         self.query_parameters: list[Any] | None = [] if keep_parameters else None
         self.groups: dict[Any, _Group] = {}
         self.task = current_task()
-        self.allow = 0
 
 
 def _recorder(

@@ -5,7 +5,9 @@ Views (tests/testapp/views.py) run one query before the body and an N+1 inside i
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 import wsgiref.util
 from collections.abc import Iterator
 from typing import Any
@@ -18,7 +20,7 @@ from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import request_finished
 from django.db import close_old_connections, connection
 from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
-from django.test import RequestFactory
+from django.test import Client, RequestFactory
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
@@ -264,6 +266,56 @@ def test_sync_stream_under_the_async_client(async_client, books, log, dbtuning):
     assert body.count(b"\n") == 6
     assert_book_author_n_plus_one(findings(log.records), "books-stream")
     assert [s.query_count for s in summaries(log.records)] == [7]
+
+
+# --- many streams at once ----------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)  # each thread has its own connection
+def test_12_threads_streaming_at_once_each_count_their_own_body(books, log, dbtuning):
+    dbtuning(ON_N_PLUS_ONE="log")
+    barrier = threading.Barrier(12)
+    errors: list[BaseException] = []
+    headers: list[str] = []
+
+    def request() -> None:
+        try:
+            response = Client().get("/books/stream/")
+            barrier.wait(timeout=30)  # every response open before any body is read
+            headers.append(response["X-DB-Query-Count"])
+            for _ in response.streaming_content:
+                barrier.wait(timeout=30)  # bodies advance in lockstep, interleaved
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=request) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert headers == ["1"] * 12
+    assert [s.query_count for s in summaries(log.records)] == [7] * 12
+    assert [f.count for f in findings(log.records)] == [5] * 12
+
+
+def test_asyncio_tasks_streaming_at_once_each_count_their_own_body(
+    async_client, books, log, dbtuning
+):
+    dbtuning(ON_N_PLUS_ONE="log")
+
+    async def one() -> int:
+        response = await async_client.get("/books/stream-async/")
+        return len([chunk async for chunk in response.streaming_content])
+
+    async def run() -> list[int]:
+        return list(await asyncio.gather(*(one() for _ in range(8))))
+
+    assert async_to_sync(run)() == [6] * 8
+    assert [s.query_count for s in summaries(log.records)] == [7] * 8
+    assert [f.count for f in findings(log.records)] == [5] * 8
 
 
 # --- real handlers: Django's ASGIHandler and WSGIHandler ---------------------------------------
