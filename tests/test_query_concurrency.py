@@ -235,6 +235,22 @@ def test_one_track_queries_shared_by_asyncio_tasks_nested_in_a_parent_block():
     assert parent.count == sum(counts)
 
 
+@pytest.mark.urls("tests.testapp.urls")
+@pytest.mark.parametrize("path", ["/budgeted/", "/budgeted/decorated/"])
+def test_async_view_sharing_one_query_budget_under_concurrent_requests(
+    async_client, path
+):
+    async def run() -> list[Any]:
+        return await asyncio.gather(
+            *(async_client.get(path + ("?over=1" if i % 2 else "")) for i in range(30))
+        )
+
+    responses = async_to_sync(run)()
+    assert [r.status_code for r in responses[::2]] == [200] * 15
+    assert [r.status_code for r in responses[1::2]] == [429] * 15
+    assert [r.json() for r in responses[1::2]] == [{"count": 2, "budget": 1}] * 15
+
+
 # --- one instance, recursion -------------------------------------------------------------------
 
 

@@ -26,4 +26,10 @@ urlpatterns = [
         name="books-stream-until-disconnect",
     ),
     path("books/file/", views.books_file, name="books-file"),
+    path("budgeted/", views.budgeted_async, name="budgeted"),
+    path(
+        "budgeted/decorated/",
+        views.budgeted_async_decorated,
+        name="budgeted-decorated",
+    ),
 ]

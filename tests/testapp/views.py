@@ -16,6 +16,7 @@ from django.http import (
 from django.shortcuts import render
 from django.template.response import TemplateResponse
 
+from django_dbtuning import QueryBudgetExceeded, query_budget
 from tests.testapp.models import Author, Book
 
 
@@ -128,3 +129,39 @@ class BookCatalogue:
 
 def books_file(request: HttpRequest) -> FileResponse:
     return FileResponse(BookCatalogue(), content_type="text/plain")
+
+
+# --- one query_budget instance shared by every request -----------------------------------------
+# The views answer 429 with the budget error's numbers: the test client cannot tell apart
+# the exceptions of concurrent requests.
+
+SHARED_BUDGET = query_budget(max_queries=1, n_plus_one="ignore")
+
+
+async def two_queries_if(over: bool) -> None:
+    await Author.objects.acount()
+    await asyncio.sleep(0)  # let concurrent requests enter the same instance
+    if over:
+        await sync_to_async(Book.objects.count)()
+
+
+async def budgeted_async(request: HttpRequest) -> JsonResponse:
+    try:
+        async with SHARED_BUDGET as report:
+            await two_queries_if(bool(request.GET.get("over")))
+    except QueryBudgetExceeded as exc:
+        return JsonResponse({"count": exc.count, "budget": exc.budget}, status=429)
+    return JsonResponse({"count": report.count})
+
+
+@SHARED_BUDGET
+async def budgeted_work(over: bool) -> None:
+    await two_queries_if(over)
+
+
+async def budgeted_async_decorated(request: HttpRequest) -> JsonResponse:
+    try:
+        await budgeted_work(bool(request.GET.get("over")))
+    except QueryBudgetExceeded as exc:
+        return JsonResponse({"count": exc.count, "budget": exc.budget}, status=429)
+    return JsonResponse({})
