@@ -33,6 +33,9 @@ from tests.testapp.models import Author, Book, Publisher
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.testapp.urls")]
 
 MIDDLEWARE = "django_dbtuning.middleware.QueryCountMiddleware"
+ASYNC_UNDER_WSGI = (
+    "ignore:StreamingHttpResponse must consume asynchronous iterators:Warning"
+)
 SYNC_UNDER_ASGI = (
     "ignore:StreamingHttpResponse must consume synchronous iterators:Warning"
 )
@@ -394,10 +397,39 @@ def test_asgi_client_disconnect_mid_body_ends_the_unit(books, log):
     assert summary.query_count == 1
 
 
+def wsgi_environ(path: str) -> dict[str, Any]:
+    environ: dict[str, Any] = {"PATH_INFO": path, "REQUEST_METHOD": "GET"}
+    wsgiref.util.setup_testing_defaults(environ)
+    return environ
+
+
+@pytest.mark.filterwarnings(ASYNC_UNDER_WSGI)
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("path", "view"),
+    [
+        ("/books/stream/", "books-stream"),
+        ("/books/stream-async/", "books-stream-async"),
+    ],
+)
+def test_wsgi_stream_end_to_end(books, log, dbtuning, path, view):
+    dbtuning(ON_N_PLUS_ONE="log")
+    started: list[Any] = []
+    result = WSGIHandler()(
+        wsgi_environ(path), lambda status, headers: started.append(dict(headers))
+    )
+    assert started[0]["X-DB-Query-Count"] == "1"
+    body = b"".join(result)  # what a WSGI server does: iterate, then close
+    result.close()
+    assert body.count(b"\n") == 6
+    assert_book_author_n_plus_one(findings(log.records), view)
+    assert [s.query_count for s in summaries(log.records)] == [7]
+    connection.close()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_wsgi_file_wrapper_still_serves_a_file_response(books, log):
-    environ: dict[str, Any] = {"PATH_INFO": "/books/file/", "REQUEST_METHOD": "GET"}
-    wsgiref.util.setup_testing_defaults(environ)
+    environ = wsgi_environ("/books/file/")
     environ["wsgi.file_wrapper"] = wsgiref.util.FileWrapper
     started: list[str] = []
     result = WSGIHandler()(environ, lambda status, headers: started.append(status))
