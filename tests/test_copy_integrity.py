@@ -87,6 +87,19 @@ def test_every_file_input_reads_the_same_rows(tmp_path: Path) -> None:
         source.close()
 
 
+def test_django_file_objects_read_the_same_rows() -> None:
+    """Django's File.__iter__ splits lines with str.splitlines (at \u2028 too)."""
+    from django.core.files.base import ContentFile, File
+
+    for source in [
+        File(io.StringIO("name\nAcme\u2028Corp\n")),
+        ContentFile("name\nAcme\u2028Corp\n".encode()),
+    ]:
+        Publisher.objects.all().delete()
+        assert Publisher.objects.copy_from(source).rows == 1
+        assert names() == ["Acme\u2028Corp"]
+
+
 def test_lines_as_strings_are_refused() -> None:
     with pytest.raises(TypeError, match="each row must be"):
         Publisher.objects.copy_from(["name", "Acme"])

@@ -23,12 +23,25 @@ import os
 import sys
 import threading
 from array import array
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
-from django_dbtuning.copying.plan import RowProblem
+from django_dbtuning.copying.plan import (
+    TEXT_INTERNAL_TYPES,
+    Column,
+    ModelPlan,
+    RowProblem,
+)
+from django_dbtuning.copying.sources import Source, key_columns, tuple_source
 
-__all__ = ["CsvReader", "lifted_field_limit", "open_text", "quoted_fields"]
+__all__ = [
+    "CsvReader",
+    "csv_source",
+    "lifted_field_limit",
+    "open_text",
+    "quoted_fields",
+]
 
 
 # -- the csv module's field size limit ------------------------------------------------
@@ -102,6 +115,36 @@ class _Binary(io.RawIOBase):
         return n
 
 
+class _Encoded(io.RawIOBase):
+    """An object whose ``read(n)`` returns str, as UTF-8 bytes for a TextIOWrapper.
+
+    Iterating such an object is not safe: Django's ``File.__iter__``, for one, splits
+    lines with ``str.splitlines``, which also breaks at ``\u2028`` and friends.
+    """
+
+    def __init__(self, source: Any) -> None:
+        super().__init__()
+        self.source = source
+        self.pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self.pending:
+            text = self.source.read(_CHUNK)
+            if not text:
+                return 0
+            self.pending = text.encode("utf-8", "surrogatepass")
+        n = min(len(buffer), len(self.pending))
+        buffer[:n] = self.pending[:n]
+        self.pending = self.pending[n:]
+        return n
+
+
+_CHUNK = 1 << 16
+
+
 def open_text(source: Any, encoding: str) -> tuple[Any, list[Callable[[], None]], str]:
     """A text stream over ``source`` (path, text or binary file), its closers, encoding."""
     closers: list[Callable[[], None]] = []
@@ -127,11 +170,13 @@ def open_text(source: Any, encoding: str) -> tuple[Any, list[Callable[[], None]]
     if not hasattr(source, "read"):  # pragma: no cover - guarded by the caller
         raise TypeError(f"cannot read CSV from {type(source).__name__}")
     probe = source.read(0)
-    if not isinstance(probe, bytes | bytearray):
-        return source, closers, encoding  # some other text stream (read() -> str)
-    buffered = io.BufferedReader(_Binary(source))
+    if isinstance(probe, bytes | bytearray):
+        raw: io.RawIOBase = _Binary(source)
+        errors = "surrogateescape"
+    else:  # read() returns str: already decoded, only the lines are ours to find
+        raw, decode_as, errors = _Encoded(source), "utf-8", "surrogatepass"
     handle = io.TextIOWrapper(
-        buffered, encoding=decode_as, errors="surrogateescape", newline=""
+        io.BufferedReader(raw), encoding=decode_as, errors=errors, newline=""
     )
 
     def detach() -> None:
@@ -333,3 +378,167 @@ class CsvReader:
         for p in empty:
             if not flags[p]:
                 row[p] = None
+
+
+# -- CSV -----------------------------------------------------------------------------
+
+# Cells the server parses itself: PostgreSQL's own text forms (JSON, array literals, bytea
+# as written by COPY TO), which Django has no parser for.
+_SERVER_PARSED = {"JSONField", "ArrayField", "BinaryField"}
+
+
+def _csv_cell(column: Column) -> Callable[[Any], Any] | None:
+    """How one CSV cell becomes a value: None where the text goes to the server as is.
+
+    Text stays text; an empty cell is NULL except in a NOT NULL text column (the empty
+    string, as Django stores it) and except when quoted (``""``, see csvinput). Other
+    cells go through the field's own Django conversion, so a CSV is held to what
+    ``save()`` accepts: ``NaN`` into a DecimalField, ``yes`` into a BooleanField or a date
+    in year 10000 are refused, naive datetimes warn and are made aware.
+    """
+    f = column.field
+    internal = f.get_internal_type() if column.known else None
+    if internal in TEXT_INTERNAL_TYPES:
+        return None
+    if internal in _SERVER_PARSED:
+        return _empty_to_none
+    name = column.name
+
+    def convert(value: Any) -> Any:
+        if value is None or value == "":
+            return None
+        try:
+            return column.slow(value)
+        except RowProblem:
+            raise
+        except Exception as exc:
+            reason = "; ".join(getattr(exc, "messages", None) or [str(exc)])
+            raise RowProblem(reason, column=name) from exc
+
+    return convert
+
+
+def csv_source(
+    plan: ModelPlan,
+    source: Any,
+    *,
+    fields: Sequence[str] | None,
+    header: bool,
+    mapping: Mapping[str, str | None] | None,
+    delimiter: str,
+    quotechar: str,
+    encoding: str,
+    null: str | None = None,
+) -> Source:
+    options: tuple[tuple[str, Any], ...] = (
+        ("delimiter", delimiter),
+        ("quotechar", quotechar),
+    )
+    for name, value in options:
+        if not isinstance(value, str) or len(value) != 1 or value in "\r\n":
+            raise ValueError(f"{name} must be one character, not {value!r}")
+    if delimiter == quotechar:
+        raise ValueError("delimiter and quotechar must differ")
+    release = lifted_field_limit()
+    closers: list[Callable[[], None]] = []
+    try:
+        handle, closers, encoding = open_text(source, encoding)
+        reader = CsvReader(
+            handle, delimiter=delimiter, quotechar=quotechar, encoding=encoding
+        )
+        src = _csv_columns(
+            plan, reader, fields=fields, header=header, mapping=mapping, null=null
+        )
+    except BaseException:
+        for closer in closers:
+            closer()
+        release()
+        raise
+    src.closers = [*closers, release]
+    return src
+
+
+def _csv_columns(
+    plan: ModelPlan,
+    reader: CsvReader,
+    *,
+    fields: Sequence[str] | None,
+    header: bool,
+    mapping: Mapping[str, str | None] | None,
+    null: str | None,
+) -> Source:
+    skip: set[int] = set()
+    headers: dict[str, str] = {}
+    if header:
+        reader.header_rows = 1
+        try:
+            names = [str(n) for n in next(reader)]
+        except StopIteration:
+            names = []
+        if not names:
+            raise ValueError("the CSV file is empty: expected a header row")
+        reader.names = names
+        keys: list[str] = []
+        for position, name in enumerate(names):
+            target = mapping.get(name, name) if mapping is not None else name
+            if target is None or (fields is not None and target not in fields):
+                skip.add(position)
+                continue
+            keys.append(target)
+            headers[target] = name
+        if mapping:
+            unknown = set(mapping) - set(names)
+            if unknown:
+                raise ValueError(
+                    f"mapping names CSV column(s) {sorted(unknown)} that the header "
+                    f"lacks; the header has {names}"
+                )
+    else:
+        if fields is None:
+            raise ValueError("a CSV file without a header needs fields=[...]")
+        keys = list(fields)
+    width = len(keys) + len(skip)
+    reader.width = width
+    keep = [i for i in range(width) if i not in skip]
+    given = key_columns(plan, keys)
+    # Where an unquoted empty cell (NULL) and a quoted one ("") differ: nullable text.
+    reader.nulls_in(
+        [
+            position
+            for position, column in zip(keep, given, strict=True)
+            if column.field.null
+            and column.known
+            and column.field.get_internal_type() in TEXT_INTERNAL_TYPES
+        ],
+        marker=null,
+    )
+    shape = (
+        f"cells like the header ({', '.join(reader.names)})"
+        if header
+        else "cells (fields=)"
+    )
+    rows: Iterator[Any] = reader
+    if skip:
+        picker = itemgetter(*keep) if len(keep) > 1 else None
+
+        def pick(row: list[Any]) -> Any:
+            if len(row) != width:
+                raise RowProblem(
+                    f"expected {width} {shape}, got {len(row)}",
+                    row=reader.records - reader.header_rows - 1,
+                )
+            return picker(row) if picker else (row[keep[0]],)
+
+        rows = map(pick, reader)
+    src = tuple_source(
+        plan, rows, keys, None, text=True, cell=_csv_cell, shape=shape, width=width
+    )
+    src.kind = "csv"
+    src.mark = reader.mark
+    src.line_of = reader.line_of
+    src.headers = {plan.column(k).name: h for k, h in headers.items()}
+    return src
+
+
+def _empty_to_none(value: Any) -> Any:
+    return None if value == "" else value

@@ -10,11 +10,15 @@ Per batch:
 * plain insert: ``COPY table (cols) FROM STDIN (FORMAT BINARY)`` straight into the table.
   With ``return_ids`` the ids are taken from the table's sequence first (``nextval`` over
   ``generate_series``), which is ordered, concurrency-safe and keeps the single COPY.
-* upsert: ``COPY`` into a temporary staging table created from the target's own column
-  types (so ``varchar(n)`` still refuses an over-long value: no casts anywhere), then
-  ``INSERT ... SELECT DISTINCT ON (keys) ... ORDER BY keys ... ON CONFLICT``: duplicate keys
-  within a batch collapse to the last one, and rows go in key order so concurrent upserts
-  lock in the same order.
+* upsert: ``COPY`` into one temporary staging table for the whole load, created from the
+  target's own column types (so ``varchar(n)`` still refuses an over-long value: no casts
+  anywhere); at the end one ``INSERT ... SELECT DISTINCT ON (keys) ... ORDER BY keys ...
+  ON CONFLICT`` (see :mod:`~django_dbtuning.copying.upsert`): duplicate keys in the load
+  collapse to the last one, and every load locks rows in key order, so overlapping
+  concurrent upserts cannot deadlock.
+
+A deadlock, serialization failure or lock/statement timeout raises
+:class:`~django_dbtuning.CopyConcurrencyError` naming the batch and rows being written.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from django_dbtuning.copying.errors import (
     problem_error,
     row_error,
 )
+from django_dbtuning.copying.options import progress_callback, validate
 from django_dbtuning.copying.plan import DB_DEFAULT, Column, ModelPlan, RowProblem
 from django_dbtuning.copying.sources import Batch, Source, gc_paused, open_source
 from django_dbtuning.copying.upsert import Staging
@@ -725,7 +730,7 @@ def copy_from(
     """Load ``rows`` into ``model``'s table with COPY; see :meth:`CopyQuerySet.copy_from`."""
     from django_dbtuning.conf import conf
 
-    _validate(
+    validate(
         fields=fields,
         batch_size=batch_size,
         on_conflict=on_conflict,
@@ -774,7 +779,7 @@ def copy_from(
         raise problem_error(load.label, problem) from None
     if source is None:
         return load.result
-    bar = _progress(progress, source, load.label)
+    bar = progress_callback(progress, source, load.label)
     try:
         load.prepare(source)
         connection.ensure_connection()
@@ -812,83 +817,3 @@ def copy_from(
         load.result.updated,
     )
     return load.result
-
-
-def _progress(
-    progress: Any, source: Source, label: str
-) -> Callable[[int | None], None] | None:
-    if progress is False or progress is None:
-        return None
-    if hasattr(progress, "update") and not isinstance(progress, bool):
-        # A tqdm (or rich-like) bar the caller made, with its own total and label.
-        bar_object: Any = progress
-
-        def advance(n: int | None) -> None:
-            if n is not None:
-                bar_object.update(n)
-
-        return advance
-    if not isinstance(progress, bool):
-        callback = progress
-        done = 0
-
-        def report(n: int | None) -> None:
-            nonlocal done
-            if n is not None:
-                done += n
-                callback(done)
-
-        return report
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        raise ImproperlyConfigured(
-            "progress=True needs tqdm: pip install 'django-dbtuning[progress]'"
-        ) from None
-    bar = tqdm(total=source.total, unit=" rows", desc=f"COPY {label}")
-
-    def update(n: int | None) -> None:
-        if n is None:
-            bar.close()
-        else:
-            bar.update(n)
-
-    return update
-
-
-def _validate(**options: Any) -> None:
-    fields = options["fields"]
-    if fields is not None and (
-        isinstance(fields, str) or not isinstance(fields, list | tuple)
-    ):
-        raise TypeError(f"fields must be a list of field names, not {fields!r}")
-    for name in ("unique_fields", "update_fields"):
-        value = options[name]
-        if value is not None and (
-            isinstance(value, str) or not isinstance(value, list | tuple)
-        ):
-            raise TypeError(f"{name} must be a list of field names, not {value!r}")
-    size = options["batch_size"]
-    if size is not None and (
-        isinstance(size, bool) or not isinstance(size, int) or size < 1
-    ):
-        raise ValueError(f"batch_size must be a positive integer, not {size!r}")
-    if options["on_conflict"] not in (None, "ignore", "update"):
-        raise ValueError(
-            "on_conflict must be None, 'ignore' or 'update', not "
-            f"{options['on_conflict']!r}"
-        )
-    if not isinstance(options["return_ids"], bool):
-        raise TypeError(
-            f"return_ids must be True or False, not {options['return_ids']!r}"
-        )
-    progress = options["progress"]
-    if not (
-        isinstance(progress, bool)
-        or progress is None
-        or callable(progress)
-        or hasattr(progress, "update")
-    ):
-        raise TypeError(
-            f"progress must be a bool, a callable or a progress bar, not {progress!r}"
-        )

@@ -15,7 +15,7 @@ import codecs
 import io
 import os
 import uuid
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -25,8 +25,9 @@ from psycopg.types.json import Jsonb
 
 from django_dbtuning.copying.errors import copy_error
 from django_dbtuning.copying.plan import Column, ModelPlan, RowProblem
+from django_dbtuning.copying.sources import Source, key_columns, tuple_source
 
-__all__ = ["file_chunks", "open_binary", "read_header", "staged_rows"]
+__all__ = ["pg_source"]
 
 _CHUNK = 1 << 16
 _FETCH = 5000
@@ -202,3 +203,57 @@ def _raw_json(row: tuple[Any, ...], positions: list[int]) -> tuple[Any, ...]:
         elif value is not None:
             values[i] = Jsonb(value)
     return tuple(values)
+
+
+# -- PostgreSQL's text and binary COPY formats ---------------------------------------
+
+
+def pg_source(
+    plan: ModelPlan,
+    rows: Any,
+    *,
+    format: str,
+    fields: Sequence[str] | None,
+    header: bool,
+    mapping: Mapping[str, str | None] | None,
+    delimiter: str,
+    null: str | None,
+    encoding: str,
+    alias: str,
+) -> Source:
+    if mapping is not None:
+        raise ValueError(
+            "mapping= is for CSV files; name the columns of a text or binary file "
+            "with fields=[...]"
+        )
+    handle, closers = open_binary(rows)
+    try:
+        first = b""
+        keys = list(fields) if fields is not None else None
+        if format == "text" and header:
+            names, first = read_header(handle, delimiter, encoding)
+            keys = keys if keys is not None else names
+        if keys is None:
+            raise ValueError(
+                f"a {format} COPY file without a header needs fields=[...] naming its "
+                "columns in order"
+            )
+        given = key_columns(plan, keys)
+        items = staged_rows(
+            plan,
+            given,
+            file_chunks(handle, first, encoding if format == "text" else "utf-8"),
+            format=format,
+            delimiter=delimiter,
+            null=null,
+            alias=alias,
+        )
+        src = tuple_source(plan, items, keys, None)
+    except BaseException:
+        for closer in closers:
+            closer()
+        raise
+    src.kind = format
+    # Close the reader (its server-side cursor) while the load's transaction is open.
+    src.closers = [items.close, *closers]
+    return src

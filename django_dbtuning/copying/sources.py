@@ -25,22 +25,9 @@ from typing import Any
 
 from django.db import models
 
-from django_dbtuning.copying.csvinput import CsvReader, lifted_field_limit, open_text
-from django_dbtuning.copying.pgformat import (
-    file_chunks,
-    open_binary,
-    read_header,
-    staged_rows,
-)
-from django_dbtuning.copying.plan import (
-    DB_DEFAULT,
-    TEXT_INTERNAL_TYPES,
-    Column,
-    ModelPlan,
-    RowProblem,
-)
+from django_dbtuning.copying.plan import DB_DEFAULT, Column, ModelPlan, RowProblem
 
-__all__ = ["Batch", "Source", "open_source"]
+__all__ = ["Batch", "Source", "key_columns", "open_source", "tuple_source"]
 
 Row = Sequence[Any]
 
@@ -159,7 +146,7 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _key_columns(plan: ModelPlan, keys: Sequence[str]) -> list[Column]:
+def key_columns(plan: ModelPlan, keys: Sequence[str]) -> list[Column]:
     columns: list[Column] = []
     seen: dict[str, str] = {}
     for key in keys:
@@ -441,7 +428,7 @@ def _mapping_source(
     total: int | None,
 ) -> Source:
     keys = list(fields) if fields is not None else list(first)
-    given = _key_columns(plan, keys)
+    given = key_columns(plan, keys)
     filler = _Filler(plan, [c for c in plan.columns.values() if c not in given])
     columns = given + filler.columns
     key_of = {c.name: k for c, k in zip(given, keys, strict=True)}
@@ -523,7 +510,7 @@ def _mapping_source(
     return source
 
 
-def _tuple_source(
+def tuple_source(
     plan: ModelPlan,
     items: Iterator[Any],
     fields: Sequence[str] | None,
@@ -538,7 +525,7 @@ def _tuple_source(
         raise ValueError(
             "tuple rows need fields=[...] naming the field of each position"
         )
-    given = _key_columns(plan, list(fields))
+    given = key_columns(plan, list(fields))
     filler = _Filler(plan, [c for c in plan.columns.values() if c not in given])
     if filler.required:
         names = ", ".join(repr(c.name) for c in filler.required)
@@ -606,7 +593,7 @@ def _instance_source(
 ) -> Source:
     model = plan.model
     if fields is not None:
-        columns = _key_columns(plan, list(fields))
+        columns = key_columns(plan, list(fields))
         if plan.pk.name in plan.columns and plan.columns[plan.pk.name] not in columns:
             columns.insert(0, plan.columns[plan.pk.name])
     else:
@@ -684,224 +671,6 @@ def _instance_source(
     return source
 
 
-# -- CSV -----------------------------------------------------------------------------
-
-# Cells the server parses itself: PostgreSQL's own text forms (JSON, array literals, bytea
-# as written by COPY TO), which Django has no parser for.
-_SERVER_PARSED = {"JSONField", "ArrayField", "BinaryField"}
-
-
-def _csv_cell(column: Column) -> Callable[[Any], Any] | None:
-    """How one CSV cell becomes a value: None where the text goes to the server as is.
-
-    Text stays text; an empty cell is NULL except in a NOT NULL text column (the empty
-    string, as Django stores it) and except when quoted (``""``, see csvinput). Other
-    cells go through the field's own Django conversion, so a CSV is held to what
-    ``save()`` accepts: ``NaN`` into a DecimalField, ``yes`` into a BooleanField or a date
-    in year 10000 are refused, naive datetimes warn and are made aware.
-    """
-    f = column.field
-    internal = f.get_internal_type() if column.known else None
-    if internal in TEXT_INTERNAL_TYPES:
-        return None
-    if internal in _SERVER_PARSED:
-        return _empty_to_none
-    name = column.name
-
-    def convert(value: Any) -> Any:
-        if value is None or value == "":
-            return None
-        try:
-            return column.slow(value)
-        except RowProblem:
-            raise
-        except Exception as exc:
-            reason = "; ".join(getattr(exc, "messages", None) or [str(exc)])
-            raise RowProblem(reason, column=name) from exc
-
-    return convert
-
-
-def _csv_source(
-    plan: ModelPlan,
-    source: Any,
-    *,
-    fields: Sequence[str] | None,
-    header: bool,
-    mapping: Mapping[str, str | None] | None,
-    delimiter: str,
-    quotechar: str,
-    encoding: str,
-    null: str | None = None,
-) -> Source:
-    options: tuple[tuple[str, Any], ...] = (
-        ("delimiter", delimiter),
-        ("quotechar", quotechar),
-    )
-    for name, value in options:
-        if not isinstance(value, str) or len(value) != 1 or value in "\r\n":
-            raise ValueError(f"{name} must be one character, not {value!r}")
-    if delimiter == quotechar:
-        raise ValueError("delimiter and quotechar must differ")
-    release = lifted_field_limit()
-    closers: list[Callable[[], None]] = []
-    try:
-        handle, closers, encoding = open_text(source, encoding)
-        reader = CsvReader(
-            handle, delimiter=delimiter, quotechar=quotechar, encoding=encoding
-        )
-        src = _csv_columns(
-            plan, reader, fields=fields, header=header, mapping=mapping, null=null
-        )
-    except BaseException:
-        for closer in closers:
-            closer()
-        release()
-        raise
-    src.closers = [*closers, release]
-    return src
-
-
-def _csv_columns(
-    plan: ModelPlan,
-    reader: CsvReader,
-    *,
-    fields: Sequence[str] | None,
-    header: bool,
-    mapping: Mapping[str, str | None] | None,
-    null: str | None,
-) -> Source:
-    skip: set[int] = set()
-    headers: dict[str, str] = {}
-    if header:
-        reader.header_rows = 1
-        try:
-            names = [str(n) for n in next(reader)]
-        except StopIteration:
-            names = []
-        if not names:
-            raise ValueError("the CSV file is empty: expected a header row")
-        reader.names = names
-        keys: list[str] = []
-        for position, name in enumerate(names):
-            target = mapping.get(name, name) if mapping is not None else name
-            if target is None or (fields is not None and target not in fields):
-                skip.add(position)
-                continue
-            keys.append(target)
-            headers[target] = name
-        if mapping:
-            unknown = set(mapping) - set(names)
-            if unknown:
-                raise ValueError(
-                    f"mapping names CSV column(s) {sorted(unknown)} that the header "
-                    f"lacks; the header has {names}"
-                )
-    else:
-        if fields is None:
-            raise ValueError("a CSV file without a header needs fields=[...]")
-        keys = list(fields)
-    width = len(keys) + len(skip)
-    reader.width = width
-    keep = [i for i in range(width) if i not in skip]
-    given = _key_columns(plan, keys)
-    # Where an unquoted empty cell (NULL) and a quoted one ("") differ: nullable text.
-    reader.nulls_in(
-        [
-            position
-            for position, column in zip(keep, given, strict=True)
-            if column.field.null
-            and column.known
-            and column.field.get_internal_type() in TEXT_INTERNAL_TYPES
-        ],
-        marker=null,
-    )
-    shape = (
-        f"cells like the header ({', '.join(reader.names)})"
-        if header
-        else "cells (fields=)"
-    )
-    rows: Iterator[Any] = reader
-    if skip:
-        picker = itemgetter(*keep) if len(keep) > 1 else None
-
-        def pick(row: list[Any]) -> Any:
-            if len(row) != width:
-                raise RowProblem(
-                    f"expected {width} {shape}, got {len(row)}",
-                    row=reader.records - reader.header_rows - 1,
-                )
-            return picker(row) if picker else (row[keep[0]],)
-
-        rows = map(pick, reader)
-    src = _tuple_source(
-        plan, rows, keys, None, text=True, cell=_csv_cell, shape=shape, width=width
-    )
-    src.kind = "csv"
-    src.mark = reader.mark
-    src.line_of = reader.line_of
-    src.headers = {plan.column(k).name: h for k, h in headers.items()}
-    return src
-
-
-def _empty_to_none(value: Any) -> Any:
-    return None if value == "" else value
-
-
-# -- PostgreSQL's text and binary COPY formats ---------------------------------------
-
-
-def _pg_source(
-    plan: ModelPlan,
-    rows: Any,
-    *,
-    format: str,
-    fields: Sequence[str] | None,
-    header: bool,
-    mapping: Mapping[str, str | None] | None,
-    delimiter: str,
-    null: str | None,
-    encoding: str,
-    alias: str,
-) -> Source:
-    if mapping is not None:
-        raise ValueError(
-            "mapping= is for CSV files; name the columns of a text or binary file "
-            "with fields=[...]"
-        )
-    handle, closers = open_binary(rows)
-    try:
-        first = b""
-        keys = list(fields) if fields is not None else None
-        if format == "text" and header:
-            names, first = read_header(handle, delimiter, encoding)
-            keys = keys if keys is not None else names
-        if keys is None:
-            raise ValueError(
-                f"a {format} COPY file without a header needs fields=[...] naming its "
-                "columns in order"
-            )
-        given = _key_columns(plan, keys)
-        items = staged_rows(
-            plan,
-            given,
-            file_chunks(handle, first, encoding if format == "text" else "utf-8"),
-            format=format,
-            delimiter=delimiter,
-            null=null,
-            alias=alias,
-        )
-        src = _tuple_source(plan, items, keys, None)
-    except BaseException:
-        for closer in closers:
-            closer()
-        raise
-    src.kind = format
-    # Close the reader (its server-side cursor) while the load's transaction is open.
-    src.closers = [items.close, *closers]
-    return src
-
-
 # -- entry point ---------------------------------------------------------------------
 
 
@@ -930,7 +699,9 @@ def open_source(
             f"format={format!r} reads a file: pass a path or a file object"
         )
     if format != "csv":
-        return _pg_source(
+        from django_dbtuning.copying.pgformat import pg_source
+
+        return pg_source(
             plan,
             rows,
             format=format,
@@ -943,7 +714,9 @@ def open_source(
             alias=alias,
         )
     if is_file:
-        return _csv_source(
+        from django_dbtuning.copying.csvinput import csv_source
+
+        return csv_source(
             plan,
             rows,
             fields=fields,
@@ -973,7 +746,7 @@ def open_source(
     if isinstance(first, Mapping):
         return _mapping_source(plan, first, items, fields, total)
     if isinstance(first, Sequence) and not isinstance(first, str | bytes):
-        return _tuple_source(plan, items, fields, total)
+        return tuple_source(plan, items, fields, total)
     raise TypeError(
         "each row must be a model instance, a dict or a tuple; the first row is "
         f"{type(first).__name__}"
