@@ -458,6 +458,40 @@ def csv_source(
     return src
 
 
+def _read_header(
+    reader: CsvReader,
+    fields: Sequence[str] | None,
+    mapping: Mapping[str, str | None] | None,
+) -> tuple[list[str], set[int], dict[str, str]]:
+    """The fields the header names, the positions to skip, each field's header."""
+    reader.header_rows = 1
+    try:
+        names = [str(n) for n in next(reader)]
+    except StopIteration:
+        names = []
+    if not names:
+        raise ValueError("the CSV file is empty: expected a header row")
+    reader.names = names
+    keys: list[str] = []
+    skip: set[int] = set()
+    headers: dict[str, str] = {}
+    for position, name in enumerate(names):
+        target = mapping.get(name, name) if mapping is not None else name
+        if target is None or (fields is not None and target not in fields):
+            skip.add(position)
+            continue
+        keys.append(target)
+        headers[target] = name
+    if mapping:
+        unknown = set(mapping) - set(names)
+        if unknown:
+            raise ValueError(
+                f"mapping names CSV column(s) {sorted(unknown)} that the header "
+                f"lacks; the header has {names}"
+            )
+    return keys, skip, headers
+
+
 def _csv_columns(
     plan: ModelPlan,
     reader: CsvReader,
@@ -467,36 +501,12 @@ def _csv_columns(
     mapping: Mapping[str, str | None] | None,
     null: str | None,
 ) -> Source:
-    skip: set[int] = set()
-    headers: dict[str, str] = {}
     if header:
-        reader.header_rows = 1
-        try:
-            names = [str(n) for n in next(reader)]
-        except StopIteration:
-            names = []
-        if not names:
-            raise ValueError("the CSV file is empty: expected a header row")
-        reader.names = names
-        keys: list[str] = []
-        for position, name in enumerate(names):
-            target = mapping.get(name, name) if mapping is not None else name
-            if target is None or (fields is not None and target not in fields):
-                skip.add(position)
-                continue
-            keys.append(target)
-            headers[target] = name
-        if mapping:
-            unknown = set(mapping) - set(names)
-            if unknown:
-                raise ValueError(
-                    f"mapping names CSV column(s) {sorted(unknown)} that the header "
-                    f"lacks; the header has {names}"
-                )
+        keys, skip, headers = _read_header(reader, fields, mapping)
     else:
         if fields is None:
             raise ValueError("a CSV file without a header needs fields=[...]")
-        keys = list(fields)
+        keys, skip, headers = list(fields), set(), {}
     width = len(keys) + len(skip)
     reader.width = width
     keep = [i for i in range(width) if i not in skip]

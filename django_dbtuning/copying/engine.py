@@ -739,16 +739,6 @@ def copy_from(
         return_ids=return_ids,
         progress=progress,
     )
-    if on_conflict == "update" and not unique_fields:
-        raise ValueError("on_conflict='update' needs unique_fields=[...]")
-    if return_ids and on_conflict is not None and not unique_fields:
-        raise ValueError(
-            "return_ids with on_conflict needs unique_fields=[...] to find each row's id"
-        )
-    if on_conflict is None and (unique_fields or update_fields):
-        raise ValueError("unique_fields and update_fields need on_conflict=...")
-    if on_conflict == "ignore" and update_fields:
-        raise ValueError("update_fields needs on_conflict='update', not 'ignore'")
     connection = connections[using]
     check_backend(connection)
     check_model(model)

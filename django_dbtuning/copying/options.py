@@ -90,3 +90,24 @@ def validate(**options: Any) -> None:
         raise TypeError(
             f"progress must be a bool, a callable or a progress bar, not {progress!r}"
         )
+    _check_conflict_options(**options)
+
+
+def _check_conflict_options(
+    *,
+    on_conflict: str | None,
+    unique_fields: Any,
+    update_fields: Any,
+    return_ids: Any,
+    **_: Any,
+) -> None:
+    if on_conflict == "update" and not unique_fields:
+        raise ValueError("on_conflict='update' needs unique_fields=[...]")
+    if return_ids is True and on_conflict is not None and not unique_fields:
+        raise ValueError(
+            "return_ids with on_conflict needs unique_fields=[...] to find each row's id"
+        )
+    if on_conflict is None and (unique_fields or update_fields):
+        raise ValueError("unique_fields and update_fields need on_conflict=...")
+    if on_conflict == "ignore" and update_fields:
+        raise ValueError("update_fields needs on_conflict='update', not 'ignore'")

@@ -371,20 +371,7 @@ class ModelPlan:
             )
             return boolean
         if internal == "DecimalField":
-            # Decimal('NaN') and infinities pass psycopg's numeric dumper; Django's
-            # to_python refuses them (save() and bulk_create do), so the slow path does.
-            slow = column.slow
-            decimal_type = decimal.Decimal
-
-            def finite(value: Any) -> Any:
-                if type(value) is decimal_type and value.is_finite():
-                    return value
-                return slow(value)
-
-            column.inline = (
-                "({v} if type({v}) is Decimal and {v}.is_finite() else {f}({v}))"
-            )
-            return finite
+            return _finite_decimal(column)
         if internal == "ArrayField" and _has_decimals(f):
             return column.slow
         if internal == "DateField":
@@ -416,6 +403,21 @@ def _check_ints(value: Any, low: int, high: int, name: str) -> None:
             _check_ints(item, low, high, name)
     elif isinstance(value, int) and not low <= value <= high:
         raise ValueError(f"{value} is out of range for type {name}")
+
+
+def _finite_decimal(column: Column) -> Converter:
+    """Decimal('NaN') and infinities pass psycopg's numeric dumper; Django's to_python
+    refuses them (so save() and bulk_create do): only finite Decimals skip it."""
+    slow = column.slow
+    decimal_type = decimal.Decimal
+
+    def finite(value: Any) -> Any:
+        if type(value) is decimal_type and value.is_finite():
+            return value
+        return slow(value)
+
+    column.inline = "({v} if type({v}) is Decimal and {v}.is_finite() else {f}({v}))"
+    return finite
 
 
 def _has_decimals(f: Any) -> bool:
