@@ -225,3 +225,18 @@ def test_pg_formats_fill_defaults_and_refuse_nan(fmt: str) -> None:
         [],
     )
     assert isinstance(copy.reference, uuid.UUID) and copy.created is not None
+
+
+def test_text_file_upsert_updates_by_key() -> None:
+    Item.objects.copy_from(
+        [{"name": "old", "quantity": 1, "price": 1, "sku": "a", "extra": {"n": 1.10}}]
+    )
+    data = b'name\tquantity\tprice\tsku\textra\nnew\t2\t2.5\ta\t{"n": 1.10}\nb\t3\t3\tb\t\\N\n'
+    result = Item.objects.copy_from(
+        io.BytesIO(data), format="text", on_conflict="update", unique_fields=["sku"]
+    )
+    assert (result.created, result.updated) == (1, 1)
+    assert sorted(Item.objects.values_list("sku", "name", "quantity", "extra")) == [
+        ("a", "new", 2, {"n": 1.1}),
+        ("b", "b", 3, None),
+    ]
