@@ -19,12 +19,13 @@ reaches a threshold (see :mod:`django_dbtuning.detection`).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
 import logging
 import sys
+import threading
 import warnings
+import weakref
 from collections.abc import Awaitable, Callable, Hashable, Iterator
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
@@ -84,7 +85,7 @@ class _Scope:
     of entries started after it, and everything that walks a chain skips it.
     """
 
-    __slots__ = ("closed", "owner", "parent", "token")
+    __slots__ = ("__weakref__", "closed", "owner", "parent", "token")
 
     parent: Self | None
 
@@ -621,26 +622,74 @@ def _leave(var: ContextVar[_S | None], scope: _S, *, restore: bool) -> None:
         var.set(_first_open(restored))
 
 
+class _Entries(Generic[_S]):
+    """The entries an instance opened with ``__enter__`` and has not exited yet.
+
+    Only needed for an ``__exit__`` in another context than its ``__enter__`` (an async
+    generator resumed by another task), where the context's own stack cannot say which
+    entry ends. Held weakly: an entry that nothing references any more records nothing,
+    and a shared instance entered but never exited must not keep its units alive.
+    """
+
+    __slots__ = ("_lock", "_lost", "_refs")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._refs: list[weakref.ref[_S]] = []
+        self._lost = 0  # entries garbage-collected before their __exit__
+
+    def _died(self, ref: weakref.ref[_S]) -> None:
+        # A GC callback, possibly while this thread holds the lock: no lock here.
+        self._lost += 1
+
+    def add(self, scope: _S) -> None:
+        with self._lock:
+            self._refs = [r for r in self._refs if r() is not None]
+            self._refs.append(weakref.ref(scope, self._died))
+
+    def remove(self, scope: _S) -> None:
+        with self._lock:
+            self._refs = [r for r in self._refs if r() is not scope]
+
+    def latest_open(self) -> _S | None:
+        with self._lock:
+            refs = self._refs[:]
+        for ref in reversed(refs):
+            scope = ref()
+            if scope is not None and not scope.closed:
+                return scope
+        return None
+
+    def forget_lost(self) -> bool:
+        if self._lost:
+            self._lost -= 1
+            return True
+        return False
+
+
 def _entry_to_exit(
-    var: ContextVar[_S | None], owner: object, entered: list[_S], name: str
-) -> _S:
-    """The open entry of ``owner`` that an ``__exit__`` in this context ends."""
+    var: ContextVar[_S | None], owner: object, entered: _Entries[_S], name: str
+) -> _S | None:
+    """The open entry of ``owner`` that an ``__exit__`` in this context ends.
+
+    None when that entry was garbage-collected meanwhile: there is nothing left to end.
+    """
     scope = var.get()
     while scope is not None and (scope.owner is not owner or scope.closed):
         scope = scope.parent
     if scope is None:
         # Not on this context's stack: exited in another context than the one that
-        # entered it (an async generator resumed by another task, a thread). The latest
-        # open entry of this instance is the one; it is the only one unless the instance
-        # is also shared by several contexts at once.
-        scope = next((e for e in reversed(list(entered)) if not e.closed), None)
+        # entered it. The latest open entry of this instance is the one; it is the only
+        # one unless the instance is also shared by several contexts at once.
+        scope = entered.latest_open()
         if scope is None:
+            if entered.forget_lost():
+                return None
             raise RuntimeError(
                 f"{name}() exited without a matching entry: __exit__ was called more "
                 "often than __enter__ on this instance"
             )
-    with contextlib.suppress(ValueError):  # a concurrent exit of the same entry
-        entered.remove(scope)
+    entered.remove(scope)
     return scope
 
 
@@ -838,9 +887,7 @@ class _Block(_AsyncWith[QueryReport]):
             )
         self._using = using
         self._threshold = threshold
-        # Units entered through __enter__ and not exited yet, for an exit that happens in
-        # another context (see _entry_to_exit).
-        self._entered: list[Unit] = []
+        self._entered: _Entries[Unit] = _Entries()
 
     def _start(self, owner: object) -> Unit:
         return start_unit(
@@ -852,12 +899,13 @@ class _Block(_AsyncWith[QueryReport]):
 
     def __enter__(self) -> QueryReport:
         unit = self._start(self)
-        self._entered.append(unit)
+        self._entered.add(unit)
         return QueryReport(unit)
 
-    def _exit_unit(self) -> Unit:
+    def _exit_unit(self) -> Unit | None:
         unit = _entry_to_exit(_unit, self, self._entered, self._name)
-        finish_unit(unit)
+        if unit is not None:
+            finish_unit(unit)
         return unit
 
     def __exit__(
@@ -1052,7 +1100,7 @@ class query_budget(_Block):  # named like a function: contract name
         tb: TracebackType | None,
     ) -> None:
         unit = self._exit_unit()
-        if exc_type is None:
+        if exc_type is None and unit is not None:
             self._check(unit, None)
 
     def _check(self, unit: Unit, where: str | None) -> None:
@@ -1104,7 +1152,7 @@ class allow_n_plus_one(_AsyncWith[None]):  # named like a function: contract nam
     """
 
     def __init__(self) -> None:
-        self._entered: list[_Allowance] = []
+        self._entered: _Entries[_Allowance] = _Entries()
 
     @staticmethod
     def _start(owner: object) -> _Allowance:
@@ -1119,10 +1167,12 @@ class allow_n_plus_one(_AsyncWith[None]):  # named like a function: contract nam
             _leave(_allowed, allowance, restore=False)
 
     def __enter__(self) -> None:
-        self._entered.append(self._start(self))
+        self._entered.add(self._start(self))
 
     def __exit__(self, *exc: object) -> None:
-        self._finish(_entry_to_exit(_allowed, self, self._entered, "allow_n_plus_one"))
+        allowance = _entry_to_exit(_allowed, self, self._entered, "allow_n_plus_one")
+        if allowance is not None:
+            self._finish(allowance)
 
     def __call__(self, func: F) -> F:
         if inspect.iscoroutinefunction(func):

@@ -486,6 +486,25 @@ def test_out_of_order_exits_do_not_grow_memory():
     assert active_unit() is None
 
 
+def test_a_shared_instance_does_not_keep_unexited_entries_alive():
+    shared, allow = track_queries(), allow_n_plus_one()
+
+    def abandoned() -> None:  # entered in a context that is then thrown away
+        contextvars.copy_context().run(shared.__enter__)
+        contextvars.copy_context().run(allow.__enter__)
+
+    abandoned()
+    before = live_units()
+    for _ in range(200):
+        abandoned()
+    assert live_units() == before
+    for _ in range(201):  # a late __exit__ of a collected entry ends nothing: no error
+        shared.__exit__(None, None, None)
+        allow.__exit__(None, None, None)
+    with pytest.raises(RuntimeError, match="exited without a matching entry"):
+        shared.__exit__(None, None, None)
+
+
 # --- property: any interleaving of entries, exits and queries ----------------------------------
 
 
