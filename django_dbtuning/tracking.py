@@ -10,7 +10,7 @@ Units nest: each keeps the unit that was current when it started (``parent``) an
 counts in every open unit of that chain. State belongs to the entry, never to the
 ``track_queries`` / ``query_budget`` / ``allow_n_plus_one`` instance, so one instance can be
 entered by many threads, tasks and recursive calls at once; entries may end in any order
-(see :func:`_leave`), and once all have ended nothing records.
+(see :func:`leave`), and once all have ended nothing records.
 
 Per query the cost is a ContextVar read, a dict lookup for the fingerprint, a C-level frame
 lookup for the call-site key and a few counters; stacks are read in full only when a group
@@ -23,15 +23,13 @@ import functools
 import inspect
 import logging
 import sys
-import threading
 import warnings
-import weakref
 from collections.abc import Awaitable, Callable, Hashable, Iterator
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from time import perf_counter
 from types import TracebackType
-from typing import Any, Generic, Literal, Self, TypeVar, cast, overload
+from typing import Any, Generic, Literal, TypeVar, cast, overload
 
 from django.core.signals import setting_changed
 from django.db import connections
@@ -52,6 +50,7 @@ from django_dbtuning.exceptions import (
     NPlusOneWarning,
     QueryBudgetExceeded,
 )
+from django_dbtuning.scopes import Entries, Scope, entry_to_exit, first_open, leave
 from django_dbtuning.sql import SqlInfo, _infos, display_sql, sql_info
 
 __all__ = [
@@ -73,32 +72,9 @@ _getframe = sys._getframe
 
 F = TypeVar("F", bound=Callable[..., Any])
 _Entered = TypeVar("_Entered")
-_S = TypeVar("_S", bound="_Scope")
 
 
-class _Scope:
-    """An entry of a per-context stack (a unit of work, an ``allow_n_plus_one`` block).
-
-    The stack is a linked list held in a ContextVar: ``parent`` is the entry that was open
-    when this one started, so a copied context (an asyncio task, ``sync_to_async``) shares
-    the entries above it. Entries can end in any order; a closed entry stays in the chains
-    of entries started after it, and everything that walks a chain skips it.
-    """
-
-    __slots__ = ("__weakref__", "closed", "owner", "parent", "token")
-
-    parent: Self | None
-
-    def __init__(self, parent: Self | None, owner: object) -> None:
-        self.parent = parent
-        # The instance whose __enter__ opened it: its __exit__ finds it again by identity,
-        # so one instance can be entered many times at once (threads, tasks, recursion).
-        self.owner = owner
-        self.closed = False
-        self.token: Token[Any] | None = None
-
-
-class _Allowance(_Scope):
+class _Allowance(Scope):
     """One open ``allow_n_plus_one()`` block."""
 
     __slots__ = ()
@@ -152,7 +128,7 @@ class _Group:
         self.duplicate_details: dict[int, tuple[Attribution, Any]] = {}
 
 
-class Unit(_Scope):
+class Unit(Scope):
     """The mutable state of one unit of work; reached through the ContextVar."""
 
     __slots__ = (
@@ -239,7 +215,7 @@ RECORDER = _recorder
 def _drop_closed() -> Unit | None:
     # This context still holds a unit that was closed elsewhere (exited in another
     # context): forget it here, so it neither records nor stays alive through the context.
-    unit = _first_open(_unit.get())
+    unit = first_open(_unit.get())
     _unit.set(unit)
     return unit
 
@@ -274,7 +250,7 @@ def _record(
     hashed = located = False
     allowed = _allowed.get()
     if allowed is not None and allowed.closed:
-        allowed = _first_open(allowed)
+        allowed = first_open(allowed)
         _allowed.set(allowed)
     u = unit
     while u is not None:
@@ -520,7 +496,7 @@ def start_unit(
 ) -> Unit:
     """Open a unit of work in the current context (``finish_unit`` closes it)."""
     install()
-    parent = _first_open(_unit.get())
+    parent = first_open(_unit.get())
     if isinstance(using, str):
         using = (using,)
     settings = config()
@@ -546,12 +522,12 @@ def finish_unit(unit: Unit, *, restore: bool = False) -> None:
     """
     if not unit.closed:
         unit.closed = True
-        _leave(_unit, unit, restore=restore)
+        leave(_unit, unit, restore=restore)
 
 
 def detach_unit(unit: Unit) -> None:
     """Take ``unit`` out of this context and leave it open (a response still streaming)."""
-    _leave(_unit, unit, restore=True)
+    leave(_unit, unit, restore=True)
 
 
 class Resumable:
@@ -583,114 +559,6 @@ class Resumable:
 
     def clear(self) -> None:
         self.unit = self.allowance = None
-
-
-def _first_open(scope: _S | None) -> _S | None:
-    while scope is not None and scope.closed:
-        scope = scope.parent
-    return scope
-
-
-def _leave(var: ContextVar[_S | None], scope: _S, *, restore: bool) -> None:
-    """Take ``scope`` off this context's stack after it ended (or was detached).
-
-    In order (``scope`` is the current entry) the context gets back the entry that was
-    current when ``scope`` started, or the nearest open one below it if that one ended out
-    of order meanwhile. Out of order (an entry started later is still open here) the
-    context keeps that entry: it goes on recording and skips ``scope`` in its chain.
-    """
-    current = var.get()
-    if current is not scope and not restore:
-        if current is not None and current.closed:
-            var.set(_first_open(current))
-        return
-    token, scope.token = scope.token, None
-    if token is None:  # detached earlier: its token is spent
-        var.set(_first_open(scope.parent))
-        return
-    try:
-        var.reset(token)
-    except ValueError:
-        # The token belongs to the Context that started ``scope``; this one is another
-        # (a task or a sync_to_async thread that copied it, a generator resumed
-        # elsewhere). Set here what the reset would have restored there; that context,
-        # if it still holds ``scope``, drops it when it next records (_drop_closed).
-        var.set(_first_open(scope.parent))
-        return
-    restored = var.get()
-    if restored is not None and restored.closed:
-        var.set(_first_open(restored))
-
-
-class _Entries(Generic[_S]):
-    """The entries an instance opened with ``__enter__`` and has not exited yet.
-
-    Only needed for an ``__exit__`` in another context than its ``__enter__`` (an async
-    generator resumed by another task), where the context's own stack cannot say which
-    entry ends. Held weakly: an entry that nothing references any more records nothing,
-    and a shared instance entered but never exited must not keep its units alive.
-    """
-
-    __slots__ = ("_lock", "_lost", "_refs")
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._refs: list[weakref.ref[_S]] = []
-        self._lost = 0  # entries garbage-collected before their __exit__
-
-    def _died(self, ref: weakref.ref[_S]) -> None:
-        # A GC callback, possibly while this thread holds the lock: no lock here.
-        self._lost += 1
-
-    def add(self, scope: _S) -> None:
-        with self._lock:
-            self._refs = [r for r in self._refs if r() is not None]
-            self._refs.append(weakref.ref(scope, self._died))
-
-    def remove(self, scope: _S) -> None:
-        with self._lock:
-            self._refs = [r for r in self._refs if r() is not scope]
-
-    def latest_open(self) -> _S | None:
-        with self._lock:
-            refs = self._refs[:]
-        for ref in reversed(refs):
-            scope = ref()
-            if scope is not None and not scope.closed:
-                return scope
-        return None
-
-    def forget_lost(self) -> bool:
-        if self._lost:
-            self._lost -= 1
-            return True
-        return False
-
-
-def _entry_to_exit(
-    var: ContextVar[_S | None], owner: object, entered: _Entries[_S], name: str
-) -> _S | None:
-    """The open entry of ``owner`` that an ``__exit__`` in this context ends.
-
-    None when that entry was garbage-collected meanwhile: there is nothing left to end.
-    """
-    scope = var.get()
-    while scope is not None and (scope.owner is not owner or scope.closed):
-        scope = scope.parent
-    if scope is None:
-        # Not on this context's stack: exited in another context than the one that
-        # entered it. The latest open entry of this instance is the one; it is the only
-        # one unless the instance is also shared by several contexts at once.
-        scope = entered.latest_open()
-        if scope is None:
-            if entered.forget_lost():
-                return None
-            raise RuntimeError(
-                f"{name}() exited without a matching entry: __exit__ was called more "
-                "often than __enter__ on this instance"
-            )
-    entered.remove(scope)
-    return scope
 
 
 def evaluate(
@@ -887,7 +755,7 @@ class _Block(_AsyncWith[QueryReport]):
             )
         self._using = using
         self._threshold = threshold
-        self._entered: _Entries[Unit] = _Entries()
+        self._entered: Entries[Unit] = Entries()
 
     def _start(self, owner: object) -> Unit:
         return start_unit(
@@ -903,7 +771,7 @@ class _Block(_AsyncWith[QueryReport]):
         return QueryReport(unit)
 
     def _exit_unit(self) -> Unit | None:
-        unit = _entry_to_exit(_unit, self, self._entered, self._name)
+        unit = entry_to_exit(_unit, self, self._entered, self._name)
         if unit is not None:
             finish_unit(unit)
         return unit
@@ -1152,11 +1020,11 @@ class allow_n_plus_one(_AsyncWith[None]):  # named like a function: contract nam
     """
 
     def __init__(self) -> None:
-        self._entered: _Entries[_Allowance] = _Entries()
+        self._entered: Entries[_Allowance] = Entries()
 
     @staticmethod
     def _start(owner: object) -> _Allowance:
-        allowance = _Allowance(_first_open(_allowed.get()), owner)
+        allowance = _Allowance(first_open(_allowed.get()), owner)
         allowance.token = _allowed.set(allowance)
         return allowance
 
@@ -1164,13 +1032,13 @@ class allow_n_plus_one(_AsyncWith[None]):  # named like a function: contract nam
     def _finish(allowance: _Allowance) -> None:
         if not allowance.closed:
             allowance.closed = True
-            _leave(_allowed, allowance, restore=False)
+            leave(_allowed, allowance, restore=False)
 
     def __enter__(self) -> None:
         self._entered.add(self._start(self))
 
     def __exit__(self, *exc: object) -> None:
-        allowance = _entry_to_exit(_allowed, self, self._entered, "allow_n_plus_one")
+        allowance = entry_to_exit(_allowed, self, self._entered, "allow_n_plus_one")
         if allowance is not None:
             self._finish(allowance)
 
