@@ -120,6 +120,17 @@ def test_sync_stream_counts_its_body_and_reports_at_the_end(
     assert active_unit() is None
 
 
+def test_a_block_around_the_test_sees_the_body_n_plus_one(client, books, dbtuning):
+    # What the pytest plugin (no_n_plus_one, --n-plus-one=fail) wraps every test in: the
+    # way to fail a test on an N+1 inside a streamed body.
+    dbtuning(ON_N_PLUS_ONE="ignore")
+    with track_queries() as report:
+        response = client.get("/books/stream/")
+        b"".join(response.streaming_content)
+    assert report.count == 7
+    assert [f.relation for f in report.n_plus_one] == ["testapp.Book.author"]
+
+
 def test_raise_is_an_error_record_once_the_stream_has_started(
     client, books, log, dbtuning
 ):
