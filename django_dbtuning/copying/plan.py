@@ -315,18 +315,7 @@ class ModelPlan:
         if not column.known:
             return column.slow
         if isinstance(f, models.ForeignKey | models.OneToOneField):
-            # A model instance under the field's name is turned into its key; plain keys
-            # pass through.
-            attname = f.target_field.attname
-            model_cls = models.Model
-
-            def fk(value: Any) -> Any:
-                if isinstance(value, model_cls):
-                    return getattr(value, attname)
-                return value
-
-            column.inline = "({v} if type({v}) is int or {v} is None else {f}({v}))"
-            return fk
+            return _foreign_key(column, f.target_field.attname)
         internal = f.get_internal_type()
         if binary and column.pg_type in _INT_LIMITS:
             # psycopg's C binary dumpers wrap an out-of-range int into int2/int4 without
@@ -372,8 +361,6 @@ class ModelPlan:
             return boolean
         if internal == "DecimalField":
             return _finite_decimal(column)
-        if internal == "ArrayField" and _has_decimals(f):
-            return column.slow
         if internal == "DateField":
             slow = column.slow
             date = datetime.date
@@ -389,8 +376,8 @@ class ModelPlan:
             if binary and dumps is None:
                 return None  # the cursor's jsonb dumper serialises plain values
             return partial(_jsonb, dumps)
-        if internal == "ArrayField" and not binary:
-            return None
+        if internal == "ArrayField" and _has_decimals(f):
+            return column.slow  # Django's to_python refuses NaN items
         return None
 
 
@@ -403,6 +390,19 @@ def _check_ints(value: Any, low: int, high: int, name: str) -> None:
             _check_ints(item, low, high, name)
     elif isinstance(value, int) and not low <= value <= high:
         raise ValueError(f"{value} is out of range for type {name}")
+
+
+def _foreign_key(column: Column, attname: str) -> Converter:
+    """A model instance under the field's name becomes its key; plain keys pass."""
+    model_cls = models.Model
+
+    def fk(value: Any) -> Any:
+        if isinstance(value, model_cls):
+            return getattr(value, attname)
+        return value
+
+    column.inline = "({v} if type({v}) is int or {v} is None else {f}({v}))"
+    return fk
 
 
 def _finite_decimal(column: Column) -> Converter:
