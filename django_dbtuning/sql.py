@@ -41,13 +41,15 @@ _SAVEPOINT = re.compile(
 _SPACE = re.compile(r"\s+")
 _RANGE = re.compile(r"[<>]=?\s*(?:%s|\?)")
 _TABLE = re.compile(
-    r'\b(?:FROM|INTO|UPDATE|JOIN)\s+((?:"(?:[^"]|"")+"|\w+)(?:\.(?:"(?:[^"]|"")+"|\w+))?)',
+    r'\b(?:FROM|INTO|UPDATE|JOIN)\s+((?:"(?:[^"]++|"")++"|\w+)(?:\.(?:"(?:[^"]++|"")++"|\w+))?)',
     re.I,
 )
+# Possessive inside quotes: "a""b" is one identifier, never "a" then "b" (no backtracking).
 _SELECT_LIST = re.compile(
-    r'^(SELECT\s+(?:DISTINCT\s+)?)((?:"(?:[^"]|"")*"|[^"])+?)(\s+FROM\s)', re.I | re.S
+    r'^(SELECT\s+(?:DISTINCT\s+)?)((?:"(?:[^"]++|"")*+"|[^"])+?)(\s+FROM\s)',
+    re.I | re.S,
 )
-_QUOTED = re.compile(r'"(?:[^"]|"")*"')
+_QUOTED = re.compile(r'"(?:[^"]++|"")*+"')
 _WRITE_WORD = re.compile(r"\b(?:INSERT|UPDATE|DELETE)\b", re.I)
 
 _TRANSACTION = frozenset(
