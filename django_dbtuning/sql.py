@@ -198,6 +198,21 @@ def _build(sql: str) -> SqlInfo:
     )
 
 
+def _text_of(sql: Any) -> str:
+    """The SQL text of a non-str statement, never a repr that could quote its literals."""
+    if isinstance(sql, bytes | bytearray | memoryview):
+        # str(b"...") is a repr: its quotes would turn literals into an "identifier".
+        return bytes(sql).decode("utf-8", "replace")
+    # psycopg.sql.Composed and friends: not cached by object, the text is.
+    as_string = getattr(sql, "as_string", None)
+    if as_string is None:
+        return str(sql)
+    try:
+        return str(as_string(None))
+    except Exception:
+        return f"<{type(sql).__name__}>"  # its repr would show the values
+
+
 def sql_info(sql: Any) -> SqlInfo:
     """Everything the recorder needs about ``sql``; a dict lookup after the first call."""
     if isinstance(sql, str):
@@ -205,13 +220,7 @@ def sql_info(sql: Any) -> SqlInfo:
         if info is not None:
             return info
     else:
-        # psycopg.sql.Composed and friends: not cached by object, the text is.
-        as_string = getattr(sql, "as_string", None)
-        try:
-            sql = as_string(None) if as_string is not None else str(sql)
-        except Exception:
-            sql = str(sql)
-        return sql_info(sql)
+        return sql_info(_text_of(sql))
     info = _build(sql)
     if len(_infos) >= _CACHE_LIMIT:
         _infos.clear()

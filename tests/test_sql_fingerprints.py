@@ -325,3 +325,13 @@ def test_doubled_quotes_in_names_are_read_once():
     assert display_sql(f"SELECT {names}", limit=1000) == f"SELECT {names}"
     assert display_sql(f"SELECT {names} FROM t") == "SELECT … FROM t"
     assert sql_info(f'UPDATE "a""b" SET {names}').shape.table == 'a"b'
+
+
+def test_bytes_and_composed_statements_are_masked_not_repr_quoted():
+    # str(b"...") would wrap the text in double quotes, a quoted identifier to the lexer.
+    assert fingerprint(b"SELECT 'it''s s3cr3t' FROM t") == "SELECT ? FROM t"
+    assert fingerprint(bytearray(b"SELECT $$s3cr3t$$")) == "SELECT ?"
+    from psycopg import sql
+
+    composed = sql.SQL("SELECT {} FROM t").format(sql.Literal("it's s3cr3t"))
+    assert fingerprint(composed) == "SELECT ? FROM t"
