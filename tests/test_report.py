@@ -1028,3 +1028,20 @@ def test_filter_parsing(sql, expected):
     from django_dbtuning.report.suggest import filters
 
     assert filters(sql) == expected
+
+
+def test_a_comment_in_a_statement_never_names_its_table(fresh_statements, dbtuning):
+    # pg_stat_statements keeps comments verbatim; "FROM <word>" inside one must not become
+    # the table a finding is "on".
+    dbtuning(
+        REPORT_THRESHOLDS={"n_plus_one_min_calls": 50, "n_plus_one_min_time_share": 0}
+    )
+    with admin_connection() as conn:
+        for pk in range(60):
+            conn.execute(
+                "/* FROM commentsecretword */ SELECT name FROM reportapp_writer WHERE id = %s",
+                [pk],
+            )
+    output = json.dumps(report_json("--database", "default", "--section", "statements"))
+    assert "reportapp.Writer" in output
+    assert "commentsecretword" not in output

@@ -65,7 +65,9 @@ _TABLE = re.compile(r'\bFROM\s+"?([A-Za-z_][\w$]*)"?(?:\."?([A-Za-z_][\w$]*)"?)?
 
 
 def _table(query: str) -> str | None:
-    match = _TABLE.search(query)
+    # Read from the masked text: pg_stat_statements keeps comments, and a comment or a
+    # literal holding "FROM secret" must not become a table name in a finding.
+    match = _TABLE.search(strip_literals(query, limit=10**9))
     if match is None:
         return None
     return match.group(2) or match.group(1)
