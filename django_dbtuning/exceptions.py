@@ -60,8 +60,26 @@ class QueryBudgetExceeded(DbTuningError):
 class CopyError(DbTuningError):
     """A COPY load failed; ``row`` and ``column`` locate the bad value in the input.
 
-    Raised as :class:`CopyDataError` or :class:`CopyIntegrityError` so that it is also the
-    matching Django database error; catch ``CopyError`` for both.
+    Raised as :class:`CopyDataError`, :class:`CopyIntegrityError` or
+    :class:`CopyConcurrencyError` so that it is also the matching Django database error;
+    catch ``CopyError`` for all of them.
+
+    The message (``str()``, ``repr()``, ``args``) never contains a value from the rows:
+    it names the model, the input row (and CSV line and header), the field, the
+    constraint and the condition ("invalid input syntax for type integer", "duplicate
+    key value violates unique constraint ...", "value too long for type character
+    varying(20)"). The error is raised ``from None``, so a traceback does not print the
+    driver's error either. What the server and the field said, which may quote the
+    value, stays on attributes for your own code, never in the message:
+
+    * ``pg_message``: the server's primary message (``invalid input syntax for type
+      integer: "12a"``); ``detail``: its DETAIL (``Key (email)=(a@b.c) already
+      exists.``, ``Failing row contains (...)``); ``pg_error``: the psycopg error itself
+      (CONTEXT, HINT, every ``diag`` field). None for an error found in Python.
+    * ``value``: the value a field's conversion refused, for errors found in Python
+      (None otherwise); ``original``: the exception that conversion raised (a
+      ``ValidationError``, ``ValueError``...), or the psycopg error.
+    * ``sqlstate``, ``constraint``: value-free codes and names.
     """
 
     __module__ = "django_dbtuning"
@@ -76,6 +94,9 @@ class CopyError(DbTuningError):
         sqlstate: str | None = None,
         detail: str | None = None,
         constraint: str | None = None,
+        value: Any = None,
+        original: BaseException | None = None,
+        pg_error: BaseException | None = None,
     ) -> None:
         super().__init__(message)
         self.row = row
@@ -84,6 +105,9 @@ class CopyError(DbTuningError):
         self.sqlstate = sqlstate
         self.detail = detail
         self.constraint = constraint
+        self.value = value
+        self.pg_error = pg_error
+        self.original = original if original is not None else pg_error
 
 
 class CopyDataError(CopyError, DataError):

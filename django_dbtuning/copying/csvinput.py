@@ -402,7 +402,6 @@ def _csv_cell(column: Column) -> Callable[[Any], Any] | None:
         return None
     if internal in _SERVER_PARSED:
         return _empty_to_none
-    name = column.name
 
     def convert(value: Any) -> Any:
         if value is None or value == "":
@@ -412,8 +411,7 @@ def _csv_cell(column: Column) -> Callable[[Any], Any] | None:
         except RowProblem:
             raise
         except Exception as exc:
-            reason = "; ".join(getattr(exc, "messages", None) or [str(exc)])
-            raise RowProblem(reason, column=name) from exc
+            raise RowProblem.refused(exc, column, value) from None
 
     return convert
 

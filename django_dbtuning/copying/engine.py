@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 import psycopg
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connections, models, transaction
+from django.db import DatabaseError, connections, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 from psycopg.adapt import PyFormat, Transformer
@@ -44,11 +44,13 @@ from django_dbtuning.copying.errors import (
     Locator,
     concurrency_error,
     copy_error,
+    database_error,
     problem_error,
     row_error,
 )
 from django_dbtuning.copying.options import progress_callback, validate
 from django_dbtuning.copying.plan import DB_DEFAULT, Column, ModelPlan, RowProblem
+from django_dbtuning.copying.redact import conversion_reason
 from django_dbtuning.copying.sources import Batch, Source, gc_paused, open_source
 from django_dbtuning.copying.upsert import Staging
 from django_dbtuning.exceptions import CopyError
@@ -129,6 +131,15 @@ def _with_wrappers(cursor: CursorWrapper, statement: str, fn: Callable[[], Any])
         return fn()
 
     return run(statement, None, False, executor)
+
+
+# psycopg's messages for values it cannot dump that quote no value; others are named
+# by their exception type.
+_DUMPER_REASONS = {
+    "PostgreSQL text fields cannot contain NUL (0x00) bytes": (
+        "PostgreSQL text fields cannot contain NUL (0x00) bytes"
+    ),
+}
 
 
 # -- the load ------------------------------------------------------------------------
@@ -444,7 +455,7 @@ class _Load:
             locator=self.locator,
         ) or self.transient(exc, "checking the foreign keys of batch")
         if error is not None:
-            raise error from exc
+            raise error from None
 
     def transient(self, exc: psycopg.Error, stage: str) -> Exception | None:
         number, first, last = self.batch
@@ -621,7 +632,7 @@ class _Load:
                 "staging batch" if self.staging is not None else "copying batch",
             )
             if error is not None:
-                raise error from exc
+                raise error from None
             raise
 
     def write(
@@ -656,7 +667,7 @@ class _Load:
                 except Exception as again:
                     if isinstance(again, psycopg.Error) and again.sqlstate:
                         raise
-                    column, reason = self.culprit(raw, columns, fixed, again)
+                    column, reason, value = self.culprit(raw, columns, fixed, again)
                     raise row_error(
                         self.label,
                         index_of(j),
@@ -664,7 +675,9 @@ class _Load:
                         reason,
                         integrity=False,
                         locator=self.locator,
-                    ) from again
+                        value=value,
+                        original=again,
+                    ) from None
 
     def convert(self, columns: list[Column], row: Row, index: int) -> list[Any]:
         values = []
@@ -672,15 +685,16 @@ class _Load:
             try:
                 values.append(None if value is None else column.slow(value))
             except Exception as exc:
-                message = "; ".join(getattr(exc, "messages", None) or [str(exc)])
                 raise row_error(
                     self.label,
                     index,
                     column.name,
-                    message,
+                    conversion_reason(exc, column.field),
                     integrity=False,
                     locator=self.locator,
-                ) from exc
+                    value=value,
+                    original=exc,
+                ) from None
         return values
 
     def culprit(
@@ -689,7 +703,8 @@ class _Load:
         columns: list[Column],
         values: list[Any],
         exc: Exception,
-    ) -> tuple[str | None, str]:
+    ) -> tuple[str | None, str, Any]:
+        """The column whose value psycopg cannot write, why (value-free), the value."""
         registry = raw.adapters.types
         for column, value in zip(columns, values, strict=True):
             if value is None:
@@ -703,8 +718,10 @@ class _Load:
                 else:
                     tx.get_dumper(value, PyFormat.TEXT).dump(value)
             except Exception as inner:
-                return column.name, f"cannot store a {type(value).__name__}: {inner}"
-        return None, str(exc)
+                kind = type(value).__name__
+                reason = _DUMPER_REASONS.get(str(inner), type(inner).__name__)
+                return column.name, f"cannot store a {kind}: {reason}", value
+        return None, f"cannot write the row ({type(exc).__name__})", None
 
 
 def copy_from(
@@ -770,6 +787,7 @@ def copy_from(
     if source is None:
         return load.result
     bar = progress_callback(progress, source, load.label)
+    failure: Exception | None = None
     try:
         load.prepare(source)
         connection.ensure_connection()
@@ -782,22 +800,26 @@ def copy_from(
                     if bar is not None:
                         bar(len(batch.rows))
             except RowProblem as problem:
-                raise problem_error(
-                    load.label, problem, load.locator
-                ) from problem.__cause__
+                raise problem_error(load.label, problem, load.locator) from None
             finally:
                 # Inside the transaction: a file source holds a server-side cursor.
                 source.close()
             load.finish(cursor)
     except CopyError:
         raise
-    except psycopg.Error as exc:
-        with connection.wrap_database_errors:
-            raise exc from None
+    except (psycopg.Error, DatabaseError) as exc:
+        # Any other server error: Django's class, but a value-free message (a trigger's
+        # RAISE, a DETAIL or a CONTEXT may quote the rows).
+        failure = database_error(exc, f"COPY into {load.label}")
+        if failure is None:
+            raise
     finally:
         source.close()
         if bar is not None:
             bar(None)
+    if failure is not None:
+        # Raised outside the except block: no __context__ holding the server's text.
+        raise failure
     logger.debug(
         "COPY into %s on %s: %d rows (%d created, %d updated)",
         load.label,

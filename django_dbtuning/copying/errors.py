@@ -5,6 +5,10 @@ PostgreSQL reports a COPY failure with a context such as ``COPY t, line 3, colum
 back to the index in the caller's input (batches and groups included). Constraint errors
 raised after the rows went in (foreign keys checked at the end of the statement) carry no
 line, only ``Key (col)=(value)``; the row is then found by that value in the batch.
+
+Messages never contain a value from the rows (see :mod:`.redact`): the server's texts are
+kept on the error's attributes, and every error is raised ``from None`` so that a
+traceback does not print the psycopg error (whose text has DETAIL and CONTEXT) either.
 """
 
 from __future__ import annotations
@@ -15,8 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+from django.db import utils as db_utils
 
 from django_dbtuning.copying.plan import Column, RowProblem
+from django_dbtuning.copying.redact import (
+    concurrency_condition,
+    integrity_condition,
+    server_condition,
+)
 from django_dbtuning.exceptions import (
     CopyConcurrencyError,
     CopyDataError,
@@ -24,7 +34,13 @@ from django_dbtuning.exceptions import (
     CopyIntegrityError,
 )
 
-__all__ = ["Locator", "concurrency_error", "copy_error", "row_error"]
+__all__ = [
+    "Locator",
+    "concurrency_error",
+    "copy_error",
+    "database_error",
+    "row_error",
+]
 
 # Errors another transaction (or a timeout) causes: the load itself may be fine.
 TRANSIENT = {
@@ -55,7 +71,8 @@ class Locator:
 
 _PLAIN = Locator()
 
-_CONTEXT = re.compile(r"COPY [^,\n]+, line (\d+)(?:, column ([^:\n]+))?")
+# The server's own context line of a COPY (the value it may quote follows the column).
+_CONTEXT = re.compile(r"^COPY [^\n]+?, line (\d+)(?:, column ([^\n]+))?", re.MULTILINE)
 _KEY = re.compile(r"Key \((?P<cols>.+?)\)=\((?P<vals>.*)\)(?: already exists| is not)")
 
 
@@ -64,7 +81,6 @@ def _message(
     row: int | None,
     column: str | None,
     text: str,
-    detail: str | None,
     locator: Locator | None = None,
 ) -> str:
     locator = locator or _PLAIN
@@ -74,8 +90,7 @@ def _message(
     if column is not None:
         where.append(locator.column(column))
     located = f" at {', '.join(where)}" if where else ""
-    suffix = f" ({detail})" if detail else ""
-    return f"COPY into {label} failed{located}: {text}{suffix}"
+    return f"COPY into {label} failed{located}: {text}"
 
 
 def row_error(
@@ -86,11 +101,21 @@ def row_error(
     *,
     integrity: bool,
     locator: Locator | None = None,
+    value: Any = None,
+    original: BaseException | None = None,
 ) -> CopyError:
-    """A CopyError for a problem found in Python, before PostgreSQL saw the row."""
+    """A CopyError for a problem found in Python, before PostgreSQL saw the row.
+
+    ``text`` must name no value (see :mod:`.redact`); ``value`` and ``original`` (the
+    converter's own exception, whose text may quote it) go on attributes only.
+    """
     cls = CopyIntegrityError if integrity else CopyDataError
     return cls(
-        _message(label, row, column, text, None, locator), row=row, column=column
+        _message(label, row, column, text, locator),
+        row=row,
+        column=column,
+        value=value,
+        original=original,
     )
 
 
@@ -105,6 +130,8 @@ def problem_error(
         problem.message,
         integrity=problem.integrity,
         locator=locator,
+        value=problem.value,
+        original=problem.original,
     )
 
 
@@ -122,12 +149,12 @@ def concurrency_error(
     kind = TRANSIENT.get(sqlstate)
     if kind is None:
         return None
-    primary = exc.diag.message_primary or str(exc).strip().splitlines()[0]
     rows = ""
     if first_row is not None and last_row is not None:
         rows = f" (rows {first_row}-{last_row})"
     message = (
-        f"COPY into {label} stopped by a {kind} while {stage}{rows}: {primary}. "
+        f"COPY into {label} stopped by a {kind} while {stage}{rows}: "
+        f"{concurrency_condition(exc)}. "
         "The load was rolled back and wrote nothing; retrying it may succeed."
     )
     return CopyConcurrencyError(
@@ -135,9 +162,10 @@ def concurrency_error(
         first_row=first_row,
         last_row=last_row,
         batch=batch,
-        pg_message=primary,
+        pg_message=exc.diag.message_primary,
         sqlstate=sqlstate,
         detail=exc.diag.message_detail,
+        pg_error=exc,
     )
 
 
@@ -193,16 +221,9 @@ def copy_error(
     if not sqlstate.startswith(("22", "23")):
         return None
     diag = exc.diag
-    primary = diag.message_primary or str(exc).strip().splitlines()[0]
     detail = diag.message_detail
     by_column = {c.column: c.name for c in columns}
-    position: int | None = None
-    column: str | None = None
-    match = _CONTEXT.search(diag.context or "")
-    if match:
-        position = int(match[1]) - 1
-        if match[2]:
-            column = by_column.get(match[2].strip(), match[2].strip())
+    position, column = _context(diag.context, by_column)
     if diag.column_name:
         column = by_column.get(diag.column_name, diag.column_name)
     if position is None and rows is not None:
@@ -213,13 +234,76 @@ def copy_error(
     row = located
     if position is not None and index_of is not None:
         row = index_of(position)
-    cls = CopyIntegrityError if sqlstate.startswith("23") else CopyDataError
+    integrity = sqlstate.startswith("23")
+    cls = CopyIntegrityError if integrity else CopyDataError
+    condition = integrity_condition(exc) if integrity else server_condition(exc)
     return cls(
-        _message(label, row, column, primary, detail, locator),
+        _message(label, row, column, condition, locator),
         row=row,
         column=column,
-        pg_message=primary,
+        pg_message=diag.message_primary,
         sqlstate=sqlstate,
         detail=detail,
         constraint=diag.constraint_name,
+        pg_error=exc,
     )
+
+
+def _context(
+    context: str | None, by_column: Mapping[str, str]
+) -> tuple[int | None, str | None]:
+    """The 0-based position and the field of a ``COPY t, line N, column c`` context.
+
+    Only a column this load writes is taken: the text after it is the value.
+    """
+    match = _CONTEXT.search(context or "")
+    if not match:
+        return None, None
+    column = None
+    rest = match[2]
+    if rest:
+        for name, field_name in by_column.items():
+            if rest == name or rest.startswith(f"{name}: "):
+                column = field_name
+                break
+    return int(match[1]) - 1, column
+
+
+# Django's wrapper classes, in the order Django itself tries them.
+_DJANGO_ERRORS = (
+    "DataError",
+    "OperationalError",
+    "IntegrityError",
+    "InternalError",
+    "ProgrammingError",
+    "NotSupportedError",
+    "DatabaseError",
+    "InterfaceError",
+    "Error",
+)
+
+
+def database_error(exc: BaseException, what: str) -> Exception | None:
+    """Django's error for any other server error of a COPY, with a value-free message.
+
+    What Django itself would raise (``ProgrammingError`` for "permission denied" ...),
+    but its text is the condition only (:func:`.redact.server_condition`): a trigger's
+    ``RAISE``, a CONTEXT or a DETAIL may quote row values or query parameters. The
+    psycopg error stays on ``.pg_error``. None when ``exc`` is not a database error.
+    """
+    pg = exc if isinstance(exc, psycopg.Error) else exc.__cause__
+    if not isinstance(pg, psycopg.Error):
+        return None
+    cls: type[Exception] = db_utils.Error
+    for name in _DJANGO_ERRORS:
+        if isinstance(pg, getattr(psycopg, name)):
+            cls = getattr(db_utils, name)
+            break
+    if pg.sqlstate:
+        error = cls(f"{what} failed: {server_condition(pg)}")
+    else:
+        # Raised by psycopg itself (a broken connection): its own words, no server text.
+        error = cls(str(pg))
+    error.pg_error = pg  # type: ignore[attr-defined]
+    error.sqlstate = pg.sqlstate  # type: ignore[attr-defined]
+    return error

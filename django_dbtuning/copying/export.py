@@ -20,6 +20,7 @@ from django.db.models import F
 from psycopg import sql
 
 from django_dbtuning.copying.engine import _observed, _with_wrappers, check_backend
+from django_dbtuning.copying.errors import database_error
 
 __all__ = ["copy_to"]
 
@@ -112,8 +113,14 @@ def copy_to(
                     with _observed(cursor, text):
                         written = int(_with_wrappers(cursor, text, run))
                 except psycopg.Error as exc:
-                    with connection.wrap_database_errors:
-                        raise exc from None
+                    # The server's text may quote a query parameter: a value-free
+                    # message, the psycopg error on .pg_error.
+                    failure = database_error(
+                        exc, f"COPY from {queryset.model._meta.label}"
+                    )
+                    if failure is None:  # pragma: no cover - exc is a psycopg error
+                        raise
+                    raise failure from None
     finally:
         result = close()
     if dest is None:

@@ -173,7 +173,7 @@ def staged_rows(
                 index_of=lambda j: j,
             )
             if error is not None:
-                raise error from exc
+                raise error from None
             raise
         _unreadable(cursor, name, columns, qn)
         with raw.connection.cursor(

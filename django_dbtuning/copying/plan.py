@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
@@ -25,6 +26,13 @@ from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.fields import NOT_PROVIDED
 from django.utils import timezone
+
+from django_dbtuning.copying.redact import (
+    ValueFreeError,
+    ValueFreeTypeError,
+    conversion_reason,
+    is_not_finite,
+)
 
 __all__ = ["DB_DEFAULT", "TEXT_INTERNAL_TYPES", "Column", "ModelPlan", "RowProblem"]
 
@@ -44,7 +52,11 @@ DB_DEFAULT: Any = _DbDefault()
 
 
 class RowProblem(Exception):
-    """A row cannot be built; the caller adds the input index and raises a CopyError."""
+    """A row cannot be built; the caller adds the input index and raises a CopyError.
+
+    ``message`` names no value (it becomes the CopyError's message); the refused value and
+    the converter's own exception travel on ``value`` and ``original``.
+    """
 
     def __init__(
         self,
@@ -53,12 +65,26 @@ class RowProblem(Exception):
         column: str | None = None,
         integrity: bool = False,
         row: int | None = None,
+        value: Any = None,
+        original: BaseException | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.column = column
         self.integrity = integrity
         self.row = row
+        self.value = value
+        self.original = original
+
+    @classmethod
+    def refused(cls, exc: BaseException, column: Column, value: Any) -> RowProblem:
+        """A field's conversion refused ``value``: say why without quoting it."""
+        return cls(
+            conversion_reason(exc, column.field),
+            column=column.name,
+            value=value,
+            original=exc,
+        )
 
 
 # psycopg type names with a binary dumper that stores Django's Python values faithfully.
@@ -300,11 +326,17 @@ class ModelPlan:
                 if value is None:
                     return None
                 if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
-                    raise ValueError(f"expected a list, got {type(value).__name__}")
+                    raise ValueFreeTypeError(
+                        f"expected a list, got {type(value).__name__}"
+                    )
                 return [item(v) for v in value]
 
             return array
-        if internal in ("DecimalField", "UUIDField", "DurationField", "BooleanField"):
+        if internal == "DecimalField":
+            return partial(_finite, f.to_python)
+        if internal == "DateTimeField":
+            return partial(_aware, f)
+        if internal in ("UUIDField", "DurationField", "BooleanField"):
             return partial(_checked, f.to_python)
         if internal == "BinaryField":
             return _identity
@@ -331,7 +363,7 @@ class ModelPlan:
                         return None
                 if low <= value <= high:
                     return value
-                raise ValueError(f"{value} is out of range for type {name}")
+                raise ValueFreeError(f"value out of range for type {name}")
 
             column.inline = (
                 f"({{v}} if type({{v}}) is int and {low} <= {{v}} <= {high} "
@@ -389,7 +421,7 @@ def _check_ints(value: Any, low: int, high: int, name: str) -> None:
         for item in value:
             _check_ints(item, low, high, name)
     elif isinstance(value, int) and not low <= value <= high:
-        raise ValueError(f"{value} is out of range for type {name}")
+        raise ValueFreeError(f"value out of range for type {name}")
 
 
 def _foreign_key(column: Column, attname: str) -> Converter:
@@ -431,17 +463,56 @@ def _identity(value: Any) -> Any:
     return value
 
 
+_EXPRESSION = "expressions cannot be loaded with COPY; pass plain values"
+
+
 def _checked(convert: Converter, value: Any) -> Any:
     if hasattr(value, "resolve_expression"):
-        raise TypeError("expressions cannot be loaded with COPY; pass plain values")
+        raise ValueFreeTypeError(_EXPRESSION)
     return convert(value)
+
+
+def _finite(to_python: Converter, value: Any) -> Any:
+    """``DecimalField.to_python``, saying "NaN" without repeating the value."""
+    if hasattr(value, "resolve_expression"):
+        raise ValueFreeTypeError(_EXPRESSION)
+    try:
+        return to_python(value)
+    except Exception:
+        if is_not_finite(value):
+            raise ValueFreeError(
+                "Decimal NaN and infinities are not allowed (DecimalField refuses "
+                "them, as save() does)"
+            ) from None
+        raise
+
+
+def _aware(f: models.Field[Any, Any], value: Any) -> Any:
+    """``DateTimeField.get_prep_value`` whose naive-datetime warning quotes no value."""
+    if hasattr(value, "resolve_expression"):
+        raise ValueFreeTypeError(_EXPRESSION)
+    if isinstance(value, datetime.date) and not isinstance(value, datetime.datetime):
+        value = datetime.datetime(value.year, value.month, value.day)
+    value = f.to_python(value)
+    if value is not None and settings.USE_TZ and timezone.is_naive(value):
+        # Django's own warning prints the datetime: a value of the row.
+        model = getattr(f, "model", None)
+        name = f"{model.__name__}.{f.name}" if model is not None else f.name
+        warnings.warn(
+            f"DateTimeField {name} received a naive datetime while time zone support "
+            "is active; it is read in the default time zone",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        value = timezone.make_aware(value, timezone.get_default_timezone())
+    return value
 
 
 def _generic_prep(
     f: models.Field[Any, Any], connection: BaseDatabaseWrapper, value: Any
 ) -> Any:
     if hasattr(value, "resolve_expression"):
-        raise TypeError("expressions cannot be loaded with COPY; pass plain values")
+        raise ValueFreeTypeError(_EXPRESSION)
     return f.get_db_prep_save(value, connection)
 
 

@@ -303,8 +303,7 @@ def _with_converters(
                 except RowProblem:
                     raise
                 except Exception as exc:
-                    reason = "; ".join(getattr(exc, "messages", None) or [str(exc)])
-                    raise RowProblem(reason, column=columns[i].name) from exc
+                    raise RowProblem.refused(exc, columns[i], value) from None
         return values
 
     return _compiled(columns, build, short, generic, spec) or (

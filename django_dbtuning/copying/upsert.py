@@ -178,7 +178,7 @@ class Staging:
             if isinstance(cause, psycopg.Error):
                 error = self.explain(cursor, cause, columns)
                 if error is not None:
-                    raise error from cause
+                    raise error from None
             raise
         return int(created), int(updated)
 
@@ -315,13 +315,15 @@ class Staging:
             return None
         try:
             # Last occurrence: with duplicates in the load, the later row is the one
-            # that collided.
+            # that collided. The parameter is a key value from the rows: run on the
+            # driver's cursor, so Django neither logs it nor keeps it in queries.
             with transaction.atomic(using=self.connection.alias):
-                cursor.execute(
+                raw = cursor.cursor
+                raw.execute(
                     f"SELECT max(dbtuning_row) FROM {self.name} WHERE {condition}",
                     params or None,
                 )
-                (number,) = cursor.fetchone() or (None,)
+                (number,) = raw.fetchone() or (None,)
         except Exception:
             return None
         return None if number is None else int(number)
