@@ -8,6 +8,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from django_dbtuning.exceptions import (
+    CopyConcurrencyError,
     CopyDataError,
     CopyError,
     CopyIntegrityError,
@@ -46,6 +47,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
 __all__ = [
+    "CopyConcurrencyError",
     "CopyDataError",
     "CopyError",
     "CopyIntegrityError",

@@ -4,10 +4,11 @@ import subprocess
 import sys
 
 import pytest
-from django.db import DataError, IntegrityError
+from django.db import DataError, IntegrityError, OperationalError
 
 import django_dbtuning
 from django_dbtuning import (
+    CopyConcurrencyError,
     CopyDataError,
     CopyError,
     CopyIntegrityError,
@@ -26,7 +27,14 @@ def test_all_is_sorted_and_importable():
 
 @pytest.mark.parametrize(
     "cls",
-    [NPlusOneError, QueryBudgetExceeded, CopyError, CopyDataError, CopyIntegrityError],
+    [
+        NPlusOneError,
+        QueryBudgetExceeded,
+        CopyError,
+        CopyDataError,
+        CopyIntegrityError,
+        CopyConcurrencyError,
+    ],
 )
 def test_errors_share_one_base_and_show_the_public_path(cls):
     assert issubclass(cls, DbTuningError)
@@ -41,6 +49,7 @@ def test_copy_errors_are_also_django_database_errors():
     assert isinstance(error, CopyError)
     assert (error.row, error.column, error.pg_message) == (3, "sku", "dup")
     assert issubclass(CopyDataError, DataError)
+    assert issubclass(CopyConcurrencyError, OperationalError)
 
 
 def test_n_plus_one_warning_is_a_user_warning():
