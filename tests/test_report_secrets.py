@@ -124,3 +124,38 @@ def test_statements_section_leaves_utility_statements_out(dbtuning):
     assert top, "the SELECT is reported"
     for row in top:
         assert leading_keyword(row["query"]) in APPLICATION, row["query"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "SELECT 1; ALTER ROLE dbreport_pw_multi PASSWORD 'pw-secret-D'",
+        "(SELECT 1); ALTER ROLE dbreport_pw_multi PASSWORD 'pw-secret-D'",
+        "WITH x AS (SELECT 1) SELECT * FROM x; ALTER ROLE dbreport_pw_multi PASSWORD 'pw-secret-D'",
+    ],
+)
+def test_a_data_query_followed_by_another_statement_stays_masked(text, dbtuning):
+    # pg_stat_activity keeps a simple-query string whole: a first word of SELECT does not
+    # make the rest of it a data query.
+    dbtuning(REPORT_THRESHOLDS=OPEN, LOG_PARAMETERS=True)
+    with admin_connection() as setup:
+        setup.execute("DROP ROLE IF EXISTS dbreport_pw_multi")
+        setup.execute("CREATE ROLE dbreport_pw_multi")
+    holder = admin_connection()
+    try:
+        holder.autocommit = False
+        holder.execute(text)  # no parameters: sent as one simple query
+        out, err, code = dbreport(
+            "--format", "json", "--database", "default", "--section", "connections"
+        )
+        assert code == 0, err
+        idle = [
+            f for f in json.loads(out)["findings"] if f["code"] == "idle_in_transaction"
+        ]
+        assert any("dbreport_pw_multi PASSWORD ?" in json.dumps(f) for f in idle)
+        assert "pw-secret" not in out
+    finally:
+        holder.rollback()
+        holder.close()
+        with admin_connection() as setup:
+            setup.execute("DROP ROLE dbreport_pw_multi")

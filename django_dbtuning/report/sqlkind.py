@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import re
 
+from django_dbtuning.sqllex import COMMENTS, ERRORS, tokens
+
 __all__ = ["APPLICATION", "DATA", "leading_keyword", "shows_values"]
 
 # PostgreSQL's scanner: "space [ \t\n\r\f\v]"; anything else ends the prefix.
-_SPACE = frozenset(" \t\n\r\f\v")
+_WHITESPACE = " \t\n\r\f\v"
+_SPACE = frozenset(_WHITESPACE)
 # ident_start / ident_cont of scan.l: ASCII letters, underscore, any non-ASCII character.
 _NEWLINE = re.compile(r"[\n\r]")
 _WORD = re.compile(r"[A-Za-z_\u0080-\U0010ffff][A-Za-z0-9_$\u0080-\U0010ffff]*")
@@ -69,6 +72,24 @@ def leading_keyword(sql: str) -> str | None:
     return match.group().lower() if match else None
 
 
+def _single_statement(sql: str) -> bool:
+    """Whether ``sql`` reads to its end as one statement (a trailing ``;`` allowed).
+
+    pg_stat_activity keeps a simple-query string whole, so ``SELECT 1; ALTER ROLE r
+    PASSWORD '...'`` starts with a data query and still holds a secret.
+    """
+    plain = []
+    for token in tokens(sql):
+        if token.kind in ERRORS:
+            return False
+        if token.kind == "plain":
+            plain.append(sql[token.start : token.end])
+        elif token.kind not in COMMENTS:
+            plain.append("?")
+    text = "".join(plain).rstrip(_WHITESPACE).rstrip(";")
+    return ";" not in text
+
+
 def shows_values(sql: str) -> bool:
-    """Whether ``sql`` is a data query, whose values an opted-in report may show."""
-    return leading_keyword(sql) in DATA
+    """Whether ``sql`` is one data query, whose values an opted-in report may show."""
+    return leading_keyword(sql) in DATA and _single_statement(sql)
