@@ -164,7 +164,16 @@ def _view_name(request: HttpRequest) -> str | None:
 
 
 def _where(request: HttpRequest, view: str | None) -> str:
-    return f"{request.method} {request.path}" + (f" ({view})" if view else "")
+    # The URL pattern, never the path: a path carries whatever the URL carries
+    # (password-reset tokens, e-mail addresses, ids), and these lines reach logs and
+    # exception trackers.
+    match = getattr(request, "resolver_match", None)
+    route = getattr(match, "route", None)
+    if route:
+        shown = route if route.startswith("^") else "/" + route
+    else:
+        shown = "(no URL pattern matched)"
+    return f"{request.method} {shown}" + (f" ({view})" if view else "")
 
 
 # --- streamed responses ------------------------------------------------------------------------

@@ -270,3 +270,31 @@ def test_concurrent_requests_each_see_their_own_count():
     # Odd requests: the lookup in the thread itself is outside the request (not counted),
     # then get + author = 2; even requests: one query.
     assert results == {i: ("2" if i % 2 else "1") for i in range(12)}
+
+
+@pytest.mark.parametrize("reaction", ["raise", "log", "warn"])
+def test_messages_show_the_url_pattern_never_the_path(
+    client, books, dbtuning, caplog, reaction
+):
+    # A path carries whatever the URL carries: a password-reset token, an e-mail address.
+    dbtuning(ON_N_PLUS_ONE=reaction, QUERY_BUDGET=1, ON_QUERY_BUDGET="log")
+    texts = []
+    with caplog.at_level(logging.DEBUG, logger="django_dbtuning"):
+        if reaction == "raise":
+            with pytest.raises(NPlusOneError) as info:
+                client.get("/reset/tok-SECRET-4711/")
+            texts.append(str(info.value))
+        elif reaction == "warn":
+            with pytest.warns(NPlusOneWarning) as caught:
+                client.get("/reset/tok-SECRET-4711/")
+            texts.extend(str(w.message) for w in caught)
+        else:
+            client.get("/reset/tok-SECRET-4711/")
+    # (django.request logs the path of a 500 itself; only this package's records count.)
+    texts.extend(
+        record.getMessage()
+        for record in caplog.records
+        if record.name.startswith("django_dbtuning")
+    )
+    assert any("GET /reset/<str:token>/ (reset-naive)" in text for text in texts)
+    assert not any("SECRET-4711" in text for text in texts)

@@ -14,6 +14,8 @@ urlpatterns = [
         name="books-template-response",
     ),
     path("books/<int:pk>/", views.book_detail, name="book-detail"),
+    # A URL that carries a secret (a password-reset token) into an N+1 view.
+    path("reset/<str:token>/", views.reset_naive, name="reset-naive"),
     path("authors/", views.authors_count, name="authors"),
     path("async/naive/", views.books_async_naive, name="async-naive"),
     path("async/fixed/", views.books_async_fixed, name="async-fixed"),

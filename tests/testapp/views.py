@@ -25,6 +25,10 @@ def books_naive(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"books": data})
 
 
+def reset_naive(request: HttpRequest, token: str) -> JsonResponse:
+    return books_naive(request)
+
+
 def books_fixed(request: HttpRequest) -> JsonResponse:
     books = Book.objects.select_related("author")
     return JsonResponse(
