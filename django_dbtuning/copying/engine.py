@@ -36,8 +36,6 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connections, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
-from psycopg.adapt import PyFormat, Transformer
-from psycopg.pq import Format
 
 from django_dbtuning.copying import dumpers
 from django_dbtuning.copying.errors import (
@@ -47,10 +45,11 @@ from django_dbtuning.copying.errors import (
     database_error,
     problem_error,
     row_error,
+    unwritable,
 )
 from django_dbtuning.copying.options import progress_callback, validate
 from django_dbtuning.copying.plan import DB_DEFAULT, Column, ModelPlan, RowProblem
-from django_dbtuning.copying.redact import conversion_reason
+from django_dbtuning.copying.redact import conversion_reason, unchained
 from django_dbtuning.copying.sources import Batch, Source, gc_paused, open_source
 from django_dbtuning.copying.upsert import Staging
 from django_dbtuning.exceptions import CopyError
@@ -131,15 +130,6 @@ def _with_wrappers(cursor: CursorWrapper, statement: str, fn: Callable[[], Any])
         return fn()
 
     return run(statement, None, False, executor)
-
-
-# psycopg's messages for values it cannot dump that quote no value; others are named
-# by their exception type.
-_DUMPER_REASONS = {
-    "PostgreSQL text fields cannot contain NUL (0x00) bytes": (
-        "PostgreSQL text fields cannot contain NUL (0x00) bytes"
-    ),
-}
 
 
 # -- the load ------------------------------------------------------------------------
@@ -667,7 +657,9 @@ class _Load:
                 except Exception as again:
                     if isinstance(again, psycopg.Error) and again.sqlstate:
                         raise
-                    column, reason, value = self.culprit(raw, columns, fixed, again)
+                    column, reason, value = unwritable(
+                        raw, columns, fixed, again, binary=self.binary
+                    )
                     raise row_error(
                         self.label,
                         index_of(j),
@@ -696,32 +688,6 @@ class _Load:
                     original=exc,
                 ) from None
         return values
-
-    def culprit(
-        self,
-        raw: psycopg.Cursor[Any],
-        columns: list[Column],
-        values: list[Any],
-        exc: Exception,
-    ) -> tuple[str | None, str, Any]:
-        """The column whose value psycopg cannot write, why (value-free), the value."""
-        registry = raw.adapters.types
-        for column, value in zip(columns, values, strict=True):
-            if value is None:
-                continue
-            tx = Transformer(raw)
-            try:
-                if self.binary and column.pg_type:
-                    oid = registry.get_oid(column.pg_type)
-                    tx.set_dumper_types([oid], Format.BINARY)
-                    tx.dump_sequence([value], [PyFormat.BINARY])
-                else:
-                    tx.get_dumper(value, PyFormat.TEXT).dump(value)
-            except Exception as inner:
-                kind = type(value).__name__
-                reason = _DUMPER_REASONS.get(str(inner), type(inner).__name__)
-                return column.name, f"cannot store a {kind}: {reason}", value
-        return None, f"cannot write the row ({type(exc).__name__})", None
 
 
 def copy_from(
@@ -768,6 +734,7 @@ def copy_from(
         update_fields=update_fields,
         return_ids=return_ids,
     )
+    failure: Exception | None = None
     try:
         source = open_source(
             load.plan,
@@ -783,11 +750,12 @@ def copy_from(
             alias=using,
         )
     except RowProblem as problem:
-        raise problem_error(load.label, problem) from None
+        failure = problem_error(load.label, problem)
+    if failure is not None:
+        raise unchained(failure)
     if source is None:
         return load.result
     bar = progress_callback(progress, source, load.label)
-    failure: Exception | None = None
     try:
         load.prepare(source)
         connection.ensure_connection()
@@ -800,13 +768,14 @@ def copy_from(
                     if bar is not None:
                         bar(len(batch.rows))
             except RowProblem as problem:
+                # Raised: the atomic block rolls the load back.
                 raise problem_error(load.label, problem, load.locator) from None
             finally:
                 # Inside the transaction: a file source holds a server-side cursor.
                 source.close()
             load.finish(cursor)
-    except CopyError:
-        raise
+    except CopyError as error:
+        failure = error
     except (psycopg.Error, DatabaseError) as exc:
         # Any other server error: Django's class, but a value-free message (a trigger's
         # RAISE, a DETAIL or a CONTEXT may quote the rows).
@@ -818,8 +787,9 @@ def copy_from(
         if bar is not None:
             bar(None)
     if failure is not None:
-        # Raised outside the except block: no __context__ holding the server's text.
-        raise failure
+        # Out of every except block, without a chain: the server's text (DETAIL,
+        # CONTEXT) and the refused value stay on the error's attributes only.
+        raise unchained(failure)
     logger.debug(
         "COPY into %s on %s: %d rows (%d created, %d updated)",
         load.label,

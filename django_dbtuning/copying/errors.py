@@ -20,10 +20,13 @@ from typing import Any
 
 import psycopg
 from django.db import utils as db_utils
+from psycopg.adapt import PyFormat, Transformer
+from psycopg.pq import Format
 
 from django_dbtuning.copying.plan import Column, RowProblem
 from django_dbtuning.copying.redact import (
     concurrency_condition,
+    dumper_reason,
     integrity_condition,
     server_condition,
 )
@@ -40,6 +43,7 @@ __all__ = [
     "copy_error",
     "database_error",
     "row_error",
+    "unwritable",
 ]
 
 # Errors another transaction (or a timeout) causes: the load itself may be fine.
@@ -307,3 +311,34 @@ def database_error(exc: BaseException, what: str) -> Exception | None:
     error.pg_error = pg  # type: ignore[attr-defined]
     error.sqlstate = pg.sqlstate  # type: ignore[attr-defined]
     return error
+
+
+def unwritable(
+    raw: psycopg.Cursor[Any],
+    columns: Sequence[Column],
+    values: Sequence[Any],
+    exc: Exception,
+    *,
+    binary: bool,
+) -> tuple[str | None, str, Any]:
+    """The column whose value psycopg cannot write, why (value-free), and the value."""
+    registry = raw.adapters.types
+    for column, value in zip(columns, values, strict=True):
+        if value is None:
+            continue
+        tx = Transformer(raw)
+        try:
+            if binary and column.pg_type:
+                oid = registry.get_oid(column.pg_type)
+                tx.set_dumper_types([oid], Format.BINARY)
+                tx.dump_sequence([value], [PyFormat.BINARY])
+            else:
+                tx.get_dumper(value, PyFormat.TEXT).dump(value)
+        except Exception as inner:
+            reason = dumper_reason(inner)
+            return (
+                column.name,
+                f"cannot store a {type(value).__name__}: {reason}",
+                value,
+            )
+    return None, f"cannot write the row ({type(exc).__name__})", None

@@ -21,6 +21,7 @@ from psycopg import sql
 
 from django_dbtuning.copying.engine import _observed, _with_wrappers, check_backend
 from django_dbtuning.copying.errors import database_error
+from django_dbtuning.copying.redact import unchained
 
 __all__ = ["copy_to"]
 
@@ -79,6 +80,7 @@ def copy_to(
         delim = ""
     target, close = _open(dest, encoding)
     written = 0
+    failure: Exception | None = None
     try:
         if header:
             buffer = io.StringIO()
@@ -120,9 +122,12 @@ def copy_to(
                     )
                     if failure is None:  # pragma: no cover - exc is a psycopg error
                         raise
-                    raise failure from None
     finally:
         result = close()
+    if failure is not None:
+        # Without a chain: the psycopg error's text has the statement with the
+        # parameters bound into it.
+        raise unchained(failure)
     if dest is None:
         assert isinstance(result, bytes)
         return result

@@ -33,6 +33,8 @@ from psycopg import errors as pg_errors
 
 __all__ = [
     "HIDDEN",
+    "dumper_reason",
+    "unchained",
     "ValueFreeError",
     "ValueFreeTypeError",
     "concurrency_condition",
@@ -83,118 +85,146 @@ def sqlstate_words(sqlstate: str | None) -> str:
 _TYPE = r"(?P<type>[\w$ .\"]{1,200}?(?:\(\d+(?:,\d+)?\))?(?:\[\])*)"
 _IDENT = r"(?P<name>\"?[\w$ .]{1,200}\"?)"
 
-# (template, condition): a server message that fully matches the template is shown as
-# the condition, with the template's named groups (never the value) filled in. The
-# quoted value, where a template has one, is the ".*" part and is dropped.
-_TEMPLATES: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(pattern, re.DOTALL), condition)
-    for pattern, condition in [
-        # 22P02 / 22007: invalid_text_representation / invalid_datetime_format
-        (
-            rf"invalid input syntax for type {_TYPE}(?:: \".*\")?",
-            "invalid input syntax for type {type}",
-        ),
-        (
-            rf"invalid input value for enum {_TYPE}: \".*\"",
-            "invalid input value for enum {type}",
-        ),
-        (
-            r"malformed (?P<kind>array|record|range|multirange) literal: \".*\"",
-            "malformed {kind} literal",
-        ),
-        (r"unsupported Unicode escape sequence", "unsupported Unicode escape sequence"),
-        # 22003: numeric_value_out_of_range. Greedy: the type is what follows the last
-        # "is out of range for type", which the server wrote after the value.
-        (
-            rf"value \".*\" is out of range for type {_TYPE}",
-            "value out of range for type {type}",
-        ),
-        (r"(?P<type>integer|smallint|bigint) out of range", "{type} out of range"),
-        (r"numeric field overflow", "numeric field overflow"),
-        (r"value overflows numeric format", "value overflows numeric format"),
-        (
-            r"cannot convert (?P<what>NaN|infinity) to (?P<type>integer|smallint|bigint)",
-            "cannot convert {what} to {type}",
-        ),
-        # 22001: string_data_right_truncation
-        (rf"value too long for type {_TYPE}", "value too long for type {type}"),
-        (
-            rf"bit string too long for type {_TYPE}",
-            "bit string too long for type {type}",
-        ),
-        (
-            rf"bit string length \d+ does not match type {_TYPE}",
-            "bit string length does not match type {type}",
-        ),
-        # 22008 / 22009 / 22023: date and time
-        (
-            r"(?P<what>date/time field value|date|time|timestamp|interval field value|"
-            r"interval|time zone displacement) out of range(?:: \".*\")?",
-            "{what} out of range",
-        ),
-        (r"date out of range for timestamp", "date out of range for timestamp"),
-        (r"time zone \".*\" not recognized", "time zone not recognized"),
-        # 22023 / 22P02 / 22P03: binary data
-        (r"invalid hexadecimal digit: \".*\"", "invalid hexadecimal digit"),
-        (
-            r"invalid hexadecimal data: odd number of digits",
-            "invalid hexadecimal data: odd number of digits",
-        ),
-        (
-            r"incorrect binary data format(?P<where> in array)?",
-            "incorrect binary data format{where}",
-        ),
-        # 22021 / 22P05: encodings (the bytes shown are the value's)
-        (
-            r"invalid byte sequence for encoding \"(?P<encoding>[\w-]{1,40})\": 0x00",
-            'invalid byte sequence for encoding "{encoding}" (a NUL byte)',
-        ),
-        (
-            r"invalid byte sequence for encoding \"(?P<encoding>[\w-]{1,40})\": "
-            r"0x[0-9a-f]{2}(?: 0x[0-9a-f]{2})*",
-            'invalid byte sequence for encoding "{encoding}"',
-        ),
-        (
-            r"character with byte sequence 0x[0-9a-f]{2}(?: 0x[0-9a-f]{2})* in encoding "
-            r"\"(?P<source>[\w-]{1,40})\" has no equivalent in encoding "
-            r"\"(?P<target>[\w-]{1,40})\"",
-            'a character in encoding "{source}" has no equivalent in encoding "{target}"',
-        ),
-        # 22P04: bad_copy_file_format
-        (
-            r"(?P<text>extra data after last expected column|unterminated CSV quoted field"
-            r"|(?:literal|unquoted) (?:carriage return|newline) found in data"
-            r"|end-of-copy marker corrupt|end-of-copy marker does not match previous "
-            r"newline style|invalid field size|row field count is \d+, expected \d+"
-            r"|COPY file signature not recognized|invalid COPY file header \([\w ]+\)"
-            r"|unexpected EOF in COPY data|received copy data after EOF marker)",
-            "{text}",
-        ),
-        (rf"missing data for column {_IDENT}", "missing data for column {name}"),
-        (r"division by zero", "division by zero"),
-        # Statement-level errors (the load's own statements carry no row values).
-        (
-            rf"permission denied for (?P<kind>table|schema|sequence|relation) {_IDENT}",
-            "permission denied for {kind} {name}",
-        ),
-        (rf"relation {_IDENT} does not exist", "relation {name} does not exist"),
-        (
-            r"current transaction is aborted, commands ignored until end of transaction "
-            r"block",
-            "current transaction is aborted, commands ignored until end of transaction "
-            "block",
-        ),
-        (
-            r"cannot execute (?P<what>COPY FROM|INSERT|UPDATE|CREATE TABLE AS|"
-            r"CREATE TABLE) in a read-only transaction",
-            "cannot execute {what} in a read-only transaction",
-        ),
-        (
-            rf"index row size \d+ exceeds (?P<limit>[\w .]{{1,60}}) for index {_IDENT}",
-            "index row size exceeds {limit} for index {name}",
-        ),
-    ]
+# (SQLSTATEs, template, condition): a server message with one of these SQLSTATEs that
+# fully matches the template is shown as the condition, with the template's named groups
+# (never the value) filled in; the quoted value, where there is one, is the ".*" part.
+# Keyed by SQLSTATE too, so that a trigger's RAISE must both use the code and imitate the
+# server's words before any of its text is shown.
+_TABLE: list[tuple[str, str, str]] = [
+    # invalid_text_representation, invalid_datetime_format
+    (
+        "22P02 22007",
+        rf"invalid input syntax for type {_TYPE}(?:: \".*\")?",
+        "invalid input syntax for type {type}",
+    ),
+    (
+        "22P02",
+        rf"invalid input value for enum {_TYPE}: \".*\"",
+        "invalid input value for enum {type}",
+    ),
+    (
+        "22P02",
+        r"malformed (?P<kind>array|record|range|multirange) literal: \".*\"",
+        "malformed {kind} literal",
+    ),
+    (
+        "22P02 22P05",
+        r"unsupported Unicode escape sequence",
+        "unsupported Unicode escape sequence",
+    ),
+    # numeric_value_out_of_range. Greedy: the type is what follows the last "is out of
+    # range for type", which the server wrote after the value.
+    (
+        "22003",
+        rf"value \".*\" is out of range for type {_TYPE}",
+        "value out of range for type {type}",
+    ),
+    ("22003", r"(?P<type>integer|smallint|bigint) out of range", "{type} out of range"),
+    ("22003", r"numeric field overflow", "numeric field overflow"),
+    ("22003", r"value overflows numeric format", "value overflows numeric format"),
+    (
+        "22003 0A000",
+        r"cannot convert (?P<what>NaN|infinity) to (?P<type>integer|smallint|bigint)",
+        "cannot convert {what} to {type}",
+    ),
+    # string_data_right_truncation, string_data_length_mismatch
+    ("22001", rf"value too long for type {_TYPE}", "value too long for type {type}"),
+    (
+        "22001",
+        rf"bit string too long for type {_TYPE}",
+        "bit string too long for type {type}",
+    ),
+    (
+        "22026",
+        rf"bit string length \d+ does not match type {_TYPE}",
+        "bit string length does not match type {type}",
+    ),
+    # datetime_field_overflow, invalid_time_zone_displacement_value,
+    # interval_field_overflow
+    (
+        "22008 22009 22015",
+        r"(?P<what>date/time field value|date|time|timestamp|interval field value|"
+        r"interval|time zone displacement) out of range(?:: \".*\")?",
+        "{what} out of range",
+    ),
+    ("22008", r"date out of range for timestamp", "date out of range for timestamp"),
+    # invalid_parameter_value
+    ("22023", r"time zone \".*\" not recognized", "time zone not recognized"),
+    ("22023", r"invalid hexadecimal digit: \".*\"", "invalid hexadecimal digit"),
+    (
+        "22023",
+        r"invalid hexadecimal data: odd number of digits",
+        "invalid hexadecimal data: odd number of digits",
+    ),
+    # invalid_binary_representation
+    (
+        "22P03",
+        r"incorrect binary data format(?P<where> in array)?",
+        "incorrect binary data format{where}",
+    ),
+    # character_not_in_repertoire, untranslatable_character (the bytes are the value's)
+    (
+        "22021",
+        r"invalid byte sequence for encoding \"(?P<encoding>[\w-]{1,40})\": 0x00",
+        'invalid byte sequence for encoding "{encoding}" (a NUL byte)',
+    ),
+    (
+        "22021",
+        r"invalid byte sequence for encoding \"(?P<encoding>[\w-]{1,40})\": "
+        r"0x[0-9a-f]{2}(?: 0x[0-9a-f]{2})*",
+        'invalid byte sequence for encoding "{encoding}"',
+    ),
+    (
+        "22P05",
+        r"character with byte sequence 0x[0-9a-f]{2}(?: 0x[0-9a-f]{2})* in encoding "
+        r"\"(?P<source>[\w-]{1,40})\" has no equivalent in encoding "
+        r"\"(?P<target>[\w-]{1,40})\"",
+        'a character in encoding "{source}" has no equivalent in encoding "{target}"',
+    ),
+    # bad_copy_file_format, protocol_violation
+    (
+        "22P04 08P01",
+        r"(?P<text>extra data after last expected column|unterminated CSV quoted field"
+        r"|(?:literal|unquoted) (?:carriage return|newline) found in data"
+        r"|end-of-copy marker corrupt|end-of-copy marker does not match previous "
+        r"newline style|invalid field size|row field count is \d+, expected \d+"
+        r"|COPY file signature not recognized|invalid COPY file header \([\w ]+\)"
+        r"|unexpected EOF in COPY data|received copy data after EOF marker)",
+        "{text}",
+    ),
+    ("22P04", rf"missing data for column {_IDENT}", "missing data for column {name}"),
+    ("22012", r"division by zero", "division by zero"),
+    # Statement-level errors (the load's own statements carry no row values).
+    (
+        "42501",
+        rf"permission denied for (?P<kind>table|schema|sequence|relation) {_IDENT}",
+        "permission denied for {kind} {name}",
+    ),
+    ("42P01", rf"relation {_IDENT} does not exist", "relation {name} does not exist"),
+    (
+        "25P02",
+        r"(?P<text>current transaction is aborted, commands ignored until end of "
+        r"transaction block)",
+        "{text}",
+    ),
+    (
+        "25006",
+        r"cannot execute (?P<what>COPY FROM|INSERT|UPDATE|CREATE TABLE AS|"
+        r"CREATE TABLE) in a read-only transaction",
+        "cannot execute {what} in a read-only transaction",
+    ),
+    (
+        "54000",
+        rf"index row size \d+ exceeds (?P<limit>[\w .]{{1,60}}) for index {_IDENT}",
+        "index row size exceeds {limit} for index {name}",
+    ),
 ]
+_TEMPLATES: dict[str, list[tuple[re.Pattern[str], str]]] = {}
+for _codes, _pattern, _condition in _TABLE:
+    for _code in _codes.split():
+        _TEMPLATES.setdefault(_code, []).append(
+            (re.compile(_pattern, re.DOTALL), _condition)
+        )
 
 # Messages of the transient errors: value-free, shown as they are.
 _TRANSIENT_MESSAGES = frozenset(
@@ -214,7 +244,7 @@ _TRANSIENT_MESSAGES = frozenset(
 def server_condition(exc: psycopg.Error) -> str:
     """The condition of a server error, without the value it may quote."""
     primary = exc.diag.message_primary or ""
-    for template, condition in _TEMPLATES:
+    for template, condition in _TEMPLATES.get(exc.sqlstate or "", ()):
         match = template.fullmatch(primary)
         if match:
             parts = {k: v or "" for k, v in match.groupdict().items()}
@@ -343,6 +373,28 @@ def conversion_reason(exc: BaseException, field: Any) -> str:
     return (
         f"cannot convert the value ({type(exc).__name__}): expected {expected(field)}"
     )
+
+
+# psycopg's messages for a value it cannot dump that quote no value; any other is named
+# by its exception type.
+_DUMPER_MESSAGES = frozenset({"PostgreSQL text fields cannot contain NUL (0x00) bytes"})
+
+
+def dumper_reason(exc: BaseException) -> str:
+    """Why psycopg could not write a value, without the value."""
+    text = str(exc)
+    return text if text in _DUMPER_MESSAGES else type(exc).__name__
+
+
+def unchained(error: BaseException) -> BaseException:
+    """``error`` without ``__cause__`` / ``__context__``, to be raised outside any
+    ``except`` block: tracebacks (and tools that walk the chain regardless of
+    ``__suppress_context__``) then print nothing of the psycopg error or the converter's
+    exception, whose texts quote the value."""
+    error.__cause__ = None
+    error.__context__ = None
+    error.__suppress_context__ = True
+    return error
 
 
 def is_not_finite(value: Any) -> bool:
