@@ -7,16 +7,39 @@ tasks and recursive calls at once. Entries can end out of order (``a`` entered, 
 entered, ``a`` exited, ``b`` exited; a generator suspended inside a block; an exception in
 between) and in another context than the one that started them: whatever the order, an
 entry counts only while it is open, and once every entry has ended the context holds none.
+
+Generators share the context of the code that iterates them, so a ``with`` block left open
+across a ``yield`` stays current for that code until the generator resumes. A decorated
+generator function (:func:`wrap_generator`, :func:`wrap_async_generator`) instead keeps its
+entries aside between its steps; :func:`check_generator_block` warns about the ``with`` form.
 """
 
 from __future__ import annotations
 
+import ast
+import functools
+import inspect
+import textwrap
 import threading
+import warnings
 import weakref
+from collections.abc import AsyncGenerator, Callable, Generator, Sequence
 from contextvars import ContextVar, Token
+from types import CodeType, FrameType
 from typing import Any, Generic, Self, TypeVar
 
-__all__ = ["Entries", "Scope", "entry_to_exit", "first_open", "leave"]
+__all__ = [
+    "Entries",
+    "Scope",
+    "Steps",
+    "check_generator_block",
+    "entry_to_exit",
+    "first_open",
+    "leave",
+    "wrap_async_generator",
+    "wrap_generator",
+    "wrap_generator_function",
+]
 
 _S = TypeVar("_S", bound="Scope")
 
@@ -149,3 +172,303 @@ def entry_to_exit(
             )
     entered.remove(scope)
     return scope
+
+
+# --- generators ----------------------------------------------------------------------------
+
+
+class Steps:
+    """The entries a decorated generator has open, kept aside while it is suspended.
+
+    A generator runs step by step (each ``next``/``send``/``throw``, each awaited
+    ``__anext__``/``asend``/``athrow``) in the context of whoever takes the step. A step
+    starts with the generator's own entries put on top of that caller's (:meth:`resume`: the
+    caller's open blocks enclose the step, so they count its queries, as they would a
+    function's) and ends with them taken off again (:meth:`suspend`: what the caller runs
+    between steps is not the generator's). The lowest entry of the generator's own stack is
+    re-parented onto the current caller's at every step: a generator advanced by several
+    callers in turn is enclosed by whichever one takes the step.
+    """
+
+    __slots__ = ("_bases", "_below", "_tops", "_vars")
+
+    def __init__(self, vars: Sequence[ContextVar[Any]], index: int, own: Scope) -> None:
+        self._vars = vars
+        self._tops: list[Scope | None] = [None] * len(vars)
+        self._bases: list[Scope | None] = [None] * len(vars)
+        self._below: list[Scope | None] = [None] * len(vars)
+        self._tops[index] = self._bases[index] = own
+
+    def resume(self) -> list[Token[Any]]:
+        tokens: list[Token[Any]] = []
+        for i, var in enumerate(self._vars):
+            below = self._below[i] = first_open(var.get())
+            base, top = self._bases[i], self._tops[i]
+            if base is not None:
+                base.parent = below
+            tokens.append(var.set(below if top is None else top))
+        return tokens
+
+    def suspend(self, tokens: list[Token[Any]]) -> None:
+        for i, var in enumerate(self._vars):
+            below, self._below[i] = self._below[i], None
+            top = base = first_open(var.get())
+            if top is below:
+                top = base = None
+            else:
+                # The generator's own entries end where the caller's begin: the lowest
+                # one is re-parented at the next step.
+                while base is not None and base.parent is not below:
+                    base = base.parent
+            self._tops[i], self._bases[i] = top, base
+            token = tokens[i]
+            try:
+                var.reset(token)
+            except ValueError:  # pragma: no cover - a step runs in one context
+                old = token.old_value
+                var.set(None if old is Token.MISSING else old)
+
+
+def wrap_generator_function(
+    func: Callable[..., Any],
+    vars: Sequence[ContextVar[Any]],
+    index: int,
+    start: Callable[[], _S],
+    end: Callable[[_S, bool], None],
+) -> Callable[..., Any] | None:
+    """``func`` wrapped by :func:`wrap_generator` or :func:`wrap_async_generator`.
+
+    None when ``func`` is neither a generator nor an async generator function. Decided
+    once, at decoration time; the wrapper is a generator (async generator) function too.
+    """
+    if inspect.isasyncgenfunction(func):
+        return wrap_async_generator(func, vars, index, start, end)
+    if inspect.isgeneratorfunction(func):
+        return wrap_generator(func, vars, index, start, end)
+    return None
+
+
+def wrap_generator(
+    func: Callable[..., Generator[Any, Any, Any]],
+    vars: Sequence[ContextVar[Any]],
+    index: int,
+    start: Callable[[], _S],
+    end: Callable[[_S, bool], None],
+) -> Callable[..., Generator[Any, Any, Any]]:
+    """A generator function running ``func``'s generator in an entry of its own.
+
+    ``start()`` makes the entry (on ``vars[index]``) when the generator first runs; it is
+    in force during each step only. ``end(entry, completed)`` runs once when the generator
+    finishes: ``completed`` unless an exception propagates out of it (exhausted, returned,
+    or closed early: ``end`` may raise then, out of the last ``next()`` or out of
+    ``close()``). Delegates like ``yield from``: sent values, thrown exceptions, ``close()``
+    and the return value reach ``func``'s generator unchanged.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+        inner = func(*args, **kwargs)
+        own = start()
+        steps = Steps(vars, index, own)
+        sent: Any = None
+        thrown: BaseException | None = None
+        closing: GeneratorExit | None = None
+        result: Any = None
+        try:
+            while True:
+                tokens = steps.resume()
+                try:
+                    item = inner.send(sent) if thrown is None else inner.throw(thrown)
+                except StopIteration as stop:
+                    result = stop.value
+                    break
+                finally:
+                    thrown = None
+                    steps.suspend(tokens)
+                try:
+                    sent = yield item
+                except GeneratorExit as exit_:
+                    tokens = steps.resume()
+                    try:
+                        inner.close()
+                    finally:
+                        steps.suspend(tokens)
+                    closing = exit_
+                    break
+                except BaseException as exc:
+                    sent, thrown = None, exc
+        except BaseException:
+            end(own, False)
+            raise
+        # Outside the except clauses: a budget exceeded by a generator closed early is
+        # raised out of close() on its own, not as an error "during handling" of the close.
+        end(own, True)
+        if closing is not None:
+            raise closing
+        return result
+
+    return wrapper
+
+
+def wrap_async_generator(
+    func: Callable[..., AsyncGenerator[Any, Any]],
+    vars: Sequence[ContextVar[Any]],
+    index: int,
+    start: Callable[[], _S],
+    end: Callable[[_S, bool], None],
+) -> Callable[..., AsyncGenerator[Any, Any]]:
+    """:func:`wrap_generator` for an async generator function.
+
+    A step is one awaited ``__anext__``/``asend``/``athrow``/``aclose``, awaits inside it
+    included (the step runs in the awaiting task, and ``sync_to_async`` code it awaits runs
+    in a copy of that task's context).
+    """
+
+    @functools.wraps(func)
+    async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+        inner = func(*args, **kwargs)
+        own = start()
+        steps = Steps(vars, index, own)
+        sent: Any = None
+        thrown: BaseException | None = None
+        closing: GeneratorExit | None = None
+        try:
+            while True:
+                tokens = steps.resume()
+                try:
+                    if thrown is None:
+                        item = await inner.asend(sent)
+                    else:
+                        item = await inner.athrow(thrown)
+                except StopAsyncIteration:
+                    break
+                finally:
+                    thrown = None
+                    steps.suspend(tokens)
+                try:
+                    sent = yield item
+                except GeneratorExit as exit_:
+                    tokens = steps.resume()
+                    try:
+                        await inner.aclose()
+                    finally:
+                        steps.suspend(tokens)
+                    closing = exit_
+                    break
+                except BaseException as exc:
+                    sent, thrown = None, exc
+        except BaseException:
+            end(own, False)
+            raise
+        end(own, True)
+        if closing is not None:
+            raise closing
+
+    return wrapper
+
+
+_IN_GENERATOR = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
+# Code that drives a generator as a context manager: there the block is meant to stay in
+# force while the generator is suspended (@contextmanager, pytest yield fixtures), and in
+# our own wrappers it is kept aside between steps.
+_DRIVERS = frozenset({"contextlib", "_pytest", "pytest_asyncio", "django_dbtuning"})
+_registry: dict[Any, Any] = {}
+_ADVICE = {
+    "track_queries": "Its queries count in this block. Open the block around the loop "
+    "that iterates the generator instead, or decorate the generator function with "
+    "@query_budget(...), which covers the generator's own steps only.",
+    "query_budget": "Its queries count in this block. Decorate the generator function "
+    "with @query_budget(...) instead: the decorator covers the generator's own steps only.",
+    "allow_n_plus_one": "The N+1s and duplicates of that code are not reported. "
+    "Decorate the generator function with @allow_n_plus_one() instead: the decorator "
+    "covers the generator's own steps only.",
+}
+
+
+def check_generator_block(frame: FrameType, name: str) -> None:
+    """Warn (once per line) about a ``with`` block in a generator that yields inside it.
+
+    ``frame`` is the frame that entered the block. A generator suspended inside an open
+    block leaves it in force for the code that iterates it until the generator resumes:
+    ContextVars are per context, and a generator shares its caller's. Nothing can tell the
+    block when its generator suspends, so it cannot be scoped to the generator's own steps
+    from inside; the decorator form can (:func:`wrap_generator`). Costs an attribute read
+    per entry outside generators; the source of a generator is read once per ``with`` line.
+    """
+    code = frame.f_code
+    if (
+        not code.co_flags & _IN_GENERATOR
+        or code.co_flags & inspect.CO_ITERABLE_COROUTINE
+    ):
+        return
+    driver = frame.f_back
+    if driver is not None:
+        module = str(driver.f_globals.get("__name__", ""))
+        if module.partition(".")[0] in _DRIVERS:
+            return
+    lineno = _yielding_block(code, frame.f_lineno)
+    if lineno is None:
+        return
+    where = f"{code.co_filename}:{lineno}"
+    warnings.warn_explicit(
+        f"{name}() block at {where} is open across a `yield` in the generator "
+        f"{code.co_qualname}(): while the generator is suspended there, the block stays in "
+        f"force for the code that iterates it. {_ADVICE[name]} If the generator is a context "
+        "manager, this is intended: filter this warning out.",
+        RuntimeWarning,
+        code.co_filename,
+        lineno,
+        registry=_registry,
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _yielding_block(code: CodeType, lineno: int) -> int | None:
+    """The line of the ``with`` at ``lineno`` in ``code`` if its body yields, else None.
+
+    None too when the source cannot be read or parsed: no warning rather than a wrong one.
+    """
+    try:
+        lines, first = inspect.getsourcelines(code)
+        tree = ast.parse(textwrap.dedent("".join(lines)))
+    except (OSError, TypeError, SyntaxError, ValueError):
+        return None
+    target = lineno - first + 1 if first else lineno
+    block: ast.With | ast.AsyncWith | None = None
+    for node in _own_nodes(tree.body[0] if tree.body else tree):
+        if (
+            isinstance(node, ast.With | ast.AsyncWith)
+            and _starts_at(node, target)
+            and (block is None or node.lineno >= block.lineno)  # the innermost one
+        ):
+            block = node
+    if block is None:
+        return None
+    for statement in block.body:
+        for node in _own_nodes(statement):
+            if isinstance(node, ast.Yield | ast.YieldFrom):
+                return block.lineno + first - 1 if first else block.lineno
+    return None
+
+
+def _starts_at(node: ast.With | ast.AsyncWith, line: int) -> bool:
+    if node.lineno == line:
+        return True
+    return any(
+        item.context_expr.lineno <= line <= (item.context_expr.end_lineno or line)
+        for item in node.items
+    )
+
+
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
+
+
+def _own_nodes(root: ast.AST) -> Generator[ast.AST, None, None]:
+    """``root`` and the nodes below it that run in its scope (not nested defs/lambdas)."""
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            if not isinstance(child, _SCOPES):
+                stack.append(child)

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Hashable, Iterator
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from time import perf_counter
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any, Generic, Literal, TypeVar, cast, overload
 
 from django.core.signals import setting_changed
@@ -50,7 +50,15 @@ from django_dbtuning.exceptions import (
     NPlusOneWarning,
     QueryBudgetExceeded,
 )
-from django_dbtuning.scopes import Entries, Scope, entry_to_exit, first_open, leave
+from django_dbtuning.scopes import (
+    Entries,
+    Scope,
+    check_generator_block,
+    entry_to_exit,
+    first_open,
+    leave,
+    wrap_generator_function,
+)
 from django_dbtuning.sql import SqlInfo, _infos, display_sql, sql_info
 
 __all__ = [
@@ -495,12 +503,33 @@ def start_unit(
     owner: object = None,
 ) -> Unit:
     """Open a unit of work in the current context (``finish_unit`` closes it)."""
+    unit = new_unit(
+        first_open(_unit.get()),
+        threshold=threshold,
+        duplicate_threshold=duplicate_threshold,
+        using=using,
+        keep_queries=keep_queries,
+        owner=owner,
+    )
+    unit.token = _unit.set(unit)
+    return unit
+
+
+def new_unit(
+    parent: Unit | None,
+    *,
+    threshold: int | None = None,
+    duplicate_threshold: int | None = None,
+    using: str | list[str] | tuple[str, ...] | None = None,
+    keep_queries: bool = False,
+    owner: object = None,
+) -> Unit:
+    """A unit of work not yet current anywhere (:func:`start_unit` makes it current)."""
     install()
-    parent = first_open(_unit.get())
     if isinstance(using, str):
         using = (using,)
     settings = config()
-    unit = Unit(
+    return Unit(
         parent=parent,
         threshold=threshold or settings.threshold,
         duplicate_threshold=duplicate_threshold or settings.duplicate_threshold,
@@ -510,8 +539,6 @@ def start_unit(
         keep_queries=keep_queries,
         owner=owner,
     )
-    unit.token = _unit.set(unit)
-    return unit
 
 
 def finish_unit(unit: Unit, *, restore: bool = False) -> None:
@@ -707,10 +734,14 @@ class QueryReport:
 
 
 class _AsyncWith(Generic[_Entered]):
-    """``async with`` for a context manager whose work is synchronous."""
+    """``with`` and ``async with`` for a context manager whose work is synchronous."""
+
+    def _enter(self, frame: FrameType) -> _Entered:
+        """Open an entry; ``frame`` is the code that entered (see check_generator_block)."""
+        raise NotImplementedError  # pragma: no cover - every subclass defines it
 
     def __enter__(self) -> _Entered:
-        raise NotImplementedError  # pragma: no cover - every subclass defines it
+        return self._enter(_getframe(1))
 
     def __exit__(
         self,
@@ -721,7 +752,7 @@ class _AsyncWith(Generic[_Entered]):
         raise NotImplementedError  # pragma: no cover
 
     async def __aenter__(self) -> _Entered:
-        return self.__enter__()
+        return self._enter(_getframe(1))
 
     async def __aexit__(
         self,
@@ -765,7 +796,8 @@ class _Block(_AsyncWith[QueryReport]):
             owner=owner,
         )
 
-    def __enter__(self) -> QueryReport:
+    def _enter(self, frame: FrameType) -> QueryReport:
+        check_generator_block(frame, self._name)
         unit = self._start(self)
         self._entered.add(unit)
         return QueryReport(unit)
@@ -986,6 +1018,11 @@ class query_budget(_Block):  # named like a function: contract name
     def __call__(self, func: Any) -> Any:
         where = getattr(func, "__qualname__", None)
         # Each call holds its own unit in a local: no instance state, no lookup on exit.
+        generator = wrap_generator_function(
+            func, _SCOPED, 0, self._generator_unit, functools.partial(self._end, where)
+        )
+        if generator is not None:
+            return generator
         if inspect.iscoroutinefunction(func):
 
             @functools.wraps(func)
@@ -1012,6 +1049,17 @@ class query_budget(_Block):  # named like a function: contract name
 
         return wrapper
 
+    def _generator_unit(self) -> Unit:
+        # A decorated generator's unit: current only during the generator's steps.
+        return new_unit(
+            None, threshold=self._threshold, using=self._using, keep_queries=True
+        )
+
+    def _end(self, where: str | None, unit: Unit, completed: bool) -> None:
+        unit.closed = True  # current in no context between steps: nothing to leave
+        if completed:
+            self._check(unit, where)
+
 
 class allow_n_plus_one(_AsyncWith[None]):  # named like a function: contract name
     """Silence N+1 and duplicate detection for an intended loop (queries still count).
@@ -1034,7 +1082,8 @@ class allow_n_plus_one(_AsyncWith[None]):  # named like a function: contract nam
             allowance.closed = True
             leave(_allowed, allowance, restore=False)
 
-    def __enter__(self) -> None:
+    def _enter(self, frame: FrameType) -> None:
+        check_generator_block(frame, "allow_n_plus_one")
         self._entered.add(self._start(self))
 
     def __exit__(self, *exc: object) -> None:
@@ -1043,6 +1092,11 @@ class allow_n_plus_one(_AsyncWith[None]):  # named like a function: contract nam
             self._finish(allowance)
 
     def __call__(self, func: F) -> F:
+        generator = wrap_generator_function(
+            func, _SCOPED, 1, _new_allowance, _end_allowance
+        )
+        if generator is not None:
+            return cast(F, generator)
         if inspect.iscoroutinefunction(func):
 
             @functools.wraps(func)
@@ -1064,6 +1118,18 @@ class allow_n_plus_one(_AsyncWith[None]):  # named like a function: contract nam
                 self._finish(allowance)
 
         return cast(F, wrapper)
+
+
+def _new_allowance() -> _Allowance:
+    return _Allowance(None, None)
+
+
+def _end_allowance(allowance: _Allowance, completed: bool) -> None:
+    allowance.closed = True
+
+
+_SCOPED: tuple[ContextVar[Any], ...] = (_unit, _allowed)
+"""What a decorated generator carries between its steps: its units and its allowances."""
 
 
 def iter_findings(report: QueryReport) -> Iterator[Finding]:

@@ -390,7 +390,8 @@ def test_a_generator_suspended_inside_a_block():
             yield report
 
     gen = rows()
-    inner = next(gen)
+    with pytest.warns(RuntimeWarning, match=r"open across a `yield`"):
+        inner = next(gen)
     with track_queries() as outer:
         next(gen)
         gen.close()  # the generator's block ends while outer is the current one
@@ -414,7 +415,8 @@ def test_an_async_generator_resumed_in_other_tasks():
             return await anext(gen)
 
         async with track_queries() as outer:
-            inner = await asyncio.create_task(step())  # entered in one task
+            with pytest.warns(RuntimeWarning, match=r"open across a `yield`"):
+                inner = await asyncio.create_task(step())  # entered in one task
             await asyncio.create_task(step())
             await asyncio.create_task(gen.aclose())  # exited in a third one
             await sync_to_async(one_query)()
