@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from argparse import ArgumentParser
-from pathlib import Path
 from typing import Any, NoReturn
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -19,6 +16,7 @@ from django_dbtuning.report import (
     as_text,
     run_report,
 )
+from django_dbtuning.report import output as report_output
 
 FORMATS = ("text", "json", "prometheus")
 
@@ -41,47 +39,15 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _check_output(path: Path) -> None:
-    """Refuse an --output the report could not be written to, before running it.
-
-    A missing directory is not created: a typo in a node_exporter textfile directory
-    would otherwise write metrics no scraper ever reads.
-    """
-    where = str(path)
-    if path.is_dir():
-        raise CommandError(f"--output {where}: is a directory", returncode=1)
-    parent = path.parent
-    if not parent.is_dir():
-        problem = "is not a directory" if parent.exists() else "does not exist"
-        raise CommandError(f"--output {where}: {parent} {problem}", returncode=1)
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise CommandError(
-            f"--output {where}: no permission to create files in {parent}",
-            returncode=1,
-        )
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    # A scraper (node_exporter's textfile collector) must never read a half-written file.
+def _output(raw: str, text: str | None = None) -> None:
+    """Check ``--output`` (before the report runs), or write ``text`` to it."""
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    except OSError as exc:
-        raise CommandError(
-            f"--output {path}: cannot write there ({exc.strerror})", returncode=1
-        ) from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise CommandError(
-            f"--output {path}: cannot write there ({exc.strerror})", returncode=1
-        ) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        if text is None:
+            report_output.destination(raw)
+        else:
+            report_output.write(raw, text)
+    except report_output.OutputError as exc:
+        raise CommandError(str(exc), returncode=1) from None
 
 
 class Command(BaseCommand):
@@ -130,7 +96,12 @@ class Command(BaseCommand):
             help=f"Comma-separated sections (repeatable): {','.join(SECTIONS)}.",
         )
         parser.add_argument(
-            "--output", metavar="FILE", help="Write the report to FILE (atomically)."
+            "--output",
+            metavar="FILE",
+            help=(
+                "Write the report to FILE: a regular file atomically (a symlink's "
+                "target), a device or FIFO in place."
+            ),
         )
         parser.add_argument(
             "--fail-on",
@@ -182,9 +153,11 @@ class Command(BaseCommand):
         if type(top) is not int or top < 0:
             raise CommandError(f"--top must be an int >= 0, got {top!r}")
         chosen = _sections(sections)
-        target = Path(output) if output else None
+        target = output or None
         if target is not None:
-            _check_output(target)
+            # A missing directory is not created: a typo in a node_exporter textfile
+            # directory would otherwise write metrics no scraper ever reads.
+            _output(target)
         try:
             report = run_report(
                 databases, sections=chosen, top=top, requested=chosen or ()
@@ -202,7 +175,7 @@ class Command(BaseCommand):
             colour = target is None and not options.get("no_color")
             text = as_text(report, style=self.style if colour else None)
         if target is not None:
-            _write_atomically(target, text)
+            _output(target, text)
         else:
             self.stdout.write(text, ending="")
         unreachable = report.unreachable()
