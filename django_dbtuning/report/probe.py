@@ -29,6 +29,7 @@ from django_dbtuning.report.findings import (
     Severity,
 )
 from django_dbtuning.report.quoting import ident
+from django_dbtuning.report.timeouts import ReportTimeouts, show
 
 __all__ = ["MARKER", "Probe", "Unreachable", "connect", "connection_kwargs"]
 
@@ -43,10 +44,6 @@ Row = dict[str, Any]
 
 class Unreachable(Exception):
     """The alias' server could not be reached; the message is one safe line."""
-
-
-def _duration_setting(value: str | int) -> str:
-    return f"{value}ms" if isinstance(value, int) else str(value)
 
 
 def connection_kwargs(settings_dict: Mapping[str, Any]) -> dict[str, Any]:
@@ -101,8 +98,7 @@ class Probe:
         thresholds: Mapping[str, float],
         models: ModelMap,
         top: int,
-        statement_timeout: str | int,
-        lock_timeout: str | int,
+        timeouts: ReportTimeouts,
         show_sql_values: bool = False,
     ) -> None:
         self.alias = alias
@@ -112,8 +108,11 @@ class Probe:
         self.t = thresholds
         self.models = models
         self.top = top
-        self.statement_timeout = _duration_setting(statement_timeout)
-        self.lock_timeout = _duration_setting(lock_timeout)
+        # Whole milliseconds (1 to INT_MAX), never the user's text: PostgreSQL would round
+        # "0.4ms" to 0, which turns the timeout off.
+        self.timeouts = timeouts
+        self.statement_timeout = show(timeouts.statement_ms)
+        self.lock_timeout = show(timeouts.lock_ms)
         self.show_sql_values = show_sql_values
         self.columns: dict[str, set[str]] = {}
         self.server = result.server
@@ -153,7 +152,10 @@ class Probe:
                 cur.execute(
                     f"{MARKER} SELECT set_config('statement_timeout', %s, true),"
                     " set_config('lock_timeout', %s, true)",
-                    [self.statement_timeout, self.lock_timeout],
+                    [
+                        f"{self.timeouts.statement_ms}ms",
+                        f"{self.timeouts.lock_ms}ms",
+                    ],
                 )
                 results: list[list[Row]] = []
                 for sql, params in statements:

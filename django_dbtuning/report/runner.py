@@ -39,6 +39,7 @@ from django_dbtuning.report.probe import (
     connect,
     first_line,
 )
+from django_dbtuning.report.timeouts import ReportTimeouts, configured
 
 __all__ = ["postgres_aliases", "run_report"]
 
@@ -100,7 +101,9 @@ def run_report(
             is a warning even when it is an expected one (an extension not installed).
 
     Raises:
-        ValueError: an unknown alias or section, or an alias that is not PostgreSQL.
+        ValueError: an unknown alias or section, an alias that is not PostgreSQL, or a
+            ``REPORT_STATEMENT_TIMEOUT``/``REPORT_LOCK_TIMEOUT`` that would leave the report
+            without a timeout (0, negative, not a duration, over INT_MAX ms).
         TypeError: an alias that is not a str.
     """
     if isinstance(aliases, str):
@@ -117,6 +120,7 @@ def run_report(
         raise ValueError(f"top must be an int >= 0, got {top!r}")
     names = list(aliases) if aliases else postgres_aliases()
     _check_aliases(names)
+    timeouts = configured()
     ordered = [s for s in SECTIONS if s in chosen]
     limits = thresholds(conf.REPORT_THRESHOLDS)
     models = ModelMap()
@@ -142,6 +146,7 @@ def run_report(
                 limits=limits,
                 models=models,
                 top=top,
+                timeouts=timeouts,
             )
         finally:
             result.duration = time.perf_counter() - started
@@ -180,6 +185,7 @@ def _run_alias(
     limits: dict[str, float],
     models: ModelMap,
     top: int,
+    timeouts: ReportTimeouts,
 ) -> None:
     settings_dict = connections.settings[alias]
     if pgbouncer.is_admin_console(settings_dict):
@@ -207,8 +213,7 @@ def _run_alias(
             thresholds=limits,
             models=models,
             top=top,
-            statement_timeout=conf.REPORT_STATEMENT_TIMEOUT,
-            lock_timeout=conf.REPORT_LOCK_TIMEOUT,
+            timeouts=timeouts,
             show_sql_values=conf.LOG_PARAMETERS,
         )
         if not settings_section.server_info(probe):
