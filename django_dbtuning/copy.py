@@ -73,7 +73,9 @@ class CopyQuerySet(models.QuerySet[_M], Generic[_M]):
         ``return_ids=True`` fills ``CopyResult.ids`` in input order and sets ``pk`` on
         instances. ``progress=True`` draws a tqdm bar; a callable gets the running row
         count; a bar object of your own (``tqdm(total=n)``) is advanced. A bad row raises :class:`~django_dbtuning.CopyError` naming its
-        0-based index, column and PostgreSQL's message; nothing of the load persists.
+        0-based index, column, constraint and the condition, never the value (the
+        server's own texts are on ``.pg_message`` / ``.detail``); nothing of the load
+        persists.
         """
         db = using or getattr(self, "_db", None) or self._write_db()
         return _copy_from(

@@ -166,6 +166,12 @@ def test_decimal_arrays_refuse_nan() -> None:
         ("ident", "{" + str(uuid.UUID(int=6)) + "}"),
         ("day", datetime.datetime(2024, 5, 6, 23, 30, tzinfo=datetime.UTC)),
         ("doc", {"nested": [1.10, None, "x"]}),
+        # psycopg's C binary dumpers read any object as a time / timedelta: these
+        # were stored as garbage (a random interval, "time out of range").
+        ("clock", "10:11"),
+        ("clock", datetime.datetime(2024, 5, 6, 10, 11, 12)),
+        ("span", "01:02:03"),
+        ("span", "1 day"),
     ],
 )
 def test_values_django_accepts_are_stored_as_django_stores_them(
@@ -197,6 +203,9 @@ def test_values_django_accepts_are_stored_as_django_stores_them(
         ({"doc": "\x00"}, "doc"),
         ({"short": "x" * 31}, "short"),
         ({"numbers": [2**31]}, "numbers"),
+        ({"span": "forever"}, "span"),
+        ({"span": datetime.time(1, 0)}, "span"),
+        ({"clock": 5}, "clock"),
     ],
 )
 def test_values_django_or_postgresql_refuse_name_row_and_column(

@@ -189,10 +189,7 @@ def find_row_by_key(
     names = [n.strip().strip('"') for n in match["cols"].split(",")]
     values = [v.strip() for v in match["vals"].split(", ")]
     by_column = {c.column: i for i, c in enumerate(columns)}
-    field = next(
-        (columns[by_column[n]].name for n in names if n in by_column),
-        names[0] if names else None,
-    )
+    field = next((columns[by_column[n]].name for n in names if n in by_column), None)
     if len(names) != len(values) or not all(n in by_column for n in names):
         return None, field
     positions = [by_column[n] for n in names]
@@ -228,8 +225,8 @@ def copy_error(
     detail = diag.message_detail
     by_column = {c.column: c.name for c in columns}
     position, column = _context(diag.context, by_column)
-    if diag.column_name:
-        column = by_column.get(diag.column_name, diag.column_name)
+    if diag.column_name in by_column:
+        column = by_column[diag.column_name or ""]
     if position is None and rows is not None:
         position, key_field = find_row_by_key(detail, columns, rows)
         column = column or key_field
@@ -240,7 +237,10 @@ def copy_error(
         row = index_of(position)
     integrity = sqlstate.startswith("23")
     cls = CopyIntegrityError if integrity else CopyDataError
-    condition = integrity_condition(exc) if integrity else server_condition(exc)
+    if integrity:
+        condition = integrity_condition(exc, _known_names(columns))
+    else:
+        condition = server_condition(exc)
     return cls(
         _message(label, row, column, condition, locator),
         row=row,
@@ -251,6 +251,17 @@ def copy_error(
         constraint=diag.constraint_name,
         pg_error=exc,
     )
+
+
+def _known_names(columns: Sequence[Column]) -> set[str]:
+    """The load's columns and the tables its foreign keys point to: the only names a
+    constraint message may repeat from the server's (trigger-writable) fields."""
+    names = {c.column for c in columns}
+    for c in columns:
+        related = getattr(c.field, "related_model", None)
+        if related is not None and not isinstance(related, str):
+            names.add(related._meta.db_table)
+    return names
 
 
 def _context(
@@ -341,4 +352,4 @@ def unwritable(
                 f"cannot store a {type(value).__name__}: {reason}",
                 value,
             )
-    return None, f"cannot write the row ({type(exc).__name__})", None
+    return None, f"cannot write the row: {dumper_reason(exc)}", None

@@ -393,16 +393,12 @@ class ModelPlan:
             return boolean
         if internal == "DecimalField":
             return _finite_decimal(column)
-        if internal == "DateField":
-            slow = column.slow
-            date = datetime.date
-
-            def date_only(value: Any) -> Any:
-                if type(value) is date or value is None:
-                    return value
-                return slow(value)
-
-            return date_only
+        if internal in _EXACT_TYPES:
+            # psycopg's C binary dumpers for date, time and interval read the object
+            # as that type without checking it: a str or a datetime given for a
+            # TimeField or DurationField is stored as garbage. Only the exact type
+            # passes; anything else takes Django's conversion.
+            return _exact(column, _EXACT_TYPES[internal])
         if internal == "JSONField":
             dumps = _json_dumps(f)
             if binary and dumps is None:
@@ -422,6 +418,24 @@ def _check_ints(value: Any, low: int, high: int, name: str) -> None:
             _check_ints(item, low, high, name)
     elif isinstance(value, int) and not low <= value <= high:
         raise ValueFreeError(f"value out of range for type {name}")
+
+
+_EXACT_TYPES: dict[str, type] = {
+    "DateField": datetime.date,
+    "TimeField": datetime.time,
+    "DurationField": datetime.timedelta,
+}
+
+
+def _exact(column: Column, exact: type) -> Converter:
+    slow = column.slow
+
+    def typed(value: Any) -> Any:
+        if type(value) is exact or value is None:
+            return value
+        return slow(value)
+
+    return typed
 
 
 def _foreign_key(column: Column, attname: str) -> Converter:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import decimal
 import math
 import re
+from collections.abc import Collection
 from typing import Any
 
 import psycopg
@@ -267,19 +268,30 @@ _KEY_COLUMNS = re.compile(r"Key \((?P<cols>[^\n]+?)\)=\(")
 _REFERENCED = re.compile(r"is not present in table \"(?P<table>[^\"\n]{1,200})\"\.\Z")
 
 
-def key_columns_of(detail: str | None) -> str | None:
-    """The key's columns from a ``Key (cols)=(values)`` detail (no values)."""
+def key_columns_of(detail: str | None, known: Collection[str]) -> str | None:
+    """The key's columns from a ``Key (cols)=(values)`` detail, if all are ``known``.
+
+    An expression key (``lower(email::text)``) or anything else is left out.
+    """
     match = _KEY_COLUMNS.match(detail or "")
-    return match["cols"] if match else None
+    if not match:
+        return None
+    names = [n.strip() for n in match["cols"].split(",")]
+    plain = [n[1:-1].replace('""', '"') if n.startswith('"') else n for n in names]
+    return match["cols"] if all(n in known for n in plain) else None
 
 
-def integrity_condition(exc: psycopg.Error) -> str:
-    """A constraint violation, built from the structured fields, never the message."""
+def integrity_condition(exc: psycopg.Error, known: Collection[str]) -> str:
+    """A constraint violation, built from the structured fields, never the message.
+
+    ``known``: the column and table names the message may repeat. The constraint name
+    is the server's ``diag.constraint_name``.
+    """
     diag = exc.diag
     sqlstate = exc.sqlstate or ""
     constraint = diag.constraint_name
-    keys = key_columns_of(diag.message_detail)
-    if sqlstate == "23502" and diag.column_name:
+    keys = key_columns_of(diag.message_detail, known)
+    if sqlstate == "23502" and diag.column_name in known:
         return f'null value in column "{diag.column_name}" violates not-null constraint'
     if constraint is None:
         return sqlstate_words(sqlstate)
@@ -291,8 +303,9 @@ def integrity_condition(exc: psycopg.Error) -> str:
         if not keys:
             return text
         referenced = _REFERENCED.search(diag.message_detail or "")
-        table = f' "{referenced["table"]}"' if referenced else ""
-        return f"{text}: key ({keys}) is not present in table{table}"
+        table = referenced["table"] if referenced else ""
+        where = f' "{table}"' if table in known else ""
+        return f"{text}: key ({keys}) is not present in table{where}"
     if sqlstate == "23514":
         return f'new row violates check constraint "{constraint}"'
     if sqlstate == "23P01":
@@ -375,15 +388,21 @@ def conversion_reason(exc: BaseException, field: Any) -> str:
     )
 
 
-# psycopg's messages for a value it cannot dump that quote no value; any other is named
-# by its exception type.
-_DUMPER_MESSAGES = frozenset({"PostgreSQL text fields cannot contain NUL (0x00) bytes"})
+# psycopg's and Python's messages for a value that cannot be dumped that quote no value
+# (a fixed text, or a type name); any other is named by its exception type.
+_DUMPER_MESSAGES = re.compile(
+    r"PostgreSQL text fields cannot contain NUL \(0x00\) bytes"
+    r"|int too big to convert|Python int too large to convert to C \w+"
+    r"|[\w ]{1,60} expected, got <class '[\w.]{1,100}'>"
+)
 
 
 def dumper_reason(exc: BaseException) -> str:
     """Why psycopg could not write a value, without the value."""
     text = str(exc)
-    return text if text in _DUMPER_MESSAGES else type(exc).__name__
+    if _DUMPER_MESSAGES.fullmatch(text):
+        return f"{text} ({type(exc).__name__})"
+    return type(exc).__name__
 
 
 def unchained(error: BaseException) -> BaseException:
