@@ -45,8 +45,12 @@ def leftovers(*directories: Path) -> list[str]:
 def database_url() -> str:
     s = connections.settings["default"]
     password = f":{quote(s['PASSWORD'], safe='')}" if s["PASSWORD"] else ""
+    host = s["HOST"] or ""
+    host = (
+        f"[{host}]" if ":" in host else quote(host, safe="")
+    )  # IPv6, socket directory
     return (
-        f"postgres://{quote(s['USER'], safe='')}{password}@{s['HOST']}:{s['PORT']}"
+        f"postgres://{quote(s['USER'], safe='')}{password}@{host}:{s['PORT']}"
         f"/{quote(s['NAME'], safe='')}"
     )
 

@@ -137,7 +137,8 @@ def write(raw: str, text: str) -> Destination:
 def _write_in_place(where: Destination, data: bytes) -> None:
     # No O_CREAT: this never makes a regular file where a device was. A FIFO blocks until
     # a reader opens it, as with a shell's ">".
-    flags = os.O_WRONLY | os.O_NOCTTY | (os.O_APPEND if where.append else 0)
+    flags = os.O_WRONLY | getattr(os, "O_NOCTTY", 0)  # a terminal never becomes ours
+    flags |= os.O_APPEND if where.append else 0
     fd = os.open(where.path, flags)
     with open(fd, "wb") as handle:
         handle.write(data)
@@ -165,7 +166,8 @@ def _keep_attributes(tmp: str, existing: os.stat_result | None) -> None:
     # Owner first: chown clears the set-id bits chmod sets. Only root may give a file
     # away, and a group only to one we belong to; otherwise the new file is ours (a
     # rename cannot keep an owner we cannot set; the README says so).
-    uid = existing.st_uid if os.geteuid() == 0 else -1
+    root = hasattr(os, "geteuid") and os.geteuid() == 0
+    uid = existing.st_uid if root else -1
     with contextlib.suppress(PermissionError):
         os.chown(tmp, uid, existing.st_gid)
     os.chmod(tmp, stat.S_IMODE(existing.st_mode))
