@@ -404,8 +404,10 @@ class ModelPlan:
             if binary and dumps is None:
                 return None  # the cursor's jsonb dumper serialises plain values
             return partial(_jsonb, dumps)
-        if internal == "ArrayField" and _has_decimals(f):
-            return column.slow  # Django's to_python refuses NaN items
+        if internal == "ArrayField" and _items_need_django(f):
+            # Django's to_python refuses NaN items and converts a str or a datetime
+            # item of a time / interval array, which psycopg would store as garbage.
+            return column.slow
         return None
 
 
@@ -466,11 +468,21 @@ def _finite_decimal(column: Column) -> Converter:
     return finite
 
 
-def _has_decimals(f: Any) -> bool:
-    """An ArrayField (of arrays) of DecimalField: its items need Django's checks."""
+def _item_type(f: Any) -> str:
+    """The internal type of the items of an ArrayField (of arrays)."""
     while f.get_internal_type() == "ArrayField":
         f = f.base_field
-    return bool(f.get_internal_type() == "DecimalField")
+    return str(f.get_internal_type())
+
+
+def _has_decimals(f: Any) -> bool:
+    """An ArrayField (of arrays) of DecimalField: its items need Django's checks."""
+    return _item_type(f) == "DecimalField"
+
+
+def _items_need_django(f: Any) -> bool:
+    """Items the binary dumpers would take unchecked: decimals (NaN), times, intervals."""
+    return _item_type(f) in ("DecimalField", "TimeField", "DurationField")
 
 
 def _identity(value: Any) -> Any:
