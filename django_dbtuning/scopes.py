@@ -190,43 +190,54 @@ class Steps:
     callers in turn is enclosed by whichever one takes the step.
     """
 
-    __slots__ = ("_bases", "_below", "_tops", "_vars")
+    __slots__ = ("_bases", "_before", "_tops", "_vars")
 
     def __init__(self, vars: Sequence[ContextVar[Any]], index: int, own: Scope) -> None:
         self._vars = vars
+        # Per ContextVar: the generator's own innermost open entry and its lowest one
+        # (None: it has none there), and the caller's value during a step.
         self._tops: list[Scope | None] = [None] * len(vars)
         self._bases: list[Scope | None] = [None] * len(vars)
-        self._below: list[Scope | None] = [None] * len(vars)
+        self._before: list[Any] = [None] * len(vars)
         self._tops[index] = self._bases[index] = own
 
-    def resume(self) -> list[Token[Any]]:
-        tokens: list[Token[Any]] = []
+    def resume(self) -> None:
+        # A ContextVar set is the expensive part of a step (a new context mapping): a
+        # variable the generator has no entry on is only read, here and in suspend().
+        tops, bases, before = self._tops, self._bases, self._before
         for i, var in enumerate(self._vars):
-            below = self._below[i] = first_open(var.get())
-            base, top = self._bases[i], self._tops[i]
-            if base is not None:
-                base.parent = below
-            tokens.append(var.set(below if top is None else top))
-        return tokens
+            current = before[i] = var.get()
+            top = tops[i]
+            if top is not None:
+                base = bases[i]
+                if base is not None:
+                    base.parent = first_open(current)
+                var.set(top)
 
-    def suspend(self, tokens: list[Token[Any]]) -> None:
+    def suspend(self) -> None:
+        tops, before = self._tops, self._before
         for i, var in enumerate(self._vars):
-            below, self._below[i] = self._below[i], None
-            top = base = first_open(var.get())
-            if top is below:
-                top = base = None
-            else:
-                # The generator's own entries end where the caller's begin: the lowest
-                # one is re-parented at the next step.
-                while base is not None and base.parent is not below:
-                    base = base.parent
-            self._tops[i], self._bases[i] = top, base
-            token = tokens[i]
-            try:
-                var.reset(token)
-            except ValueError:  # pragma: no cover - a step runs in one context
-                old = token.old_value
-                var.set(None if old is Token.MISSING else old)
+            current, previous = var.get(), before[i]
+            before[i] = None  # holds no caller's entry between steps
+            top = tops[i]
+            if current is (previous if top is None else top):
+                if top is not None:
+                    var.set(previous)
+                continue
+            self._keep(i, first_open(current), first_open(previous))
+            var.set(previous)
+
+    def _keep(self, i: int, top: Scope | None, below: Scope | None) -> None:
+        """The step opened or ended entries on variable ``i``: what is the generator's."""
+        base = top
+        if top is below:
+            top = base = None
+        else:
+            # The generator's own entries end where the caller's begin: the lowest one is
+            # re-parented at each step.
+            while base is not None and base.parent is not below:
+                base = base.parent
+        self._tops[i], self._bases[i] = top, base
 
 
 def wrap_generator_function(
@@ -276,7 +287,7 @@ def wrap_generator(
         result: Any = None
         try:
             while True:
-                tokens = steps.resume()
+                steps.resume()
                 try:
                     item = inner.send(sent) if thrown is None else inner.throw(thrown)
                 except StopIteration as stop:
@@ -284,15 +295,15 @@ def wrap_generator(
                     break
                 finally:
                     thrown = None
-                    steps.suspend(tokens)
+                    steps.suspend()
                 try:
                     sent = yield item
                 except GeneratorExit as exit_:
-                    tokens = steps.resume()
+                    steps.resume()
                     try:
                         inner.close()
                     finally:
-                        steps.suspend(tokens)
+                        steps.suspend()
                     closing = exit_
                     break
                 except BaseException as exc:
@@ -334,7 +345,7 @@ def wrap_async_generator(
         closing: GeneratorExit | None = None
         try:
             while True:
-                tokens = steps.resume()
+                steps.resume()
                 try:
                     if thrown is None:
                         item = await inner.asend(sent)
@@ -344,15 +355,15 @@ def wrap_async_generator(
                     break
                 finally:
                     thrown = None
-                    steps.suspend(tokens)
+                    steps.suspend()
                 try:
                     sent = yield item
                 except GeneratorExit as exit_:
-                    tokens = steps.resume()
+                    steps.resume()
                     try:
                         await inner.aclose()
                     finally:
-                        steps.suspend(tokens)
+                        steps.suspend()
                     closing = exit_
                     break
                 except BaseException as exc:
@@ -372,6 +383,7 @@ _IN_GENERATOR = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
 # force while the generator is suspended (@contextmanager, pytest yield fixtures), and in
 # our own wrappers it is kept aside between steps.
 _DRIVERS = frozenset({"contextlib", "_pytest", "pytest_asyncio", "django_dbtuning"})
+_DJANGO_STREAMS = "django.http.response"
 _registry: dict[Any, Any] = {}
 _ADVICE = {
     "track_queries": "Its queries count in this block. Open the block around the loop "
@@ -402,6 +414,10 @@ def check_generator_block(frame: FrameType, name: str) -> None:
     ):
         return
     driver = frame.f_back
+    # StreamingHttpResponse's async adapter sits between a streamed body and the
+    # middleware that carries the body's blocks between chunks.
+    while driver is not None and driver.f_globals.get("__name__") == _DJANGO_STREAMS:
+        driver = driver.f_back
     if driver is not None:
         module = str(driver.f_globals.get("__name__", ""))
         if module.partition(".")[0] in _DRIVERS:

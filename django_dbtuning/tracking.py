@@ -957,6 +957,15 @@ class query_budget(_Block):  # named like a function: contract name
     Every entry (each ``with``, each call of a decorated function) is checked on its own,
     so one instance may be shared by threads, asyncio tasks and recursive calls.
 
+    On a generator or async generator function, the unit covers the generator's own
+    steps (each ``next``/``send``/``throw``, each awaited ``__anext__``/``asend``/
+    ``athrow``), not what its consumer runs between them, and is checked when the
+    generator ends: exhausted (raised out of the last ``next()``) or closed early (raised
+    out of ``close()``/``aclose()``). An exception out of the generator wins, as it does
+    out of a function. A ``with`` block left open across a ``yield`` stays in force for
+    the consumer while the generator is suspended (a RuntimeWarning says so): decorate
+    the generator function instead.
+
     Args:
         max_queries: most statements allowed (None: no limit); exceeding it raises
             :class:`~django_dbtuning.QueryBudgetExceeded`.
@@ -1064,7 +1073,9 @@ class query_budget(_Block):  # named like a function: contract name
 class allow_n_plus_one(_AsyncWith[None]):  # named like a function: contract name
     """Silence N+1 and duplicate detection for an intended loop (queries still count).
 
-    A context manager and a decorator, sync and async; one instance may be shared.
+    A context manager and a decorator, sync and async, generator functions included (the
+    allowance then covers the generator's own steps only; see :class:`query_budget`).
+    One instance may be shared.
     """
 
     def __init__(self) -> None:

@@ -635,3 +635,54 @@ def test_blocks_inside_a_decorated_generator_do_not_warn_and_stay_inside():
         for _ in rows():
             raw_n_plus_one()  # the consumer's N+1, between the steps: not allowed
     assert nothing_current()
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_a_streamed_body_with_a_block_across_chunks_does_not_warn(asynchronous):
+    """The middleware carries a streamed body's blocks between chunks: nothing leaks."""
+    from django.http import HttpRequest, StreamingHttpResponse
+    from django.test import RequestFactory
+
+    from django_dbtuning.middleware import QueryCountMiddleware
+
+    def events() -> Iterator[str]:
+        with allow_n_plus_one():  # a polling body, as the README suggests
+            for i in range(2):
+                raw_n_plus_one()
+                yield str(i)
+
+    async def aevents() -> AsyncIterator[str]:
+        async with allow_n_plus_one():
+            for i in range(2):
+                await sync_to_async(raw_n_plus_one)()
+                yield str(i)
+
+    def view(request: HttpRequest) -> StreamingHttpResponse:
+        return StreamingHttpResponse(events())
+
+    async def aview(request: HttpRequest) -> StreamingHttpResponse:
+        return StreamingHttpResponse(aevents())
+
+    def between() -> None:
+        with pytest.raises(NPlusOneError), query_budget(n_plus_one="raise"):
+            raw_n_plus_one()  # between two chunks: the body's allowance is not here
+
+    if not asynchronous:
+        response = QueryCountMiddleware(view)(RequestFactory().get("/"))
+        chunks = iter(response)
+        first = next(chunks)
+        between()
+        assert first + b"".join(chunks) == b"01"
+        response.close()
+        return
+
+    async def run() -> bytes:
+        response = await QueryCountMiddleware(aview)(RequestFactory().get("/"))
+        chunks = aiter(response)
+        first = await anext(chunks)
+        await sync_to_async(between)()
+        body = first + b"".join([chunk async for chunk in chunks])
+        await sync_to_async(response.close)()
+        return body
+
+    assert async_to_sync(run)() == b"01"
