@@ -686,3 +686,65 @@ def test_a_streamed_body_with_a_block_across_chunks_does_not_warn(asynchronous):
         return body
 
     assert async_to_sync(run)() == b"01"
+
+
+def test_a_decorated_generator_advanced_by_two_threads_in_turn():
+    inner: list[QueryReport] = []
+
+    @query_budget(max_queries=4, n_plus_one="ignore")
+    def rows() -> Iterator[int]:
+        with track_queries() as report:  # open across steps taken in both threads
+            inner.append(report)
+            for i in range(4):
+                queries(1)
+                yield i
+
+    gen = rows()
+    outcome: list[object] = []
+
+    def step(in_block: bool) -> None:
+        try:
+            if in_block:
+                with track_queries() as around:
+                    next(gen)
+                outcome.append(around.count)
+            else:
+                next(gen)
+                queries(2)  # this thread's own: neither the generator's nor its block's
+        finally:
+            connection.close()
+
+    for in_block in (False, True, False, True):
+        thread = threading.Thread(target=step, args=(in_block,))
+        thread.start()
+        thread.join()
+    with pytest.raises(StopIteration):
+        next(gen)
+    assert outcome == [1, 1]
+    assert inner[0].count == 4
+    assert nothing_current()
+
+
+def test_a_decorated_async_generator_advanced_by_several_tasks():
+    inner: list[QueryReport] = []
+
+    @query_budget(max_queries=0, n_plus_one="ignore")
+    async def rows() -> AsyncIterator[int]:
+        async with track_queries() as report:
+            inner.append(report)
+            for i in range(3):
+                await sync_to_async(queries)(1)
+                yield i
+
+    async def run() -> tuple[list[int], int]:
+        gen = rows()
+        seen = [await asyncio.create_task(anext(gen)) for _ in range(3)]
+        await sync_to_async(queries)(5)
+        try:
+            await asyncio.create_task(anext(gen))
+        except QueryBudgetExceeded as exc:
+            return seen, exc.count
+        return seen, -1  # pragma: no cover
+
+    assert async_to_sync(run)() == ([0, 1, 2], 3)
+    assert inner[0].count == 3
