@@ -299,7 +299,7 @@ def integrity_condition(exc: psycopg.Error, known: Collection[str]) -> str:
         text = f'duplicate key value violates unique constraint "{constraint}"'
         return f"{text}: key ({keys}) already exists" if keys else text
     if sqlstate == "23503":
-        text = f'violates foreign key constraint "{constraint}"'
+        text = f'new row violates foreign key constraint "{constraint}"'
         if not keys:
             return text
         referenced = _REFERENCED.search(diag.message_detail or "")
