@@ -13,12 +13,20 @@ and so every log line, warning, exception and finding that shows one, holds no l
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from django_dbtuning.sqllex import Masked, mask, masked_text
+from django_dbtuning.sqllex import (
+    NAME_CHAR,
+    NAME_START,
+    Masked,
+    mask,
+    masked_text,
+    token_before,
+)
 
 __all__ = ["Shape", "SqlInfo", "display_sql", "fingerprint", "sql_info"]
 
@@ -26,31 +34,86 @@ Kind = Literal["read", "write", "transaction", "other"]
 
 _CACHE_LIMIT = 10_000
 
-_PLACEHOLDER = r"(?:%s|\?|%\(\w+\)s|DEFAULT|NULL)(?:::[\w\s()\[\],]+?)?"
-_IN_LIST = re.compile(
-    rf"\bIN\s*\(\s*{_PLACEHOLDER}(?:\s*,\s*{_PLACEHOLDER})*\s*\)", re.I
+# Every pattern below runs over masked text, where whitespace is single spaces and a name is
+# NAME_START NAME_CHAR* (NBSP and every other non-ASCII character are name characters, as in
+# PostgreSQL); none uses \s, \w or \b. Repetitions are possessive, so each pattern is
+# linear in the text: a failed attempt costs at most the distance to the next bracket.
+_NAME_END = rf"(?!{NAME_CHAR})"
+_WORD_START = rf"(?<!{NAME_CHAR})(?<!\")"
+_NAME = rf'(?:{NAME_START}{NAME_CHAR}*+|"(?:[^"]++|"")*+")'
+_S = " ?"
+# ::text, ::varchar(?)[], ::numeric(?, ?), ::timestamp with time zone, ::"char", ::pg_catalog.int4
+_TYPE = (
+    rf"{_NAME}(?:\.{_NAME})?(?: (?i:PRECISION|VARYING|WITH|WITHOUT|TIME|ZONE){_NAME_END})*+"
+    rf"(?:{_S}\({_S}\?(?:{_S},{_S}\?)*+{_S}\))?(?:{_S}\[\??\])*+"
 )
-_ROW = rf"\(\s*{_PLACEHOLDER}(?:\s*,\s*{_PLACEHOLDER})*\s*\)"
-_VALUES = re.compile(rf"\bVALUES\s*{_ROW}(?:\s*,\s*{_ROW})*", re.I)
+_SCALAR = r"(?:\?|%s|%\([^()]*+\)s|\$[0-9]++)"
+# A value: a literal, a placeholder, DEFAULT, or a list already folded ((...), ARRAY[...]).
+_ELEMENT = (
+    rf"(?:{_SCALAR}|(?i:DEFAULT){_NAME_END}|\(\.\.\.\)|\[\.\.\.\]|(?i:ARRAY){_S}\[\.\.\.\]"
+    rf"|(?i:ROW){_S}\(\.\.\.\)|\({_S}{_SCALAR}(?:{_S}::{_S}{_TYPE})*+{_S}\))"
+    rf"(?:{_S}::{_S}{_TYPE})*+"
+)
+_ITEMS = rf"{_ELEMENT}(?:{_S},{_S}{_ELEMENT})*+"
+# A bracketed list of values; the text before it (token_before) says what the list is.
+_LIST = re.compile(rf"(?P<open>[(\[]){_S}(?P<items>{_ITEMS})?{_S}(?P<close>[)\]])")
+_TYPMOD = re.compile(r"\([^()]*+\)")
+_ROW = rf"\({_S}(?:\.\.\.|{_ITEMS}){_S}\)"
+_VALUES = re.compile(
+    rf"(?i:VALUES)(?<!{NAME_CHAR}......)(?<!\"......){_S}{_ROW}"
+    rf"(?P<more>{_S},{_S}{_ROW})?(?:{_S},{_S}{_ROW})*+"
+)
 _CASE_LADDER = re.compile(
-    r"(?:\s*WHEN\s+\([^()]*\)\s+THEN\s+(?:CAST\([^()]*\)|[^\s()]+))+", re.I
+    r"(?: WHEN \([^()]*+\) THEN (?:CAST\([^()]*+\)|[^ ()]++))++", re.I
 )
 _SAVEPOINT = re.compile(
-    r"^(SAVEPOINT|RELEASE\s+SAVEPOINT|ROLLBACK\s+TO\s+SAVEPOINT)\s+\S+", re.I
+    r"^(SAVEPOINT|RELEASE SAVEPOINT|ROLLBACK TO SAVEPOINT) [^ ]", re.I
 )
-_SPACE = re.compile(r"\s+")
-_RANGE = re.compile(r"[<>]=?\s*(?:%s|\?)")
+_OPERATOR = r"~!@#^&|`?+\-*/%<>="
+# id > %s, id <= ?: a lone comparison operator (not <>, ->, >>) before a value.
+# (Each pattern starts with a character set, which sre scans for quickly; the context
+# checks come after it, as look-behinds.)
+_RANGE = re.compile(
+    rf"[<>](?<![{_OPERATOR}].)=?(?![{_OPERATOR.replace('?', '')}]) ?(?:%s|\?)"
+)
 _TABLE = re.compile(
-    r'\b(?:FROM|INTO|UPDATE|JOIN)\s+((?:"(?:[^"]++|"")++"|\w+)(?:\.(?:"(?:[^"]++|"")++"|\w+))?)',
-    re.I,
+    rf"[FfIiJjUu](?<!{NAME_CHAR}.)(?<!\".)(?i:(?<=F)ROM|(?<=I)NTO|(?<=J)OIN|(?<=U)PDATE)"
+    rf" ({_NAME}(?:\.{_NAME})?)"
 )
+_LEAD = re.compile(rf"[( ]*+({NAME_START}{NAME_CHAR}*+)")
 # Possessive inside quotes: "a""b" is one identifier, never "a" then "b" (no backtracking).
 _SELECT_LIST = re.compile(
-    r'^(SELECT\s+(?:DISTINCT\s+)?)((?:"(?:[^"]++|"")*+"|[^"])+?)(\s+FROM\s)',
-    re.I | re.S,
+    r'^(SELECT (?:DISTINCT )?)((?:"(?:[^"]++|"")*+"|[^"])+?)( FROM )', re.I
 )
 _QUOTED = re.compile(r'"(?:[^"]++|"")*+"')
-_WRITE_WORD = re.compile(r"\b(?:INSERT|UPDATE|DELETE)\b", re.I)
+_WRITE_WORD = re.compile(rf"(?<!{NAME_CHAR})(?i:INSERT|UPDATE|DELETE){_NAME_END}")
+# Where a parenthesised list of two or more values is a row constructor, (a, b) = (1, 2);
+# after a name it is a function call's arguments or a type's modifiers, never folded.
+_ROW_AFTER = frozenset(
+    [
+        "",
+        "AND",
+        "BETWEEN",
+        "ELSE",
+        "HAVING",
+        "NOT",
+        "ON",
+        "OR",
+        "RETURNING",
+        "SELECT",
+        "THEN",
+        "WHEN",
+        "WHERE",
+        *"~!@#^&|`?+-*/%<>=([,",
+    ]
+)
+# Bytes: the server reads them in the connection's client_encoding. Where that is not known
+# they are read as UTF-8 (Django's and psycopg's default), and a byte that UTF-8 cannot read
+# or a backslash right after a non-ASCII byte (in SJIS, BIG5, GBK, UHC, GB18030 and JOHAB
+# the second byte of a character may be 0x5C, so E'\x83\x5c' is a whole string there) ends
+# the text: "\n" closes a -- comment, and NUL is no SQL token, so the shape stops at "?…".
+_CUT = "\n\x00"
+_HIDDEN_BACKSLASH = re.compile(rb"[\x80-\xff]\\")
 
 _TRANSACTION = frozenset(
     [
@@ -106,8 +169,8 @@ _infos: dict[str, SqlInfo] = {}
 
 
 def _kind(text: str) -> Kind:
-    head = text.lstrip("( \n\t").split(None, 1)
-    word = head[0].upper() if head else ""
+    lead = _LEAD.match(text)
+    word = lead.group(1).upper() if lead else ""
     if word in _TRANSACTION:
         return "transaction"
     if word in _WRITE:
@@ -119,35 +182,90 @@ def _kind(text: str) -> Kind:
     return "other"
 
 
+def _fold_lists(text: str) -> tuple[str, bool, bool]:
+    """Fold lists of values: ``IN (...)``, ``ARRAY[...]``, ``ROW(...)``, ``(...)`` rows.
+
+    Innermost lists first: a folded list is a value of the list around it, so row-value
+    ``IN ((1, 2), (3, 4))`` and ``ARRAY[ARRAY[1], ARRAY[2]]`` fold on a later round. Four
+    rounds cover any statement an application writes; deeper nesting keeps its inner lists.
+    Returns the text, whether an ``IN`` list held two or more values, and whether a list
+    that may sit inside another (a row, an array) was folded.
+    """
+    batch = folded = False
+    nested = True
+
+    def fold(match: re.Match[str]) -> str:
+        nonlocal batch, nested
+        opened, items = match.group("open"), match.group("items")
+        if (opened == "(") != (match.group("close") == ")"):
+            return match.group()
+        before = token_before(match.string, match.start())
+        if opened == "[":
+            if before == "ARRAY" or (items and before in ("[", ",")):
+                nested = True
+                return "[...]"
+            return match.group()  # a subscript, a[1]
+        if before == "ROW":
+            nested = True
+            return "(...)"
+        if not items or before == "VALUES":  # VALUES rows: _VALUES folds the whole list
+            return match.group()
+        if before == "IN":
+            batch = batch or _more(items)
+            return "(...)"
+        if before in _ROW_AFTER and _more(items):
+            nested = True
+            return "(...)"
+        return match.group()
+
+    rounds = 0
+    while nested and rounds < 4 and ("(" in text or "[" in text):
+        nested = False
+        rounds += 1
+        text = _LIST.sub(fold, text)
+        folded = folded or nested
+    return text, batch, folded
+
+
+def _more(items: str) -> bool:
+    """Whether a list's items are two or more (a type modifier's comma does not count)."""
+    if "(" in items:
+        items = _TYPMOD.sub("", items)
+    return "," in items
+
+
 def _normalise(masked: Masked) -> tuple[str, bool]:
     """The shape text (quoted identifiers still as sentinels) and whether it is a batch."""
     text = masked.text.rstrip(";").strip()
     savepoint = _SAVEPOINT.match(text)
     if savepoint:
-        return f"{_SPACE.sub(' ', savepoint.group(1)).upper()} ?", False
+        return f"{savepoint.group(1).upper()} ?", False
     batch = False
-
-    def in_list(match: re.Match[str]) -> str:
-        nonlocal batch
-        batch = batch or "," in match.group(0)
-        return "IN (...)"
 
     def values(match: re.Match[str]) -> str:
         nonlocal batch
-        batch = batch or match.group(0).count("(") > 1
+        batch = batch or match.group("more") is not None
         return "VALUES (...)"
 
     def ladder(match: re.Match[str]) -> str:
         nonlocal batch
-        batch = batch or match.group(0).upper().count("WHEN") > 1
+        batch = batch or match.group(0).upper().count(" WHEN ") > 1
         return " WHEN ... THEN ..."
 
-    text = _IN_LIST.sub(in_list, text)
-    text = _VALUES.sub(values, text)
-    text = _CASE_LADDER.sub(ladder, text)
-    if "UNNEST(" in text.upper():
+    upper = text.upper()
+    # Rows of plain values (bulk_create) first, in one pass; rows holding an ARRAY[…] or a
+    # ROW(…) again once those are folded.
+    has_values = "VALUES" in upper
+    if has_values:
+        text = _VALUES.sub(values, text)
+    text, in_batch, nested = _fold_lists(text)
+    if has_values and nested:
+        text = _VALUES.sub(values, text)
+    if "WHEN (" in upper:
+        text = _CASE_LADDER.sub(ladder, text)
+    if "UNNEST(" in upper:
         batch = True
-    return text, batch
+    return text, batch or in_batch
 
 
 def _table(text: str, masked: Masked) -> str | None:
@@ -198,11 +316,35 @@ def _build(sql: str) -> SqlInfo:
     )
 
 
-def _text_of(sql: Any) -> str:
+def _decode(data: bytes, encoding: str | None) -> str:
+    """Bytes as the server reads them, or up to the first byte that cannot be vouched for."""
+    if data.isascii():
+        return data.decode("ascii")
+    codec = "utf-8"
+    if encoding is not None:
+        try:
+            codec = codecs.lookup(encoding).name
+        except LookupError:
+            encoding = None
+    end = len(data)
+    try:
+        text = data.decode(codec)
+    except UnicodeDecodeError as error:
+        end = error.start
+    if encoding is None:
+        hidden = _HIDDEN_BACKSLASH.search(data, 0, end)
+        if hidden is not None:
+            end = hidden.start() + 1
+    if end == len(data):
+        return text
+    return data[:end].decode(codec) + _CUT
+
+
+def _text_of(sql: Any, encoding: str | None = None) -> str:
     """The SQL text of a non-str statement, never a repr that could quote its literals."""
     if isinstance(sql, bytes | bytearray | memoryview):
         # str(b"...") is a repr: its quotes would turn literals into an "identifier".
-        return bytes(sql).decode("utf-8", "replace")
+        return _decode(bytes(sql), encoding)
     # psycopg.sql.Composed and friends: not cached by object, the text is.
     as_string = getattr(sql, "as_string", None)
     if as_string is None:
@@ -213,14 +355,20 @@ def _text_of(sql: Any) -> str:
         return f"<{type(sql).__name__}>"  # its repr would show the values
 
 
-def sql_info(sql: Any) -> SqlInfo:
-    """Everything the recorder needs about ``sql``; a dict lookup after the first call."""
+def sql_info(sql: Any, *, encoding: str | None = None) -> SqlInfo:
+    """Everything the recorder needs about ``sql``; a dict lookup after the first call.
+
+    ``bytes`` are read in ``encoding`` (a Python codec name: the connection's
+    client_encoding, ``connection.info.encoding`` in psycopg) or, without one, as UTF-8.
+    A byte that cannot be read that way ends the shape with ``?…``; so does, without an
+    encoding, a backslash byte right after a non-ASCII one (SJIS, BIG5, GBK, UHC, GB18030).
+    """
     if isinstance(sql, str):
         info = _infos.get(sql)
         if info is not None:
             return info
     else:
-        return sql_info(_text_of(sql))
+        return sql_info(_text_of(sql, encoding))
     info = _build(sql)
     if len(_infos) >= _CACHE_LIMIT:
         _infos.clear()

@@ -22,7 +22,17 @@ import re
 from dataclasses import dataclass
 from typing import Final, Literal, NamedTuple
 
-__all__ = ["Masked", "Token", "TokenKind", "mask", "masked_text", "tokens"]
+__all__ = [
+    "NAME_CHAR",
+    "NAME_START",
+    "Masked",
+    "Token",
+    "TokenKind",
+    "mask",
+    "masked_text",
+    "token_before",
+    "tokens",
+]
 
 TokenKind = Literal[
     "plain",
@@ -56,9 +66,16 @@ class Token(NamedTuple):
     end: int  # exclusive
 
 
-# PostgreSQL reads bytes: every byte >= 0x80 (so every non-ASCII character) is a letter.
-_LETTER = r"A-Za-z_\x80-\U0010ffff"
-_WORD = rf"(?![bBeEnNxX]'|[uU]&['\"])[{_LETTER}][{_LETTER}0-9$]*+"
+# PostgreSQL reads bytes: every byte >= 0x80 (so every non-ASCII character, NBSP and U+3000
+# included) is a letter; its only whitespace is [ \t\n\r\f\v]. Every pattern here and in
+# sql.py uses these sets, never \s, \w or \b, whose Unicode meaning the server does not
+# share (a run of NBSP matched by \s but kept by the whitespace collapse made two patterns
+# quadratic). Written as negated ASCII sets: [A-Za-z_\x80-\U0010ffff] means the same but
+# costs ~10 ms to compile at each use (sre maps the range up to U+10FFFF).
+NAME_START: Final = r"[^\x00-\x40\x5b-\x5e\x60\x7b-\x7f]"  # A-Z a-z _ and non-ASCII
+NAME_CHAR: Final = r"[^\x00-\x23\x25-\x2f\x3a-\x40\x5b-\x5e\x60\x7b-\x7f]"  # and 0-9 $
+_TAG_CHAR = r"[^\x00-\x2f\x3a-\x40\x5b-\x5e\x60\x7b-\x7f]"  # a dollar tag: no $
+_WORD = rf"(?![bBeEnNxX]'|[uU]&['\"]){NAME_START}{NAME_CHAR}*+"
 # A quoted identifier of word characters cannot hide a literal or a comment, so it stays in
 # the plain run (Django quotes every name); the lookahead leaves "a""b" to the full rule.
 _SIMPLE_IDENT = r'"[\w$]++"(?!")'
@@ -74,7 +91,7 @@ _CONTINUE = r"(?:[ \t\f\v]|--[^\n\r]*+)*+[\n\r](?:[ \t\n\r\f\v]|--[^\n\r]*+[\n\r
 _BODY = r"(?:[^']++|'')*+'"
 _E_BODY = r"(?:[^'\\]++|\\[\s\S]|'')*+'"
 _B_BODY = r"[^']*+'"
-_TAG = rf"(?:[{_LETTER}][{_LETTER}0-9]*+)?"
+_TAG = rf"(?:{NAME_START}{_TAG_CHAR}*+)?"
 _DEC = r"[0-9](?:_?[0-9])*+"
 _NUMERIC = rf"{_DEC}\.(?!\.)(?:{_DEC})?|\.{_DEC}"
 
@@ -109,7 +126,7 @@ _NUMBER = re.compile(
 # The server also matches "a number, then an identifier" (1abc, 0x1g, 1_000_, 1e3$) and
 # refuses the text when that runs longer than the number: the identifier may start after
 # the leading digits, after the digits of a fraction or after those of an exponent.
-_ID_RUN = rf"[{_LETTER}][{_LETTER}0-9$]*+"
+_ID_RUN = rf"{NAME_START}{NAME_CHAR}*+"
 _JUNK = (
     re.compile(rf"[0-9]++{_ID_RUN}"),
     re.compile(rf"(?:{_DEC}\.[0-9]*+|\.[0-9]++){_ID_RUN}"),
@@ -207,7 +224,7 @@ def tokens(sql: str) -> list[Token]:
 
 _COLLAPSE = re.compile(r"[ \t\n\r\f\v]+")
 _SENTINEL = re.compile('"\x00([0-9]+)"')
-_UESCAPE = re.compile(r"\?\s*UESCAPE\s*\?", re.I)
+_UESCAPE = re.compile(r"\? ?UESCAPE ?\?", re.I)
 # With standard_conforming_strings off, a backslash escapes a quote in '…' too.
 _LEGACY_STRING = re.compile(rf"[nN]?'{_E_BODY}(?:{_CONTINUE}{_E_BODY})*+")
 _OPERATOR_CHARS = frozenset("~!@#^&|`?+-*/%<>=")
@@ -261,6 +278,77 @@ _OPERAND = "\x00"  # the previous significant token was a literal or a quoted id
 FAIL: Final = "?…"
 
 
+# TRUE, FALSE and NULL where a value stands are literals like 1 and 'x' (pg_stat_statements
+# folds them too), and LIMIT ALL is LIMIT with no number. After IS, NOT, AS, SET, FROM or a
+# name they are syntax: IS [NOT] NULL, IS TRUE, NOT NULL, ON DELETE SET NULL,
+# IS DISTINCT FROM NULL, a column labelled "true", the type in "c int NULL", t.null.
+_VALUE_WORD = re.compile(
+    rf"[TtFfNnLl](?i:(?<=T)RUE|(?<=F)ALSE|(?<=N)ULL|(?<=L)IMIT ALL)(?!{NAME_CHAR}|\")"
+)
+_VALUE_AFTER = frozenset(
+    [
+        "AND",
+        "BETWEEN",
+        "BY",
+        "CASE",
+        "DEFAULT",
+        "ELSE",
+        "HAVING",
+        "ILIKE",
+        "LIKE",
+        "LIMIT",
+        "OFFSET",
+        "ON",
+        "OR",
+        "RETURN",
+        "RETURNING",
+        "SELECT",
+        "THEN",
+        "TO",
+        "WHEN",
+        "WHERE",
+    ]
+)
+_VALUE_PUNCT = frozenset("~!@#^&|`?+-*/%<>=([,")
+# Longer than every keyword a fold asks about ("RETURNING" and a space).
+_LOOKBACK = 12
+
+
+def token_before(text: str, pos: int) -> str:
+    """The significant token before ``pos`` in a masked text (single spaces only).
+
+    A word comes back upper-cased (a name too long to be a keyword comes back cut, never
+    equal to one), any other character as itself, and "" at the start of the text.
+    """
+    head = text[max(0, pos - _LOOKBACK) : pos]
+    if head.endswith(" "):
+        head = head[:-1]
+    if not head:
+        return ""
+    last = head[-1]
+    if last in _NAME_CHARS or last >= "\x80":
+        return _trailing_word(head).upper()
+    return last
+
+
+def _value_word(match: re.Match[str]) -> str:
+    word = match.group()
+    start = match.start()
+    text = match.string
+    if start:
+        glued = text[start - 1]
+        if glued in _NAME_CHARS or glued >= "\x80" or glued in '".':
+            return word  # part of a name (a$null, "x"null, t.null)
+        if glued == "(" and text[start - 2 : start] == "%(":
+            return word  # psycopg's %(null)s
+    if word[0] in "Ll":
+        return word[:-3] + "?"  # LIMIT ALL
+    before = token_before(text, start)
+    if before in _VALUE_AFTER or before in _VALUE_PUNCT or not before:
+        return "?"
+    return word
+
+
 @dataclass(slots=True)
 class Masked:
     """``sql`` with literals as ``?``, comments dropped and whitespace collapsed.
@@ -297,9 +385,9 @@ _WORD_CHARS = _NAME_CHARS
 _SPACE_CHARS = frozenset(" \t\n\r\f\v")
 
 
-def _is_unary_minus(plain: str, before: str) -> bool:
-    """Whether the ``-`` ending ``plain`` is a sign (``= -1``) rather than ``a - 1``."""
-    head = plain[:-1]
+def _is_sign(head: str, before: str) -> bool:
+    """Whether the ``-`` / ``+`` ending ``head`` is a sign (``= -1``) rather than ``a - 1``."""
+    head = head[:-1]
     start = len(head)
     while start and head[start - 1] in _OPERATOR_CHARS:
         start -= 1
@@ -317,6 +405,20 @@ def _is_unary_minus(plain: str, before: str) -> bool:
     if last in _OPERATOR_CHARS or last in "(,[;:":
         return True
     return _trailing_word(head).upper() in _UNARY_AFTER
+
+
+def _drop_sign(parts: list[str], plain: str, before: str) -> str:
+    """Fold a sign into the number after it (``= -1``, ``= +1``, ``= - 1`` are all ``= ?``).
+
+    Returns the plain run as it now ends (for the LIMIT / OFFSET rule); a ``-`` sign returns
+    "" so that a negative number is never read as a LIMIT or OFFSET value.
+    """
+    head = plain.rstrip(" \t\n\r\f\v")
+    sign = head[-1:]
+    if sign not in ("-", "+") or not _is_sign(head, before):
+        return plain
+    parts[-1] = head[:-1]
+    return head[:-1] + " " if sign == "+" else ""
 
 
 def _is_ambiguous(sql: str, start: int, end: int) -> bool:
@@ -365,9 +467,8 @@ def mask(sql: str) -> Masked:
                 result.complete = False
                 break
             if plain and kind in ("integer", "float"):
-                if plain[-1] == "-" and _is_unary_minus(plain, before):
-                    parts[-1] = plain[:-1]
-                elif kind == "integer":
+                plain = _drop_sign(parts, plain, before)
+                if plain and kind == "integer":
                     _note_limit(result, plain, sql[start:end])
             uescape = uescape or kind == "ustring"
             parts.append("?")
@@ -386,6 +487,9 @@ def mask(sql: str) -> Masked:
     text = _COLLAPSE.sub(" ", "".join(parts)).strip()
     if uescape:
         text = _UESCAPE.sub("?", text)
+    upper = text.upper()
+    if "NULL" in upper or "TRUE" in upper or "FALSE" in upper or "LIMIT ALL" in upper:
+        text = _VALUE_WORD.sub(_value_word, text)
     result.text = text
     return result
 
