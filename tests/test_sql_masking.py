@@ -33,7 +33,7 @@ from django_dbtuning import NPlusOneError, QueryBudgetExceeded, track_queries
 from django_dbtuning.middleware import QueryCountMiddleware
 from django_dbtuning.report.probe import connection_kwargs
 from django_dbtuning.report.util import strip_literals
-from django_dbtuning.sql import display_sql, fingerprint
+from django_dbtuning.sql import display_sql, fingerprint, sql_info
 from django_dbtuning.sqllex import masked_text
 from django_dbtuning.tracking import query_budget
 from tests.test_sql_lexer import (
@@ -366,3 +366,114 @@ def test_strip_literals_is_the_shared_masker():
     assert strip_literals("SELECT " + "a, " * 200 + "b", limit=20) == (
         "SELECT a, a, a, a, …"
     )
+
+
+# --- statements as bytes: read as the server reads them, or not past the doubt ------------
+
+# In SJIS, BIG5, GBK, UHC and GB18030 the second byte of a character may be 0x5C, a
+# backslash in ASCII: b"E'\x83\x5c'" is E'ソ' to the server, an escaped quote to UTF-8.
+SJIS_SECRET = b"SELECT E'\x83\x5c' AS a, 'SECRETVALUE' AS b"
+
+
+@pytest.mark.parametrize(
+    ("sql", "shape"),
+    [
+        (SJIS_SECRET, "SELECT ?…"),
+        # Valid UTF-8 (Á = C3 81), yet in SJIS 81 5C is one character: the backslash an
+        # E-string would read is not there for the server.
+        (b"SELECT E'\xc3\x81\\', 'SECRETVALUE' AS b", "SELECT ?…"),
+        (b"SELECT 'ok', 1 -- \xff\n, 'SECRETVALUE'", "SELECT ?, ? ?…"),
+        (b"SELECT $$\xff SECRETVALUE $$, 1", "SELECT ?…"),
+        (bytearray(b"SELECT '\xc3\xa9' AS \xc3\xa9"), "SELECT ? AS \xe9"),
+    ],
+)
+def test_bytes_are_read_as_utf8_up_to_the_first_doubtful_byte(sql, shape):
+    assert fingerprint(sql) == shape
+    assert "SECRET" not in sql_info(sql).shape.text
+
+
+def test_bytes_are_read_in_the_connection_encoding_when_given():
+    assert sql_info(SJIS_SECRET, encoding="shift_jis").shape.text == (
+        "SELECT ? AS a, ? AS b"
+    )
+    assert sql_info(b"SELECT E'\xc3\xa9\\'', 1", encoding="utf-8").shape.text == (
+        "SELECT ?, ?"
+    )
+    # Not a codec Python knows: read as UTF-8, with the same doubts.
+    assert sql_info(SJIS_SECRET, encoding="mule_internal").shape.text == "SELECT ?…"
+    # A byte the encoding cannot read ends the text there too.
+    assert sql_info(b"SELECT 1, '\x80SECRET'", encoding="shift_jis").shape.text == (
+        "SELECT ?, ?…"
+    )
+
+
+# Characters whose last byte is 0x5C in one of the encodings (in SJIS, "ﾃ―" is C3 81 5C:
+# valid UTF-8 for "Á\\"), and the bytes around them.
+CJK = [
+    "ﾃ―",
+    "ソ",
+    "表",
+    "能",
+    "許",
+    "功",
+    "乗",
+    "\\",
+    "'",
+    "$",
+    "-",
+    "\n",
+    "é",
+    "a",
+    MARK,
+]
+ENCODINGS = ["utf-8", "shift_jis", "big5", "gbk", "cp949", "gb18030"]
+
+
+@st.composite
+def encoded_secrets(draw: st.DrawFn) -> tuple[bytes, str]:
+    """A statement with a secret literal or comment, as bytes in a client encoding."""
+    encoding = draw(st.sampled_from(ENCODINGS))
+    secret = MARK + "".join(draw(st.lists(st.sampled_from(CJK), max_size=8))) + MARK
+    form = draw(
+        st.sampled_from([standard, escaped, dollar, block_comment, line_comment])
+    )
+    if form is standard:
+        secret = secret.replace("\\", "\\\\")  # even runs: no doubt about the end
+    # E-strings that end in such a character, right before the secret.
+    before = draw(
+        st.lists(st.sampled_from(CJK[:7]).map(escaped), min_size=1, max_size=2)
+    )
+    sql = f"SELECT {', '.join([*before, form(secret)])}, 'tail'"
+    try:
+        return sql.encode(encoding), encoding
+    except UnicodeEncodeError:
+        return sql.encode("utf-8"), "utf-8"
+
+
+@PURE_PROPERTY
+@given(encoded_secrets())
+def test_no_secret_from_bytes_in_any_client_encoding(case):
+    data, encoding = case
+    for shape in (
+        sql_info(data).shape.text,
+        sql_info(data, encoding=encoding).shape.text,
+    ):
+        assert MARK not in shape, (data, encoding, shape)
+
+
+@pytest.mark.django_db
+def test_sjis_bytes_on_postgresql_show_no_literal():
+    with connection.cursor() as cursor:
+        cursor.execute("SET client_encoding TO 'SJIS'")
+        try:
+            with track_queries(threshold=3) as report:
+                for _ in range(4):
+                    cursor.execute(SJIS_SECRET)
+                    row = cursor.fetchone()
+        finally:
+            cursor.execute("SET client_encoding TO 'UTF8'")
+    assert row == ("ソ", "SECRETVALUE")  # the server read E'ソ' and the secret apart
+    assert report.duplicates or report.n_plus_one
+    texts = [repr(report), *finding_texts(report.n_plus_one + report.duplicates)]
+    texts += [q.fingerprint for q in report.queries]
+    assert not [text for text in texts if "SECRET" in text]
