@@ -347,7 +347,7 @@ def other_structure(draw: st.DrawFn) -> tuple[str, str]:
 
 
 GROUPING = settings(
-    max_examples=300, database=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=200, database=None, suppress_health_check=[HealthCheck.too_slow]
 )
 
 

@@ -10,6 +10,7 @@ The strategies here are shared with test_sql_masking.py and test_sql_fingerprint
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import pytest
@@ -17,7 +18,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pglast.parser import ParseError, scan
 
-from django_dbtuning.sqllex import COMMENTS, LITERALS, Token, mask, tokens
+from django_dbtuning.sqllex import (
+    COMMENTS,
+    LITERALS,
+    NAME_CHAR,
+    NAME_START,
+    Token,
+    mask,
+    tokens,
+)
 
 # --- literal and comment forms, each holding arbitrary text -------------------------------
 
@@ -199,7 +208,10 @@ statements = st.recursive(
 )
 
 # Characters that make the lexer's decisions, for texts built one character at a time.
-SCANNER_CHARS = "'\"$\\-/*\n\r\t\x0b 019._eEbBxXnNuUoO&aé%;:()+=<>!@#`~^|[],{?\x01"
+# NBSP, em space and U+3000 are name characters to the server, not whitespace.
+SCANNER_CHARS = (
+    "'\"$\\-/*\n\r\t\x0b 019._eEbBxXnNuUoO&aé%;:()+=<>!@#`~^|[],{?\x01\xa0\u2003\u3000"
+)
 
 # --- the comparison ------------------------------------------------------------------------
 
@@ -407,3 +419,18 @@ def test_what_cannot_be_read_ends_the_scan(sql: str, kind: str, at: int) -> None
     last = tokens(sql)[-1]
     assert last == Token(kind, at, len(sql))  # type: ignore[arg-type]
     assert_same_as_pglast(sql)
+
+
+def test_name_characters_are_the_servers() -> None:
+    """NAME_START / NAME_CHAR, written as negated ASCII sets, are scan.l's ident_start and
+    ident_cont: ASCII letters, "_" (and digits and "$"), and every non-ASCII character."""
+    every = "".join(map(chr, range(0x110000)))
+    ascii_letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_"
+    not_start = "".join(c for c in every[:0x80] if c not in ascii_letters)
+    not_cont = "".join(c for c in not_start if c not in "0123456789$")
+    assert re.sub(NAME_START, "", every) == not_start
+    assert re.sub(NAME_CHAR, "", every) == not_cont
+    # So a run of NBSP or em spaces is part of a name, never whitespace.
+    assert (
+        mask("SELECT a\u00a0\u2003\u3000b, 1").text == "SELECT a\u00a0\u2003\u3000b, ?"
+    )

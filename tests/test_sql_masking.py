@@ -366,6 +366,10 @@ def test_strip_literals_is_the_shared_masker():
     assert strip_literals("SELECT " + "a, " * 200 + "b", limit=20) == (
         "SELECT a, a, a, a, …"
     )
+    # dbreport's texts fold value keywords like the fingerprint does; IS NULL is syntax.
+    assert strip_literals(
+        "UPDATE t SET a = NULL, b = +1 WHERE c IS NULL AND d = TRUE"
+    ) == ("UPDATE t SET a = ?, b = ? WHERE c IS NULL AND d = ?")
 
 
 # --- statements as bytes: read as the server reads them, or not past the doubt ------------
