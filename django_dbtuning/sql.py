@@ -2,9 +2,12 @@
 
 Django hands the database ``%s`` templates, so two executions of one ORM query differ only in
 their parameters; what still varies between executions of "the same" query is folded here:
-``IN (%s, %s, ...)`` lists and multi-row ``VALUES``, ``bulk_update``'s ``CASE WHEN`` ladders,
-literals in raw SQL, savepoint names and SQL comments (sqlcommenter trace ids). The result is
-computed once per distinct SQL string; after that, :func:`sql_info` is one dict lookup.
+lists of values of any length (``IN (...)``, multi-row ``VALUES``, ``ARRAY[...]``,
+``ROW(...)``, ``(...)`` rows and row-value ``IN`` lists, of literals or placeholders),
+``bulk_update``'s ``CASE WHEN`` ladders, literals in raw SQL (numbers with their sign,
+strings, and TRUE / FALSE / NULL where a value stands; ``LIMIT ALL`` is ``LIMIT ?``),
+savepoint names and SQL comments (sqlcommenter trace ids). The result is computed once per
+distinct SQL string; after that, :func:`sql_info` is one dict lookup.
 
 The shape is built from :func:`django_dbtuning.sqllex.mask` (every literal ``?``, comments
 dropped), and every pattern below runs over that masked text, never over raw SQL: a shape,
@@ -13,7 +16,6 @@ and so every log line, warning, exception and finding that shows one, holds no l
 
 from __future__ import annotations
 
-import codecs
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -320,24 +322,27 @@ def _decode(data: bytes, encoding: str | None) -> str:
     """Bytes as the server reads them, or up to the first byte that cannot be vouched for."""
     if data.isascii():
         return data.decode("ascii")
-    codec = "utf-8"
     if encoding is not None:
         try:
-            codec = codecs.lookup(encoding).name
+            return _decode_as(data, encoding, doubt_backslashes=False)
         except LookupError:
-            encoding = None
-    end = len(data)
+            pass  # not a text codec Python knows: read as UTF-8, with UTF-8's doubts
+    return _decode_as(data, "utf-8", doubt_backslashes=True)
+
+
+def _decode_as(data: bytes, codec: str, *, doubt_backslashes: bool) -> str:
     try:
-        text = data.decode(codec)
+        text, end = data.decode(codec), len(data)
     except UnicodeDecodeError as error:
-        end = error.start
-    if encoding is None:
+        text, end = "", error.start
+    if doubt_backslashes:
         hidden = _HIDDEN_BACKSLASH.search(data, 0, end)
         if hidden is not None:
             end = hidden.start() + 1
     if end == len(data):
         return text
-    return data[:end].decode(codec) + _CUT
+    # "replace": the prefix is readable, and the recorder must never raise.
+    return data[:end].decode(codec, "replace") + _CUT
 
 
 def _text_of(sql: Any, encoding: str | None = None) -> str:

@@ -67,10 +67,10 @@ class Token(NamedTuple):
 
 
 # PostgreSQL reads bytes: every byte >= 0x80 (so every non-ASCII character, NBSP and U+3000
-# included) is a letter; its only whitespace is [ \t\n\r\f\v]. Every pattern here and in
-# sql.py uses these sets, never \s, \w or \b, whose Unicode meaning the server does not
-# share (a run of NBSP matched by \s but kept by the whitespace collapse made two patterns
-# quadratic). Written as negated ASCII sets: [A-Za-z_\x80-\U0010ffff] means the same but
+# included) is a letter; its only whitespace is [ \t\n\r\f\v]. Outside quotes, every
+# pattern here and in sql.py reads names and whitespace with these sets, never \s, \w or
+# \b, whose Unicode meaning the server does not share (a run of NBSP matched by \s but kept
+# by the whitespace collapse made two patterns quadratic). Written as negated ASCII sets: [A-Za-z_\x80-\U0010ffff] means the same but
 # costs ~10 ms to compile at each use (sre maps the range up to U+10FFFF).
 NAME_START: Final = r"[^\x00-\x40\x5b-\x5e\x60\x7b-\x7f]"  # A-Z a-z _ and non-ASCII
 NAME_CHAR: Final = r"[^\x00-\x23\x25-\x2f\x3a-\x40\x5b-\x5e\x60\x7b-\x7f]"  # and 0-9 $

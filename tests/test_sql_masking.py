@@ -403,8 +403,9 @@ def test_bytes_are_read_in_the_connection_encoding_when_given():
     assert sql_info(b"SELECT E'\xc3\xa9\\'', 1", encoding="utf-8").shape.text == (
         "SELECT ?, ?"
     )
-    # Not a codec Python knows: read as UTF-8, with the same doubts.
-    assert sql_info(SJIS_SECRET, encoding="mule_internal").shape.text == "SELECT ?…"
+    # Not a text codec Python knows: read as UTF-8, with the same doubts.
+    for unknown in ("mule_internal", "rot13"):
+        assert sql_info(SJIS_SECRET, encoding=unknown).shape.text == "SELECT ?…"
     # A byte the encoding cannot read ends the text there too.
     assert sql_info(b"SELECT 1, '\x80SECRET'", encoding="shift_jis").shape.text == (
         "SELECT ?, ?…"
