@@ -514,7 +514,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if not command:
-        print(url, flush=True)
+        # A URL from the environment may hold a password; the embedded server's has none.
+        from django_dbtuning.pool_url import redact_url
+
+        print(url if current_server() is not None else redact_url(url), flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             signal.pause()
         return 0
