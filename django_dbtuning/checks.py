@@ -259,7 +259,8 @@ def _check_database(alias: str, entry: Mapping[str, Any]) -> list[CheckMessage]:
         if pool is not True and not isinstance(pool, Mapping):
             messages.append(
                 Error(
-                    f"DATABASES[{alias!r}]['OPTIONS']['pool'] is {pool!r}; it must be True or "
+                    f"DATABASES[{alias!r}]['OPTIONS']['pool'] is {pool_checks.describe(pool)}; "
+                    "it must be True or "
                     "a dict (an env parser's string or 1 crashes the first query with "
                     "'argument after ** must be a mapping').",
                     hint='Use "pool": True or "pool": {"min_size": 2, "max_size": 10, ...}.',
@@ -291,7 +292,8 @@ def _check_database(alias: str, entry: Mapping[str, Any]) -> list[CheckMessage]:
             if conn_max_age != 0:
                 messages.append(
                     Error(
-                        f"DATABASES[{alias!r}] has a pool and CONN_MAX_AGE={conn_max_age!r}; "
+                        f"DATABASES[{alias!r}] has a pool and CONN_MAX_AGE "
+                        f"{pool_checks.describe(conn_max_age)}; "
                         "Django raises 'Pooling doesn't support persistent connections' at "
                         "the first query.",
                         hint="Set CONN_MAX_AGE to 0 and bound connection age with the pool's "
@@ -340,7 +342,8 @@ def _check_database(alias: str, entry: Mapping[str, Any]) -> list[CheckMessage]:
         if conn_max_age != 0 and _serves_asgi():
             messages.append(
                 Warning(
-                    f"DATABASES[{alias!r}] has CONN_MAX_AGE={conn_max_age!r} under ASGI, where "
+                    f"DATABASES[{alias!r}] has CONN_MAX_AGE {pool_checks.describe(conn_max_age)} "
+                    "under ASGI, where "
                     "each request runs in a new thread: persistent connections pile up "
                     "instead of being reused.",
                     hint="Use the native pool (Django 5.1+) with CONN_MAX_AGE=0.",
@@ -466,7 +469,8 @@ def _check_isolation_level(alias: str, value: Any) -> list[CheckMessage]:
     except ValueError:
         return [
             Error(
-                f"DATABASES[{alias!r}]['OPTIONS']['isolation_level'] is {value!r}, not a "
+                f"DATABASES[{alias!r}]['OPTIONS']['isolation_level'] is "
+                f"{pool_checks.describe(value)}, not a "
                 "psycopg.IsolationLevel: Django refuses to connect.",
                 hint="Use psycopg.IsolationLevel.READ_COMMITTED (or another member).",
                 id="dbtuning.E019",
@@ -493,7 +497,7 @@ def check_databases(**kwargs: Any) -> list[CheckMessage]:
             if isinstance(entry.get("OPTIONS") or {}, Mapping):
                 found += pool_checks.check_connection_values(alias, entry)
                 found += pool_checks.check_startup_options(alias, entry)
-            messages += pool_checks.scrub_messages(entry, found)
+            messages += pool_checks.scrub_messages(alias, entry, found)
     return messages
 
 
@@ -514,7 +518,7 @@ def check_database_servers(
         server, found = pool_checks.read_server(alias, settings_dict)
         if server is not None:
             found += _check_live_budget(alias, entry, server)
-        messages += pool_checks.scrub_messages(settings_dict, found)
+        messages += pool_checks.scrub_messages(alias, settings_dict, found)
     return messages
 
 

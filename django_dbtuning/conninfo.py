@@ -13,7 +13,7 @@ import inspect
 import ipaddress
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from urllib.parse import quote
@@ -37,12 +37,16 @@ __all__ = [
     "scrub",
     "secret_keywords",
     "setting_problem",
+    "shown_value",
     "split_options",
+    "value_free",
 ]
 
 # PostgreSQL stores integer settings (timeouts in ms included) in a C int.
 INT_MAX = 2_147_483_647
 MASK = "***"
+# Secrets shorter than this are not scrubbed from messages: see scrub().
+MIN_SCRUBBED = 4
 
 # libpq parses these integers only once it has a TCP socket, so a dry run cannot see a bad
 # value; the rule is libpq's pqParseIntParam (an optionally signed decimal, spaces around).
@@ -107,15 +111,133 @@ def psycopg_connect_keywords() -> frozenset[str]:
     )
 
 
-def scrub(text: str, secrets: Iterable[object]) -> str:
-    """``text`` with each secret (raw, repr-escaped or percent-encoded) replaced by ``***``."""
+def scrub(
+    text: str,
+    secrets: Iterable[object],
+    *,
+    keep: Iterable[object] = (),
+    vocabulary: str = "",
+) -> str:
+    """``text`` with each secret (raw, repr-escaped or percent-encoded) replaced by ``***``.
+
+    A backstop only: messages are built from names and validated values, never from a
+    secret. So a secret found in a message is a coincidence far more often than a leak
+    when it is short or part of what a message legitimately says, and masking it there
+    would wreck the message and reveal the secret as a side channel
+    (``DATABASES['d***fault']``). Skipped: secrets under :data:`MIN_SCRUBBED` characters,
+    and secrets contained (case-insensitively) in a ``keep`` value (the user name, the
+    database name, the alias...) or in ``vocabulary`` (the messages' fixed text).
+    """
+    kept = [str(value).lower() for value in keep if value not in (None, "")]
+    fixed = vocabulary.lower()
     for secret in sorted(
         {str(s) for s in secrets if s not in (None, "")}, key=len, reverse=True
     ):
+        lowered = secret.lower()
+        if (
+            len(secret) < MIN_SCRUBBED
+            or lowered in fixed
+            or any(lowered in value for value in kept)
+        ):
+            continue
         for form in {secret, repr(secret)[1:-1], quote(secret, safe="")}:
             if form:
                 text = text.replace(form, MASK)
     return text
+
+
+# -- which values may appear in a message ----------------------------------------------------
+
+# Values of these keywords are shown in messages (and by redact_url) only when they are one
+# of these, or a number below: never free text, which could hold a secret pasted into the
+# wrong key or run on from an ambiguous separator (';password=...'). A value missing here
+# (a newer libpq's) is merely hidden.
+_ENUM_VALUES: dict[str, frozenset[str]] = {
+    key: frozenset(values.split())
+    for key, values in {
+        "sslmode": "disable allow prefer require verify-ca verify-full",
+        "gssencmode": "disable prefer require",
+        "channel_binding": "disable prefer require",
+        "target_session_attrs": "any read-write read-only primary standby prefer-standby",
+        "load_balance_hosts": "disable random",
+        "sslnegotiation": "postgres direct",
+        "sslcertmode": "disable allow require",
+        "min_protocol_version": "3.0 3.2 latest",
+        "max_protocol_version": "3.0 3.2 latest",
+        "sslrootcert": "system",
+        "gsslib": "gssapi sspi",
+        "replication": "0 1 true false on off yes no database",
+        "sslcompression": "0 1",
+        "sslsni": "0 1",
+        "gssdelegation": "0 1",
+    }.items()
+}
+_NUMBER_KEYWORDS = frozenset(
+    {"connect_timeout", "keepalives", *_LIBPQ_INTEGER_KEYWORDS}
+)
+_NUMBER = re.compile(r"-?[0-9]{1,10}(?:\.[0-9]{1,6})?")
+_PORTS = re.compile(r"[0-9]{0,5}(?:,[0-9]{0,5})*")
+_AUTH_METHOD = r"!?(?:password|md5|gss|sspi|scram-sha-256|oauth|none)"
+_REQUIRE_AUTH = re.compile(rf"{_AUTH_METHOD}(?:,{_AUTH_METHOD})*")
+
+
+def shown_value(keyword: str, value: str) -> bool:
+    """Whether ``value`` of ``keyword`` may appear in a message: a validated enum member or
+    number of a keyword whose values are never secret. Anything else is never echoed."""
+    if keyword in secret_keywords():
+        return False
+    if keyword in _ENUM_VALUES:
+        return value in _ENUM_VALUES[keyword]
+    if keyword == "port":
+        return _PORTS.fullmatch(value) is not None and all(
+            not item or 1 <= int(item) <= 65535 for item in value.split(",")
+        )
+    if keyword == "require_auth":
+        return _REQUIRE_AUTH.fullmatch(value) is not None
+    return keyword in _NUMBER_KEYWORDS and _NUMBER.fullmatch(value) is not None
+
+
+# The quotes libpq and the server put around a value, in English and translated messages.
+_QUOTES = (
+    ('"', '"'),
+    ("'", "'"),
+    ("\u00bb", "\u00ab"),
+    ("\u00ab", "\u00bb"),
+    ("\u201c", "\u201d"),
+)
+
+
+def value_free(text: str, values: Iterable[str]) -> str | None:
+    """``text`` (a libpq or server message) without the quoted ``values`` in it.
+
+    A list value's comma-separated items count as values too (libpq quotes a single
+    ``require_auth`` method). None when a value of :data:`MIN_SCRUBBED` characters or more
+    is still there unquoted: the caller then says what is wrong in words of its own.
+    Shorter values left in the text are taken for what they nearly always are, a
+    coincidence (``"e"`` in ``value``).
+    """
+    hidden = {
+        piece for value in values for piece in (value, *value.split(",")) if piece
+    }
+    text = _without_quoted(text, hidden)
+    if any(
+        len(value) >= MIN_SCRUBBED and _spaced(value) and _spaced(value) in text
+        for value in hidden
+    ):
+        return None
+    return text
+
+
+def _spaced(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _without_quoted(text: str, values: Iterable[str]) -> str:
+    # On the text as given, before spaces are folded: a value's own spaces must match.
+    for value in sorted(set(values), key=len, reverse=True):
+        for opening, closing in _QUOTES:
+            text = text.replace(f"{opening}{value}{closing}", "")
+    return _spaced(text).replace(" :", ":").replace(" ,", ",").rstrip(":; ")
 
 
 # -- validating connection values ----------------------------------------------------------
@@ -128,15 +250,19 @@ class ConnectionProblem:
     keyword: str | None
     """The libpq keyword at fault, when it can be told."""
     message: str
-    """What is wrong, naming the keyword and value (never a secret's value)."""
+    """What is wrong, naming the keyword; a value only when :func:`shown_value` allows."""
 
 
-def connection_problems(params: Mapping[str, object]) -> list[ConnectionProblem]:
+def connection_problems(
+    params: Mapping[str, object], *, hidden: Collection[str] = ()
+) -> list[ConnectionProblem]:
     """Problems libpq (and psycopg, for ``connect_timeout``) would report on connecting.
 
     ``params`` maps libpq keywords to values as ``psycopg.connect()`` receives them (``None``
     means unset). Unknown keywords are the caller's business and are ignored here. Nothing
     goes over the network: libpq validates the options against a host that cannot exist.
+    Messages name keywords and show a value only when :func:`shown_value` allows it and
+    its keyword is not in ``hidden``; secrets never reach libpq here at all.
     """
     known = libpq_keywords()
     values = {
@@ -153,33 +279,33 @@ def connection_problems(params: Mapping[str, object]) -> list[ConnectionProblem]
         return problems
     problems += _integer_problems(values)
     problems += _hostaddr_problems(values.get("hostaddr"))
+    unshown = [
+        value
+        for key, value in values.items()
+        if key in hidden or not shown_value(key, value)
+    ]
     # libpq stops at the first bad value: drop each one found and ask again.
     remaining = dict(values)
-    while (dry_run := _libpq_dry_run(remaining)) is not None:
+    while (dry_run := _libpq_dry_run(remaining, unshown)) is not None:
         problems.append(dry_run)
         if dry_run.keyword not in remaining:
             break
         del remaining[dry_run.keyword]
-    secrets = [values[key] for key in secret_keywords() if key in values]
-    return [ConnectionProblem(p.keyword, scrub(p.message, secrets)) for p in problems]
+    return problems
 
 
 def _integer_problems(values: Mapping[str, str]) -> list[ConnectionProblem]:
-    problems = []
-    for key in sorted(_LIBPQ_INTEGER_KEYWORDS & values.keys()):
-        if not _LIBPQ_INTEGER.fullmatch(values[key]):
-            problems.append(
-                ConnectionProblem(
-                    key, f"invalid integer value {values[key]!r} for {key}"
-                )
-            )
+    problems = [
+        ConnectionProblem(key, f"invalid integer value for {key}")
+        for key in sorted(_LIBPQ_INTEGER_KEYWORDS & values.keys())
+        if not _LIBPQ_INTEGER.fullmatch(values[key])
+    ]
     if "connect_timeout" in values and not _psycopg_accepts_timeout(
         values["connect_timeout"]
     ):
         problems.append(
             ConnectionProblem(
-                "connect_timeout",
-                f"connect_timeout {values['connect_timeout']!r} is not a number of seconds",
+                "connect_timeout", "connect_timeout is not a number of seconds"
             )
         )
     return problems
@@ -204,19 +330,21 @@ def _psycopg_accepts_timeout(value: str) -> bool:
 def _hostaddr_problems(hostaddr: str | None) -> list[ConnectionProblem]:
     if not hostaddr:
         return []
-    for item in hostaddr.split(","):
+    items = hostaddr.split(",")
+    for number, item in enumerate(items, start=1):
         try:
             ipaddress.ip_address(item.strip())
         except ValueError:
+            which = f"hostaddr #{number}" if len(items) > 1 else "hostaddr"
             return [
-                ConnectionProblem(
-                    "hostaddr", f"hostaddr {item!r} is not a numeric IP address"
-                )
+                ConnectionProblem("hostaddr", f"{which} is not a numeric IP address")
             ]
     return []
 
 
-def _libpq_dry_run(values: Mapping[str, str]) -> ConnectionProblem | None:
+def _libpq_dry_run(
+    values: Mapping[str, str], unshown: Iterable[str]
+) -> ConnectionProblem | None:
     from psycopg import Error, pq
     from psycopg.conninfo import make_conninfo
 
@@ -246,11 +374,18 @@ def _libpq_dry_run(values: Mapping[str, str]) -> ConnectionProblem | None:
         pgconn.finish()
     if _DRY_RUN_HOST in message:
         return None  # only the impossible host failed: every option passed
-    text = " ".join(message.split())
-    # The keyword named outside the quoted value: 'invalid sslmode value: "port"'.
-    named = re.sub(r'"[^"]*"', "", text)
-    keyword = max((key for key in values if key in named), key=len, default=None)
-    return ConnectionProblem(keyword, text)
+    keyword = _keyword_named(message, values)
+    shown = value_free(message, unshown)
+    if shown is None:
+        shown = f"libpq refuses the value of {keyword}" if keyword else ""
+    return ConnectionProblem(keyword, shown or "libpq refuses the connection settings")
+
+
+def _keyword_named(text: str, values: Mapping[str, str]) -> str | None:
+    """The keyword a libpq message is about: named as a word, outside the quoted values
+    (``invalid sslmode value: "port"``, ``invalid integer value "x" for ... "port"``)."""
+    words = set(re.findall(r"[A-Za-z0-9_]+", _without_quoted(text, values.values())))
+    return max((key for key in values if key in words), key=len, default=None)
 
 
 # -- the options startup parameter ---------------------------------------------------------
@@ -328,6 +463,8 @@ def parse_options(options: str) -> list[StartupOption]:
     Raises:
         StartupOptionsError: a switch the server does not know, a switch without its
             argument, ``-c`` without ``=value``, a malformed setting name or a stray word.
+            The message points at the word by its position and never quotes it: the
+            string failed to parse, so nothing in it is known to be safe to show.
     """
     args = split_options(options)
     parsed: list[StartupOption] = []
@@ -337,11 +474,12 @@ def parse_options(options: str) -> list[StartupOption]:
         index += 1
         if arg == "--":  # getopt's end of switches; anything after it is a stray word
             if index < len(args):
-                raise StartupOptionsError(f"unexpected word {args[index]!r} after '--'")
+                raise StartupOptionsError(f"word #{index + 1} follows '--'")
             break
         if not arg.startswith("-") or arg == "-":
             raise StartupOptionsError(
-                f"{arg!r} is not a switch (the server takes '-c name=value' settings)"
+                f"word #{index} is not a switch (the server takes '-c name=value' "
+                "settings)"
             )
         position = 1
         while position < len(arg):
@@ -352,7 +490,7 @@ def parse_options(options: str) -> list[StartupOption]:
                 continue
             if switch not in _TAKES_ARGUMENT:
                 raise StartupOptionsError(
-                    f"unknown server switch '-{switch}' in {arg!r}"
+                    f"word #{index} holds a switch the server does not know"
                 )
             if position < len(arg):
                 argument = arg[position:]
@@ -361,20 +499,22 @@ def parse_options(options: str) -> list[StartupOption]:
                 index += 1
             else:
                 raise StartupOptionsError(f"switch '-{switch}' needs an argument")
-            parsed.append(_checked(StartupOption(switch, argument)))
+            parsed.append(_checked(StartupOption(switch, argument), index))
             break
     return parsed
 
 
-def _checked(option: StartupOption) -> StartupOption:
+def _checked(option: StartupOption, word: int) -> StartupOption:
     setting = option.setting
     if setting is None:
         return option
-    shown = "--" if option.switch == "-" else "-c "
+    switch = "--" if option.switch == "-" else "-c"
     if "=" not in (option.argument or ""):
-        raise StartupOptionsError(f"{shown}{option.argument} needs a value: name=value")
+        raise StartupOptionsError(f"word #{word}: {switch} needs name=value")
     if not _SETTING_NAME.fullmatch(setting[0]):
-        raise StartupOptionsError(f"{setting[0]!r} is not a setting name")
+        raise StartupOptionsError(
+            f"word #{word}: {switch} needs a valid setting name before '='"
+        )
     return option
 
 
@@ -420,16 +560,20 @@ def millisecond_value(value: str) -> Decimal | None:
 
 
 def setting_problem(name: str, value: str) -> str | None:
-    """Why the server would refuse ``name=value`` at startup, when that is certain offline."""
+    """Why the server would refuse ``name=value`` at startup, when that is certain offline.
+
+    A phrase without the value (``"is negative"``): the caller decides whether the
+    value may be shown.
+    """
     if name.lower() not in MILLISECOND_SETTINGS:
         return None
     ms = millisecond_value(value)
     if ms is None:
         return None
     if ms < 0:
-        return f"{name}={value} is negative"
+        return "is negative"
     if ms.to_integral_value() > INT_MAX:
-        return f"{name}={value} is over PostgreSQL's limit of {INT_MAX} ms (about 24.8 days)"
+        return f"is over PostgreSQL's limit of {INT_MAX} ms (about 24.8 days)"
     return None
 
 

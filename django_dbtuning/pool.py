@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import ROUND_CEILING, Decimal
@@ -24,10 +24,10 @@ import django
 from django_dbtuning import conninfo
 from django_dbtuning.exceptions import InvalidDatabaseURL
 from django_dbtuning.pool_url import (
-    URL_PARAMETERS,
     ParsedURL,
     parse_url,
     redact_url,
+    url_arguments,
 )
 
 __all__ = [
@@ -62,8 +62,6 @@ TIMEOUT_SETTINGS = (
     "lock_timeout",
     "idle_in_transaction_session_timeout",
 )
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
 
 Timeout = str | int | float | timedelta | None
 
@@ -335,10 +333,10 @@ def _duration_ms(name: str, value: Timeout) -> int | None:
         ms = Decimal(repr(value)) * 1000
     elif isinstance(value, str):
         ms = conninfo.millisecond_value(value)
-        if ms is None:
+        if ms is None:  # not shown: a value that fails validation is never echoed
             raise ValueError(
-                f"{name}={value!r} is not a duration: use '500ms', '5s', '2min', or an "
-                "int of milliseconds"
+                f"{name} is not a duration: use '500ms', '5s', '2min', or an int of "
+                "milliseconds"
             )
     else:
         raise TypeError(
@@ -355,32 +353,8 @@ def _duration_ms(name: str, value: Timeout) -> int | None:
     return whole
 
 
-def _bool(name: str, value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise InvalidDatabaseURL(
-        f"URL parameter {name}={value!r} is not a boolean (true/false)"
-    )
-
-
-def _number(name: str, value: str, kind: type[int] | type[float]) -> Any:
-    try:
-        number = kind(value)
-    except ValueError:
-        number = None
-    if number is None or (isinstance(number, float) and not math.isfinite(number)):
-        raise InvalidDatabaseURL(
-            f"URL parameter {name}={value!r} is not "
-            + ("an integer" if kind is int else "a finite number")
-        )
-    return number
-
-
-def _conn_max_age(name: str, value: str) -> int | None:
-    return None if value.strip().lower() in ("none", "") else _number(name, value, int)
+# Shared with dbreport's own timeouts (django_dbtuning.report.timeouts), one rule for both.
+duration_ms = _duration_ms
 
 
 class _NotGiven(enum.Enum):
@@ -391,21 +365,6 @@ class _NotGiven(enum.Enum):
 # token of its own there; every other argument uses None for "not given".
 NOT_GIVEN: Final = _NotGiven.TOKEN
 
-# URL parameter -> (argument it fills, conversion of its text).
-_URL_ARGUMENTS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
-    "pool": ("pool", _bool),
-    "pgbouncer": ("pgbouncer", _bool),
-    "pool_min_size": ("min_size", lambda n, v: _number(n, v, int)),
-    "pool_max_size": ("max_size", lambda n, v: _number(n, v, int)),
-    "pool_timeout": ("timeout", lambda n, v: _number(n, v, float)),
-    "pool_max_idle": ("max_idle", lambda n, v: _number(n, v, float)),
-    "pool_max_lifetime": ("max_lifetime", lambda n, v: _number(n, v, float)),
-    "pool_max_waiting": ("max_waiting", lambda n, v: _number(n, v, int)),
-    "conn_max_age": ("conn_max_age", _conn_max_age),
-    "health_checks": ("health_checks", _bool),
-    **{name: (name, lambda n, v: v) for name in TIMEOUT_SETTINGS},
-}
-assert set(_URL_ARGUMENTS) == URL_PARAMETERS
 # Applied after the URL and the explicit arguments are merged.
 _DEFAULTS: dict[str, Any] = {
     "pgbouncer": False,
@@ -419,20 +378,23 @@ _DEFAULTS: dict[str, Any] = {
 
 
 def _merge_arguments(
-    parameters: Mapping[str, str], explicit: Mapping[str, Any]
-) -> dict[str, Any]:
-    """Explicit arguments win over URL parameters, which win over the defaults."""
-    merged: dict[str, Any] = dict(_DEFAULTS)
-    for key, raw in parameters.items():
-        argument, convert = _URL_ARGUMENTS[key]
-        merged[argument] = convert(key, raw)
+    parsed: ParsedURL, explicit: Mapping[str, Any]
+) -> tuple[dict[str, Any], frozenset[str]]:
+    """Explicit arguments win over URL parameters, which win over the defaults.
+
+    Also returns the arguments whose value came from the URL: messages about those name
+    the URL parameter and do not quote the value.
+    """
+    from_url = url_arguments(parsed)
+    merged: dict[str, Any] = {**_DEFAULTS, **from_url}
     for argument, value in explicit.items():
         given = (
             value is not NOT_GIVEN if argument == "conn_max_age" else value is not None
         )
         if given:
             merged[argument] = value
-    return merged
+            from_url.pop(argument, None)
+    return merged, frozenset(from_url)
 
 
 # -- the entry, one part at a time ----------------------------------------------------------
@@ -463,6 +425,7 @@ def _startup_options(
     timeouts: Mapping[str, int],
     pgbouncer: bool,
     from_url: bool,
+    url_timeouts: frozenset[str],
 ) -> str | None:
     """The libpq ``options`` string: the given one with the timeouts merged in."""
     text = "" if existing is None else str(existing)
@@ -475,15 +438,18 @@ def _startup_options(
             parsed,
             "options",
             from_url,
-            f"options {text!r} is not valid server startup options: {problem}",
+            f"options is not valid server startup options: {problem}",
         )
     settings = [s for option in switches if (s := option.setting) is not None]
     for name, value in settings:
         if (refused := conninfo.setting_problem(name, value)) is not None:
-            raise _refuse(parsed, "options", from_url, refused)
+            # From the URL only the name is said (one of the timeouts setting_problem
+            # knows); an explicit value passed validation and is shown.
+            said = name.lower() if from_url else f"{name}={value}"
+            raise _refuse(parsed, "options", from_url, f"{said} {refused}")
     wanted = [(name, f"{ms}ms") for name, ms in timeouts.items()]
     if pgbouncer and (switches or wanted):
-        hint = conninfo.alter_role_sql(parsed.user, [*settings, *wanted])
+        hint = _alter_role_hint(parsed, settings, from_url, wanted, url_timeouts)
         raise ValueError(
             "PgBouncer rejects the libpq 'options' startup parameter, so timeouts and "
             "other settings cannot travel with the connection; set them on the server "
@@ -507,6 +473,30 @@ def _startup_options(
     return conninfo.join_options(args)
 
 
+def _alter_role_hint(
+    parsed: ParsedURL,
+    settings: list[tuple[str, str]],
+    options_from_url: bool,
+    wanted: list[tuple[str, str]],
+    url_timeouts: frozenset[str],
+) -> str:
+    """The ``ALTER ROLE`` statements to paste, with a value from the URL only when
+    ``redact_url`` shows it too (validated, and before any secret)."""
+    role = parsed.user if "user" in parsed.echoable else "<role>"
+    pairs = [] if options_from_url else list(settings)
+    pairs += [
+        (name, value if name not in url_timeouts or name in parsed.echoable else "...")
+        for name, value in wanted
+    ]
+    statements = [conninfo.alter_role_sql(role, pairs)] if pairs else []
+    if options_from_url:
+        statements.append(
+            conninfo.alter_role_sql(role, [("name", "value")])
+            + " for each -c setting of the URL's options parameter"
+        )
+    return "; ".join(statements)
+
+
 def _connection_options(
     parsed: ParsedURL,
     options: Mapping[str, Any] | None,
@@ -514,6 +504,7 @@ def _connection_options(
     application_name: str | None,
     timeouts: Mapping[str, int],
     pgbouncer: bool,
+    url_timeouts: frozenset[str],
 ) -> dict[str, Any]:
     """``OPTIONS`` without the pool: URL keywords < ``options`` < the named arguments."""
     result: dict[str, Any] = dict(parsed.options)
@@ -541,7 +532,7 @@ def _connection_options(
         result["application_name"] = application_name
     from_url = "options" in parsed.options and "options" not in explicit
     merged = _startup_options(
-        parsed, result.get("options"), timeouts, pgbouncer, from_url
+        parsed, result.get("options"), timeouts, pgbouncer, from_url, url_timeouts
     )
     if merged is not None:
         result["options"] = merged
@@ -560,15 +551,26 @@ def _validate_connection(entry: Mapping[str, Any], parsed: ParsedURL) -> None:
         if key in conninfo.libpq_keywords()
     }
     params.update(host=entry["HOST"], port=entry["PORT"], user=entry["USER"])
-    for problem in conninfo.connection_problems(params):
-        key = problem.keyword or "options"
-        from_url = key in ("host", "port", "user") or (
+
+    def from_url(key: str) -> bool:
+        return key in ("host", "port", "user") or (
             key in parsed.options and parsed.options[key] == entry["OPTIONS"].get(key)
         )
-        raise _refuse(parsed, key, from_url, problem.message)
+
+    # A value from the URL is shown only when redact_url shows it too.
+    hidden = {key for key in params if from_url(key) and key not in parsed.echoable}
+    for problem in conninfo.connection_problems(params, hidden=hidden):
+        key = problem.keyword or "options"
+        raise _refuse(parsed, key, from_url(key), problem.message)
 
 
-def _pool_options(arguments: Mapping[str, Any], sizing: PoolSizing) -> dict[str, Any]:
+def _pool_options(
+    arguments: Mapping[str, Any],
+    sizing: PoolSizing,
+    url_arguments: frozenset[str],
+    parsed: ParsedURL,
+) -> dict[str, Any]:
+    # Values from the URL were validated by url_arguments(); only their relation is left.
     max_size, min_size = arguments.get("max_size"), arguments.get("min_size")
     if max_size is None:
         chosen_max, default_min = sizing.max_size, sizing.min_size
@@ -581,6 +583,11 @@ def _pool_options(arguments: Mapping[str, Any], sizing: PoolSizing) -> dict[str,
         else _positive_int("min_size", min_size, minimum=0)
     )
     if chosen_min > chosen_max:
+        if url_arguments & {"min_size", "max_size"}:
+            raise InvalidDatabaseURL(
+                f"database URL {parsed.shown}: the pool's min_size must not exceed "
+                "its max_size (pool_min_size, pool_max_size)"
+            )
         raise ValueError(
             f"min_size ({chosen_min}) must not exceed max_size ({chosen_max})"
         )
@@ -677,8 +684,8 @@ def database(
         ValueError, TypeError: an argument is out of range or of the wrong type.
     """
     parsed = parse_url(_url_text(url, env))
-    arguments = _merge_arguments(
-        parsed.parameters,
+    arguments, url_sourced = _merge_arguments(
+        parsed,
         {
             "pool": pool,
             "pgbouncer": pgbouncer,
@@ -718,11 +725,17 @@ def database(
     pgbouncer_mode = bool(arguments["pgbouncer"])
     entry: dict[str, Any] = {"ENGINE": ENGINE, **parsed.settings()}
     entry["OPTIONS"] = _connection_options(
-        parsed, options, connect_timeout, application_name, timeouts, pgbouncer_mode
+        parsed,
+        options,
+        connect_timeout,
+        application_name,
+        timeouts,
+        pgbouncer_mode,
+        url_sourced & set(TIMEOUT_SETTINGS),
     )
     _validate_connection(entry, parsed)
     if use_pool:
-        entry["OPTIONS"]["pool"] = _pool_options(arguments, sizing)
+        entry["OPTIONS"]["pool"] = _pool_options(arguments, sizing, url_sourced, parsed)
         entry["CONN_MAX_AGE"] = 0
     else:
         entry["CONN_MAX_AGE"] = _conn_max_age_value(arguments["conn_max_age"])

@@ -3,14 +3,22 @@
 Called from :mod:`django_dbtuning.checks` for each PostgreSQL alias: values libpq or psycopg
 refuse (``E022``), an ``options`` string the server cannot parse (``E023``), a ``-c`` setting
 the server refuses (``E024``; names and values are asked of the live server under
-``check --database``), a ``CONN_MAX_AGE`` that is not a number (``E025``). Every message is
-scrubbed of the entry's secrets before it leaves.
+``check --database``), a ``CONN_MAX_AGE`` that is not a number (``E025``).
+
+Messages are composed from aliases, keys and validated values only: a value that failed
+validation is described by its type or not at all, and libpq's or the server's own text is
+used without the values in it. Scrubbing the entry's secrets (:func:`scrub_messages`) is a
+backstop on top.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
+import inspect
 import math
+import sys
+import types
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -20,6 +28,8 @@ from django_dbtuning import conninfo
 
 __all__ = [
     "check_conn_max_age",
+    "describe",
+    "message_vocabulary",
     "check_pool_values",
     "check_connection_values",
     "check_startup_options",
@@ -40,6 +50,14 @@ _HINTS = {
 LIVE_CONNECT_TIMEOUT = 5
 
 
+def describe(value: object) -> str:
+    """``value`` for a message: numbers, booleans and None as they are, anything else by
+    its type (a string that failed validation may be a secret in the wrong place)."""
+    if value is None or isinstance(value, bool | int | float):
+        return repr(value)
+    return f"a {type(value).__name__}"
+
+
 def _secrets(entry: Mapping[str, Any]) -> list[object]:
     options = entry.get("OPTIONS")
     found: list[object] = [entry.get("PASSWORD")]
@@ -48,16 +66,80 @@ def _secrets(entry: Mapping[str, Any]) -> list[object]:
     return [secret for secret in found if secret not in (None, "")]
 
 
+def _kept(alias: str, entry: Mapping[str, Any]) -> list[object]:
+    """What a message may legitimately contain: the alias and every non-secret value."""
+    options = entry.get("OPTIONS")
+    kept: list[object] = [alias] + [
+        entry.get(k) for k in ("NAME", "USER", "HOST", "PORT")
+    ]
+    if isinstance(options, Mapping):
+        kept += [
+            value
+            for key, value in options.items()
+            if key not in conninfo.secret_keywords() and isinstance(value, str | int)
+        ]
+    return kept
+
+
+# Texts of libpq and psycopg_pool produced without any secret (the dry run is never given
+# one; pool sizes are numbers): fixed text like the constants, which the backstop leaves
+# alone. Bounded: past the bound more is scrubbed, never less.
+_LIBRARY_TEXTS: set[str] = set()
+_LIBRARY_TEXTS_MAX = 1000
+
+
+def _library_text(text: str) -> str:
+    if len(_LIBRARY_TEXTS) < _LIBRARY_TEXTS_MAX:
+        _LIBRARY_TEXTS.add(text)
+    return text
+
+
+def _strings(constants: Iterable[object]) -> Iterable[str]:
+    for constant in constants:
+        if isinstance(constant, types.CodeType):
+            yield from _strings(constant.co_consts)
+        elif isinstance(constant, tuple | frozenset | list | set):
+            yield from _strings(constant)
+        elif isinstance(constant, dict):
+            yield from _strings([*constant.keys(), *constant.values()])
+        elif isinstance(constant, str | int) and not isinstance(constant, bool):
+            yield str(constant)
+
+
+@functools.cache
+def message_vocabulary() -> str:
+    """The fixed text check messages are made of: every string (and number) constant of
+    the modules that compose them, and libpq's keywords. A secret found in it is not
+    scrubbed: masking ``postgres`` in ``postgresql.org`` would reveal the password."""
+    texts = set(conninfo.libpq_keywords())
+    for name in ("django_dbtuning.checks", __name__, conninfo.__name__):
+        module = sys.modules.get(name)
+        for value in vars(module).values() if module else ():
+            if inspect.isfunction(value) and value.__module__ == name:
+                texts.update(_strings(value.__code__.co_consts))
+            else:
+                texts.update(_strings([value]))
+    return "\n".join(sorted(texts))
+
+
+def scrub(alias: str, entry: Mapping[str, Any], text: str) -> str:
+    """``text`` without the entry's secrets, by :func:`conninfo.scrub`'s backstop rules."""
+    vocabulary = "\n".join([message_vocabulary(), *_LIBRARY_TEXTS])
+    return conninfo.scrub(
+        text, _secrets(entry), keep=_kept(alias, entry), vocabulary=vocabulary
+    )
+
+
 def scrub_messages(
-    entry: Mapping[str, Any], messages: Iterable[CheckMessage]
+    alias: str, entry: Mapping[str, Any], messages: Iterable[CheckMessage]
 ) -> list[CheckMessage]:
-    """The messages with any of the entry's secrets replaced by ``***`` (a backstop)."""
-    secrets = _secrets(entry)
+    """The messages with the entry's secrets replaced by ``***`` (a backstop: messages are
+    not built from secrets; see :func:`conninfo.scrub` for what is left alone)."""
     result = []
     for message in messages:
-        message.msg = conninfo.scrub(message.msg, secrets)
+        message.msg = scrub(alias, entry, message.msg)
         if message.hint:
-            message.hint = conninfo.scrub(message.hint, secrets)
+            message.hint = scrub(alias, entry, message.hint)
         result.append(message)
     return result
 
@@ -89,17 +171,12 @@ def check_connection_values(alias: str, entry: Mapping[str, Any]) -> list[CheckM
     for problem in conninfo.connection_problems(params):
         keyword = problem.keyword
         if keyword is not None and keyword in params:
-            shown = (
-                "***"
-                if keyword in conninfo.secret_keywords()
-                else repr(params[keyword])
-            )
-            where = f"DATABASES[{alias!r}]{_location(entry, keyword)} is {shown}"
+            where = f"DATABASES[{alias!r}]{_location(entry, keyword)}: libpq refuses it"
         else:
-            where = f"DATABASES[{alias!r}] has connection settings that"
+            where = f"DATABASES[{alias!r}]: libpq refuses the connection settings"
         messages.append(
             Error(
-                f"{where}: libpq refuses it ({problem.message}), so the first connection "
+                f"{where} ({_library_text(problem.message)}), so the first connection "
                 "fails.",
                 hint=_HINTS.get(
                     keyword or "", f"See the accepted values at {LIBPQ_DOCS}."
@@ -118,14 +195,14 @@ def check_startup_options(alias: str, entry: Mapping[str, Any]) -> list[CheckMes
         return []
     where = f"DATABASES[{alias!r}]['OPTIONS']['options']"
     if not isinstance(options, str):
-        problem = f"is a {type(options).__name__}, not a string"
+        problem = f"is {describe(options)}, not a string"
         settings = None
     else:
         try:
             settings = conninfo.option_settings(options)
             problem = ""
         except conninfo.StartupOptionsError as exc:
-            settings, problem = None, f"is {options!r}: {exc}"
+            settings, problem = None, f"is not valid ({exc})"
     if settings is None:
         return [
             Error(
@@ -138,7 +215,8 @@ def check_startup_options(alias: str, entry: Mapping[str, Any]) -> list[CheckMes
         ]
     return [
         Error(
-            f"{where} sets {name}={value}: {refused}; the server refuses the connection.",
+            f"{where} sets {name}={value}, which {refused}: the server refuses the "
+            "connection.",
             hint="Use at most 2147483647ms (about 24 days), or 0 to disable the timeout.",
             id="dbtuning.E024",
         )
@@ -158,7 +236,7 @@ def check_conn_max_age(alias: str, entry: Mapping[str, Any]) -> list[CheckMessag
         return []
     return [
         Error(
-            f"DATABASES[{alias!r}]['CONN_MAX_AGE'] is {value!r}, not a number of seconds "
+            f"DATABASES[{alias!r}]['CONN_MAX_AGE'] is {describe(value)}, not a number of seconds "
             "or None: Django fails at the first request ('unsupported operand type').",
             hint="Use an int, e.g. CONN_MAX_AGE=600 (int(os.environ[...]) for an "
             "environment variable), 0 for a new connection per request, or None.",
@@ -186,7 +264,7 @@ def _pool_refuses(**kwargs: Any) -> str | None:
         # A name of its own keeps psycopg_pool's "pool-N" counter for the real pools.
         ConnectionPool(open=False, name="dbtuning-check", **kwargs)
     except (TypeError, ValueError) as exc:
-        return str(exc)
+        return _library_text(str(exc))
     return None
 
 
@@ -202,7 +280,8 @@ def check_pool_values(alias: str, pool: Mapping[str, Any]) -> list[CheckMessage]
     if refused:
         messages.append(
             Error(
-                f"{where} sizes are invalid: min_size={min_size!r}, max_size={max_size!r} "
+                f"{where} sizes are invalid: min_size={describe(min_size)}, "
+                f"max_size={describe(max_size)} "
                 f"({refused}).",
                 hint="Let django_dbtuning.pool.database() size the pool, or fix the numbers.",
                 id="dbtuning.E014",
@@ -239,7 +318,7 @@ def check_pool_values(alias: str, pool: Mapping[str, Any]) -> list[CheckMessage]
     for key, (expected, hint) in problems.items():
         messages.append(
             Error(
-                f"{where}[{key!r}] is {pool[key]!r}; it must be {expected}.",
+                f"{where}[{key!r}] is {describe(pool[key])}; it must be {expected}.",
                 hint=hint,
                 id="dbtuning.E020",
             )
@@ -250,9 +329,8 @@ def check_pool_values(alias: str, pool: Mapping[str, Any]) -> list[CheckMessage]
 # -- check --database: ask the live server -------------------------------------------------
 
 
-def _first_line(exc: BaseException, secrets: Iterable[object]) -> str:
-    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return conninfo.scrub(text, secrets)
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _connect_timeout(value: object) -> int:
@@ -296,13 +374,13 @@ def read_server(
         options, settings = None, []
     # Settings the static check already refuses are not asked about twice.
     unasked = [s for s in settings if conninfo.setting_problem(*s) is None]
-    secrets = _secrets(entry)
     try:
         trial = {**kwargs, "options": options} if options else kwargs
         with psycopg.connect(**trial) as conn:
             return _limits(conn), []
     except (psycopg.Error, OSError) as exc:
-        failure = _first_line(exc, secrets)
+        # libpq never echoes a password, but the server echoes names: scrub as a backstop.
+        failure = scrub(alias, entry, _first_line(exc))
     if not options:
         return None, [_unreachable(alias, failure)]
     try:  # the server may refuse only the startup options: ask it which and why
@@ -342,10 +420,11 @@ def _diagnose_settings(
     conn.rollback()
     messages: list[CheckMessage] = []
 
-    def refuse(name: str, value: str, why: str, hint: str) -> None:
+    def refuse(name: str, why: str, hint: str) -> None:
+        # The setting's name, never its value: the server refused it.
         messages.append(
             Error(
-                f"{where} sets {name}={value}, which the server refuses: {why}.",
+                f"{where} sets {name}, which the server refuses: {why}.",
                 hint=hint,
                 id="dbtuning.E024",
             )
@@ -359,7 +438,6 @@ def _diagnose_settings(
                 close = difflib.get_close_matches(lowered, contexts, n=1)
                 refuse(
                     name,
-                    value,
                     "no such setting",
                     f"Did you mean {close[0]!r}?"
                     if close
@@ -368,7 +446,6 @@ def _diagnose_settings(
         elif context in ("postmaster", "sighup", "internal"):
             refuse(
                 name,
-                value,
                 f"it cannot be set when connecting (context {context})",
                 "Set it in postgresql.conf or with ALTER SYSTEM instead.",
             )
@@ -377,12 +454,17 @@ def _diagnose_settings(
                 conn.execute("SELECT set_config(%s, %s, true)", (lowered, value))
             except psycopg.Error as exc:
                 diag = exc.diag
-                why = diag.message_primary or _first_line(exc, ())
-                hint = diag.message_hint or (
-                    "See its unit and range: SELECT unit, min_val, max_val, enumvals "
-                    f"FROM pg_settings WHERE name = {conninfo.quote_literal(lowered)}."
+                why = conninfo.value_free(diag.message_primary or "", [value])
+                hint = conninfo.value_free(diag.message_hint or "", [value])
+                refuse(
+                    name,
+                    why or "an invalid value",
+                    hint
+                    or (
+                        "See its unit and range: SELECT unit, min_val, max_val, enumvals "
+                        f"FROM pg_settings WHERE name = {conninfo.quote_literal(lowered)}."
+                    ),
                 )
-                refuse(name, value, why, hint)
             finally:
                 conn.rollback()
     return messages

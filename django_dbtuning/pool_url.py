@@ -9,15 +9,30 @@ No message ever contains the URL as given: only :func:`redact_url`'s rendering o
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import ROUND_CEILING
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from django_dbtuning.conninfo import libpq_keywords, secret_keywords
+from django_dbtuning.conninfo import (
+    INT_MAX,
+    libpq_keywords,
+    millisecond_value,
+    shown_value,
+)
 from django_dbtuning.exceptions import InvalidDatabaseURL
 
-__all__ = ["SCHEMES", "URL_PARAMETERS", "ParsedURL", "parse_url", "redact_url"]
+__all__ = [
+    "SCHEMES",
+    "URL_PARAMETERS",
+    "ParsedURL",
+    "parse_url",
+    "redact_url",
+    "url_arguments",
+]
 
 SCHEMES = frozenset({"postgres", "postgresql", "pgsql"})
 # Query-string keys this package understands itself (a URL can carry the pool's knobs,
@@ -49,11 +64,76 @@ _HOST_ITEM = re.compile(
     r"\[(?P<v6>[^\[\]]*)\](?::(?P<p6>[^:]*))?|(?P<host>[^\[\]:]*)(?::(?P<port>[^:]*))?"
 )
 _PORT = re.compile(r"[0-9]{1,5}")
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_]{1,63}")
+# Characters that separate parameters for some reader of the URL (a ';' for older
+# parse_qsl, HTML 4, JDBC-style strings): text holding one may carry a 'password=' inside.
+_SEPARATORS = ";=&"
+
+# The values of this package's own parameters that may be shown: booleans and numbers.
+_BOOLEAN = re.compile(r"1|0|true|false|yes|no|on|off", re.IGNORECASE)
+_COUNT = re.compile(r"[0-9]{1,10}")
+_SECONDS = re.compile(r"[0-9]{1,10}(?:\.[0-9]{1,6})?")
+_DURATION = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,6})?(?:us|ms|s|min|h|d)?")
+_PARAMETER_SHAPES: dict[str, re.Pattern[str]] = {
+    "pool": _BOOLEAN,
+    "pgbouncer": _BOOLEAN,
+    "health_checks": _BOOLEAN,
+    "pool_min_size": _COUNT,
+    "pool_max_size": _COUNT,
+    "pool_max_waiting": _COUNT,
+    "pool_timeout": _SECONDS,
+    "pool_max_idle": _SECONDS,
+    "pool_max_lifetime": _SECONDS,
+    "conn_max_age": re.compile(r"[0-9]{1,10}|none", re.IGNORECASE),
+    "statement_timeout": _DURATION,
+    "lock_timeout": _DURATION,
+    "idle_in_transaction_session_timeout": _DURATION,
+}
+assert set(_PARAMETER_SHAPES) == URL_PARAMETERS
+
+QueryItem = tuple[int, str, str | None]
+"""A query parameter: its offset in the query, its raw key, its raw value (None: no '=')."""
 
 
-def _shown_keys() -> frozenset[str]:
-    # Values of these keys are never secret; any other key may be a misspelt secret.
-    return (libpq_keywords() | URL_PARAMETERS) - secret_keywords()
+def _query_items(query: str) -> list[QueryItem]:
+    items: list[QueryItem] = []
+    position = 0
+    for text in query.split("&"):
+        key, equals, value = text.partition("=")
+        items.append((position, key, value if equals else None))
+        position += len(text) + 1
+    return items
+
+
+def _value_shown(key: str, value: str) -> bool:
+    # A validated enum member or number, spelt without escapes: what libpq reads too.
+    shape = _PARAMETER_SHAPES.get(key)
+    if shape is not None:
+        valid = _URL_ARGUMENTS[key][1](value) is not _INVALID
+        return valid and shape.fullmatch(value) is not None
+    return "%" not in value and shown_value(key, value)
+
+
+def _shown_prefix(items: list[QueryItem]) -> int:
+    """How many leading query parameters are shown in full (and may appear in messages).
+
+    The first parameter that is not a known key with a validated value ends it: its value
+    may be a secret, or hold one after a ';', and a secret with a raw '&' in it runs on
+    into the parameters that follow, so nothing after it is shown either.
+    """
+    for index, (_, key, value) in enumerate(items):
+        if (
+            value is None
+            or not _PLAIN_KEY.fullmatch(key)
+            or not _value_shown(key, value)
+        ):
+            return index
+    return len(items)
+
+
+def _separator_in(text: str) -> bool:
+    # Raw only: a percent-encoded ';' is a literal character for every reader.
+    return any(char in text for char in _SEPARATORS)
 
 
 def redact_url(url: str) -> str:
@@ -61,9 +141,11 @@ def redact_url(url: str) -> str:
 
     Works on any string, parsable or not, by hiding the union of what could be secret under
     each way of reading it: the password up to the *last* ``@`` (a raw ``@``, ``/`` or
-    ``?`` in it) and up to the *first* ``@`` of the authority; a non-numeric "port"; every
-    query value from the first one whose key is not a known non-secret keyword on (a secret
-    may run on through raw ``&``); everything after a ``#``. A string without a
+    ``?`` in it) and up to the *first* ``@`` of the authority; a non-numeric "port"; a
+    host or database name holding ``;``, ``=`` or ``&`` and what follows it; every query
+    value from the first one that is not a validated enum member or number (``sslmode=
+    require``, ``connect_timeout=5``) on: a secret may run on through raw ``&``, or sit
+    behind a ``;`` in another value; everything after a ``#``. A string without a
     ``scheme://`` is hidden whole: nothing in it tells a password apart.
     """
     scheme = _SCHEME.match(url)
@@ -88,14 +170,26 @@ def redact_url(url: str) -> str:
     authority_end = min(
         (i for i in (url.find(c, start) for c in "/?#") if i >= 0), default=len(url)
     )
+    empty_password = url.find(":@", start, authority_end)
+    if empty_password >= 0:
+        # 'user:@x': an empty password, or a password '@x' whose '@host' is missing.
+        hide(empty_password + 2, authority_end)
     # Where the host list starts when the userinfo ends at the last '@' (a raw '@', '/'
-    # or '?' in the password), and when it ends at the authority's own '@'.
+    # or '?' in the password), at the authority's own last '@', and at its first.
     hosts_at = {
         last_at + 1 if last_at >= 0 else start,
         start + url[start:authority_end].rfind("@") + 1,
+        start + url[start:authority_end].find("@") + 1,
     }
     for begin in hosts_at:
         _hide_bad_ports(url, begin, hide)
+    if url.startswith("/", authority_end):
+        path_end = min(
+            (i for i in (url.find(c, authority_end) for c in "?#") if i >= 0),
+            default=len(url),
+        )
+        if _separator_in(url[authority_end + 1 : path_end]):
+            hide(authority_end + 1, len(url))
     question = url.find("?", start)
     if question >= 0:
         _hide_query(url, question + 1, hide)
@@ -114,7 +208,7 @@ def redact_url(url: str) -> str:
 def _odd_user(user: str) -> bool:
     # A "user" holding these cannot be a plain user name: under another reading it holds
     # a path or query (and their secrets), so it is hidden.
-    return any(char in user for char in "@/?#&=")
+    return any(char in user for char in "@/?#") or _separator_in(user)
 
 
 def _hide_bad_ports(url: str, begin: int, hide: Callable[[int, int], None]) -> None:
@@ -128,6 +222,9 @@ def _hide_bad_ports(url: str, begin: int, hide: Callable[[int, int], None]) -> N
             tail_at = close + 1 if close >= 0 else 0
         else:
             tail_at = item.find(":") if ":" in item else len(item)
+        if _separator_in(item[:tail_at]):
+            hide(position, len(url))
+            return
         tail = item[tail_at:]
         if tail and not (tail.startswith(":") and _is_port(tail[1:])):
             # Not a port: likely a password missing its '@host', whose remainder may run
@@ -142,15 +239,16 @@ def _is_port(text: str) -> bool:
 
 
 def _hide_query(url: str, begin: int, hide: Callable[[int, int], None]) -> None:
-    shown_keys = _shown_keys()
-    position = begin
-    for text in url[begin:].split("&"):
-        key, equals, _ = text.partition("=")
-        if not equals or _unquote_or_none(key) not in shown_keys:
-            # A secret may run on through raw '&'s: hide the rest of the string.
-            hide(position + (len(key) + 1 if equals else 0), len(url))
-            return
-        position += len(text) + 1
+    items = _query_items(url[begin:])
+    shown = _shown_prefix(items)
+    if shown == len(items):
+        return
+    position, key, value = items[shown]
+    # The first parameter not shown in full keeps its key when it is a plain word (no
+    # earlier value can run on into it); its value and everything after are hidden.
+    if value is not None and _PLAIN_KEY.fullmatch(key):
+        position += len(key) + 1
+    hide(begin + position, len(url))
 
 
 # -- parsing -------------------------------------------------------------------------------
@@ -171,6 +269,10 @@ class ParsedURL:
     """This package's own query parameters (``pool_max_size``...), undecoded strings."""
     shown: str = ""
     """The URL as :func:`redact_url` shows it."""
+    echoable: frozenset[str] = frozenset()
+    """Keys whose values may appear in messages: the query parameters :func:`redact_url`
+    shows in full (validated enum members and numbers before any other parameter), and
+    ``user`` unless it is hidden. No other value from the URL is ever put in a message."""
 
     def __repr__(self) -> str:
         return f"ParsedURL({self.shown!r})"
@@ -238,7 +340,7 @@ def parse_url(url: str) -> ParsedURL:
     userinfo, at, hostport = parts.netloc.rpartition("@")
     user, _, password = userinfo.partition(":")
     hosts, ports = _hosts_and_ports(hostport, shown)
-    options, parameters, host, port = _query(parts.query, shown)
+    options, parameters, host, port, echoable = _query(parts.query, shown)
     name = _decode(parts.path[1:], "database name", shown)
     if not name and "service" not in options:
         raise _invalid(shown, "names no database (…/DBNAME)")
@@ -251,6 +353,7 @@ def parse_url(url: str) -> ParsedURL:
         options=options,
         parameters=parameters,
         shown=shown,
+        echoable=echoable if _odd_user(user) else echoable | {"user"},
     )
 
 
@@ -302,17 +405,20 @@ def _port(text: str, shown: str) -> str:
 
 def _query(
     query: str, shown: str
-) -> tuple[dict[str, str], dict[str, str], str | None, str | None]:
+) -> tuple[dict[str, str], dict[str, str], str | None, str | None, frozenset[str]]:
     options: dict[str, str] = {}
     parameters: dict[str, str] = {}
     host: str | None = None
     port: str | None = None
     known = libpq_keywords()
     seen: set[str] = set()
-    for number, text in enumerate(query.split("&") if query else [], start=1):
-        if "=" not in text:
+    items = _query_items(query) if query else []
+    shown_count = _shown_prefix(items)
+    # Messages name parameters by key or position and never quote a value: a value
+    # after a secret may be the secret's tail (a raw '&' in it).
+    for number, (_, raw_key, raw_value) in enumerate(items, start=1):
+        if raw_value is None:
             raise _fail(shown, f"query parameter #{number} has no '='")
-        raw_key, raw_value = text.split("=", 1)
         # libpq's rules, not parse_qsl's: '+' stays a plus sign, bad escapes are errors.
         key, value = _unquote_or_none(raw_key), _unquote_or_none(raw_value)
         if key is None or value is None:
@@ -333,9 +439,105 @@ def _query(
         elif key in known:
             options[key] = value
         else:
+            # Only the first parameter not shown in full may be named: no earlier value
+            # can have run on into its key.
+            named = (
+                repr(key)
+                if number - 1 == shown_count and _PLAIN_KEY.fullmatch(raw_key)
+                else f"#{number}"
+            )
             raise _invalid(
                 shown,
-                f"unknown parameter {key!r} (libpq would reject it); known: "
+                f"unknown parameter {named} (libpq would reject it); known: "
                 + ", ".join(sorted(URL_PARAMETERS | (known - set(_IN_THE_URL)))),
             )
-    return options, parameters, host, port
+    echoable = frozenset(key for _, key, _ in items[:shown_count])
+    return options, parameters, host, port, echoable
+
+
+# -- this package's own parameters ----------------------------------------------------------
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+_INVALID: Any = object()
+
+
+def _boolean(text: str) -> Any:
+    lowered = text.strip().lower()
+    return True if lowered in _TRUE else False if lowered in _FALSE else _INVALID
+
+
+def _integer(minimum: int) -> Callable[[str], Any]:
+    def convert(text: str) -> Any:
+        try:
+            number = int(text)
+        except ValueError:
+            return _INVALID
+        return number if minimum <= number <= INT_MAX else _INVALID
+
+    return convert
+
+
+def _seconds(text: str) -> Any:
+    try:
+        number = float(text)
+    except ValueError:
+        return _INVALID
+    return number if math.isfinite(number) and number > 0 else _INVALID
+
+
+def _conn_max_age(text: str) -> Any:
+    return None if text.strip().lower() in ("none", "") else _integer(0)(text)
+
+
+def _milliseconds(text: str) -> Any:
+    # database()'s rule for a timeout: PostgreSQL's units, rounded up, at most INT_MAX.
+    ms = millisecond_value(text)
+    if ms is None or ms < 0:
+        return _INVALID
+    whole = int(ms.to_integral_value(rounding=ROUND_CEILING))
+    return whole if whole <= INT_MAX else _INVALID
+
+
+_DURATION_RULE = (
+    "a duration such as 500ms, 5s or 2min (an int is milliseconds), at most "
+    f"{INT_MAX} ms"
+)
+# URL parameter -> (the database() argument it fills, its conversion, what it must be).
+_URL_ARGUMENTS: dict[str, tuple[str, Callable[[str], Any], str]] = {
+    "pool": ("pool", _boolean, "true or false"),
+    "pgbouncer": ("pgbouncer", _boolean, "true or false"),
+    "health_checks": ("health_checks", _boolean, "true or false"),
+    "pool_min_size": ("min_size", _integer(0), "an integer >= 0"),
+    "pool_max_size": ("max_size", _integer(1), "an integer >= 1"),
+    "pool_max_waiting": ("max_waiting", _integer(0), "an integer >= 0"),
+    "pool_timeout": ("timeout", _seconds, "a finite number of seconds > 0"),
+    "pool_max_idle": ("max_idle", _seconds, "a finite number of seconds > 0"),
+    "pool_max_lifetime": ("max_lifetime", _seconds, "a finite number of seconds > 0"),
+    "conn_max_age": ("conn_max_age", _conn_max_age, "an integer >= 0 or none"),
+    "statement_timeout": ("statement_timeout", _milliseconds, _DURATION_RULE),
+    "lock_timeout": ("lock_timeout", _milliseconds, _DURATION_RULE),
+    "idle_in_transaction_session_timeout": (
+        "idle_in_transaction_session_timeout",
+        _milliseconds,
+        _DURATION_RULE,
+    ),
+}
+assert set(_URL_ARGUMENTS) == URL_PARAMETERS
+
+
+def url_arguments(parsed: ParsedURL) -> dict[str, Any]:
+    """The URL's own parameters as ``database()`` arguments (timeouts in whole ms).
+
+    Raises:
+        InvalidDatabaseURL: a value that cannot be used; the message names the parameter
+            and what it must be, never the value (it may be a secret's tail).
+    """
+    arguments: dict[str, Any] = {}
+    for key, text in parsed.parameters.items():
+        argument, convert, rule = _URL_ARGUMENTS[key]
+        value = convert(text)
+        if value is _INVALID:
+            raise _invalid(parsed.shown, f"parameter {key} must be {rule}")
+        arguments[argument] = value
+    return arguments

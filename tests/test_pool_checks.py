@@ -328,12 +328,12 @@ def test_every_keyword_of_the_installed_libpq_passes_e016(keyword):
     [
         (
             options_entry(connect_timeout="abc"),
-            "['OPTIONS']['connect_timeout'] is 'abc'",
+            "['OPTIONS']['connect_timeout']: libpq refuses it",
             "seconds",
         ),
         (
             options_entry(sslmode="bogus"),
-            "['OPTIONS']['sslmode'] is 'bogus'",
+            "['OPTIONS']['sslmode']: libpq refuses it (invalid sslmode value)",
             "sslmode",
         ),
         (
@@ -351,17 +351,20 @@ def test_every_keyword_of_the_installed_libpq_passes_e016(keyword):
             "['OPTIONS']['target_session_attrs']",
             "target_session_attrs",
         ),
-        ({**BASE, "CONN_MAX_AGE": 600, "PORT": "-1"}, "['PORT'] is '-1'", "port"),
-        ({**BASE, "CONN_MAX_AGE": 600, "PORT": 70000}, "['PORT'] is 70000", "port"),
+        ({**BASE, "CONN_MAX_AGE": 600, "PORT": "-1"}, "['PORT']: libpq", "port"),
+        ({**BASE, "CONN_MAX_AGE": 600, "PORT": 70000}, "['PORT']: libpq", "port"),
     ],
 )
-def test_values_libpq_or_psycopg_refuse_are_e022_naming_alias_key_and_value(
+def test_values_libpq_or_psycopg_refuse_are_e022_naming_alias_and_key_not_value(
     entry, where, fragment
 ):
     (message,) = messages_for(entry)
     assert message.id == "dbtuning.E022"
     assert message.msg.startswith(f"DATABASES['default']{where}")
     assert fragment in message.msg + message.hint
+    refused = [v for v in (*entry.get("OPTIONS", {}).values(), entry["PORT"]) if v]
+    for value in refused:  # a value that failed validation is never echoed
+        assert repr(value) not in message.msg and f'"{value}"' not in message.msg
 
 
 @pytest.mark.parametrize(
@@ -439,12 +442,12 @@ def test_w018_hint_quotes_the_role():
     )
 
 
-def test_a_password_echoed_by_libpq_is_scrubbed_from_messages():
+def test_a_password_in_the_wrong_setting_is_not_echoed():
     entry = {**BASE, "PASSWORD": "hunter2x", "PORT": "hunter2x", "CONN_MAX_AGE": 600}
     (message,) = messages_for(entry)
     assert message.id == "dbtuning.E022"
+    assert message.msg.startswith("DATABASES['default']['PORT']: libpq refuses it")
     assert "hunter2x" not in message.msg + message.hint
-    assert "***" in message.msg
 
 
 def test_manage_py_check_database_reports_bad_settings_instead_of_a_traceback(tmp_path):
@@ -485,19 +488,17 @@ def test_manage_py_check_database_reports_bad_settings_instead_of_a_traceback(tm
     assert "Traceback" not in output
     assert result.returncode == 1
     assert (
-        "DATABASES['default']['OPTIONS']['connect_timeout'] is 'abc': libpq refuses it"
-        in output
+        "DATABASES['default']['OPTIONS']['connect_timeout']: libpq refuses it" in output
     )
-    assert (
-        "sets statment_timeout=5s, which the server refuses: no such setting" in output
-    )
+    assert "sets statment_timeout, which the server refuses: no such setting" in output
     assert "Did you mean 'statement_timeout'?" in output
     assert (
-        'sets work_mem=lots, which the server refuses: invalid value for parameter "work_mem"'
+        'sets work_mem, which the server refuses: invalid value for parameter "work_mem".'
         in output
     )
+    assert "lots" not in output  # a value the server refused is not echoed
     assert (
-        "sets shared_buffers=1MB, which the server refuses: it cannot be set when connecting"
+        "sets shared_buffers, which the server refuses: it cannot be set when connecting"
         in output
     )
     assert "'fine'" not in output
