@@ -787,14 +787,36 @@ def check_copy_manager(manager: Any, **kwargs: Any) -> list[CheckMessage]:
     return messages
 
 
-_REPORT_DURATION = r"^\s*\d+(\.\d+)?\s*(us|ms|s|min|h|d)?\s*$"
+def _report_timeouts() -> list[CheckMessage]:
+    # The same rule dbreport applies when it runs: a timeout it would refuse (0 or
+    # negative, which leave it without one; not a duration; over INT_MAX ms). A value of the
+    # wrong type is dbtuning.E002's.
+    from django_dbtuning.report import timeouts
+
+    user = getattr(settings, "DBTUNING", None)
+    values = user if isinstance(user, Mapping) else {}
+    messages: list[CheckMessage] = []
+    for name in timeouts.NAMES:
+        value = values.get(name, SETTINGS[name].default)
+        problem = (
+            timeouts.problem(name, value) if is_valid(SETTINGS[name], value) else None
+        )
+        if problem is not None:
+            messages.append(
+                Error(
+                    f"{problem}.",
+                    hint="dbreport refuses to run with it: every report query runs under "
+                    "a timeout of 1 ms to 2147483647 ms; a fraction of a millisecond "
+                    "rounds up to 1 ms.",
+                    id="dbtuning.E051",
+                )
+            )
+    return messages
 
 
 @register()
 def check_dbreport_settings(**kwargs: Any) -> list[CheckMessage]:
     """dbreport's settings: thresholds, timeouts, and what the live metrics report on."""
-    import re
-
     from django.db import connections
 
     from django_dbtuning.report.findings import DEFAULT_THRESHOLDS, SECTIONS
@@ -824,17 +846,7 @@ def check_dbreport_settings(**kwargs: Any) -> list[CheckMessage]:
                     id="dbtuning.E050",
                 )
             )
-    for name in ("REPORT_STATEMENT_TIMEOUT", "REPORT_LOCK_TIMEOUT"):
-        value = conf.get(name)
-        if isinstance(value, str) and not re.match(_REPORT_DURATION, value):
-            messages.append(
-                Error(
-                    f"DBTUNING[{name!r}] is {value!r}, which PostgreSQL cannot parse as "
-                    "a duration.",
-                    hint="Use '500ms', '5s', '1min' or an int of milliseconds.",
-                    id="dbtuning.E051",
-                )
-            )
+    messages.extend(_report_timeouts())
     unknown = [s for s in conf.REPORT_METRICS_SECTIONS if s not in SECTIONS]
     if unknown:
         messages.append(
