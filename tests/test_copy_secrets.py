@@ -40,7 +40,7 @@ from django.test.utils import CaptureQueriesContext
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from django_dbtuning import CopyDataError, CopyIntegrityError
+from django_dbtuning import CopyDataError, CopyError, CopyIntegrityError
 from django_dbtuning.copying import redact
 from django_dbtuning.exceptions import CopyConcurrencyError
 from django_dbtuning.pool import connection_kwargs
@@ -521,8 +521,10 @@ def test_trigger_raise_shows_only_the_sqlstate() -> None:
     with pytest.raises(ProgrammingError) as info:
         Sample.objects.copy_from([{"text": "hunter2"}])
     assert str(info.value) == (
-        "COPY into copyapp.Sample failed: raise exception (SQLSTATE P0001)"
+        "COPY into copyapp.Sample failed while copying batch 0 (rows 0-0): raise "
+        "exception (SQLSTATE P0001). The load was rolled back and wrote nothing."
     )
+    assert isinstance(info.value, CopyError)
     assert isinstance(info.value.pg_error, psycopg.errors.RaiseException)  # type: ignore[attr-defined]
     assert "hunter2" in str(info.value.pg_error)  # type: ignore[attr-defined]
 

@@ -159,11 +159,8 @@ def open_text(source: Any, encoding: str) -> tuple[Any, list[Callable[[], None]]
         return handle, closers, encoding
     if isinstance(source, io.TextIOBase):
         if isinstance(source, io.TextIOWrapper):
-            # csv needs newline="": a wrapper that translates "\r\n" inside a quoted
-            # value to "\n" would change the data (possible only before the first
-            # read). surrogateescape lets an undecodable byte be named by its row.
-            with contextlib.suppress(ValueError, io.UnsupportedOperation):
-                source.reconfigure(newline="")
+            untranslated(source)
+            # surrogateescape lets an undecodable byte be named by its row.
             with contextlib.suppress(ValueError, io.UnsupportedOperation):
                 source.reconfigure(errors="surrogateescape")
         return source, closers, getattr(source, "encoding", None) or encoding
@@ -185,6 +182,52 @@ def open_text(source: Any, encoding: str) -> tuple[Any, list[Callable[[], None]]
 
     closers.append(detach)
     return handle, closers, encoding
+
+
+_TRANSLATING = (
+    "cannot read this text file as CSV exactly: it has been read from already and "
+    'cannot be switched to newline="" ({why}), so "\\r\\n" inside a quoted value '
+    'would become "\\n"; open it with open(path, newline="") before reading from '
+    "it, or pass the path or a file opened in binary mode ('rb')"
+)
+
+
+def untranslated(source: io.TextIOWrapper) -> None:
+    """Make the caller's text file read newlines as they are (csv's ``newline=""``).
+
+    A file opened with the default ``newline=None`` turns ``"\r\n"`` and ``"\r"``
+    into ``"\n"`` as it reads, inside quoted values too. ``reconfigure(newline="")``
+    is allowed only before the first read. After one (the caller skipped a preamble
+    line), the file is moved back to where its reader stands, which drops what it had
+    decoded ahead, and switched there: ``seek(tell())`` restores the exact position, and
+    when that position is a plain byte offset (the upper bits of CPython's cookie,
+    decoder flags and bytes to re-feed, are zero) and the codec's decoder starts in the
+    state ``(b"", 0)``, the rest decodes from there exactly as a fresh reader would.
+    Anything else (a pipe, a file being iterated, a stateful codec such as utf-16 or
+    utf-8-sig) is refused: the load could not tell what the translation changed.
+    """
+    try:
+        source.reconfigure(newline="")
+        return
+    except (ValueError, io.UnsupportedOperation):
+        pass
+    if not source.seekable():
+        raise ValueError(_TRANSLATING.format(why="it is not seekable"))
+    try:
+        cookie = source.tell()
+    except OSError:
+        raise ValueError(
+            _TRANSLATING.format(why="it is being iterated, so tell() is disabled")
+        ) from None
+    try:
+        fresh = codecs.getincrementaldecoder(source.encoding)().getstate()
+    except LookupError:  # pragma: no cover - the file decodes with it already
+        fresh = None
+    if cookie >> 64 or fresh != (b"", 0):
+        why = f"its {source.encoding} decoder holds a state at this position"
+        raise ValueError(_TRANSLATING.format(why=why))
+    source.seek(cookie)
+    source.reconfigure(newline="")
 
 
 def _undecodable(text: str) -> int:

@@ -17,8 +17,15 @@ Per batch:
   collapse to the last one, and every load locks rows in key order, so overlapping
   concurrent upserts cannot deadlock.
 
-A deadlock, serialization failure or lock/statement timeout raises
+Any database error, at any stage (reading the table's constraints, creating the staging
+table, taking ids, a COPY, the foreign-key checks, the merge, the commit), raises a
+:class:`~django_dbtuning.CopyError` that says what the load was doing (``Stage``): a
+deadlock, serialization failure or lock/statement timeout is a
 :class:`~django_dbtuning.CopyConcurrencyError` naming the batch and rows being written.
+
+No statement that carries an identifier takes ``%s`` parameters: values are bound as
+literals with :mod:`psycopg.sql` (see :mod:`.names`), so a ``%`` in a table name stays a
+``%``.
 """
 
 from __future__ import annotations
@@ -36,17 +43,25 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connections, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
+from psycopg import sql
 
 from django_dbtuning.copying import dumpers
+from django_dbtuning.copying.conflict import (
+    Target,
+    confirm,
+    conflict_target,
+    unique_columns,
+)
 from django_dbtuning.copying.errors import (
     Locator,
-    concurrency_error,
+    Stage,
     copy_error,
-    database_error,
+    load_error,
     problem_error,
     row_error,
     unwritable,
 )
+from django_dbtuning.copying.names import render
 from django_dbtuning.copying.options import progress_callback, validate
 from django_dbtuning.copying.plan import DB_DEFAULT, Column, ModelPlan, RowProblem
 from django_dbtuning.copying.redact import conversion_reason, unchained
@@ -153,8 +168,9 @@ class _Load:
         self.on_conflict = on_conflict
         self.return_ids = return_ids
         self.plan = ModelPlan(model, connection)
-        self.qn = connection.ops.quote_name
-        self.table = self.qn(self.plan.table)
+        self.table = self.plan.quoted_table
+        # What the load is doing, for an error at any point.
+        self.stage = Stage()
         self.unique_names = list(unique_fields or [])
         self.update_names = None if update_fields is None else list(update_fields)
         self.result = CopyResult(ids=[] if return_ids else None)
@@ -164,17 +180,14 @@ class _Load:
         self.staging: Staging | None = None
         self.keys: list[Column] = []
         self.order: list[Column] = []
+        self.target = Target([])
         self.locator = Locator()
-        # Rows of the batch being written, for errors: (batch number, first, last).
-        self.batch = (0, 0, 0)
         self.batches = 0
         # Instances of an upsert with return_ids: their ids are known at the end.
         self.pending: list[models.Model] = []
         # Rows made from Python values may be converted again on a dumper error; CSV
         # cells were converted once already and some go to the server as text.
         self.convertible = True
-        self.predicate = ""
-        self.predicate_params: list[Any] = []
         self.binary = True
         self.columns: list[Column] = []
         self.short = 0
@@ -207,8 +220,9 @@ class _Load:
                     "include it in the rows"
                 )
         self.keys = keys
-        self.order = keys or self.unique_columns(names)
-        self.predicate, self.predicate_params = self.partial_index_predicate(keys)
+        self.order = keys or unique_columns(plan, names)
+        if keys:
+            self.target = conflict_target(plan, keys)
         if self.update_names is not None:
             updates = [plan.column(n) for n in self.update_names]
             for update in updates:
@@ -237,55 +251,19 @@ class _Load:
                 "use on_conflict='ignore'"
             )
 
-    def unique_columns(self, loaded: set[str]) -> list[Column]:
-        """Every column of the model's unique constraints this load fills, in order.
-
-        ``on_conflict="ignore"`` without ``unique_fields`` may conflict on any of them;
-        inserting in this order keeps concurrent loads from locking in opposite orders.
-        """
-        opts = self.model._meta
-        sets: list[list[str]] = [[opts.pk.name]]
-        sets += [[f.name] for f in opts.concrete_fields if f.unique]
-        sets += [list(names) for names in opts.unique_together]
-        sets += [
-            list(c.fields)
-            for c in opts.constraints
-            if isinstance(c, models.UniqueConstraint) and c.fields
-        ]
-        order: list[Column] = []
-        for names in sets:
-            columns = [self.plan.column(n) for n in names]
-            if all(c.name in loaded for c in columns):
-                order += [c for c in columns if c not in order]
-        return order
-
-    def partial_index_predicate(self, keys: list[Column]) -> tuple[str, list[Any]]:
-        """The WHERE of a conditional UniqueConstraint on exactly ``keys``, if any.
-
-        ``ON CONFLICT (code)`` only matches a partial unique index when the statement
-        repeats its predicate: ``ON CONFLICT (code) WHERE active``.
-        """
-        names = {k.name for k in keys}
-        for constraint in self.model._meta.constraints:
-            condition = getattr(constraint, "condition", None)
-            fields = getattr(constraint, "fields", ())
-            if (
-                isinstance(constraint, models.UniqueConstraint)
-                and condition is not None
-                and fields
-                and {self.plan.column(f).name for f in fields} == names
-            ):
-                from django.db.models.sql.query import Query
-
-                # What Django's own UniqueConstraint does to write the index's WHERE.
-                query = Query(model=self.model, alias_cols=False)
-                where = query.build_where(condition)
-                compiler = query.get_compiler(connection=self.connection)
-                sql, params = where.as_sql(compiler, self.connection)
-                return f" WHERE {sql}", list(params)
-        return "", []
+    def at(
+        self,
+        stage: str,
+        batch: int | None = None,
+        first: int | None = None,
+        last: int | None = None,
+    ) -> None:
+        self.stage = Stage(stage, batch, first, last)
 
     def setup(self, cursor: CursorWrapper) -> None:
+        self.at("reading the table's constraints")
+        # Before any row is sent: a conflict target the table has no index for.
+        confirm(self.target, self.plan, cursor)
         # Django creates foreign keys DEFERRABLE INITIALLY DEFERRED: checked at COMMIT,
         # after our savepoint, where no row can be named. Check them per batch instead.
         cursor.execute(
@@ -299,19 +277,18 @@ class _Load:
         if self.binary:
             dumpers.install(cursor.cursor, {c.pg_type or "" for c in self.columns})
         if self.on_conflict is not None:
+            self.at("creating the staging table")
             pk = self.plan.columns.get(self.plan.pk.name)
             self.staging = Staging(
                 self.connection,
-                label=self.label,
-                table=self.table,
+                plan=self.plan,
                 pk=pk if pk in self.columns else None,
                 columns=self.columns,
                 keys=self.keys,
                 order=self.order,
                 updates=self.updates,
                 on_conflict=self.on_conflict,
-                predicate=self.predicate.removeprefix(" WHERE "),
-                predicate_params=self.predicate_params,
+                predicate=self.target.predicate,
                 locator=self.locator,
             )
             self.staging.create(cursor)
@@ -329,22 +306,37 @@ class _Load:
         if self.staging is not None:
             self.merge(cursor, self.staging)
         if self.deferred_fks:
+            self.at("restoring the deferred foreign keys")
             cursor.execute(f"SET CONSTRAINTS {', '.join(self.deferred_fks)} DEFERRED")
         if self.explicit_pk and self.plan.pk_is_auto:
             # Explicit ids went in: move the sequence past them, never backwards.
+            self.at("moving the id sequence past the loaded ids")
             sequence = self.pk_sequence(cursor)
             if sequence:
-                pk = self.qn(self.plan.pk.column or "")
-                cursor.execute(
-                    f"SELECT setval(s, m) FROM (SELECT %s::regclass AS s, "
-                    f"(SELECT max({pk}) FROM {self.table}) AS m) q "
-                    "WHERE m > coalesce(pg_sequence_last_value(s), 0)",
-                    [sequence],
+                statement = sql.SQL(
+                    "SELECT setval(s, m) FROM (SELECT {}::regclass AS s, "
+                    "(SELECT max({}) FROM {}) AS m) q "
+                    "WHERE m > coalesce(pg_sequence_last_value(s), 0)"
+                ).format(
+                    sql.Literal(sequence),
+                    sql.SQL(self.plan.columns[self.plan.pk.name].quoted),
+                    sql.SQL(self.table),
                 )
+                cursor.execute(render(cursor, statement))
 
     def merge(self, cursor: CursorWrapper, staging: Staging) -> None:
         """Write the staged rows of an upsert with one INSERT ... ON CONFLICT."""
-        pk = self.qn(self.plan.pk.column or "")
+        pk = self.plan.columns[self.plan.pk.name].quoted
+        self.at(
+            "writing the staged rows (one INSERT ... ON CONFLICT in key order)",
+            None,
+            0,
+            self.result.rows - 1,
+        )
+        if self.return_ids:
+            # Rows that never conflict are inserted as new rows: their ids are taken
+            # now, so they can be told apart from the rows they share a key with.
+            staging.own_ids(cursor, lambda: self.pk_sequence(cursor))
         if getattr(self.connection, "pg_version", 0) >= 180000:
             returning = (
                 f"RETURNING WITH (OLD AS dbtuning_old) dbtuning_old.{pk} IS NULL"
@@ -360,7 +352,8 @@ class _Load:
         self.result.created += created
         self.result.updated += updated
         if self.return_ids:
-            ids = staging.ids(cursor, self.plan.pk.column or "")
+            self.at("reading the ids of the loaded rows")
+            ids = staging.ids(cursor)
             self.result.ids = ids
             if self.pending:
                 self.set_pks(self.pending, ids)
@@ -381,7 +374,7 @@ class _Load:
     def load(self, cursor: CursorWrapper, batch: Batch) -> None:
         columns = self.columns
         rows = batch.rows
-        self.batch = (self.batches, batch.start, batch.start + len(rows) - 1)
+        number, first, last = self.batches, batch.start, batch.start + len(rows) - 1
         self.batches += 1
         pk_pos = next(
             (i for i, c in enumerate(columns) if c.field.primary_key and c.optional),
@@ -392,17 +385,35 @@ class _Load:
                 len(r) > pk_pos and r[pk_pos] is not DB_DEFAULT for r in rows
             )
         if pk_pos is not None and self.return_ids and self.on_conflict is None:
+            self.at(f"taking ids for batch {number}", number, first, last)
             rows = self.allocate_ids(cursor, rows, pk_pos)
+        staging = self.staging
+        if staging is None:
+            self.at(f"copying batch {number}", number, first, last)
+        else:
+            self.at(f"staging batch {number}", number, first, last)
         for group_columns, group_rows, index_of, positions in self.groups(
             rows, batch.start
         ):
-            if self.staging is None:
-                self.copy_rows(cursor, self.table, group_columns, group_rows, index_of)
+            if staging is None:
+                self.copy_rows(
+                    cursor,
+                    self.table,
+                    self.plan.relname,
+                    group_columns,
+                    group_rows,
+                    index_of,
+                )
             else:
                 self.copy_rows(
-                    cursor, self.staging.name, group_columns, group_rows, index_of
+                    cursor,
+                    staging.name,
+                    staging.relname,
+                    group_columns,
+                    group_rows,
+                    index_of,
                 )
-                self.staging.add(group_columns, len(group_rows), batch.start, positions)
+                staging.add(group_columns, len(group_rows), batch.start, positions)
         self.result.rows += len(rows)
         if self.staging is not None:
             if batch.objs is not None:
@@ -412,6 +423,7 @@ class _Load:
                     self.set_pks(batch.objs, None)
             return
         if self.deferred_fks:
+            self.at(f"checking the foreign keys of batch {number}", number, first, last)
             try:
                 cursor.execute(
                     f"SET CONSTRAINTS {', '.join(self.deferred_fks)} IMMEDIATE"
@@ -443,19 +455,18 @@ class _Load:
             index_of=lambda j: start + j,
             rows=rows,
             locator=self.locator,
-        ) or self.transient(exc, "checking the foreign keys of batch")
+        )
         if error is not None:
             raise error from None
 
-    def transient(self, exc: psycopg.Error, stage: str) -> Exception | None:
-        number, first, last = self.batch
-        return concurrency_error(
+    def failed(self, exc: BaseException) -> CopyError | None:
+        """The CopyError for a database error not located to a row on the way."""
+        return load_error(
             exc,
             label=self.label,
-            stage=f"{stage} {number}",
-            first_row=first,
-            last_row=last,
-            batch=number,
+            stage=self.stage,
+            columns=self.columns,
+            locator=self.locator,
         )
 
     def allocate_ids(
@@ -590,11 +601,12 @@ class _Load:
         self,
         cursor: CursorWrapper,
         table: str,
+        relation: str,
         columns: list[Column],
         rows: list[Row],
         index_of: Callable[[int], int],
     ) -> None:
-        cols = ", ".join(self.qn(c.column) for c in columns)
+        cols = ", ".join(c.quoted for c in columns)
         statement = f"COPY {table} ({cols}) FROM STDIN"
         if self.binary:
             statement += " (FORMAT BINARY)"
@@ -617,12 +629,11 @@ class _Load:
                 index_of=index_of,
                 rows=rows,
                 locator=self.locator,
-            ) or self.transient(
-                exc,
-                "staging batch" if self.staging is not None else "copying batch",
+                relation=relation,
             )
             if error is not None:
                 raise error from None
+            # Anything else (a timeout, a trigger) is named by copy_from with the stage.
             raise
 
     def write(
@@ -758,12 +769,23 @@ def copy_from(
     bar = progress_callback(progress, source, load.label)
     try:
         load.prepare(source)
+        load.at("connecting to the database")
         connection.ensure_connection()
         connection.validate_no_broken_transaction()
         with transaction.atomic(using=using), connection.cursor() as cursor:
             load.setup(cursor)
             try:
-                for batch in source.batches(size):
+                batches = source.batches(size)
+                while True:
+                    # A file in PostgreSQL's formats is parsed by the server here.
+                    load.at(
+                        f"reading the {source.kind} file"
+                        if source.kind in ("text", "binary")
+                        else "reading the rows"
+                    )
+                    batch = next(batches, None)
+                    if batch is None:
+                        break
                     load.load(cursor, batch)
                     if bar is not None:
                         bar(len(batch.rows))
@@ -774,12 +796,13 @@ def copy_from(
                 # Inside the transaction: a file source holds a server-side cursor.
                 source.close()
             load.finish(cursor)
+            load.at("committing the load")
     except CopyError as error:
         failure = error
     except (psycopg.Error, DatabaseError) as exc:
-        # Any other server error: Django's class, but a value-free message (a trigger's
-        # RAISE, a DETAIL or a CONTEXT may quote the rows).
-        failure = database_error(exc, f"COPY into {load.label}")
+        # Any other server error: a CopyError that is also Django's class, with a
+        # value-free message (a trigger's RAISE, a DETAIL or a CONTEXT may quote rows).
+        failure = load.failed(exc)
         if failure is None:
             raise
     finally:

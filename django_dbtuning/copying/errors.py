@@ -38,10 +38,17 @@ from django_dbtuning.exceptions import (
 )
 
 __all__ = [
+    "CopyDatabaseError",
+    "CopyInterfaceError",
+    "CopyInternalError",
+    "CopyNotSupportedError",
+    "CopyOperationalError",
+    "CopyProgrammingError",
     "Locator",
     "concurrency_error",
     "copy_error",
     "database_error",
+    "load_error",
     "row_error",
     "unwritable",
 ]
@@ -77,7 +84,10 @@ _PLAIN = Locator()
 
 # The server's own context line of a COPY (the value it may quote follows the column).
 _CONTEXT = re.compile(r"^COPY [^\n]+?, line (\d+)(?:, column ([^\n]+))?", re.MULTILINE)
-_KEY = re.compile(r"Key \((?P<cols>.+?)\)=\((?P<vals>.*)\)(?: already exists| is not)")
+# Column names and values may hold newlines.
+_KEY = re.compile(
+    r"Key \((?P<cols>.+?)\)=\((?P<vals>.*)\)(?: already exists| is not)", re.DOTALL
+)
 
 
 def _message(
@@ -86,6 +96,7 @@ def _message(
     column: str | None,
     text: str,
     locator: Locator | None = None,
+    stage: str | None = None,
 ) -> str:
     locator = locator or _PLAIN
     where = []
@@ -94,7 +105,12 @@ def _message(
     if column is not None:
         where.append(locator.column(column))
     located = f" at {', '.join(where)}" if where else ""
+    if stage is not None:
+        return f"COPY into {label} failed{located} while {stage}: {text}. {_NOTHING}"
     return f"COPY into {label} failed{located}: {text}"
+
+
+_NOTHING = "The load was rolled back and wrote nothing."
 
 
 def row_error(
@@ -211,12 +227,16 @@ def copy_error(
     rows: Sequence[Sequence[Any]] | None = None,
     locator: Locator | None = None,
     located: int | None = None,
+    relation: str | None = None,
+    stage: str | None = None,
 ) -> CopyError | None:
     """The CopyError for a server error during a load, or None for other errors.
 
     ``index_of`` maps a 0-based position in the failed COPY to the input index; ``rows``
     (the rows of that COPY or batch) lets a ``Key (...)=(...)`` detail find its row;
-    ``located`` is the input index when the caller found the row another way.
+    ``located`` is the input index when the caller found the row another way;
+    ``relation`` is the bare name of the table the COPY wrote (the server's CONTEXT
+    names it); ``stage`` says what the load was doing, for errors found outside a COPY.
     """
     sqlstate = exc.sqlstate or ""
     if not sqlstate.startswith(("22", "23")):
@@ -224,7 +244,7 @@ def copy_error(
     diag = exc.diag
     detail = diag.message_detail
     by_column = {c.column: c.name for c in columns}
-    position, column = _context(diag.context, by_column)
+    position, column = _context(diag.context, by_column, relation)
     if diag.column_name in by_column:
         column = by_column[diag.column_name or ""]
     if position is None and rows is not None:
@@ -242,7 +262,7 @@ def copy_error(
     else:
         condition = server_condition(exc)
     return cls(
-        _message(label, row, column, condition, locator),
+        _message(label, row, column, condition, locator, stage),
         row=row,
         column=column,
         pg_message=diag.message_primary,
@@ -265,13 +285,24 @@ def _known_names(columns: Sequence[Column]) -> set[str]:
 
 
 def _context(
-    context: str | None, by_column: Mapping[str, str]
+    context: str | None, by_column: Mapping[str, str], relation: str | None = None
 ) -> tuple[int | None, str | None]:
     """The 0-based position and the field of a ``COPY t, line N, column c`` context.
 
-    Only a column this load writes is taken: the text after it is the value.
+    With ``relation`` (the table the COPY wrote, whose name may hold a newline or
+    ``, line 2``), its own line is looked for; the first one counts (a value the
+    server quotes comes after it). Only a column this load writes is taken: the text
+    after it is the value.
     """
-    match = _CONTEXT.search(context or "")
+    text = context or ""
+    match: re.Match[str] | None = None
+    if relation is not None:
+        match = re.compile(
+            rf"(?:^|\n)COPY {re.escape(relation)}, line (\d+)(?:, column (.+))?",
+            re.DOTALL,
+        ).search(text)
+    if match is None:
+        match = _CONTEXT.search(text)
     if not match:
         return None, None
     column = None
@@ -296,6 +327,113 @@ _DJANGO_ERRORS = (
     "InterfaceError",
     "Error",
 )
+
+
+class CopyOperationalError(CopyError, db_utils.OperationalError):
+    """A server or connection failure during a load that is not about the rows."""
+
+
+class CopyProgrammingError(CopyError, db_utils.ProgrammingError):
+    """The server refused a statement of the load (permission denied, a trigger...)."""
+
+
+class CopyInternalError(CopyError, db_utils.InternalError):
+    """The server's internal error during a load."""
+
+
+class CopyNotSupportedError(CopyError, db_utils.NotSupportedError):
+    """The server does not support what the load asked for."""
+
+
+class CopyDatabaseError(CopyError, db_utils.DatabaseError):
+    """Any other database error during a load."""
+
+
+class CopyInterfaceError(CopyError, db_utils.InterfaceError):
+    """The driver's own error during a load (a connection closed under it)."""
+
+
+# psycopg's class -> ours, which is also Django's class of the same name.
+_LOAD_CLASSES: tuple[tuple[type[psycopg.Error], type[CopyError]], ...] = (
+    (psycopg.DataError, CopyDataError),
+    (psycopg.IntegrityError, CopyIntegrityError),
+    (psycopg.OperationalError, CopyOperationalError),
+    (psycopg.InternalError, CopyInternalError),
+    (psycopg.ProgrammingError, CopyProgrammingError),
+    (psycopg.NotSupportedError, CopyNotSupportedError),
+    (psycopg.DatabaseError, CopyDatabaseError),
+    (psycopg.InterfaceError, CopyInterfaceError),
+)
+
+
+@dataclass
+class Stage:
+    """What a load is doing: ``stage`` reads after "while" in a message."""
+
+    stage: str = "preparing the load"
+    batch: int | None = None
+    first_row: int | None = None
+    last_row: int | None = None
+
+    def words(self) -> str:
+        if self.first_row is None or self.last_row is None:
+            return self.stage
+        return f"{self.stage} (rows {self.first_row}-{self.last_row})"
+
+
+def load_error(
+    exc: BaseException,
+    *,
+    label: str,
+    stage: Stage,
+    columns: Sequence[Column] = (),
+    locator: Locator | None = None,
+) -> CopyError | None:
+    """The CopyError for any database error of a load, naming what it was doing.
+
+    A deadlock or timeout is a :class:`CopyConcurrencyError`; a data or constraint error
+    a :class:`CopyDataError` / :class:`CopyIntegrityError`; anything else (permission
+    denied, a trigger's RAISE, a lost connection) one of the classes above, each also the
+    Django error of the same name. None when ``exc`` is not a database error.
+    """
+    pg = exc if isinstance(exc, psycopg.Error) else exc.__cause__
+    if not isinstance(pg, psycopg.Error):
+        return None
+    transient = concurrency_error(
+        pg,
+        label=label,
+        stage=stage.stage,
+        first_row=stage.first_row,
+        last_row=stage.last_row,
+        batch=stage.batch,
+    )
+    if transient is not None:
+        return transient
+    located = copy_error(
+        pg,
+        label=label,
+        columns=columns,
+        index_of=None,
+        locator=locator,
+        stage=stage.words(),
+    )
+    if located is not None:
+        return located
+    cls: type[CopyError] = CopyDatabaseError
+    for pg_class, copy_class in _LOAD_CLASSES:
+        if isinstance(pg, pg_class):
+            cls = copy_class
+            break
+    # A client-side error (no SQLSTATE, e.g. the connection was lost) is psycopg's own
+    # words, which quote no value.
+    condition = server_condition(pg) if pg.sqlstate else str(pg).strip()
+    return cls(
+        _message(label, None, None, condition, None, stage.words()),
+        pg_message=pg.diag.message_primary,
+        sqlstate=pg.sqlstate,
+        detail=pg.diag.message_detail,
+        pg_error=pg,
+    )
 
 
 def database_error(exc: BaseException, what: str) -> Exception | None:

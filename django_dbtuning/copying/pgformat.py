@@ -24,6 +24,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from django_dbtuning.copying.errors import copy_error
+from django_dbtuning.copying.names import quote
 from django_dbtuning.copying.plan import Column, ModelPlan, RowProblem
 from django_dbtuning.copying.sources import Source, key_columns, tuple_source
 
@@ -97,14 +98,14 @@ _UNREADABLE = {
 }
 
 
-def _unreadable(cursor: Any, name: str, columns: Sequence[Column], qn: Any) -> None:
+def _unreadable(cursor: Any, name: str, row: str, columns: Sequence[Column]) -> None:
     for column in columns:
         field = column.field
         template = _UNREADABLE.get(field.get_internal_type()) if column.known else None
         if template is None:
             continue
-        condition = template.format(c=qn(column.column))
-        cursor.execute(f"SELECT min(dbtuning_row) FROM {name} WHERE {condition}")
+        condition = template.format(c=column.quoted)
+        cursor.execute(f"SELECT min({row}) FROM {name} WHERE {condition}")
         (number,) = cursor.fetchone() or (None,)
         if number is not None:
             raise RowProblem(
@@ -129,9 +130,11 @@ def staged_rows(
     from django_dbtuning.copying.engine import _observed, _with_wrappers
 
     connection = connections[alias]
-    qn = connection.ops.quote_name
-    name = qn(f"dbtuning_file_{uuid.uuid4().hex[:16]}")
-    cols = ", ".join(qn(c.column) for c in columns)
+    relname = f"dbtuning_file_{uuid.uuid4().hex[:16]}"
+    name = quote(relname)
+    # The rows' order: a name no column of the model has.
+    number = quote(plan.helper("dbtuning_row"))
+    cols = ", ".join(c.quoted for c in columns)
     options = [sql.SQL("FORMAT {}").format(sql.SQL(format.upper()))]
     if format == "text":
         options.append(sql.SQL("DELIMITER {}").format(sql.Literal(delimiter)))
@@ -145,11 +148,10 @@ def staged_rows(
     with connection.cursor() as cursor:
         cursor.execute(
             f"CREATE TEMPORARY TABLE {name} ON COMMIT DROP AS "
-            f"SELECT {cols} FROM {qn(plan.table)} WITH NO DATA"
+            f"SELECT {cols} FROM {plan.quoted_table} WITH NO DATA"
         )
         cursor.execute(
-            f"ALTER TABLE {name} ADD COLUMN dbtuning_row int8 "
-            "GENERATED ALWAYS AS IDENTITY"
+            f"ALTER TABLE {name} ADD COLUMN {number} int8 GENERATED ALWAYS AS IDENTITY"
         )
         raw = cursor.cursor
         statement = sql.SQL("COPY {} ({}) FROM STDIN ({})").format(
@@ -171,15 +173,16 @@ def staged_rows(
                 label=plan.model._meta.label,
                 columns=columns,
                 index_of=lambda j: j,
+                relation=relname,
             )
             if error is not None:
                 raise error from None
             raise
-        _unreadable(cursor, name, columns, qn)
+        _unreadable(cursor, name, number, columns)
         with raw.connection.cursor(
             name=f"dbtuning_read_{uuid.uuid4().hex[:12]}"
         ) as read:
-            read.execute(f"SELECT {cols} FROM {name} ORDER BY dbtuning_row")
+            read.execute(f"SELECT {cols} FROM {name} ORDER BY {number}")
             while rows := read.fetchmany(_FETCH):
                 for row in rows:
                     if json_at:

@@ -26,7 +26,9 @@ from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.fields import NOT_PROVIDED
 from django.utils import timezone
+from django.utils.dateparse import standard_duration_re
 
+from django_dbtuning.copying.names import helper_name, quote, relation_name, truncated
 from django_dbtuning.copying.redact import (
     ValueFreeError,
     ValueFreeTypeError,
@@ -216,6 +218,8 @@ class Column:
     not_null: bool
     # auto_now / auto_now_add: filled with the load's timestamp.
     auto_now: str | None
+    # The column's name as SQL, quoted as Django quoted it (see names.quote).
+    quoted: str = ""
     # Set per call once the format is known.
     fast: Converter | None = dataclass_field(default=None)
     # The fast converter as an inline expression over "{v}", calling "{f}" (the fast
@@ -234,6 +238,10 @@ class ModelPlan:
         self.connection = connection
         opts = model._meta
         self.table = opts.db_table
+        # Names Django could not have written as valid SQL are refused before any work.
+        self.quoted_table = quote(self.table, what=f"db_table of {opts.label}")
+        self.relname = relation_name(self.table)
+        self.taken = {truncated(f.column) for f in opts.concrete_fields if f.column}
         self.pk = opts.pk
         self.pk_is_auto = bool(getattr(opts.pk, "db_returning", False))
         self.columns: dict[str, Column] = {}
@@ -261,7 +269,14 @@ class ModelPlan:
             optional=optional,
             not_null=not f.null and not optional,
             auto_now=_auto_now_kind(f),
+            quoted=quote(
+                f.column or "", what=f"db_column of {self.model._meta.label}.{f.name}"
+            ),
         )
+
+    def helper(self, base: str) -> str:
+        """A helper column name for this load that no column of the model has."""
+        return helper_name(base, self.taken)
 
     def column(self, key: str) -> Column:
         """The column for a field name or attname; a ValueError naming near misses."""
@@ -325,7 +340,10 @@ class ModelPlan:
             def array(value: Any) -> Any:
                 if value is None:
                     return None
-                if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
+                # Django writes only a list or a tuple as an array (anything else goes
+                # to the server, which refuses it); each item goes through the base
+                # field, which refuses a list where a number belongs.
+                if not isinstance(value, list | tuple):
                     raise ValueFreeTypeError(
                         f"expected a list, got {type(value).__name__}"
                     )
@@ -336,7 +354,9 @@ class ModelPlan:
             return partial(_finite, f.to_python)
         if internal == "DateTimeField":
             return partial(_aware, f)
-        if internal in ("UUIDField", "DurationField", "BooleanField"):
+        if internal == "DurationField":
+            return partial(_duration, f.to_python)
+        if internal in ("UUIDField", "BooleanField"):
             return partial(_checked, f.to_python)
         if internal == "BinaryField":
             return _identity
@@ -370,15 +390,6 @@ class ModelPlan:
                 "else {f}({v}))"
             )
             return ranged
-        if binary and column.pg_type in ("int2[]", "int4[]"):
-            low, high = _INT_LIMITS[column.pg_type[:-2]]
-            name = column.pg_type[:-2]
-
-            def ranged_array(value: Any) -> Any:
-                _check_ints(value, low, high, name)
-                return value
-
-            return ranged_array
         if internal == "BooleanField":
             slow = column.slow
 
@@ -404,10 +415,8 @@ class ModelPlan:
             if binary and dumps is None:
                 return None  # the cursor's jsonb dumper serialises plain values
             return partial(_jsonb, dumps)
-        if internal == "ArrayField" and _items_need_django(f):
-            # Django's to_python refuses NaN items and converts a str or a datetime
-            # item of a time / interval array, which psycopg would store as garbage.
-            return column.slow
+        if internal == "ArrayField":
+            return _array(column, binary=binary)
         return None
 
 
@@ -420,6 +429,80 @@ def _check_ints(value: Any, low: int, high: int, name: str) -> None:
             _check_ints(item, low, high, name)
     elif isinstance(value, int) and not low <= value <= high:
         raise ValueFreeError(f"value out of range for type {name}")
+
+
+def _array(column: Column, *, binary: bool) -> Converter:
+    """An array passes as it is only when it is what Django would write; else Django's way.
+
+    psycopg's list dumper writes whatever it gets: a dict as its keys, ``False``, ``0``
+    or ``""`` as an empty array, any iterable as its items, a list of lists into a
+    one-dimensional field as a 2-D array (PostgreSQL does not check dimensions). Django
+    writes only a list or tuple, nested exactly as deep as the field, and converts each
+    item with the base field. So a value passes untouched only when it is a list or tuple
+    of that depth; anything else takes the slow path, which converts or refuses it.
+    """
+    f = column.field
+    slow = column.slow
+    if _items_need_django(f):
+        # Items psycopg's binary dumpers take unchecked: NaN decimals, a str or a
+        # datetime for a time, interval or date, any object for a bool.
+        return slow
+    depth = _depth(f)
+    item_type = column.pg_type[:-2] if binary and column.pg_type else ""
+    if item_type not in _INT_LIMITS:
+
+        def array(value: Any) -> Any:
+            if _shaped(value, depth):
+                return value
+            return slow(value)
+
+        return array
+    # psycopg's int2/int4 dumpers wrap an out-of-range int: only exact ints in range
+    # pass; anything else is converted (int() per item, as Django does), then checked.
+    low, high = _INT_LIMITS[item_type]
+
+    def ints(value: Any) -> Any:
+        if not (_shaped(value, depth) and _ints_within(value, low, high)):
+            value = slow(value)
+            _check_ints(value, low, high, item_type)
+        return value
+
+    return ints
+
+
+def _depth(f: Any) -> int:
+    depth = 0
+    while f.get_internal_type() == "ArrayField":
+        f = f.base_field
+        depth += 1
+    return depth
+
+
+def _shaped(value: Any, depth: int) -> bool:
+    """A list or tuple whose items are lists ``depth - 1`` levels down, then no list."""
+    kind = type(value)
+    if kind is not list and kind is not tuple:
+        return False
+    if depth == 1:
+        for item in value:  # noqa: SIM110 - a loop: no generator per value
+            if isinstance(item, list | tuple):
+                return False
+        return True
+    return all(_shaped(item, depth - 1) for item in value)
+
+
+def _ints_within(value: Any, low: int, high: int) -> bool:
+    for item in value:
+        kind = type(item)
+        if kind is int:
+            if not low <= item <= high:
+                return False
+        elif kind is list or kind is tuple:
+            if not _ints_within(item, low, high):
+                return False
+        elif item is not None:
+            return False
+    return True
 
 
 _EXACT_TYPES: dict[str, type] = {
@@ -475,14 +558,20 @@ def _item_type(f: Any) -> str:
     return str(f.get_internal_type())
 
 
-def _has_decimals(f: Any) -> bool:
-    """An ArrayField (of arrays) of DecimalField: its items need Django's checks."""
-    return _item_type(f) == "DecimalField"
-
-
 def _items_need_django(f: Any) -> bool:
-    """Items the binary dumpers would take unchecked: decimals (NaN), times, intervals."""
-    return _item_type(f) in ("DecimalField", "TimeField", "DurationField")
+    """Items the binary dumpers would take unchecked or read their own way.
+
+    Decimals (NaN), times and intervals (any object read as one), dates (a datetime
+    cut to its date in UTC instead of the current time zone), booleans (any object by
+    its truth).
+    """
+    return _item_type(f) in (
+        "DecimalField",
+        "TimeField",
+        "DurationField",
+        "DateField",
+        "BooleanField",
+    )
 
 
 def _identity(value: Any) -> Any:
@@ -496,6 +585,37 @@ def _checked(convert: Converter, value: Any) -> Any:
     if hasattr(value, "resolve_expression"):
         raise ValueFreeTypeError(_EXPRESSION)
     return convert(value)
+
+
+# Text that Django and PostgreSQL both read as a duration, differently: two parts of a
+# clock are minutes:seconds to Django's parse_duration ("10:00" is ten minutes) and
+# hours:minutes to PostgreSQL (ten hours, as bulk_create stores the str); a seventh
+# fractional digit is cut by Django and rounded by PostgreSQL.
+_LONG_FRACTION = re.compile(r"[.,]\d{7}")
+
+
+def _duration(to_python: Converter, value: Any) -> Any:
+    """``DurationField.to_python``, refusing text whose meaning depends on the reader."""
+    if hasattr(value, "resolve_expression"):
+        raise ValueFreeTypeError(_EXPRESSION)
+    if isinstance(value, str):
+        clock = standard_duration_re.match(value)
+        if (
+            clock is not None
+            and clock["minutes"] is not None
+            and clock["hours"] is None
+            and clock["microseconds"] is None
+        ):
+            raise ValueFreeError(
+                "ambiguous duration: a clock of two parts is minutes:seconds to Django "
+                "and hours:minutes to PostgreSQL; write HH:MM:SS"
+            )
+        if _LONG_FRACTION.search(value):
+            raise ValueFreeError(
+                "duration with more than six fractional digits (Django cuts them, "
+                "PostgreSQL rounds); round it to microseconds"
+            )
+    return to_python(value)
 
 
 def _finite(to_python: Converter, value: Any) -> Any:

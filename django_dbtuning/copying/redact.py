@@ -32,6 +32,8 @@ import psycopg
 from django.core.exceptions import ValidationError
 from psycopg import errors as pg_errors
 
+from django_dbtuning.copying.names import shown
+
 __all__ = [
     "HIDDEN",
     "dumper_reason",
@@ -263,9 +265,9 @@ def concurrency_condition(exc: psycopg.Error) -> str:
 
 # "Key (cols)=(values) ...": the columns end at the first ")=(", written by the server
 # from the index definition before any value.
-_KEY_COLUMNS = re.compile(r"Key \((?P<cols>[^\n]+?)\)=\(")
+_KEY_COLUMNS = re.compile(r"Key \((?P<cols>.+?)\)=\(", re.DOTALL)
 # The referenced table ends the detail; a value earlier cannot end with it (no quotes).
-_REFERENCED = re.compile(r"is not present in table \"(?P<table>[^\"\n]{1,200})\"\.\Z")
+_REFERENCED = re.compile(r"is not present in table \"(?P<table>[^\"]{1,200})\"\.\Z")
 
 
 def key_columns_of(detail: str | None, known: Collection[str]) -> str | None:
@@ -289,10 +291,13 @@ def integrity_condition(exc: psycopg.Error, known: Collection[str]) -> str:
     """
     diag = exc.diag
     sqlstate = exc.sqlstate or ""
-    constraint = diag.constraint_name
+    # Names may hold a newline or a bidirectional override: shown escaped.
+    constraint = None if diag.constraint_name is None else shown(diag.constraint_name)
     keys = key_columns_of(diag.message_detail, known)
+    keys = None if keys is None else shown(keys)
     if sqlstate == "23502" and diag.column_name in known:
-        return f'null value in column "{diag.column_name}" violates not-null constraint'
+        column = shown(diag.column_name or "")
+        return f'null value in column "{column}" violates not-null constraint'
     if constraint is None:
         return sqlstate_words(sqlstate)
     if sqlstate == "23505":
@@ -304,7 +309,7 @@ def integrity_condition(exc: psycopg.Error, known: Collection[str]) -> str:
             return text
         referenced = _REFERENCED.search(diag.message_detail or "")
         table = referenced["table"] if referenced else ""
-        where = f' "{table}"' if table in known else ""
+        where = f' "{shown(table)}"' if table in known else ""
         return f"{text}: key ({keys}) is not present in table{where}"
     if sqlstate == "23514":
         return f'new row violates check constraint "{constraint}"'

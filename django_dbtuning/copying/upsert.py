@@ -10,8 +10,17 @@ wait for each other but cannot deadlock, whatever the batch size and input order
 
 The staging table is a temporary table with the target's own column types (no casts, so an
 over-long value still raises), ``ON COMMIT DROP``, numbered by an identity column in input
-order. Duplicate keys within the load collapse to the last occurrence (``DISTINCT ON``),
-which ON CONFLICT DO UPDATE requires (it cannot affect one row twice).
+order. Duplicate keys within the load collapse to one row (``DISTINCT ON``), which ON
+CONFLICT DO UPDATE requires (it cannot affect one row twice): ``"update"`` keeps the last
+occurrence (what saving the rows one by one would leave), ``"ignore"`` the first (what
+``ON CONFLICT DO NOTHING`` and ``bulk_create(ignore_conflicts=True)`` keep).
+
+Rows that can never conflict (a NULL in a nullable key, or outside a partial unique index)
+each stay a row of their own, are inserted, and with ``return_ids`` get their own new id,
+taken from the sequence before the merge (:meth:`Staging.own_ids`).
+
+Helper columns get names no column of the model has, and the statements take no
+parameters (values are bound with :mod:`psycopg.sql`): see :mod:`.names`.
 """
 
 from __future__ import annotations
@@ -27,13 +36,17 @@ import psycopg
 from django.db import transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
+from psycopg import sql
 
-from django_dbtuning.copying.errors import Locator, concurrency_error, copy_error
-from django_dbtuning.copying.plan import Column
+from django_dbtuning.copying.errors import Locator, copy_error
+from django_dbtuning.copying.names import quote, render
+from django_dbtuning.copying.plan import Column, ModelPlan
 
 __all__ = ["Staging"]
 
-_KEY = re.compile(r"Key \((?P<cols>.+?)\)=\((?P<vals>.*)\)(?: already exists| is not)")
+_KEY = re.compile(
+    r"Key \((?P<cols>.+?)\)=\((?P<vals>.*)\)(?: already exists| is not)", re.DOTALL
+)
 
 
 @dataclass
@@ -57,8 +70,7 @@ class Staging:
         self,
         connection: BaseDatabaseWrapper,
         *,
-        label: str,
-        table: str,
+        plan: ModelPlan,
         pk: Column | None,
         columns: list[Column],
         keys: list[Column],
@@ -66,23 +78,27 @@ class Staging:
         updates: list[Column],
         on_conflict: str,
         predicate: str,
-        predicate_params: list[Any],
         locator: Locator,
     ) -> None:
         self.connection = connection
-        self.qn = connection.ops.quote_name
-        self.label = label
-        self.table = table
+        self.plan = plan
+        self.label = plan.model._meta.label
+        self.table = plan.quoted_table
         self.pk = pk
         self.columns = columns
         self.keys = keys
         self.order = order
         self.updates = updates
         self.on_conflict = on_conflict
+        # SQL with its values bound (no %s): see conflict.Target.
         self.predicate = predicate
-        self.predicate_params = predicate_params
         self.locator = locator
-        self.name = self.qn(f"dbtuning_copy_{uuid.uuid4().hex[:16]}")
+        self.relname = f"dbtuning_copy_{uuid.uuid4().hex[:16]}"
+        self.name = quote(self.relname)
+        # The staged row's number and the "never conflicts" group: names that no
+        # column of the model has.
+        self.row = quote(plan.helper("dbtuning_row"))
+        self.alone_group = quote(plan.helper("dbtuning_alone"))
         self.count = 0
         self.given: dict[str, int] = {}
         self.segments: list[_Segment] = []
@@ -91,17 +107,14 @@ class Staging:
     # -- setup and staging -------------------------------------------------------
 
     def create(self, cursor: CursorWrapper) -> None:
-        qn = self.qn
-        cols = ", ".join(qn(c.column) for c in self.columns)
+        cols = ", ".join(c.quoted for c in self.columns)
         cursor.execute(
             f"CREATE TEMPORARY TABLE {self.name} ON COMMIT DROP AS "
             f"SELECT {cols} FROM {self.table} WITH NO DATA"
         )
-        alters = ["ADD COLUMN dbtuning_row int8 GENERATED ALWAYS AS IDENTITY"]
+        alters = [f"ADD COLUMN {self.row} int8 GENERATED ALWAYS AS IDENTITY"]
         alters += [
-            f"ALTER COLUMN {qn(c.column)} SET NOT NULL"
-            for c in self.columns
-            if c.not_null
+            f"ALTER COLUMN {c.quoted} SET NOT NULL" for c in self.columns if c.not_null
         ]
         # A row that leaves a db_default column out gets the table's default in the
         # staging table, so rows of every shape go in one INSERT.
@@ -117,7 +130,8 @@ class Staging:
                 [self.table, defaults],
             )
             for name, expression in cursor.fetchall():
-                alters.append(f"ALTER COLUMN {qn(name)} SET DEFAULT {expression}")
+                column = sql.Identifier(name).as_string()
+                alters.append(f"ALTER COLUMN {column} SET DEFAULT {expression}")
         cursor.execute(f"ALTER TABLE {self.name} {', '.join(alters)}")
 
     def add(
@@ -140,7 +154,49 @@ class Staging:
         segment = self.segments[bisect.bisect_right(self.firsts, number) - 1]
         return segment.index(number)
 
+    def alone(self) -> str:
+        """SQL over a staged row: true when it can never conflict, so it is inserted.
+
+        A NULL in a nullable key (NULLs are distinct), or a row outside the partial
+        unique index the keys name.
+        """
+        parts = [f"{k.quoted} IS NULL" for k in self.keys if k.field.null]
+        if self.predicate:
+            parts.append(f"NOT coalesce(({self.predicate}), false)")
+        return " OR ".join(parts)
+
     # -- the merge ---------------------------------------------------------------
+
+    def own_ids(
+        self, cursor: CursorWrapper, sequence: Callable[[], str | None]
+    ) -> None:
+        """Give every row that never conflicts its id before the merge.
+
+        Such a row is inserted, but it shares its key values with other rows (an
+        inactive slot with the code of the active one): joining on the key would give it
+        the other row's id. With its id taken from the sequence now, :meth:`ids` reads it
+        from the staging table.
+        """
+        pk = self.pk
+        condition = self.alone()
+        if pk is None or not condition or self.given.get(pk.name, 0) == self.count:
+            return
+        name = sequence()
+        if name is None:
+            return
+        statement = sql.SQL(
+            "UPDATE {table} SET {pk} = nextval({seq}::regclass) "
+            "WHERE {pk} IS NULL AND ({alone})"
+        ).format(
+            table=sql.SQL(self.name),
+            pk=sql.SQL(pk.quoted),
+            seq=sql.Literal(name),
+            alone=sql.SQL(condition),
+        )
+        cursor.execute(render(cursor, statement))
+        taken = max(int(cursor.rowcount), 0)
+        if taken:
+            self.given[pk.name] = self.given.get(pk.name, 0) + taken
 
     def merge(
         self,
@@ -153,21 +209,21 @@ class Staging:
         """INSERT every staged row in key order; (created, updated)."""
         if not self.count:
             return 0, 0
-        qn = self.qn
-        columns = [c for c in self.columns if c.name in self.given]
         pk = self.pk
         if pk is not None and 0 < self.given.get(pk.name, 0) < self.count:
             # Some rows brought their own id, others leave it to the sequence.
-            name = sequence()
-            cursor.execute(
-                f"UPDATE {self.name} SET {qn(pk.column)} = nextval(%s::regclass) "
-                f"WHERE {qn(pk.column)} IS NULL",
-                [name],
+            statement = sql.SQL(
+                "UPDATE {table} SET {pk} = nextval({seq}::regclass) WHERE {pk} IS NULL"
+            ).format(
+                table=sql.SQL(self.name),
+                pk=sql.SQL(pk.quoted),
+                seq=sql.Literal(sequence()),
             )
-        statement, params = self.statement(columns, returning)
+            cursor.execute(render(cursor, statement))
+        columns = [c for c in self.columns if c.name in self.given]
         try:
             with transaction.atomic(using=self.connection.alias):
-                cursor.execute(statement, params or None)
+                cursor.execute(self.statement(columns, returning))
                 created, updated = cursor.fetchone() or (0, 0)
                 if deferred_fks:
                     cursor.execute(
@@ -182,43 +238,35 @@ class Staging:
             raise
         return int(created), int(updated)
 
-    def statement(self, columns: list[Column], returning: str) -> tuple[str, list[Any]]:
-        qn = self.qn
-        cols = ", ".join(qn(c.column) for c in columns)
-        keys = [qn(k.column) for k in self.keys]
-        params: list[Any] = []
+    def statement(self, columns: list[Column], returning: str) -> str:
+        cols = ", ".join(c.quoted for c in columns)
+        keys = [k.quoted for k in self.keys]
+        row, group = self.row, self.alone_group
         if keys:
-            # Rows that can never conflict (a NULL key, outside a partial index) are all
-            # kept: each gets its own DISTINCT ON group.
-            alone = [f"{qn(k.column)} IS NULL" for k in self.keys if k.field.null]
-            if self.predicate:
-                alone.append(f"NOT coalesce(({self.predicate}), false)")
-                params += self.predicate_params
-            guard = (
-                f"CASE WHEN {' OR '.join(alone)} THEN dbtuning_row END"
-                if alone
-                else "NULL::int8"
-            )
+            # Rows that can never conflict are all kept: each is a group of its own.
+            alone = self.alone()
+            guard = f"CASE WHEN {alone} THEN {row} END" if alone else "NULL::int8"
             order = ", ".join(keys)
+            # "update" keeps a key's last row, "ignore" its first (see the module).
+            direction = "DESC" if self.on_conflict == "update" else "ASC"
             select = (
-                f"SELECT DISTINCT ON ({order}, dbtuning_alone) {cols} FROM "
-                f"(SELECT *, {guard} AS dbtuning_alone FROM {self.name}) dbtuning_s "
-                f"ORDER BY {order}, dbtuning_alone, dbtuning_row DESC"
+                f"SELECT DISTINCT ON ({order}, {group}) {cols} FROM "
+                f"(SELECT *, {guard} AS {group} FROM {self.name}) dbtuning_s "
+                f"ORDER BY {order}, {group}, {row} {direction}"
             )
             target = f"({order})"
             if self.predicate:
                 target += f" WHERE {self.predicate}"
-                params += self.predicate_params
         else:
             # No conflict target: any unique constraint may conflict; lock in the
-            # order of all of their columns.
-            order = "".join(f"{qn(c.column)}, " for c in self.order)
-            select = f"SELECT {cols} FROM {self.name} ORDER BY {order}dbtuning_row"
+            # order of all of their columns, earlier rows first.
+            order = "".join(f"{c.quoted}, " for c in self.order)
+            select = f"SELECT {cols} FROM {self.name} ORDER BY {order}{row}"
             target = ""
         present = {c.name for c in columns}
         if self.on_conflict == "update":
             sets = [
-                f"{qn(c.column)} = EXCLUDED.{qn(c.column)}"
+                f"{c.quoted} = EXCLUDED.{c.quoted}"
                 for c in self.updates
                 if c.name in present
             ]
@@ -227,29 +275,39 @@ class Staging:
             action = f"DO UPDATE SET {', '.join(sets)}"
         else:
             action = "DO NOTHING"
-        statement = (
+        return (
             f"WITH dbtuning_ins AS (INSERT INTO {self.table} AS dbtuning_t ({cols}) "
             f"{select} ON CONFLICT {target} {action} {returning} AS created) "
             "SELECT count(*) FILTER (WHERE created), count(*) FILTER (WHERE NOT created)"
             " FROM dbtuning_ins"
         )
-        return statement, params
 
-    def ids(self, cursor: CursorWrapper, pk_column: str) -> list[Any]:
-        """The id of every staged row's table row, in input order (None if unknown)."""
-        qn = self.qn
+    def ids(self, cursor: CursorWrapper) -> list[Any]:
+        """The id of every staged row's table row, in input order (None if unknown).
+
+        A row that can conflict has the id of the table row with its key (inside the
+        partial index, for a partial one); a row that never conflicts has its own.
+        """
         ids: list[Any] = [None] * self.count
         if not self.keys:
             return ids
-        join = " AND ".join(f"t.{qn(k.column)} = s.{qn(k.column)}" for k in self.keys)
+        pk = self.plan.columns[self.plan.pk.name].quoted
+        row = self.row
+        join = " AND ".join(f"t.{k.quoted} = s.{k.quoted}" for k in self.keys)
         where = f" WHERE {self.predicate}" if self.predicate else ""
-        cursor.execute(
-            f"SELECT s.dbtuning_row, t.{qn(pk_column)} FROM {self.name} s "
-            f"JOIN (SELECT * FROM {self.table}{where}) t ON {join}",
-            self.predicate_params or None,
+        alone = self.alone()
+        staged = self.name
+        if alone:
+            staged = f"(SELECT * FROM {self.name} WHERE NOT ({alone}))"
+        query = (
+            f"SELECT s.{row}, t.{pk} FROM {staged} s "
+            f"JOIN (SELECT * FROM {self.table}{where}) t ON {join}"
         )
-        for number, pk in cursor.fetchall():
-            ids[self.index_of(number)] = pk
+        if alone and self.pk is not None:
+            query += f" UNION ALL SELECT {row}, {pk} FROM {self.name} WHERE {alone}"
+        cursor.execute(query)
+        for number, value in cursor.fetchall():
+            ids[self.index_of(number)] = value
         return ids
 
     def drop(self, cursor: CursorWrapper) -> None:
@@ -260,17 +318,12 @@ class Staging:
     def explain(
         self, cursor: CursorWrapper, exc: psycopg.Error, columns: list[Column]
     ) -> Exception | None:
-        """A CopyError for a failed merge, naming the input row where it can be found."""
-        transient = concurrency_error(
-            exc,
-            label=self.label,
-            stage="writing the staged rows (one INSERT ... ON CONFLICT in key order)",
-            first_row=0,
-            last_row=self.count - 1,
-            batch=None,
-        )
-        if transient is not None:
-            return transient
+        """A CopyError for a data or constraint error of the merge, naming its row.
+
+        Anything else (a deadlock, a timeout) is named by the engine with its stage.
+        """
+        if not (exc.sqlstate or "").startswith(("22", "23")):
+            return None
         number = self.locate(cursor, exc, columns)
         row = None if number is None else self.index_of(number)
         return copy_error(
@@ -286,20 +339,22 @@ class Staging:
         self, cursor: CursorWrapper, exc: psycopg.Error, columns: list[Column]
     ) -> int | None:
         """The staged row behind a constraint error, found by asking the staging table."""
-        qn = self.qn
         diag = exc.diag
         by_column = {c.column: c for c in columns}
-        condition: str | None = None
-        params: list[Any] = []
+        condition: sql.Composable | None = None
         match = _KEY.search(diag.message_detail or "")
         if match:
             names = [n.strip().strip('"') for n in match["cols"].split(",")]
             if all(n in by_column for n in names):
-                texts = [f"coalesce({qn(n)}::text, 'null')" for n in names]
-                condition = f"concat_ws(', ', {', '.join(texts)}) = %s"
-                params = [match["vals"]]
+                texts = ", ".join(
+                    f"coalesce({by_column[n].quoted}::text, 'null')" for n in names
+                )
+                condition = sql.SQL("concat_ws(', ', {}) = {}").format(
+                    sql.SQL(texts), sql.Literal(match["vals"])
+                )
         elif exc.sqlstate == "23502" and diag.column_name in by_column:
-            condition = f"{qn(diag.column_name or '')} IS NULL"
+            column = by_column[diag.column_name or ""]
+            condition = sql.SQL(f"{column.quoted} IS NULL")
         elif exc.sqlstate == "23514" and diag.constraint_name:
             cursor.execute(
                 "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
@@ -310,19 +365,19 @@ class Staging:
             text = found[0] if found else ""
             if text.startswith("CHECK "):
                 check = text.removeprefix("CHECK ").removesuffix(" NOT VALID")
-                condition = f"NOT coalesce({check}, true)"
+                condition = sql.SQL(f"NOT coalesce({check}, true)")
         if condition is None:
             return None
         try:
             # Last occurrence: with duplicates in the load, the later row is the one
-            # that collided. The parameter is a key value from the rows: run on the
-            # driver's cursor, so Django neither logs it nor keeps it in queries.
+            # that collided. The key value is bound into the text: run on the driver's
+            # cursor, so Django neither logs it nor keeps it in queries.
             with transaction.atomic(using=self.connection.alias):
                 raw = cursor.cursor
-                raw.execute(
-                    f"SELECT max(dbtuning_row) FROM {self.name} WHERE {condition}",
-                    params or None,
+                statement = sql.SQL("SELECT max({}) FROM {} WHERE {}").format(
+                    sql.SQL(self.row), sql.SQL(self.name), condition
                 )
+                raw.execute(render(raw, statement))
                 (number,) = raw.fetchone() or (None,)
         except Exception:
             return None

@@ -170,3 +170,25 @@ class Sample(models.Model):
     blob = models.BinaryField(null=True)
 
     objects = CopyManager()
+
+
+class Shapes(models.Model):
+    """Arrays of every depth and item kind whose binary dumpers need checking."""
+
+    flags = ArrayField(models.BooleanField(), null=True)
+    days = ArrayField(models.DateField(), null=True)
+    smalls = ArrayField(models.SmallIntegerField(), null=True)
+    grid = ArrayField(ArrayField(models.IntegerField()), null=True)
+
+    objects = CopyManager()
+
+
+class Reserved(models.Model):
+    """Columns named like the engine's helper columns."""
+
+    key = models.CharField(max_length=20, unique=True)
+    row = models.TextField(null=True, db_column="dbtuning_row")  # noqa: DJ001
+    alone = models.TextField(null=True, db_column="dbtuning_alone")  # noqa: DJ001
+    again = models.IntegerField(null=True, db_column="dbtuning_row_2")
+
+    objects = CopyManager()

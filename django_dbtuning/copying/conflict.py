@@ -1,0 +1,168 @@
+"""The conflict target of an upsert: which unique constraint ``unique_fields`` names.
+
+``INSERT ... ON CONFLICT (cols)`` needs a unique constraint or unique index on exactly
+those columns (in any order), not partial unless the statement repeats its predicate, and
+not deferrable; otherwise PostgreSQL refuses the statement after every row was sent, with
+"there is no unique or exclusion constraint matching the ON CONFLICT specification". The
+target is found up front: first among the model's own constraints (``primary_key``,
+``unique=True``, ``unique_together``, ``UniqueConstraint(fields=...)``, whose ``condition``
+becomes the statement's ``WHERE``), then among the table's unique indexes in the catalog
+(one made by ``RunSQL``); if there is none, a ``ValueError`` names the fields and the
+unique constraints that do exist, before any data goes out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import models
+from django.db.backends.utils import CursorWrapper
+from psycopg import ClientCursor
+
+from django_dbtuning.copying.names import shown
+from django_dbtuning.copying.plan import Column, ModelPlan
+
+__all__ = ["Target", "confirm", "conflict_target", "unique_columns"]
+
+
+@dataclass
+class Target:
+    """What ON CONFLICT names: the key columns and, for a partial index, its predicate.
+
+    ``predicate`` is SQL over the table's unquoted-alias columns with its values bound
+    (no ``%s``): it is written into statements that take no parameters.
+    """
+
+    keys: list[Column]
+    # The UniqueConstraint's condition (a Q) of a partial target, and its SQL once
+    # confirm() has bound it.
+    condition: Any = None
+    predicate: str = ""
+    # False when the model declares no unique set on the keys: confirm() asks the
+    # catalog before any row is sent.
+    found: bool = True
+    # The model's unique sets, for the error.
+    sets: tuple[str, ...] = ()
+
+
+def _model_sets(model: type[models.Model]) -> list[tuple[list[str], Any, bool]]:
+    """(field names, condition, deferrable) of every unique set the model declares."""
+    opts = model._meta
+    sets: list[tuple[list[str], Any, bool]] = [([opts.pk.name], None, False)]
+    sets += [([f.name], None, False) for f in opts.concrete_fields if f.unique]
+    sets += [(list(names), None, False) for names in opts.unique_together]
+    sets += [
+        (list(c.fields), c.condition, c.deferrable is not None)
+        for c in opts.constraints
+        if isinstance(c, models.UniqueConstraint) and c.fields
+    ]
+    seen: set[tuple[Any, ...]] = set()
+    unique: list[tuple[list[str], Any, bool]] = []
+    for names, condition, deferrable in sets:
+        key = (tuple(names), condition, deferrable)
+        if key not in seen:  # the primary key is also unique=True
+            seen.add(key)
+            unique.append((names, condition, deferrable))
+    return unique
+
+
+def unique_columns(plan: ModelPlan, loaded: set[str]) -> list[Column]:
+    """Every column of the model's unique sets this load fills, in order.
+
+    ``on_conflict="ignore"`` without ``unique_fields`` may conflict on any of them;
+    inserting in this order keeps concurrent loads from locking in opposite orders.
+    """
+    order: list[Column] = []
+    for names, _, _ in _model_sets(plan.model):
+        columns = [plan.column(n) for n in names]
+        if all(c.name in loaded for c in columns):
+            order += [c for c in columns if c not in order]
+    return order
+
+
+def conflict_target(plan: ModelPlan, keys: list[Column]) -> Target:
+    """The model's unique set on exactly ``keys``; ``found=False`` if it declares none."""
+    wanted = {k.name for k in keys}
+    label = plan.model._meta.label
+    matches = [
+        (condition, deferrable)
+        for names, condition, deferrable in _model_sets(plan.model)
+        if {plan.column(n).name for n in names} == wanted
+    ]
+    described = tuple(_describe(plan, names) for names, _, _ in _model_sets(plan.model))
+    if not matches:
+        return Target(keys, found=False, sets=described)
+    # A full unique constraint wins over a partial one on the same columns.
+    matches.sort(key=lambda match: match[0] is not None)
+    condition, deferrable = matches[0]
+    if deferrable:
+        raise ValueError(
+            f"unique_fields {sorted(wanted)} of {label} name a DEFERRABLE unique "
+            "constraint, which PostgreSQL's ON CONFLICT cannot use; make it not "
+            "deferrable or load without on_conflict"
+        )
+    return Target(keys, condition=condition)
+
+
+def _describe(plan: ModelPlan, names: list[str]) -> str:
+    return "(" + ", ".join(plan.column(n).name for n in names) + ")"
+
+
+def _predicate(plan: ModelPlan, condition: Any, cursor: CursorWrapper) -> str:
+    """A UniqueConstraint's condition as SQL, written as Django writes the index's WHERE.
+
+    ``ON CONFLICT (code)`` only matches a partial unique index when the statement repeats
+    its predicate: ``ON CONFLICT (code) WHERE active``. Its values are bound here, once:
+    the statements that repeat it take no parameters (a ``%`` in a table name would be
+    read as a placeholder).
+    """
+    from django.db.models.sql.query import Query
+
+    connection = cursor.db
+    query = Query(model=plan.model, alias_cols=False)
+    where = query.build_where(condition)
+    compiler = query.get_compiler(connection=connection)
+    text, params = where.as_sql(compiler, connection)
+    with ClientCursor(cursor.cursor.connection) as client:
+        return client.mogrify(text, params)
+
+
+def confirm(target: Target, plan: ModelPlan, cursor: CursorWrapper) -> None:
+    """Bind a partial target's predicate; without a model constraint, ask the catalog.
+
+    The catalog is asked only when the model declares no unique set on the keys (an
+    index made by ``RunSQL``): a full (not partial), valid, immediate unique index on
+    exactly the key columns, or the load is refused.
+    """
+    if target.condition is not None:
+        target.predicate = _predicate(plan, target.condition, cursor)
+    if target.found:
+        return
+    cursor.execute(
+        "SELECT ic.relname, array_agg(a.attname::text ORDER BY k.n) "
+        "FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid "
+        "CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, n) "
+        "LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
+        "WHERE i.indrelid = %s::regclass AND i.indisunique AND i.indisvalid "
+        "AND i.indimmediate AND i.indpred IS NULL AND k.n <= i.indnkeyatts "
+        "GROUP BY ic.relname HAVING bool_and(a.attname IS NOT NULL) ORDER BY 1",
+        [plan.quoted_table],
+    )
+    wanted = {k.column for k in target.keys}
+    indexes = cursor.fetchall()
+    if any(set(columns) == wanted for _, columns in indexes):
+        target.found = True
+        return
+    names = sorted(k.name for k in target.keys)
+    declared = ", ".join(target.sets)
+    found = ", ".join(
+        f"{shown(name)} ({', '.join(shown(c) for c in columns)})"
+        for name, columns in indexes
+    )
+    raise ValueError(
+        f"unique_fields {names} of {plan.model._meta.label} match no unique constraint "
+        "or unique index (ON CONFLICT needs one on exactly these columns, not partial "
+        f"and not deferrable); the model declares unique {declared}; the table has "
+        f"unique indexes {found or '(none)'}"
+    )
