@@ -45,7 +45,8 @@ def sessions():
             threading.Thread(
                 target=row_waiter.execute,
                 args=(
-                    "UPDATE dbreport_secret_t SET v = 'visible-value-C' WHERE id = 1",
+                    "/* user=commentsecret-E */ UPDATE dbreport_secret_t "
+                    "SET v = 'visible-value-C' WHERE id = 1 -- trace=commentsecret-F",
                 ),
             ),
         ]
@@ -82,6 +83,8 @@ def test_log_parameters_shows_data_values_but_never_passwords(sessions, dbtuning
     assert {"blocked_query", "idle_in_transaction"} <= codes
     for output in (out, text):
         assert "pw-secret" not in output
+        # Values are opted in, comments are not.
+        assert "commentsecret" not in output
     # The opt-in works for data queries: the blocked UPDATE shows its value.
     assert "visible-value-C" in out
     assert "ALTER ROLE dbreport_pw_holder PASSWORD ?" in out
@@ -95,6 +98,7 @@ def test_values_are_masked_by_default(sessions, dbtuning):
     assert code == 0, err
     assert "pw-secret" not in out
     assert "visible-value-C" not in out
+    assert "commentsecret" not in out
     assert "SET v = ? WHERE id = ?" in out
 
 

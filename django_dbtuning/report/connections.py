@@ -16,6 +16,7 @@ from django_dbtuning.report.util import (
     shorten,
     strip_literals,
 )
+from django_dbtuning.sqllex import COMMENTS, tokens
 
 __all__ = ["collect"]
 
@@ -162,8 +163,17 @@ def _query_text(probe: Probe, row: Row) -> str:
     # literals may be a password (CREATE ROLE ... PASSWORD, CREATE USER MAPPING ...
     # OPTIONS (password ...), ALTER SUBSCRIPTION ... CONNECTION) and stay masked.
     if probe.show_sql_values and shows_values(query):
-        return shorten(query)
+        return shorten(_without_comments(query))
     return strip_literals(query)
+
+
+def _without_comments(sql: str) -> str:
+    # Values are opted in; comments are not (sqlcommenter ids, user names, anything).
+    # shows_values() has already refused texts the lexer cannot read to the end.
+    return "".join(
+        " " if token.kind in COMMENTS else sql[token.start : token.end]
+        for token in tokens(sql)
+    )
 
 
 def _cancel(pid: Any) -> str:
