@@ -30,7 +30,7 @@ from django_dbtuning.sqllex import (
     token_before,
 )
 
-__all__ = ["Shape", "SqlInfo", "display_sql", "fingerprint", "sql_info"]
+__all__ = ["Shape", "SqlInfo", "display_sql", "fingerprint", "sql_info", "sql_text"]
 
 Kind = Literal["read", "write", "transaction", "other"]
 
@@ -345,8 +345,18 @@ def _decode_as(data: bytes, codec: str, *, doubt_backslashes: bool) -> str:
     return data[:end].decode(codec, "replace") + _CUT
 
 
-def _text_of(sql: Any, encoding: str | None = None) -> str:
-    """The SQL text of a non-str statement, never a repr that could quote its literals."""
+def sql_text(sql: Any, *, encoding: str | None = None) -> str:
+    """The SQL text of a statement that may not be a str, never a repr of its literals.
+
+    ``bytes`` are read in ``encoding`` (a Python codec name: the connection's
+    client_encoding, ``connection.info.encoding`` in psycopg) or, without one, as UTF-8,
+    what Django and psycopg send by default. A byte that cannot be read that way ends the
+    text so that its shape ends with ``?…``; so does, without an encoding, a backslash byte
+    right after a non-ASCII one (the second byte of an SJIS, BIG5, GBK, UHC or GB18030
+    character may be 0x5C, which UTF-8 would read as an escape inside E'…').
+    """
+    if isinstance(sql, str):
+        return sql
     if isinstance(sql, bytes | bytearray | memoryview):
         # str(b"...") is a repr: its quotes would turn literals into an "identifier".
         return _decode(bytes(sql), encoding)
@@ -360,20 +370,17 @@ def _text_of(sql: Any, encoding: str | None = None) -> str:
         return f"<{type(sql).__name__}>"  # its repr would show the values
 
 
-def sql_info(sql: Any, *, encoding: str | None = None) -> SqlInfo:
+def sql_info(sql: Any) -> SqlInfo:
     """Everything the recorder needs about ``sql``; a dict lookup after the first call.
 
-    ``bytes`` are read in ``encoding`` (a Python codec name: the connection's
-    client_encoding, ``connection.info.encoding`` in psycopg) or, without one, as UTF-8.
-    A byte that cannot be read that way ends the shape with ``?…``; so does, without an
-    encoding, a backslash byte right after a non-ASCII one (SJIS, BIG5, GBK, UHC, GB18030).
+    A statement that is not a str is read through :func:`sql_text` (bytes as UTF-8).
     """
     if isinstance(sql, str):
         info = _infos.get(sql)
         if info is not None:
             return info
     else:
-        return sql_info(_text_of(sql, encoding))
+        return sql_info(sql_text(sql))
     info = _build(sql)
     if len(_infos) >= _CACHE_LIMIT:
         _infos.clear()

@@ -33,7 +33,7 @@ from django_dbtuning import NPlusOneError, QueryBudgetExceeded, track_queries
 from django_dbtuning.middleware import QueryCountMiddleware
 from django_dbtuning.report.probe import connection_kwargs
 from django_dbtuning.report.util import strip_literals
-from django_dbtuning.sql import display_sql, fingerprint, sql_info
+from django_dbtuning.sql import display_sql, fingerprint, sql_info, sql_text
 from django_dbtuning.sqllex import masked_text
 from django_dbtuning.tracking import query_budget
 from tests.test_sql_lexer import (
@@ -397,19 +397,21 @@ def test_bytes_are_read_as_utf8_up_to_the_first_doubtful_byte(sql, shape):
 
 
 def test_bytes_are_read_in_the_connection_encoding_when_given():
-    assert sql_info(SJIS_SECRET, encoding="shift_jis").shape.text == (
+    assert sql_info(sql_text(SJIS_SECRET, encoding="shift_jis")).shape.text == (
         "SELECT ? AS a, ? AS b"
     )
-    assert sql_info(b"SELECT E'\xc3\xa9\\'', 1", encoding="utf-8").shape.text == (
-        "SELECT ?, ?"
-    )
+    assert sql_info(
+        sql_text(b"SELECT E'\xc3\xa9\\'', 1", encoding="utf-8")
+    ).shape.text == ("SELECT ?, ?")
     # Not a text codec Python knows: read as UTF-8, with the same doubts.
     for unknown in ("mule_internal", "rot13"):
-        assert sql_info(SJIS_SECRET, encoding=unknown).shape.text == "SELECT ?…"
+        assert (
+            sql_info(sql_text(SJIS_SECRET, encoding=unknown)).shape.text == "SELECT ?…"
+        )
     # A byte the encoding cannot read ends the text there too.
-    assert sql_info(b"SELECT 1, '\x80SECRET'", encoding="shift_jis").shape.text == (
-        "SELECT ?, ?…"
-    )
+    assert sql_info(
+        sql_text(b"SELECT 1, '\x80SECRET'", encoding="shift_jis")
+    ).shape.text == ("SELECT ?, ?…")
 
 
 # Characters whose last byte is 0x5C in one of the encodings (in SJIS, "ﾃ―" is C3 81 5C:
@@ -461,7 +463,7 @@ def test_no_secret_from_bytes_in_any_client_encoding(case):
     data, encoding = case
     for shape in (
         sql_info(data).shape.text,
-        sql_info(data, encoding=encoding).shape.text,
+        sql_info(sql_text(data, encoding=encoding)).shape.text,
     ):
         assert MARK not in shape, (data, encoding, shape)
 
