@@ -17,6 +17,7 @@ entries aside between its steps; :func:`check_generator_block` warns about the `
 from __future__ import annotations
 
 import ast
+import dis
 import functools
 import inspect
 import textwrap
@@ -246,17 +247,49 @@ def wrap_generator_function(
     index: int,
     start: Callable[[], _S],
     end: Callable[[_S, bool], None],
+    name: str,
 ) -> Callable[..., Any] | None:
     """``func`` wrapped by :func:`wrap_generator` or :func:`wrap_async_generator`.
 
     None when ``func`` is neither a generator nor an async generator function. Decided
     once, at decoration time; the wrapper is a generator (async generator) function too.
+    ``TypeError`` when ``func`` only wraps one (``name``: the decorator, for the message).
     """
     if inspect.isasyncgenfunction(func):
         return wrap_async_generator(func, vars, index, start, end)
     if inspect.isgeneratorfunction(func):
         return wrap_generator(func, vars, index, start, end)
+    _refuse_wrapped_generator(func, name)
     return None
+
+
+def _refuse_wrapped_generator(func: Callable[..., Any], name: str) -> None:
+    """Refuse a function that wraps a generator function without being one.
+
+    ``@contextmanager``/``@asynccontextmanager`` (and any ``functools.wraps`` decorator
+    over a generator function) make a plain function that returns an object running the
+    generator later: a decorator above them would judge each call before any of the
+    generator's queries ran, and check nothing. Decided once, at decoration time.
+    """
+    try:
+        inner = inspect.unwrap(func)
+    except ValueError:  # a __wrapped__ cycle: nothing to tell
+        return
+    if inner is func or not (
+        inspect.isgeneratorfunction(inner) or inspect.isasyncgenfunction(inner)
+    ):
+        return
+    what = getattr(func, "__qualname__", repr(func))
+    raise TypeError(
+        f"@{name} cannot check {what}(): it wraps the generator function "
+        f"{getattr(inner, '__qualname__', repr(inner))}() without being one (as "
+        "@contextmanager and @asynccontextmanager do), so it returns before the "
+        "generator runs and the check would see none of its queries. Put "
+        f"@{name} directly on the generator function, below @contextmanager: it then "
+        "covers the generator's own code before and after its `yield`. To cover the "
+        f"code inside the managed `with` block too, open `with {name}:` around the "
+        "`yield` inside the generator instead."
+    )
 
 
 def wrap_generator(
@@ -383,7 +416,15 @@ _IN_GENERATOR = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
 # force while the generator is suspended (@contextmanager, pytest yield fixtures), and in
 # our own wrappers it is kept aside between steps.
 _DRIVERS = frozenset({"contextlib", "_pytest", "pytest_asyncio", "django_dbtuning"})
-_DJANGO_STREAMS = "django.http.response"
+# Django's code between a streamed body and whatever streams it (StreamingHttpResponse's
+# adapters, GZipMiddleware's compressing generators): passed through, never a driver.
+_DJANGO_STREAMS = frozenset(
+    {"django.http.response", "django.middleware.gzip", "django.utils.text"}
+)
+_CACHE = dis.opmap.get("CACHE", 0)
+_SEND = dis.opmap["SEND"]
+_YIELD_VALUE = dis.opmap["YIELD_VALUE"]
+_RESUME = dis.opmap["RESUME"]
 _registry: dict[Any, Any] = {}
 _ADVICE = {
     "track_queries": "Its queries count in this block. Open the block around the loop "
@@ -413,11 +454,7 @@ def check_generator_block(frame: FrameType, name: str) -> None:
         or code.co_flags & inspect.CO_ITERABLE_COROUTINE
     ):
         return
-    driver = frame.f_back
-    # StreamingHttpResponse's async adapter sits between a streamed body and the
-    # middleware that carries the body's blocks between chunks.
-    while driver is not None and driver.f_globals.get("__name__") == _DJANGO_STREAMS:
-        driver = driver.f_back
+    driver = _driver(frame)
     if driver is not None:
         module = str(driver.f_globals.get("__name__", ""))
         if module.partition(".")[0] in _DRIVERS:
@@ -436,6 +473,45 @@ def check_generator_block(frame: FrameType, name: str) -> None:
         lineno,
         registry=_registry,
     )
+
+
+def _driver(frame: FrameType) -> FrameType | None:
+    """The frame that drives ``frame``'s generator: past ``yield from`` and Django.
+
+    A generator reached through ``yield from`` runs on top of the generator delegating to
+    it; the code that drives the outermost generator of the chain is what iterates it
+    (contextlib for a ``@contextmanager`` that delegates to a helper, pytest for a yield
+    fixture that does). A generator that iterates another with ``for`` or ``next()`` is
+    that one's consumer, and is the driver.
+    """
+    driver = frame.f_back
+    while driver is not None:
+        if driver.f_globals.get("__name__") in _DJANGO_STREAMS or (
+            driver.f_code.co_flags & inspect.CO_GENERATOR and _delegates(driver)
+        ):
+            driver = driver.f_back
+        else:
+            return driver
+    return None
+
+
+def _delegates(frame: FrameType) -> bool:
+    """Whether generator ``frame`` is in a ``yield from``, running its delegate.
+
+    Read from the instruction it stands at, as CPython's own ``gi_yieldfrom`` does: a
+    ``send()`` goes through the delegating frame's SEND; a ``throw()`` goes straight to the
+    delegate, the delegating frame left suspended at its YIELD_VALUE (3.11, 3.12) or at the
+    RESUME after it (3.13), whose oparg 2 marks a ``yield from``.
+    """
+    code = frame.f_code.co_code
+    at = frame.f_lasti
+    while at > 0 and code[at] == _CACHE:  # 3.12+ may stand on the SEND's inline cache
+        at -= 2
+    if code[at] == _SEND:
+        return True
+    if code[at] == _YIELD_VALUE:
+        at += 2
+    return at + 1 < len(code) and code[at] == _RESUME and code[at + 1] & 3 == 2
 
 
 @functools.lru_cache(maxsize=256)

@@ -1028,7 +1028,12 @@ class query_budget(_Block):  # named like a function: contract name
         where = getattr(func, "__qualname__", None)
         # Each call holds its own unit in a local: no instance state, no lookup on exit.
         generator = wrap_generator_function(
-            func, _SCOPED, 0, self._generator_unit, functools.partial(self._end, where)
+            func,
+            _SCOPED,
+            0,
+            self._generator_unit,
+            functools.partial(self._end, where),
+            "query_budget(...)",
         )
         if generator is not None:
             return generator
@@ -1104,7 +1109,7 @@ class allow_n_plus_one(_AsyncWith[None]):  # named like a function: contract nam
 
     def __call__(self, func: F) -> F:
         generator = wrap_generator_function(
-            func, _SCOPED, 1, _new_allowance, _end_allowance
+            func, _SCOPED, 1, _new_allowance, _end_allowance, "allow_n_plus_one()"
         )
         if generator is not None:
             return cast(F, generator)
