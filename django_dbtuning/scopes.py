@@ -421,10 +421,12 @@ _DRIVERS = frozenset({"contextlib", "_pytest", "pytest_asyncio", "django_dbtunin
 _DJANGO_STREAMS = frozenset(
     {"django.http.response", "django.middleware.gzip", "django.utils.text"}
 )
+# Read with .get(): an interpreter that renames an opcode makes _delegates() answer False
+# (a warning too many), never fails the import.
 _CACHE = dis.opmap.get("CACHE", 0)
-_SEND = dis.opmap["SEND"]
-_YIELD_VALUE = dis.opmap["YIELD_VALUE"]
-_RESUME = dis.opmap["RESUME"]
+_SEND = dis.opmap.get("SEND", -1)
+_YIELD_VALUE = dis.opmap.get("YIELD_VALUE", -1)
+_RESUME = dis.opmap.get("RESUME", -1)
 _registry: dict[Any, Any] = {}
 _ADVICE = {
     "track_queries": "Its queries count in this block. Open the block around the loop "
@@ -505,6 +507,8 @@ def _delegates(frame: FrameType) -> bool:
     """
     code = frame.f_code.co_code
     at = frame.f_lasti
+    if not 0 <= at < len(code):
+        return False
     while at > 0 and code[at] == _CACHE:  # 3.12+ may stand on the SEND's inline cache
         at -= 2
     if code[at] == _SEND:
