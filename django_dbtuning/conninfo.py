@@ -13,10 +13,12 @@ import inspect
 import ipaddress
 import math
 import re
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from urllib.parse import quote
+
+from django_dbtuning import library_text
 
 __all__ = [
     "INT_MAX",
@@ -39,7 +41,6 @@ __all__ = [
     "setting_problem",
     "shown_value",
     "split_options",
-    "value_free",
 ]
 
 # PostgreSQL stores integer settings (timeouts in ms included) in a C int.
@@ -197,7 +198,8 @@ def shown_value(keyword: str, value: str) -> bool:
     return keyword in _NUMBER_KEYWORDS and _NUMBER.fullmatch(value) is not None
 
 
-# The quotes libpq and the server put around a value, in English and translated messages.
+# The quotes libpq puts around a value, in English and translated messages: removed only
+# to tell which keyword a message of unknown shape names (the message itself is not shown).
 _QUOTES = (
     ('"', '"'),
     ("'", "'"),
@@ -205,27 +207,6 @@ _QUOTES = (
     ("\u00ab", "\u00bb"),
     ("\u201c", "\u201d"),
 )
-
-
-def value_free(text: str, values: Iterable[str]) -> str | None:
-    """``text`` (a libpq or server message) without the quoted ``values`` in it.
-
-    A list value's comma-separated items count as values too (libpq quotes a single
-    ``require_auth`` method). None when a value of :data:`MIN_SCRUBBED` characters or more
-    is still there unquoted: the caller then says what is wrong in words of its own.
-    Shorter values left in the text are taken for what they nearly always are, a
-    coincidence (``"e"`` in ``value``).
-    """
-    hidden = {
-        piece for value in values for piece in (value, *value.split(",")) if piece
-    }
-    text = _without_quoted(text, hidden)
-    if any(
-        len(value) >= MIN_SCRUBBED and _spaced(value) and _spaced(value) in text
-        for value in hidden
-    ):
-        return None
-    return text
 
 
 def _spaced(text: str) -> str:
@@ -250,19 +231,18 @@ class ConnectionProblem:
     keyword: str | None
     """The libpq keyword at fault, when it can be told."""
     message: str
-    """What is wrong, naming the keyword; a value only when :func:`shown_value` allows."""
+    """What is wrong, naming the keyword and never a value (libpq's text is read only
+    through :mod:`django_dbtuning.library_text`'s templates)."""
 
 
-def connection_problems(
-    params: Mapping[str, object], *, hidden: Collection[str] = ()
-) -> list[ConnectionProblem]:
+def connection_problems(params: Mapping[str, object]) -> list[ConnectionProblem]:
     """Problems libpq (and psycopg, for ``connect_timeout``) would report on connecting.
 
     ``params`` maps libpq keywords to values as ``psycopg.connect()`` receives them (``None``
     means unset). Unknown keywords are the caller's business and are ignored here. Nothing
     goes over the network: libpq validates the options against a host that cannot exist.
-    Messages name keywords and show a value only when :func:`shown_value` allows it and
-    its keyword is not in ``hidden``; secrets never reach libpq here at all.
+    Messages name keywords and what they expect, never a value (a known libpq text gives
+    a phrase of our own, any other the keyword alone); secrets never reach libpq here.
     """
     known = libpq_keywords()
     values = {
@@ -279,14 +259,9 @@ def connection_problems(
         return problems
     problems += _integer_problems(values)
     problems += _hostaddr_problems(values.get("hostaddr"))
-    unshown = [
-        value
-        for key, value in values.items()
-        if key in hidden or not shown_value(key, value)
-    ]
     # libpq stops at the first bad value: drop each one found and ask again.
     remaining = dict(values)
-    while (dry_run := _libpq_dry_run(remaining, unshown)) is not None:
+    while (dry_run := _libpq_dry_run(remaining)) is not None:
         problems.append(dry_run)
         if dry_run.keyword not in remaining:
             break
@@ -342,9 +317,7 @@ def _hostaddr_problems(hostaddr: str | None) -> list[ConnectionProblem]:
     return []
 
 
-def _libpq_dry_run(
-    values: Mapping[str, str], unshown: Iterable[str]
-) -> ConnectionProblem | None:
+def _libpq_dry_run(values: Mapping[str, str]) -> ConnectionProblem | None:
     from psycopg import Error, pq
     from psycopg.conninfo import make_conninfo
 
@@ -374,11 +347,26 @@ def _libpq_dry_run(
         pgconn.finish()
     if _DRY_RUN_HOST in message:
         return None  # only the impossible host failed: every option passed
+    # libpq's text may carry a value, transformed (require_auth's "!" stripped): only a
+    # known template's own phrase is used, never the text.
+    known = library_text.libpq_phrase(message, values.keys())
+    if known is not None:
+        phrase, keyword = known
+        return ConnectionProblem(keyword, phrase)
     keyword = _keyword_named(message, values)
-    shown = value_free(message, unshown)
-    if shown is None:
-        shown = f"libpq refuses the value of {keyword}" if keyword else ""
-    return ConnectionProblem(keyword, shown or "libpq refuses the connection settings")
+    if keyword is None:
+        return ConnectionProblem(None, "libpq refuses the connection settings")
+    return ConnectionProblem(
+        keyword, f"libpq refuses the value of {keyword}{_expects(keyword)}"
+    )
+
+
+def _expects(keyword: str) -> str:
+    if keyword in _ENUM_VALUES and keyword != "sslrootcert":
+        return f" (one of {', '.join(sorted(_ENUM_VALUES[keyword]))})"
+    if keyword in _NUMBER_KEYWORDS or keyword == "port":
+        return " (a whole number)"
+    return ""
 
 
 def _keyword_named(text: str, values: Mapping[str, str]) -> str | None:

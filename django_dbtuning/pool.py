@@ -557,9 +557,7 @@ def _validate_connection(entry: Mapping[str, Any], parsed: ParsedURL) -> None:
             key in parsed.options and parsed.options[key] == entry["OPTIONS"].get(key)
         )
 
-    # A value from the URL is shown only when redact_url shows it too.
-    hidden = {key for key in params if from_url(key) and key not in parsed.echoable}
-    for problem in conninfo.connection_problems(params, hidden=hidden):
+    for problem in conninfo.connection_problems(params):
         key = problem.keyword or "options"
         raise _refuse(parsed, key, from_url(key), problem.message)
 

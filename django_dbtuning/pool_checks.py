@@ -19,12 +19,12 @@ import inspect
 import math
 import sys
 import types
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from django.core.checks import CheckMessage, Error, Warning
 
-from django_dbtuning import conninfo
+from django_dbtuning import conninfo, library_text
 
 __all__ = [
     "check_conn_max_age",
@@ -112,7 +112,12 @@ def message_vocabulary() -> str:
     the modules that compose them, and libpq's keywords. A secret found in it is not
     scrubbed: masking ``postgres`` in ``postgresql.org`` would reveal the password."""
     texts = set(conninfo.libpq_keywords())
-    for name in ("django_dbtuning.checks", __name__, conninfo.__name__):
+    for name in (
+        "django_dbtuning.checks",
+        __name__,
+        conninfo.__name__,
+        library_text.__name__,
+    ):
         module = sys.modules.get(name)
         for value in vars(module).values() if module else ():
             if inspect.isfunction(value) and value.__module__ == name:
@@ -329,10 +334,6 @@ def check_pool_values(alias: str, pool: Mapping[str, Any]) -> list[CheckMessage]
 # -- check --database: ask the live server -------------------------------------------------
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-
-
 def _connect_timeout(value: object) -> int:
     try:
         seconds = float(str(value))
@@ -358,6 +359,9 @@ def read_server(
 
     Returns no limits and no message when the static checks already report the connection
     values (they would fail here too); a ``W021`` when the server cannot be reached.
+    No text of libpq's or the server's is quoted: it may carry a refused value (the server
+    repeats it, lower-cased, in a ``DETAIL``); messages are built from the setting's name,
+    the SQLSTATE and :mod:`library_text`'s fixed phrases for texts of a known shape.
     """
     import psycopg
 
@@ -379,24 +383,44 @@ def read_server(
         with psycopg.connect(**trial) as conn:
             return _limits(conn), []
     except (psycopg.Error, OSError) as exc:
-        # libpq never echoes a password, but the server echoes names: scrub as a backstop.
-        failure = scrub(alias, entry, _first_line(exc))
+        failure = library_text.connection_failure(exc)
+        refused = library_text.setting_refused_at_startup(
+            str(exc), [name for name, _ in unasked]
+        )
     if not options:
         return None, [_unreachable(alias, failure)]
+
+    def at_startup(name: str, value: str) -> str | None:
+        """Why the server refuses ``-c name=value`` alone when connecting, or None."""
+        alone = conninfo.join_options(["-c", f"{name}={value}"])
+        try:
+            with psycopg.connect(**kwargs, options=alone):
+                return None
+        except (psycopg.Error, OSError) as exc:
+            known = library_text.setting_refused_at_startup(str(exc), [name])
+        return known[1] if known else "the server refuses it when connecting"
+
     try:  # the server may refuse only the startup options: ask it which and why
         with psycopg.connect(**kwargs) as conn:
-            messages = _diagnose_settings(alias, conn, unasked)
+            messages = _diagnose_settings(alias, conn, unasked, at_startup)
             if not messages and len(unasked) == len(settings):
-                messages = [_refused_options(alias, failure)]
+                messages = [_refused_options(alias, failure, refused)]
             return _limits(conn), messages
     except (psycopg.Error, OSError):
         return None, [_unreachable(alias, failure)]
 
 
-def _refused_options(alias: str, failure: str) -> CheckMessage:
+def _refused_options(
+    alias: str, failure: str, refused: tuple[str, str] | None
+) -> CheckMessage:
+    where = f"DATABASES[{alias!r}]['OPTIONS']['options']"
+    if refused is not None:
+        name, why = refused
+        msg = f"{where} sets {name}, which the server refuses: {why}."
+    else:
+        msg = f"{where} makes the server refuse the connection ({failure})."
     return Error(
-        f"DATABASES[{alias!r}]['OPTIONS']['options'] makes the server refuse the "
-        f"connection ({failure}).",
+        msg,
         hint="Connecting without OPTIONS['options'] works: fix or remove its settings.",
         id="dbtuning.E024",
     )
@@ -410,14 +434,40 @@ def _unreachable(alias: str, reason: str) -> CheckMessage:
     )
 
 
+def _value_hint(name: str, row: tuple[Any, ...] | None) -> str:
+    """What the setting accepts, from pg_settings (the catalog, not an error text)."""
+    fallback = (
+        "See its unit and range: SELECT unit, min_val, max_val, enumvals "
+        f"FROM pg_settings WHERE name = {conninfo.quote_literal(name)}."
+    )
+    if row is None:
+        return fallback
+    vartype, unit, min_val, max_val, enumvals = row
+    if vartype == "bool":
+        return "Use on or off."
+    if vartype == "enum" and enumvals:
+        return f"Use one of: {', '.join(str(v) for v in enumvals)}."
+    if vartype in ("integer", "real") and min_val is not None:
+        unit_text = f" (unit {unit})" if unit else ""
+        return f"Use a number from {min_val} to {max_val}{unit_text}."
+    return fallback
+
+
 def _diagnose_settings(
-    alias: str, conn: Any, settings: list[tuple[str, str]]
+    alias: str,
+    conn: Any,
+    settings: list[tuple[str, str]],
+    at_startup: Callable[[str, str], str | None],
 ) -> list[CheckMessage]:
     import psycopg
 
     where = f"DATABASES[{alias!r}]['OPTIONS']['options']"
-    contexts = dict(conn.execute("SELECT name, context FROM pg_settings").fetchall())
+    rows = conn.execute(
+        "SELECT name, context, vartype, unit, min_val, max_val, enumvals FROM pg_settings"
+    ).fetchall()
     conn.rollback()
+    contexts = {str(row[0]): str(row[1]) for row in rows}
+    kinds = {str(row[0]): tuple(row[2:]) for row in rows}
     messages: list[CheckMessage] = []
 
     def refuse(name: str, why: str, hint: str) -> None:
@@ -453,18 +503,12 @@ def _diagnose_settings(
             try:
                 conn.execute("SELECT set_config(%s, %s, true)", (lowered, value))
             except psycopg.Error as exc:
-                diag = exc.diag
-                why = conninfo.value_free(diag.message_primary or "", [value])
-                hint = conninfo.value_free(diag.message_hint or "", [value])
-                refuse(
-                    name,
-                    why or "an invalid value",
-                    hint
-                    or (
-                        "See its unit and range: SELECT unit, min_val, max_val, enumvals "
-                        f"FROM pg_settings WHERE name = {conninfo.quote_literal(lowered)}."
-                    ),
+                refused = library_text.setting_phrase(
+                    name, exc.diag.message_primary, exc.sqlstate
                 )
+                refuse(name, refused, _value_hint(lowered, kinds.get(lowered)))
             finally:
                 conn.rollback()
+        elif (at_start := at_startup(name, value)) is not None:  # backend contexts
+            refuse(name, at_start, _value_hint(lowered, kinds.get(lowered)))
     return messages

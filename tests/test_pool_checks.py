@@ -467,6 +467,12 @@ def test_manage_py_check_database_reports_bad_settings_instead_of_a_traceback(tm
         "value": {**server, "OPTIONS": {"options": "-c work_mem=lots"}},
         "late": {**server, "OPTIONS": {"options": "-c shared_buffers=1MB"}},
         "fine": {**server, "OPTIONS": {"options": "-c statement_timeout=5s"}},
+        # hostile-c C1: a backend-context setting; the server repeats the value in its text
+        "backend": {
+            **server,
+            "OPTIONS": {"options": "-c log_connections=ZQX111secret"},
+        },
+        "nodb": {**server, "NAME": "ZQX222secret", "OPTIONS": {"options": "-c x=1"}},
     }
     (tmp_path / "check_settings.py").write_text(
         f"SECRET_KEY = 'x'\nINSTALLED_APPS = ['django_dbtuning']\nDATABASES = {databases!r}\n"
@@ -492,14 +498,19 @@ def test_manage_py_check_database_reports_bad_settings_instead_of_a_traceback(tm
     )
     assert "sets statment_timeout, which the server refuses: no such setting" in output
     assert "Did you mean 'statement_timeout'?" in output
-    assert (
-        'sets work_mem, which the server refuses: invalid value for parameter "work_mem".'
-        in output
-    )
+    assert "sets work_mem, which the server refuses: an invalid value." in output
     assert "lots" not in output  # a value the server refused is not echoed
+    assert "sets log_connections, which the server refuses: an invalid value." in output
+    assert "HINT: Use a number from 64 to 2147483647 (unit kB)." in output
+    # W021 names the condition, not the server's text (which quotes the database name)
+    assert (
+        "DATABASES['nodb']: cannot read the server's connection limits (the database "
+        "does not exist)." in output
+    )
+    assert "ZQX" not in output
     assert (
         "sets shared_buffers, which the server refuses: it cannot be set when connecting"
         in output
     )
     assert "'fine'" not in output
-    assert output.count("dbtuning.E024") == 3
+    assert output.count("dbtuning.E024") == 4

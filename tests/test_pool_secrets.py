@@ -18,7 +18,7 @@ from django.test import override_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from django_dbtuning import InvalidDatabaseURL, conninfo
+from django_dbtuning import InvalidDatabaseURL, conninfo, library_text
 from django_dbtuning.checks import check_databases
 from django_dbtuning.pool import database, redact_url
 from django_dbtuning.pool_url import parse_url
@@ -419,3 +419,204 @@ def test_no_separator_lets_a_secret_out(secret, where, key, before, after, encod
         for marker in markers:
             for form in (marker, repr(marker)[1:-1], quote(marker)):
                 assert form.lower() not in text.lower(), (url, text)
+
+
+# -- hostile round 2, C2: libpq's text about a value is never shown ----------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgres://app:pw@db/shop?require_auth=!ZQX9secret",
+        "postgres://app:pw@db/shop?require_auth=!!ZQX9secret",
+        "postgres://app:pw@db/shop?require_auth=ZQX9secret",
+        "postgres://app:pw@db/shop?require_auth=password,!ZQX9secret",
+    ],
+)
+def test_a_negated_require_auth_value_is_not_quoted_by_database(url):
+    with pytest.raises(InvalidDatabaseURL) as excinfo:
+        database(url)
+    assert str(excinfo.value) == (
+        "database URL postgres://app:***@db/shop?require_auth=***: "
+        + (
+            "negative require_auth methods (!method) cannot be mixed with "
+            "non-negative ones"
+            if url.endswith("password,!ZQX9secret")
+            else "invalid require_auth value"
+        )
+    )
+    assert not any("ZQX" in text for text in exception_texts(excinfo.value))
+
+
+def test_a_negated_require_auth_value_in_options_is_not_quoted():
+    value = (
+        "!" + "ZQX9secret"
+    )  # not on the raising line: the traceback quotes the source
+    with pytest.raises(ValueError) as excinfo:
+        database("postgres://app:pw@db/shop", options={"require_auth": value})
+    assert str(excinfo.value).endswith("invalid require_auth value")
+    assert not any("ZQX" in text for text in exception_texts(excinfo.value))
+
+
+@pytest.mark.parametrize("value", ["!pw-x", "!password,!pw-x", "!!pw-x"])
+def test_e022_names_require_auth_without_its_value(value):
+    entry = {**BASE, "CONN_MAX_AGE": 600, "OPTIONS": {"require_auth": value}}
+    (message,) = check_messages(entry)
+    assert message[0] == "dbtuning.E022"
+    assert message[1] == (
+        "DATABASES['default']['OPTIONS']['require_auth']: libpq refuses it (invalid "
+        "require_auth value), so the first connection fails."
+    )
+
+
+def test_a_libpq_text_of_unknown_shape_gives_no_words_of_its_own():
+    # A translated or future wording is not read at all (fail closed).
+    keywords = {"sslmode"}
+    assert (
+        library_text.libpq_phrase("valeur sslmode invalide : « x »", keywords) is None
+    )
+    assert (
+        library_text.libpq_phrase('invalid sslmode value: "x"\nmore', keywords) is None
+    )
+    # A keyword slot naming a keyword that was not passed is not trusted.
+    assert library_text.libpq_phrase('invalid port value: "x"', keywords) is None
+    assert library_text.libpq_phrase('invalid sslmode value: "x"', keywords) == (
+        "invalid sslmode value",
+        "sslmode",
+    )
+    assert library_text.setting_phrase("work_mem", 'bad "work_mem" value x') == (
+        "the server refuses it"
+    )
+    assert library_text.setting_phrase("work_mem", "x", "22023") == (
+        "invalid parameter value (SQLSTATE 22023)"
+    )
+
+
+# Every libpq keyword, values in the formats libpq lists, negates, quotes or escapes.
+LIBPQ_KEYWORDS = sorted(
+    conninfo.libpq_keywords() - conninfo.secret_keywords() - {"host", "hostaddr"}
+)
+FORMATS = [
+    "{}",
+    "!{}",
+    "!!{}",
+    "{},x",
+    "x,{}",
+    "password,!{}",
+    "!password,{}",
+    "none,{}",
+    '"{}"',
+    "'{}'",
+    " {} ",
+    "{} x",
+    "{}\\x",
+    "\\{}",
+    "x={}",
+    "-{}",
+    "{},",
+    ",{}",
+]
+ASCII_SECRET = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{3,12}", fullmatch=True)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    keyword=st.sampled_from(LIBPQ_KEYWORDS),
+    form=st.sampled_from(FORMATS),
+    secret=ASCII_SECRET,
+    encoded=st.booleans(),
+)
+def test_no_libpq_keyword_echoes_a_value_in_any_format(keyword, form, secret, encoded):
+    marker = f"ZQX{secret}"
+    value = form.format(marker)
+    url_value = quote(value, safe="" if encoded else "!,'\" \\=-")
+    texts = outputs(f"postgres://app:pw@db/shop?{keyword}={url_value}")
+    try:
+        database("postgres://app:pw@db/shop", options={keyword: value})
+    except (ValueError, TypeError) as exc:
+        texts += exception_texts(exc)
+    texts += [
+        f"{msg} {hint}"
+        for _, msg, hint in check_messages({**BASE, "OPTIONS": {keyword: value}})
+    ]
+    for text in texts:
+        assert marker.lower() not in text.lower(), text
+
+
+# -- hostile round 2, C1: check --database quotes nothing the server said about a value ---------
+
+SERVER_SETTINGS = [
+    "log_connections",
+    "ignore_system_indexes",
+    "log_disconnections",
+    "work_mem",
+    "session_replication_role",
+    "log_min_messages",
+    "default_transaction_isolation",
+    "lc_messages",
+    "timezone",
+    "datestyle",
+    "search_path",
+    "default_tablespace",
+    "temp_tablespaces",
+    "role",
+    "statement_timeout",
+    "random_page_cost",
+]
+
+
+@pytest.mark.django_db
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    name=st.sampled_from(SERVER_SETTINGS),
+    form=st.sampled_from(["{}", "!{}", "{},x", "{} x", "'{}'", "-{}", "{}kB"]),
+    secret=ASCII_SECRET,
+    second=st.booleans(),
+)
+def test_check_database_never_quotes_a_refused_server_value(name, form, secret, second):
+    from django.conf import settings as django_settings
+
+    from django_dbtuning import pool_checks
+
+    db = django_settings.DATABASES["default"]
+    marker = f"ZQX{secret}"
+    options = conninfo.join_options(["-c", f"{name}={form.format(marker)}"])
+    if second:  # a valid setting beside it: the refused one is still the one named
+        options += " -c statement_timeout=5s"
+    entry = {**db, "OPTIONS": {"options": options}}
+    _, messages = pool_checks.read_server("default", entry)
+    for message in messages:
+        text = f"{message.msg} {message.hint}".lower()
+        assert marker.lower() not in text, text
+        assert message.id in ("dbtuning.E024", "dbtuning.W021")
+
+
+def test_check_database_names_a_refused_backend_setting_without_its_value():
+    from django.conf import settings as django_settings
+
+    from django_dbtuning import pool_checks
+
+    db = django_settings.DATABASES["default"]
+    entry = {**db, "OPTIONS": {"options": "-c log_connections=ZQX111secret"}}
+    _, (message,) = pool_checks.read_server("default", entry)
+    assert message.id == "dbtuning.E024"
+    assert message.msg == (
+        "DATABASES['default']['OPTIONS']['options'] sets log_connections, which the "
+        "server refuses: an invalid value."
+    )
+    assert "zqx" not in (message.msg + (message.hint or "")).lower()
+
+
+def test_w021_names_the_condition_not_the_servers_text():
+    from django.conf import settings as django_settings
+
+    from django_dbtuning import pool_checks
+
+    db = django_settings.DATABASES["default"]
+    entry = {**db, "NAME": "ZQX333secret", "OPTIONS": {}}
+    _, (message,) = pool_checks.read_server("default", entry)
+    assert message.id == "dbtuning.W021"
+    assert message.msg == (
+        "DATABASES['default']: cannot read the server's connection limits (the "
+        "database does not exist)."
+    )

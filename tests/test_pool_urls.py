@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from django_dbtuning import InvalidDatabaseURL
+from django_dbtuning import InvalidDatabaseURL, conninfo
 from django_dbtuning.checks import check_databases
 from django_dbtuning.conninfo import join_options, libpq_keywords
 from django_dbtuning.pool import database, redact_url
@@ -270,11 +270,39 @@ SHAPES = [
     "postgres://app:x@db;password={pw}/shop",
     "postgres://app:x@db/shop;password={pw}",
     "postgres://app:x@db/shop?options=-c%20a%3D{pw}&pgbouncer=true",
+    # hostile-c C2: libpq strips a require_auth method's '!' before quoting it
+    "postgres://app:x@db/shop?require_auth=!{pw}",
+    "postgres://app:x@db/shop?require_auth=!!{pw}",
+    "postgres://app:x@db/shop?require_auth=password,!{pw}",
+    "postgres://app:x@db/shop?require_auth=!password,{pw}",
+    "postgres://app:x@db/shop?service=!{pw}",
+    "postgres://app:x@db/shop?sslmode=!{pw}",
+    "postgres://app:x@db/shop?port=!{pw}",
+    "postgres://app:x@db/shop?options=-c%20log_connections%3D{pw}",
     "POSTGRES://app:{pw}@db/shop",
     "mysql://app:{pw}@db/shop",
     "postgres://app:{pw}/shop",
     "{pw}@db/shop",
     "{pw}",
+]
+
+
+# How a value may be written around a secret: libpq lists, negations, quotes, escapes.
+VALUE_FORMS = [
+    "{}",
+    "!{}",
+    "!!{}",
+    "{},x",
+    "x,{}",
+    "password,!{}",
+    "!password,!{}",
+    '"{}"',
+    "'{}'",
+    " {} ",
+    "{}\\x",
+    "x={}",
+    "-{}",
+    "%21{}",
 ]
 
 
@@ -373,10 +401,15 @@ def test_no_generated_secret_ever_appears_in_any_output(secret, shape, raw):
             "require_auth",
             "CONN_MAX_AGE",
             "pool",
+            *sorted(conninfo.libpq_keywords() - conninfo.secret_keywords()),
         ]
     ),
+    # hostile-c C2: forms libpq transforms before quoting (a require_auth '!' stripped)
+    form=st.sampled_from(VALUE_FORMS),
 )
-def test_check_messages_never_show_the_entrys_secrets(secret, options, misplaced):
+@example(secret="pw\ue000x", options={}, misplaced="require_auth", form="!{}")
+@example(secret="pw\ue000x", options={}, misplaced="require_auth", form="!password,!{}")
+def test_check_messages_never_show_the_entrys_secrets(secret, options, misplaced, form):
     # ``misplaced``: the secret pasted into another setting, where no scrubbing can know
     # it is one; only "a value that fails validation is never echoed" keeps it out.
     entry = {
@@ -389,14 +422,16 @@ def test_check_messages_never_show_the_entrys_secrets(secret, options, misplaced
         "CONN_MAX_AGE": 600,
         "OPTIONS": {**options, "sslpassword": secret},
     }
+    # Not the password itself, which the backstop would mask: the same markers, reversed.
+    pasted = form.format("r" + secret[::-1])
     if misplaced == "port":
-        entry["PORT"] = secret
+        entry["PORT"] = pasted
     elif misplaced == "CONN_MAX_AGE":
-        entry["CONN_MAX_AGE"] = secret
+        entry["CONN_MAX_AGE"] = pasted
     elif misplaced == "pool":
-        entry["OPTIONS"]["pool"] = {"min_size": secret, "timeout": secret}
+        entry["OPTIONS"]["pool"] = {"min_size": pasted, "timeout": pasted}
     elif misplaced is not None:
-        entry["OPTIONS"][misplaced] = secret
+        entry["OPTIONS"][misplaced] = pasted
     assert_hidden(secret, check_messages(entry))
 
 
