@@ -19,7 +19,11 @@ from django.db import connections, models
 from django.db.models import F
 from psycopg import sql
 
-from django_dbtuning.copying.engine import _observed, _with_wrappers, check_backend
+from django_dbtuning.copying.connection import (
+    _observed,
+    _with_wrappers,
+    check_backend,
+)
 from django_dbtuning.copying.errors import database_error
 from django_dbtuning.copying.redact import unchained
 
@@ -103,7 +107,9 @@ def copy_to(
                     transcode = None
                     if codecs.lookup(encoding).name != "utf-8":
                         transcode = codecs.getincrementaldecoder("utf-8")()
-                    with raw.copy(statement, tuple(params)) as copy:
+                    # No parameters, no placeholders: psycopg then leaves a % in a
+                    # table name alone (Django's own SQL with parameters cannot).
+                    with raw.copy(statement, tuple(params) or None) as copy:
                         for block in copy:
                             if transcode is None:
                                 target(bytes(block))

@@ -23,6 +23,7 @@ from django.db import connections
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from django_dbtuning.copying.connection import _observed, _with_wrappers
 from django_dbtuning.copying.errors import copy_error
 from django_dbtuning.copying.names import quote
 from django_dbtuning.copying.plan import Column, ModelPlan, RowProblem
@@ -127,8 +128,6 @@ def staged_rows(
     alias: str,
 ) -> Generator[tuple[Any, ...], None, None]:
     """The file's rows, parsed by the server into the target's column types."""
-    from django_dbtuning.copying.engine import _observed, _with_wrappers
-
     connection = connections[alias]
     relname = f"dbtuning_file_{uuid.uuid4().hex[:16]}"
     name = quote(relname)
