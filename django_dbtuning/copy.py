@@ -67,15 +67,20 @@ class CopyQuerySet(models.QuerySet[_M], Generic[_M]):
 
         ``on_conflict="ignore"`` skips rows that break a unique constraint;
         ``"update"`` overwrites ``update_fields`` (default: every loaded non-key field
-        except ``auto_now_add``) of the row matching ``unique_fields``. Within one batch
-        the last row with a key wins.
+        except ``auto_now_add``) of the row matching ``unique_fields``, which must name
+        a unique constraint or index (checked before any row is sent). Of rows with the
+        same key anywhere in the load, ``"ignore"`` keeps the first, ``"update"`` the
+        last.
 
         ``return_ids=True`` fills ``CopyResult.ids`` in input order and sets ``pk`` on
-        instances. ``progress=True`` draws a tqdm bar; a callable gets the running row
-        count; a bar object of your own (``tqdm(total=n)``) is advanced. A bad row raises :class:`~django_dbtuning.CopyError` naming its
-        0-based index, column, constraint and the condition, never the value (the
-        server's own texts are on ``.pg_message`` / ``.detail``); nothing of the load
-        persists.
+        instances; in an upsert a row that can never conflict (outside a partial unique
+        index, or with a NULL key) gets its own new id. ``progress=True`` draws a tqdm
+        bar; a callable gets the running row count; a bar object of your own
+        (``tqdm(total=n)``) is advanced. A bad row raises
+        :class:`~django_dbtuning.CopyError` naming its 0-based index, column,
+        constraint and the condition, never the value (the server's own texts are on
+        ``.pg_message`` / ``.detail``); any other database error is a ``CopyError``
+        naming what the load was doing. Nothing of a failed load persists.
         """
         db = using or getattr(self, "_db", None) or self._write_db()
         return _copy_from(

@@ -110,7 +110,7 @@ def test_upsert_ids_and_winners_follow_on_conflict_row_by_row(
         expected[(code, True, note)] += 1
     result = Slot.objects.copy_from(
         [{"code": c, "active": a, "note": f"new{i}"} for i, (c, a) in enumerate(rows)],
-        on_conflict=on_conflict,  # type: ignore[arg-type]
+        on_conflict=on_conflict,
         unique_fields=["code"],
         return_ids=True,
         batch_size=batch_size,

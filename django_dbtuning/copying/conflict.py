@@ -14,7 +14,7 @@ unique constraints that do exist, before any data goes out.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import models
 from django.db.backends.utils import CursorWrapper
@@ -39,6 +39,8 @@ class Target:
     # confirm() has bound it.
     condition: Any = None
     predicate: str = ""
+    # NULLS NOT DISTINCT (Django 5's nulls_distinct=False): a NULL key conflicts too.
+    nulls_distinct: bool = True
     # False when the model declares no unique set on the keys: confirm() asks the
     # catalog before any row is sent.
     found: bool = True
@@ -46,25 +48,30 @@ class Target:
     sets: tuple[str, ...] = ()
 
 
-def _model_sets(model: type[models.Model]) -> list[tuple[list[str], Any, bool]]:
-    """(field names, condition, deferrable) of every unique set the model declares."""
+class _UniqueSet(NamedTuple):
+    names: tuple[str, ...]
+    condition: Any = None
+    deferrable: bool = False
+    nulls_distinct: bool = True
+
+
+def _model_sets(model: type[models.Model]) -> list[_UniqueSet]:
+    """Every unique set the model declares, once each, the primary key first."""
     opts = model._meta
-    sets: list[tuple[list[str], Any, bool]] = [([opts.pk.name], None, False)]
-    sets += [([f.name], None, False) for f in opts.concrete_fields if f.unique]
-    sets += [(list(names), None, False) for names in opts.unique_together]
+    sets = [_UniqueSet((opts.pk.name,))]
+    sets += [_UniqueSet((f.name,)) for f in opts.concrete_fields if f.unique]
+    sets += [_UniqueSet(tuple(names)) for names in opts.unique_together]
     sets += [
-        (list(c.fields), c.condition, c.deferrable is not None)
+        _UniqueSet(
+            tuple(c.fields),
+            c.condition,
+            c.deferrable is not None,
+            getattr(c, "nulls_distinct", None) is not False,
+        )
         for c in opts.constraints
         if isinstance(c, models.UniqueConstraint) and c.fields
     ]
-    seen: set[tuple[Any, ...]] = set()
-    unique: list[tuple[list[str], Any, bool]] = []
-    for names, condition, deferrable in sets:
-        key = (tuple(names), condition, deferrable)
-        if key not in seen:  # the primary key is also unique=True
-            seen.add(key)
-            unique.append((names, condition, deferrable))
-    return unique
+    return list(dict.fromkeys(sets))  # the primary key is also unique=True
 
 
 def unique_columns(plan: ModelPlan, loaded: set[str]) -> list[Column]:
@@ -74,8 +81,8 @@ def unique_columns(plan: ModelPlan, loaded: set[str]) -> list[Column]:
     inserting in this order keeps concurrent loads from locking in opposite orders.
     """
     order: list[Column] = []
-    for names, _, _ in _model_sets(plan.model):
-        columns = [plan.column(n) for n in names]
+    for unique in _model_sets(plan.model):
+        columns = [plan.column(n) for n in unique.names]
         if all(c.name in loaded for c in columns):
             order += [c for c in columns if c not in order]
     return order
@@ -85,27 +92,24 @@ def conflict_target(plan: ModelPlan, keys: list[Column]) -> Target:
     """The model's unique set on exactly ``keys``; ``found=False`` if it declares none."""
     wanted = {k.name for k in keys}
     label = plan.model._meta.label
-    matches = [
-        (condition, deferrable)
-        for names, condition, deferrable in _model_sets(plan.model)
-        if {plan.column(n).name for n in names} == wanted
-    ]
-    described = tuple(_describe(plan, names) for names, _, _ in _model_sets(plan.model))
+    sets = _model_sets(plan.model)
+    matches = [u for u in sets if {plan.column(n).name for n in u.names} == wanted]
     if not matches:
+        described = tuple(_describe(plan, u.names) for u in sets)
         return Target(keys, found=False, sets=described)
     # A full unique constraint wins over a partial one on the same columns.
-    matches.sort(key=lambda match: match[0] is not None)
-    condition, deferrable = matches[0]
-    if deferrable:
+    matches.sort(key=lambda u: u.condition is not None)
+    match = matches[0]
+    if match.deferrable:
         raise ValueError(
             f"unique_fields {sorted(wanted)} of {label} name a DEFERRABLE unique "
             "constraint, which PostgreSQL's ON CONFLICT cannot use; make it not "
             "deferrable or load without on_conflict"
         )
-    return Target(keys, condition=condition)
+    return Target(keys, condition=match.condition, nulls_distinct=match.nulls_distinct)
 
 
-def _describe(plan: ModelPlan, names: list[str]) -> str:
+def _describe(plan: ModelPlan, names: tuple[str, ...]) -> str:
     return "(" + ", ".join(plan.column(n).name for n in names) + ")"
 
 
@@ -139,24 +143,37 @@ def confirm(target: Target, plan: ModelPlan, cursor: CursorWrapper) -> None:
         target.predicate = _predicate(plan, target.condition, cursor)
     if target.found:
         return
+    # indnullsnotdistinct exists since PostgreSQL 15.
+    nulls = (
+        "i.indnullsnotdistinct"
+        if getattr(cursor.db, "pg_version", 0) >= 150000
+        else "false"
+    )
     cursor.execute(
-        "SELECT ic.relname, array_agg(a.attname::text ORDER BY k.n) "
+        f"SELECT ic.relname, array_agg(a.attname::text ORDER BY k.n), {nulls} "
         "FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid "
         "CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, n) "
         "LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
         "WHERE i.indrelid = %s::regclass AND i.indisunique AND i.indisvalid "
         "AND i.indimmediate AND i.indpred IS NULL AND k.n <= i.indnkeyatts "
-        "GROUP BY ic.relname HAVING bool_and(a.attname IS NOT NULL) ORDER BY 1",
+        f"GROUP BY ic.relname, {nulls} HAVING bool_and(a.attname IS NOT NULL) "
+        "ORDER BY 1",
         [plan.quoted_table],
     )
     wanted = {k.column for k in target.keys}
-    indexes = cursor.fetchall()
-    if any(set(columns) == wanted for _, columns in indexes):
+    found = cursor.fetchall()
+    # One usable index with NULLS NOT DISTINCT makes a NULL key conflict.
+    matching = [
+        bool(not_distinct) for _, cols, not_distinct in found if set(cols) == wanted
+    ]
+    if matching:
         target.found = True
+        target.nulls_distinct = not any(matching)
         return
+    indexes = [(name, columns) for name, columns, _ in found]
     names = sorted(k.name for k in target.keys)
     declared = ", ".join(target.sets)
-    found = ", ".join(
+    existing = ", ".join(
         f"{shown(name)} ({', '.join(shown(c) for c in columns)})"
         for name, columns in indexes
     )
@@ -164,5 +181,5 @@ def confirm(target: Target, plan: ModelPlan, cursor: CursorWrapper) -> None:
         f"unique_fields {names} of {plan.model._meta.label} match no unique constraint "
         "or unique index (ON CONFLICT needs one on exactly these columns, not partial "
         f"and not deferrable); the model declares unique {declared}; the table has "
-        f"unique indexes {found or '(none)'}"
+        f"unique indexes {existing or '(none)'}"
     )

@@ -237,6 +237,7 @@ class _Load:
                 updates=self.updates,
                 on_conflict=self.on_conflict,
                 predicate=self.target.predicate,
+                nulls_distinct=self.target.nulls_distinct,
                 locator=self.locator,
             )
             self.staging.create(cursor)

@@ -78,6 +78,7 @@ class Staging:
         updates: list[Column],
         on_conflict: str,
         predicate: str,
+        nulls_distinct: bool,
         locator: Locator,
     ) -> None:
         self.connection = connection
@@ -92,6 +93,7 @@ class Staging:
         self.on_conflict = on_conflict
         # SQL with its values bound (no %s): see conflict.Target.
         self.predicate = predicate
+        self.nulls_distinct = nulls_distinct
         self.locator = locator
         self.relname = f"dbtuning_copy_{uuid.uuid4().hex[:16]}"
         self.name = quote(self.relname)
@@ -157,10 +159,14 @@ class Staging:
     def alone(self) -> str:
         """SQL over a staged row: true when it can never conflict, so it is inserted.
 
-        A NULL in a nullable key (NULLs are distinct), or a row outside the partial
-        unique index the keys name.
+        A NULL in a nullable key (unless the constraint says NULLS NOT DISTINCT), or a
+        row outside the partial unique index the keys name.
         """
-        parts = [f"{k.quoted} IS NULL" for k in self.keys if k.field.null]
+        parts = [
+            f"{k.quoted} IS NULL"
+            for k in self.keys
+            if k.field.null and self.nulls_distinct
+        ]
         if self.predicate:
             parts.append(f"NOT coalesce(({self.predicate}), false)")
         return " OR ".join(parts)
@@ -293,7 +299,13 @@ class Staging:
             return ids
         pk = self.plan.columns[self.plan.pk.name].quoted
         row = self.row
-        join = " AND ".join(f"t.{k.quoted} = s.{k.quoted}" for k in self.keys)
+        # With NULLS NOT DISTINCT a NULL key matches a NULL key.
+        join = " AND ".join(
+            f"t.{k.quoted} IS NOT DISTINCT FROM s.{k.quoted}"
+            if k.field.null and not self.nulls_distinct
+            else f"t.{k.quoted} = s.{k.quoted}"
+            for k in self.keys
+        )
         where = f" WHERE {self.predicate}" if self.predicate else ""
         alone = self.alone()
         staged = self.name
