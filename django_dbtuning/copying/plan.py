@@ -450,6 +450,8 @@ def _array(column: Column, *, binary: bool) -> Converter:
     depth = _depth(f)
     item_type = column.pg_type[:-2] if binary and column.pg_type else ""
     if item_type not in _INT_LIMITS:
+        if depth == 1:
+            return _flat_array(slow)
 
         def array(value: Any) -> Any:
             if _shaped(value, depth):
@@ -468,6 +470,22 @@ def _array(column: Column, *, binary: bool) -> Converter:
         return value
 
     return ints
+
+
+def _flat_array(slow: Converter) -> Converter:
+    """The common one-dimensional case of :func:`_array`, one call per value."""
+    sequences = (list, tuple)
+
+    def flat(value: Any) -> Any:
+        kind = type(value)
+        if kind is list or kind is tuple:
+            for item in value:
+                if isinstance(item, sequences):
+                    return slow(value)
+            return value
+        return slow(value)
+
+    return flat
 
 
 def _depth(f: Any) -> int:
