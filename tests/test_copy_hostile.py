@@ -93,6 +93,17 @@ def test_partial_index_ids_across_batches(batch_size: int) -> None:
     assert (result.created, result.updated) == (2, 1)
 
 
+def test_a_partial_target_needs_the_fields_its_condition_reads() -> None:
+    """Which rows never conflict is decided on the staged rows: 'active' must be there."""
+    with pytest.raises(ValueError, match=r"condition reads \['active'\]"):
+        Slot.objects.copy_from(
+            [Slot(code="x", note="n")],
+            fields=["code", "note"],
+            on_conflict="update",
+            unique_fields=["code"],
+        )
+
+
 def test_null_keys_get_their_own_ids() -> None:
     """A NULL in a nullable unique key never conflicts: each row is inserted."""
     Item.objects.copy_from([item(0, sku="a")])

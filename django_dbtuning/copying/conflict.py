@@ -88,8 +88,26 @@ def unique_columns(plan: ModelPlan, loaded: set[str]) -> list[Column]:
     return order
 
 
-def conflict_target(plan: ModelPlan, keys: list[Column]) -> Target:
-    """The model's unique set on exactly ``keys``; ``found=False`` if it declares none."""
+def _condition_fields(condition: Any) -> set[str]:
+    """The fields a UniqueConstraint's condition (a Q) reads on the row itself."""
+    referenced = getattr(condition, "referenced_base_fields", None)  # Django 5.0+
+    if referenced is not None:
+        return set(referenced)
+    names: set[str] = set()
+    for child in condition.children:
+        if isinstance(child, tuple):
+            names.add(child[0].split("__", 1)[0])
+        elif hasattr(child, "children"):
+            names |= _condition_fields(child)
+    return names
+
+
+def conflict_target(plan: ModelPlan, keys: list[Column], loaded: set[str]) -> Target:
+    """The model's unique set on exactly ``keys``; ``found=False`` if it declares none.
+
+    A partial set's condition is evaluated on the staged rows (which never conflict),
+    so the load must fill every field it reads.
+    """
     wanted = {k.name for k in keys}
     label = plan.model._meta.label
     sets = _model_sets(plan.model)
@@ -106,6 +124,18 @@ def conflict_target(plan: ModelPlan, keys: list[Column]) -> Target:
             "constraint, which PostgreSQL's ON CONFLICT cannot use; make it not "
             "deferrable or load without on_conflict"
         )
+    if match.condition is not None:
+        unfilled = sorted(
+            name
+            for name in _condition_fields(match.condition)
+            if plan.column(name).name not in loaded
+        )
+        if unfilled:
+            raise ValueError(
+                f"unique_fields {sorted(wanted)} of {label} name a conditional "
+                f"unique constraint whose condition reads {unfilled}, which this load "
+                "does not fill; include them in the rows (or in fields=)"
+            )
     return Target(keys, condition=match.condition, nulls_distinct=match.nulls_distinct)
 
 

@@ -170,7 +170,7 @@ class _Load:
         self.keys = keys
         self.order = keys or unique_columns(plan, names)
         if keys:
-            self.target = conflict_target(plan, keys)
+            self.target = conflict_target(plan, keys, names)
         if self.update_names is not None:
             updates = [plan.column(n) for n in self.update_names]
             for update in updates:
