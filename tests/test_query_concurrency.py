@@ -26,6 +26,7 @@ from django_dbtuning import (
     track_queries,
 )
 from django_dbtuning.tracking import QueryReport, Unit
+from tests.query_helpers import raw_n_plus_one
 from tests.testapp.models import Author
 
 pytestmark = pytest.mark.django_db
@@ -37,13 +38,6 @@ BLOCKS = 20
 def one_query() -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
-
-
-def raw_n_plus_one() -> None:
-    """Four executions of one shape from one line: an N+1 without any rows."""
-    with connection.cursor() as cursor:
-        for i in range(4):
-            cursor.execute("SELECT %s::int", [i])
 
 
 def in_threads(work: Callable[[int], None]) -> None:

@@ -26,29 +26,11 @@ from django_dbtuning import (
     query_budget,
     track_queries,
 )
-from django_dbtuning.tracking import QueryReport, _allowed, _unit
+from django_dbtuning.tracking import QueryReport
+from tests.query_helpers import YIELD_WARNING, nothing_current, queries, raw_n_plus_one
 from tests.testapp.models import Author
 
 pytestmark = pytest.mark.django_db
-
-YIELD_WARNING = r"open across a `yield`"
-
-
-def queries(n: int) -> None:
-    with connection.cursor() as cursor:
-        for _ in range(n):
-            cursor.execute("SELECT 1")
-
-
-def raw_n_plus_one() -> None:
-    """Four executions of one shape from one line: an N+1 without any rows."""
-    with connection.cursor() as cursor:
-        for i in range(4):
-            cursor.execute("SELECT %s::int", [i])
-
-
-def nothing_current() -> bool:
-    return _unit.get() is None and _allowed.get() is None
 
 
 def budget_count(run: Callable[[], object]) -> int:

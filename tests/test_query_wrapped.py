@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
-from django.db import connection
 from django.http import HttpRequest, StreamingHttpResponse
 from django.middleware.gzip import GZipMiddleware
 from django.test import RequestFactory
@@ -29,27 +28,10 @@ from django_dbtuning import (
     track_queries,
 )
 from django_dbtuning.middleware import QueryCountMiddleware
-from django_dbtuning.tracking import QueryReport, _allowed, _unit
+from django_dbtuning.tracking import QueryReport
+from tests.query_helpers import YIELD_WARNING, nothing_current, queries, raw_n_plus_one
 
 pytestmark = pytest.mark.django_db
-
-YIELD_WARNING = r"open across a `yield`"
-
-
-def queries(n: int) -> None:
-    with connection.cursor() as cursor:
-        for _ in range(n):
-            cursor.execute("SELECT 1")
-
-
-def raw_n_plus_one() -> None:
-    with connection.cursor() as cursor:
-        for i in range(4):
-            cursor.execute("SELECT %s::int", [i])
-
-
-def nothing_current() -> bool:
-    return _unit.get() is None and _allowed.get() is None
 
 
 # --- C3: a decorator above @contextmanager would check nothing: refused at decoration ----------
