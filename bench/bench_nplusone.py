@@ -126,7 +126,7 @@ def variants() -> dict[str, Any]:
     from zeal import zeal_context
 
     from django_dbtuning.middleware import QueryCountMiddleware
-    from django_dbtuning.tracking import RECORDER, install
+    from django_dbtuning.queries.recorder import RECORDER, install
 
     request = RequestFactory().get("/books/")
     middleware = QueryCountMiddleware(view)
@@ -183,7 +183,7 @@ def variants() -> dict[str, Any]:
 
 def recorder_only_cost() -> float:
     """The recorder's own cost per query with a stub database call (no I/O noise)."""
-    from django_dbtuning.tracking import RECORDER, track_queries
+    from django_dbtuning.queries.recorder import RECORDER, track_queries
 
     class Connection:
         alias = "default"

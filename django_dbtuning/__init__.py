@@ -19,12 +19,12 @@ from django_dbtuning.exceptions import (
     NPlusOneWarning,
     QueryBudgetExceeded,
 )
-from django_dbtuning.pool import PoolSizing, database, pool_size
+from django_dbtuning.pool.entry import PoolSizing, database, pool_size
 
 _LAZY = {
-    "allow_n_plus_one": "django_dbtuning.tracking",
-    "query_budget": "django_dbtuning.tracking",
-    "track_queries": "django_dbtuning.tracking",
+    "allow_n_plus_one": "django_dbtuning.queries.recorder",
+    "query_budget": "django_dbtuning.queries.recorder",
+    "track_queries": "django_dbtuning.queries.recorder",
 }
 
 

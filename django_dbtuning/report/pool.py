@@ -14,7 +14,7 @@ from typing import Any
 
 from django.db import connections
 
-from django_dbtuning.pool import pool_size, server_budget
+from django_dbtuning.pool.entry import pool_size, server_budget
 from django_dbtuning.report.probe import Probe
 
 __all__ = ["collect", "configuration", "live_stats"]

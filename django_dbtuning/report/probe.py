@@ -19,7 +19,7 @@ import psycopg
 from psycopg import errors
 from psycopg.rows import dict_row
 
-from django_dbtuning.pool import connection_kwargs as pool_connection_kwargs
+from django_dbtuning.pool.entry import connection_kwargs as pool_connection_kwargs
 from django_dbtuning.report.djangomap import ModelMap
 from django_dbtuning.report.findings import (
     Check,

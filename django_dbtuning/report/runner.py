@@ -21,7 +21,7 @@ from django_dbtuning.report import (
     statements,
     tables,
 )
-from django_dbtuning.report import settings as settings_section
+from django_dbtuning.report import server_settings as settings_section
 from django_dbtuning.report.djangomap import ModelMap
 from django_dbtuning.report.findings import (
     SECTIONS,

@@ -14,11 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from django_dbtuning import conninfo
 from django_dbtuning.conf import SETTINGS
+from django_dbtuning.pool import conninfo
 
 # The pool's rule, imported rather than repeated (pool.py has no public name for it yet).
-from django_dbtuning.pool import _duration_ms as duration_ms
+from django_dbtuning.pool.entry import _duration_ms as duration_ms
 
 __all__ = ["NAMES", "ReportTimeouts", "configured", "problem", "resolve", "show"]
 

@@ -1,0 +1,493 @@
+"""Turn a failed COPY into a CopyError that names the input row and the column.
+
+PostgreSQL reports a COPY failure with a context such as ``COPY t, line 3, column name:
+"..."``: the line is the 1-based row within that one COPY statement, which the engine maps
+back to the index in the caller's input (batches and groups included). Constraint errors
+raised after the rows went in (foreign keys checked at the end of the statement) carry no
+line, only ``Key (col)=(value)``; the row is then found by that value in the batch.
+
+Messages never contain a value from the rows (see :mod:`.redact`): the server's texts are
+kept on the error's attributes, and every error is raised ``from None`` so that a
+traceback does not print the psycopg error (whose text has DETAIL and CONTEXT) either.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from django.db import utils as db_utils
+from psycopg.adapt import PyFormat, Transformer
+from psycopg.pq import Format
+
+from django_dbtuning.copy.plan import Column, RowProblem
+from django_dbtuning.copy.redact import (
+    concurrency_condition,
+    dumper_reason,
+    integrity_condition,
+    server_condition,
+)
+from django_dbtuning.exceptions import (
+    CopyConcurrencyError,
+    CopyDataError,
+    CopyError,
+    CopyIntegrityError,
+)
+
+__all__ = [
+    "CopyDatabaseError",
+    "CopyInterfaceError",
+    "CopyInternalError",
+    "CopyNotSupportedError",
+    "CopyOperationalError",
+    "CopyProgrammingError",
+    "Locator",
+    "concurrency_error",
+    "copy_error",
+    "database_error",
+    "load_error",
+    "row_error",
+    "unwritable",
+]
+
+# Errors another transaction (or a timeout) causes: the load itself may be fine.
+TRANSIENT = {
+    "40P01": "deadlock",
+    "40001": "serialization failure",
+    "55P03": "lock timeout",
+    "57014": "statement timeout or cancel",
+}
+
+
+@dataclass
+class Locator:
+    """How an input row and a field are named in messages (CSV: line and header)."""
+
+    line_of: Callable[[int], int | None] | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def row(self, row: int) -> str:
+        line = self.line_of(row) if self.line_of is not None else None
+        return f"row {row}" if line is None else f"row {row} (CSV line {line})"
+
+    def column(self, name: str) -> str:
+        header = self.headers.get(name)
+        if header is None or header == name:
+            return f"column {name!r}"
+        return f"column {header!r} (field {name!r})"
+
+
+_PLAIN = Locator()
+
+# The server's own context line of a COPY (the value it may quote follows the column).
+_CONTEXT = re.compile(r"^COPY [^\n]+?, line (\d+)(?:, column ([^\n]+))?", re.MULTILINE)
+# Column names and values may hold newlines.
+_KEY = re.compile(
+    r"Key \((?P<cols>.+?)\)=\((?P<vals>.*)\)(?: already exists| is not)", re.DOTALL
+)
+
+
+def _message(
+    label: str,
+    row: int | None,
+    column: str | None,
+    text: str,
+    locator: Locator | None = None,
+    stage: str | None = None,
+) -> str:
+    locator = locator or _PLAIN
+    where = []
+    if row is not None:
+        where.append(locator.row(row))
+    if column is not None:
+        where.append(locator.column(column))
+    located = f" at {', '.join(where)}" if where else ""
+    if stage is not None:
+        return f"COPY into {label} failed{located} while {stage}: {text}. {_NOTHING}"
+    return f"COPY into {label} failed{located}: {text}"
+
+
+_NOTHING = "The load was rolled back and wrote nothing."
+
+
+def row_error(
+    label: str,
+    row: int | None,
+    column: str | None,
+    text: str,
+    *,
+    integrity: bool,
+    locator: Locator | None = None,
+    value: Any = None,
+    original: BaseException | None = None,
+) -> CopyError:
+    """A CopyError for a problem found in Python, before PostgreSQL saw the row.
+
+    ``text`` must name no value (see :mod:`.redact`); ``value`` and ``original`` (the
+    converter's own exception, whose text may quote it) go on attributes only.
+    """
+    cls = CopyIntegrityError if integrity else CopyDataError
+    return cls(
+        _message(label, row, column, text, locator),
+        row=row,
+        column=column,
+        value=value,
+        original=original,
+    )
+
+
+def problem_error(
+    label: str, problem: RowProblem, locator: Locator | None = None
+) -> CopyError:
+    """The CopyError for a :class:`RowProblem` raised while rows were read or built."""
+    return row_error(
+        label,
+        problem.row,
+        problem.column,
+        problem.message,
+        integrity=problem.integrity,
+        locator=locator,
+        value=problem.value,
+        original=problem.original,
+    )
+
+
+def concurrency_error(
+    exc: psycopg.Error,
+    *,
+    label: str,
+    stage: str,
+    first_row: int | None,
+    last_row: int | None,
+    batch: int | None,
+) -> CopyConcurrencyError | None:
+    """The CopyConcurrencyError for a deadlock, serialization failure or timeout."""
+    sqlstate = exc.sqlstate or ""
+    kind = TRANSIENT.get(sqlstate)
+    if kind is None:
+        return None
+    rows = ""
+    if first_row is not None and last_row is not None:
+        rows = f" (rows {first_row}-{last_row})"
+    message = (
+        f"COPY into {label} stopped by a {kind} while {stage}{rows}: "
+        f"{concurrency_condition(exc)}. "
+        "The load was rolled back and wrote nothing; retrying it may succeed."
+    )
+    return CopyConcurrencyError(
+        message,
+        first_row=first_row,
+        last_row=last_row,
+        batch=batch,
+        pg_message=exc.diag.message_primary,
+        sqlstate=sqlstate,
+        detail=exc.diag.message_detail,
+        pg_error=exc,
+    )
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    return str(value)
+
+
+def find_row_by_key(
+    detail: str | None, columns: Sequence[Column], rows: Sequence[Sequence[Any]]
+) -> tuple[int | None, str | None]:
+    """The position of the row whose key ``detail`` reports, and the key's field."""
+    match = _KEY.search(detail or "")
+    if not match:
+        return None, None
+    names = [n.strip().strip('"') for n in match["cols"].split(",")]
+    values = [v.strip() for v in match["vals"].split(", ")]
+    by_column = {c.column: i for i, c in enumerate(columns)}
+    field = next((columns[by_column[n]].name for n in names if n in by_column), None)
+    if len(names) != len(values) or not all(n in by_column for n in names):
+        return None, field
+    positions = [by_column[n] for n in names]
+    for j, row in enumerate(rows):
+        if all(
+            len(row) > p and row[p] is not None and _as_text(row[p]) == v
+            for p, v in zip(positions, values, strict=True)
+        ):
+            return j, field
+    return None, field
+
+
+def copy_error(
+    exc: psycopg.Error,
+    *,
+    label: str,
+    columns: Sequence[Column],
+    index_of: Callable[[int], int] | None,
+    rows: Sequence[Sequence[Any]] | None = None,
+    locator: Locator | None = None,
+    located: int | None = None,
+    relation: str | None = None,
+    stage: str | None = None,
+) -> CopyError | None:
+    """The CopyError for a server error during a load, or None for other errors.
+
+    ``index_of`` maps a 0-based position in the failed COPY to the input index; ``rows``
+    (the rows of that COPY or batch) lets a ``Key (...)=(...)`` detail find its row;
+    ``located`` is the input index when the caller found the row another way;
+    ``relation`` is the bare name of the table the COPY wrote (the server's CONTEXT
+    names it); ``stage`` says what the load was doing, for errors found outside a COPY.
+    """
+    sqlstate = exc.sqlstate or ""
+    if not sqlstate.startswith(("22", "23")):
+        return None
+    diag = exc.diag
+    detail = diag.message_detail
+    by_column = {c.column: c.name for c in columns}
+    position, column = _context(diag.context, by_column, relation)
+    if diag.column_name in by_column:
+        column = by_column[diag.column_name or ""]
+    if position is None and rows is not None:
+        position, key_field = find_row_by_key(detail, columns, rows)
+        column = column or key_field
+    elif column is None and detail:
+        _, column = find_row_by_key(detail, columns, ())
+    row = located
+    if position is not None and index_of is not None:
+        row = index_of(position)
+    integrity = sqlstate.startswith("23")
+    cls = CopyIntegrityError if integrity else CopyDataError
+    if integrity:
+        condition = integrity_condition(exc, _known_names(columns))
+    else:
+        condition = server_condition(exc)
+    return cls(
+        _message(label, row, column, condition, locator, stage),
+        row=row,
+        column=column,
+        pg_message=diag.message_primary,
+        sqlstate=sqlstate,
+        detail=detail,
+        constraint=diag.constraint_name,
+        pg_error=exc,
+    )
+
+
+def _known_names(columns: Sequence[Column]) -> set[str]:
+    """The load's columns and the tables its foreign keys point to: the only names a
+    constraint message may repeat from the server's (trigger-writable) fields."""
+    names = {c.column for c in columns}
+    for c in columns:
+        related = getattr(c.field, "related_model", None)
+        if related is not None and not isinstance(related, str):
+            names.add(related._meta.db_table)
+    return names
+
+
+def _context(
+    context: str | None, by_column: Mapping[str, str], relation: str | None = None
+) -> tuple[int | None, str | None]:
+    """The 0-based position and the field of a ``COPY t, line N, column c`` context.
+
+    With ``relation`` (the table the COPY wrote, whose name may hold a newline or
+    ``, line 2``), its own line is looked for; the first one counts (a value the
+    server quotes comes after it). Only a column this load writes is taken: the text
+    after it is the value.
+    """
+    text = context or ""
+    match: re.Match[str] | None = None
+    if relation is not None:
+        match = re.compile(
+            rf"(?:^|\n)COPY {re.escape(relation)}, line (\d+)(?:, column (.+))?",
+            re.DOTALL,
+        ).search(text)
+    if match is None:
+        match = _CONTEXT.search(text)
+    if not match:
+        return None, None
+    column = None
+    rest = match[2]
+    if rest:
+        for name, field_name in by_column.items():
+            if rest == name or rest.startswith(f"{name}: "):
+                column = field_name
+                break
+    return int(match[1]) - 1, column
+
+
+# Django's wrapper classes, in the order Django itself tries them.
+_DJANGO_ERRORS = (
+    "DataError",
+    "OperationalError",
+    "IntegrityError",
+    "InternalError",
+    "ProgrammingError",
+    "NotSupportedError",
+    "DatabaseError",
+    "InterfaceError",
+    "Error",
+)
+
+
+class CopyOperationalError(CopyError, db_utils.OperationalError):
+    """A server or connection failure during a load that is not about the rows."""
+
+
+class CopyProgrammingError(CopyError, db_utils.ProgrammingError):
+    """The server refused a statement of the load (permission denied, a trigger...)."""
+
+
+class CopyInternalError(CopyError, db_utils.InternalError):
+    """The server's internal error during a load."""
+
+
+class CopyNotSupportedError(CopyError, db_utils.NotSupportedError):
+    """The server does not support what the load asked for."""
+
+
+class CopyDatabaseError(CopyError, db_utils.DatabaseError):
+    """Any other database error during a load."""
+
+
+class CopyInterfaceError(CopyError, db_utils.InterfaceError):
+    """The driver's own error during a load (a connection closed under it)."""
+
+
+# psycopg's class -> ours, which is also Django's class of the same name.
+_LOAD_CLASSES: tuple[tuple[type[psycopg.Error], type[CopyError]], ...] = (
+    (psycopg.DataError, CopyDataError),
+    (psycopg.IntegrityError, CopyIntegrityError),
+    (psycopg.OperationalError, CopyOperationalError),
+    (psycopg.InternalError, CopyInternalError),
+    (psycopg.ProgrammingError, CopyProgrammingError),
+    (psycopg.NotSupportedError, CopyNotSupportedError),
+    (psycopg.DatabaseError, CopyDatabaseError),
+    (psycopg.InterfaceError, CopyInterfaceError),
+)
+
+
+@dataclass
+class Stage:
+    """What a load is doing: ``stage`` reads after "while" in a message."""
+
+    stage: str = "preparing the load"
+    batch: int | None = None
+    first_row: int | None = None
+    last_row: int | None = None
+
+    def words(self) -> str:
+        if self.first_row is None or self.last_row is None:
+            return self.stage
+        return f"{self.stage} (rows {self.first_row}-{self.last_row})"
+
+
+def load_error(
+    exc: BaseException,
+    *,
+    label: str,
+    stage: Stage,
+    columns: Sequence[Column] = (),
+    locator: Locator | None = None,
+) -> CopyError | None:
+    """The CopyError for any database error of a load, naming what it was doing.
+
+    A deadlock or timeout is a :class:`CopyConcurrencyError`; a data or constraint error
+    a :class:`CopyDataError` / :class:`CopyIntegrityError`; anything else (permission
+    denied, a trigger's RAISE, a lost connection) one of the classes above, each also the
+    Django error of the same name. None when ``exc`` is not a database error.
+    """
+    pg = exc if isinstance(exc, psycopg.Error) else exc.__cause__
+    if not isinstance(pg, psycopg.Error):
+        return None
+    transient = concurrency_error(
+        pg,
+        label=label,
+        stage=stage.stage,
+        first_row=stage.first_row,
+        last_row=stage.last_row,
+        batch=stage.batch,
+    )
+    if transient is not None:
+        return transient
+    located = copy_error(
+        pg,
+        label=label,
+        columns=columns,
+        index_of=None,
+        locator=locator,
+        stage=stage.words(),
+    )
+    if located is not None:
+        return located
+    cls: type[CopyError] = CopyDatabaseError
+    for pg_class, copy_class in _LOAD_CLASSES:
+        if isinstance(pg, pg_class):
+            cls = copy_class
+            break
+    # A client-side error (no SQLSTATE, e.g. the connection was lost) is psycopg's own
+    # words, which quote no value.
+    condition = server_condition(pg) if pg.sqlstate else str(pg).strip()
+    return cls(
+        _message(label, None, None, condition, None, stage.words()),
+        pg_message=pg.diag.message_primary,
+        sqlstate=pg.sqlstate,
+        detail=pg.diag.message_detail,
+        pg_error=pg,
+    )
+
+
+def database_error(exc: BaseException, what: str) -> Exception | None:
+    """Django's error for any other server error of a COPY, with a value-free message.
+
+    What Django itself would raise (``ProgrammingError`` for "permission denied" ...),
+    but its text is the condition only (:func:`.redact.server_condition`): a trigger's
+    ``RAISE``, a CONTEXT or a DETAIL may quote row values or query parameters. The
+    psycopg error stays on ``.pg_error``. None when ``exc`` is not a database error.
+    """
+    pg = exc if isinstance(exc, psycopg.Error) else exc.__cause__
+    if not isinstance(pg, psycopg.Error):
+        return None
+    cls: type[Exception] = db_utils.Error
+    for name in _DJANGO_ERRORS:
+        if isinstance(pg, getattr(psycopg, name)):
+            cls = getattr(db_utils, name)
+            break
+    if pg.sqlstate:
+        error = cls(f"{what} failed: {server_condition(pg)}")
+    else:
+        # Raised by psycopg itself (a broken connection): its own words, no server text.
+        error = cls(str(pg))
+    error.pg_error = pg  # type: ignore[attr-defined]
+    error.sqlstate = pg.sqlstate  # type: ignore[attr-defined]
+    return error
+
+
+def unwritable(
+    raw: psycopg.Cursor[Any],
+    columns: Sequence[Column],
+    values: Sequence[Any],
+    exc: Exception,
+    *,
+    binary: bool,
+) -> tuple[str | None, str, Any]:
+    """The column whose value psycopg cannot write, why (value-free), and the value."""
+    registry = raw.adapters.types
+    for column, value in zip(columns, values, strict=True):
+        if value is None:
+            continue
+        tx = Transformer(raw)
+        try:
+            if binary and column.pg_type:
+                oid = registry.get_oid(column.pg_type)
+                tx.set_dumper_types([oid], Format.BINARY)
+                tx.dump_sequence([value], [PyFormat.BINARY])
+            else:
+                tx.get_dumper(value, PyFormat.TEXT).dump(value)
+        except Exception as inner:
+            reason = dumper_reason(inner)
+            return (
+                column.name,
+                f"cannot store a {type(value).__name__}: {reason}",
+                value,
+            )
+    return None, f"cannot write the row: {dumper_reason(exc)}", None

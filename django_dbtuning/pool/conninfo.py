@@ -1,0 +1,607 @@
+"""What libpq and the server accept at connection time, asked of libpq itself.
+
+Used by ``database()`` (refuse early) and by the system checks (report before the first query):
+the keywords the installed libpq knows and which of them hold secrets, a libpq dry run that
+validates connection values without touching the network, the server's tokenizer for the
+``options`` startup parameter, and ``ALTER ROLE ... SET`` hints quoted as PostgreSQL requires.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import ipaddress
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from urllib.parse import quote
+
+from django_dbtuning.pool import library_text
+
+__all__ = [
+    "INT_MAX",
+    "MILLISECOND_SETTINGS",
+    "ConnectionProblem",
+    "StartupOption",
+    "StartupOptionsError",
+    "alter_role_sql",
+    "connection_problems",
+    "join_options",
+    "libpq_keywords",
+    "millisecond_value",
+    "option_settings",
+    "parse_options",
+    "psycopg_connect_keywords",
+    "quote_identifier",
+    "quote_literal",
+    "scrub",
+    "secret_keywords",
+    "setting_problem",
+    "shown_value",
+    "split_options",
+]
+
+# PostgreSQL stores integer settings (timeouts in ms included) in a C int.
+INT_MAX = 2_147_483_647
+MASK = "***"
+# Secrets shorter than this are not scrubbed from messages: see scrub().
+MIN_SCRUBBED = 4
+
+# libpq parses these integers only once it has a TCP socket, so a dry run cannot see a bad
+# value; the rule is libpq's pqParseIntParam (an optionally signed decimal, spaces around).
+_LIBPQ_INTEGER_KEYWORDS = frozenset(
+    {
+        "keepalives",
+        "keepalives_idle",
+        "keepalives_interval",
+        "keepalives_count",
+        "tcp_user_timeout",
+    }
+)
+_LIBPQ_INTEGER = re.compile(r"[ \t\n\r\f\v]*[+-]?[0-9]+[ \t\n\r\f\v]*")
+# A directory that cannot hold a socket: the dry run's connection attempt fails at once,
+# locally, after libpq has validated every option.
+_DRY_RUN_HOST = "/dev/null/dbtuning-dry-run"
+# The server splits ``options`` on C isspace() in the "C" locale.
+_C_SPACE = " \t\n\v\f\r"
+
+
+# -- keywords --------------------------------------------------------------------------
+
+
+@functools.cache
+def _libpq_options() -> tuple[tuple[str, bytes], ...]:
+    from psycopg.pq import Conninfo
+
+    return tuple(
+        (option.keyword.decode(), option.dispchar) for option in Conninfo.get_defaults()
+    )
+
+
+@functools.cache
+def libpq_keywords() -> frozenset[str]:
+    """Every connection keyword the installed libpq understands."""
+    return frozenset(keyword for keyword, _ in _libpq_options())
+
+
+@functools.cache
+def secret_keywords() -> frozenset[str]:
+    """Keywords whose values must never be shown.
+
+    libpq marks password-like options with dispchar ``*``; ``D`` marks debug options, which
+    include the SCRAM keys, so they are hidden too. ``password`` and ``sslpassword`` are
+    added in case an old libpq lacks the marks.
+    """
+    return frozenset(
+        keyword for keyword, dispchar in _libpq_options() if dispchar in (b"*", b"D")
+    ) | {"password", "sslpassword"}
+
+
+@functools.cache
+def psycopg_connect_keywords() -> frozenset[str]:
+    """Keyword arguments ``psycopg.connect()`` takes besides libpq keywords."""
+    import psycopg
+
+    parameters = inspect.signature(psycopg.Connection.connect).parameters
+    return frozenset(
+        name
+        for name, parameter in parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    )
+
+
+def scrub(
+    text: str,
+    secrets: Iterable[object],
+    *,
+    keep: Iterable[object] = (),
+    vocabulary: str = "",
+) -> str:
+    """``text`` with each secret (raw, repr-escaped or percent-encoded) replaced by ``***``.
+
+    A backstop only: messages are built from names and validated values, never from a
+    secret. So a secret found in a message is a coincidence far more often than a leak
+    when it is short or part of what a message legitimately says, and masking it there
+    would wreck the message and reveal the secret as a side channel
+    (``DATABASES['d***fault']``). Skipped: secrets under :data:`MIN_SCRUBBED` characters,
+    and secrets contained (case-insensitively) in a ``keep`` value (the user name, the
+    database name, the alias...) or in ``vocabulary`` (the messages' fixed text).
+    """
+    kept = [str(value).lower() for value in keep if value not in (None, "")]
+    fixed = vocabulary.lower()
+    for secret in sorted(
+        {str(s) for s in secrets if s not in (None, "")}, key=len, reverse=True
+    ):
+        lowered = secret.lower()
+        if (
+            len(secret) < MIN_SCRUBBED
+            or lowered in fixed
+            or any(lowered in value for value in kept)
+        ):
+            continue
+        for form in {secret, repr(secret)[1:-1], quote(secret, safe="")}:
+            if form:
+                text = text.replace(form, MASK)
+    return text
+
+
+# -- which values may appear in a message ----------------------------------------------------
+
+# Values of these keywords are shown in messages (and by redact_url) only when they are one
+# of these, or a number below: never free text, which could hold a secret pasted into the
+# wrong key or run on from an ambiguous separator (';password=...'). A value missing here
+# (a newer libpq's) is merely hidden.
+_ENUM_VALUES: dict[str, frozenset[str]] = {
+    key: frozenset(values.split())
+    for key, values in {
+        "sslmode": "disable allow prefer require verify-ca verify-full",
+        "gssencmode": "disable prefer require",
+        "channel_binding": "disable prefer require",
+        "target_session_attrs": "any read-write read-only primary standby prefer-standby",
+        "load_balance_hosts": "disable random",
+        "sslnegotiation": "postgres direct",
+        "sslcertmode": "disable allow require",
+        "min_protocol_version": "3.0 3.2 latest",
+        "max_protocol_version": "3.0 3.2 latest",
+        "sslrootcert": "system",
+        "gsslib": "gssapi sspi",
+        "replication": "0 1 true false on off yes no database",
+        "sslcompression": "0 1",
+        "sslsni": "0 1",
+        "gssdelegation": "0 1",
+    }.items()
+}
+_NUMBER_KEYWORDS = frozenset(
+    {"connect_timeout", "keepalives", *_LIBPQ_INTEGER_KEYWORDS}
+)
+_NUMBER = re.compile(r"-?[0-9]{1,10}(?:\.[0-9]{1,6})?")
+_PORTS = re.compile(r"[0-9]{0,5}(?:,[0-9]{0,5})*")
+_AUTH_METHOD = r"!?(?:password|md5|gss|sspi|scram-sha-256|oauth|none)"
+_REQUIRE_AUTH = re.compile(rf"{_AUTH_METHOD}(?:,{_AUTH_METHOD})*")
+
+
+def shown_value(keyword: str, value: str) -> bool:
+    """Whether ``value`` of ``keyword`` may appear in a message: a validated enum member or
+    number of a keyword whose values are never secret. Anything else is never echoed."""
+    if keyword in secret_keywords():
+        return False
+    if keyword in _ENUM_VALUES:
+        return value in _ENUM_VALUES[keyword]
+    if keyword == "port":
+        return _PORTS.fullmatch(value) is not None and all(
+            not item or 1 <= int(item) <= 65535 for item in value.split(",")
+        )
+    if keyword == "require_auth":
+        return _REQUIRE_AUTH.fullmatch(value) is not None
+    return keyword in _NUMBER_KEYWORDS and _NUMBER.fullmatch(value) is not None
+
+
+# The quotes libpq puts around a value, in English and translated messages: removed only
+# to tell which keyword a message of unknown shape names (the message itself is not shown).
+_QUOTES = (
+    ('"', '"'),
+    ("'", "'"),
+    ("\u00bb", "\u00ab"),
+    ("\u00ab", "\u00bb"),
+    ("\u201c", "\u201d"),
+)
+
+
+def _spaced(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _without_quoted(text: str, values: Iterable[str]) -> str:
+    # On the text as given, before spaces are folded: a value's own spaces must match.
+    for value in sorted(set(values), key=len, reverse=True):
+        for opening, closing in _QUOTES:
+            text = text.replace(f"{opening}{value}{closing}", "")
+    return _spaced(text).replace(" :", ":").replace(" ,", ",").rstrip(":; ")
+
+
+# -- validating connection values ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConnectionProblem:
+    """A connection value libpq or psycopg would refuse at the first connection."""
+
+    keyword: str | None
+    """The libpq keyword at fault, when it can be told."""
+    message: str
+    """What is wrong, naming the keyword and never a value (libpq's text is read only
+    through :mod:`django_dbtuning.pool.library_text`'s templates)."""
+
+
+def connection_problems(params: Mapping[str, object]) -> list[ConnectionProblem]:
+    """Problems libpq (and psycopg, for ``connect_timeout``) would report on connecting.
+
+    ``params`` maps libpq keywords to values as ``psycopg.connect()`` receives them (``None``
+    means unset). Unknown keywords are the caller's business and are ignored here. Nothing
+    goes over the network: libpq validates the options against a host that cannot exist.
+    Messages name keywords and what they expect, never a value (a known libpq text gives
+    a phrase of our own, any other the keyword alone); secrets never reach libpq here.
+    """
+    known = libpq_keywords()
+    values = {
+        key: str(value)
+        for key, value in params.items()
+        if value is not None and key in known
+    }
+    problems = [
+        ConnectionProblem(key, f"{key} contains a NUL character")
+        for key, value in values.items()
+        if "\x00" in value
+    ]
+    if problems:
+        return problems
+    problems += _integer_problems(values)
+    problems += _hostaddr_problems(values.get("hostaddr"))
+    # libpq stops at the first bad value: drop each one found and ask again.
+    remaining = dict(values)
+    while (dry_run := _libpq_dry_run(remaining)) is not None:
+        problems.append(dry_run)
+        if dry_run.keyword not in remaining:
+            break
+        del remaining[dry_run.keyword]
+    return problems
+
+
+def _integer_problems(values: Mapping[str, str]) -> list[ConnectionProblem]:
+    problems = [
+        ConnectionProblem(key, f"invalid integer value for {key}")
+        for key in sorted(_LIBPQ_INTEGER_KEYWORDS & values.keys())
+        if not _LIBPQ_INTEGER.fullmatch(values[key])
+    ]
+    if "connect_timeout" in values and not _psycopg_accepts_timeout(
+        values["connect_timeout"]
+    ):
+        problems.append(
+            ConnectionProblem(
+                "connect_timeout", "connect_timeout is not a number of seconds"
+            )
+        )
+    return problems
+
+
+def _psycopg_accepts_timeout(value: str) -> bool:
+    from psycopg import ProgrammingError, conninfo
+
+    parse = getattr(conninfo, "timeout_from_conninfo", None)
+    if parse is not None:
+        try:
+            parse({"connect_timeout": value})
+        except ProgrammingError:
+            return False
+        return True
+    try:  # psycopg's own rule, for versions without the helper
+        return math.isfinite(float(value))
+    except ValueError:
+        return False
+
+
+def _hostaddr_problems(hostaddr: str | None) -> list[ConnectionProblem]:
+    if not hostaddr:
+        return []
+    items = hostaddr.split(",")
+    for number, item in enumerate(items, start=1):
+        try:
+            ipaddress.ip_address(item.strip())
+        except ValueError:
+            which = f"hostaddr #{number}" if len(items) > 1 else "hostaddr"
+            return [
+                ConnectionProblem("hostaddr", f"{which} is not a numeric IP address")
+            ]
+    return []
+
+
+def _libpq_dry_run(values: Mapping[str, str]) -> ConnectionProblem | None:
+    from psycopg import Error, pq
+    from psycopg.conninfo import make_conninfo
+
+    hosts = values.get("host", "").split(",")
+    trial = {
+        key: value
+        for key, value in values.items()
+        # Secrets are not needed to validate the rest; hostaddr would mean a TCP attempt.
+        if key not in secret_keywords() and key not in ("host", "hostaddr")
+    }
+    trial["host"] = ",".join(_DRY_RUN_HOST for _ in hosts)
+    # A password of its own keeps libpq from reading (and warning about) the passfile.
+    trial["password"] = "dry-run"
+    try:
+        conninfo = make_conninfo(**trial)
+    except Error:
+        conninfo = None
+    # Raised outside the except block, so libpq's text stays out of the exception chain.
+    if conninfo is None:
+        return ConnectionProblem(None, "libpq cannot parse the connection settings")
+    pgconn = pq.PGconn.connect_start(conninfo.encode())
+    try:
+        if pgconn.status != pq.ConnStatus.BAD:
+            return None
+        message = pgconn.error_message.decode("utf-8", "replace")
+    finally:
+        pgconn.finish()
+    if _DRY_RUN_HOST in message:
+        return None  # only the impossible host failed: every option passed
+    # libpq's text may carry a value, transformed (require_auth's "!" stripped): only a
+    # known template's own phrase is used, never the text.
+    known = library_text.libpq_phrase(message, values.keys())
+    if known is not None:
+        phrase, keyword = known
+        return ConnectionProblem(keyword, phrase)
+    keyword = _keyword_named(message, values)
+    if keyword is None:
+        return ConnectionProblem(None, "libpq refuses the connection settings")
+    return ConnectionProblem(
+        keyword, f"libpq refuses the value of {keyword}{_expects(keyword)}"
+    )
+
+
+def _expects(keyword: str) -> str:
+    if keyword in _ENUM_VALUES and keyword != "sslrootcert":
+        return f" (one of {', '.join(sorted(_ENUM_VALUES[keyword]))})"
+    if keyword in _NUMBER_KEYWORDS or keyword == "port":
+        return " (a whole number)"
+    return ""
+
+
+def _keyword_named(text: str, values: Mapping[str, str]) -> str | None:
+    """The keyword a libpq message is about: named as a word, outside the quoted values
+    (``invalid sslmode value: "port"``, ``invalid integer value "x" for ... "port"``)."""
+    words = set(re.findall(r"[A-Za-z0-9_]+", _without_quoted(text, values.values())))
+    return max((key for key in values if key in words), key=len, default=None)
+
+
+# -- the options startup parameter ---------------------------------------------------------
+
+
+class StartupOptionsError(ValueError):
+    """``options`` is not something the server accepts as startup switches."""
+
+
+@dataclass(frozen=True)
+class StartupOption:
+    """One server switch from ``options``: ``-c name=value`` is ``('c', 'name=value')``."""
+
+    switch: str
+    argument: str | None
+
+    @property
+    def setting(self) -> tuple[str, str] | None:
+        """``(name, value)`` for ``-c name=value`` and ``--name=value``, else None."""
+        if self.switch not in ("c", "-") or self.argument is None:
+            return None
+        name, _, value = self.argument.partition("=")
+        # The server's ParseLongOption: dashes in the name become underscores.
+        return name.replace("-", "_"), value
+
+
+# getopt string of PostgreSQL's process_postgres_switches(): the switches a client may send.
+_SWITCHES = "B:bC:c:D:d:EeFf:h:ijk:lN:nOPp:r:S:sTt:v:W:-:"
+_TAKES_ARGUMENT = frozenset(
+    _SWITCHES[i - 1] for i, ch in enumerate(_SWITCHES) if ch == ":"
+)
+_NO_ARGUMENT = frozenset(ch for ch in _SWITCHES if ch != ":") - _TAKES_ARGUMENT
+_CUSTOM_NAME_PART = r"[A-Za-z_\x80-\U0010ffff][A-Za-z0-9_$\x80-\U0010ffff]*"
+_SETTING_NAME = re.compile(
+    rf"[A-Za-z_][A-Za-z0-9_]*|{_CUSTOM_NAME_PART}(?:\.{_CUSTOM_NAME_PART})+"
+)
+
+
+def split_options(options: str) -> list[str]:
+    """The server's pg_split_opts(): split on spaces, a backslash escapes the next character."""
+    args: list[str] = []
+    current: list[str] | None = None
+    escaped = False
+    for char in options:
+        if not escaped and char in _C_SPACE:
+            if current is not None:
+                args.append("".join(current))
+                current = None
+            continue
+        if current is None:
+            current = []
+        if not escaped and char == "\\":
+            escaped = True
+        else:
+            escaped = False
+            current.append(char)
+    if current is not None:
+        args.append("".join(current))
+    return args
+
+
+def join_options(args: Sequence[str]) -> str:
+    """The inverse of :func:`split_options`: escape backslashes and spaces."""
+    return " ".join(
+        "".join(
+            "\\" + char if char == "\\" or char in _C_SPACE else char for char in arg
+        )
+        for arg in args
+    )
+
+
+def parse_options(options: str) -> list[StartupOption]:
+    """Parse ``options`` as the server does (pg_split_opts, then getopt), or raise.
+
+    Raises:
+        StartupOptionsError: a switch the server does not know, a switch without its
+            argument, ``-c`` without ``=value``, a malformed setting name or a stray word.
+            The message points at the word by its position and never quotes it: the
+            string failed to parse, so nothing in it is known to be safe to show.
+    """
+    args = split_options(options)
+    parsed: list[StartupOption] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        index += 1
+        if arg == "--":  # getopt's end of switches; anything after it is a stray word
+            if index < len(args):
+                raise StartupOptionsError(f"word #{index + 1} follows '--'")
+            break
+        if not arg.startswith("-") or arg == "-":
+            raise StartupOptionsError(
+                f"word #{index} is not a switch (the server takes '-c name=value' "
+                "settings)"
+            )
+        position = 1
+        while position < len(arg):
+            switch = arg[position]
+            position += 1
+            if switch in _NO_ARGUMENT:
+                parsed.append(StartupOption(switch, None))
+                continue
+            if switch not in _TAKES_ARGUMENT:
+                raise StartupOptionsError(
+                    f"word #{index} holds a switch the server does not know"
+                )
+            if position < len(arg):
+                argument = arg[position:]
+            elif index < len(args):
+                argument = args[index]
+                index += 1
+            else:
+                raise StartupOptionsError(f"switch '-{switch}' needs an argument")
+            parsed.append(_checked(StartupOption(switch, argument), index))
+            break
+    return parsed
+
+
+def _checked(option: StartupOption, word: int) -> StartupOption:
+    setting = option.setting
+    if setting is None:
+        return option
+    switch = "--" if option.switch == "-" else "-c"
+    if "=" not in (option.argument or ""):
+        raise StartupOptionsError(f"word #{word}: {switch} needs name=value")
+    if not _SETTING_NAME.fullmatch(setting[0]):
+        raise StartupOptionsError(
+            f"word #{word}: {switch} needs a valid setting name before '='"
+        )
+    return option
+
+
+def option_settings(options: str) -> list[tuple[str, str]]:
+    """The ``(name, value)`` settings of ``options``; raises :class:`StartupOptionsError`."""
+    return [s for option in parse_options(options) if (s := option.setting) is not None]
+
+
+# Settings in milliseconds whose limit (INT_MAX ms, about 24.8 days) is worth checking
+# statically: the timeouts people write in days.
+MILLISECOND_SETTINGS = frozenset(
+    {
+        "statement_timeout",
+        "lock_timeout",
+        "idle_in_transaction_session_timeout",
+        "idle_session_timeout",
+        "transaction_timeout",
+    }
+)
+_GUC_TIME = re.compile(
+    r"[ \t\n\r\f\v]*([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))[ \t\n\r\f\v]*(us|ms|s|min|h|d)?[ \t\n\r\f\v]*"
+)
+_GUC_UNIT_MS = {
+    "us": Decimal("0.001"),
+    "ms": Decimal(1),
+    "s": Decimal(1000),
+    "min": Decimal(60_000),
+    "h": Decimal(3_600_000),
+    "d": Decimal(86_400_000),
+}
+
+
+def millisecond_value(value: str) -> Decimal | None:
+    """A time setting's value in ms by PostgreSQL's unit rules, or None if not understood."""
+    match = _GUC_TIME.fullmatch(value)
+    if match is None:
+        return None
+    try:
+        number = Decimal(match.group(1))
+    except InvalidOperation:
+        return None
+    return number * _GUC_UNIT_MS[match.group(2) or "ms"]
+
+
+def setting_problem(name: str, value: str) -> str | None:
+    """Why the server would refuse ``name=value`` at startup, when that is certain offline.
+
+    A phrase without the value (``"is negative"``): the caller decides whether the
+    value may be shown.
+    """
+    if name.lower() not in MILLISECOND_SETTINGS:
+        return None
+    ms = millisecond_value(value)
+    if ms is None:
+        return None
+    if ms < 0:
+        return "is negative"
+    if ms.to_integral_value() > INT_MAX:
+        return f"is over PostgreSQL's limit of {INT_MAX} ms (about 24.8 days)"
+    return None
+
+
+# -- hints that are safe to paste --------------------------------------------------------------
+
+
+def quote_identifier(name: str) -> str:
+    """``name`` as a PostgreSQL identifier: doubled ``"`` inside double quotes."""
+    if "\x00" in name:
+        raise ValueError("an identifier cannot contain a NUL character")
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(value: str) -> str:
+    """``value`` as a string literal; the ``E''`` form when it holds a backslash.
+
+    ``E''`` means the same whatever ``standard_conforming_strings`` says.
+    """
+    if "\x00" in value:
+        raise ValueError("a string literal cannot contain a NUL character")
+    quoted = value.replace("'", "''")
+    if "\\" in quoted:
+        return "E'" + quoted.replace("\\", "\\\\") + "'"
+    return "'" + quoted + "'"
+
+
+def alter_role_sql(role: str | None, settings: Iterable[tuple[str, str]]) -> str:
+    """``ALTER ROLE ... SET name = 'value'`` statements, joined by ``; ``.
+
+    The role is always quoted (a role named ``all`` unquoted would mean every role), and so
+    is every setting name but the timeouts this package writes itself: a name that is a
+    keyword (``in``) would otherwise not parse. No role means the role that runs the
+    statement (``CURRENT_USER``).
+    """
+    target = quote_identifier(role) if role else "CURRENT_USER"
+    statements = []
+    for name, value in settings:
+        lowered = name.lower()
+        shown = (
+            lowered if lowered in MILLISECOND_SETTINGS else quote_identifier(lowered)
+        )
+        statements.append(f"ALTER ROLE {target} SET {shown} = {quote_literal(value)}")
+    return "; ".join(statements)

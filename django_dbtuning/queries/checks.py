@@ -1,0 +1,178 @@
+"""System checks of query tracking: the middleware and the allow-list (dbtuning.E030-E039, W030-W039)."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Warning, register
+
+from django_dbtuning.conf import conf
+
+# --- Query tracking: E030-E039 / W030-W039 ---------------------------------------------------
+
+QUERY_COUNT_MIDDLEWARE = "django_dbtuning.middleware.QueryCountMiddleware"
+# Middleware that never runs a query, so it may sit before QueryCountMiddleware.
+_QUERY_FREE_MIDDLEWARE = frozenset(
+    {
+        "django.middleware.security.SecurityMiddleware",
+        "django.middleware.gzip.GZipMiddleware",
+        "django.middleware.http.ConditionalGetMiddleware",
+        "django.middleware.common.CommonMiddleware",
+        "django.middleware.locale.LocaleMiddleware",
+        "django.middleware.clickjacking.XFrameOptionsMiddleware",
+        "django.middleware.csrf.CsrfViewMiddleware",
+        "whitenoise.middleware.WhiteNoiseMiddleware",
+        "corsheaders.middleware.CorsMiddleware",
+        "debug_toolbar.middleware.DebugToolbarMiddleware",
+        "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    }
+)
+
+
+@register()
+def check_query_tracking(**kwargs: Any) -> list[CheckMessage]:
+    """The middleware's presence and position; the allow-list and ignored aliases."""
+    messages: list[CheckMessage] = []
+    middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
+    positions = [
+        i for i, path in enumerate(middleware) if path == QUERY_COUNT_MIDDLEWARE
+    ]
+    if not positions and settings.DEBUG:
+        messages.append(
+            Warning(
+                f"{QUERY_COUNT_MIDDLEWARE} is not in MIDDLEWARE: N+1 queries in views "
+                "go unreported.",
+                hint=f'Add "{QUERY_COUNT_MIDDLEWARE}" at the top of MIDDLEWARE.',
+                id="dbtuning.W030",
+            )
+        )
+    if len(positions) > 1:
+        messages.append(
+            Error(
+                f"{QUERY_COUNT_MIDDLEWARE} is listed {len(positions)} times in MIDDLEWARE; "
+                "every query would be counted more than once.",
+                hint="Keep one entry, at the top of MIDDLEWARE.",
+                id="dbtuning.E030",
+            )
+        )
+    if positions:
+        before = [
+            path
+            for path in middleware[: positions[0]]
+            if path not in _QUERY_FREE_MIDDLEWARE
+        ]
+        if before:
+            messages.append(
+                Warning(
+                    f"{QUERY_COUNT_MIDDLEWARE} comes after {', '.join(before)}; queries "
+                    "these run (sessions, authentication...) are not counted.",
+                    hint=f"Move {QUERY_COUNT_MIDDLEWARE} to the top of MIDDLEWARE.",
+                    id="dbtuning.W031",
+                )
+            )
+    messages.extend(_check_allow_list())
+    aliases = getattr(settings, "DATABASES", {}) or {}
+    for alias in conf.IGNORE_ALIASES:
+        if alias not in aliases:
+            messages.append(
+                Warning(
+                    f"DBTUNING['IGNORE_ALIASES'] names {alias!r}, which is not in "
+                    "DATABASES.",
+                    hint=f"Known aliases: {', '.join(sorted(aliases)) or 'none'}.",
+                    id="dbtuning.W032",
+                )
+            )
+    return messages
+
+
+_ALLOW_KEYS = ("model", "field", "fingerprint", "view", "callsite")
+
+
+def _check_allow_list() -> list[CheckMessage]:
+    user = getattr(settings, "DBTUNING", {})
+    entries = user.get("ALLOW_N_PLUS_ONE", ()) if isinstance(user, Mapping) else ()
+    if not isinstance(entries, list | tuple):
+        return []  # wrong type: already dbtuning.E002
+    messages: list[CheckMessage] = []
+    for index, entry in enumerate(entries):
+        where = f"DBTUNING['ALLOW_N_PLUS_ONE'][{index}]"
+        if not isinstance(entry, Mapping) or not entry:
+            messages.append(
+                Error(
+                    f"{where} is {entry!r}; expected a non-empty dict.",
+                    hint=f"Use keys among {', '.join(_ALLOW_KEYS)}, e.g. "
+                    '{"model": "shop.Order", "field": "customer"}.',
+                    id="dbtuning.E031",
+                )
+            )
+            continue
+        for key, value in entry.items():
+            if key not in _ALLOW_KEYS:
+                close = difflib.get_close_matches(str(key), _ALLOW_KEYS, n=1)
+                messages.append(
+                    Error(
+                        f"{where} has an unknown key {key!r}.",
+                        hint=f"Did you mean {close[0]!r}?"
+                        if close
+                        else f"Known keys: {', '.join(_ALLOW_KEYS)}.",
+                        id="dbtuning.E032",
+                    )
+                )
+            elif not isinstance(value, str) or not value:
+                messages.append(
+                    Error(
+                        f"{where}[{key!r}] is {value!r}; expected a non-empty string "
+                        "(glob patterns allowed).",
+                        hint="For example 'shop.Order', 'customer', 'shop/views.py:*'.",
+                        id="dbtuning.E033",
+                    )
+                )
+        messages.extend(_check_allowed_model(entry, where))
+    return messages
+
+
+def _is_glob(value: str) -> bool:
+    return any(char in value for char in "*?[")
+
+
+def _check_allowed_model(entry: Mapping[str, Any], where: str) -> list[CheckMessage]:
+    from django.apps import apps
+
+    model_name, field_name = entry.get("model"), entry.get("field")
+    if not isinstance(model_name, str) or not model_name or _is_glob(model_name):
+        return []
+    try:
+        model = apps.get_model(model_name)
+    except (LookupError, ValueError):
+        return [
+            Error(
+                f"{where}['model'] is {model_name!r}, which is not an installed model.",
+                hint="Use 'app_label.ModelName', as in INSTALLED_APPS' models.",
+                id="dbtuning.E034",
+            )
+        ]
+    if not isinstance(field_name, str) or not field_name or _is_glob(field_name):
+        return []
+    names = set()
+    for model_field in model._meta.get_fields():
+        names.add(model_field.name)
+        accessor = getattr(model_field, "get_accessor_name", None)
+        if accessor is not None:
+            names.add(accessor())
+    if field_name not in names:
+        close = difflib.get_close_matches(
+            field_name, sorted(n for n in names if n), n=1
+        )
+        return [
+            Error(
+                f"{where}['field'] is {field_name!r}, which {model_name} does not have.",
+                hint=f"Did you mean {close[0]!r}?"
+                if close
+                else f"{model_name} has: {', '.join(sorted(n for n in names if n))}.",
+                id="dbtuning.E035",
+            )
+        ]
+    return []

@@ -1,0 +1,295 @@
+"""QueryCountMiddleware: count every request's queries, name its N+1s, add timing headers.
+
+A streamed response (``StreamingHttpResponse``, ``FileResponse``) sends its status and
+headers before its body is produced, so its unit of work stays open until the body is
+exhausted or the response is closed (a client that goes away included): the body's queries
+count, and findings, budget, metrics and a summary record are reported then. Its
+``X-DB-Query-Count`` and ``Server-Timing`` can only hold the queries run before the body.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, cast
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
+
+from django_dbtuning.exceptions import NPlusOneError, QueryBudgetExceeded
+from django_dbtuning.queries.recorder import (
+    Config,
+    Resumable,
+    Unit,
+    _internal_error,
+    check_budget,
+    config,
+    detach_unit,
+    evaluate,
+    finish_unit,
+    react,
+    start_unit,
+)
+
+__all__ = ["QueryCountMiddleware"]
+
+# The logger name users configure in LOGGING; kept when the module moved.
+logger = logging.getLogger("django_dbtuning.middleware")
+
+
+class QueryCountMiddleware:
+    """Track each request as a unit of work; react to N+1s, duplicates and the budget.
+
+    Put it first in ``MIDDLEWARE`` so the queries of every other middleware count too.
+    Works under WSGI and ASGI (the recorder lives on the sync worker thread's connections).
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(
+        self,
+        get_response: Callable[[HttpRequest], HttpResponseBase]
+        | Callable[[HttpRequest], Awaitable[HttpResponseBase]],
+    ) -> None:
+        self.get_response = get_response
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            # Django checks this attribute to call us as a coroutine function.
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.async_mode:
+            return self.__acall__(request)
+        unit = start_unit()
+        try:
+            response = self.get_response(request)
+        except BaseException:
+            finish_unit(unit, restore=True)
+            raise
+        assert isinstance(response, HttpResponseBase)
+        return self._respond(request, response, unit)
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        unit = start_unit()
+        try:
+            response = cast(HttpResponseBase, await self.get_response(request))  # type: ignore[misc]
+        except BaseException:
+            finish_unit(unit, restore=True)
+            raise
+        return self._respond(request, response, unit)
+
+    def _respond(
+        self, request: HttpRequest, response: HttpResponseBase, unit: Unit
+    ) -> HttpResponseBase:
+        if isinstance(response, StreamingHttpResponse):
+            detach_unit(unit)
+            try:
+                _stream_in_unit(request, response, unit)
+                return response
+            except Exception:
+                _internal_error("wrapping a streamed response")
+        # restore: a block the view opened and never closed must not outlive the request
+        # in this thread's context.
+        finish_unit(unit, restore=True)
+        self._finish(request, response, unit)
+        return response
+
+    def _finish(
+        self, request: HttpRequest, response: HttpResponseBase, unit: Unit
+    ) -> None:
+        view = _view_name(request)
+        settings = config()
+        try:
+            _add_headers(response, unit, settings)
+        except Exception:
+            _internal_error("adding query headers")
+        _report(_where(request, view), view, unit, settings, can_raise=True)
+
+
+def _add_headers(response: HttpResponseBase, unit: Unit, settings: Config) -> None:
+    if settings.headers:
+        response["X-DB-Query-Count"] = str(unit.count)
+        response["X-DB-Query-Time-Ms"] = f"{unit.duration * 1000:.1f}"
+    if settings.server_timing:
+        entry = f'db;dur={unit.duration * 1000:.1f};desc="{unit.count} queries"'
+        existing = response.get("Server-Timing")
+        response["Server-Timing"] = f"{existing}, {entry}" if existing else entry
+
+
+def _report(
+    where: str,
+    view: str | None,
+    unit: Unit,
+    settings: Config,
+    *,
+    can_raise: bool,
+) -> None:
+    """Findings, metrics and the budget of a closed unit (``can_raise``: see react())."""
+    try:
+        n_plus_one, duplicates = evaluate(unit, view=view)
+    except Exception:
+        _internal_error("analysing a request's queries")
+        n_plus_one, duplicates = [], []
+    if settings.metrics:
+        try:
+            from django_dbtuning.queries import metrics
+
+            metrics.observe_request(view, unit, n_plus_one)
+        except Exception:
+            _internal_error("recording request metrics")
+    # Reactions last: "raise" is deliberate, so it is the one error we let through.
+    try:
+        react(n_plus_one, settings.on_n_plus_one, where=where, can_raise=can_raise)
+        react(duplicates, settings.on_duplicate, where=where, can_raise=can_raise)
+        check_budget(
+            unit.count,
+            settings.budget,
+            settings.on_budget,
+            unit=unit,
+            where=where,
+            can_raise=can_raise,
+        )
+    except (NPlusOneError, QueryBudgetExceeded, Warning):
+        raise
+    except Exception:
+        _internal_error("reporting a request's findings")
+
+
+def _view_name(request: HttpRequest) -> str | None:
+    match = getattr(request, "resolver_match", None)
+    if match is None:
+        return None
+    return str(match.view_name or match._func_path)
+
+
+def _where(request: HttpRequest, view: str | None) -> str:
+    # The URL pattern, never the path: a path carries whatever the URL carries
+    # (password-reset tokens, e-mail addresses, ids), and these lines reach logs and
+    # exception trackers.
+    match = getattr(request, "resolver_match", None)
+    route = getattr(match, "route", None)
+    if route:
+        shown = route if route.startswith("^") else "/" + route
+    else:
+        shown = "(no URL pattern matched)"
+    return f"{request.method} {shown}" + (f" ({view})" if view else "")
+
+
+# --- streamed responses ------------------------------------------------------------------------
+
+
+def _stream_in_unit(
+    request: HttpRequest, response: StreamingHttpResponse, unit: Unit
+) -> None:
+    """Run ``response``'s body inside ``unit`` and report the unit when the body ends."""
+    settings = config()
+    view = _view_name(request)
+    where = _where(request, view)
+    before_body = unit.count
+    _add_headers(response, unit, settings)
+
+    def end() -> None:
+        finish_unit(unit)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s: streamed response finished after %d queries in %.1f ms "
+                "(%d before the body, the X-DB-Query-Count header)",
+                where,
+                unit.count,
+                unit.duration * 1000,
+                before_body,
+                extra={
+                    "query_count": unit.count,
+                    "query_time_ms": unit.duration * 1000,
+                    "query_count_before_body": before_body,
+                },
+            )
+        _report(where, view, unit, config(), can_raise=False)
+
+    stream: _SyncStream | _AsyncStream
+    if response.is_async:
+        stream = _AsyncStream(
+            cast(AsyncIterator[bytes], response.streaming_content), unit, end
+        )
+    else:
+        stream = _SyncStream(
+            cast(Iterator[bytes], response.streaming_content), unit, end
+        )
+    # FileResponse drops file_to_stream when its content is replaced; keep it, so that a
+    # WSGI server's wsgi.file_wrapper (sendfile) still serves the file. That path reads the
+    # file without iterating us; the response's close() still ends the unit.
+    file_to_stream = getattr(response, "file_to_stream", None)
+    response.streaming_content = stream  # registers stream.close with response.close()
+    if file_to_stream is not None:
+        response.file_to_stream = file_to_stream  # type: ignore[attr-defined]
+
+
+class _Stream:
+    """Ends a streamed response's unit once: body exhausted, failed, or response closed."""
+
+    def __init__(self, unit: Unit, on_end: Callable[[], None]) -> None:
+        self._scopes = Resumable(unit)
+        self._on_end = on_end
+        self._once = threading.Lock()
+
+    def close(self) -> None:
+        """Called by ``response.close()`` (also when the client went away mid-body)."""
+        self._end()
+
+    def _end(self) -> None:
+        if not self._once.acquire(blocking=False):
+            return
+        self._scopes.clear()
+        try:
+            self._on_end()
+        except Warning:
+            raise  # ON_N_PLUS_ONE="warn" under -W error: the test that reads the body sees it
+        except Exception:
+            _internal_error("reporting a streamed response")
+
+
+class _SyncStream(_Stream):
+    def __init__(
+        self, inner: Iterator[bytes], unit: Unit, on_end: Callable[[], None]
+    ) -> None:
+        super().__init__(unit, on_end)
+        self._inner = inner
+
+    def __iter__(self) -> _SyncStream:
+        return self
+
+    def __next__(self) -> bytes:
+        tokens = self._scopes.resume()
+        try:
+            chunk = next(self._inner)
+        except BaseException:
+            self._scopes.suspend(tokens)
+            self._end()
+            raise
+        self._scopes.suspend(tokens)
+        return chunk
+
+
+class _AsyncStream(_Stream):
+    def __init__(
+        self, inner: AsyncIterator[bytes], unit: Unit, on_end: Callable[[], None]
+    ) -> None:
+        super().__init__(unit, on_end)
+        self._inner = inner
+
+    def __aiter__(self) -> _AsyncStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        # One coroutine, run by one task: resume() and suspend() see the same context.
+        tokens = self._scopes.resume()
+        try:
+            chunk = await self._inner.__anext__()
+        except BaseException:  # exhausted, failed, or cancelled (the client went away)
+            self._scopes.suspend(tokens)
+            self._end()
+            raise
+        self._scopes.suspend(tokens)
+        return chunk

@@ -1,0 +1,104 @@
+"""System checks of dbreport's settings (dbtuning.E050-E059, W050-W059)."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Warning, register
+
+from django_dbtuning.conf import SETTINGS, conf, is_valid
+
+
+def _report_timeouts() -> list[CheckMessage]:
+    # The same rule dbreport applies when it runs: a timeout it would refuse (0 or
+    # negative, which leave it without one; not a duration; over INT_MAX ms). A value of the
+    # wrong type is dbtuning.E002's.
+    from django_dbtuning.report import timeouts
+
+    user = getattr(settings, "DBTUNING", None)
+    values = user if isinstance(user, Mapping) else {}
+    messages: list[CheckMessage] = []
+    for name in timeouts.NAMES:
+        value = values.get(name, SETTINGS[name].default)
+        problem = (
+            timeouts.problem(name, value) if is_valid(SETTINGS[name], value) else None
+        )
+        if problem is not None:
+            messages.append(
+                Error(
+                    f"{problem}.",
+                    hint="dbreport refuses to run with it: every report query runs under "
+                    "a timeout of 1 ms to 2147483647 ms; a fraction of a millisecond "
+                    "rounds up to 1 ms.",
+                    id="dbtuning.E051",
+                )
+            )
+    return messages
+
+
+@register()
+def check_dbreport_settings(**kwargs: Any) -> list[CheckMessage]:
+    """dbreport's settings: thresholds, timeouts, and what the live metrics report on."""
+    from django.db import connections
+
+    from django_dbtuning.report.findings import DEFAULT_THRESHOLDS, SECTIONS
+
+    messages: list[CheckMessage] = []
+    thresholds = conf.REPORT_THRESHOLDS
+    for key in sorted(thresholds, key=str):
+        value = thresholds[key]
+        if key not in DEFAULT_THRESHOLDS:
+            close = difflib.get_close_matches(str(key), DEFAULT_THRESHOLDS, n=1)
+            messages.append(
+                Warning(
+                    f"DBTUNING['REPORT_THRESHOLDS'][{key!r}] is not a dbreport threshold "
+                    "and is ignored.",
+                    hint=f"Did you mean {close[0]!r}?"
+                    if close
+                    else "See the README's dbreport section for the thresholds.",
+                    id="dbtuning.W050",
+                )
+            )
+        elif isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            messages.append(
+                Error(
+                    f"DBTUNING['REPORT_THRESHOLDS'][{key!r}] is {value!r}; expected a "
+                    "number >= 0.",
+                    hint=f"The default is {DEFAULT_THRESHOLDS[key]!r}.",
+                    id="dbtuning.E050",
+                )
+            )
+    messages.extend(_report_timeouts())
+    unknown = [s for s in conf.REPORT_METRICS_SECTIONS if s not in SECTIONS]
+    if unknown:
+        messages.append(
+            Error(
+                f"DBTUNING['REPORT_METRICS_SECTIONS'] has unknown section(s) "
+                f"{', '.join(map(repr, unknown))}.",
+                hint=f"Choose from {', '.join(SECTIONS)}.",
+                id="dbtuning.E052",
+            )
+        )
+    for alias in conf.REPORT_METRICS_ALIASES or ():
+        if alias not in connections.settings:
+            messages.append(
+                Error(
+                    f"DBTUNING['REPORT_METRICS_ALIASES'] names {alias!r}, which is not "
+                    "in DATABASES.",
+                    hint=f"DATABASES has {', '.join(map(repr, connections.settings))}.",
+                    id="dbtuning.E053",
+                )
+            )
+        elif connections[alias].vendor != "postgresql":
+            messages.append(
+                Error(
+                    f"DBTUNING['REPORT_METRICS_ALIASES'] names {alias!r}, which is not "
+                    "PostgreSQL.",
+                    hint="dbreport reads PostgreSQL's statistics only.",
+                    id="dbtuning.E053",
+                )
+            )
+    return messages

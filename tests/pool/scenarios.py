@@ -1,0 +1,288 @@
+"""Pool scenarios run in a fresh process, each with its own settings and database.
+
+Django keeps one pool per alias per process, and pytest-django owns the test process' aliases,
+so the live pool tests run these scenarios in a subprocess:
+
+    python tests/pool/scenarios.py SCENARIO '{"database": {...database() kwargs...}}'
+
+Each prints one JSON object on stdout. Requests are simulated the way Django's handlers
+do it: ``request_started`` (close_old_connections), queries, ``request_finished``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+
+def setup(config: dict[str, Any]) -> None:
+    import django
+    from django.conf import settings
+
+    from django_dbtuning.pool import database
+
+    databases = {
+        "default": database(os.environ["SCENARIO_URL"], **config.get("database", {}))
+    }
+    for alias, (env, kwargs) in config.get("extra", {}).items():
+        databases[alias] = database(os.environ[env], **kwargs)
+    settings.configure(
+        DATABASES=databases,
+        INSTALLED_APPS=config.get("apps", []),
+        DATABASE_ROUTERS=config.get("routers", []),
+        USE_TZ=True,
+        DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
+    )
+    django.setup()
+
+
+def request(work: Callable[[], Any]) -> Any:
+    from django.core.signals import request_finished, request_started
+
+    request_started.send(sender=None)
+    try:
+        return work()
+    finally:
+        request_finished.send(sender=None)
+
+
+def query(sql: str, alias: str = "default") -> Any:
+    from django.db import connections
+
+    with connections[alias].cursor() as cursor:
+        cursor.execute(sql)
+        return cursor.fetchone()[0]
+
+
+def concurrency(config: dict[str, Any]) -> dict[str, Any]:
+    from django.db import connection
+
+    pids: set[int] = set()
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        for _ in range(config.get("requests", 5)):
+            try:
+                pid = request(
+                    lambda: query("SELECT pg_backend_pid() FROM pg_sleep(0.02)")
+                )
+                with lock:
+                    pids.add(pid)
+            except Exception as exc:
+                with lock:
+                    errors.append(f"{type(exc).__name__}: {exc}")
+
+    threads = [
+        threading.Thread(target=worker) for _ in range(config.get("threads", 12))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    pool = getattr(connection, "pool", None)  # Django < 5.1 has no pool attribute
+    stats = pool.get_stats() if pool is not None else {}
+    return {"backends": len(pids), "errors": errors, "stats": stats}
+
+
+def exhaustion(config: dict[str, Any]) -> dict[str, Any]:
+    holder = threading.Thread(
+        target=lambda: request(lambda: query("SELECT pg_sleep(2)"))
+    )
+    holder.start()
+    time.sleep(0.3)
+    started = time.perf_counter()
+    try:
+        request(lambda: query("SELECT 1"))
+        outcome = {"error": None}
+    except Exception as exc:
+        outcome = {"error": f"{type(exc).__module__}.{type(exc).__name__}: {exc}"}
+    outcome["waited"] = time.perf_counter() - started
+    holder.join()
+    outcome["after"] = request(lambda: query("SELECT 42"))
+    return outcome
+
+
+def recovery(config: dict[str, Any]) -> dict[str, Any]:
+    import psycopg
+    from django.db import connection
+
+    first = request(lambda: query("SELECT pg_backend_pid()"))
+    with psycopg.connect(os.environ["SCENARIO_URL"], autocommit=True) as admin:
+        killed = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()[0]
+    time.sleep(0.2)
+    results: list[Any] = []
+    for _ in range(config.get("requests", 3)):
+        try:
+            results.append(request(lambda: query("SELECT pg_backend_pid()")))
+        except Exception as exc:
+            results.append(f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}")
+    return {
+        "first": first,
+        "killed": killed,
+        "results": results,
+        "pooled": getattr(connection, "pool", None) is not None,
+    }
+
+
+def fork(config: dict[str, Any]) -> dict[str, Any]:
+    from django.db import connection
+
+    from django_dbtuning.fork import after_fork
+
+    parent_pid = query("SELECT pg_backend_pid()")  # opens the pool in the parent
+    time.sleep(0.3)  # let the pool's background workers fill up to min_size
+    from django.db import connection as conn
+
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT array_agg(pid) FROM pg_stat_activity WHERE datname = current_database()"
+        )
+        parent_backends = cursor.fetchone()[0]
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        os.close(read)
+        try:
+            if config.get("after_fork", True):
+                after_fork()
+            pid = request(lambda: query("SELECT pg_backend_pid()"))
+            os.write(write, json.dumps({"child_backend": pid}).encode())
+        except Exception as exc:
+            os.write(write, json.dumps({"child_error": str(exc)}).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(child, 0)
+    child_result = json.loads(os.read(read, 65536).decode() or "{}")
+    parent_again = query("SELECT pg_backend_pid()")
+    return {
+        "parent_backend": parent_pid,
+        "parent_backends": parent_backends,
+        "parent_after": parent_again,
+        "child_status": status,
+        "pooled": getattr(connection, "pool", None) is not None,
+        **child_result,
+    }
+
+
+def router(config: dict[str, Any]) -> dict[str, Any]:
+    from django.core.management import call_command
+    from django.db import ProgrammingError, connections, transaction
+    from django.db import router as django_router
+
+    from django_dbtuning.routers import route_reads_to, use_primary
+    from tests.testapp.models import Author, Publisher
+
+    call_command("migrate", verbosity=0, database="default")
+    outcome: dict[str, Any] = {
+        "migrate_replica": django_router.allow_migrate_model("replica", Author),
+        "migrate_reports": django_router.allow_migrate_model("reports", Author),
+        "migrate_default": django_router.allow_migrate_model("default", Author),
+    }
+
+    def fresh_read() -> tuple[str, bool]:
+        qs = Author.objects.all()
+        in_recovery = query("SELECT pg_is_in_recovery()", qs.db)
+        return qs.db, in_recovery
+
+    outcome["read"] = request(fresh_read)
+
+    def write_then_read() -> tuple[str, str]:
+        Publisher.objects.create(name="Acme")
+        return Publisher.objects.all().db, Author.objects.all().db
+
+    outcome["write_then_read"] = request(write_then_read)
+    outcome["next_request_read"] = request(lambda: Author.objects.all().db)
+
+    def in_transaction() -> str:
+        with transaction.atomic():
+            return Author.objects.all().db
+
+    outcome["in_transaction"] = request(in_transaction)
+
+    def primary_block() -> str:
+        with use_primary():
+            return Author.objects.all().db
+
+    outcome["use_primary"] = request(primary_block)
+
+    def report_block() -> str:
+        with route_reads_to("reports"):
+            return Author.objects.all().db
+
+    outcome["route_reads_to"] = request(report_block)
+    # Rows written through the primary become visible on the replica.
+    deadline = time.monotonic() + 10
+    names: list[str] = []
+    while time.monotonic() < deadline and not names:
+        # ProgrammingError: the migration has not replayed on the replica yet.
+        with contextlib.suppress(ProgrammingError):
+            names = request(
+                lambda: list(Publisher.objects.values_list("name", flat=True))
+            )
+        time.sleep(0.05)
+    outcome["replicated"] = names
+    with connections["replica"].cursor() as cursor:
+        try:
+            cursor.execute("INSERT INTO testapp_publisher (name) VALUES ('x')")
+            outcome["replica_write"] = "accepted"
+        except Exception as exc:
+            outcome["replica_write"] = str(exc).strip().splitlines()[0]
+    return outcome
+
+
+def pgbouncer(config: dict[str, Any]) -> dict[str, Any]:
+    from django.core.management import call_command
+
+    from tests.testapp.models import Author, Publisher
+
+    call_command("migrate", verbosity=0)
+    Author.objects.bulk_create([Author(name=f"a{i}") for i in range(100)])
+    outcome = concurrency({"threads": 8, "requests": 5})
+
+    def interleaved() -> int:
+        seen = 0
+        for _author in Author.objects.iterator(chunk_size=10):
+            Publisher.objects.count()
+            seen += 1
+        return seen
+
+    try:
+        outcome["iterated"] = request(interleaved)
+    except Exception as exc:
+        outcome["iterated"] = (
+            f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}"
+        )
+    outcome["server_side_cursors_disabled"] = __import__(
+        "django.db", fromlist=["connection"]
+    ).connection.settings_dict["DISABLE_SERVER_SIDE_CURSORS"]
+    return outcome
+
+
+SCENARIOS = {
+    "pgbouncer": pgbouncer,
+    "concurrency": concurrency,
+    "exhaustion": exhaustion,
+    "recovery": recovery,
+    "fork": fork,
+    "router": router,
+}
+
+if __name__ == "__main__":
+    name, raw = sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "{}"
+    scenario_config = json.loads(raw)
+    setup(scenario_config)
+    print(json.dumps(SCENARIOS[name](scenario_config), default=str))
