@@ -14,6 +14,7 @@ from django_dbtuning.conf import conf
 from django_dbtuning.pool import conninfo
 from django_dbtuning.pool import value_checks as pool_checks
 from django_dbtuning.pool.entry import server_budget
+from django_dbtuning.validation import number_or_none
 
 # -- DATABASES and the connection pool (E010-E029, W010-W029) --------------------------
 
@@ -60,12 +61,6 @@ def _is_postgresql(entry: Mapping[str, Any]) -> bool:
     )
 
 
-def _number_or_none(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
 def _check_pool_dict(alias: str, pool: Mapping[str, Any]) -> list[CheckMessage]:
     import django
 
@@ -102,7 +97,7 @@ def _check_pool_dict(alias: str, pool: Mapping[str, Any]) -> list[CheckMessage]:
             )
     messages += pool_checks.check_pool_values(alias, pool)
     worker_timeout = conf.WORKER_TIMEOUT
-    timeout = _number_or_none(pool.get("timeout", 30.0))
+    timeout = number_or_none(pool.get("timeout", 30.0))
     # A non-finite timeout is E020's business, not a comparison with the worker's.
     if (
         timeout is not None

@@ -15,10 +15,10 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from urllib.parse import quote
 
 from django_dbtuning.pool import library_text
+from django_dbtuning.validation import INT_MAX, millisecond_value
 
 __all__ = [
     "INT_MAX",
@@ -43,8 +43,6 @@ __all__ = [
     "split_options",
 ]
 
-# PostgreSQL stores integer settings (timeouts in ms included) in a C int.
-INT_MAX = 2_147_483_647
 MASK = "***"
 # Secrets shorter than this are not scrubbed from messages: see scrub().
 MIN_SCRUBBED = 4
@@ -522,29 +520,6 @@ MILLISECOND_SETTINGS = frozenset(
         "transaction_timeout",
     }
 )
-_GUC_TIME = re.compile(
-    r"[ \t\n\r\f\v]*([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))[ \t\n\r\f\v]*(us|ms|s|min|h|d)?[ \t\n\r\f\v]*"
-)
-_GUC_UNIT_MS = {
-    "us": Decimal("0.001"),
-    "ms": Decimal(1),
-    "s": Decimal(1000),
-    "min": Decimal(60_000),
-    "h": Decimal(3_600_000),
-    "d": Decimal(86_400_000),
-}
-
-
-def millisecond_value(value: str) -> Decimal | None:
-    """A time setting's value in ms by PostgreSQL's unit rules, or None if not understood."""
-    match = _GUC_TIME.fullmatch(value)
-    if match is None:
-        return None
-    try:
-        number = Decimal(match.group(1))
-    except InvalidOperation:
-        return None
-    return number * _GUC_UNIT_MS[match.group(2) or "ms"]
 
 
 def setting_problem(name: str, value: str) -> str | None:

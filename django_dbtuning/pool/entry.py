@@ -15,8 +15,6 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
-from decimal import ROUND_CEILING, Decimal
 from typing import Any, Final
 
 import django
@@ -28,6 +26,12 @@ from django_dbtuning.pool.url import (
     parse_url,
     redact_url,
     url_arguments,
+)
+from django_dbtuning.validation import (
+    Duration,
+    duration_ms,
+    positive_float,
+    positive_int,
 )
 
 __all__ = [
@@ -63,7 +67,7 @@ TIMEOUT_SETTINGS = (
     "idle_in_transaction_session_timeout",
 )
 
-Timeout = str | int | float | timedelta | None
+Timeout = Duration
 
 
 # OPTIONS keys Django's backend consumes itself; libpq would reject them.
@@ -133,31 +137,6 @@ class PoolSizing:
         return self.rationale
 
 
-def _positive_int(name: str, value: Any, *, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    # Beyond a C int nothing here is meaningful, and float arithmetic would overflow.
-    if value > conninfo.INT_MAX:
-        raise ValueError(f"{name} must be <= {conninfo.INT_MAX}, got {value}")
-    return value
-
-
-def _positive_float(name: str, value: Any, *, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
-    try:
-        number = float(value)
-    except OverflowError:  # an int too big for a float; OverflowError is no ValueError
-        number = math.inf
-    if not math.isfinite(number):
-        raise ValueError(f"{name} must be a finite number, got {value}")
-    if number < 0 or (number == 0 and not allow_zero):
-        raise ValueError(f"{name} must be > 0, got {value}")
-    return number
-
-
 def server_budget(
     max_connections: int, reserved: int, other_clients: int = 0, headroom: float = 1.0
 ) -> int:
@@ -209,20 +188,20 @@ def pool_size(
             per process.
         TypeError: a value has the wrong type.
     """
-    max_connections = _positive_int("server_max_connections", server_max_connections)
-    reserved = _positive_int("reserved_connections", reserved_connections, minimum=0)
-    others = _positive_int("other_clients", other_clients, minimum=0)
-    instances = _positive_int("instances", instances)
-    processes = _positive_int("processes", processes)
-    aliases = _positive_int("aliases", aliases)
+    max_connections = positive_int("server_max_connections", server_max_connections)
+    reserved = positive_int("reserved_connections", reserved_connections, minimum=0)
+    others = positive_int("other_clients", other_clients, minimum=0)
+    instances = positive_int("instances", instances)
+    processes = positive_int("processes", processes)
+    aliases = positive_int("aliases", aliases)
     if threads is not None:
-        threads = _positive_int("threads", threads)
-    headroom = _positive_float("headroom", headroom)
+        threads = positive_int("threads", threads)
+    headroom = positive_float("headroom", headroom)
     if headroom > 1:
         raise ValueError(
             f"headroom is a share of the connections (0-1], got {headroom}"
         )
-    burst = _positive_float("burst", burst)
+    burst = positive_float("burst", burst)
     if burst < 1:
         raise ValueError(f"burst must be >= 1, got {burst}")
     if (throughput is None) != (hold_time is None):
@@ -266,8 +245,8 @@ def pool_size(
     demand: int | None = None
     steady: int | None = None
     if throughput is not None and hold_time is not None:
-        throughput = _positive_float("throughput", throughput)
-        hold_time = _positive_float("hold_time", hold_time)
+        throughput = positive_float("throughput", throughput)
+        hold_time = positive_float("hold_time", hold_time)
         busy = throughput * hold_time / (instances * processes)
         steady = max(1, math.ceil(busy))
         demand = max(1, math.ceil(busy * burst))
@@ -309,52 +288,6 @@ def pool_size(
 
 
 # -- durations and URL values -------------------------------------------------------------
-
-
-def _duration_ms(name: str, value: Timeout) -> int | None:
-    """A PostgreSQL duration in whole milliseconds; an int means ms, a float seconds.
-
-    Rounded up: a positive timeout under 1 ms becomes 1 ms, never 0 (which disables it).
-    Values PostgreSQL cannot hold (over INT_MAX ms, about 24.8 days) are refused.
-    """
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be a duration like '5s', not a bool")
-    ms: Decimal | None
-    if isinstance(value, timedelta):
-        ms = Decimal(value // timedelta(microseconds=1)) / 1000
-    elif isinstance(value, int):
-        ms = Decimal(value)
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"{name} must be a finite number of seconds, got {value}")
-        # repr(): the decimal the user wrote, not the binary fraction behind it.
-        ms = Decimal(repr(value)) * 1000
-    elif isinstance(value, str):
-        ms = conninfo.millisecond_value(value)
-        if ms is None:  # not shown: a value that fails validation is never echoed
-            raise ValueError(
-                f"{name} is not a duration: use '500ms', '5s', '2min', or an int of "
-                "milliseconds"
-            )
-    else:
-        raise TypeError(
-            f"{name} must be a duration like '5s', not {type(value).__name__}"
-        )
-    if ms < 0:
-        raise ValueError(f"{name} must not be negative, got {value!r}")
-    whole = int(ms.to_integral_value(rounding=ROUND_CEILING))
-    if whole > conninfo.INT_MAX:
-        raise ValueError(
-            f"{name}={value!r} is over PostgreSQL's limit of {conninfo.INT_MAX} ms "
-            "(about 24.8 days); use 0 to disable the timeout"
-        )
-    return whole
-
-
-# Shared with dbreport's own timeouts (django_dbtuning.report.timeouts), one rule for both.
-duration_ms = _duration_ms
 
 
 class _NotGiven(enum.Enum):
@@ -524,7 +457,7 @@ def _connection_options(
         )
     result.update(explicit)
     if connect_timeout is not None:
-        result["connect_timeout"] = _positive_int(
+        result["connect_timeout"] = positive_int(
             "connect_timeout", connect_timeout, minimum=0
         )
     result.setdefault("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
@@ -573,12 +506,12 @@ def _pool_options(
     if max_size is None:
         chosen_max, default_min = sizing.max_size, sizing.min_size
     else:
-        chosen_max = _positive_int("max_size", max_size)
+        chosen_max = positive_int("max_size", max_size)
         default_min = max(1, chosen_max // 2)
     chosen_min = (
         min(default_min, chosen_max)
         if min_size is None
-        else _positive_int("min_size", min_size, minimum=0)
+        else positive_int("min_size", min_size, minimum=0)
     )
     if chosen_min > chosen_max:
         if url_arguments & {"min_size", "max_size"}:
@@ -592,12 +525,10 @@ def _pool_options(
     return {
         "min_size": chosen_min,
         "max_size": chosen_max,
-        "timeout": _positive_float("timeout", arguments["timeout"]),
-        "max_idle": _positive_float("max_idle", arguments["max_idle"]),
-        "max_lifetime": _positive_float("max_lifetime", arguments["max_lifetime"]),
-        "max_waiting": _positive_int(
-            "max_waiting", arguments["max_waiting"], minimum=0
-        ),
+        "timeout": positive_float("timeout", arguments["timeout"]),
+        "max_idle": positive_float("max_idle", arguments["max_idle"]),
+        "max_lifetime": positive_float("max_lifetime", arguments["max_lifetime"]),
+        "max_waiting": positive_int("max_waiting", arguments["max_waiting"], minimum=0),
     }
 
 
@@ -706,7 +637,7 @@ def database(
     timeouts = {
         name: ms
         for name in TIMEOUT_SETTINGS
-        if (ms := _duration_ms(name, arguments.get(name))) is not None
+        if (ms := duration_ms(name, arguments.get(name))) is not None
     }
     sizing = pool_size(
         server_max_connections=server_max_connections,
@@ -758,7 +689,7 @@ def database(
 
 def _conn_max_age_value(value: Any) -> int | None:
     if value is not None:
-        _positive_int("conn_max_age", value, minimum=0)
+        positive_int("conn_max_age", value, minimum=0)
     return value  # type: ignore[no-any-return]
 
 

@@ -25,6 +25,7 @@ from typing import Any
 from django.core.checks import CheckMessage, Error, Warning
 
 from django_dbtuning.pool import conninfo, library_text
+from django_dbtuning.validation import is_int
 
 __all__ = [
     "check_conn_max_age",
@@ -255,10 +256,6 @@ def check_conn_max_age(alias: str, entry: Mapping[str, Any]) -> list[CheckMessag
 _SECONDS = ("timeout", "max_lifetime", "max_idle", "reconnect_timeout")
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _pool_refuses(**kwargs: Any) -> str | None:
     """psycopg_pool's own validation of these arguments, without opening anything."""
     try:
@@ -278,7 +275,7 @@ def check_pool_values(alias: str, pool: Mapping[str, Any]) -> list[CheckMessage]
     where = f"DATABASES[{alias!r}]['OPTIONS']['pool']"
     messages: list[CheckMessage] = []
     min_size, max_size = pool.get("min_size", 4), pool.get("max_size")
-    if not _is_int(min_size) or not (max_size is None or _is_int(max_size)):
+    if not is_int(min_size) or not (max_size is None or is_int(max_size)):
         refused: str | None = "min_size must be an int, max_size an int or None"
     else:
         refused = _pool_refuses(min_size=min_size, max_size=max_size)
@@ -307,13 +304,13 @@ def check_pool_values(alias: str, pool: Mapping[str, Any]) -> list[CheckMessage]
         )
     }
     waiting = pool.get("max_waiting", 0)
-    if not (_is_int(waiting) and waiting >= 0):
+    if not (is_int(waiting) and waiting >= 0):
         problems["max_waiting"] = (
             "an int >= 0",
             "0 lets any number of requests wait; a small number sheds load early.",
         )
     if "num_workers" in pool and (
-        not _is_int(pool["num_workers"])
+        not is_int(pool["num_workers"])
         or _pool_refuses(num_workers=pool["num_workers"])
     ):
         problems["num_workers"] = (

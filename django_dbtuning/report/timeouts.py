@@ -3,7 +3,7 @@
 PostgreSQL reads 0 as "no timeout" and rounds a fraction of a millisecond to the nearest
 whole one, so ``"0.0001ms"`` turned the report's timeout off as well. Each setting is
 resolved here to whole milliseconds by the rule ``database(statement_timeout=...)`` uses
-(``django_dbtuning.pool._duration_ms``: PostgreSQL's units, rounded up, at most INT_MAX
+(``django_dbtuning.validation.duration_ms``: PostgreSQL's units, rounded up, at most INT_MAX
 ms) and the report sends that number, never the user's text. A value that would leave the
 report without a timeout is refused, by the system check and at run time alike.
 """
@@ -18,7 +18,7 @@ from django_dbtuning.conf import SETTINGS
 from django_dbtuning.pool import conninfo
 
 # The pool's rule, imported rather than repeated (pool.py has no public name for it yet).
-from django_dbtuning.pool.entry import _duration_ms as duration_ms
+from django_dbtuning.validation import duration_ms
 
 __all__ = ["NAMES", "ReportTimeouts", "configured", "problem", "resolve", "show"]
 

@@ -20,13 +20,13 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from django_dbtuning.checks import check_dbtuning_settings
-from django_dbtuning.pool.conninfo import INT_MAX, millisecond_value
 from django_dbtuning.report import run_report
 from django_dbtuning.report.checks import check_dbreport_settings
 from django_dbtuning.report.djangomap import ModelMap
 from django_dbtuning.report.findings import DatabaseReport, thresholds
 from django_dbtuning.report.probe import Probe, connect
 from django_dbtuning.report.timeouts import NAMES, ReportTimeouts, configured
+from django_dbtuning.validation import INT_MAX, millisecond_value
 from tests.report.test_output import manage
 from tests.report.test_report import admin_connection, dbreport, report_json
 
