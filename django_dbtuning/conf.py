@@ -1,18 +1,25 @@
-"""The ``DBTUNING`` settings dict, read lazily through one typed object.
+"""The ``DBTUNING`` settings dict: one registry, one frozen snapshot.
 
-Nothing is read at import time, so ``override_settings`` and pytest-django's ``settings``
-fixture work without any cache. Properties never raise: a wrong value falls back to the
-default here and is reported by the system checks in :mod:`django_dbtuning.checks`, whose
-type rules come from :data:`SETTINGS` below.
+:data:`SETTINGS` describes every key (default, types, choices, description); the system
+checks (:mod:`django_dbtuning.checks`), the docs' settings table and :func:`get_settings`
+all derive from it. Nothing is read at import time; the snapshot is built on first use and
+dropped on ``setting_changed``, so ``override_settings`` and pytest-django's ``settings``
+fixture see their values. Reading never raises: a wrong value falls back to the default
+and is reported by the checks.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
-__all__ = ["SETTINGS", "Setting", "conf"]
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+__all__ = ["SETTINGS", "DbTuningSettings", "Setting", "get_settings"]
 
 Reaction = Literal["warn", "log", "raise", "ignore"]
 REACTIONS: tuple[Reaction, ...] = ("warn", "log", "raise", "ignore")
@@ -204,6 +211,8 @@ def is_valid(setting: Setting, value: Any) -> bool:
         return False
     if setting.choices is not None and value not in setting.choices:
         return False
+    if isinstance(value, float) and not math.isfinite(value):
+        return False  # NaN compares false with every minimum
     return not (
         setting.minimum is not None
         and isinstance(value, int | float)
@@ -211,103 +220,74 @@ def is_valid(setting: Setting, value: Any) -> bool:
     )
 
 
-class Settings:
-    """Typed, lazy view of ``settings.DBTUNING`` merged over the defaults."""
+@dataclass(frozen=True)
+class DbTuningSettings:
+    """One frozen snapshot of ``settings.DBTUNING`` merged over the defaults.
 
-    def get(self, name: str) -> Any:
-        setting = SETTINGS[name]
-        value = _user_settings().get(name, setting.default)
-        return value if is_valid(setting, value) else setting.default
+    One field per :data:`SETTINGS` entry (its name in lower case), so the registry stays
+    the single description: a wrong value falls back to the default here and is reported
+    by check ``dbtuning.E002``.
+    """
 
-    @property
-    def N_PLUS_ONE_THRESHOLD(self) -> int:
-        return cast(int, self.get("N_PLUS_ONE_THRESHOLD"))
-
-    @property
-    def DUPLICATE_THRESHOLD(self) -> int:
-        return cast(int, self.get("DUPLICATE_THRESHOLD"))
-
-    @property
-    def ON_N_PLUS_ONE(self) -> Reaction:
-        value = self.get("ON_N_PLUS_ONE")
-        if value is None:
-            from django.conf import settings
-
-            return "warn" if settings.DEBUG else "log"
-        return cast(Reaction, value)
-
-    @property
-    def ON_DUPLICATE(self) -> Reaction:
-        return cast(Reaction, self.get("ON_DUPLICATE"))
-
-    @property
-    def QUERY_BUDGET(self) -> int | None:
-        return cast("int | None", self.get("QUERY_BUDGET"))
+    n_plus_one_threshold: int
+    duplicate_threshold: int
+    on_n_plus_one: Reaction | None
+    on_duplicate: Reaction
+    query_budget: int | None
+    on_query_budget: Reaction | None
+    allow_n_plus_one: Sequence[Any]
+    ignore_aliases: Sequence[str]
+    response_headers: bool
+    server_timing: bool
+    log_parameters: bool
+    metrics: bool
+    copy_batch_size: int
+    worker_timeout: float
+    report_statement_timeout: str | int
+    report_lock_timeout: str | int
+    report_thresholds: Mapping[str, Any]
+    report_metrics_ttl: float
+    report_metrics_sections: Sequence[str]
+    report_metrics_aliases: Sequence[str] | None
+    report_per_index_metrics: bool
 
     @property
-    def ON_QUERY_BUDGET(self) -> Reaction:
-        value = self.get("ON_QUERY_BUDGET")
-        return self.ON_N_PLUS_ONE if value is None else cast(Reaction, value)
+    def n_plus_one_reaction(self) -> Reaction:
+        """``ON_N_PLUS_ONE``, where None means "warn" with ``DEBUG`` and "log" without.
+
+        ``DEBUG`` is read at call time: Django's test runner sets it without sending
+        ``setting_changed``.
+        """
+        if self.on_n_plus_one is not None:
+            return self.on_n_plus_one
+        from django.conf import settings
+
+        return "warn" if settings.DEBUG else "log"
 
     @property
-    def ALLOW_N_PLUS_ONE(self) -> Sequence[Any]:
-        return cast("Sequence[Any]", self.get("ALLOW_N_PLUS_ONE"))
-
-    @property
-    def IGNORE_ALIASES(self) -> Sequence[str]:
-        return cast("Sequence[str]", self.get("IGNORE_ALIASES"))
-
-    @property
-    def RESPONSE_HEADERS(self) -> bool:
-        return cast(bool, self.get("RESPONSE_HEADERS"))
-
-    @property
-    def SERVER_TIMING(self) -> bool:
-        return cast(bool, self.get("SERVER_TIMING"))
-
-    @property
-    def LOG_PARAMETERS(self) -> bool:
-        return cast(bool, self.get("LOG_PARAMETERS"))
-
-    @property
-    def METRICS(self) -> bool:
-        return cast(bool, self.get("METRICS"))
-
-    @property
-    def COPY_BATCH_SIZE(self) -> int:
-        return cast(int, self.get("COPY_BATCH_SIZE"))
-
-    @property
-    def WORKER_TIMEOUT(self) -> float:
-        return float(self.get("WORKER_TIMEOUT"))
-
-    @property
-    def REPORT_STATEMENT_TIMEOUT(self) -> str | int:
-        return cast("str | int", self.get("REPORT_STATEMENT_TIMEOUT"))
-
-    @property
-    def REPORT_LOCK_TIMEOUT(self) -> str | int:
-        return cast("str | int", self.get("REPORT_LOCK_TIMEOUT"))
-
-    @property
-    def REPORT_THRESHOLDS(self) -> Mapping[str, Any]:
-        return cast("Mapping[str, Any]", self.get("REPORT_THRESHOLDS"))
-
-    @property
-    def REPORT_METRICS_TTL(self) -> float:
-        return float(self.get("REPORT_METRICS_TTL"))
-
-    @property
-    def REPORT_METRICS_SECTIONS(self) -> Sequence[str]:
-        return cast("Sequence[str]", self.get("REPORT_METRICS_SECTIONS"))
-
-    @property
-    def REPORT_METRICS_ALIASES(self) -> Sequence[str] | None:
-        return cast("Sequence[str] | None", self.get("REPORT_METRICS_ALIASES"))
-
-    @property
-    def REPORT_PER_INDEX_METRICS(self) -> bool:
-        return cast(bool, self.get("REPORT_PER_INDEX_METRICS"))
+    def query_budget_reaction(self) -> Reaction:
+        """``ON_QUERY_BUDGET``; None means the same as ``ON_N_PLUS_ONE``."""
+        if self.on_query_budget is not None:
+            return self.on_query_budget
+        return self.n_plus_one_reaction
 
 
-conf = Settings()
+@functools.cache
+def get_settings() -> DbTuningSettings:
+    """The current snapshot; rebuilt after ``setting_changed`` for ``DBTUNING``."""
+    user = _user_settings()
+    values: dict[str, Any] = {}
+    for name, setting in SETTINGS.items():
+        value = user.get(name, setting.default)
+        if not is_valid(setting, value):
+            value = setting.default
+        if setting.types == (int, float) and value is not None:
+            value = float(value)
+        values[name.lower()] = value
+    return DbTuningSettings(**values)
+
+
+@receiver(setting_changed)
+def _clear_snapshot(*, setting: str, **kwargs: Any) -> None:
+    if setting == "DBTUNING":
+        get_settings.cache_clear()

@@ -672,7 +672,7 @@ def copy_from(
     null: str | None = None,
 ) -> CopyResult:
     """Load ``rows`` into ``model``'s table with COPY; see :meth:`CopyQuerySet.copy_from`."""
-    from django_dbtuning.conf import conf
+    from django_dbtuning.conf import get_settings
 
     validate(
         fields=fields,
@@ -686,7 +686,7 @@ def copy_from(
     connection = connections[using]
     check_backend(connection)
     check_model(model)
-    size = batch_size or conf.COPY_BATCH_SIZE
+    size = batch_size or get_settings().copy_batch_size
     load = _Load(
         model,
         connection,

@@ -10,7 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
-from django_dbtuning.conf import conf
+from django_dbtuning.conf import get_settings
 from django_dbtuning.pool import conninfo
 from django_dbtuning.pool import value_checks as pool_checks
 from django_dbtuning.pool.entry import server_budget
@@ -96,7 +96,7 @@ def _check_pool_dict(alias: str, pool: Mapping[str, Any]) -> list[CheckMessage]:
                 )
             )
     messages += pool_checks.check_pool_values(alias, pool)
-    worker_timeout = conf.WORKER_TIMEOUT
+    worker_timeout = get_settings().worker_timeout
     timeout = number_or_none(pool.get("timeout", 30.0))
     # A non-finite timeout is E020's business, not a comparison with the worker's.
     if (

@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 
-from django_dbtuning.conf import conf
+from django_dbtuning.conf import get_settings
 
 # --- Query tracking: E030-E039 / W030-W039 ---------------------------------------------------
 
@@ -75,7 +75,7 @@ def check_query_tracking(**kwargs: Any) -> list[CheckMessage]:
             )
     messages.extend(_check_allow_list())
     aliases = getattr(settings, "DATABASES", {}) or {}
-    for alias in conf.IGNORE_ALIASES:
+    for alias in get_settings().ignore_aliases:
         if alias not in aliases:
             messages.append(
                 Warning(

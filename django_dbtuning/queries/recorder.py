@@ -35,7 +35,7 @@ from django.core.signals import setting_changed
 from django.db import connections
 from django.db.backends.signals import connection_created
 
-from django_dbtuning.conf import Reaction, conf
+from django_dbtuning.conf import Reaction, get_settings
 from django_dbtuning.exceptions import (
     NPlusOneError,
     NPlusOneWarning,
@@ -466,17 +466,17 @@ def config() -> Config:
     snapshot = _config
     if snapshot is None:
         snapshot = _config = Config(
-            threshold=conf.N_PLUS_ONE_THRESHOLD,
-            duplicate_threshold=conf.DUPLICATE_THRESHOLD,
-            ignored=frozenset(conf.IGNORE_ALIASES),
-            keep_parameters=conf.LOG_PARAMETERS,
-            on_n_plus_one=conf.ON_N_PLUS_ONE,
-            on_duplicate=conf.ON_DUPLICATE,
-            budget=conf.QUERY_BUDGET,
-            on_budget=conf.ON_QUERY_BUDGET,
-            headers=conf.RESPONSE_HEADERS,
-            server_timing=conf.SERVER_TIMING,
-            metrics=conf.METRICS,
+            threshold=get_settings().n_plus_one_threshold,
+            duplicate_threshold=get_settings().duplicate_threshold,
+            ignored=frozenset(get_settings().ignore_aliases),
+            keep_parameters=get_settings().log_parameters,
+            on_n_plus_one=get_settings().n_plus_one_reaction,
+            on_duplicate=get_settings().on_duplicate,
+            budget=get_settings().query_budget,
+            on_budget=get_settings().query_budget_reaction,
+            headers=get_settings().response_headers,
+            server_timing=get_settings().server_timing,
+            metrics=get_settings().metrics,
         )
     return snapshot
 
@@ -593,7 +593,7 @@ def evaluate(
     unit: Unit, *, view: str | None = None
 ) -> tuple[list[Finding], list[Finding]]:
     """Apply the N+1 and duplicate rules to a unit: ``(n_plus_one, duplicates)``."""
-    allow = conf.ALLOW_N_PLUS_ONE
+    allow = get_settings().allow_n_plus_one
     n_plus_one: list[Finding] = []
     duplicates: list[Finding] = []
     for group in unit.groups.values():

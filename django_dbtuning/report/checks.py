@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 
-from django_dbtuning.conf import SETTINGS, conf, is_valid
+from django_dbtuning.conf import SETTINGS, get_settings, is_valid
 
 
 def _report_timeouts() -> list[CheckMessage]:
@@ -47,7 +47,7 @@ def check_dbreport_settings(**kwargs: Any) -> list[CheckMessage]:
     from django_dbtuning.report.findings import DEFAULT_THRESHOLDS, SECTIONS
 
     messages: list[CheckMessage] = []
-    thresholds = conf.REPORT_THRESHOLDS
+    thresholds = get_settings().report_thresholds
     for key in sorted(thresholds, key=str):
         value = thresholds[key]
         if key not in DEFAULT_THRESHOLDS:
@@ -72,7 +72,7 @@ def check_dbreport_settings(**kwargs: Any) -> list[CheckMessage]:
                 )
             )
     messages.extend(_report_timeouts())
-    unknown = [s for s in conf.REPORT_METRICS_SECTIONS if s not in SECTIONS]
+    unknown = [s for s in get_settings().report_metrics_sections if s not in SECTIONS]
     if unknown:
         messages.append(
             Error(
@@ -82,7 +82,7 @@ def check_dbreport_settings(**kwargs: Any) -> list[CheckMessage]:
                 id="dbtuning.E052",
             )
         )
-    for alias in conf.REPORT_METRICS_ALIASES or ():
+    for alias in get_settings().report_metrics_aliases or ():
         if alias not in connections.settings:
             messages.append(
                 Error(

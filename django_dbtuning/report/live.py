@@ -25,7 +25,7 @@ from typing import Any
 from django.db import connections
 from django.http import HttpRequest, HttpResponse
 
-from django_dbtuning.conf import conf
+from django_dbtuning.conf import get_settings
 from django_dbtuning.report.exposition import (
     POOL_COUNTERS,
     POOL_GAUGES,
@@ -91,7 +91,7 @@ class DbReportCollector:
         return []
 
     def collect(self) -> Iterator[Any]:
-        if not conf.METRICS:
+        if not get_settings().metrics:
             return
         if self.include_pool:
             yield from pool_families(
@@ -100,12 +100,12 @@ class DbReportCollector:
         report = self.cached_report()
         if report is not None:
             yield from families(
-                report, per_index=conf.REPORT_PER_INDEX_METRICS, pool=False
+                report, per_index=get_settings().report_per_index_metrics, pool=False
             )
 
     def cached_report(self) -> Report | None:
         """The server-side report, refreshed at most every ``REPORT_METRICS_TTL`` s."""
-        ttl = conf.REPORT_METRICS_TTL
+        ttl = get_settings().report_metrics_ttl
         if ttl <= 0:
             return None
         if self._report is not None and time.monotonic() - self._fetched < ttl:
@@ -122,8 +122,10 @@ class DbReportCollector:
         return self._report
 
     def _run(self) -> Report | None:
-        aliases = self.aliases or conf.REPORT_METRICS_ALIASES or postgres_aliases()
-        sections = [s for s in conf.REPORT_METRICS_SECTIONS if s in SECTIONS]
+        aliases = (
+            self.aliases or get_settings().report_metrics_aliases or postgres_aliases()
+        )
+        sections = [s for s in get_settings().report_metrics_sections if s in SECTIONS]
         try:
             return run_report(list(aliases), sections=sections, top=0)
         except Exception:
@@ -143,7 +145,7 @@ def register_collectors(registry: Any = None) -> DbReportCollector | None:
         from prometheus_client import REGISTRY
     except ImportError:
         return None
-    if not conf.METRICS:
+    if not get_settings().metrics:
         return None
     with _registration_lock:
         if registry is None and _registered is not None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.db import connections
 
-from django_dbtuning.conf import conf
+from django_dbtuning.conf import get_settings
 from django_dbtuning.report import (
     connections as connections_section,
 )
@@ -122,7 +122,7 @@ def run_report(
     _check_aliases(names)
     timeouts = configured()
     ordered = [s for s in SECTIONS if s in chosen]
-    limits = thresholds(conf.REPORT_THRESHOLDS)
+    limits = thresholds(get_settings().report_thresholds)
     models = ModelMap()
     report = Report(
         generated_at=datetime.now(UTC),
@@ -214,7 +214,7 @@ def _run_alias(
             models=models,
             top=top,
             timeouts=timeouts,
-            show_sql_values=conf.LOG_PARAMETERS,
+            show_sql_values=get_settings().log_parameters,
         )
         if not settings_section.server_info(probe):
             _server_failed(probe, sections)

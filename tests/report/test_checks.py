@@ -35,9 +35,9 @@ def test_valid_thresholds_change_the_report(dbtuning):
 
     dbtuning(REPORT_THRESHOLDS={"dead_tuples_min": 5, "slow_query_mean_ms": 2.5})
     assert ids() == []
-    from django_dbtuning.conf import conf
+    from django_dbtuning.conf import get_settings
 
-    merged = thresholds(conf.REPORT_THRESHOLDS)
+    merged = thresholds(get_settings().report_thresholds)
     assert merged["dead_tuples_min"] == 5
     assert merged["slow_query_mean_ms"] == 2.5
 
