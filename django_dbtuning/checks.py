@@ -54,7 +54,7 @@ def check_dbtuning_settings(**kwargs: Any) -> list[CheckMessage]:
             messages.append(
                 Warning(
                     f"DBTUNING[{key!r}] is not a django-dbtuning setting and is ignored.",
-                    hint=hint or "See the README's settings table for the known keys.",
+                    hint=hint or "See docs/settings.md for the known keys.",
                     id="dbtuning.W001",
                 )
             )

@@ -92,8 +92,8 @@ SETTINGS: dict[str, Setting] = {
             "ALLOW_N_PLUS_ONE",
             (),
             (list, tuple),
-            "Allow-list entries: dicts with any of model, field, fingerprint (glob), "
-            "view, callsite (glob).",
+            "Allow-list entries: dicts whose keys (model, field, fingerprint, view, "
+            "callsite) must all match a finding; every value is a glob.",
         ),
         Setting(
             "IGNORE_ALIASES",
@@ -159,7 +159,7 @@ SETTINGS: dict[str, Setting] = {
             "REPORT_THRESHOLDS",
             {},
             (dict,),
-            "Overrides of dbreport's finding thresholds, by name (see the README).",
+            "Overrides of dbreport's finding thresholds, by name (listed in docs/dbreport.md).",
         ),
         Setting(
             "REPORT_METRICS_TTL",
