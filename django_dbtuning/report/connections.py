@@ -6,17 +6,10 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from django_dbtuning.report.humanize import human_bytes, human_seconds, iso
 from django_dbtuning.report.probe import Probe, Row
 from django_dbtuning.report.quoting import literal
-from django_dbtuning.report.sqlkind import shows_values
-from django_dbtuning.report.util import (
-    human_bytes,
-    human_seconds,
-    iso,
-    shorten,
-    strip_literals,
-)
-from django_dbtuning.sqllex import COMMENTS, tokens
+from django_dbtuning.report.sqltext import query_text
 
 __all__ = ["collect"]
 
@@ -156,24 +149,7 @@ def _usage(probe: Probe, total: int, usable: int, by_app: Counter[str]) -> None:
 
 
 def _query_text(probe: Probe, row: Row) -> str:
-    query = row["query"] or ""
-    if query.startswith("<insufficient"):
-        return query
-    # LOG_PARAMETERS opts in to values of data queries only: a utility statement's
-    # literals may be a password (CREATE ROLE ... PASSWORD, CREATE USER MAPPING ...
-    # OPTIONS (password ...), ALTER SUBSCRIPTION ... CONNECTION) and stay masked.
-    if probe.show_sql_values and shows_values(query):
-        return shorten(_without_comments(query))
-    return strip_literals(query)
-
-
-def _without_comments(sql: str) -> str:
-    # Values are opted in; comments are not (sqlcommenter ids, user names, anything).
-    # shows_values() has already refused texts the lexer cannot read to the end.
-    return "".join(
-        " " if token.kind in COMMENTS else sql[token.start : token.end]
-        for token in tokens(sql)
-    )
+    return query_text(row["query"], show_values=probe.show_sql_values)
 
 
 def _cancel(pid: Any) -> str:

@@ -14,15 +14,9 @@ from typing import Any
 
 from django_dbtuning.report.djangomap import Hint, ModelMap
 from django_dbtuning.report.findings import Severity
+from django_dbtuning.report.humanize import human_bytes, human_seconds, iso
 from django_dbtuning.report.probe import Probe, Row
-from django_dbtuning.report.quoting import ident
-from django_dbtuning.report.util import (
-    human_bytes,
-    human_seconds,
-    iso,
-    qualified,
-    quote_ident,
-)
+from django_dbtuning.report.quoting import ident, qualified, quote_ident
 
 __all__ = ["collect"]
 

@@ -1,19 +1,26 @@
 """SQL and Python text for the report's hints, safe to paste whatever the names hold.
 
 Names come from the catalogs, and a table, index, constraint or column may be called
-anything (``Chk Val; DROP TABLE x``, ``ParentId``, ``a"b``). Every identifier in a hint is
-therefore quoted the way ``psycopg.sql.Identifier`` and Django's ``sqlmigrate`` quote them:
+anything (``Chk Val; DROP TABLE x``, ``ParentId``, ``a"b``). Every identifier in SQL a hint
+quotes (:func:`ident`) is therefore quoted the way ``psycopg.sql.Identifier`` and Django's ``sqlmigrate`` quote them:
 always in double quotes with inner quotes doubled, and schema-qualified so that the
 statement means the same object whatever the pasting session's ``search_path``. Python
 snippets (``migrations.RunSQL(...)``) carry their SQL as ``repr()`` literals, which
 ``ast.literal_eval`` reads back to the same text.
+
+Names in prose (titles, details, ``object``) are shown as PostgreSQL's ``quote_ident()``
+shows them: quoted only when needed, and without the ``public`` schema (:func:`quote_ident`,
+:func:`qualified`).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
-__all__ = ["column_list", "ident", "literal", "qualified_ident", "run_sql"]
+__all__ = ["column_list", "ident", "literal", "qualified", "quote_ident", "run_sql"]
+
+_PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_$]*")
 
 
 def ident(*parts: str) -> str:
@@ -27,9 +34,18 @@ def ident(*parts: str) -> str:
     return ".".join('"' + part.replace('"', '""') + '"' for part in parts)
 
 
-def qualified_ident(schema: str, name: str) -> str:
-    """``"schema"."name"``, schema included even for ``public``."""
-    return ident(schema, name)
+def quote_ident(name: str) -> str:
+    """``name`` for prose: bare when PostgreSQL would read it back unquoted."""
+    if _PLAIN_NAME.fullmatch(name):
+        return name
+    return '"' + name.replace('"', '""') + '"'
+
+
+def qualified(schema: str, name: str) -> str:
+    """``schema.name`` for prose, the ``public`` schema left out."""
+    if schema == "public":
+        return quote_ident(name)
+    return f"{quote_ident(schema)}.{quote_ident(name)}"
 
 
 def column_list(columns: Iterable[str]) -> str:

@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from django_dbtuning.report.findings import Finding, Report
-from django_dbtuning.report.util import human_bytes, human_seconds
+from django_dbtuning.report.humanize import human_bytes, human_seconds
 
 __all__ = ["JSON_VERSION", "as_json", "as_text", "to_dict"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django_dbtuning.report.humanize import human_bytes
 from django_dbtuning.report.probe import Probe
-from django_dbtuning.report.util import human_bytes
 
 __all__ = ["IMPORTANT", "collect", "server_info"]
 

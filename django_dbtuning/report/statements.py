@@ -11,9 +11,8 @@ from typing import Any
 
 from django_dbtuning.report.probe import MARKER, Probe, Row
 from django_dbtuning.report.quoting import ident
-from django_dbtuning.report.sqlkind import APPLICATION, leading_keyword
+from django_dbtuning.report.sqltext import APPLICATION, leading_keyword, strip_literals
 from django_dbtuning.report.suggest import suggest
-from django_dbtuning.report.util import strip_literals
 
 __all__ = ["collect"]
 
@@ -44,7 +43,7 @@ INFO = "SELECT dealloc, stats_reset FROM {relation}"
 # Only the application's statements, by their first word after comments and parentheses
 # (an allowlist: transaction plumbing, DDL and every other utility statement stay out,
 # and utility statements are stored with their literals, CREATE ROLE ... PASSWORD '...').
-# The server-side pattern cannot follow nested comments; sqlkind.leading_keyword checks
+# The server-side pattern cannot follow nested comments; sqltext.leading_keyword checks
 # each row again in Python.
 APPLICATION_PATTERN = (
     r"^([ \t\n\r\f\v(]|/\*([^*]|\*+[^*/])*\*+/|--[^\n\r]*[\n\r])*"

@@ -15,8 +15,7 @@ import re
 from collections.abc import Iterable
 
 from django_dbtuning.report.probe import Probe, Row
-from django_dbtuning.report.quoting import column_list, ident
-from django_dbtuning.report.util import qualified, quote_ident
+from django_dbtuning.report.quoting import column_list, ident, qualified, quote_ident
 
 __all__ = ["suggest"]
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from django_dbtuning.report.humanize import human_seconds, iso
 from django_dbtuning.report.probe import Probe, Row
-from django_dbtuning.report.quoting import ident
-from django_dbtuning.report.util import human_seconds, iso, qualified, quote_ident
+from django_dbtuning.report.quoting import ident, qualified, quote_ident
 
 __all__ = ["collect"]
 

@@ -39,7 +39,7 @@ from django_dbtuning.queries.fingerprint import (
 )
 from django_dbtuning.queries.recorder import query_budget
 from django_dbtuning.report.probe import connection_kwargs
-from django_dbtuning.report.util import strip_literals
+from django_dbtuning.report.sqltext import strip_literals
 from django_dbtuning.sqllex import masked_text
 from tests.queries.test_sql_lexer import (
     block_comment,

@@ -17,7 +17,7 @@ from psycopg import sql
 from django_dbtuning.report.djangomap import ModelMap
 from django_dbtuning.report.quoting import column_list, ident, literal, run_sql
 from django_dbtuning.report.render import _wrap
-from django_dbtuning.report.sqlkind import leading_keyword, shows_values
+from django_dbtuning.report.sqltext import leading_keyword, shows_values
 from tests.report.test_report import admin_connection
 
 # Names as the catalogs hold them: any character but NUL, 1 to 63 bytes (NAMEDATALEN).

@@ -11,7 +11,7 @@ import time
 import psycopg
 import pytest
 
-from django_dbtuning.report.sqlkind import APPLICATION, leading_keyword
+from django_dbtuning.report.sqltext import APPLICATION, leading_keyword
 from tests.report.test_report import admin_connection, dbreport
 
 pytestmark = pytest.mark.django_db
