@@ -8,13 +8,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import DataError, IntegrityError, OperationalError
+from django.db import (
+    DatabaseError,
+    DataError,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    NotSupportedError,
+    OperationalError,
+    ProgrammingError,
+)
 
 __all__ = [
     "CopyConcurrencyError",
     "CopyDataError",
+    "CopyDatabaseError",
     "CopyError",
     "CopyIntegrityError",
+    "CopyInterfaceError",
+    "CopyInternalError",
+    "CopyNotSupportedError",
+    "CopyOperationalError",
+    "CopyProgrammingError",
     "DbTuningError",
     "EmbeddedPostgresError",
     "InvalidDatabaseURL",
@@ -60,9 +75,10 @@ class QueryBudgetExceeded(DbTuningError):
 class CopyError(DbTuningError):
     """A COPY load failed; ``row`` and ``column`` locate the bad value in the input.
 
-    Raised as :class:`CopyDataError`, :class:`CopyIntegrityError` or
-    :class:`CopyConcurrencyError` so that it is also the matching Django database error;
-    catch ``CopyError`` for all of them.
+    Raised as :class:`CopyDataError`, :class:`CopyIntegrityError`,
+    :class:`CopyConcurrencyError` or, for any other database error of a load, one of the
+    classes in :mod:`django_dbtuning.copy` (``CopyProgrammingError``...), so that it is
+    also the matching Django database error; catch ``CopyError`` for all of them.
 
     The message (``str()``, ``repr()``, ``args``) never contains a value from the rows:
     it names the model, the input row (and CSV line and header), the field, the
@@ -146,6 +162,46 @@ class CopyConcurrencyError(CopyError, OperationalError):
         self.first_row = first_row
         self.last_row = last_row
         self.batch = batch
+
+
+# Any other database error of a load, each also Django's class of the same name. Public
+# at django_dbtuning.copy, next to the API that raises them.
+
+
+class CopyOperationalError(CopyError, OperationalError):
+    """A server or connection failure during a load that is not about the rows."""
+
+    __module__ = "django_dbtuning.copy"
+
+
+class CopyProgrammingError(CopyError, ProgrammingError):
+    """The server refused a statement of the load (permission denied, a trigger...)."""
+
+    __module__ = "django_dbtuning.copy"
+
+
+class CopyInternalError(CopyError, InternalError):
+    """The server's internal error during a load."""
+
+    __module__ = "django_dbtuning.copy"
+
+
+class CopyNotSupportedError(CopyError, NotSupportedError):
+    """The server does not support what the load asked for."""
+
+    __module__ = "django_dbtuning.copy"
+
+
+class CopyDatabaseError(CopyError, DatabaseError):
+    """Any other database error during a load."""
+
+    __module__ = "django_dbtuning.copy"
+
+
+class CopyInterfaceError(CopyError, InterfaceError):
+    """The driver's own error during a load (a connection closed under it)."""
+
+    __module__ = "django_dbtuning.copy"
 
 
 class InvalidDatabaseURL(DbTuningError, ValueError):

@@ -1,15 +1,44 @@
-"""Bulk loading and export through PostgreSQL COPY: :class:`CopyManager` and its engine.
+"""Bulk loading and export through PostgreSQL COPY: :class:`CopyManager` and its errors.
 
-``plan`` (columns, types, converters), ``sources`` (input rows → batches), ``csvinput``
-(CSV files: decoding, NULLs, lines), ``pgformat`` (PostgreSQL's text and binary COPY
-files), ``manager`` (``CopyManager``, ``CopyQuerySet``), ``engine`` (COPY, ids, transactions), ``upsert`` (staging and the one
-key-ordered ``INSERT ... ON CONFLICT``), ``errors`` (row-precise CopyError), ``options``
-(argument checks, progress), ``dumpers`` (cursor-scoped fast binary dumpers),
-``export`` (``copy_to``).
+Where things are: ``manager`` (the API), ``options`` (argument checks, progress),
+``engine`` (one load's stages and transaction), ``sources`` (input rows → batches: dicts,
+tuples, instances) with ``defaults`` (values rows leave out) and ``rowcode`` (the compiled
+per-row builder), ``files`` / ``csvinput`` / ``pgformat`` (input files), ``plan`` and
+``converters`` (columns, types, Django's value semantics), ``groups``, ``writer`` and
+``ids`` (a batch's COPY and its primary keys), ``conflict`` and ``upsert`` (the staging
+table and the one key-ordered ``INSERT ... ON CONFLICT``), ``errors`` and ``redact``
+(row-precise, value-free errors), ``export`` (``copy_to``), ``checks`` (E040-E049).
 """
 
 from __future__ import annotations
 
-from django_dbtuning.copy.manager import CopyManager, CopyQuerySet, CopyResult
+from django_dbtuning.copy.engine import CopyResult
+from django_dbtuning.copy.manager import CopyManager, CopyQuerySet
+from django_dbtuning.exceptions import (
+    CopyConcurrencyError,
+    CopyDatabaseError,
+    CopyDataError,
+    CopyError,
+    CopyIntegrityError,
+    CopyInterfaceError,
+    CopyInternalError,
+    CopyNotSupportedError,
+    CopyOperationalError,
+    CopyProgrammingError,
+)
 
-__all__ = ["CopyManager", "CopyQuerySet", "CopyResult"]
+__all__ = [
+    "CopyConcurrencyError",
+    "CopyDataError",
+    "CopyDatabaseError",
+    "CopyError",
+    "CopyIntegrityError",
+    "CopyInterfaceError",
+    "CopyInternalError",
+    "CopyManager",
+    "CopyNotSupportedError",
+    "CopyOperationalError",
+    "CopyProgrammingError",
+    "CopyQuerySet",
+    "CopyResult",
+]

@@ -13,6 +13,7 @@ unique constraints that do exist, before any data goes out.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -23,7 +24,7 @@ from psycopg import ClientCursor
 from django_dbtuning.copy.names import shown
 from django_dbtuning.copy.plan import Column, ModelPlan
 
-__all__ = ["Target", "confirm", "conflict_target", "unique_columns"]
+__all__ = ["Conflict", "Target", "confirm", "resolve"]
 
 
 @dataclass
@@ -212,4 +213,64 @@ def confirm(target: Target, plan: ModelPlan, cursor: CursorWrapper) -> None:
         "or unique index (ON CONFLICT needs one on exactly these columns, not partial "
         f"and not deferrable); the model declares unique {declared}; the table has "
         f"unique indexes {existing or '(none)'}"
+    )
+
+
+class Conflict(NamedTuple):
+    """What an upsert keys on, locks in the order of, and overwrites."""
+
+    keys: list[Column]
+    order: list[Column]
+    updates: list[Column]
+    target: Target
+
+
+def resolve(
+    plan: ModelPlan,
+    columns: list[Column],
+    *,
+    on_conflict: str | None,
+    unique_fields: Sequence[str] | None,
+    update_fields: Sequence[str] | None,
+) -> Conflict:
+    """The keys, lock order, updated columns and target of a load filling ``columns``.
+
+    ``update_fields`` defaults to every loaded non-key column but the primary key and
+    ``auto_now_add`` (which keeps the time the row was created).
+    """
+    loaded = {c.name for c in columns}
+    keys = [plan.column(n) for n in unique_fields or ()]
+    for key in keys:
+        if key.name not in loaded:
+            raise _unfilled("unique_fields", key, "; include it in the rows")
+    target = conflict_target(plan, keys, loaded) if keys else Target([])
+    if update_fields is None:
+        updates = [
+            c
+            for c in columns
+            if c not in keys
+            and not c.field.primary_key
+            and c.auto_now != "auto_now_add"
+        ]
+    else:
+        updates = [plan.column(n) for n in update_fields]
+        for update in updates:
+            if update.name not in loaded:
+                raise _unfilled("update_fields", update)
+            if update in keys:
+                raise ValueError(
+                    f"update_fields names {update.name!r}, which is one of "
+                    "unique_fields"
+                )
+    if on_conflict == "update" and not updates:
+        raise ValueError(
+            "on_conflict='update' has no column to update: pass update_fields or "
+            "use on_conflict='ignore'"
+        )
+    return Conflict(keys, keys or unique_columns(plan, loaded), updates, target)
+
+
+def _unfilled(what: str, column: Column, hint: str = "") -> ValueError:
+    return ValueError(
+        f"{what} names {column.name!r}, which this load does not fill{hint}"
     )

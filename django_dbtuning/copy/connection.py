@@ -1,22 +1,24 @@
-"""The load's connection: the backend COPY needs, and statements run as Django runs them.
+"""Statements on the load's connection: the backend COPY needs, COPY run as Django runs a
+query, and the numbered temporary tables that staging and file loads write into.
 
-A COPY is not a ``cursor.execute``: :func:`_observed` and :func:`_with_wrappers` give it
-what Django gives a query (``execute_wrapper`` hooks, the DEBUG log and
-``connection.queries``), so tools that watch queries see the COPY statements too.
+A COPY is not a ``cursor.execute``: :func:`run_copy` gives it what Django gives a query
+(``execute_wrapper`` hooks, the DEBUG log and ``connection.queries``), so tools that watch
+queries see the COPY statements too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from typing import Any
 
+import psycopg
 from django.core.exceptions import ImproperlyConfigured
-from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
+from psycopg import sql
 
-__all__ = ["check_backend", "check_model"]
+__all__ = ["check_backend", "create_numbered_table", "run_copy"]
 
 
 def check_backend(connection: BaseDatabaseWrapper) -> None:
@@ -35,42 +37,47 @@ def check_backend(connection: BaseDatabaseWrapper) -> None:
         )
 
 
-def check_model(model: type[models.Model]) -> None:
-    """Refuse models whose rows span several tables, as ``bulk_create`` does."""
-    opts = model._meta
-    if opts.abstract or opts.swapped:
-        raise TypeError(f"cannot COPY into abstract or swapped model {opts.label}")
-    concrete = opts.concrete_model or model
-    parents = [p for p in concrete._meta.get_parent_list() if p is not concrete]
-    if parents:
-        names = ", ".join(p._meta.label for p in parents)
-        raise TypeError(
-            f"cannot COPY into {opts.label}: it inherits from {names} (multi-table "
-            "inheritance stores one row in several tables); load the parent and child "
-            "models separately or use bulk_create on the parent"
-        )
+def run_copy(
+    cursor: CursorWrapper,
+    statement: str | sql.Composable,
+    body: Callable[[psycopg.Copy], None],
+    params: Sequence[Any] | None = None,
+) -> None:
+    """Run a COPY statement, ``body`` reading or writing its data, as Django runs a query.
 
+    ``cursor.cursor.rowcount`` holds the rows the COPY moved once it returns.
+    """
+    raw = cursor.cursor
+    text = statement if isinstance(statement, str) else statement.as_string(raw)
 
-# -- statements through Django's wrappers ----------------------------------------------
+    def run(*_: Any) -> None:
+        with raw.copy(statement, params) as copy:
+            body(copy)
 
-
-@contextmanager
-def _observed(cursor: CursorWrapper, statement: str) -> Iterator[None]:
-    """Run a COPY as Django runs a query: execute_wrappers, DEBUG logging."""
     debug = getattr(cursor, "debug_sql", None)
-    if debug is not None:
-        with debug(statement):
-            yield
-    else:
-        yield
+    with debug(text) if debug is not None else nullcontext():
+        wrapped = getattr(cursor, "_execute_with_wrappers", None)
+        if wrapped is None or not cursor.db.execute_wrappers:
+            run()
+        else:
+            wrapped(text, None, False, run)
 
 
-def _with_wrappers(cursor: CursorWrapper, statement: str, fn: Callable[[], Any]) -> Any:
-    run = getattr(cursor, "_execute_with_wrappers", None)
-    if run is None or not cursor.db.execute_wrappers:
-        return fn()
-
-    def executor(sql: str, params: Any, many: bool, context: Any) -> Any:
-        return fn()
-
-    return run(statement, None, False, executor)
+def create_numbered_table(
+    cursor: CursorWrapper,
+    name: str,
+    *,
+    like: str,
+    columns: str,
+    number: str,
+    alters: Sequence[str] = (),
+) -> None:
+    """A temporary table ``name`` with ``like``'s types for ``columns`` (quoted, comma
+    separated), dropped at commit, whose identity column ``number`` counts rows in the
+    order they are copied in."""
+    cursor.execute(
+        f"CREATE TEMPORARY TABLE {name} ON COMMIT DROP AS "
+        f"SELECT {columns} FROM {like} WITH NO DATA"
+    )
+    changes = [f"ADD COLUMN {number} int8 GENERATED ALWAYS AS IDENTITY", *alters]
+    cursor.execute(f"ALTER TABLE {name} {', '.join(changes)}")

@@ -1,10 +1,6 @@
-"""Reading CSV input for ``copy_from``: decoding, rows, NULLs and errors that name a line.
+"""Reading CSV input for ``copy_from``: rows, NULLs and errors that name a line.
 
-Only the ``csv`` module decides what a row is. Bytes are decoded by ``io.TextIOWrapper``
-with ``newline=""`` (never ``codecs.getreader``, whose ``readline`` also ends lines at
-``\\u2028``, ``\\x85``, ``\\x0c`` and other separators inside a value), with
-``errors="surrogateescape"`` so that an undecodable byte is reported with its row, line and
-cell instead of a bare ``UnicodeDecodeError`` somewhere ahead of the row being read.
+Only the ``csv`` module decides what a row is; the file is opened by :mod:`.files`.
 
 NULL and the empty string follow PostgreSQL's own CSV format, which ``copy_to`` writes: an
 unquoted empty cell is NULL and a quoted one (``""``) is the empty string. Python's ``csv``
@@ -15,11 +11,7 @@ by :func:`quoted_fields`, which is checked against the ``csv`` module's own fiel
 
 from __future__ import annotations
 
-import codecs
-import contextlib
 import csv
-import io
-import os
 import sys
 import threading
 from array import array
@@ -27,6 +19,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
+from django_dbtuning.copy.files import open_text, undecodable
+from django_dbtuning.copy.options import CopyOptions
 from django_dbtuning.copy.plan import (
     TEXT_INTERNAL_TYPES,
     Column,
@@ -35,13 +29,7 @@ from django_dbtuning.copy.plan import (
 )
 from django_dbtuning.copy.sources import Source, key_columns, tuple_source
 
-__all__ = [
-    "CsvReader",
-    "csv_source",
-    "lifted_field_limit",
-    "open_text",
-    "quoted_fields",
-]
+__all__ = ["CsvReader", "csv_source", "lifted_field_limit", "quoted_fields"]
 
 
 # -- the csv module's field size limit ------------------------------------------------
@@ -89,156 +77,6 @@ def lifted_field_limit() -> Callable[[], None]:
                 csv.field_size_limit(_limit_saved)
 
     return release
-
-
-# -- decoding -------------------------------------------------------------------------
-
-
-class _Binary(io.RawIOBase):
-    """Any object with ``read(n) -> bytes`` as a raw stream that TextIOWrapper accepts.
-
-    Wrapping (rather than handing the caller's object to TextIOWrapper) also means that
-    closing or collecting the wrapper never closes the caller's file.
-    """
-
-    def __init__(self, source: Any) -> None:
-        super().__init__()
-        self.source = source
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.source.read(len(buffer))
-        n = len(data)
-        buffer[:n] = data
-        return n
-
-
-class _Encoded(io.RawIOBase):
-    """An object whose ``read(n)`` returns str, as UTF-8 bytes for a TextIOWrapper.
-
-    Iterating such an object is not safe: Django's ``File.__iter__``, for one, splits
-    lines with ``str.splitlines``, which also breaks at ``\u2028`` and friends.
-    """
-
-    def __init__(self, source: Any) -> None:
-        super().__init__()
-        self.source = source
-        self.pending = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self.pending:
-            text = self.source.read(_CHUNK)
-            if not text:
-                return 0
-            self.pending = text.encode("utf-8", "surrogatepass")
-        n = min(len(buffer), len(self.pending))
-        buffer[:n] = self.pending[:n]
-        self.pending = self.pending[n:]
-        return n
-
-
-_CHUNK = 1 << 16
-
-
-def open_text(source: Any, encoding: str) -> tuple[Any, list[Callable[[], None]], str]:
-    """A text stream over ``source`` (path, text or binary file), its closers, encoding."""
-    closers: list[Callable[[], None]] = []
-    codec = codecs.lookup(encoding).name
-    # utf-8-sig drops a byte order mark at the start (and only there).
-    decode_as = "utf-8-sig" if codec == "utf-8" else encoding
-    if isinstance(source, str | os.PathLike):
-        handle: Any = open(  # noqa: SIM115 - closed by the source's closers
-            source, encoding=decode_as, errors="surrogateescape", newline=""
-        )
-        closers.append(handle.close)
-        return handle, closers, encoding
-    if isinstance(source, io.TextIOBase):
-        if isinstance(source, io.TextIOWrapper):
-            untranslated(source)
-            # surrogateescape lets an undecodable byte be named by its row.
-            with contextlib.suppress(ValueError, io.UnsupportedOperation):
-                source.reconfigure(errors="surrogateescape")
-        return source, closers, getattr(source, "encoding", None) or encoding
-    if not hasattr(source, "read"):  # pragma: no cover - guarded by the caller
-        raise TypeError(f"cannot read CSV from {type(source).__name__}")
-    probe = source.read(0)
-    if isinstance(probe, bytes | bytearray):
-        raw: io.RawIOBase = _Binary(source)
-        errors = "surrogateescape"
-    else:  # read() returns str: already decoded, only the lines are ours to find
-        raw, decode_as, errors = _Encoded(source), "utf-8", "surrogatepass"
-    handle = io.TextIOWrapper(
-        io.BufferedReader(raw), encoding=decode_as, errors=errors, newline=""
-    )
-
-    def detach() -> None:
-        with contextlib.suppress(ValueError):
-            handle.detach()
-
-    closers.append(detach)
-    return handle, closers, encoding
-
-
-_TRANSLATING = (
-    "cannot read this text file as CSV exactly: it has been read from already and "
-    'cannot be switched to newline="" ({why}), so "\\r\\n" inside a quoted value '
-    'would become "\\n"; open it with open(path, newline="") before reading from '
-    "it, or pass the path or a file opened in binary mode ('rb')"
-)
-
-
-def untranslated(source: io.TextIOWrapper) -> None:
-    """Make the caller's text file read newlines as they are (csv's ``newline=""``).
-
-    A file opened with the default ``newline=None`` turns ``"\r\n"`` and ``"\r"``
-    into ``"\n"`` as it reads, inside quoted values too. ``reconfigure(newline="")``
-    is allowed only before the first read. After one (the caller skipped a preamble
-    line), the file is moved back to where its reader stands, which drops what it had
-    decoded ahead, and switched there: ``seek(tell())`` restores the exact position, and
-    when that position is a plain byte offset (the upper bits of CPython's cookie,
-    decoder flags and bytes to re-feed, are zero) and the codec's decoder starts in the
-    state ``(b"", 0)``, the rest decodes from there exactly as a fresh reader would.
-    Anything else (a pipe, a file being iterated, a stateful codec such as utf-16 or
-    utf-8-sig) is refused: the load could not tell what the translation changed.
-    """
-    try:
-        source.reconfigure(newline="")
-        return
-    except (ValueError, io.UnsupportedOperation):
-        pass
-    if not source.seekable():
-        raise ValueError(_TRANSLATING.format(why="it is not seekable"))
-    try:
-        cookie = source.tell()
-    except OSError:
-        raise ValueError(
-            _TRANSLATING.format(why="it is being iterated, so tell() is disabled")
-        ) from None
-    try:
-        fresh = codecs.getincrementaldecoder(source.encoding)().getstate()
-    except LookupError:  # pragma: no cover - the file decodes with it already
-        fresh = None
-    if cookie >> 64 or fresh != (b"", 0):
-        why = f"its {source.encoding} decoder holds a state at this position"
-        raise ValueError(_TRANSLATING.format(why=why))
-    source.seek(cookie)
-    source.reconfigure(newline="")
-
-
-def _undecodable(text: str) -> int:
-    """The index of the first byte that could not be decoded (a lone surrogate), or -1."""
-    if text.isascii():
-        return -1
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        return int(exc.start)
-    return -1
 
 
 # -- quoting --------------------------------------------------------------------------
@@ -340,7 +178,7 @@ class CsvReader:
                 first = False
                 line = line.removeprefix("\ufeff")  # a BOM is never data
             if self.bad is None:
-                at = _undecodable(line)
+                at = undecodable(line)
                 if at >= 0:
                     self.bad = (self.lines_read, at, line[at])
             if self.capture:
@@ -394,7 +232,7 @@ class CsvReader:
         byte = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else "a byte"
         column = None
         for i, cell in enumerate(row):
-            if _undecodable(cell) >= 0:
+            if undecodable(cell) >= 0:
                 column = self.names[i] if i < len(self.names) else None
                 break
         raise self.problem(
@@ -459,23 +297,14 @@ def _csv_cell(column: Column) -> Callable[[Any], Any] | None:
     return convert
 
 
-def csv_source(
-    plan: ModelPlan,
-    source: Any,
-    *,
-    fields: Sequence[str] | None,
-    header: bool,
-    mapping: Mapping[str, str | None] | None,
-    delimiter: str,
-    quotechar: str,
-    encoding: str,
-    null: str | None = None,
-) -> Source:
-    options: tuple[tuple[str, Any], ...] = (
+def csv_source(plan: ModelPlan, source: Any, options: CopyOptions) -> Source:
+    delimiter = "," if options.delimiter is None else options.delimiter
+    quotechar = options.quotechar
+    checked: tuple[tuple[str, Any], ...] = (
         ("delimiter", delimiter),
         ("quotechar", quotechar),
     )
-    for name, value in options:
+    for name, value in checked:
         if not isinstance(value, str) or len(value) != 1 or value in "\r\n":
             raise ValueError(f"{name} must be one character, not {value!r}")
     if delimiter == quotechar:
@@ -483,13 +312,11 @@ def csv_source(
     release = lifted_field_limit()
     closers: list[Callable[[], None]] = []
     try:
-        handle, closers, encoding = open_text(source, encoding)
+        handle, closers, encoding = open_text(source, options.encoding)
         reader = CsvReader(
             handle, delimiter=delimiter, quotechar=quotechar, encoding=encoding
         )
-        src = _csv_columns(
-            plan, reader, fields=fields, header=header, mapping=mapping, null=null
-        )
+        src = _csv_columns(plan, reader, options)
     except BaseException:
         for closer in closers:
             closer()
@@ -533,17 +360,10 @@ def _read_header(
     return keys, skip, headers
 
 
-def _csv_columns(
-    plan: ModelPlan,
-    reader: CsvReader,
-    *,
-    fields: Sequence[str] | None,
-    header: bool,
-    mapping: Mapping[str, str | None] | None,
-    null: str | None,
-) -> Source:
+def _csv_columns(plan: ModelPlan, reader: CsvReader, options: CopyOptions) -> Source:
+    fields, header = options.fields, options.header
     if header:
-        keys, skip, headers = _read_header(reader, fields, mapping)
+        keys, skip, headers = _read_header(reader, fields, options.mapping)
     else:
         if fields is None:
             raise ValueError("a CSV file without a header needs fields=[...]")
@@ -561,7 +381,7 @@ def _csv_columns(
             and column.known
             and column.field.get_internal_type() in TEXT_INTERNAL_TYPES
         ],
-        marker=null,
+        marker=options.null,
     )
     shape = (
         f"cells like the header ({', '.join(reader.names)})"

@@ -20,37 +20,36 @@ from typing import Any
 
 import psycopg
 from django.db import utils as db_utils
-from psycopg.adapt import PyFormat, Transformer
-from psycopg.pq import Format
 
 from django_dbtuning.copy.plan import Column, RowProblem
 from django_dbtuning.copy.redact import (
     concurrency_condition,
-    dumper_reason,
     integrity_condition,
     server_condition,
 )
 from django_dbtuning.exceptions import (
     CopyConcurrencyError,
+    CopyDatabaseError,
     CopyDataError,
     CopyError,
     CopyIntegrityError,
+    CopyInterfaceError,
+    CopyInternalError,
+    CopyNotSupportedError,
+    CopyOperationalError,
+    CopyProgrammingError,
 )
 
 __all__ = [
-    "CopyDatabaseError",
-    "CopyInterfaceError",
-    "CopyInternalError",
-    "CopyNotSupportedError",
-    "CopyOperationalError",
-    "CopyProgrammingError",
+    "KEY_DETAIL",
     "Locator",
+    "Stage",
     "concurrency_error",
     "copy_error",
     "database_error",
     "load_error",
+    "problem_error",
     "row_error",
-    "unwritable",
 ]
 
 # Errors another transaction (or a timeout) causes: the load itself may be fine.
@@ -85,7 +84,7 @@ _PLAIN = Locator()
 # The server's own context line of a COPY (the value it may quote follows the column).
 _CONTEXT = re.compile(r"^COPY [^\n]+?, line (\d+)(?:, column ([^\n]+))?", re.MULTILINE)
 # Column names and values may hold newlines.
-_KEY = re.compile(
+KEY_DETAIL = re.compile(
     r"Key \((?P<cols>.+?)\)=\((?P<vals>.*)\)(?: already exists| is not)", re.DOTALL
 )
 
@@ -199,7 +198,7 @@ def find_row_by_key(
     detail: str | None, columns: Sequence[Column], rows: Sequence[Sequence[Any]]
 ) -> tuple[int | None, str | None]:
     """The position of the row whose key ``detail`` reports, and the key's field."""
-    match = _KEY.search(detail or "")
+    match = KEY_DETAIL.search(detail or "")
     if not match:
         return None, None
     names = [n.strip().strip('"') for n in match["cols"].split(",")]
@@ -315,46 +314,9 @@ def _context(
     return int(match[1]) - 1, column
 
 
-# Django's wrapper classes, in the order Django itself tries them.
-_DJANGO_ERRORS = (
-    "DataError",
-    "OperationalError",
-    "IntegrityError",
-    "InternalError",
-    "ProgrammingError",
-    "NotSupportedError",
-    "DatabaseError",
-    "InterfaceError",
-    "Error",
-)
-
-
-class CopyOperationalError(CopyError, db_utils.OperationalError):
-    """A server or connection failure during a load that is not about the rows."""
-
-
-class CopyProgrammingError(CopyError, db_utils.ProgrammingError):
-    """The server refused a statement of the load (permission denied, a trigger...)."""
-
-
-class CopyInternalError(CopyError, db_utils.InternalError):
-    """The server's internal error during a load."""
-
-
-class CopyNotSupportedError(CopyError, db_utils.NotSupportedError):
-    """The server does not support what the load asked for."""
-
-
-class CopyDatabaseError(CopyError, db_utils.DatabaseError):
-    """Any other database error during a load."""
-
-
-class CopyInterfaceError(CopyError, db_utils.InterfaceError):
-    """The driver's own error during a load (a connection closed under it)."""
-
-
-# psycopg's class -> ours, which is also Django's class of the same name.
-_LOAD_CLASSES: tuple[tuple[type[psycopg.Error], type[CopyError]], ...] = (
+# psycopg's class -> ours, which is also Django's class of the same name; Django's own
+# class is the second base (for errors outside a load).
+_CLASSES: tuple[tuple[type[psycopg.Error], type[CopyError]], ...] = (
     (psycopg.DataError, CopyDataError),
     (psycopg.IntegrityError, CopyIntegrityError),
     (psycopg.OperationalError, CopyOperationalError),
@@ -364,6 +326,10 @@ _LOAD_CLASSES: tuple[tuple[type[psycopg.Error], type[CopyError]], ...] = (
     (psycopg.DatabaseError, CopyDatabaseError),
     (psycopg.InterfaceError, CopyInterfaceError),
 )
+
+
+def _copy_class(pg: psycopg.Error) -> type[CopyError] | None:
+    return next((ours for theirs, ours in _CLASSES if isinstance(pg, theirs)), None)
 
 
 @dataclass
@@ -419,11 +385,7 @@ def load_error(
     )
     if located is not None:
         return located
-    cls: type[CopyError] = CopyDatabaseError
-    for pg_class, copy_class in _LOAD_CLASSES:
-        if isinstance(pg, pg_class):
-            cls = copy_class
-            break
+    cls = _copy_class(pg) or CopyDatabaseError
     # A client-side error (no SQLSTATE, e.g. the connection was lost) is psycopg's own
     # words, which quote no value.
     condition = server_condition(pg) if pg.sqlstate else str(pg).strip()
@@ -447,11 +409,8 @@ def database_error(exc: BaseException, what: str) -> Exception | None:
     pg = exc if isinstance(exc, psycopg.Error) else exc.__cause__
     if not isinstance(pg, psycopg.Error):
         return None
-    cls: type[Exception] = db_utils.Error
-    for name in _DJANGO_ERRORS:
-        if isinstance(pg, getattr(psycopg, name)):
-            cls = getattr(db_utils, name)
-            break
+    ours = _copy_class(pg)
+    cls: type[Exception] = db_utils.Error if ours is None else ours.__bases__[1]
     if pg.sqlstate:
         error = cls(f"{what} failed: {server_condition(pg)}")
     else:
@@ -460,34 +419,3 @@ def database_error(exc: BaseException, what: str) -> Exception | None:
     error.pg_error = pg  # type: ignore[attr-defined]
     error.sqlstate = pg.sqlstate  # type: ignore[attr-defined]
     return error
-
-
-def unwritable(
-    raw: psycopg.Cursor[Any],
-    columns: Sequence[Column],
-    values: Sequence[Any],
-    exc: Exception,
-    *,
-    binary: bool,
-) -> tuple[str | None, str, Any]:
-    """The column whose value psycopg cannot write, why (value-free), and the value."""
-    registry = raw.adapters.types
-    for column, value in zip(columns, values, strict=True):
-        if value is None:
-            continue
-        tx = Transformer(raw)
-        try:
-            if binary and column.pg_type:
-                oid = registry.get_oid(column.pg_type)
-                tx.set_dumper_types([oid], Format.BINARY)
-                tx.dump_sequence([value], [PyFormat.BINARY])
-            else:
-                tx.get_dumper(value, PyFormat.TEXT).dump(value)
-        except Exception as inner:
-            reason = dumper_reason(inner)
-            return (
-                column.name,
-                f"cannot store a {type(value).__name__}: {reason}",
-                value,
-            )
-    return None, f"cannot write the row: {dumper_reason(exc)}", None

@@ -10,20 +10,17 @@ import codecs
 import csv
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import psycopg
 from django.core.exceptions import EmptyResultSet
 from django.db import connections, models
+from django.db.backends.utils import CursorWrapper
 from django.db.models import F
 from psycopg import sql
 
-from django_dbtuning.copy.connection import (
-    _observed,
-    _with_wrappers,
-    check_backend,
-)
+from django_dbtuning.copy.connection import check_backend, run_copy
 from django_dbtuning.copy.errors import database_error
 from django_dbtuning.copy.redact import unchained
 
@@ -57,69 +54,29 @@ def copy_to(
         isinstance(fields, str) or not isinstance(fields, list | tuple)
     ):
         raise TypeError(f"fields must be a list of names, not {fields!r}")
-    if format == "binary" and header:
-        header = False
     given: Any = delimiter
     if given is not None and (not isinstance(given, str) or len(given) != 1):
         raise ValueError(f"delimiter must be one character, not {delimiter!r}")
     names = list(fields) if fields is not None else default_fields(queryset)
     if not names:
         raise ValueError("copy_to() needs at least one field")
-    db = queryset.db
-    connection = connections[db]
+    connection = connections[queryset.db]
     check_backend(connection)
-    aliases = {f"dbtuning_c{i}": F(name) for i, name in enumerate(names)}
-    values = queryset.values(**aliases)
-    try:
-        query_sql, params = values.query.get_compiler(using=db).as_sql()
-    except EmptyResultSet:
-        query_sql, params = "", ()
-    options = [sql.SQL("FORMAT {}").format(sql.SQL(format.upper()))]
-    if format != "binary":
-        delim = delimiter or ("," if format == "csv" else "\t")
-        options.append(sql.SQL("DELIMITER {}").format(sql.Literal(delim)))
-        if null is not None:
-            options.append(sql.SQL("NULL {}").format(sql.Literal(null)))
-    else:
-        delim = ""
+    delim = (
+        "" if format == "binary" else delimiter or ("," if format == "csv" else "\t")
+    )
+    statement = _statement(queryset, names, format, delim, null)
     target, close = _open(dest, encoding)
     written = 0
     failure: Exception | None = None
     try:
-        if header:
-            buffer = io.StringIO()
-            if format == "csv":
-                csv.writer(buffer, delimiter=delim, lineterminator="\n").writerow(names)
-            else:
-                buffer.write(delim.join(names) + "\n")
-            target(buffer.getvalue().encode(encoding))
-        if query_sql:
-            statement = sql.SQL("COPY ({}) TO STDOUT ({})").format(
-                sql.SQL(query_sql),
-                sql.SQL(", ").join(options),
-            )
+        if header and format != "binary":
+            target(_header(names, format, delim).encode(encoding))
+        if statement is not None:
             connection.ensure_connection()
             with connection.cursor() as cursor:
-                raw = cursor.cursor
-                text = statement.as_string(raw)
-
-                def run() -> int:
-                    transcode = None
-                    if codecs.lookup(encoding).name != "utf-8":
-                        transcode = codecs.getincrementaldecoder("utf-8")()
-                    # No parameters, no placeholders: psycopg then leaves a % in a
-                    # table name alone (Django's own SQL with parameters cannot).
-                    with raw.copy(statement, tuple(params) or None) as copy:
-                        for block in copy:
-                            if transcode is None:
-                                target(bytes(block))
-                            else:
-                                target(transcode.decode(bytes(block)).encode(encoding))
-                    return max(int(raw.rowcount), 0)
-
                 try:
-                    with _observed(cursor, text):
-                        written = int(_with_wrappers(cursor, text, run))
+                    written = _stream(cursor, *statement, target, encoding)
                 except psycopg.Error as exc:
                     # The server's text may quote a query parameter: a value-free
                     # message, the psycopg error on .pg_error.
@@ -138,6 +95,67 @@ def copy_to(
         assert isinstance(result, bytes)
         return result
     return written
+
+
+def _statement(
+    queryset: models.QuerySet[Any],
+    names: list[str],
+    format: str,
+    delimiter: str,
+    null: str | None,
+) -> tuple[sql.Composable, tuple[Any, ...]] | None:
+    """``COPY (the queryset's SELECT) TO STDOUT`` and its parameters; None when the
+    queryset can match no row."""
+    aliases = {f"dbtuning_c{i}": F(name) for i, name in enumerate(names)}
+    values = queryset.values(**aliases)
+    try:
+        query_sql, params = values.query.get_compiler(using=queryset.db).as_sql()
+    except EmptyResultSet:
+        return None
+    if not query_sql:
+        return None
+    options = [sql.SQL("FORMAT {}").format(sql.SQL(format.upper()))]
+    if format != "binary":
+        options.append(sql.SQL("DELIMITER {}").format(sql.Literal(delimiter)))
+        if null is not None:
+            options.append(sql.SQL("NULL {}").format(sql.Literal(null)))
+    statement = sql.SQL("COPY ({}) TO STDOUT ({})").format(
+        sql.SQL(query_sql), sql.SQL(", ").join(options)
+    )
+    return statement, tuple(params)
+
+
+def _header(names: list[str], format: str, delimiter: str) -> str:
+    if format != "csv":
+        return delimiter.join(names) + "\n"
+    buffer = io.StringIO()
+    csv.writer(buffer, delimiter=delimiter, lineterminator="\n").writerow(names)
+    return buffer.getvalue()
+
+
+def _stream(
+    cursor: CursorWrapper,
+    statement: sql.Composable,
+    params: tuple[Any, ...],
+    target: Callable[[bytes], Any],
+    encoding: str,
+) -> int:
+    """Run the COPY, writing its blocks (in ``encoding``) to ``target``; the row count."""
+    transcode = None
+    if codecs.lookup(encoding).name != "utf-8":
+        transcode = codecs.getincrementaldecoder("utf-8")()
+
+    def read(copy: psycopg.Copy) -> None:
+        for block in copy:
+            if transcode is None:
+                target(bytes(block))
+            else:
+                target(transcode.decode(bytes(block)).encode(encoding))
+
+    # No parameters, no placeholders: psycopg then leaves a % in a table name alone
+    # (Django's own SQL with parameters cannot).
+    run_copy(cursor, statement, read, params or None)
+    return max(int(cursor.cursor.rowcount), 0)
 
 
 def _open(dest: Any, encoding: str) -> tuple[Any, Any]:

@@ -9,8 +9,7 @@
     Order.objects.copy_from(rows, on_conflict="update", unique_fields=["reference"])
     Order.objects.filter(status="paid").copy_to("paid.csv")
 
-Like ``bulk_create``, COPY calls no ``save()`` and sends no signals. The engine lives in
-:mod:`django_dbtuning.copy`.
+Like ``bulk_create``, COPY calls no ``save()`` and sends no signals.
 """
 
 from __future__ import annotations
@@ -21,10 +20,10 @@ from typing import Any, Generic, TypeVar
 from asgiref.sync import sync_to_async
 from django.db import models
 
-from django_dbtuning.copy.engine import CopyResult, OnConflict
-from django_dbtuning.copy.engine import copy_from as _copy_from
+from django_dbtuning.copy import engine, export
+from django_dbtuning.copy.engine import CopyResult
 from django_dbtuning.copy.export import ExportFormat
-from django_dbtuning.copy.export import copy_to as _copy_to
+from django_dbtuning.copy.options import CopyOptions, OnConflict
 
 __all__ = ["CopyManager", "CopyQuerySet", "CopyResult"]
 
@@ -82,11 +81,7 @@ class CopyQuerySet(models.QuerySet[_M], Generic[_M]):
         ``.pg_message`` / ``.detail``); any other database error is a ``CopyError``
         naming what the load was doing. Nothing of a failed load persists.
         """
-        db = using or getattr(self, "_db", None) or self._write_db()
-        return _copy_from(
-            self.model,
-            rows,
-            using=db,
+        options = CopyOptions(
             fields=fields,
             batch_size=batch_size,
             on_conflict=on_conflict,
@@ -102,6 +97,8 @@ class CopyQuerySet(models.QuerySet[_M], Generic[_M]):
             format=format,
             null=null,
         )
+        db = using or getattr(self, "_db", None) or self._write_db()
+        return engine.copy_from(self.model, rows, using=db, options=options)
 
     def _write_db(self) -> str:
         from django.db import router
@@ -126,7 +123,7 @@ class CopyQuerySet(models.QuerySet[_M], Generic[_M]):
         the annotations. ``dest``: a path, a text or binary file object, or None to get
         the bytes back. Returns the number of rows written (bytes when ``dest`` is None).
         """
-        return _copy_to(
+        return export.copy_to(
             self,
             dest,
             fields=fields,

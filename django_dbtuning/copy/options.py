@@ -1,20 +1,90 @@
-"""The arguments of ``copy_from`` checked up front, and its progress reporting."""
+"""The arguments of ``copy_from``, checked up front, and its progress reporting."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from django.core.exceptions import ImproperlyConfigured
 
-from django_dbtuning.copy.sources import Source
+from django_dbtuning.validation import is_int
 
-__all__ = ["progress_callback", "validate"]
+__all__ = ["CopyOptions", "OnConflict", "progress_callback"]
+
+OnConflict = Literal["ignore", "update"]
+
+
+@dataclass(frozen=True)
+class CopyOptions:
+    """The keyword arguments of ``copy_from`` (see :meth:`.CopyQuerySet.copy_from`),
+    refused on creation when they are of the wrong kind or do not go together."""
+
+    fields: Sequence[str] | None = None
+    batch_size: int | None = None
+    on_conflict: OnConflict | None = None
+    unique_fields: Sequence[str] | None = None
+    update_fields: Sequence[str] | None = None
+    return_ids: bool = False
+    progress: Any = False
+    header: bool = True
+    mapping: Mapping[str, str | None] | None = None
+    delimiter: str | None = None
+    quotechar: str = '"'
+    encoding: str = "utf-8"
+    format: str = "csv"
+    null: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("fields", "unique_fields", "update_fields"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, str) or not isinstance(value, list | tuple)
+            ):
+                raise TypeError(f"{name} must be a list of field names, not {value!r}")
+        size = self.batch_size
+        if size is not None and not (is_int(size) and size >= 1):
+            raise ValueError(f"batch_size must be a positive integer, not {size!r}")
+        if self.on_conflict not in (None, "ignore", "update"):
+            raise ValueError(
+                "on_conflict must be None, 'ignore' or 'update', not "
+                f"{self.on_conflict!r}"
+            )
+        if not isinstance(self.return_ids, bool):
+            raise TypeError(
+                f"return_ids must be True or False, not {self.return_ids!r}"
+            )
+        progress = self.progress
+        if not (
+            isinstance(progress, bool)
+            or progress is None
+            or callable(progress)
+            or hasattr(progress, "update")
+        ):
+            raise TypeError(
+                f"progress must be a bool, a callable or a progress bar, not {progress!r}"
+            )
+        self._check_conflict_options()
+
+    def _check_conflict_options(self) -> None:
+        on_conflict, unique_fields = self.on_conflict, self.unique_fields
+        if on_conflict == "update" and not unique_fields:
+            raise ValueError("on_conflict='update' needs unique_fields=[...]")
+        if self.return_ids and on_conflict is not None and not unique_fields:
+            raise ValueError(
+                "return_ids with on_conflict needs unique_fields=[...] to find each "
+                "row's id"
+            )
+        if on_conflict is None and (unique_fields or self.update_fields):
+            raise ValueError("unique_fields and update_fields need on_conflict=...")
+        if on_conflict == "ignore" and self.update_fields:
+            raise ValueError("update_fields needs on_conflict='update', not 'ignore'")
 
 
 def progress_callback(
-    progress: Any, source: Source, label: str
+    progress: Any, total: int | None, label: str
 ) -> Callable[[int | None], None] | None:
+    """What to call with each batch's row count (None once the load ends)."""
     if progress is False or progress is None:
         return None
     if hasattr(progress, "update") and not isinstance(progress, bool):
@@ -43,7 +113,7 @@ def progress_callback(
         raise ImproperlyConfigured(
             "progress=True needs tqdm: pip install 'django-dbtuning[progress]'"
         ) from None
-    bar = tqdm(total=source.total, unit=" rows", desc=f"COPY {label}")
+    bar = tqdm(total=total, unit=" rows", desc=f"COPY {label}")
 
     def update(n: int | None) -> None:
         if n is None:
@@ -52,62 +122,3 @@ def progress_callback(
             bar.update(n)
 
     return update
-
-
-def validate(**options: Any) -> None:
-    fields = options["fields"]
-    if fields is not None and (
-        isinstance(fields, str) or not isinstance(fields, list | tuple)
-    ):
-        raise TypeError(f"fields must be a list of field names, not {fields!r}")
-    for name in ("unique_fields", "update_fields"):
-        value = options[name]
-        if value is not None and (
-            isinstance(value, str) or not isinstance(value, list | tuple)
-        ):
-            raise TypeError(f"{name} must be a list of field names, not {value!r}")
-    size = options["batch_size"]
-    if size is not None and (
-        isinstance(size, bool) or not isinstance(size, int) or size < 1
-    ):
-        raise ValueError(f"batch_size must be a positive integer, not {size!r}")
-    if options["on_conflict"] not in (None, "ignore", "update"):
-        raise ValueError(
-            "on_conflict must be None, 'ignore' or 'update', not "
-            f"{options['on_conflict']!r}"
-        )
-    if not isinstance(options["return_ids"], bool):
-        raise TypeError(
-            f"return_ids must be True or False, not {options['return_ids']!r}"
-        )
-    progress = options["progress"]
-    if not (
-        isinstance(progress, bool)
-        or progress is None
-        or callable(progress)
-        or hasattr(progress, "update")
-    ):
-        raise TypeError(
-            f"progress must be a bool, a callable or a progress bar, not {progress!r}"
-        )
-    _check_conflict_options(**options)
-
-
-def _check_conflict_options(
-    *,
-    on_conflict: str | None,
-    unique_fields: Any,
-    update_fields: Any,
-    return_ids: Any,
-    **_: Any,
-) -> None:
-    if on_conflict == "update" and not unique_fields:
-        raise ValueError("on_conflict='update' needs unique_fields=[...]")
-    if return_ids is True and on_conflict is not None and not unique_fields:
-        raise ValueError(
-            "return_ids with on_conflict needs unique_fields=[...] to find each row's id"
-        )
-    if on_conflict is None and (unique_fields or update_fields):
-        raise ValueError("unique_fields and update_fields need on_conflict=...")
-    if on_conflict == "ignore" and update_fields:
-        raise ValueError("update_fields needs on_conflict='update', not 'ignore'")

@@ -11,11 +11,8 @@ escaped by the server), and JSON is passed on as the text the server wrote.
 
 from __future__ import annotations
 
-import codecs
-import io
-import os
 import uuid
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -23,67 +20,17 @@ from django.db import connections
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from django_dbtuning.copy.connection import _observed, _with_wrappers
+from django_dbtuning.copy.connection import create_numbered_table, run_copy
 from django_dbtuning.copy.errors import copy_error
+from django_dbtuning.copy.files import file_chunks, open_binary, read_header
 from django_dbtuning.copy.names import quote
+from django_dbtuning.copy.options import CopyOptions
 from django_dbtuning.copy.plan import Column, ModelPlan, RowProblem
 from django_dbtuning.copy.sources import Source, key_columns, tuple_source
 
 __all__ = ["pg_source"]
 
-_CHUNK = 1 << 16
 _FETCH = 5000
-
-
-def open_binary(source: Any) -> tuple[Any, list[Callable[[], None]]]:
-    """A binary reader over a path or a binary file object, and its closers."""
-    if isinstance(source, str | os.PathLike):
-        handle = open(source, "rb")  # noqa: SIM115 - closed by the closers
-        return handle, [handle.close]
-    if isinstance(source, io.TextIOBase) or not isinstance(source.read(0), bytes):
-        raise TypeError(
-            "format='text' and 'binary' read bytes: open the file in binary mode "
-            "('rb') or pass its path"
-        )
-    return source, []
-
-
-def read_header(handle: Any, delimiter: str, encoding: str) -> tuple[list[str], bytes]:
-    """The column names of a text-format header line, and the bytes read after it."""
-    buffered = b""
-    while b"\n" not in buffered:
-        chunk = handle.read(_CHUNK)
-        if not chunk:
-            break
-        buffered += chunk
-    line, newline, rest = buffered.partition(b"\n")
-    if not line and not newline:
-        raise ValueError("the file is empty: expected a header line")
-    try:
-        text = line.decode(encoding).removeprefix("\ufeff").removesuffix("\r")
-    except UnicodeDecodeError as exc:
-        raise ValueError(
-            f"the header line cannot be decoded as {encoding}: {exc.reason}"
-        ) from None
-    return text.split(delimiter), rest
-
-
-def file_chunks(handle: Any, first: bytes, encoding: str) -> Iterator[bytes]:
-    """The file's bytes as UTF-8 (the connection's encoding), in chunks."""
-    decoder = None
-    if codecs.lookup(encoding).name != "utf-8":
-        decoder = codecs.getincrementaldecoder(encoding)()
-    data = first
-    while True:
-        if data:
-            yield data if decoder is None else decoder.decode(data).encode()
-        data = handle.read(_CHUNK)
-        if not data:
-            if decoder is not None:
-                tail = decoder.decode(b"", final=True).encode()
-                if tail:
-                    yield tail
-            return
 
 
 # Values PostgreSQL stores but Python (and so Django) cannot read back.
@@ -122,50 +69,40 @@ def staged_rows(
     columns: list[Column],
     chunks: Iterator[bytes],
     *,
-    format: str,
-    delimiter: str,
-    null: str | None,
+    options: CopyOptions,
     alias: str,
 ) -> Generator[tuple[Any, ...], None, None]:
     """The file's rows, parsed by the server into the target's column types."""
-    connection = connections[alias]
     relname = f"dbtuning_file_{uuid.uuid4().hex[:16]}"
     name = quote(relname)
     # The rows' order: a name no column of the model has.
     number = quote(plan.helper("dbtuning_row"))
     cols = ", ".join(c.quoted for c in columns)
-    options = [sql.SQL("FORMAT {}").format(sql.SQL(format.upper()))]
-    if format == "text":
-        options.append(sql.SQL("DELIMITER {}").format(sql.Literal(delimiter)))
-        if null is not None:
-            options.append(sql.SQL("NULL {}").format(sql.Literal(null)))
+    options_sql = [sql.SQL("FORMAT {}").format(sql.SQL(options.format.upper()))]
+    if options.format == "text":
+        delimiter = "\t" if options.delimiter is None else options.delimiter
+        options_sql.append(sql.SQL("DELIMITER {}").format(sql.Literal(delimiter)))
+        if options.null is not None:
+            options_sql.append(sql.SQL("NULL {}").format(sql.Literal(options.null)))
     json_at = [
         i
         for i, c in enumerate(columns)
         if c.known and c.field.get_internal_type() == "JSONField"
     ]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"CREATE TEMPORARY TABLE {name} ON COMMIT DROP AS "
-            f"SELECT {cols} FROM {plan.quoted_table} WITH NO DATA"
+    with connections[alias].cursor() as cursor:
+        create_numbered_table(
+            cursor, name, like=plan.quoted_table, columns=cols, number=number
         )
-        cursor.execute(
-            f"ALTER TABLE {name} ADD COLUMN {number} int8 GENERATED ALWAYS AS IDENTITY"
-        )
-        raw = cursor.cursor
         statement = sql.SQL("COPY {} ({}) FROM STDIN ({})").format(
-            sql.SQL(name), sql.SQL(cols), sql.SQL(", ").join(options)
+            sql.SQL(name), sql.SQL(cols), sql.SQL(", ").join(options_sql)
         )
-        text = statement.as_string(raw)
 
-        def run() -> None:
-            with raw.copy(statement) as copy:
-                for chunk in chunks:
-                    copy.write(chunk)
+        def write(copy: psycopg.Copy) -> None:
+            for chunk in chunks:
+                copy.write(chunk)
 
         try:
-            with _observed(cursor, text):
-                _with_wrappers(cursor, text, run)
+            run_copy(cursor, statement, write)
         except psycopg.Error as exc:
             error = copy_error(
                 exc,
@@ -178,7 +115,7 @@ def staged_rows(
                 raise error from None
             raise
         _unreadable(cursor, name, number, columns)
-        with raw.connection.cursor(
+        with cursor.cursor.connection.cursor(
             name=f"dbtuning_read_{uuid.uuid4().hex[:12]}"
         ) as read:
             read.execute(f"SELECT {cols} FROM {name} ORDER BY {number}")
@@ -210,30 +147,20 @@ def _raw_json(row: tuple[Any, ...], positions: list[int]) -> tuple[Any, ...]:
 # -- PostgreSQL's text and binary COPY formats ---------------------------------------
 
 
-def pg_source(
-    plan: ModelPlan,
-    rows: Any,
-    *,
-    format: str,
-    fields: Sequence[str] | None,
-    header: bool,
-    mapping: Mapping[str, str | None] | None,
-    delimiter: str,
-    null: str | None,
-    encoding: str,
-    alias: str,
-) -> Source:
-    if mapping is not None:
+def pg_source(plan: ModelPlan, rows: Any, options: CopyOptions, alias: str) -> Source:
+    if options.mapping is not None:
         raise ValueError(
             "mapping= is for CSV files; name the columns of a text or binary file "
             "with fields=[...]"
         )
+    format = options.format
     handle, closers = open_binary(rows)
     try:
         first = b""
-        keys = list(fields) if fields is not None else None
-        if format == "text" and header:
-            names, first = read_header(handle, delimiter, encoding)
+        keys = list(options.fields) if options.fields is not None else None
+        if format == "text" and options.header:
+            delimiter = "\t" if options.delimiter is None else options.delimiter
+            names, first = read_header(handle, delimiter, options.encoding)
             keys = keys if keys is not None else names
         if keys is None:
             raise ValueError(
@@ -241,13 +168,12 @@ def pg_source(
                 "columns in order"
             )
         given = key_columns(plan, keys)
+        encoding = options.encoding if format == "text" else "utf-8"
         items = staged_rows(
             plan,
             given,
-            file_chunks(handle, first, encoding if format == "text" else "utf-8"),
-            format=format,
-            delimiter=delimiter,
-            null=null,
+            file_chunks(handle, first, encoding),
+            options=options,
             alias=alias,
         )
         src = tuple_source(plan, items, keys, None)

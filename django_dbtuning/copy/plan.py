@@ -3,22 +3,15 @@
 Built once per call. The fast path hands values to psycopg untouched wherever psycopg's own
 binary dumper stores exactly what Django would (``str`` into ``varchar``, ``int`` into
 ``int4``, ``Decimal`` into ``numeric``...): a value of another type makes the dumper fail,
-and only then is that row converted with Django's semantics (``to_python`` /
-``get_prep_value``) and written again. Converters run on every value only where a dumper
-would accept a wrong value silently (any truthy object into ``bool``, a ``datetime`` into
-``date``) or where Django changes the value (a model instance for a foreign key).
+and only then is that row converted with Django's semantics and written again (the
+converters are in :mod:`.converters`).
 """
 
 from __future__ import annotations
 
-import datetime
-import decimal
 import re
-import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
-from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -26,19 +19,24 @@ from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.fields import NOT_PROVIDED
 from django.utils import timezone
-from django.utils.dateparse import standard_duration_re
 
-from django_dbtuning.copy.names import helper_name, quote, relation_name, truncated
-from django_dbtuning.copy.redact import (
-    ValueFreeError,
-    ValueFreeTypeError,
-    conversion_reason,
-    is_not_finite,
+from django_dbtuning.copy.converters import (
+    Converter,
+    django_base,
+    fast_converter,
+    slow_converter,
 )
+from django_dbtuning.copy.names import helper_name, quote, relation_name, truncated
+from django_dbtuning.copy.redact import conversion_reason
 
-__all__ = ["DB_DEFAULT", "TEXT_INTERNAL_TYPES", "Column", "ModelPlan", "RowProblem"]
-
-Converter = Callable[[Any], Any]
+__all__ = [
+    "DB_DEFAULT",
+    "TEXT_INTERNAL_TYPES",
+    "Column",
+    "ModelPlan",
+    "RowProblem",
+    "check_model",
+]
 
 
 class _DbDefault:
@@ -130,16 +128,6 @@ _TYPE_ALIASES = {
     "time without time zone": "time",
 }
 _TYPMOD = re.compile(r"\([^)]*\)")
-# Conversion methods a subclass may override; if it does, its values take the generic
-# ``get_db_prep_save`` path instead of the fast one.
-_CONVERSION_METHODS = (
-    "to_python",
-    "get_prep_value",
-    "get_db_prep_value",
-    "get_db_prep_save",
-    "pre_save",
-    "db_type",
-)
 # Fields whose values are text as given (a CSV cell goes in as it is).
 TEXT_INTERNAL_TYPES = frozenset(
     {
@@ -169,17 +157,6 @@ def pg_type_name(db_type: str | None) -> str | None:
         return None
     # PostgreSQL has one array type per element type, whatever the dimensions.
     return name + ("[]" if dims else "")
-
-
-def _django_base(field: models.Field[Any, Any]) -> type | None:
-    """The Django class whose conversion methods ``field`` uses, if it overrides none."""
-    for cls in type(field).__mro__:
-        module = cls.__module__
-        if module.startswith(("django.db.models", "django.contrib.postgres")):
-            return cls
-        if any(name in vars(cls) for name in _CONVERSION_METHODS):
-            return None
-    return None  # pragma: no cover - every Field derives from django.db.models
 
 
 def has_db_default(field: models.Field[Any, Any]) -> bool:
@@ -234,6 +211,7 @@ class ModelPlan:
     def __init__(
         self, model: type[models.Model], connection: BaseDatabaseWrapper
     ) -> None:
+        check_model(model)
         self.model = model
         self.connection = connection
         opts = model._meta
@@ -256,7 +234,7 @@ class ModelPlan:
         self.now = timezone.now()
 
     def _column(self, f: models.Field[Any, Any]) -> Column:
-        base = _django_base(f)
+        base = django_base(f)
         pg_type = pg_type_name(f.db_type(self.connection)) if base else None
         optional = (f.primary_key and self.pk_is_auto) or has_db_default(f)
         return Column(
@@ -305,395 +283,25 @@ class ModelPlan:
             return local.date()
         return local.time()
 
-    # -- converters ----------------------------------------------------------------
-
     def prepare(self, columns: list[Column], *, binary: bool) -> None:
         """Choose each column's fast and slow converters for this load's format."""
         for column in columns:
-            column.slow = self._slow(column.field)
+            column.slow = slow_converter(column.field, self.connection)
             column.inline = None
-            column.fast = self._fast(column, binary=binary)
-
-    def _slow(self, f: models.Field[Any, Any]) -> Converter:
-        """Django's semantics for one value, producing what the dumpers accept."""
-        connection = self.connection
-        if isinstance(f, models.ForeignKey | models.OneToOneField):
-            target = f.target_field
-            inner = self._slow(target)
-            attname = target.attname
-
-            def fk(value: Any) -> Any:
-                if isinstance(value, models.Model):
-                    value = getattr(value, attname)
-                return inner(value)
-
-            return fk
-        if _django_base(f) is None:
-            return partial(_generic_prep, f, connection)
-        internal = f.get_internal_type()
-        if internal == "JSONField":
-            return partial(_jsonb, _json_dumps(f))
-        if internal == "ArrayField":
-            base_field = f.base_field  # type: ignore[attr-defined]
-            item = self._slow(base_field)
-
-            def array(value: Any) -> Any:
-                if value is None:
-                    return None
-                # Django writes only a list or a tuple as an array (anything else goes
-                # to the server, which refuses it); each item goes through the base
-                # field, which refuses a list where a number belongs.
-                if not isinstance(value, list | tuple):
-                    raise ValueFreeTypeError(
-                        f"expected a list, got {type(value).__name__}"
-                    )
-                return [item(v) for v in value]
-
-            return array
-        if internal == "DecimalField":
-            return partial(_finite, f.to_python)
-        if internal == "DateTimeField":
-            return partial(_aware, f)
-        if internal == "DurationField":
-            return partial(_duration, f.to_python)
-        if internal in ("UUIDField", "BooleanField"):
-            return partial(_checked, f.to_python)
-        if internal == "BinaryField":
-            return _identity
-        return partial(_checked, f.get_prep_value)
-
-    def _fast(self, column: Column, *, binary: bool) -> Converter | None:
-        f = column.field
-        if not column.known:
-            return column.slow
-        if isinstance(f, models.ForeignKey | models.OneToOneField):
-            return _foreign_key(column, f.target_field.attname)
-        internal = f.get_internal_type()
-        if binary and column.pg_type in _INT_LIMITS:
-            # psycopg's C binary dumpers wrap an out-of-range int into int2/int4 without
-            # an error (2**31 is stored as -2**31): check the range here.
-            low, high = _INT_LIMITS[column.pg_type]
-            slow = column.slow
-            name = column.pg_type
-
-            def ranged(value: Any) -> Any:
-                if type(value) is not int:
-                    value = slow(value)
-                    if value is None:
-                        return None
-                if low <= value <= high:
-                    return value
-                raise ValueFreeError(f"value out of range for type {name}")
-
-            column.inline = (
-                f"({{v}} if type({{v}}) is int and {low} <= {{v}} <= {high} "
-                "else {f}({v}))"
-            )
-            return ranged
-        if internal == "BooleanField":
-            slow = column.slow
-
-            def boolean(value: Any) -> Any:
-                if value is True or value is False or value is None:
-                    return value
-                return slow(value)
-
-            column.inline = (
-                "({v} if {v} is True or {v} is False or {v} is None else {f}({v}))"
-            )
-            return boolean
-        if internal == "DecimalField":
-            return _finite_decimal(column)
-        if internal in _EXACT_TYPES:
-            # psycopg's C binary dumpers for date, time and interval read the object
-            # as that type without checking it: a str or a datetime given for a
-            # TimeField or DurationField is stored as garbage. Only the exact type
-            # passes; anything else takes Django's conversion.
-            return _exact(column, _EXACT_TYPES[internal])
-        if internal == "JSONField":
-            dumps = _json_dumps(f)
-            if binary and dumps is None:
-                return None  # the cursor's jsonb dumper serialises plain values
-            return partial(_jsonb, dumps)
-        if internal == "ArrayField":
-            return _array(column, binary=binary)
-        return None
-
-
-_INT_LIMITS = {"int2": (-(2**15), 2**15 - 1), "int4": (-(2**31), 2**31 - 1)}
-
-
-def _check_ints(value: Any, low: int, high: int, name: str) -> None:
-    if isinstance(value, list | tuple):
-        for item in value:
-            _check_ints(item, low, high, name)
-    elif isinstance(value, int) and not low <= value <= high:
-        raise ValueFreeError(f"value out of range for type {name}")
-
-
-def _array(column: Column, *, binary: bool) -> Converter:
-    """An array passes as it is only when it is what Django would write; else Django's way.
-
-    psycopg's list dumper writes whatever it gets: a dict as its keys, ``False``, ``0``
-    or ``""`` as an empty array, any iterable as its items, a list of lists into a
-    one-dimensional field as a 2-D array (PostgreSQL does not check dimensions). Django
-    writes only a list or tuple, nested exactly as deep as the field, and converts each
-    item with the base field. So a value passes untouched only when it is a list or tuple
-    of that depth; anything else takes the slow path, which converts or refuses it.
-    """
-    f = column.field
-    slow = column.slow
-    if _items_need_django(f):
-        # Items psycopg's binary dumpers take unchecked: NaN decimals, a str or a
-        # datetime for a time, interval or date, any object for a bool.
-        return slow
-    depth = _depth(f)
-    item_type = column.pg_type[:-2] if binary and column.pg_type else ""
-    if item_type not in _INT_LIMITS:
-        if depth == 1:
-            return _flat_array(slow)
-
-        def array(value: Any) -> Any:
-            if _shaped(value, depth):
-                return value
-            return slow(value)
-
-        return array
-    # psycopg's int2/int4 dumpers wrap an out-of-range int: only exact ints in range
-    # pass; anything else is converted (int() per item, as Django does), then checked.
-    low, high = _INT_LIMITS[item_type]
-
-    def ints(value: Any) -> Any:
-        if not (_shaped(value, depth) and _ints_within(value, low, high)):
-            value = slow(value)
-            _check_ints(value, low, high, item_type)
-        return value
-
-    return ints
-
-
-def _flat_array(slow: Converter) -> Converter:
-    """The common one-dimensional case of :func:`_array`, one call per value."""
-    sequences = (list, tuple)
-
-    def flat(value: Any) -> Any:
-        kind = type(value)
-        if kind is list or kind is tuple:
-            for item in value:
-                if isinstance(item, sequences):
-                    return slow(value)
-            return value
-        return slow(value)
-
-    return flat
-
-
-def _depth(f: Any) -> int:
-    depth = 0
-    while f.get_internal_type() == "ArrayField":
-        f = f.base_field
-        depth += 1
-    return depth
-
-
-def _shaped(value: Any, depth: int) -> bool:
-    """A list or tuple whose items are lists ``depth - 1`` levels down, then no list."""
-    kind = type(value)
-    if kind is not list and kind is not tuple:
-        return False
-    if depth == 1:
-        for item in value:  # noqa: SIM110 - a loop: no generator per value
-            if isinstance(item, list | tuple):
-                return False
-        return True
-    return all(_shaped(item, depth - 1) for item in value)
-
-
-def _ints_within(value: Any, low: int, high: int) -> bool:
-    for item in value:
-        kind = type(item)
-        if kind is int:
-            if not low <= item <= high:
-                return False
-        elif kind is list or kind is tuple:
-            if not _ints_within(item, low, high):
-                return False
-        elif item is not None:
-            return False
-    return True
-
-
-_EXACT_TYPES: dict[str, type] = {
-    "DateField": datetime.date,
-    "TimeField": datetime.time,
-    "DurationField": datetime.timedelta,
-}
-
-
-def _exact(column: Column, exact: type) -> Converter:
-    slow = column.slow
-
-    def typed(value: Any) -> Any:
-        if type(value) is exact or value is None:
-            return value
-        return slow(value)
-
-    return typed
-
-
-def _foreign_key(column: Column, attname: str) -> Converter:
-    """A model instance under the field's name becomes its key; plain keys pass."""
-    model_cls = models.Model
-
-    def fk(value: Any) -> Any:
-        if isinstance(value, model_cls):
-            return getattr(value, attname)
-        return value
-
-    column.inline = "({v} if type({v}) is int or {v} is None else {f}({v}))"
-    return fk
-
-
-def _finite_decimal(column: Column) -> Converter:
-    """Decimal('NaN') and infinities pass psycopg's numeric dumper; Django's to_python
-    refuses them (so save() and bulk_create do): only finite Decimals skip it."""
-    slow = column.slow
-    decimal_type = decimal.Decimal
-
-    def finite(value: Any) -> Any:
-        if type(value) is decimal_type and value.is_finite():
-            return value
-        return slow(value)
-
-    column.inline = "({v} if type({v}) is Decimal and {v}.is_finite() else {f}({v}))"
-    return finite
-
-
-def _item_type(f: Any) -> str:
-    """The internal type of the items of an ArrayField (of arrays)."""
-    while f.get_internal_type() == "ArrayField":
-        f = f.base_field
-    return str(f.get_internal_type())
-
-
-def _items_need_django(f: Any) -> bool:
-    """Items the binary dumpers would take unchecked or read their own way.
-
-    Decimals (NaN), times and intervals (any object read as one), dates (a datetime
-    cut to its date in UTC instead of the current time zone), booleans (any object by
-    its truth).
-    """
-    return _item_type(f) in (
-        "DecimalField",
-        "TimeField",
-        "DurationField",
-        "DateField",
-        "BooleanField",
-    )
-
-
-def _identity(value: Any) -> Any:
-    return value
-
-
-_EXPRESSION = "expressions cannot be loaded with COPY; pass plain values"
-
-
-def _checked(convert: Converter, value: Any) -> Any:
-    if hasattr(value, "resolve_expression"):
-        raise ValueFreeTypeError(_EXPRESSION)
-    return convert(value)
-
-
-# Text that Django and PostgreSQL both read as a duration, differently: two parts of a
-# clock are minutes:seconds to Django's parse_duration ("10:00" is ten minutes) and
-# hours:minutes to PostgreSQL (ten hours, as bulk_create stores the str); a seventh
-# fractional digit is cut by Django and rounded by PostgreSQL.
-_LONG_FRACTION = re.compile(r"[.,]\d{7}")
-
-
-def _duration(to_python: Converter, value: Any) -> Any:
-    """``DurationField.to_python``, refusing text whose meaning depends on the reader."""
-    if hasattr(value, "resolve_expression"):
-        raise ValueFreeTypeError(_EXPRESSION)
-    if isinstance(value, str):
-        clock = standard_duration_re.match(value)
-        if (
-            clock is not None
-            and clock["minutes"] is not None
-            and clock["hours"] is None
-            and clock["microseconds"] is None
-        ):
-            raise ValueFreeError(
-                "ambiguous duration: a clock of two parts is minutes:seconds to Django "
-                "and hours:minutes to PostgreSQL; write HH:MM:SS"
-            )
-        if _LONG_FRACTION.search(value):
-            raise ValueFreeError(
-                "duration with more than six fractional digits (Django cuts them, "
-                "PostgreSQL rounds); round it to microseconds"
-            )
-    return to_python(value)
-
-
-def _finite(to_python: Converter, value: Any) -> Any:
-    """``DecimalField.to_python``, saying "NaN" without repeating the value."""
-    if hasattr(value, "resolve_expression"):
-        raise ValueFreeTypeError(_EXPRESSION)
-    try:
-        return to_python(value)
-    except Exception:
-        if is_not_finite(value):
-            raise ValueFreeError(
-                "Decimal NaN and infinities are not allowed (DecimalField refuses "
-                "them, as save() does)"
-            ) from None
-        raise
-
-
-def _aware(f: models.Field[Any, Any], value: Any) -> Any:
-    """``DateTimeField.get_prep_value`` whose naive-datetime warning quotes no value."""
-    if hasattr(value, "resolve_expression"):
-        raise ValueFreeTypeError(_EXPRESSION)
-    if isinstance(value, datetime.date) and not isinstance(value, datetime.datetime):
-        value = datetime.datetime(value.year, value.month, value.day)
-    value = f.to_python(value)
-    if value is not None and settings.USE_TZ and timezone.is_naive(value):
-        # Django's own warning prints the datetime: a value of the row.
-        model = getattr(f, "model", None)
-        name = f"{model.__name__}.{f.name}" if model is not None else f.name
-        warnings.warn(
-            f"DateTimeField {name} received a naive datetime while time zone support "
-            "is active; it is read in the default time zone",
-            RuntimeWarning,
-            stacklevel=2,
+            column.fast = fast_converter(column, binary=binary)
+
+
+def check_model(model: type[models.Model]) -> None:
+    """Refuse models whose rows span several tables, as ``bulk_create`` does."""
+    opts = model._meta
+    if opts.abstract or opts.swapped:
+        raise TypeError(f"cannot COPY into abstract or swapped model {opts.label}")
+    concrete = opts.concrete_model or model
+    parents = [p for p in concrete._meta.get_parent_list() if p is not concrete]
+    if parents:
+        names = ", ".join(p._meta.label for p in parents)
+        raise TypeError(
+            f"cannot COPY into {opts.label}: it inherits from {names} (multi-table "
+            "inheritance stores one row in several tables); load the parent and child "
+            "models separately or use bulk_create on the parent"
         )
-        value = timezone.make_aware(value, timezone.get_default_timezone())
-    return value
-
-
-def _generic_prep(
-    f: models.Field[Any, Any], connection: BaseDatabaseWrapper, value: Any
-) -> Any:
-    if hasattr(value, "resolve_expression"):
-        raise ValueFreeTypeError(_EXPRESSION)
-    return f.get_db_prep_save(value, connection)
-
-
-def _json_dumps(f: models.Field[Any, Any]) -> Callable[[Any], str] | None:
-    encoder = getattr(f, "encoder", None)
-    if encoder is None:
-        return None
-    import json
-
-    return partial(json.dumps, cls=encoder)
-
-
-def _jsonb(dumps: Callable[[Any], str] | None, value: Any) -> Any:
-    if value is None:
-        return None
-    from psycopg.types.json import Jsonb
-
-    if isinstance(value, Jsonb):
-        return value
-    return Jsonb(value, dumps=dumps)

@@ -1,22 +1,23 @@
 """Turn whatever the caller passed into batches of rows in the plan's column order.
 
 Inputs: model instances, dicts keyed by field name or attname, tuples with ``fields=``, or
-a CSV file (path, text or binary file object). Any iterable is consumed lazily, one batch
-at a time, so a generator of a million rows never sits in memory. Each row is a tuple (or
-list) of values in column order; :data:`DB_DEFAULT` marks a value left to the database.
+a file (CSV: :mod:`.csvinput`; PostgreSQL's own formats: :mod:`.pgformat`). Any iterable is
+consumed lazily, one batch at a time, so a generator of a million rows never sits in
+memory. Each row is a tuple (or list) of values in column order; :data:`DB_DEFAULT` marks a
+value left to the database.
 
-The common case costs one C-level ``itemgetter`` call per row: the shape of the first row
-(its keys) is compiled into a getter, and a row of another shape takes the slower,
-per-key path that applies defaults and names unknown keys.
+Every kind of row goes through one pipeline: a kind-specific extraction reads the given
+values (the first row's keys compiled into one ``itemgetter`` for dicts, the tuple itself,
+an instance's ``__dict__``), :class:`.Defaults` fills the columns the rows leave out, and
+:func:`.rowcode.with_converters` compiles reading, filling and converting into one call per
+row. A row of another shape takes the slower, per-key path that names what is wrong.
 """
 
 from __future__ import annotations
 
-import decimal
 import gc
 import itertools
 import os
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,9 +26,12 @@ from typing import Any
 
 from django.db import models
 
+from django_dbtuning.copy.defaults import Defaults, required
+from django_dbtuning.copy.options import CopyOptions
 from django_dbtuning.copy.plan import DB_DEFAULT, Column, ModelPlan, RowProblem
+from django_dbtuning.copy.rowcode import RowSpec, with_converters
 
-__all__ = ["Batch", "Source", "key_columns", "open_source", "tuple_source"]
+__all__ = ["Batch", "Source", "gc_paused", "key_columns", "open_source", "tuple_source"]
 
 Row = Sequence[Any]
 
@@ -42,33 +46,35 @@ class Batch:
 
 
 class Source:
-    """A stream of rows with a fixed column list."""
+    """A stream of rows with a fixed column list.
+
+    ``given``: how many leading columns the rows carry (the rest the load fills);
+    ``short``: how long a row built on the fast path is (it stops before the trailing
+    columns left to the database: no per-row slicing later).
+    """
 
     kind = "rows"
 
     def __init__(
         self,
-        plan: ModelPlan,
         columns: list[Column],
         items: Iterator[Any],
         build: Callable[[Any], Row],
         *,
-        filler_columns: Sequence[Column] = (),
+        given: int | None = None,
+        short: int | None = None,
+        spec: RowSpec | None = None,
         instances: bool = False,
         text: bool = False,
         total: int | None = None,
     ) -> None:
-        self.plan = plan
         self.columns = columns
         self.items = items
         self.raw_build = build
         self.build = build
-        self.filler_columns = list(filler_columns)
-        # Rows built on the fast path stop before the trailing columns left to the
-        # database (an auto pk, db_defaults): no per-row slicing later.
-        self.short = len(columns)
-        # For dict rows: what the generated builder needs to read a row directly.
-        self.spec: dict[str, Any] | None = None
+        self.given = len(columns) if given is None else given
+        self.short = len(columns) if short is None else short
+        self.spec = spec
         self.instances = instances
         # CSV cells are strings the server parses: text COPY, no client conversion.
         self.text = text
@@ -81,7 +87,7 @@ class Source:
 
     def finish(self) -> None:
         """Compile the per-row builder once the columns' converters are chosen."""
-        self.build = _with_converters(
+        self.build = with_converters(
             self.columns, self.raw_build, self.short, self.spec
         )
 
@@ -116,9 +122,6 @@ class Source:
         closers, self.closers = self.closers, []
         for closer in closers:
             closer()
-
-
-# -- helpers -------------------------------------------------------------------------
 
 
 def _no_mark(start: int) -> None:
@@ -163,257 +166,14 @@ def key_columns(plan: ModelPlan, keys: Sequence[str]) -> list[Column]:
     return columns
 
 
-class _Filler:
-    """Values for the columns a row does not carry: defaults, auto_now, the database."""
-
-    def __init__(self, plan: ModelPlan, columns: list[Column]) -> None:
-        self.plan = plan
-        self.calls: list[tuple[Column, Callable[[], Any]]] = []
-        self.consts: list[tuple[Column, Any]] = []
-        self.required: list[Column] = []
-        for column in columns:
-            kind, value = self.missing(column)
-            if kind == "call":
-                self.calls.append((column, value))
-            elif kind == "const":
-                self.consts.append((column, value))
-            else:
-                self.required.append(column)
-        # Columns left to the database go last: dropping them from a row is a slice.
-        self.consts.sort(key=lambda item: item[1] is DB_DEFAULT)
-
-    def missing(self, column: Column) -> tuple[str, Any]:
-        """How to fill ``column`` when a row lacks it: ("call"|"const"|"required", v)."""
-        f = column.field
-        if column.auto_now:
-            return "const", self.plan.now_value(column)
-        if f.has_default():
-            if f.default is uuid.uuid4:
-                return "call", fast_uuid4()
-            if callable(f.default):
-                is_fk = isinstance(f, models.ForeignKey)
-                return "call", f.get_default if is_fk else f.default
-            return "const", f.get_default()
-        if column.optional:
-            return "const", DB_DEFAULT
-        value = f.get_default()  # "" for string fields, None otherwise
-        if value is None and not f.null:
-            return "required", None
-        return "const", value
-
-    def value(self, column: Column) -> Any:
-        kind, value = self.missing(column)
-        if kind == "call":
-            return value()
-        if kind == "const":
-            return value
-        raise RowProblem(
-            f"no value for required field {column.name!r} (NOT NULL, no default)",
-            column=column.name,
-            integrity=True,
-        )
-
-    @property
-    def columns(self) -> list[Column]:
-        return [c for c, _ in self.calls] + [c for c, _ in self.consts]
-
-    @property
-    def omitted(self) -> int:
-        """How many trailing columns the fast path leaves out (all DB_DEFAULT)."""
-        return sum(1 for _, value in self.consts if value is DB_DEFAULT)
-
-    def tail_maker(self) -> Callable[[], tuple[Any, ...]]:
-        tail = tuple(value for _, value in self.consts if value is not DB_DEFAULT)
-        calls = [call for _, call in self.calls]
-        if not calls:
-            return lambda: tail
-        if len(calls) == 1:
-            (c0,) = calls
-            return lambda: (c0(), *tail)
-        if len(calls) == 2:
-            c0, c1 = calls
-            return lambda: (c0(), c1(), *tail)
-        return lambda: (*(call() for call in calls), *tail)
-
-
-_UUID_CLEAR = ~((0xC000 << 48) | (0xF000 << 64))
-_UUID_SET = (0x8000 << 48) | (4 << 76)
-
-
-def fast_uuid4(chunk: int = 4096) -> Callable[[], uuid.UUID]:
-    """``uuid.uuid4`` for bulk loads: the same os.urandom bits, about 3x cheaper.
-
-    ``uuid.uuid4()`` costs a system call and a validating ``UUID.__init__`` per value,
-    a fifth of a whole COPY row; this draws the randomness in chunks and fills the
-    UUID's slots the way ``UUID.__init__`` does (RFC 4122 variant, version 4).
-    """
-    new = object.__new__
-    set_slot = object.__setattr__
-    cls = uuid.UUID
-    safe = uuid.SafeUUID.unknown
-    from_bytes = int.from_bytes
-    pending: Iterator[uuid.UUID] = iter(())
-
-    def make(value: int) -> uuid.UUID:
-        u = new(cls)
-        set_slot(u, "int", (value & _UUID_CLEAR) | _UUID_SET)
-        set_slot(u, "is_safe", safe)
-        return u
-
-    def refill() -> Iterator[uuid.UUID]:
-        data = os.urandom(16 * chunk)
-        return iter(
-            [
-                make(from_bytes(data[i : i + 16], "big"))
-                for i in range(0, 16 * chunk, 16)
-            ]
-        )
-
-    def uuid4() -> uuid.UUID:
-        nonlocal pending
-        for value in pending:
-            return value
-        pending = refill()
-        return next(pending)
-
-    return uuid4
-
-
-def _with_converters(
-    columns: list[Column],
-    build: Callable[[Any], Row],
-    short: int,
-    spec: dict[str, Any] | None = None,
-) -> Callable[[Any], Row]:
-    convs = [(i, c.fast) for i, c in enumerate(columns) if c.fast is not None]
-    if not convs and spec is None:
-        return build
-    marker = DB_DEFAULT
-
-    def generic(values: Row) -> Row:
-        values = list(values)
-        n = len(values)
-        for i, convert in convs:
-            if i >= n:
-                break
-            value = values[i]
-            if value is not marker:
-                try:
-                    values[i] = convert(value)
-                except RowProblem:
-                    raise
-                except Exception as exc:
-                    raise RowProblem.refused(exc, columns[i], value) from None
-        return values
-
-    return _compiled(columns, build, short, generic, spec) or (
-        lambda item: generic(build(item))
-    )
-
-
-def _compiled(
-    columns: list[Column],
-    build: Callable[[Any], Row],
-    short: int,
-    generic: Callable[[Row], Row],
-    spec: dict[str, Any] | None = None,
-) -> Callable[[Any], Row] | None:
-    """One generated function that builds and converts a row without a Python loop.
-
-    Converters become inline expressions (``v if type(v) is int and ... else f(v)``), so
-    the common value costs no function call; for dict rows the keys are read, defaults
-    made and values converted in one place. Anything unusual falls back to the general
-    path, which names the failing column.
-    """
-    if short < 1 or short > 250:
-        return None
-    names = [f"v{i}" for i in range(short)]
-    namespace: dict[str, Any] = {
-        "build": build,
-        "generic": generic,
-        "RowProblem": RowProblem,
-        "DB": DB_DEFAULT,
-        "Decimal": decimal.Decimal,
-    }
-    exprs = []
-    for i, (name, column) in enumerate(zip(names, columns, strict=False)):
-        if column.optional and column.field.primary_key:
-            # {"id": None} asks for a generated key, as it does with bulk_create.
-            if column.fast is not None:
-                namespace[f"f{i}"] = column.fast
-                template = column.inline or "{f}({v})"
-                value = template.replace("{v}", name).replace("{f}", f"f{i}")
-            else:
-                value = name
-            exprs.append(f"(DB if {name} is None or {name} is DB else {value})")
-            continue
-        if column.fast is None:
-            exprs.append(name)
-            continue
-        namespace[f"f{i}"] = column.fast
-        template = column.inline or "{f}({v})"
-        expr = template.replace("{v}", name).replace("{f}", f"f{i}")
-        if column.optional:
-            expr = f"({name} if {name} is DB else {expr})"
-        exprs.append(expr)
-    lines = ["def converted(item):"]
-    if spec is None:
-        lines += [
-            "    r = build(item)",
-            f"    if len(r) != {short}:",
-            "        return generic(r)",
-            "    try:",
-            f"        ({', '.join(names)},) = r",
-        ]
-    else:
-        n = spec["n"]
-        namespace["getter"] = spec["getter"]
-        namespace["slow"] = spec["slow"]
-        if spec["getter"] is None:
-            # Tuple rows: unpack the tuple itself.
-            lines += [
-                f"    if (type(item) is not tuple and type(item) is not list) "
-                f"or len(item) != {n}:",
-                "        return generic(slow(item))",
-            ]
-            if n:
-                lines.append(f"    ({', '.join(names[:n])},) = item")
-        else:
-            if spec["strict"]:
-                lines += [
-                    f"    if len(item) != {n}:",
-                    "        return generic(slow(item))",
-                ]
-            if n:
-                lines += [
-                    "    try:",
-                    f"        ({', '.join(names[:n])},) = getter(item)",
-                    "    except (KeyError, TypeError, IndexError):",
-                    "        return generic(slow(item))",
-                ]
-        position = n
-        for k, call in enumerate(spec["calls"]):
-            namespace[f"c{k}"] = call
-            lines.append(f"    {names[position]} = c{k}()")
-            position += 1
-        for k, value in enumerate(spec["consts"]):
-            namespace[f"k{k}"] = value
-            lines.append(f"    {names[position]} = k{k}")
-            position += 1
-        if position != short:  # pragma: no cover - the spec always fills the row
-            return None
-        lines += ["    try:", "        pass"]
-    lines += [
-        f"        return ({', '.join(exprs)},)",
-        "    except RowProblem:",
-        "        raise",
-        "    except Exception:",
-        "        return generic(build(item))",
-    ]
-    code = "\n".join(lines) + "\n"
-    exec(compile(code, "<django_dbtuning.copy row builder>", "exec"), namespace)
-    converted: Callable[[Any], Row] = namespace["converted"]
-    return converted
+def _getter(keys: Sequence[Any]) -> Callable[[Any], tuple[Any, ...]]:
+    """A C-level reader of ``keys`` that always returns a tuple."""
+    if len(keys) == 1:
+        (only,) = keys
+        return lambda row: (row[only],)
+    if keys:
+        return itemgetter(*keys)
+    return lambda row: ()
 
 
 # -- dicts and tuples ----------------------------------------------------------------
@@ -428,20 +188,44 @@ def _mapping_source(
 ) -> Source:
     keys = list(fields) if fields is not None else list(first)
     given = key_columns(plan, keys)
-    filler = _Filler(plan, [c for c in plan.columns.values() if c not in given])
-    columns = given + filler.columns
-    key_of = {c.name: k for c, k in zip(given, keys, strict=True)}
-    tail = filler.tail_maker()
+    defaults = Defaults(plan, given)
+    if defaults.required:
+        raise required(defaults.required[0], row=0)
+    tail = defaults.tail_maker()
     n = len(keys)
-    getter: Callable[[Any], tuple[Any, ...]]
-    if n == 1:
-        (only,) = keys
-        getter = lambda row: (row[only],)  # noqa: E731
-    elif n:
-        getter = itemgetter(*keys)
-    else:
-        getter = lambda row: ()  # noqa: E731
+    getter = _getter(keys)
     strict = fields is None
+    slow = _mapping_reader(plan, defaults, n, strict=strict)
+
+    def fast(row: Any) -> Row:
+        if strict and len(row) != n:
+            return slow(row)
+        try:
+            return getter(row) + tail()
+        except (KeyError, TypeError, IndexError):
+            return slow(row)
+
+    return Source(
+        defaults.columns,
+        items,
+        fast,
+        given=len(given),
+        short=defaults.short,
+        spec=defaults.spec(n, getter, slow, strict=strict),
+        total=total,
+    )
+
+
+def _mapping_reader(
+    plan: ModelPlan, defaults: Defaults, n: int, *, strict: bool
+) -> Callable[[Any], Row]:
+    """The per-key reader of a dict row: names unknown and repeated keys, fills the rest.
+
+    ``strict`` (no ``fields=``): every key must name a field; otherwise keys outside
+    the ``n`` given fields are ignored.
+    """
+    columns = defaults.columns
+    wanted = {c.name for c in columns[:n]}
     by_key = plan.by_key
 
     def slow(row: Any) -> Row:
@@ -464,7 +248,7 @@ def _mapping_source(
                 raise RowProblem(
                     f"field {column.name!r} is given twice", column=column.name
                 )
-            if not strict and column.name not in key_of:
+            if not strict and column.name not in wanted:
                 continue
             found[column.name] = value
         values: list[Any] = []
@@ -475,38 +259,10 @@ def _mapping_source(
                     value = DB_DEFAULT
                 values.append(value)
             else:
-                values.append(filler.value(column))
+                values.append(defaults.value(column))
         return values
 
-    def fast(row: Any) -> Row:
-        if strict and len(row) != n:
-            return slow(row)
-        try:
-            return getter(row) + tail()
-        except (KeyError, TypeError, IndexError):
-            return slow(row)
-
-    if filler.required:
-        column = filler.required[0]
-        raise RowProblem(
-            f"no value for required field {column.name!r} (NOT NULL, no default)",
-            column=column.name,
-            integrity=True,
-            row=0,
-        )
-    source = Source(
-        plan, columns, items, fast, filler_columns=filler.columns, total=total
-    )
-    source.short = len(columns) - filler.omitted
-    source.spec = {
-        "n": n,
-        "getter": getter,
-        "slow": slow,
-        "strict": strict,
-        "calls": [call for _, call in filler.calls],
-        "consts": [v for _, v in filler.consts if v is not DB_DEFAULT],
-    }
-    return source
+    return slow
 
 
 def tuple_source(
@@ -520,20 +276,21 @@ def tuple_source(
     shape: str = "values (fields=)",
     width: int | None = None,
 ) -> Source:
+    """Rows of values in the order of ``fields``; ``cell`` gives a per-column reader of
+    a file's cells, ``shape`` and ``width`` say what a row should be in errors."""
     if fields is None:
         raise ValueError(
             "tuple rows need fields=[...] naming the field of each position"
         )
     given = key_columns(plan, list(fields))
-    filler = _Filler(plan, [c for c in plan.columns.values() if c not in given])
-    if filler.required:
-        names = ", ".join(repr(c.name) for c in filler.required)
+    defaults = Defaults(plan, given)
+    if defaults.required:
+        names = ", ".join(repr(c.name) for c in defaults.required)
         raise ValueError(
             f"fields= lacks required field(s) {names} of {plan.model._meta.label} "
             "(NOT NULL, no default)"
         )
-    columns = given + filler.columns
-    tail = filler.tail_maker()
+    tail = defaults.tail_maker()
     n = len(given)
     expected = n if width is None else width
     tuple_type = tuple
@@ -549,9 +306,11 @@ def tuple_source(
             raise RowProblem(f"expected {expected} {shape}, got {len(row)}")
         return row + tail()  # type: ignore[no-any-return]
 
+    spec: RowSpec | None = defaults.spec(n, None, build)
     if cell is not None:
         cells = [(i, conv) for i, c in enumerate(given) if (conv := cell(c))]
         plain = build
+        spec = None
 
         def build(row: Any) -> Row:
             values = list(plain(row))
@@ -559,29 +318,39 @@ def tuple_source(
                 values[i] = conv(values[i])
             return values
 
-    source = Source(
-        plan,
-        columns,
+    return Source(
+        defaults.columns,
         items,
         build,
-        filler_columns=filler.columns,
+        given=n,
+        short=defaults.short,
+        spec=spec,
         text=text,
         total=total,
     )
-    source.short = len(columns) - filler.omitted
-    if cell is None:
-        source.spec = {
-            "n": n,
-            "getter": None,
-            "slow": build,
-            "strict": True,
-            "calls": [call for _, call in filler.calls],
-            "consts": [v for _, v in filler.consts if v is not DB_DEFAULT],
-        }
-    return source
 
 
 # -- model instances -----------------------------------------------------------------
+
+
+def _instance_columns(
+    plan: ModelPlan, fields: Sequence[str] | None
+) -> tuple[list[Column], bool]:
+    """The columns read from instances, and whether the last is an auto primary key
+    (which an unsaved instance leaves out: the fast path simply stops before it)."""
+    if fields is not None:
+        columns = key_columns(plan, list(fields))
+        if plan.pk.name in plan.columns and plan.columns[plan.pk.name] not in columns:
+            columns.insert(0, plan.columns[plan.pk.name])
+    else:
+        columns = list(plan.columns.values())
+    pk_column = plan.columns.get(plan.pk.name)
+    auto_pk = pk_column is not None and pk_column.optional and pk_column in columns
+    if auto_pk:
+        assert pk_column is not None
+        columns.remove(pk_column)
+        columns.append(pk_column)
+    return columns, auto_pk
 
 
 def _instance_source(
@@ -591,22 +360,7 @@ def _instance_source(
     total: int | None,
 ) -> Source:
     model = plan.model
-    if fields is not None:
-        columns = key_columns(plan, list(fields))
-        if plan.pk.name in plan.columns and plan.columns[plan.pk.name] not in columns:
-            columns.insert(0, plan.columns[plan.pk.name])
-    else:
-        columns = list(plan.columns.values())
-    # An unset auto primary key goes last: the fast path simply leaves it out.
-    pk_column = plan.columns.get(plan.pk.name)
-    auto_pk = pk_column is not None and pk_column.optional and pk_column in columns
-    if auto_pk:
-        assert pk_column is not None
-        columns.remove(pk_column)
-        columns.append(pk_column)
-        rest = columns[:-1]
-    else:
-        rest = columns
+    columns, auto_pk = _instance_columns(plan, fields)
     pk_attname = plan.pk.attname
     stamps = [(c.attname, plan.now_value(c)) for c in columns if c.auto_now]
     # pre_save() as bulk_create calls it (FileField commits its file, custom fields do
@@ -619,21 +373,13 @@ def _instance_source(
         and not (c.known and isinstance(c.field, models.DateField | models.TimeField))
     ]
     db_defaults = [
-        i for i, c in enumerate(columns) if c.optional and c is not pk_column
+        i for i, c in enumerate(columns) if c.optional and not c.field.primary_key
     ]
     try:
         from django.db.models.expressions import DatabaseDefault
     except ImportError:  # Django < 5.0
         db_defaults = []
-    attnames = [c.attname for c in rest]
-    getter: Callable[[Any], tuple[Any, ...]]
-    if len(attnames) == 1:
-        (only,) = attnames
-        getter = lambda d: (d[only],)  # noqa: E731
-    elif attnames:
-        getter = itemgetter(*attnames)
-    else:
-        getter = lambda d: ()  # noqa: E731
+    getter = _getter([c.attname for c in (columns[:-1] if auto_pk else columns)])
 
     def build(obj: Any) -> Row:
         if type(obj) is not model and not isinstance(obj, model):
@@ -646,7 +392,7 @@ def _instance_source(
         for f in pre_saves:
             f.pre_save(obj, True)
         try:
-            values = getter(state)
+            values: Row = getter(state)
         except KeyError as exc:
             raise RowProblem(
                 f"field {exc.args[0]!r} is deferred on this instance; load it or pass "
@@ -665,32 +411,21 @@ def _instance_source(
             ]
         return values
 
-    source = Source(plan, columns, items, build, instances=True, total=total)
-    source.short = len(columns) - 1 if auto_pk else len(columns)
-    return source
+    short = len(columns) - 1 if auto_pk else len(columns)
+    return Source(columns, items, build, short=short, instances=True, total=total)
 
 
 # -- entry point ---------------------------------------------------------------------
 
 
 def open_source(
-    plan: ModelPlan,
-    rows: Any,
-    *,
-    fields: Sequence[str] | None,
-    header: bool = True,
-    mapping: Mapping[str, str | None] | None = None,
-    delimiter: str | None = None,
-    quotechar: str = '"',
-    encoding: str = "utf-8",
-    format: str = "csv",
-    null: str | None = None,
-    alias: str = "default",
+    plan: ModelPlan, rows: Any, options: CopyOptions, alias: str
 ) -> Source | None:
     """A :class:`Source` for ``rows``, or None when ``rows`` is empty."""
+    format = options.format
     if format not in ("csv", "text", "binary"):
         raise ValueError(f"format must be 'csv', 'text' or 'binary', not {format!r}")
-    if format == "binary" and null is not None:
+    if format == "binary" and options.null is not None:
         raise ValueError("null= is for format='csv' and 'text' files")
     is_file = isinstance(rows, str | os.PathLike) or hasattr(rows, "read")
     if format != "csv" and not is_file:
@@ -700,32 +435,11 @@ def open_source(
     if format != "csv":
         from django_dbtuning.copy.pgformat import pg_source
 
-        return pg_source(
-            plan,
-            rows,
-            format=format,
-            fields=fields,
-            header=header and format == "text",
-            mapping=mapping,
-            delimiter="\t" if delimiter is None else delimiter,
-            null=null,
-            encoding=encoding,
-            alias=alias,
-        )
+        return pg_source(plan, rows, options, alias)
     if is_file:
         from django_dbtuning.copy.csvinput import csv_source
 
-        return csv_source(
-            plan,
-            rows,
-            fields=fields,
-            header=header,
-            mapping=mapping,
-            delimiter="," if delimiter is None else delimiter,
-            quotechar=quotechar,
-            encoding=encoding,
-            null=null,
-        )
+        return csv_source(plan, rows, options)
     if isinstance(rows, bytes | bytearray | Mapping | models.Model) or not isinstance(
         rows, Iterable
     ):
@@ -740,6 +454,7 @@ def open_source(
     except StopIteration:
         return None
     items = itertools.chain((first,), items)
+    fields = options.fields
     if isinstance(first, models.Model):
         return _instance_source(plan, items, fields, total)
     if isinstance(first, Mapping):

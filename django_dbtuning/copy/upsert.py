@@ -26,7 +26,6 @@ parameters (values are bound with :mod:`psycopg.sql`): see :mod:`.names`.
 from __future__ import annotations
 
 import bisect
-import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,15 +37,13 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 from psycopg import sql
 
-from django_dbtuning.copy.errors import Locator, copy_error
+from django_dbtuning.copy.conflict import Conflict
+from django_dbtuning.copy.connection import create_numbered_table
+from django_dbtuning.copy.errors import KEY_DETAIL, Locator, copy_error
 from django_dbtuning.copy.names import quote, render
 from django_dbtuning.copy.plan import Column, ModelPlan
 
 __all__ = ["Staging"]
-
-_KEY = re.compile(
-    r"Key \((?P<cols>.+?)\)=\((?P<vals>.*)\)(?: already exists| is not)", re.DOTALL
-)
 
 
 @dataclass
@@ -73,12 +70,8 @@ class Staging:
         plan: ModelPlan,
         pk: Column | None,
         columns: list[Column],
-        keys: list[Column],
-        order: list[Column],
-        updates: list[Column],
+        conflict: Conflict,
         on_conflict: str,
-        predicate: str,
-        nulls_distinct: bool,
         locator: Locator,
     ) -> None:
         self.connection = connection
@@ -87,13 +80,11 @@ class Staging:
         self.table = plan.quoted_table
         self.pk = pk
         self.columns = columns
-        self.keys = keys
-        self.order = order
-        self.updates = updates
+        self.keys, self.order, self.updates, target = conflict
         self.on_conflict = on_conflict
         # SQL with its values bound (no %s): see conflict.Target.
-        self.predicate = predicate
-        self.nulls_distinct = nulls_distinct
+        self.predicate = target.predicate
+        self.nulls_distinct = target.nulls_distinct
         self.locator = locator
         self.relname = f"dbtuning_copy_{uuid.uuid4().hex[:16]}"
         self.name = quote(self.relname)
@@ -109,13 +100,7 @@ class Staging:
     # -- setup and staging -------------------------------------------------------
 
     def create(self, cursor: CursorWrapper) -> None:
-        cols = ", ".join(c.quoted for c in self.columns)
-        cursor.execute(
-            f"CREATE TEMPORARY TABLE {self.name} ON COMMIT DROP AS "
-            f"SELECT {cols} FROM {self.table} WITH NO DATA"
-        )
-        alters = [f"ADD COLUMN {self.row} int8 GENERATED ALWAYS AS IDENTITY"]
-        alters += [
+        alters = [
             f"ALTER COLUMN {c.quoted} SET NOT NULL" for c in self.columns if c.not_null
         ]
         # A row that leaves a db_default column out gets the table's default in the
@@ -134,7 +119,14 @@ class Staging:
             for name, expression in cursor.fetchall():
                 column = sql.Identifier(name).as_string()
                 alters.append(f"ALTER COLUMN {column} SET DEFAULT {expression}")
-        cursor.execute(f"ALTER TABLE {self.name} {', '.join(alters)}")
+        create_numbered_table(
+            cursor,
+            self.name,
+            like=self.table,
+            columns=", ".join(c.quoted for c in self.columns),
+            number=self.row,
+            alters=alters,
+        )
 
     def add(
         self,
@@ -190,19 +182,21 @@ class Staging:
         name = sequence()
         if name is None:
             return
-        statement = sql.SQL(
-            "UPDATE {table} SET {pk} = nextval({seq}::regclass) "
-            "WHERE {pk} IS NULL AND ({alone})"
-        ).format(
-            table=sql.SQL(self.name),
-            pk=sql.SQL(pk.quoted),
-            seq=sql.Literal(name),
-            alone=sql.SQL(condition),
-        )
-        cursor.execute(render(cursor, statement))
-        taken = max(int(cursor.rowcount), 0)
+        taken = self._number(cursor, pk, name, f" AND ({condition})")
         if taken:
             self.given[pk.name] = self.given.get(pk.name, 0) + taken
+
+    def _number(
+        self, cursor: CursorWrapper, pk: Column, sequence: str | None, where: str = ""
+    ) -> int:
+        """Give staged rows without an id one from ``sequence``; how many got one."""
+        statement = sql.SQL(
+            "UPDATE {table} SET {pk} = nextval({seq}::regclass) WHERE {pk} IS NULL"
+        ).format(
+            table=sql.SQL(self.name), pk=sql.SQL(pk.quoted), seq=sql.Literal(sequence)
+        )
+        cursor.execute(render(cursor, statement + sql.SQL(where)))
+        return max(int(cursor.rowcount), 0)
 
     def merge(
         self,
@@ -218,14 +212,7 @@ class Staging:
         pk = self.pk
         if pk is not None and 0 < self.given.get(pk.name, 0) < self.count:
             # Some rows brought their own id, others leave it to the sequence.
-            statement = sql.SQL(
-                "UPDATE {table} SET {pk} = nextval({seq}::regclass) WHERE {pk} IS NULL"
-            ).format(
-                table=sql.SQL(self.name),
-                pk=sql.SQL(pk.quoted),
-                seq=sql.Literal(sequence()),
-            )
-            cursor.execute(render(cursor, statement))
+            self._number(cursor, pk, sequence())
         columns = [c for c in self.columns if c.name in self.given]
         try:
             with transaction.atomic(using=self.connection.alias):
@@ -354,7 +341,7 @@ class Staging:
         diag = exc.diag
         by_column = {c.column: c for c in columns}
         condition: sql.Composable | None = None
-        match = _KEY.search(diag.message_detail or "")
+        match = KEY_DETAIL.search(diag.message_detail or "")
         if match:
             names = [n.strip().strip('"') for n in match["cols"].split(",")]
             if all(n in by_column for n in names):

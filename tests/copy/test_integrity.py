@@ -146,16 +146,16 @@ def test_decimal_arrays_refuse_nan() -> None:
     from django.contrib.postgres.fields import ArrayField
     from django.db import models
 
-    from django_dbtuning.copy.plan import _items_need_django
+    from django_dbtuning.copy.converters import items_need_django
 
-    assert _items_need_django(ArrayField(ArrayField(models.DecimalField())))
+    assert items_need_django(ArrayField(ArrayField(models.DecimalField())))
     # psycopg's C dumpers store a str or a datetime item of these as garbage, cut a
     # datetime to its UTC date, or read any object as a bool.
-    assert _items_need_django(ArrayField(models.TimeField()))
-    assert _items_need_django(ArrayField(models.DateField()))
-    assert _items_need_django(ArrayField(models.BooleanField()))
-    assert _items_need_django(ArrayField(ArrayField(models.DurationField())))
-    assert not _items_need_django(ArrayField(models.IntegerField()))
+    assert items_need_django(ArrayField(models.TimeField()))
+    assert items_need_django(ArrayField(models.DateField()))
+    assert items_need_django(ArrayField(models.BooleanField()))
+    assert items_need_django(ArrayField(ArrayField(models.DurationField())))
+    assert not items_need_django(ArrayField(models.IntegerField()))
 
 
 @pytest.mark.parametrize(
