@@ -3,29 +3,24 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
 from typing import Any
 
-from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 
-from django_dbtuning.conf import SETTINGS, get_settings, is_valid
+from django_dbtuning.conf import get_settings
+from django_dbtuning.validation import is_number
 
 
 def _report_timeouts() -> list[CheckMessage]:
     # The same rule dbreport applies when it runs: a timeout it would refuse (0 or
     # negative, which leave it without one; not a duration; over INT_MAX ms). A value of the
-    # wrong type is dbtuning.E002's.
+    # wrong type is dbtuning.E002's: the snapshot holds the default in its place.
     from django_dbtuning.report import timeouts
 
-    user = getattr(settings, "DBTUNING", None)
-    values = user if isinstance(user, Mapping) else {}
+    current = get_settings()
     messages: list[CheckMessage] = []
     for name in timeouts.NAMES:
-        value = values.get(name, SETTINGS[name].default)
-        problem = (
-            timeouts.problem(name, value) if is_valid(SETTINGS[name], value) else None
-        )
+        problem = timeouts.problem(name, getattr(current, name.lower()))
         if problem is not None:
             messages.append(
                 Error(
@@ -62,7 +57,7 @@ def check_dbreport_settings(**kwargs: Any) -> list[CheckMessage]:
                     id="dbtuning.W050",
                 )
             )
-        elif isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        elif not is_number(value) or value < 0:
             messages.append(
                 Error(
                     f"DBTUNING['REPORT_THRESHOLDS'][{key!r}] is {value!r}; expected a "

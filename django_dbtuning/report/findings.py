@@ -1,4 +1,5 @@
-"""The report's data model: findings, per-check status, per-database results, thresholds."""
+"""The report's data model: findings, how each check went, per-database results,
+thresholds."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from django_dbtuning.validation import number_or_none
+
 __all__ = [
     "DEFAULT_THRESHOLDS",
     "SECTIONS",
     "SEVERITIES",
-    "Check",
+    "CheckOutcome",
     "DatabaseReport",
     "Finding",
     "Report",
@@ -90,12 +93,9 @@ def thresholds(overrides: Mapping[str, Any] | None = None) -> dict[str, float]:
     """The defaults with valid numeric ``overrides`` applied (unknown keys ignored)."""
     merged = dict(DEFAULT_THRESHOLDS)
     for key, value in (overrides or {}).items():
-        if (
-            key in merged
-            and isinstance(value, int | float)
-            and not isinstance(value, bool)
-        ):
-            merged[key] = float(value)
+        number = number_or_none(value)
+        if key in merged and number is not None:
+            merged[key] = number
     return merged
 
 
@@ -130,8 +130,12 @@ class Finding:
 
 
 @dataclass
-class Check:
-    """How one query of the report went: ok, or why it was skipped or failed."""
+class CheckOutcome:
+    """How one of the report's checks (a catalog query, or a part of the data it could
+    not see) went: ok, or why it ran in part, was skipped, timed out or failed.
+
+    Not a Django system check: these are the ``checks`` of the JSON document and of
+    ``check_incomplete`` findings."""
 
     name: str
     section: str
@@ -169,7 +173,7 @@ class DatabaseReport:
     kind: Literal["postgresql", "pgbouncer"] = "postgresql"
     server: dict[str, Any] = field(default_factory=dict)
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
-    checks: list[Check] = field(default_factory=list)
+    checks: list[CheckOutcome] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     same_database_as: str | None = None
     duration: float = 0.0

@@ -24,7 +24,7 @@ from collections.abc import Collection
 from django_dbtuning.report.findings import (
     INCOMPLETE,
     SECTIONS,
-    Check,
+    CheckOutcome,
     DatabaseReport,
     Finding,
     Severity,
@@ -40,7 +40,7 @@ STATUS_WORDS = {
 }
 
 
-def _hint(check: Check) -> str:
+def _hint(check: CheckOutcome) -> str:
     if check.status == "timeout":
         if check.reason.startswith("lock_timeout"):
             fix = (
@@ -67,7 +67,7 @@ def record_gaps(
 ) -> None:
     """Add a ``check_incomplete`` finding for each check of ``result`` that did not run
     fully (checks skipped because another failed are named in that one's finding)."""
-    by_cause: dict[str, list[Check]] = {}
+    by_cause: dict[str, list[CheckOutcome]] = {}
     for check in result.checks:
         if check.cause is not None:
             by_cause.setdefault(check.cause, []).append(check)

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 
 from django_dbtuning.report.findings import (
-    Check,
+    CheckOutcome,
     DatabaseReport,
     Finding,
     mark_unreachable,
@@ -55,7 +55,7 @@ def collect(
     with conn:
         cursor = psycopg.ClientCursor(conn)
         for command in ("POOLS", "STATS", "DATABASES"):
-            check = Check(name=f"show_{command.lower()}", section="pgbouncer")
+            check = CheckOutcome(name=f"show_{command.lower()}", section="pgbouncer")
             result.checks.append(check)
             try:
                 cursor.execute(f"SHOW {command}")

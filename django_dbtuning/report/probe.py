@@ -19,10 +19,10 @@ import psycopg
 from psycopg import errors
 from psycopg.rows import dict_row
 
-from django_dbtuning.pool.entry import connection_kwargs as pool_connection_kwargs
+from django_dbtuning.pool import connection_kwargs as pool_connection_kwargs
 from django_dbtuning.report.djangomap import ModelMap
 from django_dbtuning.report.findings import (
-    Check,
+    CheckOutcome,
     CheckStatus,
     DatabaseReport,
     Finding,
@@ -144,7 +144,7 @@ class Probe:
         section: str,
         statements: Sequence[tuple[str, Sequence[Any] | Mapping[str, Any]]],
     ) -> list[list[Row]] | None:
-        record = Check(name=check, section=section)
+        record = CheckOutcome(name=check, section=section)
         self.result.checks.append(record)
         started = time.perf_counter()
         try:
@@ -233,10 +233,10 @@ class Probe:
         expected: bool = False,
         cause: str | None = None,
         fix: str = "",
-    ) -> Check:
+    ) -> CheckOutcome:
         """Record a check that could not run, or ran in part, without a query failing
         (an absent extension, rows hidden by privileges, a failed check it needs)."""
-        record = Check(
+        record = CheckOutcome(
             name=check,
             section=section,
             status=status,

@@ -15,10 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django_dbtuning.conf import SETTINGS
-from django_dbtuning.pool import conninfo
-
-# The pool's rule, imported rather than repeated (pool.py has no public name for it yet).
-from django_dbtuning.validation import duration_ms
+from django_dbtuning.validation import INT_MAX, duration_ms, millisecond_value
 
 __all__ = ["NAMES", "ReportTimeouts", "configured", "problem", "resolve", "show"]
 
@@ -50,9 +47,7 @@ def problem(name: str, value: object) -> str | None:
     duration = _duration(value)
     if duration is None:
         return f"{where}; {_USE}"
-    amount = (
-        conninfo.millisecond_value(duration) if isinstance(duration, str) else duration
-    )
+    amount = millisecond_value(duration) if isinstance(duration, str) else duration
     if amount is None:
         return f"{where}, which is not a duration; {_USE}"
     if amount < 0:
@@ -65,7 +60,7 @@ def problem(name: str, value: object) -> str | None:
     try:
         duration_ms(name, duration)
     except ValueError:
-        return f"{where}, over PostgreSQL's limit of {conninfo.INT_MAX} ms (about 24.8 days)"
+        return f"{where}, over PostgreSQL's limit of {INT_MAX} ms (about 24.8 days)"
     return None
 
 
@@ -80,7 +75,7 @@ def resolve(name: str, value: object) -> int:
     if refused is not None or duration is None:
         raise ValueError(refused)
     ms = duration_ms(name, duration)
-    if ms is None or not 1 <= ms <= conninfo.INT_MAX:  # problem() refused those
+    if ms is None or not 1 <= ms <= INT_MAX:  # problem() refused those
         raise ValueError(f"DBTUNING[{name!r}] is {_shown(value)}; {_USE}")
     return ms
 
