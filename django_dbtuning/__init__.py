@@ -19,7 +19,7 @@ from django_dbtuning.exceptions import (
     NPlusOneWarning,
     QueryBudgetExceeded,
 )
-from django_dbtuning.pool.entry import PoolSizing, database, pool_size
+from django_dbtuning.pool import PoolSizing, database, pool_size
 
 _LAZY = {
     "allow_n_plus_one": "django_dbtuning.queries.recorder",

@@ -515,7 +515,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if not command:
         # A URL from the environment may hold a password; the embedded server's has none.
-        from django_dbtuning.pool.url import redact_url
+        from django_dbtuning.pool import redact_url
 
         print(url if current_server() is not None else redact_url(url), flush=True)
         with contextlib.suppress(KeyboardInterrupt):

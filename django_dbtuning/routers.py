@@ -16,15 +16,18 @@ from __future__ import annotations
 
 import functools
 import random
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import request_started, setting_changed
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Model
+
+from django_dbtuning.pool import Deployment
 
 __all__ = ["PrimaryReplicaRouter", "route_reads_to", "use_primary"]
 
@@ -39,17 +42,16 @@ def _topology() -> tuple[dict[str, tuple[str, str]], dict[str, tuple[str, ...]]]
     # overrides it), not per call.
     roles: dict[str, tuple[str, str]] = {}
     for alias, entry in settings.DATABASES.items():
-        meta = entry.get("DBTUNING")
-        role = (
-            str(meta.get("role") or "primary")
-            if isinstance(meta, Mapping)
-            else "primary"
-        )
-        primary = alias
-        if role != "primary":
-            assert isinstance(meta, Mapping)
-            primary = str(meta.get("primary") or DEFAULT_DB_ALIAS)
-        roles[alias] = (role, primary)
+        try:
+            deployment = Deployment.from_entry(entry)
+        except (TypeError, ValueError) as exc:
+            raise ImproperlyConfigured(
+                f"DATABASES[{alias!r}]['DBTUNING']: {exc}"
+            ) from None
+        if deployment is None:
+            roles[alias] = ("primary", alias)
+        else:
+            roles[alias] = (deployment.role, deployment.primary_of(alias))
     replicas: dict[str, list[str]] = {}
     for alias, (role, primary) in roles.items():
         if role == "replica":

@@ -1,57 +1,54 @@
-"""System checks of ``DATABASES`` and the connection pool (dbtuning.E010-E029, W010-W029)."""
+"""System checks of ``DATABASES`` and the connection pool (dbtuning.E010-E029, W010-W029).
+
+One function per concern, each returning its messages; :func:`check_databases` runs them
+for every PostgreSQL alias and :func:`check_database_servers` asks the live server under
+``check --database``.
+"""
 
 from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import django
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from django_dbtuning.conf import get_settings
-from django_dbtuning.pool import conninfo
-from django_dbtuning.pool import value_checks as pool_checks
-from django_dbtuning.pool.entry import server_budget
+from django_dbtuning.pool import conninfo, startup
+from django_dbtuning.pool.deployment import Deployment
+from django_dbtuning.pool.live_checks import check_live_budget, read_server
+from django_dbtuning.pool.messages import describe, scrub_messages
+from django_dbtuning.pool.options import DJANGO_ONLY_OPTIONS
+from django_dbtuning.pool.value_checks import (
+    check_conn_max_age,
+    check_connection_values,
+    check_pool_values,
+    check_startup_options,
+)
 from django_dbtuning.validation import number_or_none
 
-# -- DATABASES and the connection pool (E010-E029, W010-W029) --------------------------
+__all__ = ["check_database_servers", "check_databases"]
 
 # Keys Django passes to ConnectionPool itself; a user value collides with them (TypeError
 # at the first query). Django 6.1 lets "check" through (ticket #37075).
 DJANGO_OWNED_POOL_KEYS = ("kwargs", "open", "configure", "check")
-# OPTIONS keys Django's PostgreSQL backend consumes instead of passing them to libpq.
-DJANGO_OPTIONS = frozenset(
-    {
-        "pool",
-        "server_side_binding",
-        "prepare_threshold",
-        "assume_role",
-        "isolation_level",
-    }
-)
 PGBOUNCER_PORT = "6432"
 THIRD_PARTY_POOL_ENGINES = ("dj_db_conn_pool", "django_db_geventpool")
 
-
-def _pool_signature_keys() -> frozenset[str] | None:
-    try:
-        import inspect
-
-        from psycopg_pool import ConnectionPool
-    except ImportError:
-        return None
-    return frozenset(inspect.signature(ConnectionPool.__init__).parameters) - {"self"}
+EntryCheck = Callable[[str, Mapping[str, Any]], list[CheckMessage]]
 
 
-def _psycopg_pool_version() -> tuple[int, ...] | None:
-    try:
-        from importlib.metadata import version
+def _options(entry: Mapping[str, Any]) -> Mapping[Any, Any]:
+    options = entry.get("OPTIONS") or {}
+    return options if isinstance(options, Mapping) else {}
 
-        return tuple(int(part) for part in version("psycopg-pool").split(".")[:2])
-    except Exception:
-        return None
+
+def _has_pool(entry: Mapping[str, Any]) -> bool:
+    pool = _options(entry).get("pool")
+    return pool is not None and pool is not False
 
 
 def _is_postgresql(entry: Mapping[str, Any]) -> bool:
@@ -61,9 +58,93 @@ def _is_postgresql(entry: Mapping[str, Any]) -> bool:
     )
 
 
-def _check_pool_dict(alias: str, pool: Mapping[str, Any]) -> list[CheckMessage]:
-    import django
+# -- one function per concern --------------------------------------------------------------
 
+
+def check_stacked_pools(alias: str, entry: Mapping[str, Any]) -> list[CheckMessage]:
+    engine = str(entry.get("ENGINE", ""))
+    if not (
+        any(engine.startswith(n) for n in THIRD_PARTY_POOL_ENGINES)
+        and _options(entry).get("pool")
+    ):
+        return []
+    return [
+        Warning(
+            f"DATABASES[{alias!r}] uses the pooling backend {engine} and also sets "
+            "OPTIONS['pool']: two pools stack, or the backend breaks on Django 5.1+.",
+            hint="Use one: remove OPTIONS['pool'] or switch ENGINE to "
+            "django.db.backends.postgresql.",
+            id="dbtuning.W019",
+        )
+    ]
+
+
+def check_pool_setting(alias: str, entry: Mapping[str, Any]) -> list[CheckMessage]:
+    """``OPTIONS['pool']`` itself: its type, Django and psycopg_pool, ``CONN_MAX_AGE``."""
+    if not _has_pool(entry):
+        return []
+    pool = _options(entry)["pool"]
+    if pool is not True and not isinstance(pool, Mapping):
+        return [
+            Error(
+                f"DATABASES[{alias!r}]['OPTIONS']['pool'] is {describe(pool)}; "
+                "it must be True or "
+                "a dict (an env parser's string or 1 crashes the first query with "
+                "'argument after ** must be a mapping').",
+                hint='Use "pool": True or "pool": {"min_size": 2, "max_size": 10, ...}.',
+                id="dbtuning.E010",
+            )
+        ]
+    if isinstance(pool, Mapping) and not pool:
+        return [
+            Warning(
+                f"DATABASES[{alias!r}]['OPTIONS']['pool'] is an empty dict, which Django "
+                "treats as 'no pool': every request opens a new connection.",
+                hint='Use "pool": True for the defaults, or give explicit sizes.',
+                id="dbtuning.W010",
+            )
+        ]
+    messages: list[CheckMessage] = []
+    if not django.VERSION >= (5, 1):
+        messages.append(
+            Error(
+                f"DATABASES[{alias!r}] sets OPTIONS['pool'], which Django "
+                f"{django.get_version()} does not support: libpq rejects 'pool' as an "
+                "invalid connection option.",
+                hint="Upgrade to Django 5.1+, or use database(), which falls back to "
+                "CONN_MAX_AGE with health checks.",
+                id="dbtuning.E015",
+            )
+        )
+    messages += _pool_dependency_errors(alias)
+    conn_max_age = entry.get("CONN_MAX_AGE", 0)
+    if conn_max_age != 0:
+        messages.append(
+            Error(
+                f"DATABASES[{alias!r}] has a pool and CONN_MAX_AGE "
+                f"{describe(conn_max_age)}; "
+                "Django raises 'Pooling doesn't support persistent connections' at "
+                "the first query.",
+                hint="Set CONN_MAX_AGE to 0 and bound connection age with the pool's "
+                "'max_lifetime' instead.",
+                id="dbtuning.E011",
+            )
+        )
+    if pool is True:
+        messages.append(
+            Warning(
+                f'DATABASES[{alias!r}] uses "pool": True: psycopg_pool\'s defaults are '
+                "a fixed 4 connections per process and a 30 s wait, the same as "
+                "gunicorn's worker timeout.",
+                hint="Size the pool for your deployment with "
+                "django_dbtuning.pool.database(..., processes=, threads=).",
+                id="dbtuning.W014",
+            )
+        )
+    return messages + _check_pool_dict(alias, {} if pool is True else pool)
+
+
+def _check_pool_dict(alias: str, pool: Mapping[str, Any]) -> list[CheckMessage]:
     messages: list[CheckMessage] = []
     owned = [
         key
@@ -95,56 +176,49 @@ def _check_pool_dict(alias: str, pool: Mapping[str, Any]) -> list[CheckMessage]:
                     id="dbtuning.E013",
                 )
             )
-    messages += pool_checks.check_pool_values(alias, pool)
+    return messages + check_pool_values(alias, pool) + _check_pool_timeout(alias, pool)
+
+
+def _check_pool_timeout(alias: str, pool: Mapping[str, Any]) -> list[CheckMessage]:
     worker_timeout = get_settings().worker_timeout
     timeout = number_or_none(pool.get("timeout", 30.0))
     # A non-finite timeout is E020's business, not a comparison with the worker's.
-    if (
-        timeout is not None
-        and math.isfinite(timeout)
-        and worker_timeout
-        and timeout >= worker_timeout
-    ):
-        messages.append(
-            Warning(
-                f"DATABASES[{alias!r}] pool timeout is {timeout:g}s, not below the worker "
-                f"timeout of {worker_timeout:g}s: a request starved of connections gets its "
-                "worker killed instead of a clean error.",
-                hint="Use a pool 'timeout' well below your app server's timeout (e.g. 10.0), "
-                "or set DBTUNING['WORKER_TIMEOUT'] to your real worker timeout.",
-                id="dbtuning.W013",
-            )
+    if timeout is None or not math.isfinite(timeout) or not worker_timeout:
+        return []
+    if timeout < worker_timeout:
+        return []
+    return [
+        Warning(
+            f"DATABASES[{alias!r}] pool timeout is {timeout:g}s, not below the worker "
+            f"timeout of {worker_timeout:g}s: a request starved of connections gets its "
+            "worker killed instead of a clean error.",
+            hint="Use a pool 'timeout' well below your app server's timeout (e.g. 10.0), "
+            "or set DBTUNING['WORKER_TIMEOUT'] to your real worker timeout.",
+            id="dbtuning.W013",
         )
-    return messages
+    ]
 
 
-def _check_sizing(
-    alias: str, entry: Mapping[str, Any], pool: Any
-) -> list[CheckMessage]:
-    deployment = entry.get("DBTUNING")
-    if not isinstance(deployment, Mapping) or not isinstance(pool, Mapping):
+def check_pool_budget(alias: str, entry: Mapping[str, Any]) -> list[CheckMessage]:
+    """``W016``: a pool dict too big for the server budget declared to ``database()``."""
+    pool = _options(entry).get("pool")
+    if not isinstance(pool, Mapping) or not pool:
         return []
     try:
-        holders = (
-            int(deployment["instances"])
-            * int(deployment["processes"])
-            * int(deployment["aliases"])
-        )
-        budget = server_budget(
-            int(deployment["server_max_connections"]),
-            int(deployment["reserved_connections"]),
-            int(deployment["other_clients"]),
-            float(deployment["headroom"]),
-        )
-        max_size = _max_size(pool)
-    except (KeyError, TypeError, ValueError):
+        deployment = Deployment.from_entry(entry)
+        if deployment is None or deployment.budget is None:
+            return []
+        max_size = deployment.connections_per_process(entry)[0]
+    except (TypeError, ValueError):  # a hand-written record: nothing to compare
         return []
-    if max_size * holders <= budget:
+    budget, holders = deployment.budget, deployment.holders
+    peak = deployment.peak_connections(entry)
+    if peak <= budget:
         return []
     return [
         Warning(
             f"DATABASES[{alias!r}] can open {max_size} x {holders} processes = "
-            f"{max_size * holders} connections, over the server budget of {budget}: at peak "
+            f"{peak} connections, over the server budget of {budget}: at peak "
             "PostgreSQL answers 'too many clients already'.",
             hint=f"Lower max_size to {max(1, budget // holders)} (or let database() size it), "
             "raise max_connections, or put PgBouncer in front.",
@@ -153,186 +227,132 @@ def _check_sizing(
     ]
 
 
-def _check_database(alias: str, entry: Mapping[str, Any]) -> list[CheckMessage]:
-    import django
-
+def check_persistent_connections(
+    alias: str, entry: Mapping[str, Any]
+) -> list[CheckMessage]:
+    """Without a pool: a connection per request, forever without health checks, ASGI."""
+    if _has_pool(entry):
+        return []
     messages: list[CheckMessage] = []
-    engine = str(entry.get("ENGINE", ""))
-    options = entry.get("OPTIONS") or {}
-    if not isinstance(options, Mapping):
-        return [
-            Error(
-                f"DATABASES[{alias!r}]['OPTIONS'] must be a dict, not {type(options).__name__}.",
-                hint='Use "OPTIONS": {"sslmode": "require", ...}, or leave it out.',
-                id="dbtuning.E021",
-            )
-        ]
-    pool = options.get("pool")
     conn_max_age = entry.get("CONN_MAX_AGE", 0)
-    health_checks = bool(entry.get("CONN_HEALTH_CHECKS", False))
-    deployment = (
-        entry.get("DBTUNING") if isinstance(entry.get("DBTUNING"), Mapping) else {}
-    )
-    assert isinstance(deployment, Mapping)
-    behind_pgbouncer = (
-        bool(deployment.get("pgbouncer")) or str(entry.get("PORT")) == PGBOUNCER_PORT
-    )
-
-    if any(engine.startswith(name) for name in THIRD_PARTY_POOL_ENGINES) and pool:
+    if conn_max_age == 0:
         messages.append(
             Warning(
-                f"DATABASES[{alias!r}] uses the pooling backend {engine} and also sets "
-                "OPTIONS['pool']: two pools stack, or the backend breaks on Django 5.1+.",
-                hint="Use one: remove OPTIONS['pool'] or switch ENGINE to "
-                "django.db.backends.postgresql.",
-                id="dbtuning.W019",
+                f"DATABASES[{alias!r}] opens a new connection for every request "
+                "(CONN_MAX_AGE=0 and no pool): a few milliseconds and a server process "
+                "fork per request.",
+                hint="Use django_dbtuning.pool.database(), which sets up the native pool "
+                "(Django 5.1+) or CONN_MAX_AGE with health checks.",
+                id="dbtuning.W011",
             )
         )
+    elif conn_max_age is None and not entry.get("CONN_HEALTH_CHECKS", False):
+        messages.append(
+            Warning(
+                f"DATABASES[{alias!r}] keeps connections forever (CONN_MAX_AGE=None) "
+                "without CONN_HEALTH_CHECKS: after a server restart or fail-over, "
+                "requests fail on dead connections.",
+                hint="Set CONN_HEALTH_CHECKS=True, or a finite CONN_MAX_AGE.",
+                id="dbtuning.W012",
+            )
+        )
+    if conn_max_age != 0 and _serves_asgi():
+        messages.append(
+            Warning(
+                f"DATABASES[{alias!r}] has CONN_MAX_AGE {describe(conn_max_age)} "
+                "under ASGI, where "
+                "each request runs in a new thread: persistent connections pile up "
+                "instead of being reused.",
+                hint="Use the native pool (Django 5.1+) with CONN_MAX_AGE=0.",
+                id="dbtuning.W015",
+            )
+        )
+    return messages
 
-    if pool is not None and pool is not False:
-        if pool is not True and not isinstance(pool, Mapping):
-            messages.append(
-                Error(
-                    f"DATABASES[{alias!r}]['OPTIONS']['pool'] is {pool_checks.describe(pool)}; "
-                    "it must be True or "
-                    "a dict (an env parser's string or 1 crashes the first query with "
-                    "'argument after ** must be a mapping').",
-                    hint='Use "pool": True or "pool": {"min_size": 2, "max_size": 10, ...}.',
-                    id="dbtuning.E010",
-                )
-            )
-        elif isinstance(pool, Mapping) and not pool:
-            messages.append(
-                Warning(
-                    f"DATABASES[{alias!r}]['OPTIONS']['pool'] is an empty dict, which Django "
-                    "treats as 'no pool': every request opens a new connection.",
-                    hint='Use "pool": True for the defaults, or give explicit sizes.',
-                    id="dbtuning.W010",
-                )
-            )
-        else:
-            if not django.VERSION >= (5, 1):
-                messages.append(
-                    Error(
-                        f"DATABASES[{alias!r}] sets OPTIONS['pool'], which Django "
-                        f"{django.get_version()} does not support: libpq rejects 'pool' as an "
-                        "invalid connection option.",
-                        hint="Upgrade to Django 5.1+, or use database(), which falls back to "
-                        "CONN_MAX_AGE with health checks.",
-                        id="dbtuning.E015",
-                    )
-                )
-            messages += _pool_dependency_errors(alias)
-            if conn_max_age != 0:
-                messages.append(
-                    Error(
-                        f"DATABASES[{alias!r}] has a pool and CONN_MAX_AGE "
-                        f"{pool_checks.describe(conn_max_age)}; "
-                        "Django raises 'Pooling doesn't support persistent connections' at "
-                        "the first query.",
-                        hint="Set CONN_MAX_AGE to 0 and bound connection age with the pool's "
-                        "'max_lifetime' instead.",
-                        id="dbtuning.E011",
-                    )
-                )
-            if pool is True:
-                messages.append(
-                    Warning(
-                        f'DATABASES[{alias!r}] uses "pool": True: psycopg_pool\'s defaults are '
-                        "a fixed 4 connections per process and a 30 s wait, the same as "
-                        "gunicorn's worker timeout.",
-                        hint="Size the pool for your deployment with "
-                        "django_dbtuning.pool.database(..., processes=, threads=).",
-                        id="dbtuning.W014",
-                    )
-                )
-                messages += _check_pool_dict(alias, {})
-            else:
-                assert isinstance(pool, Mapping)
-                messages += _check_pool_dict(alias, pool)
-                messages += _check_sizing(alias, entry, pool)
-    elif _is_postgresql(entry):
-        if conn_max_age == 0:
-            messages.append(
-                Warning(
-                    f"DATABASES[{alias!r}] opens a new connection for every request "
-                    "(CONN_MAX_AGE=0 and no pool): a few milliseconds and a server process "
-                    "fork per request.",
-                    hint="Use django_dbtuning.pool.database(), which sets up the native pool "
-                    "(Django 5.1+) or CONN_MAX_AGE with health checks.",
-                    id="dbtuning.W011",
-                )
-            )
-        elif conn_max_age is None and not health_checks:
-            messages.append(
-                Warning(
-                    f"DATABASES[{alias!r}] keeps connections forever (CONN_MAX_AGE=None) "
-                    "without CONN_HEALTH_CHECKS: after a server restart or fail-over, "
-                    "requests fail on dead connections.",
-                    hint="Set CONN_HEALTH_CHECKS=True, or a finite CONN_MAX_AGE.",
-                    id="dbtuning.W012",
-                )
-            )
-        if conn_max_age != 0 and _serves_asgi():
-            messages.append(
-                Warning(
-                    f"DATABASES[{alias!r}] has CONN_MAX_AGE {pool_checks.describe(conn_max_age)} "
-                    "under ASGI, where "
-                    "each request runs in a new thread: persistent connections pile up "
-                    "instead of being reused.",
-                    hint="Use the native pool (Django 5.1+) with CONN_MAX_AGE=0.",
-                    id="dbtuning.W015",
-                )
-            )
 
-    unknown = sorted(
-        key
-        for key in options
-        if isinstance(key, str)
-        and key not in DJANGO_OPTIONS
-        and key not in _libpq_keywords()
-        and _is_postgresql(entry)
+def check_unknown_options(alias: str, entry: Mapping[str, Any]) -> list[CheckMessage]:
+    # The installed libpq's keywords, and psycopg.connect()'s own (autocommit, context...).
+    known = (
+        conninfo.libpq_keywords()
+        | conninfo.psycopg_connect_keywords()
+        | set(DJANGO_ONLY_OPTIONS)
     )
-    if unknown:
+    unknown = sorted(
+        key for key in _options(entry) if isinstance(key, str) and key not in known
+    )
+    if not unknown:
+        return []
+    return [
+        Error(
+            f"DATABASES[{alias!r}]['OPTIONS'] has {', '.join(map(repr, unknown))}, which "
+            "neither Django nor libpq understands: the first connection fails with "
+            "'invalid connection option'.",
+            hint="Top-level settings such as CONN_MAX_AGE belong next to ENGINE, not in "
+            "OPTIONS (dj-database-url puts URL query parameters there).",
+            id="dbtuning.E016",
+        )
+    ]
+
+
+def check_isolation_level(alias: str, entry: Mapping[str, Any]) -> list[CheckMessage]:
+    options = _options(entry)
+    if "isolation_level" not in options:
+        return []
+    try:
+        from psycopg import IsolationLevel
+    except ImportError:
+        return []
+    try:
+        IsolationLevel(options["isolation_level"])
+    except ValueError:
+        return [
+            Error(
+                f"DATABASES[{alias!r}]['OPTIONS']['isolation_level'] is "
+                f"{describe(options['isolation_level'])}, not a "
+                "psycopg.IsolationLevel: Django refuses to connect.",
+                hint="Use psycopg.IsolationLevel.READ_COMMITTED (or another member).",
+                id="dbtuning.E019",
+            )
+        ]
+    return []
+
+
+def check_pgbouncer(alias: str, entry: Mapping[str, Any]) -> list[CheckMessage]:
+    """What transaction pooling breaks: server-side cursors, prepared statements, options."""
+    try:
+        deployment = Deployment.from_entry(entry)
+    except (TypeError, ValueError):
+        deployment = None
+    declared = deployment is not None and deployment.pgbouncer
+    if not declared and str(entry.get("PORT")) != PGBOUNCER_PORT:
+        return []
+    messages: list[CheckMessage] = []
+    options = _options(entry)
+    if not entry.get("DISABLE_SERVER_SIDE_CURSORS", False):
         messages.append(
             Error(
-                f"DATABASES[{alias!r}]['OPTIONS'] has {', '.join(map(repr, unknown))}, which "
-                "neither Django nor libpq understands: the first connection fails with "
-                "'invalid connection option'.",
-                hint="Top-level settings such as CONN_MAX_AGE belong next to ENGINE, not in "
-                "OPTIONS (dj-database-url puts URL query parameters there).",
-                id="dbtuning.E016",
+                f"DATABASES[{alias!r}] goes through PgBouncer but server-side cursors are "
+                "on: QuerySet.iterator() fails in transaction pooling with 'cursor "
+                '"_django_curs_…" does not exist\'.',
+                hint="Set DISABLE_SERVER_SIDE_CURSORS=True (database(pgbouncer=True) does).",
+                id="dbtuning.E018",
             )
         )
-    if "isolation_level" in options:
-        messages += _check_isolation_level(alias, options["isolation_level"])
-    if behind_pgbouncer:
-        if not entry.get("DISABLE_SERVER_SIDE_CURSORS", False):
-            messages.append(
-                Error(
-                    f"DATABASES[{alias!r}] goes through PgBouncer but server-side cursors are "
-                    "on: QuerySet.iterator() fails in transaction pooling with 'cursor "
-                    '"_django_curs_…" does not exist\'.',
-                    hint="Set DISABLE_SERVER_SIDE_CURSORS=True (database(pgbouncer=True) does).",
-                    id="dbtuning.E018",
-                )
+    if isinstance(options.get("prepare_threshold"), int) or options.get(
+        "server_side_binding"
+    ):
+        messages.append(
+            Warning(
+                f"DATABASES[{alias!r}] goes through PgBouncer with server-side prepared "
+                "statements or binding: before PgBouncer 1.22 (and without "
+                "max_prepared_statements) queries fail with 'prepared statement "
+                '"_pg3_0" does not exist\'.',
+                hint="Remove prepare_threshold and server_side_binding from OPTIONS, "
+                "or check your PgBouncer version and max_prepared_statements.",
+                id="dbtuning.W017",
             )
-        if isinstance(options.get("prepare_threshold"), int) or options.get(
-            "server_side_binding"
-        ):
-            messages.append(
-                Warning(
-                    f"DATABASES[{alias!r}] goes through PgBouncer with server-side prepared "
-                    "statements or binding: before PgBouncer 1.22 (and without "
-                    "max_prepared_statements) queries fail with 'prepared statement "
-                    '"_pg3_0" does not exist\'.',
-                    hint="Remove prepare_threshold and server_side_binding from OPTIONS, "
-                    "or check your PgBouncer version and max_prepared_statements.",
-                    id="dbtuning.W017",
-                )
-            )
-        messages += _check_pgbouncer_options(alias, entry, options.get("options"))
-    return messages
+        )
+    return messages + _check_pgbouncer_options(alias, entry, options.get("options"))
 
 
 def _check_pgbouncer_options(
@@ -340,11 +360,9 @@ def _check_pgbouncer_options(
 ) -> list[CheckMessage]:
     # Tokenized as the server does: '-cX', '--x=y', tabs all count as startup options.
     try:
-        switches = conninfo.parse_options(str(options or ""))
-    except conninfo.StartupOptionsError:
-        switches = [
-            conninfo.StartupOption("?", str(options))
-        ]  # E023 says what is wrong
+        switches = startup.parse_options(str(options or ""))
+    except startup.StartupOptionsError:  # E023 says what is wrong
+        switches = [startup.StartupOption("?", str(options))]
     if not switches:
         return []
     settings = [s for option in switches if (s := option.setting) is not None]
@@ -355,16 +373,30 @@ def _check_pgbouncer_options(
             "OPTIONS['options']: PgBouncer rejects that startup parameter, or ignores it "
             "and the settings are silently not applied.",
             hint="Set them on the server: "
-            + conninfo.alter_role_sql(str(entry.get("USER") or ""), example)
+            + startup.alter_role_sql(str(entry.get("USER") or ""), example)
             + ".",
             id="dbtuning.W018",
         )
     ]
 
 
-def _libpq_keywords() -> frozenset[str]:
-    # The installed libpq's keywords, and psycopg.connect()'s own (autocommit, context...).
-    return conninfo.libpq_keywords() | conninfo.psycopg_connect_keywords()
+def _pool_signature_keys() -> frozenset[str] | None:
+    try:
+        import inspect
+
+        from psycopg_pool import ConnectionPool
+    except ImportError:
+        return None
+    return frozenset(inspect.signature(ConnectionPool.__init__).parameters) - {"self"}
+
+
+def _psycopg_pool_version() -> tuple[int, ...] | None:
+    try:
+        from importlib.metadata import version
+
+        return tuple(int(part) for part in version("psycopg-pool").split(".")[:2])
+    except Exception:
+        return None
 
 
 def _pool_dependency_errors(alias: str) -> list[CheckMessage]:
@@ -393,46 +425,56 @@ def _pool_dependency_errors(alias: str) -> list[CheckMessage]:
     return []
 
 
-def _check_isolation_level(alias: str, value: Any) -> list[CheckMessage]:
-    try:
-        from psycopg import IsolationLevel
-    except ImportError:
-        return []
-    try:
-        IsolationLevel(value)
-    except ValueError:
-        return [
-            Error(
-                f"DATABASES[{alias!r}]['OPTIONS']['isolation_level'] is "
-                f"{pool_checks.describe(value)}, not a "
-                "psycopg.IsolationLevel: Django refuses to connect.",
-                hint="Use psycopg.IsolationLevel.READ_COMMITTED (or another member).",
-                id="dbtuning.E019",
-            )
-        ]
-    return []
-
-
 def _serves_asgi() -> bool:
     return bool(getattr(settings, "ASGI_APPLICATION", None)) and not getattr(
         settings, "WSGI_APPLICATION", None
     )
 
 
+# -- registered checks ---------------------------------------------------------------------
+
+# In the order their messages are listed.
+ENTRY_CHECKS: tuple[EntryCheck, ...] = (
+    check_stacked_pools,
+    check_pool_setting,
+    check_pool_budget,
+    check_persistent_connections,
+    check_unknown_options,
+    check_isolation_level,
+    check_pgbouncer,
+    check_conn_max_age,
+    check_connection_values,
+    check_startup_options,
+)
+
+
+def check_entry(alias: str, entry: Mapping[str, Any]) -> list[CheckMessage]:
+    """Every static check of one PostgreSQL alias, secrets scrubbed."""
+    options = entry.get("OPTIONS") or {}
+    if not isinstance(options, Mapping):
+        found: list[CheckMessage] = [
+            Error(
+                f"DATABASES[{alias!r}]['OPTIONS'] must be a dict, not {type(options).__name__}.",
+                hint='Use "OPTIONS": {"sslmode": "require", ...}, or leave it out.',
+                id="dbtuning.E021",
+            )
+        ]
+        found += check_conn_max_age(alias, entry)
+    else:
+        found = [message for check in ENTRY_CHECKS for message in check(alias, entry)]
+    return scrub_messages(alias, entry, found)
+
+
 @register()
 def check_databases(**kwargs: Any) -> list[CheckMessage]:
     """Flag DATABASES settings that crash at the first query or quietly cost performance."""
     databases = getattr(settings, "DATABASES", {})
-    messages: list[CheckMessage] = []
-    for alias, entry in databases.items():
-        if isinstance(entry, Mapping) and _is_postgresql(entry):
-            found = _check_database(alias, entry)
-            found += pool_checks.check_conn_max_age(alias, entry)
-            if isinstance(entry.get("OPTIONS") or {}, Mapping):
-                found += pool_checks.check_connection_values(alias, entry)
-                found += pool_checks.check_startup_options(alias, entry)
-            messages += pool_checks.scrub_messages(alias, entry, found)
-    return messages
+    return [
+        message
+        for alias, entry in databases.items()
+        if isinstance(entry, Mapping) and _is_postgresql(entry)
+        for message in check_entry(alias, entry)
+    ]
 
 
 @register(Tags.database)
@@ -449,62 +491,8 @@ def check_database_servers(
         if not isinstance(entry, Mapping) or not _is_postgresql(entry):
             continue
         settings_dict = connections[alias].settings_dict
-        server, found = pool_checks.read_server(alias, settings_dict)
+        server, found = read_server(alias, settings_dict)
         if server is not None:
-            found += _check_live_budget(alias, entry, server)
-        messages += pool_checks.scrub_messages(alias, settings_dict, found)
+            found += check_live_budget(alias, entry, server)
+        messages += scrub_messages(alias, settings_dict, found)
     return messages
-
-
-def _max_size(pool: Mapping[str, Any]) -> int:
-    # psycopg_pool: max_size None (or absent) means min_size, whose default is 4.
-    max_size = pool.get("max_size")
-    return int(pool.get("min_size", 4) if max_size is None else max_size)
-
-
-def _check_live_budget(
-    alias: str, entry: Mapping[str, Any], server: Mapping[str, int]
-) -> list[CheckMessage]:
-    deployment = entry.get("DBTUNING")
-    if not isinstance(deployment, Mapping):
-        return []
-    pool = (entry.get("OPTIONS") or {}).get("pool")
-    try:
-        processes = int(deployment["instances"]) * int(deployment["processes"])
-        holders = processes * int(deployment["aliases"])
-        if isinstance(pool, Mapping) and pool:
-            per_process = _max_size(pool)
-            what = "pool max_size"
-        elif deployment.get("threads"):
-            # Without a pool, each thread keeps (or opens) its own connection.
-            per_process = int(deployment["threads"])
-            what = "threads"
-        else:
-            return []
-        reserved = server.get("superuser_reserved_connections", 3) + server.get(
-            "reserved_connections", 0
-        )
-        usable = server_budget(
-            server["max_connections"], reserved, int(deployment["other_clients"])
-        )
-    except (KeyError, TypeError, ValueError):
-        return []
-    wanted = per_process * holders
-    if wanted <= usable:
-        return []
-    return [
-        Warning(
-            f"DATABASES[{alias!r}]: {per_process} ({what}) x {holders} processes = {wanted} "
-            f"connections, but the server allows {usable} "
-            f"({server['max_connections']} max_connections - {reserved} reserved"
-            + (
-                f" - {deployment['other_clients']} other clients"
-                if deployment["other_clients"]
-                else ""
-            )
-            + ").",
-            hint=f"Pass server_max_connections={server['max_connections']} to database() so "
-            "it sizes the pool for this server, or raise max_connections.",
-            id="dbtuning.W020",
-        )
-    ]

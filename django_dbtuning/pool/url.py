@@ -14,46 +14,24 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 from django_dbtuning.exceptions import InvalidDatabaseURL
-from django_dbtuning.pool.conninfo import (
-    INT_MAX,
-    libpq_keywords,
-    millisecond_value,
-    shown_value,
-)
+from django_dbtuning.pool.conninfo import libpq_keywords, shown_value
+from django_dbtuning.validation import INT_MAX, millisecond_value
 
 __all__ = [
     "SCHEMES",
     "URL_PARAMETERS",
     "ParsedURL",
+    "UrlParameter",
     "parse_url",
     "redact_url",
     "url_arguments",
 ]
 
 SCHEMES = frozenset({"postgres", "postgresql", "pgsql"})
-# Query-string keys this package understands itself (a URL can carry the pool's knobs,
-# which dj-database-url and django-environ cannot express).
-URL_PARAMETERS = frozenset(
-    {
-        "pool",
-        "pool_min_size",
-        "pool_max_size",
-        "pool_timeout",
-        "pool_max_idle",
-        "pool_max_lifetime",
-        "pool_max_waiting",
-        "conn_max_age",
-        "health_checks",
-        "statement_timeout",
-        "lock_timeout",
-        "idle_in_transaction_session_timeout",
-        "pgbouncer",
-    }
-)
 # libpq keywords the URL itself spells: they belong in the authority and path.
 _IN_THE_URL = ("dbname", "user", "password")
 MASK = "***"
@@ -68,28 +46,6 @@ _PLAIN_KEY = re.compile(r"[A-Za-z0-9_]{1,63}")
 # Characters that separate parameters for some reader of the URL (a ';' for older
 # parse_qsl, HTML 4, JDBC-style strings): text holding one may carry a 'password=' inside.
 _SEPARATORS = ";=&"
-
-# The values of this package's own parameters that may be shown: booleans and numbers.
-_BOOLEAN = re.compile(r"1|0|true|false|yes|no|on|off", re.IGNORECASE)
-_COUNT = re.compile(r"[0-9]{1,10}")
-_SECONDS = re.compile(r"[0-9]{1,10}(?:\.[0-9]{1,6})?")
-_DURATION = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,6})?(?:us|ms|s|min|h|d)?")
-_PARAMETER_SHAPES: dict[str, re.Pattern[str]] = {
-    "pool": _BOOLEAN,
-    "pgbouncer": _BOOLEAN,
-    "health_checks": _BOOLEAN,
-    "pool_min_size": _COUNT,
-    "pool_max_size": _COUNT,
-    "pool_max_waiting": _COUNT,
-    "pool_timeout": _SECONDS,
-    "pool_max_idle": _SECONDS,
-    "pool_max_lifetime": _SECONDS,
-    "conn_max_age": re.compile(r"[0-9]{1,10}|none", re.IGNORECASE),
-    "statement_timeout": _DURATION,
-    "lock_timeout": _DURATION,
-    "idle_in_transaction_session_timeout": _DURATION,
-}
-assert set(_PARAMETER_SHAPES) == URL_PARAMETERS
 
 QueryItem = tuple[int, str, str | None]
 """A query parameter: its offset in the query, its raw key, its raw value (None: no '=')."""
@@ -107,10 +63,10 @@ def _query_items(query: str) -> list[QueryItem]:
 
 def _value_shown(key: str, value: str) -> bool:
     # A validated enum member or number, spelt without escapes: what libpq reads too.
-    shape = _PARAMETER_SHAPES.get(key)
-    if shape is not None:
-        valid = _URL_ARGUMENTS[key][1](value) is not _INVALID
-        return valid and shape.fullmatch(value) is not None
+    parameter = URL_PARAMETERS.get(key)
+    if parameter is not None:
+        valid = parameter.convert(value) is not _INVALID
+        return valid and parameter.shape.fullmatch(value) is not None
     return "%" not in value and shown_value(key, value)
 
 
@@ -449,7 +405,7 @@ def _query(
             raise _invalid(
                 shown,
                 f"unknown parameter {named} (libpq would reject it); known: "
-                + ", ".join(sorted(URL_PARAMETERS | (known - set(_IN_THE_URL)))),
+                + ", ".join(sorted({*URL_PARAMETERS, *known} - set(_IN_THE_URL))),
             )
     echoable = frozenset(key for _, key, _ in items[:shown_count])
     return options, parameters, host, port, echoable
@@ -457,14 +413,14 @@ def _query(
 
 # -- this package's own parameters ----------------------------------------------------------
 
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
 _INVALID: Any = object()
 
 
 def _boolean(text: str) -> Any:
     lowered = text.strip().lower()
-    return True if lowered in _TRUE else False if lowered in _FALSE else _INVALID
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    return False if lowered in ("0", "false", "no", "off") else _INVALID
 
 
 def _integer(minimum: int) -> Callable[[str], Any]:
@@ -487,7 +443,10 @@ def _seconds(text: str) -> Any:
 
 
 def _conn_max_age(text: str) -> Any:
-    return None if text.strip().lower() in ("none", "") else _integer(0)(text)
+    # "none" is Django's CONN_MAX_AGE=None (forever), which database() spells math.inf.
+    if text.strip().lower() in ("none", ""):
+        return math.inf
+    return _integer(0)(text)
 
 
 def _milliseconds(text: str) -> Any:
@@ -499,31 +458,56 @@ def _milliseconds(text: str) -> Any:
     return whole if whole <= INT_MAX else _INVALID
 
 
+class UrlParameter(NamedTuple):
+    """One of this package's own query parameters (a URL can carry the pool's knobs,
+    which dj-database-url and django-environ cannot express)."""
+
+    argument: str
+    """The ``database()`` argument it fills."""
+    convert: Callable[[str], Any]
+    """Text to the argument's value, or ``_INVALID``."""
+    rule: str
+    """What the value must be, for the error message."""
+    shape: re.Pattern[str]
+    """How a valid value may be spelt to be shown by :func:`redact_url`."""
+
+
+_BOOLEAN = re.compile(r"1|0|true|false|yes|no|on|off", re.IGNORECASE)
+_COUNT = re.compile(r"[0-9]{1,10}")
+_SECONDS = re.compile(r"[0-9]{1,10}(?:\.[0-9]{1,6})?")
+_DURATION = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,6})?(?:us|ms|s|min|h|d)?")
 _DURATION_RULE = (
     "a duration such as 500ms, 5s or 2min (an int is milliseconds), at most "
     f"{INT_MAX} ms"
 )
-# URL parameter -> (the database() argument it fills, its conversion, what it must be).
-_URL_ARGUMENTS: dict[str, tuple[str, Callable[[str], Any], str]] = {
-    "pool": ("pool", _boolean, "true or false"),
-    "pgbouncer": ("pgbouncer", _boolean, "true or false"),
-    "health_checks": ("health_checks", _boolean, "true or false"),
-    "pool_min_size": ("min_size", _integer(0), "an integer >= 0"),
-    "pool_max_size": ("max_size", _integer(1), "an integer >= 1"),
-    "pool_max_waiting": ("max_waiting", _integer(0), "an integer >= 0"),
-    "pool_timeout": ("timeout", _seconds, "a finite number of seconds > 0"),
-    "pool_max_idle": ("max_idle", _seconds, "a finite number of seconds > 0"),
-    "pool_max_lifetime": ("max_lifetime", _seconds, "a finite number of seconds > 0"),
-    "conn_max_age": ("conn_max_age", _conn_max_age, "an integer >= 0 or none"),
-    "statement_timeout": ("statement_timeout", _milliseconds, _DURATION_RULE),
-    "lock_timeout": ("lock_timeout", _milliseconds, _DURATION_RULE),
-    "idle_in_transaction_session_timeout": (
-        "idle_in_transaction_session_timeout",
-        _milliseconds,
-        _DURATION_RULE,
+_FLAG = (_boolean, "true or false", _BOOLEAN)
+_TIME = (_seconds, "a finite number of seconds > 0", _SECONDS)
+_TIMEOUT = (_milliseconds, _DURATION_RULE, _DURATION)
+
+URL_PARAMETERS: dict[str, UrlParameter] = {
+    "pool": UrlParameter("pool", *_FLAG),
+    "pgbouncer": UrlParameter("pgbouncer", *_FLAG),
+    "health_checks": UrlParameter("health_checks", *_FLAG),
+    "pool_min_size": UrlParameter("min_size", _integer(0), "an integer >= 0", _COUNT),
+    "pool_max_size": UrlParameter("max_size", _integer(1), "an integer >= 1", _COUNT),
+    "pool_max_waiting": UrlParameter(
+        "max_waiting", _integer(0), "an integer >= 0", _COUNT
+    ),
+    "pool_timeout": UrlParameter("timeout", *_TIME),
+    "pool_max_idle": UrlParameter("max_idle", *_TIME),
+    "pool_max_lifetime": UrlParameter("max_lifetime", *_TIME),
+    "conn_max_age": UrlParameter(
+        "conn_max_age",
+        _conn_max_age,
+        "an integer >= 0 or none",
+        re.compile(r"[0-9]{1,10}|none", re.IGNORECASE),
+    ),
+    "statement_timeout": UrlParameter("statement_timeout", *_TIMEOUT),
+    "lock_timeout": UrlParameter("lock_timeout", *_TIMEOUT),
+    "idle_in_transaction_session_timeout": UrlParameter(
+        "idle_in_transaction_session_timeout", *_TIMEOUT
     ),
 }
-assert set(_URL_ARGUMENTS) == URL_PARAMETERS
 
 
 def url_arguments(parsed: ParsedURL) -> dict[str, Any]:
@@ -535,9 +519,9 @@ def url_arguments(parsed: ParsedURL) -> dict[str, Any]:
     """
     arguments: dict[str, Any] = {}
     for key, text in parsed.parameters.items():
-        argument, convert, rule = _URL_ARGUMENTS[key]
-        value = convert(text)
+        parameter = URL_PARAMETERS[key]
+        value = parameter.convert(text)
         if value is _INVALID:
-            raise _invalid(parsed.shown, f"parameter {key} must be {rule}")
-        arguments[argument] = value
+            raise _invalid(parsed.shown, f"parameter {key} must be {parameter.rule}")
+        arguments[parameter.argument] = value
     return arguments

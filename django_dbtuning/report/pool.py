@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from django.db import connections
 
-from django_dbtuning.pool.entry import pool_size, server_budget
+from django_dbtuning.pool import Deployment, server_budget
+from django_dbtuning.pool.sizing import size_for
 from django_dbtuning.report.probe import Probe
 
 __all__ = ["collect", "configuration", "live_stats"]
@@ -39,7 +41,7 @@ def configuration(settings_dict: Mapping[str, Any]) -> dict[str, Any]:
         "conn_max_age": settings_dict.get("CONN_MAX_AGE", 0),
         "health_checks": bool(settings_dict.get("CONN_HEALTH_CHECKS", False)),
         "pgbouncer": bool(
-            (settings_dict.get("DBTUNING") or {}).get("pgbouncer")
+            getattr(Deployment.from_entry(settings_dict), "pgbouncer", False)
             or settings_dict.get("DISABLE_SERVER_SIDE_CURSORS")
         ),
     }
@@ -115,11 +117,17 @@ def collect(probe: Probe) -> None:
     settings_dict = connections.settings[alias]
     section = probe.section("pool")
     config = configuration(settings_dict)
-    deployment: Mapping[str, Any] = settings_dict.get("DBTUNING") or {}
+    deployment = Deployment.from_entry(settings_dict)
     section["configuration"] = config
-    section["deployment"] = {
-        k: v for k, v in deployment.items() if k not in ("rationale", "pgbouncer")
-    } or None
+    section["deployment"] = (
+        {
+            key: value
+            for key, value in deployment.as_dict().items()
+            if key not in ("rationale", "pgbouncer")
+        }
+        if deployment is not None
+        else None
+    )
     stats = live_stats(alias)
     section["live"] = stats
     workers = workers_stats(alias)
@@ -131,8 +139,8 @@ def collect(probe: Probe) -> None:
     if not live_max:
         return
     per_process = config["max_size"] if config["pooled"] else 1
-    if deployment:
-        _with_deployment(probe, config, deployment, int(live_max), int(reserved))
+    if deployment is not None:
+        _with_deployment(probe, settings_dict, deployment, int(live_max), int(reserved))
     elif config["pooled"]:
         usable = server_budget(int(live_max), int(reserved))
         section["arithmetic"] = (
@@ -162,39 +170,26 @@ def collect(probe: Probe) -> None:
 
 def _with_deployment(
     probe: Probe,
-    config: dict[str, Any],
-    deployment: Mapping[str, Any],
+    settings_dict: Mapping[str, Any],
+    deployment: Deployment,
     live_max: int,
     live_reserved: int,
 ) -> None:
+    """The deployment's peak against the live server, and the sizing redone for it."""
     section = probe.section("pool")
-    instances = int(deployment.get("instances") or 1)
-    processes = int(deployment.get("processes") or 1)
-    threads_value = deployment.get("threads")
-    threads = int(threads_value) if threads_value else None
-    aliases = int(deployment.get("aliases") or 1)
-    other_clients = int(deployment.get("other_clients") or 0)
-    headroom = float(deployment.get("headroom") or 0.8)
-    reserved = max(int(deployment.get("reserved_connections") or 0), live_reserved)
-    holders = instances * processes * aliases
-    # Without a pool: persistent connections, one per thread that touches the database.
-    per_process = int(config["max_size"]) if config["pooled"] else threads or 1
-    deployment_max = per_process * holders
-    usable = server_budget(live_max, reserved, other_clients)
-    section["deployment_max_connections"] = deployment_max
+    pooled = bool((settings_dict.get("OPTIONS") or {}).get("pool"))
+    per_process = deployment.connections_per_process(settings_dict)[0]
+    peak = deployment.peak_connections(settings_dict)
+    usable = deployment.usable_connections(live_max, live_reserved)
+    section["deployment_max_connections"] = peak
     section["server_usable_connections"] = usable
-    configured_max = deployment.get("server_max_connections")
+    live = replace(
+        deployment,
+        server_max_connections=live_max,
+        reserved_connections=max(deployment.reserved_connections, live_reserved),
+    )
     try:
-        sizing = pool_size(
-            server_max_connections=live_max,
-            reserved_connections=reserved,
-            other_clients=other_clients,
-            instances=instances,
-            processes=processes,
-            threads=threads,
-            aliases=aliases,
-            headroom=headroom,
-        )
+        sizing = size_for(live)
     except ValueError as exc:
         section["arithmetic"] = str(exc)
         probe.add(
@@ -204,68 +199,70 @@ def _with_deployment(
             detail=str(exc),
             hint="put PgBouncer in front (database(pgbouncer=True)) or raise max_connections",
             object=f"alias:{probe.alias}",
-            deployment_max_connections=deployment_max,
+            deployment_max_connections=peak,
             usable_connections=usable,
         )
         return
     section["arithmetic"] = sizing.rationale
     section["recommended"] = {"min_size": sizing.min_size, "max_size": sizing.max_size}
+    d = deployment
     shape = (
-        f"{instances} instances x {processes} processes x {aliases} aliases x "
+        f"{d.instances} instances x {d.processes} processes x {d.aliases} aliases x "
         f"{per_process} connections"
     )
-    if deployment_max > usable:
+    recommended = sizing.max_size
+    if peak > usable:
+        others = f" - {d.other_clients} other clients" if d.other_clients else ""
         probe.add(
             "error",
             "pool_oversubscribed",
-            f"{probe.alias}: {deployment_max} connections at peak, the server allows {usable}",
+            f"{probe.alias}: {peak} connections at peak, the server allows {usable}",
             detail=(
-                f"{shape} = {deployment_max} connections at peak, but the server has "
-                f"max_connections {live_max} - {reserved} reserved"
-                + (f" - {other_clients} other clients" if other_clients else "")
-                + f" = {usable}: under load new connections fail with 'too many "
+                f"{shape} = {peak} connections at peak, but the server has "
+                f"max_connections {live_max} - {live.reserved_connections} reserved"
+                f"{others} = {usable}: under load new connections fail with 'too many "
                 "clients already'."
             ),
             hint=(
-                f"set max_size to {sizing.max_size} (database(..., "
+                f"set max_size to {recommended} (database(..., "
                 f"server_max_connections={live_max}) computes it), or put PgBouncer in "
                 "front"
             ),
             object=f"alias:{probe.alias}",
-            deployment_max_connections=deployment_max,
+            recommended_max_size=recommended,
+            deployment_max_connections=peak,
             usable_connections=usable,
-            recommended_max_size=sizing.max_size,
         )
-    elif config["pooled"] and per_process > sizing.max_size:
+    elif pooled and per_process > recommended:
         probe.add(
             "warning",
             "pool_oversubscribed",
             f"{probe.alias}: pool max_size {per_process} leaves no headroom",
             detail=(
-                f"{shape} = {deployment_max} of {usable} usable connections: more than "
-                f"the {headroom:.0%} headroom that leaves room for migrations, "
+                f"{shape} = {peak} of {usable} usable connections: more than "
+                f"the {d.headroom:.0%} headroom that leaves room for migrations, "
                 "cron jobs, a psql session and deploys (old and new workers overlap)."
             ),
-            hint=f"max_size {sizing.max_size} per process fits the budget",
+            hint=f"max_size {recommended} per process fits the budget",
             object=f"alias:{probe.alias}",
-            deployment_max_connections=deployment_max,
+            recommended_max_size=recommended,
+            deployment_max_connections=peak,
             usable_connections=usable,
-            recommended_max_size=sizing.max_size,
         )
-    elif configured_max and int(configured_max) != live_max:
+    elif d.server_max_connections and d.server_max_connections != live_max:
         probe.add(
             "info",
             "pool_sizing_stale",
-            f"{probe.alias}: sized for max_connections {configured_max}, the server has "
-            f"{live_max}",
+            f"{probe.alias}: sized for max_connections {d.server_max_connections}, the "
+            f"server has {live_max}",
             detail=(
                 f"The DATABASES entry was built with server_max_connections="
-                f"{configured_max}; redone with the live value the pool's max_size would "
-                f"be {sizing.max_size} (it is {per_process})."
+                f"{d.server_max_connections}; redone with the live value the pool's "
+                f"max_size would be {recommended} (it is {per_process})."
             ),
             hint=f"database(..., server_max_connections={live_max})",
             object=f"alias:{probe.alias}",
-            recommended_max_size=sizing.max_size,
+            recommended_max_size=recommended,
         )
 
 

@@ -19,7 +19,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from django_dbtuning import InvalidDatabaseURL
-from django_dbtuning.pool import conninfo, database, library_text, redact_url
+from django_dbtuning.pool import (
+    conninfo,
+    database,
+    library_text,
+    live_checks,
+    messages,
+    redact_url,
+    startup,
+)
 from django_dbtuning.pool.checks import check_databases
 from django_dbtuning.pool.url import parse_url
 
@@ -328,13 +336,13 @@ def test_no_password_changes_a_check_message(case):
 
 def test_the_backstop_still_masks_a_real_secret():
     text = 'connection failed: database "Zq8-Xv2" does not exist; s3cret-Pw'
-    scrubbed = conninfo.scrub(text, ["s3cret-Pw", "Zq8-Xv2"], keep=["Zq8-Xv2"])
+    scrubbed = messages.scrub(text, ["s3cret-Pw", "Zq8-Xv2"], keep=["Zq8-Xv2"])
     assert scrubbed == 'connection failed: database "Zq8-Xv2" does not exist; ***'
-    assert conninfo.scrub("port 5432 is open", ["5432"], keep=["5432"]) == (
+    assert messages.scrub("port 5432 is open", ["5432"], keep=["5432"]) == (
         "port 5432 is open"
     )
-    assert conninfo.scrub("invalid value", ["e", "val"]) == "invalid value"
-    assert conninfo.scrub(
+    assert messages.scrub("invalid value", ["e", "val"]) == "invalid value"
+    assert messages.scrub(
         "see postgresql.org", ["postgres"], vocabulary="postgresql"
     ) == ("see postgresql.org")
 
@@ -576,15 +584,13 @@ SERVER_SETTINGS = [
 def test_check_database_never_quotes_a_refused_server_value(name, form, secret, second):
     from django.conf import settings as django_settings
 
-    from django_dbtuning.pool import value_checks as pool_checks
-
     db = django_settings.DATABASES["default"]
     marker = f"ZQX{secret}"
-    options = conninfo.join_options(["-c", f"{name}={form.format(marker)}"])
+    options = startup.join_options(["-c", f"{name}={form.format(marker)}"])
     if second:  # a valid setting beside it: the refused one is still the one named
         options += " -c statement_timeout=5s"
     entry = {**db, "OPTIONS": {"options": options}}
-    _, messages = pool_checks.read_server("default", entry)
+    _, messages = live_checks.read_server("default", entry)
     for message in messages:
         text = f"{message.msg} {message.hint}".lower()
         assert marker.lower() not in text, text
@@ -594,11 +600,9 @@ def test_check_database_never_quotes_a_refused_server_value(name, form, secret, 
 def test_check_database_names_a_refused_backend_setting_without_its_value():
     from django.conf import settings as django_settings
 
-    from django_dbtuning.pool import value_checks as pool_checks
-
     db = django_settings.DATABASES["default"]
     entry = {**db, "OPTIONS": {"options": "-c log_connections=ZQX111secret"}}
-    _, (message,) = pool_checks.read_server("default", entry)
+    _, (message,) = live_checks.read_server("default", entry)
     assert message.id == "dbtuning.E024"
     # log_connections is a boolean up to PostgreSQL 17 and a list from 18: the server's
     # complaint (and so our phrase for it) depends on the version.
@@ -613,11 +617,9 @@ def test_check_database_names_a_refused_backend_setting_without_its_value():
 def test_w021_names_the_condition_not_the_servers_text():
     from django.conf import settings as django_settings
 
-    from django_dbtuning.pool import value_checks as pool_checks
-
     db = django_settings.DATABASES["default"]
     entry = {**db, "NAME": "ZQX333secret", "OPTIONS": {}}
-    _, (message,) = pool_checks.read_server("default", entry)
+    _, (message,) = live_checks.read_server("default", entry)
     assert message.id == "dbtuning.W021"
     assert message.msg == (
         "DATABASES['default']: cannot read the server's connection limits (the "

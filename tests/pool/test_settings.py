@@ -20,8 +20,7 @@ from psycopg import sql
 
 from django_dbtuning import InvalidDatabaseURL
 from django_dbtuning.pool import DJANGO_HAS_POOL, connection_kwargs, database, pool_size
-from django_dbtuning.pool.conninfo import (
-    INT_MAX,
+from django_dbtuning.pool.startup import (
     StartupOptionsError,
     alter_role_sql,
     join_options,
@@ -30,6 +29,7 @@ from django_dbtuning.pool.conninfo import (
     quote_literal,
     split_options,
 )
+from django_dbtuning.validation import INT_MAX
 
 URL = "postgres://app:pw@db.example.com:5432/shop"
 needs_pool = pytest.mark.skipif(
@@ -90,17 +90,25 @@ def test_explicit_arguments_win_over_the_url_even_when_equal_to_the_default(
     assert value == expected
 
 
-def test_conn_max_age_passed_explicitly_wins_even_as_the_default_or_none():
+def test_conn_max_age_passed_explicitly_wins_even_as_the_default_or_forever():
     assert (
         database(f"{URL}?conn_max_age=60", pool=False, conn_max_age=600)["CONN_MAX_AGE"]
         == 600
+    )
+    # None is "not given", as for every argument; math.inf is Django's None (forever).
+    assert (
+        database(f"{URL}?conn_max_age=60", pool=False, conn_max_age=math.inf)[
+            "CONN_MAX_AGE"
+        ]
+        is None
     )
     assert (
         database(f"{URL}?conn_max_age=60", pool=False, conn_max_age=None)[
             "CONN_MAX_AGE"
         ]
-        is None
+        == 60
     )
+    assert database(f"{URL}?conn_max_age=none", pool=False)["CONN_MAX_AGE"] is None
     assert database(f"{URL}?conn_max_age=60", pool=False)["CONN_MAX_AGE"] == 60
     assert database(URL, pool=False)["CONN_MAX_AGE"] == 600
 

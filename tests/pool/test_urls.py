@@ -15,7 +15,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from django_dbtuning import InvalidDatabaseURL
 from django_dbtuning.pool import conninfo, database, redact_url
 from django_dbtuning.pool.checks import check_databases
-from django_dbtuning.pool.conninfo import join_options, libpq_keywords
+from django_dbtuning.pool.conninfo import libpq_keywords
+from django_dbtuning.pool.startup import join_options
 from django_dbtuning.pool.url import parse_url
 
 SECRET = "s3cret"
