@@ -125,17 +125,8 @@ class _Load:
             update_fields=self.options.update_fields,
         )
 
-    def at(
-        self,
-        stage: str,
-        batch: int | None = None,
-        first: int | None = None,
-        last: int | None = None,
-    ) -> None:
-        self.stage = Stage(stage, batch, first, last)
-
     def setup(self, cursor: CursorWrapper) -> None:
-        self.at("reading the table's constraints")
+        self.stage = Stage("reading the table's constraints")
         # Before any row is sent: a conflict target the table has no index for.
         confirm(self.conflict.target, self.plan, cursor)
         # Django creates foreign keys DEFERRABLE INITIALLY DEFERRED: checked at COMMIT,
@@ -152,7 +143,7 @@ class _Load:
             dumpers.install(cursor.cursor, {c.pg_type or "" for c in self.columns})
         on_conflict = self.options.on_conflict
         if on_conflict is not None:
-            self.at("creating the staging table")
+            self.stage = Stage("creating the staging table")
             pk = self.plan.columns.get(self.plan.pk.name)
             self.staging = Staging(
                 self.connection,
@@ -169,16 +160,15 @@ class _Load:
         if self.staging is not None:
             self.merge(cursor, self.staging)
         if self.deferred_fks:
-            self.at("restoring the deferred foreign keys")
+            self.stage = Stage("restoring the deferred foreign keys")
             cursor.execute(f"SET CONSTRAINTS {', '.join(self.deferred_fks)} DEFERRED")
         if self.explicit_pk and self.plan.pk_is_auto:
-            self.at("moving the id sequence past the loaded ids")
+            self.stage = Stage("moving the id sequence past the loaded ids")
             self.ids.move_past_loaded(cursor)
 
     def merge(self, cursor: CursorWrapper, staging: Staging) -> None:
         """Write the staged rows of an upsert with one INSERT ... ON CONFLICT."""
-        pk = self.plan.columns[self.plan.pk.name].quoted
-        self.at(
+        self.stage = Stage(
             "writing the staged rows (one INSERT ... ON CONFLICT in key order)",
             None,
             0,
@@ -188,22 +178,15 @@ class _Load:
             # Rows that never conflict are inserted as new rows: their ids are taken
             # now, so they can be told apart from the rows they share a key with.
             staging.own_ids(cursor, lambda: self.ids.sequence(cursor))
-        if getattr(self.connection, "pg_version", 0) >= 180000:
-            returning = (
-                f"RETURNING WITH (OLD AS dbtuning_old) dbtuning_old.{pk} IS NULL"
-            )
-        else:
-            returning = "RETURNING dbtuning_t.xmax = 0"
         created, updated = staging.merge(
             cursor,
             deferred_fks=self.deferred_fks,
             sequence=lambda: self.ids.sequence(cursor),
-            returning=returning,
         )
         self.result.created += created
         self.result.updated += updated
         if self.return_ids:
-            self.at("reading the ids of the loaded rows")
+            self.stage = Stage("reading the ids of the loaded rows")
             ids = staging.ids(cursor)
             self.result.ids = ids
             if self.pending:
@@ -226,10 +209,10 @@ class _Load:
             )
         staging = self.staging
         if pk_pos is not None and self.return_ids and staging is None:
-            self.at(f"taking ids for batch {number}", number, first, last)
+            self.stage = Stage(f"taking ids for batch {number}", number, first, last)
             rows = self.ids.fill(cursor, rows, pk_pos, len(columns), self.short)
         verb = "copying" if staging is None else "staging"
-        self.at(f"{verb} batch {number}", number, first, last)
+        self.stage = Stage(f"{verb} batch {number}", number, first, last)
         for group in groups(columns, self.short, rows, batch.start):
             if staging is None:
                 table, relation = self.plan.quoted_table, self.plan.relname
@@ -251,7 +234,9 @@ class _Load:
                     self.ids.set_pks(batch.objs, None)
             return
         if self.deferred_fks:
-            self.at(f"checking the foreign keys of batch {number}", number, first, last)
+            self.stage = Stage(
+                f"checking the foreign keys of batch {number}", number, first, last
+            )
             self.check_foreign_keys(cursor, rows, batch.start)
         self.result.created += len(rows)
         ids: list[Any] | None = None
@@ -291,7 +276,7 @@ class _Load:
         bar = progress_callback(self.options.progress, source.total, self.label)
         try:
             self.prepare(source)
-            self.at("connecting to the database")
+            self.stage = Stage("connecting to the database")
             self.connection.ensure_connection()
             self.connection.validate_no_broken_transaction()
             alias = self.connection.alias
@@ -303,7 +288,7 @@ class _Load:
                     # Inside the transaction: a file source holds a server-side cursor.
                     source.close()
                 self.finish(cursor)
-                self.at("committing the load")
+                self.stage = Stage("committing the load")
         finally:
             source.close()
             if bar is not None:
@@ -321,7 +306,7 @@ class _Load:
         )
         try:
             while True:
-                self.at(reading)
+                self.stage = Stage(reading)
                 batch = next(batches, None)
                 if batch is None:
                     break

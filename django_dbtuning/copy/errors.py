@@ -23,7 +23,6 @@ from django.db import utils as db_utils
 
 from django_dbtuning.copy.plan import Column, RowProblem
 from django_dbtuning.copy.redact import (
-    concurrency_condition,
     integrity_condition,
     server_condition,
 )
@@ -49,7 +48,6 @@ __all__ = [
     "database_error",
     "load_error",
     "problem_error",
-    "row_error",
 ]
 
 # Errors another transaction (or a timeout) causes: the load itself may be fine.
@@ -112,43 +110,19 @@ def _message(
 _NOTHING = "The load was rolled back and wrote nothing."
 
 
-def row_error(
-    label: str,
-    row: int | None,
-    column: str | None,
-    text: str,
-    *,
-    integrity: bool,
-    locator: Locator | None = None,
-    value: Any = None,
-    original: BaseException | None = None,
-) -> CopyError:
-    """A CopyError for a problem found in Python, before PostgreSQL saw the row.
-
-    ``text`` must name no value (see :mod:`.redact`); ``value`` and ``original`` (the
-    converter's own exception, whose text may quote it) go on attributes only.
-    """
-    cls = CopyIntegrityError if integrity else CopyDataError
-    return cls(
-        _message(label, row, column, text, locator),
-        row=row,
-        column=column,
-        value=value,
-        original=original,
-    )
-
-
 def problem_error(
     label: str, problem: RowProblem, locator: Locator | None = None
 ) -> CopyError:
-    """The CopyError for a :class:`RowProblem` raised while rows were read or built."""
-    return row_error(
-        label,
-        problem.row,
-        problem.column,
-        problem.message,
-        integrity=problem.integrity,
-        locator=locator,
+    """The CopyError for a problem found in Python, before PostgreSQL saw the row.
+
+    Its message names no value (see :mod:`.redact`); the value and the converter's own
+    exception (whose text may quote it) go on attributes only.
+    """
+    cls = CopyIntegrityError if problem.integrity else CopyDataError
+    return cls(
+        _message(label, problem.row, problem.column, problem.message, locator),
+        row=problem.row,
+        column=problem.column,
         value=problem.value,
         original=problem.original,
     )
@@ -173,7 +147,7 @@ def concurrency_error(
         rows = f" (rows {first_row}-{last_row})"
     message = (
         f"COPY into {label} stopped by a {kind} while {stage}{rows}: "
-        f"{concurrency_condition(exc)}. "
+        f"{server_condition(exc)}. "
         "The load was rolled back and wrote nothing; retrying it may succeed."
     )
     return CopyConcurrencyError(

@@ -11,7 +11,7 @@ import csv
 import io
 import os
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import psycopg
 from django.core.exceptions import EmptyResultSet
@@ -22,11 +22,10 @@ from psycopg import sql
 
 from django_dbtuning.copy.connection import check_backend, run_copy
 from django_dbtuning.copy.errors import database_error
+from django_dbtuning.copy.options import FileFormat
 from django_dbtuning.copy.redact import unchained
 
 __all__ = ["copy_to"]
-
-ExportFormat = Literal["csv", "text", "binary"]
 
 
 def default_fields(queryset: models.QuerySet[Any]) -> list[str]:
@@ -41,13 +40,19 @@ def copy_to(
     dest: Any = None,
     *,
     fields: Sequence[str] | None = None,
-    format: ExportFormat = "csv",
+    format: FileFormat = "csv",
     header: bool = True,
     delimiter: str | None = None,
     null: str | None = None,
     encoding: str = "utf-8",
 ) -> int | bytes:
-    """Write the queryset's rows to ``dest``; see :meth:`CopyQuerySet.copy_to`."""
+    """Export ``queryset`` with ``COPY (SELECT ...) TO STDOUT``.
+
+    Keeps filters, ordering and annotations. ``fields`` may name fields, attnames,
+    lookups (``customer__name``) and annotations; the default is every column plus
+    the annotations. ``dest``: a path, a text or binary file object, or None to get
+    the bytes back. Returns the number of rows written (bytes when ``dest`` is None).
+    """
     if format not in ("csv", "text", "binary"):
         raise ValueError(f"format must be 'csv', 'text' or 'binary', not {format!r}")
     if fields is not None and (

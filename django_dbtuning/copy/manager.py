@@ -18,12 +18,11 @@ from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
 from asgiref.sync import sync_to_async
-from django.db import models
+from django.db import models, router
 
 from django_dbtuning.copy import engine, export
 from django_dbtuning.copy.engine import CopyResult
-from django_dbtuning.copy.export import ExportFormat
-from django_dbtuning.copy.options import CopyOptions, OnConflict
+from django_dbtuning.copy.options import CopyOptions, FileFormat, OnConflict
 
 __all__ = ["CopyManager", "CopyQuerySet", "CopyResult"]
 
@@ -50,7 +49,7 @@ class CopyQuerySet(models.QuerySet[_M], Generic[_M]):
         delimiter: str | None = None,
         quotechar: str = '"',
         encoding: str = "utf-8",
-        format: ExportFormat = "csv",
+        format: FileFormat = "csv",
         null: str | None = None,
     ) -> CopyResult:
         """Load ``rows`` into this model's table with COPY, in batches, atomically.
@@ -97,42 +96,15 @@ class CopyQuerySet(models.QuerySet[_M], Generic[_M]):
             format=format,
             null=null,
         )
-        db = using or getattr(self, "_db", None) or self._write_db()
+        db = (
+            using
+            or getattr(self, "_db", None)
+            or router.db_for_write(self.model, **getattr(self, "_hints", {}))
+        )
         return engine.copy_from(self.model, rows, using=db, options=options)
 
-    def _write_db(self) -> str:
-        from django.db import router
-
-        return router.db_for_write(self.model, **getattr(self, "_hints", {}))
-
-    def copy_to(
-        self,
-        dest: Any = None,
-        *,
-        fields: Sequence[str] | None = None,
-        format: ExportFormat = "csv",
-        header: bool = True,
-        delimiter: str | None = None,
-        null: str | None = None,
-        encoding: str = "utf-8",
-    ) -> int | bytes:
-        """Export this queryset with ``COPY (SELECT ...) TO STDOUT``.
-
-        Keeps filters, ordering and annotations. ``fields`` may name fields, attnames,
-        lookups (``customer__name``) and annotations; the default is every column plus
-        the annotations. ``dest``: a path, a text or binary file object, or None to get
-        the bytes back. Returns the number of rows written (bytes when ``dest`` is None).
-        """
-        return export.copy_to(
-            self,
-            dest,
-            fields=fields,
-            format=format,
-            header=header,
-            delimiter=delimiter,
-            null=null,
-            encoding=encoding,
-        )
+    # export.copy_to(queryset, dest, ...) bound as a method: the queryset is ``self``.
+    copy_to = export.copy_to
 
     async def acopy_from(self, rows: Any, **options: Any) -> CopyResult:
         """``copy_from`` in a worker thread (Django has no async database layer yet)."""

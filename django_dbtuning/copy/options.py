@@ -10,9 +10,10 @@ from django.core.exceptions import ImproperlyConfigured
 
 from django_dbtuning.validation import is_int
 
-__all__ = ["CopyOptions", "OnConflict", "progress_callback"]
+__all__ = ["CopyOptions", "FileFormat", "OnConflict", "progress_callback"]
 
 OnConflict = Literal["ignore", "update"]
+FileFormat = Literal["csv", "text", "binary"]
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class CopyOptions:
     delimiter: str | None = None
     quotechar: str = '"'
     encoding: str = "utf-8"
-    format: str = "csv"
+    format: FileFormat = "csv"
     null: str | None = None
 
     def __post_init__(self) -> None:

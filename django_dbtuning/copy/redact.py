@@ -40,7 +40,6 @@ __all__ = [
     "unchained",
     "ValueFreeError",
     "ValueFreeTypeError",
-    "concurrency_condition",
     "conversion_reason",
     "integrity_condition",
     "is_not_finite",
@@ -221,6 +220,15 @@ _TABLE: list[tuple[str, str, str]] = [
         rf"index row size \d+ exceeds (?P<limit>[\w .]{{1,60}}) for index {_IDENT}",
         "index row size exceeds {limit} for index {name}",
     ),
+    # Another transaction or a timeout stopped the load: value-free, shown as they are.
+    (
+        "40P01 40001 55P03 57014",
+        r"(?P<text>deadlock detected|canceling statement due to (?:lock timeout|"
+        r"statement timeout|user request|conflict with recovery)|could not serialize "
+        r"access due to (?:concurrent update|concurrent delete|read/write "
+        r"dependencies among transactions))",
+        "{text}",
+    ),
 ]
 _TEMPLATES: dict[str, list[tuple[re.Pattern[str], str]]] = {}
 for _codes, _pattern, _condition in _TABLE:
@@ -228,20 +236,6 @@ for _codes, _pattern, _condition in _TABLE:
         _TEMPLATES.setdefault(_code, []).append(
             (re.compile(_pattern, re.DOTALL), _condition)
         )
-
-# Messages of the transient errors: value-free, shown as they are.
-_TRANSIENT_MESSAGES = frozenset(
-    {
-        "deadlock detected",
-        "canceling statement due to lock timeout",
-        "canceling statement due to statement timeout",
-        "canceling statement due to user request",
-        "canceling statement due to conflict with recovery",
-        "could not serialize access due to concurrent update",
-        "could not serialize access due to concurrent delete",
-        "could not serialize access due to read/write dependencies among transactions",
-    }
-)
 
 
 def server_condition(exc: psycopg.Error) -> str:
@@ -252,14 +246,6 @@ def server_condition(exc: psycopg.Error) -> str:
         if match:
             parts = {k: v or "" for k, v in match.groupdict().items()}
             return condition.format(**parts)
-    return sqlstate_words(exc.sqlstate)
-
-
-def concurrency_condition(exc: psycopg.Error) -> str:
-    """A deadlock's or timeout's message (value-free), else its SQLSTATE's words."""
-    primary = exc.diag.message_primary or ""
-    if primary in _TRANSIENT_MESSAGES:
-        return primary
     return sqlstate_words(exc.sqlstate)
 
 
@@ -283,6 +269,21 @@ def key_columns_of(detail: str | None, known: Collection[str]) -> str | None:
     return match["cols"] if all(n in known for n in plain) else None
 
 
+# A constraint violation's words, and what follows the key when the detail names one.
+_VIOLATIONS: dict[str, tuple[str, str | None]] = {
+    "23505": ('duplicate key value violates unique constraint "{}"', "already exists"),
+    "23503": (
+        'new row violates foreign key constraint "{}"',
+        "is not present in table",
+    ),
+    "23514": ('new row violates check constraint "{}"', None),
+    "23P01": (
+        'conflicting key value violates exclusion constraint "{}"',
+        "conflicts with an existing key",
+    ),
+}
+
+
 def integrity_condition(exc: psycopg.Error, known: Collection[str]) -> str:
     """A constraint violation, built from the structured fields, never the message.
 
@@ -300,23 +301,18 @@ def integrity_condition(exc: psycopg.Error, known: Collection[str]) -> str:
         return f'null value in column "{column}" violates not-null constraint'
     if constraint is None:
         return sqlstate_words(sqlstate)
-    if sqlstate == "23505":
-        text = f'duplicate key value violates unique constraint "{constraint}"'
-        return f"{text}: key ({keys}) already exists" if keys else text
+    violation = _VIOLATIONS.get(sqlstate)
+    if violation is None:
+        return f'{sqlstate_words(sqlstate)}, constraint "{constraint}"'
+    text, after_key = violation
+    text = text.format(constraint)
+    if not keys or after_key is None:
+        return text
     if sqlstate == "23503":
-        text = f'new row violates foreign key constraint "{constraint}"'
-        if not keys:
-            return text
         referenced = _REFERENCED.search(diag.message_detail or "")
         table = referenced["table"] if referenced else ""
-        where = f' "{shown(table)}"' if table in known else ""
-        return f"{text}: key ({keys}) is not present in table{where}"
-    if sqlstate == "23514":
-        return f'new row violates check constraint "{constraint}"'
-    if sqlstate == "23P01":
-        text = f'conflicting key value violates exclusion constraint "{constraint}"'
-        return f"{text}: key ({keys}) conflicts with an existing key" if keys else text
-    return f'{sqlstate_words(sqlstate)}, constraint "{constraint}"'
+        after_key += f' "{shown(table)}"' if table in known else ""
+    return f"{text}: key ({keys}) {after_key}"
 
 
 # -- Python conversions -------------------------------------------------------------------

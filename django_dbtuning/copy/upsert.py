@@ -204,7 +204,6 @@ class Staging:
         *,
         deferred_fks: list[str],
         sequence: Callable[[], str | None],
-        returning: str,
     ) -> tuple[int, int]:
         """INSERT every staged row in key order; (created, updated)."""
         if not self.count:
@@ -216,7 +215,7 @@ class Staging:
         columns = [c for c in self.columns if c.name in self.given]
         try:
             with transaction.atomic(using=self.connection.alias):
-                cursor.execute(self.statement(columns, returning))
+                cursor.execute(self.statement(columns))
                 created, updated = cursor.fetchone() or (0, 0)
                 if deferred_fks:
                     cursor.execute(
@@ -231,7 +230,7 @@ class Staging:
             raise
         return int(created), int(updated)
 
-    def statement(self, columns: list[Column], returning: str) -> str:
+    def statement(self, columns: list[Column]) -> str:
         cols = ", ".join(c.quoted for c in columns)
         keys = [k.quoted for k in self.keys]
         row, group = self.row, self.alone_group
@@ -268,6 +267,14 @@ class Staging:
             action = f"DO UPDATE SET {', '.join(sets)}"
         else:
             action = "DO NOTHING"
+        # Whether each written row was created (rather than updated).
+        if getattr(self.connection, "pg_version", 0) >= 180000:
+            pk = self.plan.columns[self.plan.pk.name].quoted
+            returning = (
+                f"RETURNING WITH (OLD AS dbtuning_old) dbtuning_old.{pk} IS NULL"
+            )
+        else:
+            returning = "RETURNING dbtuning_t.xmax = 0"
         return (
             f"WITH dbtuning_ins AS (INSERT INTO {self.table} AS dbtuning_t ({cols}) "
             f"{select} ON CONFLICT {target} {action} {returning} AS created) "

@@ -17,8 +17,8 @@ from psycopg.adapt import PyFormat, Transformer
 from psycopg.pq import Format
 
 from django_dbtuning.copy.connection import run_copy
-from django_dbtuning.copy.errors import Locator, copy_error, row_error
-from django_dbtuning.copy.plan import Column
+from django_dbtuning.copy.errors import Locator, copy_error, problem_error
+from django_dbtuning.copy.plan import Column, RowProblem
 from django_dbtuning.copy.redact import conversion_reason, dumper_reason
 
 __all__ = ["RowWriter", "unwritable"]
@@ -137,16 +137,10 @@ class RowWriter:
         value: Any,
         original: BaseException,
     ) -> Exception:
-        return row_error(
-            self.label,
-            row,
-            column,
-            reason,
-            integrity=False,
-            locator=self.locator,
-            value=value,
-            original=original,
+        problem = RowProblem(
+            reason, column=column, row=row, value=value, original=original
         )
+        return problem_error(self.label, problem, self.locator)
 
 
 def unwritable(
