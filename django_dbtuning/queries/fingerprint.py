@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from django_dbtuning.sqllex import (
@@ -30,7 +31,15 @@ from django_dbtuning.sqllex import (
     token_before,
 )
 
-__all__ = ["Shape", "SqlInfo", "display_sql", "fingerprint", "sql_info", "sql_text"]
+__all__ = [
+    "Shape",
+    "SqlInfo",
+    "cached_sql_info",
+    "display_sql",
+    "fingerprint",
+    "sql_info",
+    "sql_text",
+]
 
 Kind = Literal["read", "write", "transaction", "other"]
 
@@ -161,13 +170,16 @@ class SqlInfo:
     offset: int | None
     # LIMIT n with an ORDER BY and a range predicate: a keyset page when it comes back full.
     keyset_limit: int | None
-    # Learned distance from the recorder to the first frame of user code (see detection).
+    # Learned distance from the recorder to the first frame of user code (see callsite).
     site_depth: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 _shapes: dict[str, Shape] = {}
 _infos: dict[str, SqlInfo] = {}
+
+# The SqlInfo of an SQL string seen before, or None: the recorder's per-query lookup. A
+# bound dict method costs no Python call; _infos is only cleared in place, so it stays live.
+cached_sql_info: Callable[[str], SqlInfo | None] = _infos.get
 
 
 def _kind(text: str) -> Kind:
@@ -375,16 +387,14 @@ def sql_info(sql: Any) -> SqlInfo:
 
     A statement that is not a str is read through :func:`sql_text` (bytes as UTF-8).
     """
-    if isinstance(sql, str):
-        info = _infos.get(sql)
-        if info is not None:
-            return info
-    else:
+    if not isinstance(sql, str):
         return sql_info(sql_text(sql))
-    info = _build(sql)
-    if len(_infos) >= _CACHE_LIMIT:
-        _infos.clear()
-    _infos[sql] = info
+    info = _infos.get(sql)
+    if info is None:
+        info = _build(sql)
+        if len(_infos) >= _CACHE_LIMIT:
+            _infos.clear()
+        _infos[sql] = info
     return info
 
 

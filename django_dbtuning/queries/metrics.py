@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
-    from django_dbtuning.queries.findings import Finding
+    from django_dbtuning.queries.findings import QueryFinding
     from django_dbtuning.queries.recorder import Unit
 
 __all__ = ["RequestMetrics", "get_metrics", "observe_request"]
@@ -65,7 +65,7 @@ def get_metrics(registry: Any = None) -> RequestMetrics | None:
 def observe_request(
     view: str | None,
     unit: Unit,
-    n_plus_one: Iterable[Finding],
+    n_plus_one: Iterable[QueryFinding],
     *,
     registry: Any = None,
 ) -> None:

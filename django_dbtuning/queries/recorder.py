@@ -41,16 +41,15 @@ from django_dbtuning.exceptions import (
     NPlusOneWarning,
     QueryBudgetExceeded,
 )
-from django_dbtuning.queries.findings import (
-    Attribution,
-    Finding,
-    attribute,
-    build_finding,
-    current_task,
-    is_allowed,
-    site_key,
+from django_dbtuning.queries.attribution import Attribution, attribute
+from django_dbtuning.queries.callsite import current_task, site_key
+from django_dbtuning.queries.findings import QueryFinding, build_finding, is_allowed
+from django_dbtuning.queries.fingerprint import (
+    SqlInfo,
+    cached_sql_info,
+    display_sql,
+    sql_info,
 )
-from django_dbtuning.queries.fingerprint import SqlInfo, _infos, display_sql, sql_info
 from django_dbtuning.queries.scopes import (
     Entries,
     Scope,
@@ -241,7 +240,7 @@ def _params_key(sql: str, params: Any) -> int:
 def _record(
     unit: Unit, sql: Any, params: Any, elapsed: float, context: dict[str, Any]
 ) -> None:
-    info = _infos.get(sql) if type(sql) is str else None
+    info = cached_sql_info(sql) if type(sql) is str else None
     if info is None:
         info = sql_info(sql)
         sql = sql if type(sql) is str else info.shape.text
@@ -591,11 +590,11 @@ class Resumable:
 
 def evaluate(
     unit: Unit, *, view: str | None = None
-) -> tuple[list[Finding], list[Finding]]:
+) -> tuple[list[QueryFinding], list[QueryFinding]]:
     """Apply the N+1 and duplicate rules to a unit: ``(n_plus_one, duplicates)``."""
     allow = get_settings().allow_n_plus_one
-    n_plus_one: list[Finding] = []
-    duplicates: list[Finding] = []
+    n_plus_one: list[QueryFinding] = []
+    duplicates: list[QueryFinding] = []
     for group in unit.groups.values():
         alias, shape = group.alias, group.info.shape
         flagged = False
@@ -645,7 +644,7 @@ def evaluate(
     return n_plus_one, duplicates
 
 
-def _with_view(finding: Finding, view: str | None) -> Finding:
+def _with_view(finding: QueryFinding, view: str | None) -> QueryFinding:
     if view is None:
         return finding
     from dataclasses import replace
@@ -681,7 +680,7 @@ class QueryReport:
 
     def __init__(self, unit: Unit) -> None:
         self._unit = unit
-        self._findings: tuple[list[Finding], list[Finding]] | None = None
+        self._findings: tuple[list[QueryFinding], list[QueryFinding]] | None = None
 
     @property
     def count(self) -> int:
@@ -709,7 +708,7 @@ class QueryReport:
             )
         ]
 
-    def _evaluate(self) -> tuple[list[Finding], list[Finding]]:
+    def _evaluate(self) -> tuple[list[QueryFinding], list[QueryFinding]]:
         if self._findings is not None:
             return self._findings
         findings = evaluate(self._unit)
@@ -718,12 +717,12 @@ class QueryReport:
         return findings
 
     @property
-    def n_plus_one(self) -> list[Finding]:
+    def n_plus_one(self) -> list[QueryFinding]:
         """N+1 findings (reads and writes in loops), largest first."""
         return self._evaluate()[0]
 
     @property
-    def duplicates(self) -> list[Finding]:
+    def duplicates(self) -> list[QueryFinding]:
         """Identical statements with identical parameters run repeatedly."""
         return self._evaluate()[1]
 
@@ -850,7 +849,7 @@ NOT_RAISED = "(logged, not raised: the streamed response had already started)"
 
 
 def react(
-    findings: list[Finding],
+    findings: list[QueryFinding],
     reaction: Reaction,
     *,
     where: str | None = None,
@@ -884,7 +883,7 @@ def react(
 _warning_registry: dict[Any, Any] = {}
 
 
-def _warn(finding: Finding) -> None:
+def _warn(finding: QueryFinding) -> None:
     message = NPlusOneWarning(finding.message)
     if finding.filename and finding.lineno:
         warnings.warn_explicit(
@@ -1149,7 +1148,7 @@ _SCOPED: tuple[ContextVar[Any], ...] = (_unit, _allowed)
 """What a decorated generator carries between its steps: its units and its allowances."""
 
 
-def iter_findings(report: QueryReport) -> Iterator[Finding]:
+def iter_findings(report: QueryReport) -> Iterator[QueryFinding]:
     """All findings of a report, N+1s first."""
     yield from report.n_plus_one
     yield from report.duplicates

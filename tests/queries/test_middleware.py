@@ -184,7 +184,7 @@ def test_a_failing_view_still_gets_counted(books, dbtuning):
 def test_a_failure_inside_the_detector_never_fails_the_request(
     client, books, dbtuning, monkeypatch, caplog
 ):
-    from django_dbtuning.queries import findings as detection
+    from django_dbtuning.queries import callsite as detection
     from django_dbtuning.queries import recorder as tracking
 
     def explode(*args, **kwargs):

@@ -574,3 +574,19 @@ def test_drf_nested_serializer_names_the_serializer_field(library):
     assert tags.callsite == f"{HERE}:{line_of('# 5A-9 method field')}"
     assert tags.serializer == "BookListSerializer.n_tags"
     assert 'Count("tags")' in tags.hint
+
+
+def test_errors_and_reports_hold_query_findings(library):
+    from django_dbtuning import NPlusOneError, query_budget
+    from django_dbtuning.queries.findings import QueryFinding
+
+    with pytest.raises(NPlusOneError) as info, query_budget():
+        for book in Book.objects.all():
+            book.author.name  # a QueryFinding
+    (finding,) = info.value.findings
+    assert type(finding) is QueryFinding
+    assert finding.callsite == f"{HERE}:{line_of('# a QueryFinding')}"
+    with track_queries() as report:
+        for book in Book.objects.all():
+            book.author.name
+    assert [type(f) for f in report.n_plus_one] == [QueryFinding]

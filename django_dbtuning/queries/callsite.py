@@ -1,0 +1,363 @@
+"""Where in the user's code a query came from: frame categories and call-site keys.
+
+Per query, the recorder needs only a *call-site key*: the code object and line of the first
+frame of user code. :func:`site_key` finds it with one C-level ``sys._getframe(depth)`` at a
+depth learned per SQL string, checked against the frame categories (a dict lookup per code
+object); only a miss walks the stack. Library frames (Django, site-packages, the standard
+library) are skipped; a template node, an asgiref bridge and Django's request handler end
+the search. Under ``sync_to_async`` the user's code is a coroutine suspended in the event
+loop, read through the task (:func:`coroutine_user_frame`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import sys
+import sysconfig
+import time
+from collections.abc import Hashable
+from types import CodeType, FrameType
+from typing import Any
+
+from django_dbtuning.queries.fingerprint import SqlInfo
+
+__all__ = [
+    "coroutine_user_frame",
+    "current_task",
+    "frame_category",
+    "frame_label",
+    "location",
+    "site_key",
+]
+
+# Frame categories.
+LIBRARY = 0  # framework, site-packages, stdlib: skipped
+USER = 1
+TEMPLATE = 2  # django.template.base.Node.render_annotated: the node being rendered
+HANDLER = 3  # django.core.handlers: nothing above it triggered the query
+CURSOR = 4  # CursorWrapper._execute_with_wrappers: everything below it is wrappers
+ORM = 5  # django.db and this package: never a call site, even as a fallback
+HOP = 6  # asgiref's sync/async bridges: the caller is a coroutine, not this thread
+
+# Django functions whose frames carry hints: (module, class or "", function, label).
+_QUERYSET_METHODS = (
+    "get",
+    "count",
+    "exists",
+    "aggregate",
+    "first",
+    "last",
+    "latest",
+    "earliest",
+    "__iter__",
+    "__len__",
+    "__bool__",
+    "__getitem__",
+    "iterator",
+    "in_bulk",
+    "create",
+    "update",
+    "delete",
+    "get_or_create",
+    "update_or_create",
+    "contains",
+)
+_RELATED = "django.db.models.fields.related_descriptors"
+_LABELLED_FUNCTIONS: tuple[tuple[str, str, str, str], ...] = (
+    ("django.template.base", "Node", "render_annotated", "template"),
+    ("django.db.backends.utils", "CursorWrapper", "_execute_with_wrappers", "cursor"),
+    (_RELATED, "ForwardManyToOneDescriptor", "__get__", "forward"),
+    (_RELATED, "ForwardManyToOneDescriptor", "get_object", "forward"),
+    (_RELATED, "ForwardOneToOneDescriptor", "get_object", "forward"),
+    (_RELATED, "ReverseOneToOneDescriptor", "__get__", "reverse_one"),
+    ("django.db.models.query_utils", "DeferredAttribute", "__get__", "deferred"),
+    ("django.contrib.contenttypes.fields", "GenericForeignKey", "__get__", "gfk"),
+    ("django.db.models.query", "", "prefetch_one_level", "prefetch"),
+    ("django.db.models.base", "Model", "save", "save"),
+    ("django.db.models.base", "Model", "delete", "delete"),
+    # Every proxied manager method (count, filter, get...) shares one code object.
+    ("django.db.models.manager", "Manager", "count", "manager"),
+    *(
+        ("django.db.models.query", "QuerySet", name, "qs:" + name)
+        for name in _QUERYSET_METHODS
+    ),
+)
+
+# Keyed by id(code): hashing a code object hashes its bytecode and constants (hundreds of
+# ns); the entry keeps the code object alive and is checked by identity, so ids are safe.
+_category: dict[int, tuple[CodeType, int]] = {}
+# Keyed by id(code) (see _category); these functions live as long as Django does.
+_labels: dict[int, str] = {}
+_labelled_codes: list[CodeType] = []
+_labels_loaded = False
+
+
+def _load_labels() -> None:
+    global _labels_loaded
+    _labels_loaded = True
+    for module_name, owner, name, label in _LABELLED_FUNCTIONS:
+        # A renamed hook loses one hint, nothing else.
+        with contextlib.suppress(Exception):
+            module = __import__(module_name, fromlist=["_"])
+            code = getattr(getattr(module, owner) if owner else module, name).__code__
+            _labels[id(code)] = label
+            _labelled_codes.append(code)
+
+
+def frame_label(code: CodeType) -> str | None:
+    """What a Django function's frame tells (``"forward"``, ``"qs:count"``...), or None."""
+    if not _labels_loaded:
+        _load_labels()
+    return _labels.get(id(code))
+
+
+@functools.cache
+def _roots() -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """Path prefixes of the ORM (and this package), Django's handlers, and libraries."""
+    import django
+
+    import django_dbtuning
+
+    django_dir = os.path.dirname(django.__file__) + os.sep
+    orm = (
+        os.path.join(django_dir, "db") + os.sep,
+        os.path.dirname(django_dbtuning.__file__) + os.sep,
+    )
+    handlers = (os.path.join(django_dir, "core", "handlers") + os.sep,)
+    library = {django_dir}
+    paths = sysconfig.get_paths()
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        if paths.get(key):
+            library.add(os.path.realpath(paths[key]) + os.sep)
+            library.add(paths[key] + os.sep)
+    for entry in sys.path:
+        if entry and ("site-packages" in entry or "dist-packages" in entry):
+            library.add(entry.rstrip(os.sep) + os.sep)
+    return orm, handlers, tuple(sorted(library, key=len, reverse=True))
+
+
+def _classify(code: CodeType) -> int:
+    orm, handlers, library = _roots()
+    label = frame_label(code)
+    filename = code.co_filename
+    if label == "template":
+        category = TEMPLATE
+    elif label == "cursor":
+        category = CURSOR
+    elif filename.startswith(orm):
+        category = ORM
+    elif filename.startswith(handlers):
+        category = HANDLER
+    elif filename.endswith(os.path.join("asgiref", "sync.py")):
+        category = HOP
+    elif filename.startswith((*library, "<frozen")):
+        category = LIBRARY
+    else:
+        category = USER
+    if len(_category) > 50_000:
+        _category.clear()
+    _category[id(code)] = (code, category)
+    return category
+
+
+def frame_category(code: CodeType) -> int:
+    """The category of a code object (cached): LIBRARY, USER, TEMPLATE, HANDLER..."""
+    found = _category.get(id(code))
+    return found[1] if found is not None and found[0] is code else _classify(code)
+
+
+# --- call-site keys (per query) ----------------------------------------------------------
+
+
+def site_key(frame: FrameType, info: SqlInfo, task: Any) -> Hashable:
+    """A hashable key for the place in user code that issued this query.
+
+    ``frame`` is the recorder's own frame; ``info.site_depth`` (learned per SQL string) says
+    how far above it the anchor frame usually sits.
+    """
+    depth = info.site_depth
+    if depth > 1:
+        try:
+            back = sys._getframe(depth)
+        except ValueError:
+            pass
+        else:
+            anchor = back.f_back
+            if anchor is not None:
+                code_below, code = back.f_code, anchor.f_code
+                below = _category.get(id(code_below))
+                found = _category.get(id(code))
+                if (
+                    below is not None
+                    and found is not None
+                    and below[0] is code_below
+                    and found[0] is code
+                    and below[1] != USER
+                    and below[1] != TEMPLATE
+                    and below[1] != HOP
+                ):
+                    if found[1] == USER:
+                        line = _lines.get((id(code), anchor.f_lasti))
+                        return line if line is not None else _line_key(anchor)
+                    if found[1] == TEMPLATE:
+                        return _template_key(anchor)
+    elif depth == -1 and task is not None:
+        key = _coroutine_key(task)
+        if key is not None:
+            return key
+    key, depth = _walk_for_site(frame, task)
+    info.site_depth = depth
+    return key
+
+
+def _template_key(frame: FrameType) -> Hashable:
+    try:
+        return ("template", id(frame.f_locals.get("self")))
+    except Exception:
+        return ("template", 0)
+
+
+def _walk_for_site(frame: FrameType, task: Any) -> tuple[Hashable, int]:
+    # Depths are counted from the caller of site_key(), which is how site_key() uses them.
+    f: FrameType | None = frame
+    depth = 0
+    passed_cursor = False
+    fallback: tuple[FrameType, int] | None = None
+    while f is not None:
+        kind = frame_category(f.f_code)
+        if kind == CURSOR:
+            passed_cursor = True
+        elif passed_cursor:
+            if kind == USER:
+                return _line_key(f), depth
+            if kind == TEMPLATE:
+                return _template_key(f), depth
+            if kind == HANDLER or (kind == HOP and task is not None):
+                break
+            if kind == LIBRARY and fallback is None:
+                fallback = (f, depth)
+        f = f.f_back
+        depth += 1
+    if not passed_cursor:
+        # No CursorWrapper on the stack (a Django refactor, or a raw psycopg cursor): look at
+        # every frame instead of losing the site.
+        f, depth = frame, 0
+        while f is not None:
+            kind = frame_category(f.f_code)
+            if kind == USER:
+                return _line_key(f), depth
+            f, depth = f.f_back, depth + 1
+    if task is not None:
+        key = _coroutine_key(task)
+        if key is not None:
+            return key, -1
+    if fallback is not None:
+        return _line_key(fallback[0]), 0
+    return None, 0
+
+
+_lines: dict[tuple[int, int], tuple[int, int]] = {}
+_line_codes: dict[int, CodeType] = {}
+
+
+def _line_key(frame: FrameType) -> tuple[int, int]:
+    # The instruction offset is cheap but not stable: 3.11's specialised calls may stop
+    # at PRECALL or at CALL. (code, line) is; memoise the offset -> line mapping.
+    code = frame.f_code
+    offset = (id(code), frame.f_lasti)
+    key = _lines.get(offset)
+    if key is None or _line_codes.get(offset[0]) is not code:
+        if len(_lines) > 100_000:
+            _lines.clear()
+            _line_codes.clear()
+        _line_codes[offset[0]] = code  # keeps the id from being reused
+        key = _lines[offset] = (offset[0], frame.f_lineno)
+    return key
+
+
+# --- coroutines (sync_to_async) ----------------------------------------------------------
+
+
+def current_task() -> Any:
+    """The running asyncio task, if any (recorded when a unit of work starts)."""
+    try:
+        return asyncio.current_task()
+    except RuntimeError:
+        return None
+
+
+def coroutine_user_frame(task: Any) -> FrameType | None:
+    """The innermost frame of user code among the coroutines ``task`` is suspended in.
+
+    In a ``sync_to_async`` worker thread the awaiting coroutine is not on the thread's
+    stack; it is suspended in the event loop, so its frame and line are stable while the
+    query runs.
+    """
+    try:
+        coro = task.get_coro()
+    except Exception:
+        return None
+    _wait_until_suspended(coro)
+    found = None
+    for _ in range(200):
+        if coro is None:
+            break
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is None:
+            frame = getattr(coro, "ag_frame", None)
+        if frame is not None and frame_category(frame.f_code) == USER:
+            found = frame
+        coro = (
+            getattr(coro, "cr_await", None)
+            or getattr(coro, "gi_yieldfrom", None)
+            or getattr(coro, "ag_await", None)
+        )
+    return found
+
+
+def _wait_until_suspended(coro: Any) -> None:
+    # sync_to_async hands the query to this thread before the event loop has suspended the
+    # awaiting coroutines; until it has, their cr_await links are not set yet and the chain
+    # would end at an outer frame. The loop suspends them within microseconds: yield the GIL
+    # until it has (bounded). Not in the loop's own thread, where the task is always running.
+    try:
+        asyncio.get_running_loop()
+        return
+    except RuntimeError:
+        pass
+    for _ in range(2000):
+        if not getattr(coro, "cr_running", False):
+            return
+        time.sleep(0)
+
+
+def _coroutine_key(task: Any) -> Hashable | None:
+    frame = coroutine_user_frame(task)
+    return _line_key(frame) if frame is not None else None
+
+
+# --- what a reader sees ------------------------------------------------------------------
+
+_COMPREHENSIONS = frozenset({"<listcomp>", "<genexpr>", "<dictcomp>", "<setcomp>"})
+
+
+@functools.lru_cache(maxsize=10_000)
+def _display_path(filename: str) -> str:
+    try:
+        relative = os.path.relpath(filename)
+    except ValueError:  # another drive on Windows
+        return filename
+    return filename if relative.startswith("..") else relative
+
+
+def location(frame: FrameType) -> tuple[str, int, str]:
+    """``(path, line, function)`` of a frame, the path relative to the working directory."""
+    function = frame.f_code.co_name
+    outer = frame.f_back
+    # Before 3.12 comprehensions are functions of their own; name the one around them.
+    while function in _COMPREHENSIONS and outer is not None:
+        function, outer = outer.f_code.co_name, outer.f_back
+    return _display_path(frame.f_code.co_filename), frame.f_lineno, function
