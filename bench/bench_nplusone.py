@@ -183,7 +183,8 @@ def variants() -> dict[str, Any]:
 
 def recorder_only_cost() -> float:
     """The recorder's own cost per query with a stub database call (no I/O noise)."""
-    from django_dbtuning.queries.recorder import RECORDER, track_queries
+    from django_dbtuning import track_queries
+    from django_dbtuning.queries.recorder import RECORDER
 
     class Connection:
         alias = "default"

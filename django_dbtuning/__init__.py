@@ -13,18 +13,23 @@ from django_dbtuning.exceptions import (
     CopyError,
     CopyIntegrityError,
     DbTuningError,
+    DuplicateQueriesError,
+    DuplicateQueriesWarning,
     EmbeddedPostgresError,
     InvalidDatabaseURL,
     NPlusOneError,
     NPlusOneWarning,
     QueryBudgetExceeded,
+    QueryBudgetWarning,
+    QueryProblemError,
+    QueryProblemWarning,
 )
 from django_dbtuning.pool import PoolSizing, database, pool_size
 
 _LAZY = {
-    "allow_n_plus_one": "django_dbtuning.queries.recorder",
-    "query_budget": "django_dbtuning.queries.recorder",
-    "track_queries": "django_dbtuning.queries.recorder",
+    "allow_n_plus_one": "django_dbtuning.queries",
+    "query_budget": "django_dbtuning.queries",
+    "track_queries": "django_dbtuning.queries",
 }
 
 
@@ -52,12 +57,17 @@ __all__ = [
     "CopyError",
     "CopyIntegrityError",
     "DbTuningError",
+    "DuplicateQueriesError",
+    "DuplicateQueriesWarning",
     "EmbeddedPostgresError",
     "InvalidDatabaseURL",
     "NPlusOneError",
     "NPlusOneWarning",
     "PoolSizing",
     "QueryBudgetExceeded",
+    "QueryBudgetWarning",
+    "QueryProblemError",
+    "QueryProblemWarning",
     "__version__",
     "allow_n_plus_one",
     "database",

@@ -31,11 +31,16 @@ __all__ = [
     "CopyOperationalError",
     "CopyProgrammingError",
     "DbTuningError",
+    "DuplicateQueriesError",
+    "DuplicateQueriesWarning",
     "EmbeddedPostgresError",
     "InvalidDatabaseURL",
     "NPlusOneError",
     "NPlusOneWarning",
     "QueryBudgetExceeded",
+    "QueryBudgetWarning",
+    "QueryProblemError",
+    "QueryProblemWarning",
 ]
 
 
@@ -45,14 +50,13 @@ class DbTuningError(Exception):
     __module__ = "django_dbtuning"
 
 
-class NPlusOneWarning(UserWarning):
-    """An N+1 query pattern was detected (``ON_N_PLUS_ONE = "warn"``)."""
+class QueryProblemError(DbTuningError):
+    """Base of the errors a unit of work raises for what it found (reaction ``"raise"``).
 
-    __module__ = "django_dbtuning"
-
-
-class NPlusOneError(DbTuningError):
-    """An N+1 query pattern was detected where it is not allowed."""
+    :class:`NPlusOneError`, :class:`DuplicateQueriesError` and
+    :class:`QueryBudgetExceeded`; catch this one for all three. ``findings`` lists the
+    findings behind the error (none for a budget).
+    """
 
     __module__ = "django_dbtuning"
 
@@ -61,7 +65,23 @@ class NPlusOneError(DbTuningError):
         self.findings: list[Any] = list(findings or [])
 
 
-class QueryBudgetExceeded(DbTuningError):
+class NPlusOneError(QueryProblemError):
+    """An N+1 query pattern was detected where it is not allowed."""
+
+    __module__ = "django_dbtuning"
+
+
+class DuplicateQueriesError(QueryProblemError):
+    """Identical queries (same SQL, same parameters) ran repeatedly.
+
+    Not an :class:`NPlusOneError`: a repeated lookup is fixed by reusing its result, not by
+    eager loading. Catch :class:`QueryProblemError` for both.
+    """
+
+    __module__ = "django_dbtuning"
+
+
+class QueryBudgetExceeded(QueryProblemError):
     """A unit of work ran more queries than its budget allows."""
 
     __module__ = "django_dbtuning"
@@ -70,6 +90,30 @@ class QueryBudgetExceeded(DbTuningError):
         super().__init__(message)
         self.count = count
         self.budget = budget
+
+
+class QueryProblemWarning(UserWarning):
+    """Base of the warnings a unit of work emits for what it found (reaction ``"warn"``)."""
+
+    __module__ = "django_dbtuning"
+
+
+class NPlusOneWarning(QueryProblemWarning):
+    """An N+1 query pattern was detected (``ON_N_PLUS_ONE = "warn"``)."""
+
+    __module__ = "django_dbtuning"
+
+
+class DuplicateQueriesWarning(QueryProblemWarning):
+    """Identical queries ran repeatedly (``ON_DUPLICATE = "warn"``)."""
+
+    __module__ = "django_dbtuning"
+
+
+class QueryBudgetWarning(QueryProblemWarning):
+    """A unit of work ran more queries than its budget (``ON_QUERY_BUDGET = "warn"``)."""
+
+    __module__ = "django_dbtuning"
 
 
 class CopyError(DbTuningError):

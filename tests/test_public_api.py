@@ -13,9 +13,14 @@ from django_dbtuning import (
     CopyError,
     CopyIntegrityError,
     DbTuningError,
+    DuplicateQueriesError,
+    DuplicateQueriesWarning,
     NPlusOneError,
     NPlusOneWarning,
     QueryBudgetExceeded,
+    QueryBudgetWarning,
+    QueryProblemError,
+    QueryProblemWarning,
 )
 
 
@@ -28,7 +33,9 @@ def test_all_is_sorted_and_importable():
 @pytest.mark.parametrize(
     "cls",
     [
+        QueryProblemError,
         NPlusOneError,
+        DuplicateQueriesError,
         QueryBudgetExceeded,
         CopyError,
         CopyDataError,
@@ -52,9 +59,13 @@ def test_copy_errors_are_also_django_database_errors():
     assert issubclass(CopyConcurrencyError, OperationalError)
 
 
-def test_n_plus_one_warning_is_a_user_warning():
-    assert issubclass(NPlusOneWarning, UserWarning)
-    assert NPlusOneWarning.__module__ == "django_dbtuning"
+@pytest.mark.parametrize(
+    "cls",
+    [QueryProblemWarning, NPlusOneWarning, DuplicateQueriesWarning, QueryBudgetWarning],
+)
+def test_warnings_are_user_warnings_and_show_the_public_path(cls):
+    assert issubclass(cls, UserWarning)
+    assert cls.__module__ == "django_dbtuning"
 
 
 def test_importing_needs_no_configured_django():

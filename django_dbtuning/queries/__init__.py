@@ -1,9 +1,58 @@
 """Query counting and N+1 detection.
 
-``fingerprint`` (SQL shapes), ``recorder`` (the execute wrapper, units of work, the public
-``track_queries`` / ``query_budget`` / ``allow_n_plus_one``), ``scopes`` (decorators and
-context managers over sync, async and generator code), ``findings`` (N+1s, duplicates, call
-sites and template lines), ``middleware``, ``metrics``, ``pytest_plugin``, ``checks``.
+Capture: ``recorder`` (the execute wrapper), ``units`` (units of work and their
+``QueryReport``), ``scopes`` and ``wrappers`` (entries over sync, async and generator code),
+``api`` (``track_queries`` / ``query_budget`` / ``allow_n_plus_one``), ``policy`` (the one
+``enforce()`` that raises, warns or logs), ``middleware``, ``metrics``, ``pytest_plugin``,
+``checks``. Analysis: ``fingerprint`` (SQL shapes), ``callsite``, ``attribution`` and
+``findings`` (N+1s, duplicates, hints).
+
+The API is loaded on first use: the pytest plugin's module is imported at pytest's start,
+in projects that may never track a query.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from django_dbtuning.queries.api import (
+        allow_n_plus_one,
+        query_budget,
+        track_queries,
+    )
+    from django_dbtuning.queries.policy import Policy, enforce
+    from django_dbtuning.queries.units import CapturedQuery, QueryReport
+
+__all__ = [
+    "CapturedQuery",
+    "Policy",
+    "QueryReport",
+    "allow_n_plus_one",
+    "enforce",
+    "query_budget",
+    "track_queries",
+]
+
+_LAZY = {
+    "CapturedQuery": "django_dbtuning.queries.units",
+    "Policy": "django_dbtuning.queries.policy",
+    "QueryReport": "django_dbtuning.queries.units",
+    "allow_n_plus_one": "django_dbtuning.queries.api",
+    "enforce": "django_dbtuning.queries.policy",
+    "query_budget": "django_dbtuning.queries.api",
+    "track_queries": "django_dbtuning.queries.api",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(
+            f"module 'django_dbtuning.queries' has no attribute {name!r}"
+        )
+    from importlib import import_module
+
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value

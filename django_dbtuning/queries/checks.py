@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 
 from django_dbtuning.conf import get_settings
+from django_dbtuning.queries.findings import ALLOW_KEYS
 
 # --- Query tracking: E030-E039 / W030-W039 ---------------------------------------------------
 
@@ -88,9 +89,6 @@ def check_query_tracking(**kwargs: Any) -> list[CheckMessage]:
     return messages
 
 
-_ALLOW_KEYS = ("model", "field", "fingerprint", "view", "callsite")
-
-
 def _check_allow_list() -> list[CheckMessage]:
     user = getattr(settings, "DBTUNING", {})
     entries = user.get("ALLOW_N_PLUS_ONE", ()) if isinstance(user, Mapping) else ()
@@ -103,21 +101,21 @@ def _check_allow_list() -> list[CheckMessage]:
             messages.append(
                 Error(
                     f"{where} is {entry!r}; expected a non-empty dict.",
-                    hint=f"Use keys among {', '.join(_ALLOW_KEYS)}, e.g. "
+                    hint=f"Use keys among {', '.join(ALLOW_KEYS)}, e.g. "
                     '{"model": "shop.Order", "field": "customer"}.',
                     id="dbtuning.E031",
                 )
             )
             continue
         for key, value in entry.items():
-            if key not in _ALLOW_KEYS:
-                close = difflib.get_close_matches(str(key), _ALLOW_KEYS, n=1)
+            if key not in ALLOW_KEYS:
+                close = difflib.get_close_matches(str(key), ALLOW_KEYS, n=1)
                 messages.append(
                     Error(
                         f"{where} has an unknown key {key!r}.",
                         hint=f"Did you mean {close[0]!r}?"
                         if close
-                        else f"Known keys: {', '.join(_ALLOW_KEYS)}.",
+                        else f"Known keys: {', '.join(ALLOW_KEYS)}.",
                         id="dbtuning.E032",
                     )
                 )

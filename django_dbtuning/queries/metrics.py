@@ -8,12 +8,10 @@ the default registry; tests pass their own ``CollectorRegistry`` to :func:`get_m
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
-    from django_dbtuning.queries.findings import QueryFinding
-    from django_dbtuning.queries.recorder import Unit
+    from django_dbtuning.queries.units import QueryReport
 
 __all__ = ["RequestMetrics", "get_metrics", "observe_request"]
 
@@ -63,22 +61,16 @@ def get_metrics(registry: Any = None) -> RequestMetrics | None:
 
 
 def observe_request(
-    view: str | None,
-    unit: Unit,
-    n_plus_one: Iterable[QueryFinding],
-    *,
-    registry: Any = None,
+    view: str | None, report: QueryReport, *, registry: Any = None
 ) -> None:
     """Record one request: its statements per alias and its N+1 findings."""
     metrics = get_metrics(registry)
     if metrics is None:
         return
     label = view or "<unresolved>"
-    from django_dbtuning.queries.recorder import alias_counts
-
-    for alias, count in alias_counts(unit).items():
+    for alias, count in report.by_alias().items():
         metrics.queries.labels(view=label, alias=alias).observe(count)
-    for finding in n_plus_one:
+    for finding in report.n_plus_one:
         metrics.n_plus_one.labels(
             view=label, alias=finding.alias, kind=finding.kind
         ).inc()

@@ -11,24 +11,21 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 
-from django_dbtuning.exceptions import NPlusOneError, QueryBudgetExceeded
-from django_dbtuning.queries.recorder import (
-    Config,
+from django_dbtuning.exceptions import QueryProblemError
+from django_dbtuning.queries.policy import Policy, enforce
+from django_dbtuning.queries.recorder import internal_error
+from django_dbtuning.queries.units import (
+    QueryReport,
     Resumable,
     Unit,
-    _internal_error,
-    check_budget,
-    config,
     detach_unit,
-    evaluate,
     finish_unit,
-    react,
     start_unit,
 )
 
@@ -89,27 +86,22 @@ class QueryCountMiddleware:
                 _stream_in_unit(request, response, unit)
                 return response
             except Exception:
-                _internal_error("wrapping a streamed response")
+                internal_error("wrapping a streamed response")
         # restore: a block the view opened and never closed must not outlive the request
         # in this thread's context.
         finish_unit(unit, restore=True)
-        self._finish(request, response, unit)
+        view = _view_name(request)
+        try:
+            _add_headers(response, unit)
+        except Exception:
+            internal_error("adding query headers")
+        _report(_where(request, view), view, unit, can_raise=True)
         return response
 
-    def _finish(
-        self, request: HttpRequest, response: HttpResponseBase, unit: Unit
-    ) -> None:
-        view = _view_name(request)
-        settings = config()
-        try:
-            _add_headers(response, unit, settings)
-        except Exception:
-            _internal_error("adding query headers")
-        _report(_where(request, view), view, unit, settings, can_raise=True)
 
-
-def _add_headers(response: HttpResponseBase, unit: Unit, settings: Config) -> None:
-    if settings.headers:
+def _add_headers(response: HttpResponseBase, unit: Unit) -> None:
+    settings = unit.settings
+    if settings.response_headers:
         response["X-DB-Query-Count"] = str(unit.count)
         response["X-DB-Query-Time-Ms"] = f"{unit.duration * 1000:.1f}"
     if settings.server_timing:
@@ -118,43 +110,23 @@ def _add_headers(response: HttpResponseBase, unit: Unit, settings: Config) -> No
         response["Server-Timing"] = f"{existing}, {entry}" if existing else entry
 
 
-def _report(
-    where: str,
-    view: str | None,
-    unit: Unit,
-    settings: Config,
-    *,
-    can_raise: bool,
-) -> None:
-    """Findings, metrics and the budget of a closed unit (``can_raise``: see react())."""
-    try:
-        n_plus_one, duplicates = evaluate(unit, view=view)
-    except Exception:
-        _internal_error("analysing a request's queries")
-        n_plus_one, duplicates = [], []
-    if settings.metrics:
+def _report(where: str, view: str | None, unit: Unit, *, can_raise: bool) -> None:
+    """Metrics and reactions of a closed unit (``can_raise``: see enforce())."""
+    report = QueryReport(unit, view=view)
+    if unit.settings.metrics:
         try:
             from django_dbtuning.queries import metrics
 
-            metrics.observe_request(view, unit, n_plus_one)
+            metrics.observe_request(view, report)
         except Exception:
-            _internal_error("recording request metrics")
+            internal_error("recording request metrics")
     # Reactions last: "raise" is deliberate, so it is the one error we let through.
     try:
-        react(n_plus_one, settings.on_n_plus_one, where=where, can_raise=can_raise)
-        react(duplicates, settings.on_duplicate, where=where, can_raise=can_raise)
-        check_budget(
-            unit.count,
-            settings.budget,
-            settings.on_budget,
-            unit=unit,
-            where=where,
-            can_raise=can_raise,
-        )
-    except (NPlusOneError, QueryBudgetExceeded, Warning):
+        enforce(report, Policy.from_settings(unit.settings), where, can_raise=can_raise)
+    except (QueryProblemError, Warning):
         raise
     except Exception:
-        _internal_error("reporting a request's findings")
+        internal_error("reporting a request's findings")
 
 
 def _view_name(request: HttpRequest) -> str | None:
@@ -184,11 +156,10 @@ def _stream_in_unit(
     request: HttpRequest, response: StreamingHttpResponse, unit: Unit
 ) -> None:
     """Run ``response``'s body inside ``unit`` and report the unit when the body ends."""
-    settings = config()
     view = _view_name(request)
     where = _where(request, view)
     before_body = unit.count
-    _add_headers(response, unit, settings)
+    _add_headers(response, unit)
 
     def end() -> None:
         finish_unit(unit)
@@ -206,17 +177,10 @@ def _stream_in_unit(
                     "query_count_before_body": before_body,
                 },
             )
-        _report(where, view, unit, config(), can_raise=False)
+        _report(where, view, unit, can_raise=False)
 
-    stream: _SyncStream | _AsyncStream
-    if response.is_async:
-        stream = _AsyncStream(
-            cast(AsyncIterator[bytes], response.streaming_content), unit, end
-        )
-    else:
-        stream = _SyncStream(
-            cast(Iterator[bytes], response.streaming_content), unit, end
-        )
+    kind = _AsyncStream if response.is_async else _SyncStream
+    stream = kind(response.streaming_content, unit, end)
     # FileResponse drops file_to_stream when its content is replaced; keep it, so that a
     # WSGI server's wsgi.file_wrapper (sendfile) still serves the file. That path reads the
     # file without iterating us; the response's close() still ends the unit.
@@ -227,12 +191,26 @@ def _stream_in_unit(
 
 
 class _Stream:
-    """Ends a streamed response's unit once: body exhausted, failed, or response closed."""
+    """Ends a streamed response's unit once: body exhausted, failed, or response closed.
 
-    def __init__(self, unit: Unit, on_end: Callable[[], None]) -> None:
+    Each step of the body (``with self:``) runs in the request's unit.
+    """
+
+    def __init__(self, inner: Any, unit: Unit, on_end: Callable[[], None]) -> None:
+        self._inner = inner
         self._scopes = Resumable(unit)
         self._on_end = on_end
         self._once = threading.Lock()
+
+    def __enter__(self) -> None:
+        self._scopes.resume()
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        self._scopes.suspend()
+        if (
+            exc_type is not None
+        ):  # exhausted, failed, or cancelled (the client went away)
+            self._end()
 
     def close(self) -> None:
         """Called by ``response.close()`` (also when the client went away mid-body)."""
@@ -247,49 +225,23 @@ class _Stream:
         except Warning:
             raise  # ON_N_PLUS_ONE="warn" under -W error: the test that reads the body sees it
         except Exception:
-            _internal_error("reporting a streamed response")
+            internal_error("reporting a streamed response")
 
 
 class _SyncStream(_Stream):
-    def __init__(
-        self, inner: Iterator[bytes], unit: Unit, on_end: Callable[[], None]
-    ) -> None:
-        super().__init__(unit, on_end)
-        self._inner = inner
-
     def __iter__(self) -> _SyncStream:
         return self
 
     def __next__(self) -> bytes:
-        tokens = self._scopes.resume()
-        try:
-            chunk = next(self._inner)
-        except BaseException:
-            self._scopes.suspend(tokens)
-            self._end()
-            raise
-        self._scopes.suspend(tokens)
-        return chunk
+        with self:
+            return cast(bytes, next(self._inner))
 
 
 class _AsyncStream(_Stream):
-    def __init__(
-        self, inner: AsyncIterator[bytes], unit: Unit, on_end: Callable[[], None]
-    ) -> None:
-        super().__init__(unit, on_end)
-        self._inner = inner
-
     def __aiter__(self) -> _AsyncStream:
         return self
 
     async def __anext__(self) -> bytes:
-        # One coroutine, run by one task: resume() and suspend() see the same context.
-        tokens = self._scopes.resume()
-        try:
-            chunk = await self._inner.__anext__()
-        except BaseException:  # exhausted, failed, or cancelled (the client went away)
-            self._scopes.suspend(tokens)
-            self._end()
-            raise
-        self._scopes.suspend(tokens)
-        return chunk
+        # One coroutine, run by one task: __enter__ and __exit__ see the same context.
+        with self:
+            return cast(bytes, await self._inner.__anext__())

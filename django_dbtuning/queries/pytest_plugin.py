@@ -77,24 +77,25 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     )
     if not (fail or mode == "report") or not _django_ready():
         return (yield)
-    from django_dbtuning.queries.recorder import react, track_queries
+    from django_dbtuning.queries.policy import Policy, enforce
+    from django_dbtuning.queries.units import QueryReport, finish_unit, start_unit
 
-    tracker = track_queries()
-    report = tracker.__enter__()
+    unit = start_unit()
     try:
         result = yield
     finally:
-        tracker.__exit__(None, None, None)
-    findings = report.n_plus_one
-    for finding in findings:
+        finish_unit(unit)
+    report = QueryReport(unit)
+    for finding in report.n_plus_one:
         entry = _findings.setdefault(
             finding.location + "\0" + (finding.relation or finding.fingerprint),
             {"finding": finding, "count": 0, "tests": []},
         )
         entry["count"] += finding.count
         entry["tests"].append(item.nodeid)
-    if fail and findings:
-        react(findings, "raise", where=item.nodeid)
+    # N+1s only: duplicates and budgets are the middleware's and query_budget's.
+    policy = Policy(n_plus_one="raise" if fail else "ignore", over_budget="ignore")
+    enforce(report, policy, item.nodeid)
     return result
 
 

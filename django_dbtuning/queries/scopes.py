@@ -1,45 +1,31 @@
 """Per-context stacks whose entries may end in any order, and may be shared.
 
 A unit of work and an ``allow_n_plus_one()`` block are entries of a stack kept in a
-ContextVar (:mod:`django_dbtuning.queries.recorder`). Each entry belongs to the ``__enter__`` that
-opened it, never to the instance, so one instance can be entered by many threads, asyncio
-tasks and recursive calls at once. Entries can end out of order (``a`` entered, ``b``
-entered, ``a`` exited, ``b`` exited; a generator suspended inside a block; an exception in
-between) and in another context than the one that started them: whatever the order, an
-entry counts only while it is open, and once every entry has ended the context holds none.
-
-Generators share the context of the code that iterates them, so a ``with`` block left open
-across a ``yield`` stays current for that code until the generator resumes. A decorated
-generator function (:func:`wrap_generator`, :func:`wrap_async_generator`) instead keeps its
-entries aside between its steps; :func:`check_generator_block` warns about the ``with`` form.
+ContextVar (:mod:`django_dbtuning.queries.units`). Each entry belongs to the ``__enter__``
+that opened it, never to the instance, so one instance can be entered by many threads,
+asyncio tasks and recursive calls at once. Entries can end out of order (``a`` entered,
+``b`` entered, ``a`` exited, ``b`` exited; a generator suspended inside a block; an
+exception in between) and in another context than the one that started them: whatever the
+order, an entry counts only while it is open, and once every entry has ended the context
+holds none. Decorated functions and generators are scoped by
+:mod:`django_dbtuning.queries.wrappers`.
 """
 
 from __future__ import annotations
 
-import ast
-import dis
-import functools
-import inspect
-import textwrap
 import threading
-import warnings
 import weakref
-from collections.abc import AsyncGenerator, Callable, Generator, Sequence
 from contextvars import ContextVar, Token
-from types import CodeType, FrameType
 from typing import Any, Generic, Self, TypeVar
 
 __all__ = [
     "Entries",
     "Scope",
-    "Steps",
-    "check_generator_block",
+    "close_scope",
     "entry_to_exit",
     "first_open",
     "leave",
-    "wrap_async_generator",
-    "wrap_generator",
-    "wrap_generator_function",
+    "open_scope",
 ]
 
 _S = TypeVar("_S", bound="Scope")
@@ -58,8 +44,8 @@ class Scope:
 
     parent: Self | None
 
-    def __init__(self, parent: Self | None, owner: object) -> None:
-        self.parent = parent
+    def __init__(self, owner: object = None) -> None:
+        self.parent = None  # set by open_scope(), or at each step of a generator
         # The instance whose __enter__ opened it: its __exit__ finds it again by identity,
         # so one instance can be entered many times at once (threads, tasks, recursion).
         self.owner = owner
@@ -102,6 +88,26 @@ def leave(var: ContextVar[_S | None], scope: _S, *, restore: bool) -> None:
     restored = var.get()
     if restored is not None and restored.closed:
         var.set(first_open(restored))
+
+
+def open_scope(var: ContextVar[_S | None], scope: _S) -> _S:
+    """Make ``scope`` this context's current entry, above the nearest open one."""
+    scope.parent = first_open(var.get())
+    scope.token = var.set(scope)
+    return scope
+
+
+def close_scope(
+    var: ContextVar[_S | None], scope: _S, *, restore: bool = False
+) -> None:
+    """End ``scope`` (ending it twice is a no-op) and take it off this context's stack.
+
+    ``restore`` also takes every entry opened inside it and left open out of this context,
+    as it was before ``scope`` started (see :func:`leave`).
+    """
+    if not scope.closed:
+        scope.closed = True
+        leave(var, scope, restore=restore)
 
 
 class Entries(Generic[_S]):
@@ -173,398 +179,3 @@ def entry_to_exit(
             )
     entered.remove(scope)
     return scope
-
-
-# --- generators ----------------------------------------------------------------------------
-
-
-class Steps:
-    """The entries a decorated generator has open, kept aside while it is suspended.
-
-    A generator runs step by step (each ``next``/``send``/``throw``, each awaited
-    ``__anext__``/``asend``/``athrow``) in the context of whoever takes the step. A step
-    starts with the generator's own entries put on top of that caller's (:meth:`resume`: the
-    caller's open blocks enclose the step, so they count its queries, as they would a
-    function's) and ends with them taken off again (:meth:`suspend`: what the caller runs
-    between steps is not the generator's). The lowest entry of the generator's own stack is
-    re-parented onto the current caller's at every step: a generator advanced by several
-    callers in turn is enclosed by whichever one takes the step.
-    """
-
-    __slots__ = ("_bases", "_before", "_tops", "_vars")
-
-    def __init__(self, vars: Sequence[ContextVar[Any]], index: int, own: Scope) -> None:
-        self._vars = vars
-        # Per ContextVar: the generator's own innermost open entry and its lowest one
-        # (None: it has none there), and the caller's value during a step.
-        self._tops: list[Scope | None] = [None] * len(vars)
-        self._bases: list[Scope | None] = [None] * len(vars)
-        self._before: list[Any] = [None] * len(vars)
-        self._tops[index] = self._bases[index] = own
-
-    def resume(self) -> None:
-        # A ContextVar set is the expensive part of a step (a new context mapping): a
-        # variable the generator has no entry on is only read, here and in suspend().
-        tops, bases, before = self._tops, self._bases, self._before
-        for i, var in enumerate(self._vars):
-            current = before[i] = var.get()
-            top = tops[i]
-            if top is not None:
-                base = bases[i]
-                if base is not None:
-                    base.parent = first_open(current)
-                var.set(top)
-
-    def suspend(self) -> None:
-        tops, before = self._tops, self._before
-        for i, var in enumerate(self._vars):
-            current, previous = var.get(), before[i]
-            before[i] = None  # holds no caller's entry between steps
-            top = tops[i]
-            if current is (previous if top is None else top):
-                if top is not None:
-                    var.set(previous)
-                continue
-            self._keep(i, first_open(current), first_open(previous))
-            var.set(previous)
-
-    def _keep(self, i: int, top: Scope | None, below: Scope | None) -> None:
-        """The step opened or ended entries on variable ``i``: what is the generator's."""
-        base = top
-        if top is below:
-            top = base = None
-        else:
-            # The generator's own entries end where the caller's begin: the lowest one is
-            # re-parented at each step.
-            while base is not None and base.parent is not below:
-                base = base.parent
-        self._tops[i], self._bases[i] = top, base
-
-
-def wrap_generator_function(
-    func: Callable[..., Any],
-    vars: Sequence[ContextVar[Any]],
-    index: int,
-    start: Callable[[], _S],
-    end: Callable[[_S, bool], None],
-    name: str,
-) -> Callable[..., Any] | None:
-    """``func`` wrapped by :func:`wrap_generator` or :func:`wrap_async_generator`.
-
-    None when ``func`` is neither a generator nor an async generator function. Decided
-    once, at decoration time; the wrapper is a generator (async generator) function too.
-    ``TypeError`` when ``func`` only wraps one (``name``: the decorator, for the message).
-    """
-    if inspect.isasyncgenfunction(func):
-        return wrap_async_generator(func, vars, index, start, end)
-    if inspect.isgeneratorfunction(func):
-        return wrap_generator(func, vars, index, start, end)
-    _refuse_wrapped_generator(func, name)
-    return None
-
-
-def _refuse_wrapped_generator(func: Callable[..., Any], name: str) -> None:
-    """Refuse a function that wraps a generator function without being one.
-
-    ``@contextmanager``/``@asynccontextmanager`` (and any ``functools.wraps`` decorator
-    over a generator function) make a plain function that returns an object running the
-    generator later: a decorator above them would judge each call before any of the
-    generator's queries ran, and check nothing. Decided once, at decoration time.
-    """
-    try:
-        inner = inspect.unwrap(func)
-    except ValueError:  # a __wrapped__ cycle: nothing to tell
-        return
-    if inner is func or not (
-        inspect.isgeneratorfunction(inner) or inspect.isasyncgenfunction(inner)
-    ):
-        return
-    what = getattr(func, "__qualname__", repr(func))
-    raise TypeError(
-        f"@{name} cannot check {what}(): it wraps the generator function "
-        f"{getattr(inner, '__qualname__', repr(inner))}() without being one (as "
-        "@contextmanager and @asynccontextmanager do), so it returns before the "
-        "generator runs and the check would see none of its queries. Put "
-        f"@{name} directly on the generator function, below @contextmanager: it then "
-        "covers the generator's own code before and after its `yield`. To cover the "
-        f"code inside the managed `with` block too, open `with {name}:` around the "
-        "`yield` inside the generator instead."
-    )
-
-
-def wrap_generator(
-    func: Callable[..., Generator[Any, Any, Any]],
-    vars: Sequence[ContextVar[Any]],
-    index: int,
-    start: Callable[[], _S],
-    end: Callable[[_S, bool], None],
-) -> Callable[..., Generator[Any, Any, Any]]:
-    """A generator function running ``func``'s generator in an entry of its own.
-
-    ``start()`` makes the entry (on ``vars[index]``) when the generator first runs; it is
-    in force during each step only. ``end(entry, completed)`` runs once when the generator
-    finishes: ``completed`` unless an exception propagates out of it (exhausted, returned,
-    or closed early: ``end`` may raise then, out of the last ``next()`` or out of
-    ``close()``). Delegates like ``yield from``: sent values, thrown exceptions, ``close()``
-    and the return value reach ``func``'s generator unchanged.
-    """
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
-        inner = func(*args, **kwargs)
-        own = start()
-        steps = Steps(vars, index, own)
-        sent: Any = None
-        thrown: BaseException | None = None
-        closing: GeneratorExit | None = None
-        result: Any = None
-        try:
-            while True:
-                steps.resume()
-                try:
-                    item = inner.send(sent) if thrown is None else inner.throw(thrown)
-                except StopIteration as stop:
-                    result = stop.value
-                    break
-                finally:
-                    thrown = None
-                    steps.suspend()
-                try:
-                    sent = yield item
-                except GeneratorExit as exit_:
-                    steps.resume()
-                    try:
-                        inner.close()
-                    finally:
-                        steps.suspend()
-                    closing = exit_
-                    break
-                except BaseException as exc:
-                    sent, thrown = None, exc
-        except BaseException:
-            end(own, False)
-            raise
-        # Outside the except clauses: a budget exceeded by a generator closed early is
-        # raised out of close() on its own, not as an error "during handling" of the close.
-        end(own, True)
-        if closing is not None:
-            raise closing
-        return result
-
-    return wrapper
-
-
-def wrap_async_generator(
-    func: Callable[..., AsyncGenerator[Any, Any]],
-    vars: Sequence[ContextVar[Any]],
-    index: int,
-    start: Callable[[], _S],
-    end: Callable[[_S, bool], None],
-) -> Callable[..., AsyncGenerator[Any, Any]]:
-    """:func:`wrap_generator` for an async generator function.
-
-    A step is one awaited ``__anext__``/``asend``/``athrow``/``aclose``, awaits inside it
-    included (the step runs in the awaiting task, and ``sync_to_async`` code it awaits runs
-    in a copy of that task's context).
-    """
-
-    @functools.wraps(func)
-    async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
-        inner = func(*args, **kwargs)
-        own = start()
-        steps = Steps(vars, index, own)
-        sent: Any = None
-        thrown: BaseException | None = None
-        closing: GeneratorExit | None = None
-        try:
-            while True:
-                steps.resume()
-                try:
-                    if thrown is None:
-                        item = await inner.asend(sent)
-                    else:
-                        item = await inner.athrow(thrown)
-                except StopAsyncIteration:
-                    break
-                finally:
-                    thrown = None
-                    steps.suspend()
-                try:
-                    sent = yield item
-                except GeneratorExit as exit_:
-                    steps.resume()
-                    try:
-                        await inner.aclose()
-                    finally:
-                        steps.suspend()
-                    closing = exit_
-                    break
-                except BaseException as exc:
-                    sent, thrown = None, exc
-        except BaseException:
-            end(own, False)
-            raise
-        end(own, True)
-        if closing is not None:
-            raise closing
-
-    return wrapper
-
-
-_IN_GENERATOR = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
-# Code that drives a generator as a context manager: there the block is meant to stay in
-# force while the generator is suspended (@contextmanager, pytest yield fixtures), and in
-# our own wrappers it is kept aside between steps.
-_DRIVERS = frozenset({"contextlib", "_pytest", "pytest_asyncio", "django_dbtuning"})
-# Django's code between a streamed body and whatever streams it (StreamingHttpResponse's
-# adapters, GZipMiddleware's compressing generators): passed through, never a driver.
-_DJANGO_STREAMS = frozenset(
-    {"django.http.response", "django.middleware.gzip", "django.utils.text"}
-)
-# Read with .get(): an interpreter that renames an opcode makes _delegates() answer False
-# (a warning too many), never fails the import.
-_CACHE = dis.opmap.get("CACHE", 0)
-_SEND = dis.opmap.get("SEND", -1)
-_YIELD_VALUE = dis.opmap.get("YIELD_VALUE", -1)
-_RESUME = dis.opmap.get("RESUME", -1)
-_registry: dict[Any, Any] = {}
-_ADVICE = {
-    "track_queries": "Its queries count in this block. Open the block around the loop "
-    "that iterates the generator instead, or decorate the generator function with "
-    "@query_budget(...), which covers the generator's own steps only.",
-    "query_budget": "Its queries count in this block. Decorate the generator function "
-    "with @query_budget(...) instead: the decorator covers the generator's own steps only.",
-    "allow_n_plus_one": "The N+1s and duplicates of that code are not reported. "
-    "Decorate the generator function with @allow_n_plus_one() instead: the decorator "
-    "covers the generator's own steps only.",
-}
-
-
-def check_generator_block(frame: FrameType, name: str) -> None:
-    """Warn (once per line) about a ``with`` block in a generator that yields inside it.
-
-    ``frame`` is the frame that entered the block. A generator suspended inside an open
-    block leaves it in force for the code that iterates it until the generator resumes:
-    ContextVars are per context, and a generator shares its caller's. Nothing can tell the
-    block when its generator suspends, so it cannot be scoped to the generator's own steps
-    from inside; the decorator form can (:func:`wrap_generator`). Costs an attribute read
-    per entry outside generators; the source of a generator is read once per ``with`` line.
-    """
-    code = frame.f_code
-    if (
-        not code.co_flags & _IN_GENERATOR
-        or code.co_flags & inspect.CO_ITERABLE_COROUTINE
-    ):
-        return
-    driver = _driver(frame)
-    if driver is not None:
-        module = str(driver.f_globals.get("__name__", ""))
-        if module.partition(".")[0] in _DRIVERS:
-            return
-    lineno = _yielding_block(code, frame.f_lineno)
-    if lineno is None:
-        return
-    where = f"{code.co_filename}:{lineno}"
-    warnings.warn_explicit(
-        f"{name}() block at {where} is open across a `yield` in the generator "
-        f"{code.co_qualname}(): while the generator is suspended there, the block stays in "
-        f"force for the code that iterates it. {_ADVICE[name]} If the generator is a context "
-        "manager, this is intended: filter this warning out.",
-        RuntimeWarning,
-        code.co_filename,
-        lineno,
-        registry=_registry,
-    )
-
-
-def _driver(frame: FrameType) -> FrameType | None:
-    """The frame that drives ``frame``'s generator: past ``yield from`` and Django.
-
-    A generator reached through ``yield from`` runs on top of the generator delegating to
-    it; the code that drives the outermost generator of the chain is what iterates it
-    (contextlib for a ``@contextmanager`` that delegates to a helper, pytest for a yield
-    fixture that does). A generator that iterates another with ``for`` or ``next()`` is
-    that one's consumer, and is the driver.
-    """
-    driver = frame.f_back
-    while driver is not None:
-        if driver.f_globals.get("__name__") in _DJANGO_STREAMS or (
-            driver.f_code.co_flags & inspect.CO_GENERATOR and _delegates(driver)
-        ):
-            driver = driver.f_back
-        else:
-            return driver
-    return None
-
-
-def _delegates(frame: FrameType) -> bool:
-    """Whether generator ``frame`` is in a ``yield from``, running its delegate.
-
-    Read from the instruction it stands at, as CPython's own ``gi_yieldfrom`` does: a
-    ``send()`` goes through the delegating frame's SEND; a ``throw()`` goes straight to the
-    delegate, the delegating frame left suspended at its YIELD_VALUE (3.11, 3.12) or at the
-    RESUME after it (3.13), whose oparg 2 marks a ``yield from``.
-    """
-    code = frame.f_code.co_code
-    at = frame.f_lasti
-    if not 0 <= at < len(code):
-        return False
-    while at > 0 and code[at] == _CACHE:  # 3.12+ may stand on the SEND's inline cache
-        at -= 2
-    if code[at] == _SEND:
-        return True
-    if code[at] == _YIELD_VALUE:
-        at += 2
-    return at + 1 < len(code) and code[at] == _RESUME and code[at + 1] & 3 == 2
-
-
-@functools.lru_cache(maxsize=256)
-def _yielding_block(code: CodeType, lineno: int) -> int | None:
-    """The line of the ``with`` at ``lineno`` in ``code`` if its body yields, else None.
-
-    None too when the source cannot be read or parsed: no warning rather than a wrong one.
-    """
-    try:
-        lines, first = inspect.getsourcelines(code)
-        tree = ast.parse(textwrap.dedent("".join(lines)))
-    except (OSError, TypeError, SyntaxError, ValueError):
-        return None
-    target = lineno - first + 1 if first else lineno
-    block: ast.With | ast.AsyncWith | None = None
-    for node in _own_nodes(tree.body[0] if tree.body else tree):
-        if (
-            isinstance(node, ast.With | ast.AsyncWith)
-            and _starts_at(node, target)
-            and (block is None or node.lineno >= block.lineno)  # the innermost one
-        ):
-            block = node
-    if block is None:
-        return None
-    for statement in block.body:
-        for node in _own_nodes(statement):
-            if isinstance(node, ast.Yield | ast.YieldFrom):
-                return block.lineno + first - 1 if first else block.lineno
-    return None
-
-
-def _starts_at(node: ast.With | ast.AsyncWith, line: int) -> bool:
-    if node.lineno == line:
-        return True
-    return any(
-        item.context_expr.lineno <= line <= (item.context_expr.end_lineno or line)
-        for item in node.items
-    )
-
-
-_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
-
-
-def _own_nodes(root: ast.AST) -> Generator[ast.AST, None, None]:
-    """``root`` and the nodes below it that run in its scope (not nested defs/lambdas)."""
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        yield node
-        for child in ast.iter_child_nodes(node):
-            if not isinstance(child, _SCOPES):
-                stack.append(child)

@@ -25,7 +25,8 @@ from django_dbtuning import (
     query_budget,
     track_queries,
 )
-from django_dbtuning.queries.recorder import QueryReport, Unit
+from django_dbtuning.queries import QueryReport
+from django_dbtuning.queries.units import Unit
 from tests.queries.helpers import raw_n_plus_one
 from tests.testapp.models import Author
 
@@ -69,9 +70,9 @@ def live_units() -> int:
 
 
 def active_unit() -> Unit | None:
-    from django_dbtuning.queries.recorder import _unit
+    from django_dbtuning.queries.recorder import current_unit
 
-    return _unit.get()
+    return current_unit.get()
 
 
 # --- one instance, many threads ----------------------------------------------------------------

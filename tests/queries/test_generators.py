@@ -26,7 +26,7 @@ from django_dbtuning import (
     query_budget,
     track_queries,
 )
-from django_dbtuning.queries.recorder import QueryReport
+from django_dbtuning.queries import QueryReport
 from tests.queries.helpers import (
     YIELD_WARNING,
     nothing_current,

@@ -9,7 +9,6 @@ from prometheus_client import CollectorRegistry
 
 from django_dbtuning import track_queries
 from django_dbtuning.queries import metrics
-from django_dbtuning.queries.recorder import evaluate
 from tests.testapp.models import Author, Book, Publisher
 
 pytestmark = pytest.mark.django_db
@@ -26,9 +25,7 @@ def test_request_metrics_by_view_and_alias():
     with track_queries() as report:
         for book in Book.objects.all():
             book.author.name
-    unit = report._unit
-    n_plus_one, _ = evaluate(unit)
-    metrics.observe_request("books-naive", unit, n_plus_one, registry=registry)
+    metrics.observe_request("books-naive", report, registry=registry)
     labels = {"view": "books-naive", "alias": "default"}
     assert registry.get_sample_value("dbtuning_request_queries_count", labels) == 1
     assert registry.get_sample_value("dbtuning_request_queries_sum", labels) == 4

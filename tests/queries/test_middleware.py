@@ -185,16 +185,15 @@ def test_a_failure_inside_the_detector_never_fails_the_request(
     client, books, dbtuning, monkeypatch, caplog
 ):
     from django_dbtuning.queries import callsite as detection
-    from django_dbtuning.queries import recorder as tracking
+    from django_dbtuning.queries import recorder, units
 
     def explode(*args, **kwargs):
         raise RuntimeError("detector bug")
 
     dbtuning(ON_N_PLUS_ONE="raise")
     monkeypatch.setattr(detection, "_walk_for_site", explode)
-    monkeypatch.setattr(tracking, "evaluate", explode)
-    monkeypatch.setattr(tracking, "_error_logged", False)
-    monkeypatch.setattr("django_dbtuning.queries.middleware.evaluate", explode)
+    monkeypatch.setattr(units, "evaluate", explode)
+    monkeypatch.setattr(recorder, "_error_logged", False)
     with caplog.at_level(logging.ERROR, logger="django_dbtuning"):
         response = client.get("/books/naive/")
     assert response.status_code == 200

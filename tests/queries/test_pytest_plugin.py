@@ -53,9 +53,10 @@ def test_allowed_naive(books):
 """
 
 
-def run_pytest(tmp_path, *args):
+def run_pytest(tmp_path, *args, tests=TESTS):
+    """Run ``tests`` as ``test_child.py`` in a child pytest: (exit code, output)."""
     test_file = tmp_path / "test_child.py"
-    test_file.write_text(TESTS)
+    test_file.write_text(tests)
     env = dict(os.environ)
     url = env.get("DATABASE_URL")
     if url:  # the same server, another test database than ours

@@ -27,7 +27,7 @@ from prometheus_client import REGISTRY
 
 from django_dbtuning import NPlusOneWarning, track_queries
 from django_dbtuning.middleware import QueryCountMiddleware
-from django_dbtuning.queries.recorder import Unit
+from django_dbtuning.queries.units import Unit
 from tests.testapp.models import Author, Book, Publisher
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.testapp.urls")]
@@ -80,9 +80,9 @@ def summaries(records: list[logging.LogRecord]) -> list[logging.LogRecord]:
 
 
 def active_unit() -> Unit | None:
-    from django_dbtuning.queries.recorder import _unit
+    from django_dbtuning.queries.recorder import current_unit
 
-    return _unit.get()
+    return current_unit.get()
 
 
 def assert_book_author_n_plus_one(found: list[Any], view: str) -> None:

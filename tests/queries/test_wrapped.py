@@ -28,7 +28,7 @@ from django_dbtuning import (
     track_queries,
 )
 from django_dbtuning.middleware import QueryCountMiddleware
-from django_dbtuning.queries.recorder import QueryReport
+from django_dbtuning.queries import QueryReport
 from tests.queries.helpers import (
     YIELD_WARNING,
     nothing_current,
