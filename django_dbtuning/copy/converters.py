@@ -47,14 +47,14 @@ Converter = Callable[[Any], Any]
 
 # Conversion methods a subclass may override; if it does, its values take the generic
 # ``get_db_prep_save`` path instead of the fast one.
-_CONVERSION_METHODS = (
+_CONVERSION_METHODS = [
     "to_python",
     "get_prep_value",
     "get_db_prep_value",
     "get_db_prep_save",
     "pre_save",
     "db_type",
-)
+]
 
 
 def django_base(field: models.Field[Any, Any]) -> type | None:

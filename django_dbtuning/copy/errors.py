@@ -43,7 +43,6 @@ __all__ = [
     "KEY_DETAIL",
     "Locator",
     "Stage",
-    "concurrency_error",
     "copy_error",
     "database_error",
     "load_error",
@@ -128,38 +127,15 @@ def problem_error(
     )
 
 
-def concurrency_error(
-    exc: psycopg.Error,
-    *,
-    label: str,
-    stage: str,
-    first_row: int | None,
-    last_row: int | None,
-    batch: int | None,
-) -> CopyConcurrencyError | None:
-    """The CopyConcurrencyError for a deadlock, serialization failure or timeout."""
-    sqlstate = exc.sqlstate or ""
-    kind = TRANSIENT.get(sqlstate)
-    if kind is None:
-        return None
-    rows = ""
-    if first_row is not None and last_row is not None:
-        rows = f" (rows {first_row}-{last_row})"
-    message = (
-        f"COPY into {label} stopped by a {kind} while {stage}{rows}: "
-        f"{server_condition(exc)}. "
-        "The load was rolled back and wrote nothing; retrying it may succeed."
-    )
-    return CopyConcurrencyError(
-        message,
-        first_row=first_row,
-        last_row=last_row,
-        batch=batch,
-        pg_message=exc.diag.message_primary,
-        sqlstate=sqlstate,
-        detail=exc.diag.message_detail,
-        pg_error=exc,
-    )
+def _server_fields(pg: psycopg.Error) -> dict[str, Any]:
+    """The server's own texts, kept on the error's attributes (never in its message)."""
+    diag = pg.diag
+    return {
+        "pg_message": diag.message_primary,
+        "sqlstate": pg.sqlstate,
+        "detail": diag.message_detail,
+        "pg_error": pg,
+    }
 
 
 def _as_text(value: Any) -> str:
@@ -238,11 +214,8 @@ def copy_error(
         _message(label, row, column, condition, locator, stage),
         row=row,
         column=column,
-        pg_message=diag.message_primary,
-        sqlstate=sqlstate,
-        detail=detail,
         constraint=diag.constraint_name,
-        pg_error=exc,
+        **_server_fields(exc),
     )
 
 
@@ -339,16 +312,17 @@ def load_error(
     pg = exc if isinstance(exc, psycopg.Error) else exc.__cause__
     if not isinstance(pg, psycopg.Error):
         return None
-    transient = concurrency_error(
-        pg,
-        label=label,
-        stage=stage.stage,
-        first_row=stage.first_row,
-        last_row=stage.last_row,
-        batch=stage.batch,
-    )
-    if transient is not None:
-        return transient
+    kind = TRANSIENT.get(pg.sqlstate or "")
+    if kind is not None:
+        return CopyConcurrencyError(
+            f"COPY into {label} stopped by a {kind} while {stage.words()}: "
+            f"{server_condition(pg)}. "
+            "The load was rolled back and wrote nothing; retrying it may succeed.",
+            first_row=stage.first_row,
+            last_row=stage.last_row,
+            batch=stage.batch,
+            **_server_fields(pg),
+        )
     located = copy_error(
         pg,
         label=label,
@@ -365,10 +339,7 @@ def load_error(
     condition = server_condition(pg) if pg.sqlstate else str(pg).strip()
     return cls(
         _message(label, None, None, condition, None, stage.words()),
-        pg_message=pg.diag.message_primary,
-        sqlstate=pg.sqlstate,
-        detail=pg.diag.message_detail,
-        pg_error=pg,
+        **_server_fields(pg),
     )
 
 

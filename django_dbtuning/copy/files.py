@@ -38,6 +38,7 @@ class _Binary(io.RawIOBase):
     def __init__(self, source: Any) -> None:
         super().__init__()
         self.source = source
+        self.pending = b""
 
     def readable(self) -> bool:
         return True
@@ -49,20 +50,12 @@ class _Binary(io.RawIOBase):
         return n
 
 
-class _Encoded(io.RawIOBase):
+class _Encoded(_Binary):
     """An object whose ``read(n)`` returns str, as UTF-8 bytes for a TextIOWrapper.
 
     Iterating such an object is not safe: Django's ``File.__iter__``, for one, splits
     lines with ``str.splitlines``, which also breaks at ``\u2028`` and friends.
     """
-
-    def __init__(self, source: Any) -> None:
-        super().__init__()
-        self.source = source
-        self.pending = b""
-
-    def readable(self) -> bool:
-        return True
 
     def readinto(self, buffer: Any) -> int:
         while not self.pending:

@@ -88,38 +88,26 @@ def progress_callback(
     """What to call with each batch's row count (None once the load ends)."""
     if progress is False or progress is None:
         return None
-    if hasattr(progress, "update") and not isinstance(progress, bool):
+    if progress is True:
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            raise ImproperlyConfigured(
+                "progress=True needs tqdm: pip install 'django-dbtuning[progress]'"
+            ) from None
+        ours: Any = tqdm(total=total, unit=" rows", desc=f"COPY {label}")
+        return lambda n: ours.close() if n is None else ours.update(n)
+    if hasattr(progress, "update"):
         # A tqdm (or rich-like) bar the caller made, with its own total and label.
-        bar_object: Any = progress
+        bar: Any = progress
+        return lambda n: None if n is None else bar.update(n)
+    callback = progress
+    done = 0
 
-        def advance(n: int | None) -> None:
-            if n is not None:
-                bar_object.update(n)
+    def report(n: int | None) -> None:
+        nonlocal done
+        if n is not None:
+            done += n
+            callback(done)
 
-        return advance
-    if not isinstance(progress, bool):
-        callback = progress
-        done = 0
-
-        def report(n: int | None) -> None:
-            nonlocal done
-            if n is not None:
-                done += n
-                callback(done)
-
-        return report
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        raise ImproperlyConfigured(
-            "progress=True needs tqdm: pip install 'django-dbtuning[progress]'"
-        ) from None
-    bar = tqdm(total=total, unit=" rows", desc=f"COPY {label}")
-
-    def update(n: int | None) -> None:
-        if n is None:
-            bar.close()
-        else:
-            bar.update(n)
-
-    return update
+    return report

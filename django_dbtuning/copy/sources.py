@@ -20,7 +20,7 @@ import itertools
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
@@ -45,51 +45,40 @@ class Batch:
     objs: list[models.Model] | None
 
 
+@dataclass
 class Source:
-    """A stream of rows with a fixed column list.
+    """A stream of rows with a fixed column list, built by ``build`` (compiled with the
+    columns' converters by :meth:`finish`).
 
     ``given``: how many leading columns the rows carry (the rest the load fills);
     ``short``: how long a row built on the fast path is (it stops before the trailing
-    columns left to the database: no per-row slicing later).
+    columns left to the database: no per-row slicing later). ``text``: CSV cells are
+    strings the server parses (text COPY, no client conversion). ``mark``, ``line_of``
+    and ``headers``: where each row of a CSV batch starts, and each field's header.
     """
 
-    kind = "rows"
+    columns: list[Column]
+    items: Iterator[Any]
+    build: Callable[[Any], Row]
+    given: int = -1
+    short: int = -1
+    spec: RowSpec | None = None
+    instances: bool = False
+    text: bool = False
+    total: int | None = None
+    kind: str = "rows"
+    closers: list[Callable[[], None]] = field(default_factory=list)
+    mark: Callable[[int], None] = lambda start: None
+    line_of: Callable[[int], int | None] = lambda row: None
+    headers: dict[str, str] = field(default_factory=dict)
 
-    def __init__(
-        self,
-        columns: list[Column],
-        items: Iterator[Any],
-        build: Callable[[Any], Row],
-        *,
-        given: int | None = None,
-        short: int | None = None,
-        spec: RowSpec | None = None,
-        instances: bool = False,
-        text: bool = False,
-        total: int | None = None,
-    ) -> None:
-        self.columns = columns
-        self.items = items
-        self.raw_build = build
-        self.build = build
-        self.given = len(columns) if given is None else given
-        self.short = len(columns) if short is None else short
-        self.spec = spec
-        self.instances = instances
-        # CSV cells are strings the server parses: text COPY, no client conversion.
-        self.text = text
-        self.total = total
-        self.closers: list[Callable[[], None]] = []
-        # CSV: where each row of the current batch starts, and the header of each field.
-        self.mark: Callable[[int], None] = _no_mark
-        self.line_of: Callable[[int], int | None] = _no_line
-        self.headers: dict[str, str] = {}
+    def __post_init__(self) -> None:
+        self.given = len(self.columns) if self.given < 0 else self.given
+        self.short = len(self.columns) if self.short < 0 else self.short
 
     def finish(self) -> None:
         """Compile the per-row builder once the columns' converters are chosen."""
-        self.build = with_converters(
-            self.columns, self.raw_build, self.short, self.spec
-        )
+        self.build = with_converters(self.columns, self.build, self.short, self.spec)
 
     def batches(self, size: int) -> Iterator[Batch]:
         """Yield batches of at most ``size`` rows, building each row once."""
@@ -122,14 +111,6 @@ class Source:
         closers, self.closers = self.closers, []
         for closer in closers:
             closer()
-
-
-def _no_mark(start: int) -> None:
-    return None
-
-
-def _no_line(row: int) -> int | None:
-    return None
 
 
 @contextmanager
