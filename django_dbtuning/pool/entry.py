@@ -21,8 +21,9 @@ import django
 from django_dbtuning.exceptions import InvalidDatabaseURL
 from django_dbtuning.pool.deployment import Deployment
 from django_dbtuning.pool.options import connection_options, validate_connection
+from django_dbtuning.pool.parameters import url_arguments
 from django_dbtuning.pool.sizing import PoolSizing, size_for
-from django_dbtuning.pool.url import ParsedURL, parse_url, url_arguments
+from django_dbtuning.pool.url import ParsedURL, parse_url
 from django_dbtuning.validation import (
     Duration,
     duration_ms,
@@ -96,33 +97,19 @@ def database(
     test: Mapping[str, Any] | None = None,
     atomic_requests: bool | None = None,
 ) -> dict[str, Any]:
-    """Build one complete ``DATABASES`` entry for PostgreSQL.
+    """Build one complete ``DATABASES`` entry for PostgreSQL, from ``url`` or ``$env``.
 
     On Django 5.1+ the entry uses Django's native psycopg pool (``CONN_MAX_AGE=0``, an
-    explicit ``OPTIONS["pool"]`` sized by :func:`pool_size`); on older Django, or with
-    ``pool=False``, persistent connections (``CONN_MAX_AGE`` plus ``CONN_HEALTH_CHECKS``).
-    Timeouts become libpq ``options``; ``pgbouncer=True`` sets what transaction pooling
-    needs (no server-side cursors or prepared statements, no startup options).
-
-    Args:
-        url: ``postgres://user:password@host:port/dbname?param=value``; the host may also
-            be a socket directory (``?host=/run/postgresql``) or a list (``h1:5432,h2``).
-            Query parameters are libpq keywords (``sslmode``...), or this helper's own:
-            ``pool``, ``pool_min_size``, ``pool_max_size``, ``pool_timeout``,
-            ``pool_max_idle``, ``pool_max_lifetime``, ``pool_max_waiting``,
-            ``conn_max_age``, ``health_checks``, the three timeouts and ``pgbouncer``.
-            Arguments given explicitly win over the URL; an argument left out or None is
-            "not given", as in psycopg's ``make_conninfo()``, and the default applies
-            after the URL is read: ``timeout`` 10.0, ``max_idle`` 300, ``max_lifetime``
-            1800, ``max_waiting`` 0, ``conn_max_age`` 600 (``math.inf``, or ``none`` in
-            the URL, keeps connections forever), ``health_checks`` True,
-            ``connect_timeout`` 5 (0 waits forever, as in libpq).
-        env: environment variable read when ``url`` is None (``DATABASE_URL``).
-
-    The sizing arguments are those of :func:`pool_size`. ``role="replica"`` or
-    ``role="bulkhead"`` (with ``primary``, the primary's alias) marks the entry for
-    :class:`django_dbtuning.routers.PrimaryReplicaRouter` and mirrors the primary in tests.
-    The entry records the deployment under ``"DBTUNING"`` (see :class:`Deployment`).
+    explicit ``OPTIONS["pool"]`` sized by :func:`pool_size`, whose arguments are the sizing
+    ones here); on older Django, or with ``pool=False``, persistent connections
+    (``CONN_MAX_AGE`` plus ``CONN_HEALTH_CHECKS``). Timeouts become libpq ``options``;
+    ``pgbouncer=True`` sets what transaction pooling needs. The URL's query may hold libpq
+    keywords and this helper's own parameters (:data:`URL_PARAMETERS`). An argument left
+    out or None is "not given", as in psycopg's ``make_conninfo()``: the URL's value
+    applies, then :data:`DEFAULTS`. ``conn_max_age=math.inf`` keeps connections forever.
+    ``role="replica"`` or ``"bulkhead"`` marks the entry for
+    :class:`~django_dbtuning.routers.PrimaryReplicaRouter`; the entry records its
+    :class:`Deployment` under ``"DBTUNING"``. docs/pool.md describes every argument.
 
     Raises:
         InvalidDatabaseURL: the URL is missing, malformed, ambiguous or carries a value
@@ -132,9 +119,15 @@ def database(
     # None means "not given" for every argument: the URL's value applies, then DEFAULTS.
     given = {name: value for name, value in locals().items() if value is not None}
     parsed = parse_url(_url_text(url, given.get("env", DEFAULTS["env"])))
-    from_url = url_arguments(parsed)
+    from_url = url_arguments(parsed.parameters, parsed.shown)
     arguments = {**DEFAULTS, **from_url, **given}
-    url_sourced = frozenset(from_url) - given.keys()
+    return _entry(parsed, arguments, frozenset(from_url) - given.keys())
+
+
+def _entry(
+    parsed: ParsedURL, arguments: Mapping[str, Any], url_sourced: frozenset[str]
+) -> dict[str, Any]:
+    """The entry for the merged arguments; ``url_sourced`` names those from the URL."""
     use_pool = _use_pool(arguments["pool"])
     timeouts = {
         name: ms
@@ -165,9 +158,9 @@ def database(
     if deployment.role != "primary":
         # Replicas and bulkheads read the primary's data; in tests they must see the test
         # database through the same name rather than get an empty one of their own.
-        entry["TEST"] = {"MIRROR": deployment.primary}
-    if test:
-        entry["TEST"] = {**entry.get("TEST", {}), **test}
+        entry["TEST"] = {"MIRROR": deployment.primary, **arguments.get("test", {})}
+    elif arguments.get("test"):
+        entry["TEST"] = dict(arguments["test"])
     # Django ignores unknown keys; checks, dbreport and the router read this back.
     entry["DBTUNING"] = replace(deployment, rationale=sizing.rationale).as_dict()
     return entry

@@ -83,19 +83,10 @@ def pool_size(
             per process.
         TypeError: a value has the wrong type.
     """
-    deployment = Deployment(
-        server_max_connections=server_max_connections,
-        reserved_connections=reserved_connections,
-        other_clients=other_clients,
-        instances=instances,
-        processes=processes,
-        threads=threads,
-        aliases=aliases,
-        headroom=headroom,
-        throughput=throughput,
-        hold_time=hold_time,
-    )
-    return size_for(deployment, burst=burst)
+    # The arguments are Deployment's fields (it validates them), and the burst factor.
+    inputs = dict(locals())
+    burst = inputs.pop("burst")
+    return size_for(Deployment(**inputs), burst=burst)
 
 
 def size_for(deployment: Deployment, *, burst: float = DEFAULT_BURST) -> PoolSizing:

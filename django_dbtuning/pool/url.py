@@ -9,27 +9,16 @@ No message ever contains the URL as given: only :func:`redact_url`'s rendering o
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import ROUND_CEILING
-from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 from django_dbtuning.exceptions import InvalidDatabaseURL
 from django_dbtuning.pool.conninfo import libpq_keywords, shown_value
-from django_dbtuning.validation import INT_MAX, millisecond_value
+from django_dbtuning.pool.parameters import URL_PARAMETERS
 
-__all__ = [
-    "SCHEMES",
-    "URL_PARAMETERS",
-    "ParsedURL",
-    "UrlParameter",
-    "parse_url",
-    "redact_url",
-    "url_arguments",
-]
+__all__ = ["SCHEMES", "ParsedURL", "parse_url", "redact_url"]
 
 SCHEMES = frozenset({"postgres", "postgresql", "pgsql"})
 # libpq keywords the URL itself spells: they belong in the authority and path.
@@ -65,8 +54,7 @@ def _value_shown(key: str, value: str) -> bool:
     # A validated enum member or number, spelt without escapes: what libpq reads too.
     parameter = URL_PARAMETERS.get(key)
     if parameter is not None:
-        valid = parameter.convert(value) is not _INVALID
-        return valid and parameter.shape.fullmatch(value) is not None
+        return parameter.shows(value)
     return "%" not in value and shown_value(key, value)
 
 
@@ -409,119 +397,3 @@ def _query(
             )
     echoable = frozenset(key for _, key, _ in items[:shown_count])
     return options, parameters, host, port, echoable
-
-
-# -- this package's own parameters ----------------------------------------------------------
-
-_INVALID: Any = object()
-
-
-def _boolean(text: str) -> Any:
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    return False if lowered in ("0", "false", "no", "off") else _INVALID
-
-
-def _integer(minimum: int) -> Callable[[str], Any]:
-    def convert(text: str) -> Any:
-        try:
-            number = int(text)
-        except ValueError:
-            return _INVALID
-        return number if minimum <= number <= INT_MAX else _INVALID
-
-    return convert
-
-
-def _seconds(text: str) -> Any:
-    try:
-        number = float(text)
-    except ValueError:
-        return _INVALID
-    return number if math.isfinite(number) and number > 0 else _INVALID
-
-
-def _conn_max_age(text: str) -> Any:
-    # "none" is Django's CONN_MAX_AGE=None (forever), which database() spells math.inf.
-    if text.strip().lower() in ("none", ""):
-        return math.inf
-    return _integer(0)(text)
-
-
-def _milliseconds(text: str) -> Any:
-    # database()'s rule for a timeout: PostgreSQL's units, rounded up, at most INT_MAX.
-    ms = millisecond_value(text)
-    if ms is None or ms < 0:
-        return _INVALID
-    whole = int(ms.to_integral_value(rounding=ROUND_CEILING))
-    return whole if whole <= INT_MAX else _INVALID
-
-
-class UrlParameter(NamedTuple):
-    """One of this package's own query parameters (a URL can carry the pool's knobs,
-    which dj-database-url and django-environ cannot express)."""
-
-    argument: str
-    """The ``database()`` argument it fills."""
-    convert: Callable[[str], Any]
-    """Text to the argument's value, or ``_INVALID``."""
-    rule: str
-    """What the value must be, for the error message."""
-    shape: re.Pattern[str]
-    """How a valid value may be spelt to be shown by :func:`redact_url`."""
-
-
-_BOOLEAN = re.compile(r"1|0|true|false|yes|no|on|off", re.IGNORECASE)
-_COUNT = re.compile(r"[0-9]{1,10}")
-_SECONDS = re.compile(r"[0-9]{1,10}(?:\.[0-9]{1,6})?")
-_DURATION = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,6})?(?:us|ms|s|min|h|d)?")
-_DURATION_RULE = (
-    "a duration such as 500ms, 5s or 2min (an int is milliseconds), at most "
-    f"{INT_MAX} ms"
-)
-_FLAG = (_boolean, "true or false", _BOOLEAN)
-_TIME = (_seconds, "a finite number of seconds > 0", _SECONDS)
-_TIMEOUT = (_milliseconds, _DURATION_RULE, _DURATION)
-
-URL_PARAMETERS: dict[str, UrlParameter] = {
-    "pool": UrlParameter("pool", *_FLAG),
-    "pgbouncer": UrlParameter("pgbouncer", *_FLAG),
-    "health_checks": UrlParameter("health_checks", *_FLAG),
-    "pool_min_size": UrlParameter("min_size", _integer(0), "an integer >= 0", _COUNT),
-    "pool_max_size": UrlParameter("max_size", _integer(1), "an integer >= 1", _COUNT),
-    "pool_max_waiting": UrlParameter(
-        "max_waiting", _integer(0), "an integer >= 0", _COUNT
-    ),
-    "pool_timeout": UrlParameter("timeout", *_TIME),
-    "pool_max_idle": UrlParameter("max_idle", *_TIME),
-    "pool_max_lifetime": UrlParameter("max_lifetime", *_TIME),
-    "conn_max_age": UrlParameter(
-        "conn_max_age",
-        _conn_max_age,
-        "an integer >= 0 or none",
-        re.compile(r"[0-9]{1,10}|none", re.IGNORECASE),
-    ),
-    "statement_timeout": UrlParameter("statement_timeout", *_TIMEOUT),
-    "lock_timeout": UrlParameter("lock_timeout", *_TIMEOUT),
-    "idle_in_transaction_session_timeout": UrlParameter(
-        "idle_in_transaction_session_timeout", *_TIMEOUT
-    ),
-}
-
-
-def url_arguments(parsed: ParsedURL) -> dict[str, Any]:
-    """The URL's own parameters as ``database()`` arguments (timeouts in whole ms).
-
-    Raises:
-        InvalidDatabaseURL: a value that cannot be used; the message names the parameter
-            and what it must be, never the value (it may be a secret's tail).
-    """
-    arguments: dict[str, Any] = {}
-    for key, text in parsed.parameters.items():
-        parameter = URL_PARAMETERS[key]
-        value = parameter.convert(text)
-        if value is _INVALID:
-            raise _invalid(parsed.shown, f"parameter {key} must be {parameter.rule}")
-        arguments[parameter.argument] = value
-    return arguments

@@ -177,8 +177,6 @@ def _with_deployment(
 ) -> None:
     """The deployment's peak against the live server, and the sizing redone for it."""
     section = probe.section("pool")
-    pooled = bool((settings_dict.get("OPTIONS") or {}).get("pool"))
-    per_process = deployment.connections_per_process(settings_dict)[0]
     peak = deployment.peak_connections(settings_dict)
     usable = deployment.usable_connections(live_max, live_reserved)
     section["deployment_max_connections"] = peak
@@ -205,65 +203,92 @@ def _with_deployment(
         return
     section["arithmetic"] = sizing.rationale
     section["recommended"] = {"min_size": sizing.min_size, "max_size": sizing.max_size}
-    d = deployment
+    if not _oversubscribed(probe, settings_dict, live, sizing.max_size, usable):
+        _sizing_stale(probe, settings_dict, deployment, live_max, sizing.max_size)
+
+
+def _oversubscribed(
+    probe: Probe,
+    settings_dict: Mapping[str, Any],
+    live: Deployment,
+    recommended: int,
+    usable: int,
+) -> bool:
+    """``pool_oversubscribed``: more connections at peak than the server allows (an
+    error), or than the headroom leaves (a warning)."""
+    per_process = live.connections_per_process(settings_dict)[0]
+    peak = live.peak_connections(settings_dict)
     shape = (
-        f"{d.instances} instances x {d.processes} processes x {d.aliases} aliases x "
-        f"{per_process} connections"
+        f"{live.instances} instances x {live.processes} processes x {live.aliases} "
+        f"aliases x {per_process} connections"
     )
-    recommended = sizing.max_size
+    figures: dict[str, Any] = {
+        "object": f"alias:{probe.alias}",
+        "recommended_max_size": recommended,
+        "deployment_max_connections": peak,
+        "usable_connections": usable,
+    }
     if peak > usable:
-        others = f" - {d.other_clients} other clients" if d.other_clients else ""
+        others = f" - {live.other_clients} other clients" if live.other_clients else ""
         probe.add(
             "error",
             "pool_oversubscribed",
             f"{probe.alias}: {peak} connections at peak, the server allows {usable}",
             detail=(
                 f"{shape} = {peak} connections at peak, but the server has "
-                f"max_connections {live_max} - {live.reserved_connections} reserved"
-                f"{others} = {usable}: under load new connections fail with 'too many "
-                "clients already'."
+                f"max_connections {live.server_max_connections} - "
+                f"{live.reserved_connections} reserved{others} = {usable}: under load "
+                "new connections fail with 'too many clients already'."
             ),
             hint=(
                 f"set max_size to {recommended} (database(..., "
-                f"server_max_connections={live_max}) computes it), or put PgBouncer in "
-                "front"
+                f"server_max_connections={live.server_max_connections}) computes it), "
+                "or put PgBouncer in front"
             ),
-            object=f"alias:{probe.alias}",
-            recommended_max_size=recommended,
-            deployment_max_connections=peak,
-            usable_connections=usable,
+            **figures,
         )
-    elif pooled and per_process > recommended:
+        return True
+    if (settings_dict.get("OPTIONS") or {}).get("pool") and per_process > recommended:
         probe.add(
             "warning",
             "pool_oversubscribed",
             f"{probe.alias}: pool max_size {per_process} leaves no headroom",
             detail=(
                 f"{shape} = {peak} of {usable} usable connections: more than "
-                f"the {d.headroom:.0%} headroom that leaves room for migrations, "
+                f"the {live.headroom:.0%} headroom that leaves room for migrations, "
                 "cron jobs, a psql session and deploys (old and new workers overlap)."
             ),
             hint=f"max_size {recommended} per process fits the budget",
-            object=f"alias:{probe.alias}",
-            recommended_max_size=recommended,
-            deployment_max_connections=peak,
-            usable_connections=usable,
+            **figures,
         )
-    elif d.server_max_connections and d.server_max_connections != live_max:
-        probe.add(
-            "info",
-            "pool_sizing_stale",
-            f"{probe.alias}: sized for max_connections {d.server_max_connections}, the "
-            f"server has {live_max}",
-            detail=(
-                f"The DATABASES entry was built with server_max_connections="
-                f"{d.server_max_connections}; redone with the live value the pool's "
-                f"max_size would be {recommended} (it is {per_process})."
-            ),
-            hint=f"database(..., server_max_connections={live_max})",
-            object=f"alias:{probe.alias}",
-            recommended_max_size=recommended,
-        )
+        return True
+    return False
+
+
+def _sizing_stale(
+    probe: Probe,
+    settings_dict: Mapping[str, Any],
+    deployment: Deployment,
+    live_max: int,
+    recommended: int,
+) -> None:
+    """``pool_sizing_stale``: the entry was sized for another ``max_connections``."""
+    declared = deployment.server_max_connections
+    if not declared or declared == live_max:
+        return
+    probe.add(
+        "info",
+        "pool_sizing_stale",
+        f"{probe.alias}: sized for max_connections {declared}, the server has {live_max}",
+        detail=(
+            f"The DATABASES entry was built with server_max_connections={declared}; "
+            f"redone with the live value the pool's max_size would be {recommended} "
+            f"(it is {deployment.connections_per_process(settings_dict)[0]})."
+        ),
+        hint=f"database(..., server_max_connections={live_max})",
+        object=f"alias:{probe.alias}",
+        recommended_max_size=recommended,
+    )
 
 
 def _live(
