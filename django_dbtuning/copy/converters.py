@@ -47,14 +47,14 @@ Converter = Callable[[Any], Any]
 
 # Conversion methods a subclass may override; if it does, its values take the generic
 # ``get_db_prep_save`` path instead of the fast one.
-_CONVERSION_METHODS = [
+_CONVERSION_METHODS = (
     "to_python",
     "get_prep_value",
     "get_db_prep_value",
     "get_db_prep_save",
     "pre_save",
     "db_type",
-]
+)
 
 
 def django_base(field: models.Field[Any, Any]) -> type | None:
@@ -202,7 +202,7 @@ def _array(column: Column, *, binary: bool) -> Converter:
         # Items psycopg's binary dumpers take unchecked: NaN decimals, a str or a
         # datetime for a time, interval or date, any object for a bool.
         return slow
-    depth = _depth(f)
+    depth = _array_shape(f)[0]
     item_type = column.pg_type[:-2] if binary and column.pg_type else ""
     if item_type not in _INT_LIMITS:
         if depth == 1:
@@ -241,14 +241,6 @@ def _flat_array(slow: Converter) -> Converter:
         return slow(value)
 
     return flat
-
-
-def _depth(f: Any) -> int:
-    depth = 0
-    while f.get_internal_type() == "ArrayField":
-        f = f.base_field
-        depth += 1
-    return depth
 
 
 def _shaped(value: Any, depth: int) -> bool:
@@ -324,11 +316,13 @@ def _finite_decimal(column: Column) -> Converter:
     return finite
 
 
-def _item_type(f: Any) -> str:
-    """The internal type of the items of an ArrayField (of arrays)."""
+def _array_shape(f: Any) -> tuple[int, str]:
+    """How deep an ArrayField (of arrays) nests, and the internal type of its items."""
+    depth = 0
     while f.get_internal_type() == "ArrayField":
         f = f.base_field
-    return str(f.get_internal_type())
+        depth += 1
+    return depth, str(f.get_internal_type())
 
 
 def items_need_django(f: Any) -> bool:
@@ -338,7 +332,7 @@ def items_need_django(f: Any) -> bool:
     cut to its date in UTC instead of the current time zone), booleans (any object by
     its truth).
     """
-    return _item_type(f) in (
+    return _array_shape(f)[1] in (
         "DecimalField",
         "TimeField",
         "DurationField",

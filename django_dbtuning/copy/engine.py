@@ -36,7 +36,6 @@ from django.db import DatabaseError, connections, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 
-from django_dbtuning.copy import dumpers
 from django_dbtuning.copy.conflict import confirm, resolve
 from django_dbtuning.copy.connection import check_backend
 from django_dbtuning.copy.errors import (
@@ -46,14 +45,13 @@ from django_dbtuning.copy.errors import (
     load_error,
     problem_error,
 )
-from django_dbtuning.copy.groups import groups
 from django_dbtuning.copy.ids import Ids
 from django_dbtuning.copy.options import CopyOptions, progress_callback
 from django_dbtuning.copy.plan import DB_DEFAULT, ModelPlan, RowProblem
 from django_dbtuning.copy.redact import unchained
 from django_dbtuning.copy.sources import Batch, Source, open_source
 from django_dbtuning.copy.upsert import Staging
-from django_dbtuning.copy.writer import RowWriter
+from django_dbtuning.copy.writer import RowWriter, groups, install_dumpers
 from django_dbtuning.exceptions import CopyError
 
 __all__ = ["CopyResult", "copy_from"]
@@ -140,15 +138,12 @@ class _Load:
         )
         self.deferred_fks = [name for (name,) in cursor.fetchall()]
         if self.writer.binary:
-            dumpers.install(cursor.cursor, {c.pg_type or "" for c in self.columns})
+            install_dumpers(cursor.cursor, {c.pg_type or "" for c in self.columns})
         on_conflict = self.options.on_conflict
         if on_conflict is not None:
             self.stage = Stage("creating the staging table")
-            pk = self.plan.columns.get(self.plan.pk.name)
             self.staging = Staging(
-                self.connection,
                 plan=self.plan,
-                pk=pk if pk in self.columns else None,
                 columns=self.columns,
                 conflict=self.conflict,
                 on_conflict=on_conflict,

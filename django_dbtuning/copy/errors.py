@@ -40,11 +40,11 @@ from django_dbtuning.exceptions import (
 )
 
 __all__ = [
-    "KEY_DETAIL",
     "Locator",
     "Stage",
     "copy_error",
     "database_error",
+    "key_detail",
     "load_error",
     "problem_error",
 ]
@@ -81,9 +81,17 @@ _PLAIN = Locator()
 # The server's own context line of a COPY (the value it may quote follows the column).
 _CONTEXT = re.compile(r"^COPY [^\n]+?, line (\d+)(?:, column ([^\n]+))?", re.MULTILINE)
 # Column names and values may hold newlines.
-KEY_DETAIL = re.compile(
+_KEY = re.compile(
     r"Key \((?P<cols>.+?)\)=\((?P<vals>.*)\)(?: already exists| is not)", re.DOTALL
 )
+
+
+def key_detail(detail: str | None) -> tuple[list[str], str] | None:
+    """The column names and the values' text of a ``Key (cols)=(values)`` detail."""
+    match = _KEY.search(detail or "")
+    if not match:
+        return None
+    return [n.strip().strip('"') for n in match["cols"].split(",")], match["vals"]
 
 
 def _message(
@@ -148,11 +156,11 @@ def find_row_by_key(
     detail: str | None, columns: Sequence[Column], rows: Sequence[Sequence[Any]]
 ) -> tuple[int | None, str | None]:
     """The position of the row whose key ``detail`` reports, and the key's field."""
-    match = KEY_DETAIL.search(detail or "")
-    if not match:
+    key = key_detail(detail)
+    if key is None:
         return None, None
-    names = [n.strip().strip('"') for n in match["cols"].split(",")]
-    values = [v.strip() for v in match["vals"].split(", ")]
+    names, text = key
+    values = [v.strip() for v in text.split(", ")]
     by_column = {c.column: i for i, c in enumerate(columns)}
     field = next((columns[by_column[n]].name for n in names if n in by_column), None)
     if len(names) != len(values) or not all(n in by_column for n in names):

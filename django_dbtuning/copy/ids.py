@@ -15,10 +15,10 @@ from django.db import models
 from django.db.backends.utils import CursorWrapper
 from psycopg import sql
 
-from django_dbtuning.copy.groups import widen
 from django_dbtuning.copy.names import render
 from django_dbtuning.copy.plan import DB_DEFAULT, ModelPlan
 from django_dbtuning.copy.sources import gc_paused
+from django_dbtuning.copy.writer import widen
 
 __all__ = ["Ids"]
 

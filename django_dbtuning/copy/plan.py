@@ -88,28 +88,26 @@ class RowProblem(Exception):
 
 
 # psycopg type names with a binary dumper that stores Django's Python values faithfully.
-_BINARY_SAFE = frozenset(
-    [
-        "int2",
-        "int4",
-        "int8",
-        "float8",
-        "numeric",
-        "bool",
-        "text",
-        "varchar",
-        "bpchar",
-        "uuid",
-        "json",
-        "jsonb",
-        "date",
-        "time",
-        "timestamp",
-        "timestamptz",
-        "interval",
-        "bytea",
-    ]
-)
+_BINARY_SAFE = {
+    "int2",
+    "int4",
+    "int8",
+    "float8",
+    "numeric",
+    "bool",
+    "text",
+    "varchar",
+    "bpchar",
+    "uuid",
+    "json",
+    "jsonb",
+    "date",
+    "time",
+    "timestamp",
+    "timestamptz",
+    "interval",
+    "bytea",
+}
 _TYPE_ALIASES = {
     "integer": "int4",
     "int": "int4",
@@ -132,7 +130,7 @@ _TYPE_ALIASES = {
 _TYPMOD = re.compile(r"\([^)]*\)")
 # Fields whose values are text as given (a CSV cell goes in as it is).
 TEXT_INTERNAL_TYPES = frozenset(
-    [
+    {
         "CharField",
         "TextField",
         "SlugField",
@@ -141,7 +139,7 @@ TEXT_INTERNAL_TYPES = frozenset(
         "FilePathField",
         "FileField",
         "ImageField",
-    ]
+    }
 )
 
 

@@ -33,13 +33,12 @@ from typing import Any
 
 import psycopg
 from django.db import transaction
-from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 from psycopg import sql
 
 from django_dbtuning.copy.conflict import Conflict
 from django_dbtuning.copy.connection import create_numbered_table
-from django_dbtuning.copy.errors import KEY_DETAIL, Locator, copy_error
+from django_dbtuning.copy.errors import Locator, copy_error, key_detail
 from django_dbtuning.copy.names import quote, render
 from django_dbtuning.copy.plan import Column, ModelPlan
 
@@ -65,20 +64,19 @@ class Staging:
 
     def __init__(
         self,
-        connection: BaseDatabaseWrapper,
         *,
         plan: ModelPlan,
-        pk: Column | None,
         columns: list[Column],
         conflict: Conflict,
         on_conflict: str,
         locator: Locator,
     ) -> None:
-        self.connection = connection
+        self.connection = plan.connection
         self.plan = plan
         self.label = plan.model._meta.label
         self.table = plan.quoted_table
-        self.pk = pk
+        pk = plan.columns.get(plan.pk.name)
+        self.pk = pk if pk in columns else None
         self.columns = columns
         self.keys, self.order, self.updates, target = conflict
         self.on_conflict = on_conflict
@@ -348,15 +346,15 @@ class Staging:
         diag = exc.diag
         by_column = {c.column: c for c in columns}
         condition: sql.Composable | None = None
-        match = KEY_DETAIL.search(diag.message_detail or "")
-        if match:
-            names = [n.strip().strip('"') for n in match["cols"].split(",")]
+        key = key_detail(diag.message_detail)
+        if key is not None:
+            names, values = key
             if all(n in by_column for n in names):
                 texts = ", ".join(
                     f"coalesce({by_column[n].quoted}::text, 'null')" for n in names
                 )
                 condition = sql.SQL("concat_ws(', ', {}) = {}").format(
-                    sql.SQL(texts), sql.Literal(match["vals"])
+                    sql.SQL(texts), sql.Literal(values)
                 )
         elif exc.sqlstate == "23502" and diag.column_name in by_column:
             column = by_column[diag.column_name or ""]
