@@ -14,6 +14,7 @@ Run as a wrapper so several commands share one server::
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import ctypes
 import importlib.util
@@ -231,21 +232,10 @@ class EmbeddedPostgres:
         )
         replica._prepare_user()
         replica._run(
-            [
-                str(replica.bin_dir / "pg_basebackup"),
-                "-D",
-                str(replica.data_dir),
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "-U",
-                SUPERUSER,
-                "--wal-method=stream",
-                "--checkpoint=fast",
-                "--write-recovery-conf",
-                "--no-sync",
-            ],
+            [str(replica.bin_dir / "pg_basebackup"), "-D", str(replica.data_dir)]
+            + ["-h", "127.0.0.1", "-p", str(self.port), "-U", SUPERUSER]
+            + ["--wal-method=stream", "--checkpoint=fast", "--write-recovery-conf"]
+            + ["--no-sync"],
             "pg_basebackup",
         )
         try:
@@ -362,32 +352,15 @@ class EmbeddedPostgres:
 
     def _initdb(self) -> None:
         self._run(
-            [
-                str(self._bin_dir / "initdb"),
-                "-D",
-                str(self.data_dir),
-                "-U",
-                SUPERUSER,
-                "--auth=trust",
-                "--encoding=UTF8",
-                "--locale=C",
-                "--no-sync",
-            ],
+            [str(self._bin_dir / "initdb"), "-D", str(self.data_dir), "-U", SUPERUSER]
+            + ["--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"],
             "initdb",
         )
 
     def _launch(self) -> None:
-        args = [
-            str(self._bin_dir / "postgres"),
-            "-D",
-            str(self.data_dir),
-            "-p",
-            str(self.port),
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-c",
-            f"unix_socket_directories={self.data_dir}",
-        ]
+        args = [str(self._bin_dir / "postgres"), "-D", str(self.data_dir)]
+        args += ["-p", str(self.port), "-c", "listen_addresses=127.0.0.1"]
+        args += ["-c", f"unix_socket_directories={self.data_dir}"]
         for name, value in self.settings.items():
             args += ["-c", f"{name}={value}"]
         # A server started from a worker thread would die with that thread (PDEATHSIG is
@@ -475,7 +448,7 @@ def database_url(env_var: str = "DATABASE_URL") -> str:
             except BaseException:
                 server.stop()
                 raise
-            _register_cleanup(server)
+            atexit.register(server.stop)
             _server = server
         os.environ[env_var] = _server.url
         return _server.url
@@ -484,12 +457,6 @@ def database_url(env_var: str = "DATABASE_URL") -> str:
 def current_server() -> EmbeddedPostgres | None:
     """The server :func:`database_url` started in this process, if it started one."""
     return _server
-
-
-def _register_cleanup(server: EmbeddedPostgres) -> None:
-    import atexit
-
-    atexit.register(server.stop)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -38,6 +38,7 @@ _COMPOSERS = (
     "django_dbtuning.pool.value_checks",
     "django_dbtuning.pool.live_checks",
     "django_dbtuning.pool.deployment",
+    "django_dbtuning.pool.options",
     "django_dbtuning.pool.conninfo",
     "django_dbtuning.pool.startup",
     "django_dbtuning.pool.library_text",

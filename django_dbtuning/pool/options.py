@@ -18,12 +18,16 @@ from django_dbtuning.validation import positive_int
 
 __all__ = [
     "DJANGO_ONLY_OPTIONS",
+    "TOP_LEVEL_SETTINGS",
+    "libpq_params",
     "connection_kwargs",
     "connection_options",
     "validate_connection",
 ]
 
 DEFAULT_CONNECT_TIMEOUT = 5
+# Where each libpq keyword lives when Django's top-level settings give it.
+TOP_LEVEL_SETTINGS = {"host": "HOST", "port": "PORT", "dbname": "NAME", "user": "USER"}
 
 # OPTIONS keys Django's backend consumes itself; libpq would reject them.
 DJANGO_ONLY_OPTIONS = (
@@ -199,20 +203,28 @@ def connection_options(
     return result
 
 
+def libpq_params(entry: Mapping[str, Any]) -> dict[str, object]:
+    """The libpq keywords psycopg would receive for this entry (without defaults)."""
+    options = entry.get("OPTIONS") or {}
+    params: dict[str, object] = {
+        key: value
+        for key, value in options.items()
+        if isinstance(key, str) and key in conninfo.libpq_keywords()
+    }
+    for keyword, setting in TOP_LEVEL_SETTINGS.items():
+        if entry.get(setting):
+            params[keyword] = entry[setting]
+    return params
+
+
 def validate_connection(entry: Mapping[str, Any], parsed: ParsedURL) -> None:
     """Let libpq (and psycopg) judge the connection values now, not at the first query."""
-    params = {
-        key: value
-        for key, value in entry["OPTIONS"].items()
-        if key in conninfo.libpq_keywords()
-    }
-    params.update(host=entry["HOST"], port=entry["PORT"], user=entry["USER"])
 
     def from_url(key: str) -> bool:
-        return key in ("host", "port", "user") or (
+        return key in TOP_LEVEL_SETTINGS or (
             key in parsed.options and parsed.options[key] == entry["OPTIONS"].get(key)
         )
 
-    for problem in conninfo.connection_problems(params):
+    for problem in conninfo.connection_problems(libpq_params(entry)):
         key = problem.keyword or "options"
         raise _refuse(parsed, key, from_url(key), problem.message)

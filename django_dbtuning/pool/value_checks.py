@@ -18,6 +18,7 @@ from django.core.checks import CheckMessage, Error
 
 from django_dbtuning.pool import conninfo, startup
 from django_dbtuning.pool.messages import describe, known_text
+from django_dbtuning.pool.options import TOP_LEVEL_SETTINGS, libpq_params
 from django_dbtuning.validation import is_int, is_number
 
 __all__ = [
@@ -25,37 +26,20 @@ __all__ = [
     "check_connection_values",
     "check_pool_values",
     "check_startup_options",
-    "libpq_params",
 ]
 
 LIBPQ_DOCS = (
     "https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-PARAMKEYWORDS"
 )
-# Where each libpq keyword lives when Django's top-level settings give it.
-_TOP_LEVEL = {"host": "HOST", "port": "PORT", "dbname": "NAME", "user": "USER"}
 _HINTS = {
     "connect_timeout": "Use a whole number of seconds, e.g. 5 (0 waits forever).",
     "port": "Use a port number from 1 to 65535 (one per host, comma-separated).",
 }
 
 
-def libpq_params(entry: Mapping[str, Any]) -> dict[str, object]:
-    """The libpq keywords psycopg would receive for this entry (without defaults)."""
-    options = entry.get("OPTIONS") or {}
-    params: dict[str, object] = {
-        key: value
-        for key, value in options.items()
-        if isinstance(key, str) and key in conninfo.libpq_keywords()
-    }
-    for keyword, setting in _TOP_LEVEL.items():
-        if entry.get(setting):
-            params[keyword] = entry[setting]
-    return params
-
-
 def _location(entry: Mapping[str, Any], keyword: str) -> str:
-    if keyword in _TOP_LEVEL and entry.get(_TOP_LEVEL[keyword]):
-        return f"[{_TOP_LEVEL[keyword]!r}]"
+    if keyword in TOP_LEVEL_SETTINGS and entry.get(TOP_LEVEL_SETTINGS[keyword]):
+        return f"[{TOP_LEVEL_SETTINGS[keyword]!r}]"
     return f"['OPTIONS'][{keyword!r}]"
 
 
