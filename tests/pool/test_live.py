@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -229,7 +230,9 @@ def pgbouncer(scenario_url):
     if db["HOST"].startswith("/"):
         pytest.skip("the PgBouncer fixture needs a TCP server")
     workdir = Path(tempfile.mkdtemp(prefix="dbtuning-pgbouncer-"))
-    port = embedded._free_port()
+    with socket.socket() as sock:  # a free port for PgBouncer
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     (workdir / "userlist.txt").write_text(f'"{db["USER"]}" "{db["PASSWORD"]}"\n')
     (workdir / "pgbouncer.ini").write_text(
         "[databases]\n"
