@@ -1,9 +1,15 @@
 """Connections: by state and application_name, waiting and blocked sessions,
-idle-in-transaction and long-running queries, usage against max_connections."""
+idle-in-transaction and long-running queries, usage against max_connections, replication.
+
+One function per finding code, listed in :data:`CHECKS`: each reads the
+:class:`ConnectionFacts` and returns what it flagged.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django_dbtuning.report.humanize import human_bytes, human_seconds, iso
@@ -11,7 +17,7 @@ from django_dbtuning.report.probe import Probe, Row
 from django_dbtuning.report.quoting import literal
 from django_dbtuning.report.sqltext import query_text
 
-__all__ = ["collect"]
+__all__ = ["CHECKS", "ConnectionFacts", "collect"]
 
 ACTIVITY = """
 SELECT pid, datname AS database, usename AS "user", application_name,
@@ -53,81 +59,47 @@ STATES = (
 )
 
 
-def collect(probe: Probe) -> None:
-    section = probe.section("connections")
-    query_id = (
-        "query_id"
-        if probe.has_column("pg_stat_activity", "query_id")
-        else "NULL::bigint"
-    )
-    rows = probe.query("activity", "connections", ACTIVITY.format(query_id=query_id))
-    if rows is None:
-        return
-    others = [r for r in rows if not r["is_self"]]
-    clients = [r for r in others if r["backend_type"] == "client backend"]
-    hidden = [r for r in clients if r["state"] is None and r["query"] is None]
-    by_state = Counter(r["state"] or "unknown" for r in clients)
-    here = [r for r in clients if r["database"] == probe.server.get("database")]
-    by_app = Counter(r["application_name"] or "(none)" for r in here)
-    max_connections = probe.server.get("max_connections") or 0
-    reserved = probe.server.get("reserved_connections") or 0
-    usable = max(1, max_connections - reserved)
-    # The report's own connection counts against the limit too.
-    total = len(clients) + 1
-    section.update(
-        {
-            "total": total,
-            "max_connections": max_connections,
-            "reserved_connections": reserved,
-            "usage_ratio": total / usable,
-            "by_state": {
-                state: by_state.get(state, 0) for state in (*STATES, "unknown")
-            },
-            "this_database": len(here) + 1,
-            "by_application": dict(by_app.most_common(probe.top or None)),
-            "waiting": sum(1 for r in clients if r["wait_event_type"] == "Lock"),
-            "blocked": sum(1 for r in clients if r["blocked_by"]),
-            "hidden": len(hidden),
-            "longest_query_seconds": max(
-                (r["query_seconds"] or 0 for r in clients if r["state"] == "active"),
-                default=0,
-            ),
-            "longest_transaction_seconds": max(
-                (r["xact_seconds"] or 0 for r in clients), default=0
-            ),
-            "idle_in_transaction_max_seconds": max(
-                (
-                    r["state_seconds"] or 0
-                    for r in clients
-                    if (r["state"] or "").startswith("idle in transaction")
-                ),
-                default=0,
-            ),
-        }
-    )
-    by_state_total = section["by_state"]
-    by_state_total["active"] += 1  # this report
-    if hidden:
-        probe.gap(
-            "activity_of_other_roles",
-            "connections",
-            "partial",
-            f"{len(hidden)} session(s) of other roles are hidden (their state and "
-            "queries: no long-running, idle-in-transaction or blocked judgement)",
-            expected=True,
-            fix=f"{probe.grant_pg_monitor()} to see their state and queries",
-        )
-    _usage(probe, total, usable, by_app)
-    _sessions(probe, here)
-    _replication(probe)
+@dataclass
+class ConnectionFacts:
+    clients: list[Row]
+    """Client sessions on the server, this report's own left out."""
+    here: list[Row]
+    """Those of them on this database."""
+    usable: int
+    """max_connections minus the reserved ones."""
+    replication: Row | None
+    slots: list[Row] | None
+
+    @property
+    def total(self) -> int:
+        # The report's own connection counts against the limit too.
+        return len(self.clients) + 1
+
+    @property
+    def by_app(self) -> Counter[str]:
+        return Counter(r["application_name"] or "(none)" for r in self.here)
 
 
-def _usage(probe: Probe, total: int, usable: int, by_app: Counter[str]) -> None:
+def _query_text(probe: Probe, row: Row) -> str:
+    return query_text(row["query"], show_values=probe.show_sql_values)
+
+
+def _cancel(pid: Any) -> str:
+    return f"SELECT pg_cancel_backend({int(pid)})"
+
+
+def _who(row: Row) -> str:
+    parts = [row["application_name"] or "", row["user"] or "", row["client_addr"] or ""]
+    return ", ".join(p for p in parts if p)
+
+
+def connections_near_limit(probe: Probe, facts: ConnectionFacts) -> list[int]:
     t = probe.t
+    total, usable = facts.total, facts.usable
     ratio = total / usable
     if ratio < t["connections_warning_ratio"]:
-        return
-    top = ", ".join(f"{app} {n}" for app, n in by_app.most_common(5))
+        return []
+    top = ", ".join(f"{app} {n}" for app, n in facts.by_app.most_common(5))
     probe.add(
         "error" if ratio >= t["connections_error_ratio"] else "warning",
         "connections_near_limit",
@@ -146,174 +118,146 @@ def _usage(probe: Probe, total: int, usable: int, by_app: Counter[str]) -> None:
         connections=total,
         usable=usable,
     )
+    return [total]
 
 
-def _query_text(probe: Probe, row: Row) -> str:
-    return query_text(row["query"], show_values=probe.show_sql_values)
-
-
-def _cancel(pid: Any) -> str:
-    return f"SELECT pg_cancel_backend({int(pid)})"
-
-
-def _who(row: Row) -> str:
-    parts = [row["application_name"] or "", row["user"] or "", row["client_addr"] or ""]
-    return ", ".join(p for p in parts if p)
-
-
-def _sessions(probe: Probe, rows: list[Row]) -> None:
-    t = probe.t
-    by_pid = {r["pid"]: r for r in rows}
-    found: list[tuple[float, dict[str, Any]]] = []
-    for row in rows:
-        state = row["state"] or ""
-        who = _who(row)
-        if state.startswith("idle in transaction"):
-            seconds = row["state_seconds"] or 0
-            if seconds >= t["idle_in_transaction_seconds"]:
-                found.append(
-                    (
-                        seconds,
-                        {
-                            "severity": "warning",
-                            "code": "idle_in_transaction",
-                            "title": f"Session {row['pid']} idle in transaction for "
-                            f"{human_seconds(seconds)}",
-                            "detail": (
-                                f"pid {row['pid']} ({who}) opened a transaction "
-                                f"{human_seconds(row['xact_seconds'])} ago and has been "
-                                f"idle for {human_seconds(seconds)}: it holds its locks "
-                                "and a pooled connection, and stops VACUUM from removing "
-                                f"dead rows. Last query: {_query_text(probe, row)}"
-                            ),
-                            "hint": (
-                                "find the code that leaves transaction.atomic() open "
-                                "while doing slow work (HTTP calls, file I/O) and move "
-                                "that work out; set idle_in_transaction_session_timeout "
-                                "(database(idle_in_transaction_session_timeout='30s'))"
-                            ),
-                            "object": f"pid:{row['pid']}",
-                            "data": {"pid": row["pid"], "seconds": seconds},
-                        },
-                    )
-                )
-        elif state == "active":
-            seconds = row["query_seconds"] or 0
-            blockers = row["blocked_by"] or []
-            if blockers and seconds >= t["blocked_query_seconds"]:
-                blocker = by_pid.get(blockers[0])
-                by = (
-                    f"pid {blockers[0]} ({_who(blocker)}, {blocker['state']}: "
-                    f"{_query_text(probe, blocker)})"
-                    if blocker
-                    else f"pid {blockers[0]}"
-                )
-                found.append(
-                    (
-                        seconds,
-                        {
-                            "severity": "warning",
-                            "code": "blocked_query",
-                            "title": f"Session {row['pid']} blocked for "
-                            f"{human_seconds(seconds)}",
-                            "detail": (
-                                f"pid {row['pid']} ({who}) has waited "
-                                f"{human_seconds(seconds)} for a lock held by {by}. "
-                                f"Waiting query: {_query_text(probe, row)}"
-                            ),
-                            "hint": (
-                                "keep transactions that take row or table locks short; "
-                                "set lock_timeout for migrations and statement_timeout "
-                                f"for requests; if stuck: {_cancel(blockers[0])}"
-                            ),
-                            "object": f"pid:{row['pid']}",
-                            "data": {
-                                "pid": row["pid"],
-                                "seconds": seconds,
-                                "blocked_by": list(blockers),
-                                "sql": [_cancel(blockers[0])],
-                            },
-                        },
-                    )
-                )
-            elif seconds >= t["long_running_query_seconds"]:
-                found.append(
-                    (
-                        seconds,
-                        {
-                            "severity": "warning",
-                            "code": "long_running_query",
-                            "title": f"Query running for {human_seconds(seconds)} "
-                            f"(pid {row['pid']})",
-                            "detail": (
-                                f"pid {row['pid']} ({who}) started {iso(row['query_start'])}:"
-                                f" {_query_text(probe, row)}"
-                            ),
-                            "hint": (
-                                "EXPLAIN (ANALYZE, BUFFERS) it on a copy; give requests a "
-                                "statement_timeout (database(statement_timeout='5s')) and "
-                                "run reports on a replica or a separate alias; cancel with "
-                                f"{_cancel(row['pid'])}"
-                            ),
-                            "object": f"pid:{row['pid']}",
-                            "data": {
-                                "pid": row["pid"],
-                                "seconds": seconds,
-                                "sql": [_cancel(row["pid"])],
-                            },
-                        },
-                    )
-                )
-    found.sort(key=lambda item: item[0], reverse=True)
-    for _, item in found:
+def idle_in_transaction(probe: Probe, facts: ConnectionFacts) -> list[Row]:
+    flagged = []
+    for row in facts.here:
+        seconds = row["state_seconds"] or 0
+        if not (row["state"] or "").startswith("idle in transaction") or (
+            seconds < probe.t["idle_in_transaction_seconds"]
+        ):
+            continue
+        flagged.append(row)
         probe.add(
-            item["severity"],
-            item["code"],
-            item["title"],
-            detail=item["detail"],
-            hint=item["hint"],
-            object=item["object"],
-            **item["data"],
+            "warning",
+            "idle_in_transaction",
+            f"Session {row['pid']} idle in transaction for {human_seconds(seconds)}",
+            detail=(
+                f"pid {row['pid']} ({_who(row)}) opened a transaction "
+                f"{human_seconds(row['xact_seconds'])} ago and has been idle for "
+                f"{human_seconds(seconds)}: it holds its locks and a pooled connection, "
+                "and stops VACUUM from removing dead rows. Last query: "
+                f"{_query_text(probe, row)}"
+            ),
+            hint=(
+                "find the code that leaves transaction.atomic() open while doing slow "
+                "work (HTTP calls, file I/O) and move that work out; set "
+                "idle_in_transaction_session_timeout "
+                "(database(idle_in_transaction_session_timeout='30s'))"
+            ),
+            object=f"pid:{row['pid']}",
+            pid=row["pid"],
+            seconds=seconds,
         )
+    return flagged
 
 
-def _replication(probe: Probe) -> None:
-    t = probe.t
-    section = probe.section("connections")
-    rows = probe.query("replication", "connections", REPLICATION)
-    if rows:
-        info = rows[0]
-        lag = info["lag_seconds"]
-        section["replication"] = {
-            "in_recovery": info["in_recovery"],
-            "lag_seconds": lag,
-            "replicas": info["replicas"],
-        }
-        if lag is not None and lag >= t["replication_lag_seconds"]:
-            probe.add(
-                "warning",
-                "replication_lag",
-                f"Replica {human_seconds(lag)} behind",
-                detail=(
-                    f"This replica last replayed a transaction {human_seconds(lag)} ago "
-                    "while WAL is still arriving: reads routed here return data that old "
-                    "(a read-your-writes problem for users who just saved something)."
-                ),
-                hint=(
-                    "look for long queries on the replica (hot_standby_feedback, "
-                    "max_standby_streaming_delay) and for I/O or network limits; route "
-                    "reads that must be fresh to the primary "
-                    "(django_dbtuning.routers.use_primary())"
-                ),
-                object=f"replica:{probe.alias}",
-                lag_seconds=lag,
-            )
-    slots = probe.query("replication_slots", "connections", SLOTS)
-    if slots is None:
-        return
-    section["replication_slots"] = len(slots)
-    inactive = [s for s in slots if not s["active"]]
-    section["inactive_replication_slots"] = len(inactive)
+def _blocked(probe: Probe, row: Row) -> bool:
+    """An active query waiting for a lock longer than the blocked threshold."""
+    return bool(
+        row["state"] == "active"
+        and row["blocked_by"]
+        and (row["query_seconds"] or 0) >= probe.t["blocked_query_seconds"]
+    )
+
+
+def blocked_query(probe: Probe, facts: ConnectionFacts) -> list[Row]:
+    by_pid = {r["pid"]: r for r in facts.here}
+    flagged = [row for row in facts.here if _blocked(probe, row)]
+    for row in flagged:
+        seconds = row["query_seconds"] or 0
+        blockers = row["blocked_by"]
+        blocker = by_pid.get(blockers[0])
+        by = (
+            f"pid {blockers[0]} ({_who(blocker)}, {blocker['state']}: "
+            f"{_query_text(probe, blocker)})"
+            if blocker
+            else f"pid {blockers[0]}"
+        )
+        probe.add(
+            "warning",
+            "blocked_query",
+            f"Session {row['pid']} blocked for {human_seconds(seconds)}",
+            detail=(
+                f"pid {row['pid']} ({_who(row)}) has waited {human_seconds(seconds)} "
+                f"for a lock held by {by}. Waiting query: {_query_text(probe, row)}"
+            ),
+            hint=(
+                "keep transactions that take row or table locks short; set lock_timeout "
+                "for migrations and statement_timeout for requests; if stuck: "
+                f"{_cancel(blockers[0])}"
+            ),
+            object=f"pid:{row['pid']}",
+            pid=row["pid"],
+            seconds=seconds,
+            blocked_by=list(blockers),
+            sql=[_cancel(blockers[0])],
+        )
+    return flagged
+
+
+def long_running_query(probe: Probe, facts: ConnectionFacts) -> list[Row]:
+    flagged = []
+    for row in facts.here:
+        seconds = row["query_seconds"] or 0
+        # A blocked query is reported as blocked_query, not twice.
+        if (
+            row["state"] != "active"
+            or _blocked(probe, row)
+            or seconds < probe.t["long_running_query_seconds"]
+        ):
+            continue
+        flagged.append(row)
+        probe.add(
+            "warning",
+            "long_running_query",
+            f"Query running for {human_seconds(seconds)} (pid {row['pid']})",
+            detail=(
+                f"pid {row['pid']} ({_who(row)}) started {iso(row['query_start'])}: "
+                f"{_query_text(probe, row)}"
+            ),
+            hint=(
+                "EXPLAIN (ANALYZE, BUFFERS) it on a copy; give requests a "
+                "statement_timeout (database(statement_timeout='5s')) and run reports "
+                f"on a replica or a separate alias; cancel with {_cancel(row['pid'])}"
+            ),
+            object=f"pid:{row['pid']}",
+            pid=row["pid"],
+            seconds=seconds,
+            sql=[_cancel(row["pid"])],
+        )
+    return flagged
+
+
+def replication_lag(probe: Probe, facts: ConnectionFacts) -> list[float]:
+    lag = (facts.replication or {}).get("lag_seconds")
+    if lag is None or lag < probe.t["replication_lag_seconds"]:
+        return []
+    probe.add(
+        "warning",
+        "replication_lag",
+        f"Replica {human_seconds(lag)} behind",
+        detail=(
+            f"This replica last replayed a transaction {human_seconds(lag)} ago "
+            "while WAL is still arriving: reads routed here return data that old "
+            "(a read-your-writes problem for users who just saved something)."
+        ),
+        hint=(
+            "look for long queries on the replica (hot_standby_feedback, "
+            "max_standby_streaming_delay) and for I/O or network limits; route "
+            "reads that must be fresh to the primary "
+            "(django_dbtuning.routers.use_primary())"
+        ),
+        object=f"replica:{probe.alias}",
+        lag_seconds=lag,
+    )
+    return [lag]
+
+
+def inactive_replication_slot(probe: Probe, facts: ConnectionFacts) -> list[Row]:
+    inactive = [s for s in facts.slots or [] if not s["active"]]
     for slot in inactive:
         retained = slot["retained_bytes"]
         drop = f"SELECT pg_drop_replication_slot({literal(slot['name'])})"
@@ -333,4 +277,109 @@ def _replication(probe: Probe) -> None:
             object=f"slot:{slot['name']}",
             retained_bytes=retained,
             sql=[drop],
+        )
+    return inactive
+
+
+ConnectionCheck = Callable[[Probe, ConnectionFacts], list[Any]]
+CHECKS: dict[str, ConnectionCheck] = {
+    "connections_near_limit": connections_near_limit,
+    "idle_in_transaction": idle_in_transaction,
+    "blocked_query": blocked_query,
+    "long_running_query": long_running_query,
+    "replication_lag": replication_lag,
+    "inactive_replication_slot": inactive_replication_slot,
+}
+"""Finding code -> the function that finds it."""
+
+
+def _summary(probe: Probe, facts: ConnectionFacts) -> dict[str, Any]:
+    clients = facts.clients
+    by_state = Counter(r["state"] or "unknown" for r in clients)
+    return {
+        "total": facts.total,
+        "max_connections": probe.server.get("max_connections") or 0,
+        "reserved_connections": probe.server.get("reserved_connections") or 0,
+        "usage_ratio": facts.total / facts.usable,
+        "by_state": {
+            state: by_state.get(state, 0) + (state == "active")  # + this report
+            for state in (*STATES, "unknown")
+        },
+        "this_database": len(facts.here) + 1,
+        "by_application": dict(facts.by_app.most_common(probe.top or None)),
+        "waiting": sum(1 for r in clients if r["wait_event_type"] == "Lock"),
+        "blocked": sum(1 for r in clients if r["blocked_by"]),
+        "hidden": sum(1 for r in clients if r["state"] is None and r["query"] is None),
+        "longest_query_seconds": max(
+            (r["query_seconds"] or 0 for r in clients if r["state"] == "active"),
+            default=0,
+        ),
+        "longest_transaction_seconds": max(
+            (r["xact_seconds"] or 0 for r in clients), default=0
+        ),
+        "idle_in_transaction_max_seconds": max(
+            (
+                r["state_seconds"] or 0
+                for r in clients
+                if (r["state"] or "").startswith("idle in transaction")
+            ),
+            default=0,
+        ),
+    }
+
+
+def gather(probe: Probe) -> ConnectionFacts | None:
+    """The section's queries, in the order their checks are listed; None when the
+    sessions could not be read."""
+    query_id = (
+        "query_id"
+        if probe.has_column("pg_stat_activity", "query_id")
+        else "NULL::bigint"
+    )
+    rows = probe.query("activity", "connections", ACTIVITY.format(query_id=query_id))
+    if rows is None:
+        return None
+    clients = [
+        r for r in rows if not r["is_self"] and r["backend_type"] == "client backend"
+    ]
+    hidden = sum(1 for r in clients if r["state"] is None and r["query"] is None)
+    if hidden:
+        probe.gap(
+            "activity_of_other_roles",
+            "connections",
+            "partial",
+            f"{hidden} session(s) of other roles are hidden (their state and "
+            "queries: no long-running, idle-in-transaction or blocked judgement)",
+            expected=True,
+            fix=f"{probe.grant_pg_monitor()} to see their state and queries",
+        )
+    replication = probe.query("replication", "connections", REPLICATION)
+    max_connections = probe.server.get("max_connections") or 0
+    reserved = probe.server.get("reserved_connections") or 0
+    return ConnectionFacts(
+        clients=clients,
+        here=[r for r in clients if r["database"] == probe.server.get("database")],
+        usable=max(1, max_connections - reserved),
+        replication=replication[0] if replication else None,
+        slots=probe.query("replication_slots", "connections", SLOTS),
+    )
+
+
+def collect(probe: Probe) -> None:
+    section = probe.section("connections")
+    facts = gather(probe)
+    if facts is None:
+        return
+    section.update(_summary(probe, facts))
+    for check in CHECKS.values():
+        check(probe, facts)
+    if facts.replication is not None:
+        section["replication"] = {
+            key: facts.replication[key]
+            for key in ("in_recovery", "lag_seconds", "replicas")
+        }
+    if facts.slots is not None:
+        section["replication_slots"] = len(facts.slots)
+        section["inactive_replication_slots"] = sum(
+            1 for s in facts.slots if not s["active"]
         )

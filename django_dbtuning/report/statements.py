@@ -1,12 +1,16 @@
-"""Statements from pg_stat_statements: top by total time, slow queries, N+1 suspects.
+"""Statements from pg_stat_statements: top by total time, slow queries, N+1 suspects,
+missing indexes (:mod:`.suggest`).
 
 Columns follow the extension's version, not the server's, so they are probed. The report
-never resets the statistics (other tools read them too).
+never resets the statistics (other tools read them too). One function per finding code,
+listed in :data:`CHECKS`.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from django_dbtuning.report.probe import MARKER, Probe, Row
@@ -14,7 +18,7 @@ from django_dbtuning.report.quoting import ident
 from django_dbtuning.report.sqltext import APPLICATION, leading_keyword, strip_literals
 from django_dbtuning.report.suggest import suggest
 
-__all__ = ["collect"]
+__all__ = ["CHECKS", "StatementFacts", "collect"]
 
 EXTENSION = """
 SELECT e.extversion AS version, n.nspname AS schema
@@ -77,11 +81,23 @@ def _application(query: str | None) -> bool:
     return text.startswith("<insuff") or leading_keyword(text) in APPLICATION
 
 
-def collect(probe: Probe) -> None:
+@dataclass
+class StatementFacts:
+    ranked: list[Row]
+    """The application's statements, most total time first."""
+    all_ms: float
+    """Total time of every tracked statement."""
+    info: Row | None
+    """pg_stat_statements_info (PostgreSQL 14+)."""
+
+
+def _extension(probe: Probe) -> str | None:
+    """The pg_stat_statements relation, quoted and qualified; None (a gap recorded) when
+    the extension is missing."""
     section = probe.section("statements")
     ext = probe.query("pg_stat_statements", "statements", EXTENSION)
     if ext is None:
-        return
+        return None
     if not ext:
         section["installed"] = False
         # An optional extension: an expected gap, unless --section statements asked.
@@ -96,12 +112,17 @@ def collect(probe: Probe) -> None:
                 "CREATE EXTENSION pg_stat_statements"
             ),
         )
-        return
+        return None
     section["installed"] = True
     section["extension_version"] = ext[0]["version"]
     section["extension_schema"] = ext[0]["schema"]
     # The extension may live in any schema ("Monitoring"): qualify, quoted.
-    relation = ident(ext[0]["schema"], "pg_stat_statements")
+    return str(ext[0]["schema"])
+
+
+def _statements(probe: Probe, schema: str) -> tuple[list[Row], list[Row]] | None:
+    """The application's statements: the top ones by total time, and by calls."""
+    relation = ident(schema, "pg_stat_statements")
     probe.probe_columns(
         relation, check="pg_stat_statements_columns", section="statements"
     )
@@ -114,28 +135,52 @@ def collect(probe: Probe) -> None:
         else "total_time"
     )
     toplevel = "AND toplevel" if "toplevel" in has else ""
-    limit = max(probe.top, 100)
-    sql = STATEMENTS.format(
-        total=total, relation=relation, toplevel=toplevel, order="total_ms"
-    )
-    by_calls = STATEMENTS.format(
-        total=total, relation=relation, toplevel=toplevel, order="calls"
-    )
     params: dict[str, Any] = {
         "marker": f"{MARKER}%",
         "application": APPLICATION_PATTERN,
         "catalog": CATALOG,
-        "limit": limit,
+        "limit": max(probe.top, 100),
     }
     results = probe.queries(
         "statements",
         "statements",
-        [(sql, params), (by_calls, params)],
+        [
+            (
+                STATEMENTS.format(
+                    total=total, relation=relation, toplevel=toplevel, order=order
+                ),
+                params,
+            )
+            for order in ("total_ms", "calls")
+        ],
     )
     if results is None:
-        return
+        return None
     top, frequent = ([r for r in rows if _application(r["query"])] for rows in results)
-    _evictions(probe, ident(ext[0]["schema"], "pg_stat_statements_info"))
+    return top, frequent
+
+
+def gather(probe: Probe) -> StatementFacts | None:
+    """The section's queries, in the order their checks are listed; None when there is
+    nothing to judge."""
+    section = probe.section("statements")
+    schema = _extension(probe)
+    if schema is None:
+        return None
+    found = _statements(probe, schema)
+    if found is None:
+        return None
+    top, frequent = found
+    info = probe.query(
+        "pg_stat_statements_info",
+        "statements",
+        INFO.format(relation=ident(schema, "pg_stat_statements_info")),
+    )
+    if info:
+        section["deallocations"] = info[0]["dealloc"]
+        section["stats_reset"] = (
+            info[0]["stats_reset"].isoformat() if info[0]["stats_reset"] else None
+        )
     rows = {r["queryid"]: r for r in [*top, *frequent]}
     all_ms = float(top[0]["all_ms"]) if top else 0.0
     section["tracked"] = top[0]["tracked"] if top else 0
@@ -155,37 +200,30 @@ def collect(probe: Probe) -> None:
     section["top"] = [
         _summary(probe, r, all_ms) for r in top[: probe.top if probe.top else None]
     ]
-    ranked = sorted(rows.values(), key=lambda r: r["total_ms"], reverse=True)
-    for row in ranked:
-        _judge(probe, row, all_ms)
-    suggest(probe, ranked, all_ms)
+    return StatementFacts(
+        ranked=sorted(rows.values(), key=lambda r: r["total_ms"], reverse=True),
+        all_ms=all_ms,
+        info=info[0] if info else None,
+    )
 
 
-def _evictions(probe: Probe, relation: str) -> None:
-    section = probe.section("statements")
-    info = probe.query(
-        "pg_stat_statements_info", "statements", INFO.format(relation=relation)
+def statements_evicted(probe: Probe, facts: StatementFacts) -> list[Row]:
+    if facts.info is None or not facts.info["dealloc"]:
+        return []
+    dealloc = facts.info["dealloc"]
+    probe.add(
+        "info",
+        "statements_evicted",
+        "pg_stat_statements is evicting entries",
+        detail=(
+            f"{dealloc:,} times the least-used statements were dropped to make room: "
+            "rarely run queries are missing from the statistics."
+        ),
+        hint="raise pg_stat_statements.max (default 5000) and restart",
+        object="setting:pg_stat_statements.max",
+        deallocations=dealloc,
     )
-    if not info:
-        return
-    section["deallocations"] = info[0]["dealloc"]
-    section["stats_reset"] = (
-        info[0]["stats_reset"].isoformat() if info[0]["stats_reset"] else None
-    )
-    if info[0]["dealloc"]:
-        probe.add(
-            "info",
-            "statements_evicted",
-            "pg_stat_statements is evicting entries",
-            detail=(
-                f"{info[0]['dealloc']:,} times the least-used statements were "
-                "dropped to make room: rarely run queries are missing from the "
-                "statistics."
-            ),
-            hint="raise pg_stat_statements.max (default 5000) and restart",
-            object="setting:pg_stat_statements.max",
-            deallocations=info[0]["dealloc"],
-        )
+    return [facts.info]
 
 
 def _summary(probe: Probe, row: Row, all_ms: float) -> dict[str, Any]:
@@ -207,27 +245,47 @@ def _summary(probe: Probe, row: Row, all_ms: float) -> dict[str, Any]:
     }
 
 
-def _judge(probe: Probe, row: Row, all_ms: float) -> None:
-    t = probe.t
-    calls = row["calls"] or 0
-    if not calls:
-        return
-    query = row["query"] or ""
-    total_ms = float(row["total_ms"])
-    mean = total_ms / calls
-    share = total_ms / all_ms if all_ms else 0.0
+class _Shape:
+    """One statement's numbers, as the slow-query and N+1 judgements read them."""
+
+    def __init__(self, row: Row, all_ms: float) -> None:
+        self.calls = row["calls"] or 0
+        self.query = row["query"] or ""
+        total_ms = float(row["total_ms"])
+        self.mean = total_ms / self.calls if self.calls else 0.0
+        self.share = total_ms / all_ms if all_ms else 0.0
+
+    def slow(self, t: Mapping[str, float]) -> bool:
+        return bool(
+            self.calls
+            and self.mean >= t["slow_query_mean_ms"]
+            and self.calls >= t["slow_query_min_calls"]
+        )
+
+
+def _named(probe: Probe, query: str) -> tuple[str | None, str, str]:
+    """The statement's model label, `` on <model or table>``, and its masked text."""
     table = _table(query)
     label = probe.models.label(table or "")
-    text = strip_literals(query, limit=200)
     where = f" on {label}" if label else (f" on {table}" if table else "")
-    if mean >= t["slow_query_mean_ms"] and calls >= t["slow_query_min_calls"]:
+    return label, where, strip_literals(query, limit=200)
+
+
+def slow_query(probe: Probe, facts: StatementFacts) -> list[Row]:
+    flagged = []
+    for row in facts.ranked:
+        s = _Shape(row, facts.all_ms)
+        if not s.slow(probe.t):
+            continue
+        flagged.append(row)
+        label, where, text = _named(probe, s.query)
         probe.add(
             "warning",
             "slow_query",
-            f"Slow query{where}: {mean:,.1f} ms mean over {calls:,} calls",
+            f"Slow query{where}: {s.mean:,.1f} ms mean over {s.calls:,} calls",
             detail=(
-                f"queryid {row['queryid']} averages {mean:,.1f} ms over {calls:,} calls "
-                f"({share:.0%} of all database time): {text}"
+                f"queryid {row['queryid']} averages {s.mean:,.1f} ms over {s.calls:,} "
+                f"calls ({s.share:.0%} of all database time): {text}"
             ),
             hint=(
                 "EXPLAIN (ANALYZE, BUFFERS) it with typical values; a missing index shows "
@@ -236,27 +294,40 @@ def _judge(probe: Probe, row: Row, all_ms: float) -> None:
             ),
             object=f"queryid:{row['queryid']}",
             model=label,
-            calls=calls,
-            mean_ms=mean,
-            time_share=share,
+            calls=s.calls,
+            mean_ms=s.mean,
+            time_share=s.share,
         )
-        return
-    rows_per_call = (row["rows"] or 0) / calls
-    if (
-        query.lstrip().upper().startswith("SELECT")
-        and calls >= t["n_plus_one_min_calls"]
-        and mean <= t["n_plus_one_max_mean_ms"]
-        and rows_per_call <= t["n_plus_one_max_rows_per_call"]
-        and share >= t["n_plus_one_min_time_share"]
-    ):
+    return flagged
+
+
+def n_plus_one_suspect(probe: Probe, facts: StatementFacts) -> list[Row]:
+    t = probe.t
+    flagged = []
+    for row in facts.ranked:
+        s = _Shape(row, facts.all_ms)
+        # A statement slow enough to be a slow_query is reported as that, not twice.
+        if not s.calls or s.slow(t):
+            continue
+        rows_per_call = (row["rows"] or 0) / s.calls
+        if not (
+            s.query.lstrip().upper().startswith("SELECT")
+            and s.calls >= t["n_plus_one_min_calls"]
+            and s.mean <= t["n_plus_one_max_mean_ms"]
+            and rows_per_call <= t["n_plus_one_max_rows_per_call"]
+            and s.share >= t["n_plus_one_min_time_share"]
+        ):
+            continue
+        flagged.append(row)
+        label, where, text = _named(probe, s.query)
         probe.add(
             "warning",
             "n_plus_one_suspect",
-            f"N+1 suspect{where}: {calls:,} calls of {mean:.2f} ms",
+            f"N+1 suspect{where}: {s.calls:,} calls of {s.mean:.2f} ms",
             detail=(
                 f"queryid {row['queryid']} fetched ~{rows_per_call:.1f} row per call "
-                f"{calls:,} times ({share:.0%} of all database time): the shape of a "
-                f"per-object lookup inside a loop. {text}"
+                f"{s.calls:,} times ({s.share:.0%} of all database time): the shape of "
+                f"a per-object lookup inside a loop. {text}"
             ),
             hint=(
                 "find the loop with django_dbtuning's QueryCountMiddleware or "
@@ -266,7 +337,29 @@ def _judge(probe: Probe, row: Row, all_ms: float) -> None:
             ),
             object=f"queryid:{row['queryid']}",
             model=label,
-            calls=calls,
-            mean_ms=mean,
-            time_share=share,
+            calls=s.calls,
+            mean_ms=s.mean,
+            time_share=s.share,
         )
+    return flagged
+
+
+def missing_index(probe: Probe, facts: StatementFacts) -> list[Row]:
+    return suggest(probe, facts.ranked, facts.all_ms)
+
+
+StatementCheck = Callable[[Probe, StatementFacts], list[Any]]
+CHECKS: dict[str, StatementCheck] = {
+    "statements_evicted": statements_evicted,
+    "slow_query": slow_query,
+    "n_plus_one_suspect": n_plus_one_suspect,
+    "missing_index": missing_index,
+}
+"""Finding code -> the function that finds it."""
+
+
+def collect(probe: Probe) -> None:
+    facts = gather(probe)
+    if facts is not None:
+        for check in CHECKS.values():
+            check(probe, facts)

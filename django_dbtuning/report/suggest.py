@@ -146,8 +146,9 @@ def _resolve(
     return matches[0] if len(matches) == 1 else None
 
 
-def suggest(probe: Probe, statements: Iterable[Row], all_ms: float) -> None:
-    """Add ``missing_index`` findings for the costly statements of ``statements``."""
+def suggest(probe: Probe, statements: Iterable[Row], all_ms: float) -> list[Row]:
+    """Add ``missing_index`` findings for the costly statements of ``statements``;
+    returns the statements that got one."""
     t = probe.t
     candidates: list[tuple[Row, str | None, str, list[tuple[str, bool]]]] = []
     for row in statements:
@@ -162,7 +163,7 @@ def suggest(probe: Probe, statements: Iterable[Row], all_ms: float) -> None:
         if parsed is not None:
             candidates.append((row, *parsed))
     if not candidates:
-        return
+        return []
     tables = sorted({table for _, _, table, _ in candidates})
     results = probe.queries(
         "index_suggestions",
@@ -170,7 +171,7 @@ def suggest(probe: Probe, statements: Iterable[Row], all_ms: float) -> None:
         [(LEADING, [tables]), (STATS, [tables])],
     )
     if results is None:
-        return
+        return []
     leading_rows, stats_rows = results
     known: dict[Relation, Row] = {}
     indexed: dict[Relation, list[list[str]]] = {}
@@ -181,6 +182,7 @@ def suggest(probe: Probe, statements: Iterable[Row], all_ms: float) -> None:
             indexed.setdefault(key, []).append(list(r["columns"]))
     stats = {(r["schema"], r["table"], r["column"]): r for r in stats_rows}
     suggested: set[tuple[Relation, tuple[str, ...]]] = set()
+    flagged = []
     for row, schema, table, columns in candidates:
         relation = _resolve(schema, table, known)
         if relation is None:
@@ -200,6 +202,8 @@ def suggest(probe: Probe, statements: Iterable[Row], all_ms: float) -> None:
             continue
         suggested.add((relation, tuple(names)))
         _finding(probe, row, relation, rows, chosen, all_ms)
+        flagged.append(row)
+    return flagged
 
 
 def _choose(
