@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from django_dbtuning.report.findings import SEVERITIES, Report
+from django_dbtuning.report.findings import SEVERITIES, DatabaseReport, Report
+from django_dbtuning.validation import number_or_none
 
 __all__ = ["POOL_COUNTERS", "POOL_GAUGES", "as_prometheus", "families", "pool_families"]
 
@@ -25,75 +26,109 @@ try:
 except ImportError:  # pragma: no cover - the prometheus extra is not installed
     HAVE_PROMETHEUS = False
 
-# psycopg_pool get_stats() key -> (metric name, help, scale to base units).
+# fmt: off
+# psycopg_pool get_stats() key -> (metric name, help).
 POOL_GAUGES: dict[str, tuple[str, str]] = {
     "pool_min": ("dbtuning_pool_min_connections", "The pool's min_size."),
     "pool_max": ("dbtuning_pool_max_connections", "The pool's max_size."),
-    "pool_size": (
-        "dbtuning_pool_open_connections",
-        "Connections the pool manages: idle, lent out and being opened.",
-    ),
-    "pool_available": (
-        "dbtuning_pool_idle_connections",
-        "Idle connections in the pool.",
-    ),
-    "requests_waiting": (
-        "dbtuning_pool_waiting_requests",
-        "Requests queued for a connection right now.",
-    ),
+    "pool_size": ("dbtuning_pool_open_connections",
+                  "Connections the pool manages: idle, lent out and being opened."),
+    "pool_available": ("dbtuning_pool_idle_connections", "Idle connections in the pool."),
+    "requests_waiting": ("dbtuning_pool_waiting_requests",
+                         "Requests queued for a connection right now."),
 }
+# psycopg_pool get_stats() key -> (metric name, help, scale to base units).
 POOL_COUNTERS: dict[str, tuple[str, str, float]] = {
-    "requests_num": (
-        "dbtuning_pool_requests",
-        "Connections requested from the pool.",
-        1,
-    ),
-    "requests_queued": (
-        "dbtuning_pool_requests_queued",
-        "Requests that had to wait for a connection.",
-        1,
-    ),
-    "requests_wait_ms": (
-        "dbtuning_pool_request_wait_seconds",
-        "Time requests spent waiting for a connection.",
-        0.001,
-    ),
-    "requests_errors": (
-        "dbtuning_pool_request_errors",
-        "Requests that failed (timeout, queue full).",
-        1,
-    ),
-    "usage_ms": (
-        "dbtuning_pool_usage_seconds",
-        "Time connections spent lent out.",
-        0.001,
-    ),
-    "connections_num": (
-        "dbtuning_pool_connections",
-        "Physical connection attempts.",
-        1,
-    ),
-    "connections_ms": (
-        "dbtuning_pool_connect_seconds",
-        "Time spent opening connections.",
-        0.001,
-    ),
-    "connections_errors": (
-        "dbtuning_pool_connect_errors",
-        "Failed connection attempts.",
-        1,
-    ),
-    "connections_lost": (
-        "dbtuning_pool_connections_lost",
-        "Connections found broken by a check.",
-        1,
-    ),
-    "returns_bad": (
-        "dbtuning_pool_bad_returns",
-        "Connections returned to the pool in a bad state.",
-        1,
-    ),
+    "requests_num": ("dbtuning_pool_requests", "Connections requested from the pool.", 1),
+    "requests_queued": ("dbtuning_pool_requests_queued",
+                        "Requests that had to wait for a connection.", 1),
+    "requests_wait_ms": ("dbtuning_pool_request_wait_seconds",
+                         "Time requests spent waiting for a connection.", 0.001),
+    "requests_errors": ("dbtuning_pool_request_errors",
+                        "Requests that failed (timeout, queue full).", 1),
+    "usage_ms": ("dbtuning_pool_usage_seconds", "Time connections spent lent out.", 0.001),
+    "connections_num": ("dbtuning_pool_connections", "Physical connection attempts.", 1),
+    "connections_ms": ("dbtuning_pool_connect_seconds",
+                       "Time spent opening connections.", 0.001),
+    "connections_errors": ("dbtuning_pool_connect_errors", "Failed connection attempts.", 1),
+    "connections_lost": ("dbtuning_pool_connections_lost",
+                         "Connections found broken by a check.", 1),
+    "returns_bad": ("dbtuning_pool_bad_returns",
+                    "Connections returned to the pool in a bad state.", 1),
 }
+# One gauge per number of a section: metric -> (section, key, help).
+SECTION_GAUGES: dict[str, tuple[str, str, str]] = {
+    "dbtuning_server_max_connections":
+        ("connections", "max_connections", "The server's max_connections."),
+    "dbtuning_connections_total":
+        ("connections", "total", "Client connections open on the server."),
+    "dbtuning_connections_usage_ratio":
+        ("connections", "usage_ratio", "Open connections / (max_connections - reserved)."),
+    "dbtuning_connections_waiting":
+        ("connections", "waiting", "Sessions waiting on a lock."),
+    "dbtuning_connections_blocked":
+        ("connections", "blocked", "Sessions blocked by another session."),
+    "dbtuning_longest_query_seconds":
+        ("connections", "longest_query_seconds", "Age of the longest-running active query."),
+    "dbtuning_longest_transaction_seconds":
+        ("connections", "longest_transaction_seconds", "Age of the oldest open transaction."),
+    "dbtuning_idle_in_transaction_max_seconds":
+        ("connections", "idle_in_transaction_max_seconds", "Longest time a session has been idle in transaction."),
+    "dbtuning_replication_slots_inactive":
+        ("connections", "inactive_replication_slots", "Replication slots without a consumer."),
+    "dbtuning_indexes":
+        ("indexes", "count", "Indexes in the database."),
+    "dbtuning_indexes_size_bytes":
+        ("indexes", "size_bytes", "Size of all indexes."),
+    "dbtuning_unused_indexes":
+        ("indexes", "unused_count", "Non-unique indexes without scans since the statistics reset."),
+    "dbtuning_unused_indexes_size_bytes":
+        ("indexes", "unused_size_bytes", "Size of the unused indexes."),
+    "dbtuning_redundant_indexes":
+        ("indexes", "duplicate_count", "Indexes duplicated by or a prefix of another index."),
+    "dbtuning_invalid_indexes":
+        ("indexes", "invalid_count", "Invalid indexes."),
+    "dbtuning_fk_without_index":
+        ("indexes", "fk_without_index_count", "Foreign keys no index starts with."),
+    "dbtuning_index_bloat_bytes":
+        ("indexes", "bloat_bytes_estimate", "Estimated dead space in btree indexes."),
+    "dbtuning_tables":
+        ("tables", "count", "Tables in the database."),
+    "dbtuning_tables_size_bytes":
+        ("tables", "size_bytes", "Size of all tables."),
+    "dbtuning_database_size_bytes":
+        ("tables", "database_size_bytes", "pg_database_size of the database."),
+    "dbtuning_dead_tuples":
+        ("tables", "dead_tuples", "Dead row versions in all tables."),
+    "dbtuning_live_tuples":
+        ("tables", "live_tuples", "Live rows in all tables."),
+    "dbtuning_seq_scan_heavy_tables":
+        ("tables", "seq_scan_heavy", "Large tables read mostly by sequential scans."),
+    "dbtuning_sequence_usage_max_ratio":
+        ("tables", "sequence_usage_max_ratio", "Fullest sequence-fed column, as a share of its type's range."),
+    "dbtuning_xid_age":
+        ("tables", "database_xid_age", "Age of the database's oldest unfrozen transaction ID."),
+    "dbtuning_statements_tracked":
+        ("statements", "tracked", "Statements pg_stat_statements tracks for this database."),
+    "dbtuning_statements_seconds":
+        ("statements", "total_seconds", "Execution (and planning) time of all tracked statements."),
+    "dbtuning_statements_calls":
+        ("statements", "calls", "Calls of all tracked statements."),
+    "dbtuning_pool_deployment_max_connections":
+        ("pool", "deployment_max_connections", "Connections the whole deployment opens at max_size (from the DBTUNING inputs)."),
+    "dbtuning_pool_configured_max_size":
+        ("pool", "configured_max_size", "The alias' configured pool max_size."),
+}
+# PgBouncer SHOW POOLS column -> (metric, help), summed over the bouncer's pools.
+BOUNCER_GAUGES: dict[str, tuple[str, str]] = {
+    "cl_active": ("dbtuning_pgbouncer_clients_active", "PgBouncer: active clients."),
+    "cl_waiting": ("dbtuning_pgbouncer_clients_waiting",
+                   "PgBouncer: clients waiting for a server connection."),
+    "sv_active": ("dbtuning_pgbouncer_servers_active",
+                  "PgBouncer: server connections in use."),
+    "sv_idle": ("dbtuning_pgbouncer_servers_idle", "PgBouncer: idle server connections."),
+}
+# fmt: on
 
 
 def _require() -> None:
@@ -149,310 +184,178 @@ def pool_families(
         yield from counters.values()
 
 
+class _Families:
+    """The report's families, in exposition order, filled one alias at a time."""
+
+    def __init__(self, per_index: bool) -> None:
+        self.out: list[Metric] = []
+        gauge = self.gauge
+        self.up = gauge(
+            "dbtuning_up", "1 when dbreport could connect to the alias' database."
+        )
+        self.duration = gauge(
+            "dbtuning_report_duration_seconds", "Time the report took for the alias."
+        )
+        self.check_ok = gauge(
+            "dbtuning_check_success", "1 when the report check ran fully.", ["check"]
+        )
+        self.check_time = gauge(
+            "dbtuning_check_duration_seconds", "Time one report check took.", ["check"]
+        )
+        self.complete = gauge(
+            "dbtuning_report_complete",
+            "1 when the alias was reached and every report check ran fully; 0 means a "
+            "clean result proves nothing (see dbtuning_report_check_incomplete).",
+        )
+        self.incomplete = gauge(
+            "dbtuning_report_check_incomplete",
+            "1 for each report check that could not run or ran only in part "
+            "(status: partial, skipped, timeout, error).",
+            ["check", "section", "status"],
+        )
+        self.findings = gauge(
+            "dbtuning_findings",
+            "Report findings by code and severity.",
+            ["code", "severity"],
+        )
+        self.worst = gauge(
+            "dbtuning_findings_worst_severity",
+            "Worst finding severity: 0 none, 1 info, 2 warning, 3 error.",
+        )
+        self.sections = {
+            name: gauge(name, doc) for name, (_, _, doc) in SECTION_GAUGES.items()
+        }
+        self.cache = gauge(
+            "dbtuning_cache_hit_ratio",
+            "Share of block reads served from shared_buffers, since the stats reset.",
+            ["kind"],
+        )
+        self.states = gauge(
+            "dbtuning_connections", "Client connections by state.", ["state"]
+        )
+        self.bouncer = {
+            key: gauge(name, doc) for key, (name, doc) in BOUNCER_GAUGES.items()
+        }
+        self.bouncer_wait = gauge(
+            "dbtuning_pgbouncer_client_maxwait_seconds",
+            "PgBouncer: the longest current client wait.",
+        )
+        self.lag = gauge(
+            "dbtuning_replication_lag_seconds",
+            "On a replica: time since the last replayed transaction while WAL is "
+            "pending.",
+        )
+        self.index_size: GaugeMetricFamily | None = None
+        self.index_scans: CounterMetricFamily | None = None
+        if per_index:
+            self.index_size = gauge(
+                "dbtuning_index_size_bytes",
+                "Size of one index.",
+                ["schema", "table", "index"],
+            )
+            self.index_scans = CounterMetricFamily(
+                "dbtuning_index_scans",
+                "Scans of one index since the statistics reset.",
+                labels=["alias", "schema", "table", "index"],
+            )
+            self.out.append(self.index_scans)
+
+    def gauge(
+        self, name: str, doc: str, labels: Iterable[str] = ()
+    ) -> GaugeMetricFamily:
+        family = GaugeMetricFamily(name, doc, labels=["alias", *labels])
+        self.out.append(family)
+        return family
+
+    def add_findings(self, report: Report) -> None:
+        counts: dict[tuple[str, str, str], int] = {}
+        for finding in report.findings:
+            triple = (finding.database, finding.code, finding.severity)
+            counts[triple] = counts.get(triple, 0) + 1
+        for (alias, code, severity), count in sorted(counts.items()):
+            self.findings.add_metric([alias, code, severity], count)
+
+    def add_database(self, alias: str, db: DatabaseReport, worst: int) -> None:
+        self.up.add_metric([alias], 1 if db.reachable else 0)
+        self.duration.add_metric([alias], db.duration)
+        self.worst.add_metric([alias], worst)
+        self.complete.add_metric([alias], 1 if db.complete else 0)
+        for check in db.checks:
+            self.check_ok.add_metric([alias, check.name], 1 if check.complete else 0)
+            self.check_time.add_metric([alias, check.name], check.duration)
+            if not check.complete:
+                self.incomplete.add_metric(
+                    [alias, check.name, check.section, check.status], 1
+                )
+        self.add_sections(alias, db)
+        if db.kind == "pgbouncer" and db.reachable:
+            self.add_bouncer(
+                alias, (db.sections.get("pgbouncer") or {}).get("pools") or []
+            )
+        connections = db.sections.get("connections") or {}
+        lag = (connections.get("replication") or {}).get("lag_seconds")
+        if lag is not None:
+            self.lag.add_metric([alias], float(lag))
+        for state, count in (connections.get("by_state") or {}).items():
+            self.states.add_metric([alias, state], count)
+        if self.index_scans is not None and self.index_size is not None:
+            for row in db.objects.get("indexes", []):
+                labels = [alias, row["schema"], row["table"], row["index"]]
+                self.index_scans.add_metric(labels, float(row["scans"]))
+                self.index_size.add_metric(labels, float(row["size_bytes"]))
+
+    def add_sections(self, alias: str, db: DatabaseReport) -> None:
+        pool = db.sections.get("pool") or {}
+        configured = (pool.get("configuration") or {}).get("max_size")
+        if configured is not None:
+            pool = {**pool, "configured_max_size": configured}
+        sections = {**db.sections, "pool": pool}
+        for name, (section, key, _) in SECTION_GAUGES.items():
+            value = number_or_none((sections.get(section) or {}).get(key))
+            if value is not None:
+                self.sections[name].add_metric([alias], value)
+        ratios = (db.sections.get("tables") or {}).get("cache_hit_ratio") or {}
+        for kind, value in sorted(ratios.items()):
+            if value is not None:
+                self.cache.add_metric([alias, kind], float(value))
+
+    def add_bouncer(self, alias: str, pools: list[dict[str, Any]]) -> None:
+        # Summed over the bouncer's pools: one series per alias, not per pool.
+        for key, family in self.bouncer.items():
+            family.add_metric([alias], float(sum(int(p.get(key) or 0) for p in pools)))
+        self.bouncer_wait.add_metric(
+            [alias],
+            max(
+                (
+                    float(p.get("maxwait") or 0) + float(p.get("maxwait_us") or 0) / 1e6
+                    for p in pools
+                ),
+                default=0.0,
+            ),
+        )
+
+
 def families(
     report: Report, *, per_index: bool = False, pool: bool = True
 ) -> list[Metric]:
     """Every metric family for ``report``."""
     _require()
-    out: list[Metric] = []
-
-    def gauge(name: str, doc: str, labels: Iterable[str] = ()) -> GaugeMetricFamily:
-        family = GaugeMetricFamily(name, doc, labels=["alias", *labels])
-        out.append(family)
-        return family
-
-    up = gauge("dbtuning_up", "1 when dbreport could connect to the alias' database.")
-    duration = gauge(
-        "dbtuning_report_duration_seconds", "Time the report took for the alias."
-    )
-    check_ok = gauge(
-        "dbtuning_check_success", "1 when the report check ran fully.", ["check"]
-    )
-    check_time = gauge(
-        "dbtuning_check_duration_seconds", "Time one report check took.", ["check"]
-    )
-    complete = gauge(
-        "dbtuning_report_complete",
-        "1 when the alias was reached and every report check ran fully; 0 means a clean "
-        "result proves nothing (see dbtuning_report_check_incomplete).",
-    )
-    incomplete = gauge(
-        "dbtuning_report_check_incomplete",
-        "1 for each report check that could not run or ran only in part "
-        "(status: partial, skipped, timeout, error).",
-        ["check", "section", "status"],
-    )
-    findings = gauge(
-        "dbtuning_findings",
-        "Report findings by code and severity.",
-        ["code", "severity"],
-    )
-    counts: dict[tuple[str, str, str], int] = {}
-    for finding in report.findings:
-        triple = (finding.database, finding.code, finding.severity)
-        counts[triple] = counts.get(triple, 0) + 1
-    for (alias_name, code, severity), count in sorted(counts.items()):
-        findings.add_metric([alias_name, code, severity], count)
-    worst = gauge(
-        "dbtuning_findings_worst_severity",
-        "Worst finding severity: 0 none, 1 info, 2 warning, 3 error.",
-    )
-
-    simple: dict[str, tuple[str, str, str]] = {
-        # metric: (section, key, help)
-        "dbtuning_server_max_connections": (
-            "connections",
-            "max_connections",
-            "The server's max_connections.",
-        ),
-        "dbtuning_connections_total": (
-            "connections",
-            "total",
-            "Client connections open on the server.",
-        ),
-        "dbtuning_connections_usage_ratio": (
-            "connections",
-            "usage_ratio",
-            "Open connections / (max_connections - reserved).",
-        ),
-        "dbtuning_connections_waiting": (
-            "connections",
-            "waiting",
-            "Sessions waiting on a lock.",
-        ),
-        "dbtuning_connections_blocked": (
-            "connections",
-            "blocked",
-            "Sessions blocked by another session.",
-        ),
-        "dbtuning_longest_query_seconds": (
-            "connections",
-            "longest_query_seconds",
-            "Age of the longest-running active query.",
-        ),
-        "dbtuning_longest_transaction_seconds": (
-            "connections",
-            "longest_transaction_seconds",
-            "Age of the oldest open transaction.",
-        ),
-        "dbtuning_idle_in_transaction_max_seconds": (
-            "connections",
-            "idle_in_transaction_max_seconds",
-            "Longest time a session has been idle in transaction.",
-        ),
-        "dbtuning_replication_slots_inactive": (
-            "connections",
-            "inactive_replication_slots",
-            "Replication slots without a consumer.",
-        ),
-        "dbtuning_indexes": ("indexes", "count", "Indexes in the database."),
-        "dbtuning_indexes_size_bytes": (
-            "indexes",
-            "size_bytes",
-            "Size of all indexes.",
-        ),
-        "dbtuning_unused_indexes": (
-            "indexes",
-            "unused_count",
-            "Non-unique indexes without scans since the statistics reset.",
-        ),
-        "dbtuning_unused_indexes_size_bytes": (
-            "indexes",
-            "unused_size_bytes",
-            "Size of the unused indexes.",
-        ),
-        "dbtuning_redundant_indexes": (
-            "indexes",
-            "duplicate_count",
-            "Indexes duplicated by or a prefix of another index.",
-        ),
-        "dbtuning_invalid_indexes": ("indexes", "invalid_count", "Invalid indexes."),
-        "dbtuning_fk_without_index": (
-            "indexes",
-            "fk_without_index_count",
-            "Foreign keys no index starts with.",
-        ),
-        "dbtuning_index_bloat_bytes": (
-            "indexes",
-            "bloat_bytes_estimate",
-            "Estimated dead space in btree indexes.",
-        ),
-        "dbtuning_tables": ("tables", "count", "Tables in the database."),
-        "dbtuning_tables_size_bytes": ("tables", "size_bytes", "Size of all tables."),
-        "dbtuning_database_size_bytes": (
-            "tables",
-            "database_size_bytes",
-            "pg_database_size of the database.",
-        ),
-        "dbtuning_dead_tuples": (
-            "tables",
-            "dead_tuples",
-            "Dead row versions in all tables.",
-        ),
-        "dbtuning_live_tuples": ("tables", "live_tuples", "Live rows in all tables."),
-        "dbtuning_seq_scan_heavy_tables": (
-            "tables",
-            "seq_scan_heavy",
-            "Large tables read mostly by sequential scans.",
-        ),
-        "dbtuning_sequence_usage_max_ratio": (
-            "tables",
-            "sequence_usage_max_ratio",
-            "Fullest sequence-fed column, as a share of its type's range.",
-        ),
-        "dbtuning_xid_age": (
-            "tables",
-            "database_xid_age",
-            "Age of the database's oldest unfrozen transaction ID.",
-        ),
-        "dbtuning_statements_tracked": (
-            "statements",
-            "tracked",
-            "Statements pg_stat_statements tracks for this database.",
-        ),
-        "dbtuning_statements_seconds": (
-            "statements",
-            "total_seconds",
-            "Execution (and planning) time of all tracked statements.",
-        ),
-        "dbtuning_statements_calls": (
-            "statements",
-            "calls",
-            "Calls of all tracked statements.",
-        ),
-        "dbtuning_pool_deployment_max_connections": (
-            "pool",
-            "deployment_max_connections",
-            "Connections the whole deployment opens at max_size (from the DBTUNING inputs).",
-        ),
-        "dbtuning_pool_configured_max_size": (
-            "pool",
-            "configured_max_size",
-            "The alias' configured pool max_size.",
-        ),
-    }
-    simple_families = {name: gauge(name, doc) for name, (_, _, doc) in simple.items()}
-    cache = gauge(
-        "dbtuning_cache_hit_ratio",
-        "Share of block reads served from shared_buffers, since the stats reset.",
-        ["kind"],
-    )
-    connections_state = gauge(
-        "dbtuning_connections", "Client connections by state.", ["state"]
-    )
-    bouncer = {
-        key: gauge(name, doc)
-        for key, name, doc in (
-            (
-                "cl_active",
-                "dbtuning_pgbouncer_clients_active",
-                "PgBouncer: active clients.",
-            ),
-            (
-                "cl_waiting",
-                "dbtuning_pgbouncer_clients_waiting",
-                "PgBouncer: clients waiting for a server connection.",
-            ),
-            (
-                "sv_active",
-                "dbtuning_pgbouncer_servers_active",
-                "PgBouncer: server connections in use.",
-            ),
-            (
-                "sv_idle",
-                "dbtuning_pgbouncer_servers_idle",
-                "PgBouncer: idle server connections.",
-            ),
-        )
-    }
-    bouncer_wait = gauge(
-        "dbtuning_pgbouncer_client_maxwait_seconds",
-        "PgBouncer: the longest current client wait.",
-    )
-    lag = gauge(
-        "dbtuning_replication_lag_seconds",
-        "On a replica: time since the last replayed transaction while WAL is pending.",
-    )
-    per_index_scans: CounterMetricFamily | None = None
-    per_index_size: GaugeMetricFamily | None = None
-    if per_index:
-        per_index_scans = CounterMetricFamily(
-            "dbtuning_index_scans",
-            "Scans of one index since the statistics reset.",
-            labels=["alias", "schema", "table", "index"],
-        )
-        per_index_size = gauge(
-            "dbtuning_index_size_bytes",
-            "Size of one index.",
-            ["schema", "table", "index"],
-        )
-        out.append(per_index_scans)
-
-    severity_rank = {name: rank + 1 for rank, name in enumerate(SEVERITIES)}
+    found = _Families(per_index)
+    found.add_findings(report)
+    rank = {name: rank + 1 for rank, name in enumerate(SEVERITIES)}
     for alias, db in report.databases.items():
-        up.add_metric([alias], 1 if db.reachable else 0)
-        duration.add_metric([alias], db.duration)
-        alias_findings = [f for f in report.findings if f.database == alias]
-        worst.add_metric(
-            [alias], max((severity_rank[f.severity] for f in alias_findings), default=0)
+        worst = max(
+            (rank[f.severity] for f in report.findings if f.database == alias),
+            default=0,
         )
-        complete.add_metric([alias], 1 if db.complete else 0)
-        for check in db.checks:
-            check_ok.add_metric([alias, check.name], 1 if check.status == "ok" else 0)
-            check_time.add_metric([alias, check.name], check.duration)
-            if not check.complete:
-                incomplete.add_metric(
-                    [alias, check.name, check.section, check.status], 1
-                )
-        pool_section = db.sections.get("pool") or {}
-        configured = (pool_section.get("configuration") or {}).get("max_size")
-        if configured is not None:
-            pool_section = {**pool_section, "configured_max_size": configured}
-        sections = {**db.sections, "pool": pool_section}
-        for name, (section, key, _) in simple.items():
-            value = (sections.get(section) or {}).get(key)
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                simple_families[name].add_metric([alias], float(value))
-        ratios = (db.sections.get("tables") or {}).get("cache_hit_ratio") or {}
-        for kind, value in sorted(ratios.items()):
-            if value is not None:
-                cache.add_metric([alias, kind], float(value))
-        pools = (db.sections.get("pgbouncer") or {}).get("pools") or []
-        if db.kind == "pgbouncer" and db.reachable:
-            # Summed over the bouncer's pools: one series per alias, not per pool.
-            for key, family in bouncer.items():
-                family.add_metric(
-                    [alias], float(sum(int(p.get(key) or 0) for p in pools))
-                )
-            bouncer_wait.add_metric(
-                [alias],
-                max(
-                    (
-                        float(p.get("maxwait") or 0)
-                        + float(p.get("maxwait_us") or 0) / 1e6
-                        for p in pools
-                    ),
-                    default=0.0,
-                ),
-            )
-        replication = (db.sections.get("connections") or {}).get("replication") or {}
-        if replication.get("lag_seconds") is not None:
-            lag.add_metric([alias], float(replication["lag_seconds"]))
-        states = (db.sections.get("connections") or {}).get("by_state") or {}
-        for state, count in states.items():
-            connections_state.add_metric([alias, state], count)
-        if per_index_scans is not None and per_index_size is not None:
-            for row in db.objects.get("indexes", []):
-                labels = [alias, row["schema"], row["table"], row["index"]]
-                per_index_scans.add_metric(labels, float(row["scans"]))
-                per_index_size.add_metric(labels, float(row["size_bytes"]))
+        found.add_database(alias, db, worst)
     if pool:
         stats = {
             alias: (db.sections.get("pool") or {}).get("live")
             for alias, db in report.databases.items()
         }
-        out.extend(pool_families(stats))
-    return out
+        found.out.extend(pool_families(stats))
+    return found.out
 
 
 def as_prometheus(report: Report, *, per_index: bool = False) -> str:
