@@ -170,16 +170,12 @@ def _hide_bad_ports(url: str, begin: int, hide: Callable[[int, int], None]) -> N
             hide(position, len(url))
             return
         tail = item[tail_at:]
-        if tail and not (tail.startswith(":") and _is_port(tail[1:])):
-            # Not a port: likely a password missing its '@host', whose remainder may run
-            # on into the path or query. Hide to the end.
+        if tail and not (tail.startswith(":") and _PORT.fullmatch(tail[1:])):
+            # Not a port (an empty one included): likely a password missing its '@host',
+            # whose remainder may run on into the path or query. Hide to the end.
             hide(position + tail_at + (1 if tail.startswith(":") else 0), len(url))
             return
         position += len(item) + 1
-
-
-def _is_port(text: str) -> bool:
-    return text == "" or _PORT.fullmatch(text) is not None
 
 
 def _hide_query(url: str, begin: int, hide: Callable[[int, int], None]) -> None:
