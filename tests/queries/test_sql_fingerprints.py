@@ -6,7 +6,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from django_dbtuning.queries.fingerprint import display_sql, fingerprint, sql_info
+from django_dbtuning.queries.fingerprint import (
+    cached_sql_info,
+    display_sql,
+    fingerprint,
+    sql_info,
+)
 from tests.queries.test_sql_lexer import FORMS, bits, hex_bits, hostile_text, numbers
 
 
@@ -97,6 +102,14 @@ def test_info_is_cached_per_sql_string_and_shapes_are_shared():
     assert other is not first
     assert other.shape is first.shape
     assert len(first.shape.digest) == 12
+
+
+def test_cached_sql_info_only_looks_up():
+    sql = 'SELECT * FROM "cache_lookup_t" WHERE "id" = %s'
+    assert cached_sql_info(sql) is None
+    assert cached_sql_info(sql) is None  # looking up never builds
+    info = sql_info(sql)
+    assert cached_sql_info(sql) is info
 
 
 def test_composed_sql_is_accepted():

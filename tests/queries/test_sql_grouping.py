@@ -17,8 +17,8 @@ from django.db import connection
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from django_dbtuning.queries import QueryReport, track_queries
 from django_dbtuning.queries.fingerprint import fingerprint, sql_info
-from django_dbtuning.queries.recorder import QueryReport, track_queries
 from tests.queries.test_sql_lexer import (
     bits,
     continued,
