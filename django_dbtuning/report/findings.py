@@ -190,7 +190,8 @@ class DatabaseReport:
             "kind": self.kind,
             "reachable": self.reachable,
             "error": self.error,
-            "server": self.server,
+            # "_settings": the raw pg_settings rows other sections read.
+            "server": {k: v for k, v in self.server.items() if not k.startswith("_")},
             "same_database_as": self.same_database_as,
             "complete": self.complete,
             "duration_seconds": round(self.duration, 6),

@@ -35,22 +35,40 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def to_dict(report: Report) -> dict[str, Any]:
-    """The report as the JSON v1 document (plain types only)."""
+def _json_value(value: Any) -> Any:
+    """What ``_plain`` makes of a value the json module cannot write itself."""
+    if isinstance(value, set):
+        return list(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    return str(value)
+
+
+def _document(report: Report, plain: Callable[[Any], Any]) -> dict[str, Any]:
     return {
         "version": JSON_VERSION,
         "generated_at": report.generated_at.isoformat(),
         "sections": list(report.sections),
         "databases": {
-            alias: _plain(db.as_dict()) for alias, db in report.databases.items()
+            alias: plain(db.as_dict()) for alias, db in report.databases.items()
         },
-        "findings": [_plain(f.as_dict()) for f in report.findings],
+        "findings": [plain(f.as_dict()) for f in report.findings],
     }
+
+
+def to_dict(report: Report) -> dict[str, Any]:
+    """The report as the JSON v1 document (plain types only)."""
+    return _document(report, _plain)
 
 
 def as_json(report: Report) -> str:
     """The report as JSON v1 text."""
-    return json.dumps(to_dict(report), indent=2, sort_keys=False) + "\n"
+    # The same text as dumping to_dict(), without first copying the whole document:
+    # json asks _json_value for the few values it cannot write (a third of the time).
+    document = _document(report, lambda value: value)
+    return json.dumps(document, indent=2, default=_json_value) + "\n"
 
 
 # -- text ----------------------------------------------------------------------------------
