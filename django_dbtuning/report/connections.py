@@ -2,7 +2,7 @@
 idle-in-transaction and long-running queries, usage against max_connections, replication.
 
 One function per finding code, listed in :data:`CHECKS`: each reads the
-:class:`ConnectionFacts` and returns what it flagged.
+:class:`ConnectionFacts` and adds its findings.
 """
 
 from __future__ import annotations
@@ -93,12 +93,12 @@ def _who(row: Row) -> str:
     return ", ".join(p for p in parts if p)
 
 
-def connections_near_limit(probe: Probe, facts: ConnectionFacts) -> list[int]:
+def connections_near_limit(probe: Probe, facts: ConnectionFacts) -> None:
     t = probe.t
     total, usable = facts.total, facts.usable
     ratio = total / usable
     if ratio < t["connections_warning_ratio"]:
-        return []
+        return
     top = ", ".join(f"{app} {n}" for app, n in facts.by_app.most_common(5))
     probe.add(
         "error" if ratio >= t["connections_error_ratio"] else "warning",
@@ -118,18 +118,15 @@ def connections_near_limit(probe: Probe, facts: ConnectionFacts) -> list[int]:
         connections=total,
         usable=usable,
     )
-    return [total]
 
 
-def idle_in_transaction(probe: Probe, facts: ConnectionFacts) -> list[Row]:
-    flagged = []
+def idle_in_transaction(probe: Probe, facts: ConnectionFacts) -> None:
     for row in facts.here:
         seconds = row["state_seconds"] or 0
         if not (row["state"] or "").startswith("idle in transaction") or (
             seconds < probe.t["idle_in_transaction_seconds"]
         ):
             continue
-        flagged.append(row)
         probe.add(
             "warning",
             "idle_in_transaction",
@@ -151,7 +148,6 @@ def idle_in_transaction(probe: Probe, facts: ConnectionFacts) -> list[Row]:
             pid=row["pid"],
             seconds=seconds,
         )
-    return flagged
 
 
 def _blocked(probe: Probe, row: Row) -> bool:
@@ -163,10 +159,11 @@ def _blocked(probe: Probe, row: Row) -> bool:
     )
 
 
-def blocked_query(probe: Probe, facts: ConnectionFacts) -> list[Row]:
+def blocked_query(probe: Probe, facts: ConnectionFacts) -> None:
     by_pid = {r["pid"]: r for r in facts.here}
-    flagged = [row for row in facts.here if _blocked(probe, row)]
-    for row in flagged:
+    for row in facts.here:
+        if not _blocked(probe, row):
+            continue
         seconds = row["query_seconds"] or 0
         blockers = row["blocked_by"]
         blocker = by_pid.get(blockers[0])
@@ -195,11 +192,9 @@ def blocked_query(probe: Probe, facts: ConnectionFacts) -> list[Row]:
             blocked_by=list(blockers),
             sql=[_cancel(blockers[0])],
         )
-    return flagged
 
 
-def long_running_query(probe: Probe, facts: ConnectionFacts) -> list[Row]:
-    flagged = []
+def long_running_query(probe: Probe, facts: ConnectionFacts) -> None:
     for row in facts.here:
         seconds = row["query_seconds"] or 0
         # A blocked query is reported as blocked_query, not twice.
@@ -209,7 +204,6 @@ def long_running_query(probe: Probe, facts: ConnectionFacts) -> list[Row]:
             or seconds < probe.t["long_running_query_seconds"]
         ):
             continue
-        flagged.append(row)
         probe.add(
             "warning",
             "long_running_query",
@@ -228,13 +222,12 @@ def long_running_query(probe: Probe, facts: ConnectionFacts) -> list[Row]:
             seconds=seconds,
             sql=[_cancel(row["pid"])],
         )
-    return flagged
 
 
-def replication_lag(probe: Probe, facts: ConnectionFacts) -> list[float]:
+def replication_lag(probe: Probe, facts: ConnectionFacts) -> None:
     lag = (facts.replication or {}).get("lag_seconds")
     if lag is None or lag < probe.t["replication_lag_seconds"]:
-        return []
+        return
     probe.add(
         "warning",
         "replication_lag",
@@ -253,10 +246,9 @@ def replication_lag(probe: Probe, facts: ConnectionFacts) -> list[float]:
         object=f"replica:{probe.alias}",
         lag_seconds=lag,
     )
-    return [lag]
 
 
-def inactive_replication_slot(probe: Probe, facts: ConnectionFacts) -> list[Row]:
+def inactive_replication_slot(probe: Probe, facts: ConnectionFacts) -> None:
     inactive = [s for s in facts.slots or [] if not s["active"]]
     for slot in inactive:
         retained = slot["retained_bytes"]
@@ -278,10 +270,9 @@ def inactive_replication_slot(probe: Probe, facts: ConnectionFacts) -> list[Row]
             retained_bytes=retained,
             sql=[drop],
         )
-    return inactive
 
 
-ConnectionCheck = Callable[[Probe, ConnectionFacts], list[Any]]
+ConnectionCheck = Callable[[Probe, ConnectionFacts], None]
 CHECKS: dict[str, ConnectionCheck] = {
     "connections_near_limit": connections_near_limit,
     "idle_in_transaction": idle_in_transaction,
@@ -371,8 +362,7 @@ def collect(probe: Probe) -> None:
     if facts is None:
         return
     section.update(_summary(probe, facts))
-    for check in CHECKS.values():
-        check(probe, facts)
+    probe.judge(CHECKS, facts)
     if facts.replication is not None:
         section["replication"] = {
             key: facts.replication[key]

@@ -5,7 +5,7 @@ indexes. Primary-key, unique, exclusion and replica-identity indexes are never d
 candidates; neither is an index that backs a constraint.
 
 One function per finding code, listed in :data:`CHECKS`: each reads the
-:class:`~.index_facts.IndexFacts` and returns what it flagged (the section counts them).
+:class:`~.index_facts.IndexFacts` and adds its findings (the section counts them).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from django_dbtuning.report.index_facts import (
     IndexFacts,
     gather,
 )
-from django_dbtuning.report.probe import Probe, Row
+from django_dbtuning.report.probe import Probe
 from django_dbtuning.report.quoting import qualified, quote_ident
 
 __all__ = ["CHECKS", "collect"]
@@ -34,12 +34,10 @@ def _shown(columns: Sequence[str | None]) -> str:
     return ", ".join(quote_ident(c) if c else "expr" for c in columns)
 
 
-def invalid_index(probe: Probe, facts: IndexFacts) -> list[Index]:
-    flagged = []
+def invalid_index(probe: Probe, facts: IndexFacts) -> None:
     for index in facts.indexes:
         if index.is_valid or index.oid in facts.being_built:
             continue
-        flagged.append(index)
         enforce = (
             " An invalid unique index still rejects duplicates for new rows."
             if index.is_unique
@@ -67,7 +65,6 @@ def invalid_index(probe: Probe, facts: IndexFacts) -> list[Index]:
             unique=index.is_unique,
             sql=[drop],
         )
-    return flagged
 
 
 def _usage(probe: Probe, index: Index) -> str | None:
@@ -91,11 +88,10 @@ def _usage(probe: Probe, index: Index) -> str | None:
     return f"last scanned {iso(last)} ({stale_days:.0f} days ago)"
 
 
-def unused_index(probe: Probe, facts: IndexFacts) -> list[Index]:
+def unused_index(probe: Probe, facts: IndexFacts) -> None:
     age = probe.server.get("stats_age_seconds")
     stats_age = float(age) if age is not None else None
     young = stats_age is not None and stats_age < probe.t["min_stats_age_days"] * 86400
-    flagged: list[Index] = []
     for index in facts.indexes:
         if (
             not index.droppable
@@ -107,7 +103,6 @@ def unused_index(probe: Probe, facts: IndexFacts) -> list[Index]:
         usage = _usage(probe, index)
         if usage is None:
             continue
-        flagged.append(index)
         hint = index.drop_hint(probe.models)
         big = (index.size_bytes or 0) >= probe.t["unused_index_warning_bytes"]
         severity: Severity = "warning" if big and not young else "info"
@@ -151,7 +146,6 @@ def unused_index(probe: Probe, facts: IndexFacts) -> list[Index]:
             stats_age_seconds=stats_age,
             **hint.data(),
         )
-    return flagged
 
 
 def _kept(other: Index) -> str:
@@ -207,9 +201,8 @@ def _covered(facts: IndexFacts, identical: bool) -> list[tuple[Index, Index]]:
     ]
 
 
-def duplicate_index(probe: Probe, facts: IndexFacts) -> list[Index]:
-    pairs = _covered(facts, identical=True)
-    for candidate, other in pairs:
+def duplicate_index(probe: Probe, facts: IndexFacts) -> None:
+    for candidate, other in _covered(facts, identical=True):
         detail = (
             f"{candidate.name} indexes exactly the same columns of "
             f"{candidate.table_name} as {_kept(other)} "
@@ -219,12 +212,10 @@ def duplicate_index(probe: Probe, facts: IndexFacts) -> list[Index]:
         _redundant(
             probe, "duplicate_index", "Duplicate index", candidate, other, detail
         )
-    return [candidate for candidate, _ in pairs]
 
 
-def overlapping_index(probe: Probe, facts: IndexFacts) -> list[Index]:
-    pairs = _covered(facts, identical=False)
-    for candidate, other in pairs:
+def overlapping_index(probe: Probe, facts: IndexFacts) -> None:
+    for candidate, other in _covered(facts, identical=False):
         detail = (
             f"{candidate.name} ({_shown(candidate.key_columns)}) "
             f"is a leading prefix of {_kept(other)} "
@@ -235,12 +226,10 @@ def overlapping_index(probe: Probe, facts: IndexFacts) -> list[Index]:
         _redundant(
             probe, "overlapping_index", "Overlapping index", candidate, other, detail
         )
-    return [candidate for candidate, _ in pairs]
 
 
-def fk_without_index(probe: Probe, facts: IndexFacts) -> list[Row]:
+def fk_without_index(probe: Probe, facts: IndexFacts) -> None:
     """Foreign keys no valid, full index starts with."""
-    flagged = []
     for fk in facts.foreign_keys or []:
         cols = sorted(fk["attnums"])
         if any(
@@ -250,7 +239,6 @@ def fk_without_index(probe: Probe, facts: IndexFacts) -> list[Row]:
             for i in facts.by_table.get(fk["table_oid"], [])
         ):
             continue
-        flagged.append(fk)
         table = qualified(fk["schema"], fk["table"])
         ref = qualified(fk["ref_schema"], fk["ref_table"])
         columns = ", ".join(quote_ident(c) for c in fk["columns"])
@@ -278,11 +266,9 @@ def fk_without_index(probe: Probe, facts: IndexFacts) -> list[Row]:
             table_rows=fk["table_rows"],
             **hint.data(),
         )
-    return flagged
 
 
-def index_bloat(probe: Probe, facts: IndexFacts) -> list[Index]:
-    flagged = []
+def index_bloat(probe: Probe, facts: IndexFacts) -> None:
     for index in facts.indexes:
         bloat: Bloat | None = (facts.bloat or {}).get(index.oid)
         if bloat is None:
@@ -294,7 +280,6 @@ def index_bloat(probe: Probe, facts: IndexFacts) -> list[Index]:
             or ratio < probe.t["index_bloat_min_ratio"]
         ):
             continue
-        flagged.append(index)
         reindex = f"REINDEX INDEX CONCURRENTLY {index.sql_name}"
         probe.add(
             "warning",
@@ -314,10 +299,9 @@ def index_bloat(probe: Probe, facts: IndexFacts) -> list[Index]:
             size_bytes=size,
             sql=[reindex],
         )
-    return flagged
 
 
-IndexCheck = Callable[[Probe, IndexFacts], list[Any]]
+IndexCheck = Callable[[Probe, IndexFacts], None]
 CHECKS: dict[str, IndexCheck] = {
     "invalid_index": invalid_index,
     "fk_without_index": fk_without_index,
@@ -345,18 +329,18 @@ def collect(probe: Probe) -> None:
             "stats_since": probe.server.get("stats_since"),
         }
     )
-    flagged = {code: check(probe, facts) for code, check in CHECKS.items()}
+    found = probe.judge(CHECKS, facts)
     if facts.foreign_keys is not None:
-        section["fk_without_index_count"] = len(flagged["fk_without_index"])
+        section["fk_without_index_count"] = len(found["fk_without_index"])
     bloat = facts.bloat
     if bloat is not None:
         section["bloat_bytes_estimate"] = sum(b.wasted for b in bloat.values())
-    unused = flagged["unused_index"]
+    unused = found["unused_index"]
     section["unused_count"] = len(unused)
-    section["unused_size_bytes"] = sum(i.size_bytes or 0 for i in unused)
+    section["unused_size_bytes"] = sum(f.data["size_bytes"] or 0 for f in unused)
     section["invalid_count"] = sum(1 for i in indexes if not i.is_valid)
-    section["duplicate_count"] = len(flagged["duplicate_index"]) + len(
-        flagged["overlapping_index"]
+    section["duplicate_count"] = len(found["duplicate_index"]) + len(
+        found["overlapping_index"]
     )
     largest = sorted(indexes, key=lambda i: i.size_bytes or 0, reverse=True)
     section["largest"] = [_summary(probe, i, bloat or {}) for i in largest[: probe.top]]

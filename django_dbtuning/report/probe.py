@@ -13,7 +13,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors
@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 MARKER = "/* dbtuning:dbreport */"
 APPLICATION_NAME = "dbtuning-dbreport"
 Row = dict[str, Any]
+Facts = TypeVar("Facts")
 
 
 class Unreachable(Exception):
@@ -280,6 +281,18 @@ class Probe:
         )
         self.findings.append(finding)
         return finding
+
+    def judge(
+        self, checks: Mapping[str, Callable[[Probe, Facts], None]], facts: Facts
+    ) -> dict[str, list[Finding]]:
+        """Run each finding code's function of a section on its ``facts``; the findings
+        each one added, by code (the section's counts)."""
+        found: dict[str, list[Finding]] = {}
+        for code, check in checks.items():
+            start = len(self.findings)
+            check(self, facts)
+            found[code] = self.findings[start:]
+        return found
 
     def section(self, name: str) -> dict[str, Any]:
         return self.result.sections.setdefault(name, {})

@@ -207,9 +207,9 @@ def gather(probe: Probe) -> StatementFacts | None:
     )
 
 
-def statements_evicted(probe: Probe, facts: StatementFacts) -> list[Row]:
+def statements_evicted(probe: Probe, facts: StatementFacts) -> None:
     if facts.info is None or not facts.info["dealloc"]:
-        return []
+        return
     dealloc = facts.info["dealloc"]
     probe.add(
         "info",
@@ -223,7 +223,6 @@ def statements_evicted(probe: Probe, facts: StatementFacts) -> list[Row]:
         object="setting:pg_stat_statements.max",
         deallocations=dealloc,
     )
-    return [facts.info]
 
 
 def _summary(probe: Probe, row: Row, all_ms: float) -> dict[str, Any]:
@@ -271,13 +270,11 @@ def _named(probe: Probe, query: str) -> tuple[str | None, str, str]:
     return label, where, strip_literals(query, limit=200)
 
 
-def slow_query(probe: Probe, facts: StatementFacts) -> list[Row]:
-    flagged = []
+def slow_query(probe: Probe, facts: StatementFacts) -> None:
     for row in facts.ranked:
         s = _Shape(row, facts.all_ms)
         if not s.slow(probe.t):
             continue
-        flagged.append(row)
         label, where, text = _named(probe, s.query)
         probe.add(
             "warning",
@@ -298,12 +295,10 @@ def slow_query(probe: Probe, facts: StatementFacts) -> list[Row]:
             mean_ms=s.mean,
             time_share=s.share,
         )
-    return flagged
 
 
-def n_plus_one_suspect(probe: Probe, facts: StatementFacts) -> list[Row]:
+def n_plus_one_suspect(probe: Probe, facts: StatementFacts) -> None:
     t = probe.t
-    flagged = []
     for row in facts.ranked:
         s = _Shape(row, facts.all_ms)
         # A statement slow enough to be a slow_query is reported as that, not twice.
@@ -318,7 +313,6 @@ def n_plus_one_suspect(probe: Probe, facts: StatementFacts) -> list[Row]:
             and s.share >= t["n_plus_one_min_time_share"]
         ):
             continue
-        flagged.append(row)
         label, where, text = _named(probe, s.query)
         probe.add(
             "warning",
@@ -341,14 +335,13 @@ def n_plus_one_suspect(probe: Probe, facts: StatementFacts) -> list[Row]:
             mean_ms=s.mean,
             time_share=s.share,
         )
-    return flagged
 
 
-def missing_index(probe: Probe, facts: StatementFacts) -> list[Row]:
-    return suggest(probe, facts.ranked, facts.all_ms)
+def missing_index(probe: Probe, facts: StatementFacts) -> None:
+    suggest(probe, facts.ranked, facts.all_ms)
 
 
-StatementCheck = Callable[[Probe, StatementFacts], list[Any]]
+StatementCheck = Callable[[Probe, StatementFacts], None]
 CHECKS: dict[str, StatementCheck] = {
     "statements_evicted": statements_evicted,
     "slow_query": slow_query,
@@ -361,5 +354,4 @@ CHECKS: dict[str, StatementCheck] = {
 def collect(probe: Probe) -> None:
     facts = gather(probe)
     if facts is not None:
-        for check in CHECKS.values():
-            check(probe, facts)
+        probe.judge(CHECKS, facts)

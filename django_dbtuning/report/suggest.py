@@ -146,9 +146,8 @@ def _resolve(
     return matches[0] if len(matches) == 1 else None
 
 
-def suggest(probe: Probe, statements: Iterable[Row], all_ms: float) -> list[Row]:
-    """Add ``missing_index`` findings for the costly statements of ``statements``;
-    returns the statements that got one."""
+def suggest(probe: Probe, statements: Iterable[Row], all_ms: float) -> None:
+    """Add ``missing_index`` findings for the costly statements of ``statements``."""
     t = probe.t
     candidates: list[tuple[Row, str | None, str, list[tuple[str, bool]]]] = []
     for row in statements:
@@ -163,7 +162,7 @@ def suggest(probe: Probe, statements: Iterable[Row], all_ms: float) -> list[Row]
         if parsed is not None:
             candidates.append((row, *parsed))
     if not candidates:
-        return []
+        return
     tables = sorted({table for _, _, table, _ in candidates})
     results = probe.queries(
         "index_suggestions",
@@ -171,7 +170,7 @@ def suggest(probe: Probe, statements: Iterable[Row], all_ms: float) -> list[Row]
         [(LEADING, [tables]), (STATS, [tables])],
     )
     if results is None:
-        return []
+        return
     leading_rows, stats_rows = results
     known: dict[Relation, Row] = {}
     indexed: dict[Relation, list[list[str]]] = {}
@@ -182,7 +181,6 @@ def suggest(probe: Probe, statements: Iterable[Row], all_ms: float) -> list[Row]
             indexed.setdefault(key, []).append(list(r["columns"]))
     stats = {(r["schema"], r["table"], r["column"]): r for r in stats_rows}
     suggested: set[tuple[Relation, tuple[str, ...]]] = set()
-    flagged = []
     for row, schema, table, columns in candidates:
         relation = _resolve(schema, table, known)
         if relation is None:
@@ -202,8 +200,6 @@ def suggest(probe: Probe, statements: Iterable[Row], all_ms: float) -> list[Row]
             continue
         suggested.add((relation, tuple(names)))
         _finding(probe, row, relation, rows, chosen, all_ms)
-        flagged.append(row)
-    return flagged
 
 
 def _choose(

@@ -3,7 +3,7 @@ sequences near overflow (against the column's type), transaction-ID wraparound, 
 constraints.
 
 One function per finding code, listed in :data:`CHECKS`: each reads the
-:class:`~.table_facts.TableFacts` and returns what it flagged (the section counts them).
+:class:`~.table_facts.TableFacts` and adds its findings (the section counts them).
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ from django_dbtuning.report.table_facts import (
 __all__ = ["CHECKS", "collect"]
 
 
-def xid_wraparound(probe: Probe, facts: TableFacts) -> list[Row]:
+def xid_wraparound(probe: Probe, facts: TableFacts) -> None:
     t = probe.t
     age = (facts.database or {}).get("xid_age") or 0
     if facts.database is None or age < t["xid_age_warning"]:
-        return []
+        return
     probe.add(
         "error" if age >= t["xid_age_error"] else "warning",
         "xid_wraparound",
@@ -50,12 +50,10 @@ def xid_wraparound(probe: Probe, facts: TableFacts) -> list[Row]:
         object=f"database:{probe.server.get('database')}",
         xid_age=age,
     )
-    return [facts.database]
 
 
-def low_cache_hit_ratio(probe: Probe, facts: TableFacts) -> list[str]:
+def low_cache_hit_ratio(probe: Probe, facts: TableFacts) -> None:
     t = probe.t
-    flagged = []
     for kind, (hit, read) in facts.blocks.items():
         ratio = hit_ratio(hit, read)
         if (
@@ -64,7 +62,6 @@ def low_cache_hit_ratio(probe: Probe, facts: TableFacts) -> list[str]:
             or ratio >= t["cache_hit_ratio_min"]
         ):
             continue
-        flagged.append(kind)
         probe.add(
             "warning",
             "low_cache_hit_ratio",
@@ -84,12 +81,10 @@ def low_cache_hit_ratio(probe: Probe, facts: TableFacts) -> list[str]:
             kind=kind,
             ratio=ratio,
         )
-    return flagged
 
 
-def seq_scan_heavy(probe: Probe, facts: TableFacts) -> list[Row]:
+def seq_scan_heavy(probe: Probe, facts: TableFacts) -> None:
     t = probe.t
-    flagged = []
     for row in facts.tables or []:
         live = row["n_live_tup"] or 0
         seq = row["seq_scan"] or 0
@@ -102,7 +97,6 @@ def seq_scan_heavy(probe: Probe, facts: TableFacts) -> list[Row]:
             or share >= t["seq_scan_max_index_share"]
         ):
             continue
-        flagged.append(row)
         table, label, _ = names(probe, row)
         per_scan = (row["seq_tup_read"] or 0) / seq
         probe.add(
@@ -126,12 +120,10 @@ def seq_scan_heavy(probe: Probe, facts: TableFacts) -> list[Row]:
             index_scans=idx,
             rows=live,
         )
-    return flagged
 
 
-def dead_tuples(probe: Probe, facts: TableFacts) -> list[Row]:
+def dead_tuples(probe: Probe, facts: TableFacts) -> None:
     t = probe.t
-    flagged = []
     for row in facts.tables or []:
         live = row["n_live_tup"] or 0
         dead = row["n_dead_tup"] or 0
@@ -140,7 +132,6 @@ def dead_tuples(probe: Probe, facts: TableFacts) -> list[Row]:
             or dead / max(1, live + dead) < t["dead_tuples_ratio"]
         ):
             continue
-        flagged.append(row)
         table, label, sql_table = names(probe, row)
         vacuum = f"VACUUM (ANALYZE) {sql_table}"
         tune = f"ALTER TABLE {sql_table} SET (autovacuum_vacuum_scale_factor = 0.02)"
@@ -164,15 +155,13 @@ def dead_tuples(probe: Probe, facts: TableFacts) -> list[Row]:
             live_tuples=live,
             sql=[vacuum, tune],
         )
-    return flagged
 
 
-def vacuum_stale(probe: Probe, facts: TableFacts) -> list[Row]:
+def vacuum_stale(probe: Probe, facts: TableFacts) -> None:
     stale_days = probe.t["vacuum_stale_days"]
     # "Never vacuumed" means something only once the statistics are old enough: a
     # table created a minute ago has simply not had its turn.
     observed_days = (probe.server.get("stats_age_seconds") or 0) / 86400
-    flagged = []
     for row in facts.tables or []:
         threshold = autovacuum_thresholds(probe, row)[0]
         last_vacuum = latest(row["last_vacuum"], row["last_autovacuum"])
@@ -184,7 +173,6 @@ def vacuum_stale(probe: Probe, facts: TableFacts) -> list[Row]:
             or (age is None and observed_days < stale_days)
         ):
             continue
-        flagged.append(row)
         table, label, sql_table = names(probe, row)
         when = (
             "has never been vacuumed"
@@ -211,12 +199,10 @@ def vacuum_stale(probe: Probe, facts: TableFacts) -> list[Row]:
             last_vacuum=iso(last_vacuum),
             sql=[f"VACUUM (ANALYZE, VERBOSE) {sql_table}"],
         )
-    return flagged
 
 
-def analyze_stale(probe: Probe, facts: TableFacts) -> list[Row]:
+def analyze_stale(probe: Probe, facts: TableFacts) -> None:
     t = probe.t
-    flagged = []
     for row in facts.tables or []:
         threshold = autovacuum_thresholds(probe, row)[1]
         last_analyze = latest(row["last_analyze"], row["last_autoanalyze"])
@@ -224,7 +210,6 @@ def analyze_stale(probe: Probe, facts: TableFacts) -> list[Row]:
         modified = row["n_mod_since_analyze"] or 0
         if modified <= threshold or (age is not None and age < t["analyze_stale_days"]):
             continue
-        flagged.append(row)
         table, label, sql_table = names(probe, row)
         when = (
             "has never been analyzed"
@@ -247,15 +232,12 @@ def analyze_stale(probe: Probe, facts: TableFacts) -> list[Row]:
             last_analyze=iso(last_analyze),
             sql=[f"ANALYZE {sql_table}"],
         )
-    return flagged
 
 
-def sequence_near_overflow(probe: Probe, facts: TableFacts) -> list[Row]:
-    flagged = []
+def sequence_near_overflow(probe: Probe, facts: TableFacts) -> None:
     for row, ratio, limit in facts.sequences or []:
         if ratio < probe.t["sequence_warning_ratio"]:
             continue
-        flagged.append(row)
         column_type = row["column_type"]
         table = qualified(row["schema"], row["table"])
         column = f"{table}.{quote_ident(row['column'])}"
@@ -306,10 +288,9 @@ def sequence_near_overflow(probe: Probe, facts: TableFacts) -> list[Row]:
             max_value=limit,
             sql=statements,
         )
-    return flagged
 
 
-def invalid_constraint(probe: Probe, facts: TableFacts) -> list[Row]:
+def invalid_constraint(probe: Probe, facts: TableFacts) -> None:
     for row in facts.constraints or []:
         table = qualified(row["schema"], row["table"])
         kind = "foreign key" if row["type"] == "f" else "check constraint"
@@ -335,10 +316,9 @@ def invalid_constraint(probe: Probe, facts: TableFacts) -> list[Row]:
             model=probe.models.label(row["table"]),
             sql=[validate],
         )
-    return list(facts.constraints or [])
 
 
-TableCheck = Callable[[Probe, TableFacts], list[Any]]
+TableCheck = Callable[[Probe, TableFacts], None]
 CHECKS: dict[str, TableCheck] = {
     "xid_wraparound": xid_wraparound,
     "low_cache_hit_ratio": low_cache_hit_ratio,
@@ -358,7 +338,7 @@ def collect(probe: Probe) -> None:
     if facts.database is not None:
         section["database_size_bytes"] = facts.database["size_bytes"]
         section["database_xid_age"] = facts.database["xid_age"]
-    flagged = {code: check(probe, facts) for code, check in CHECKS.items()}
+    found = probe.judge(CHECKS, facts)
     rows = facts.tables
     if rows is not None:
         blocks = facts.blocks
@@ -371,7 +351,7 @@ def collect(probe: Probe) -> None:
                 "cache_hit_ratio": {
                     kind: hit_ratio(*counts) for kind, counts in blocks.items()
                 },
-                "seq_scan_heavy": len(flagged["seq_scan_heavy"]),
+                "seq_scan_heavy": len(found["seq_scan_heavy"]),
                 "largest": _largest(probe, rows),
             }
         )
