@@ -322,11 +322,7 @@ def _summary(probe: Probe, facts: ConnectionFacts) -> dict[str, Any]:
 def gather(probe: Probe) -> ConnectionFacts | None:
     """The section's queries, in the order their checks are listed; None when the
     sessions could not be read."""
-    query_id = (
-        "query_id"
-        if probe.has_column("pg_stat_activity", "query_id")
-        else "NULL::bigint"
-    )
+    query_id = probe.optional_column("pg_stat_activity", "query_id", "bigint")
     rows = probe.query("activity", "connections", ACTIVITY.format(query_id=query_id))
     if rows is None:
         return None

@@ -27,14 +27,7 @@ Severity = Literal["info", "warning", "error"]
 SEVERITIES: tuple[Severity, ...] = ("info", "warning", "error")
 SEVERITY_RANK: dict[str, int] = {name: rank for rank, name in enumerate(SEVERITIES)}
 
-SECTIONS: tuple[str, ...] = (
-    "pool",
-    "connections",
-    "indexes",
-    "tables",
-    "statements",
-    "settings",
-)
+SECTIONS: tuple[str, ...] = ("pool", "connections", "indexes", "tables", "statements", "settings")  # fmt: skip
 
 CheckStatus = Literal["ok", "partial", "skipped", "timeout", "error"]
 """``partial``: the check ran but the role could not see everything (other roles'
@@ -116,17 +109,7 @@ class Finding:
     """The numbers behind the finding (sizes in bytes, durations in seconds)."""
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "database": self.database,
-            "severity": self.severity,
-            "code": self.code,
-            "title": self.title,
-            "detail": self.detail,
-            "hint": self.hint,
-            "object": self.object,
-            "model": self.model,
-            "data": self.data,
-        }
+        return dict(vars(self))  # every field, in order
 
 
 @dataclass

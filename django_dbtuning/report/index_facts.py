@@ -223,10 +223,8 @@ def _covering(candidate: Index, group: list[Index]) -> tuple[Index, bool] | None
 
 
 def _inventory(probe: Probe) -> list[Row] | None:
-    last_scan = (
-        "s.last_idx_scan"
-        if probe.has_column("pg_stat_all_indexes", "last_idx_scan")
-        else "NULL::timestamptz"
+    last_scan = probe.optional_column(
+        "pg_stat_all_indexes", "last_idx_scan", "timestamptz", "s."
     )
     rows = probe.query(
         "index_inventory",

@@ -224,6 +224,16 @@ class Probe:
     def has_column(self, relation: str, column: str) -> bool:
         return column in self.columns.get(relation, set())
 
+    def optional_column(
+        self, relation: str, column: str, cast: str, prefix: str = ""
+    ) -> str:
+        """``column`` where this server's ``relation`` has it, else a typed NULL."""
+        return (
+            f"{prefix}{column}"
+            if self.has_column(relation, column)
+            else f"NULL::{cast}"
+        )
+
     def gap(
         self,
         check: str,

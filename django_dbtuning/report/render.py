@@ -334,18 +334,13 @@ def _statements(data: dict[str, Any], top: int, paint: _Style) -> list[str]:
 
 
 # Always shown in text; the others only when changed from PostgreSQL's default.
-KEY_SETTINGS = frozenset(
-    {
-        "max_connections",
-        "shared_buffers",
-        "effective_cache_size",
-        "work_mem",
-        "random_page_cost",
-        "statement_timeout",
-        "lock_timeout",
-        "idle_in_transaction_session_timeout",
-    }
-)
+# fmt: off
+KEY_SETTINGS = frozenset((
+    "max_connections", "shared_buffers", "effective_cache_size", "work_mem",
+    "random_page_cost", "statement_timeout", "lock_timeout",
+    "idle_in_transaction_session_timeout",
+))
+# fmt: on
 
 
 def _settings(data: dict[str, Any], top: int, paint: _Style) -> list[str]:
@@ -371,34 +366,13 @@ def _settings(data: dict[str, Any], top: int, paint: _Style) -> list[str]:
     ]
 
 
+BOUNCER_COLUMNS = ("database", "user", "cl_active", "cl_waiting", "sv_active", "sv_idle", "pool_mode")  # fmt: skip
+
+
 def _pgbouncer(data: dict[str, Any], paint: _Style) -> list[str]:
-    rows = [
-        [
-            str(p.get("database")),
-            str(p.get("user")),
-            str(p.get("cl_active")),
-            str(p.get("cl_waiting")),
-            str(p.get("sv_active")),
-            str(p.get("sv_idle")),
-            str(p.get("pool_mode")),
-        ]
-        for p in data.get("pools") or []
-    ]
-    return [
-        paint.label("  PgBouncer pools"),
-        *_table(
-            rows,
-            [
-                "database",
-                "user",
-                "cl_active",
-                "cl_waiting",
-                "sv_active",
-                "sv_idle",
-                "mode",
-            ],
-        ),
-    ]
+    rows = [[str(p.get(c)) for c in BOUNCER_COLUMNS] for p in data.get("pools") or []]
+    header = [*BOUNCER_COLUMNS[:-1], "mode"]
+    return [paint.label("  PgBouncer pools"), *_table(rows, header)]
 
 
 _SECTION_RENDERERS: dict[str, Callable[[dict[str, Any], int, _Style], list[str]]] = {

@@ -27,39 +27,21 @@ IDENTITY = (
     "SELECT system_identifier::text AS system_identifier FROM pg_control_system()"
 )
 
+# fmt: off
 IMPORTANT = (
-    "max_connections",
-    "superuser_reserved_connections",
-    "reserved_connections",
-    "shared_buffers",
-    "effective_cache_size",
-    "work_mem",
-    "maintenance_work_mem",
-    "random_page_cost",
-    "effective_io_concurrency",
-    "io_method",
-    "jit",
-    "statement_timeout",
-    "lock_timeout",
-    "idle_in_transaction_session_timeout",
-    "idle_session_timeout",
-    "log_min_duration_statement",
-    "track_io_timing",
-    "track_activity_query_size",
-    "autovacuum",
-    "autovacuum_max_workers",
-    "autovacuum_vacuum_threshold",
-    "autovacuum_vacuum_scale_factor",
-    "autovacuum_analyze_threshold",
-    "autovacuum_analyze_scale_factor",
-    "autovacuum_freeze_max_age",
-    "shared_preload_libraries",
-    "pg_stat_statements.max",
-    "pg_stat_statements.track",
-    "compute_query_id",
-    "default_transaction_isolation",
+    "max_connections", "superuser_reserved_connections", "reserved_connections",
+    "shared_buffers", "effective_cache_size", "work_mem", "maintenance_work_mem",
+    "random_page_cost", "effective_io_concurrency", "io_method", "jit",
+    "statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout",
+    "idle_session_timeout", "log_min_duration_statement", "track_io_timing",
+    "track_activity_query_size", "autovacuum", "autovacuum_max_workers",
+    "autovacuum_vacuum_threshold", "autovacuum_vacuum_scale_factor",
+    "autovacuum_analyze_threshold", "autovacuum_analyze_scale_factor",
+    "autovacuum_freeze_max_age", "shared_preload_libraries", "pg_stat_statements.max",
+    "pg_stat_statements.track", "compute_query_id", "default_transaction_isolation",
     "block_size",
 )
+# fmt: on
 
 SETTINGS = """
 SELECT name, setting, reset_val, unit, source, boot_val, vartype

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from django_dbtuning.report.probe import Probe, Row
 from django_dbtuning.report.quoting import column_list, ident, qualified, quote_ident
 
-__all__ = ["suggest"]
+__all__ = ["relation_filters", "suggest"]
 
 LEADING = """
 SELECT t.relname AS "table", n.nspname AS schema,
@@ -85,12 +85,6 @@ def _where(query: str) -> str | None:
         if found >= 0:
             end = min(end, found)
     return query[start + 7 : end]
-
-
-def filters(query: str) -> tuple[str, list[tuple[str, bool]]] | None:
-    """``(table, [(column, is_range), ...])`` for a single-table statement, else None."""
-    found = relation_filters(query)
-    return (found[1], found[2]) if found is not None else None
 
 
 def relation_filters(

@@ -166,10 +166,8 @@ class TableFacts:
 
 
 def _table_stats(probe: Probe) -> list[Row] | None:
-    extra = (
-        "s.last_seq_scan"
-        if probe.has_column("pg_stat_user_tables", "last_seq_scan")
-        else "NULL::timestamptz"
+    extra = probe.optional_column(
+        "pg_stat_user_tables", "last_seq_scan", "timestamptz", "s."
     )
     rows = probe.query(
         "table_stats",
