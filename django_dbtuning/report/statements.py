@@ -244,22 +244,21 @@ def _summary(probe: Probe, row: Row, all_ms: float) -> dict[str, Any]:
     }
 
 
-class _Shape:
-    """One statement's numbers, as the slow-query and N+1 judgements read them."""
+def _rates(row: Row, all_ms: float) -> tuple[int, float, float]:
+    """Calls, mean ms per call, and share of all database time."""
+    calls = row["calls"] or 0
+    total_ms = float(row["total_ms"])
+    return (
+        calls,
+        total_ms / calls if calls else 0.0,
+        total_ms / all_ms if all_ms else 0.0,
+    )
 
-    def __init__(self, row: Row, all_ms: float) -> None:
-        self.calls = row["calls"] or 0
-        self.query = row["query"] or ""
-        total_ms = float(row["total_ms"])
-        self.mean = total_ms / self.calls if self.calls else 0.0
-        self.share = total_ms / all_ms if all_ms else 0.0
 
-    def slow(self, t: Mapping[str, float]) -> bool:
-        return bool(
-            self.calls
-            and self.mean >= t["slow_query_mean_ms"]
-            and self.calls >= t["slow_query_min_calls"]
-        )
+def _slow(t: Mapping[str, float], calls: int, mean: float) -> bool:
+    return bool(
+        calls and mean >= t["slow_query_mean_ms"] and calls >= t["slow_query_min_calls"]
+    )
 
 
 def _named(probe: Probe, query: str) -> tuple[str | None, str, str]:
@@ -272,17 +271,17 @@ def _named(probe: Probe, query: str) -> tuple[str | None, str, str]:
 
 def slow_query(probe: Probe, facts: StatementFacts) -> None:
     for row in facts.ranked:
-        s = _Shape(row, facts.all_ms)
-        if not s.slow(probe.t):
+        calls, mean, share = _rates(row, facts.all_ms)
+        if not _slow(probe.t, calls, mean):
             continue
-        label, where, text = _named(probe, s.query)
+        label, where, text = _named(probe, row["query"] or "")
         probe.add(
             "warning",
             "slow_query",
-            f"Slow query{where}: {s.mean:,.1f} ms mean over {s.calls:,} calls",
+            f"Slow query{where}: {mean:,.1f} ms mean over {calls:,} calls",
             detail=(
-                f"queryid {row['queryid']} averages {s.mean:,.1f} ms over {s.calls:,} "
-                f"calls ({s.share:.0%} of all database time): {text}"
+                f"queryid {row['queryid']} averages {mean:,.1f} ms over {calls:,} "
+                f"calls ({share:.0%} of all database time): {text}"
             ),
             hint=(
                 "EXPLAIN (ANALYZE, BUFFERS) it with typical values; a missing index shows "
@@ -291,36 +290,36 @@ def slow_query(probe: Probe, facts: StatementFacts) -> None:
             ),
             object=f"queryid:{row['queryid']}",
             model=label,
-            calls=s.calls,
-            mean_ms=s.mean,
-            time_share=s.share,
+            calls=calls,
+            mean_ms=mean,
+            time_share=share,
         )
 
 
 def n_plus_one_suspect(probe: Probe, facts: StatementFacts) -> None:
     t = probe.t
     for row in facts.ranked:
-        s = _Shape(row, facts.all_ms)
+        calls, mean, share = _rates(row, facts.all_ms)
         # A statement slow enough to be a slow_query is reported as that, not twice.
-        if not s.calls or s.slow(t):
+        if not calls or _slow(t, calls, mean):
             continue
-        rows_per_call = (row["rows"] or 0) / s.calls
+        rows_per_call = (row["rows"] or 0) / calls
         if not (
-            s.query.lstrip().upper().startswith("SELECT")
-            and s.calls >= t["n_plus_one_min_calls"]
-            and s.mean <= t["n_plus_one_max_mean_ms"]
+            (row["query"] or "").lstrip().upper().startswith("SELECT")
+            and calls >= t["n_plus_one_min_calls"]
+            and mean <= t["n_plus_one_max_mean_ms"]
             and rows_per_call <= t["n_plus_one_max_rows_per_call"]
-            and s.share >= t["n_plus_one_min_time_share"]
+            and share >= t["n_plus_one_min_time_share"]
         ):
             continue
-        label, where, text = _named(probe, s.query)
+        label, where, text = _named(probe, row["query"] or "")
         probe.add(
             "warning",
             "n_plus_one_suspect",
-            f"N+1 suspect{where}: {s.calls:,} calls of {s.mean:.2f} ms",
+            f"N+1 suspect{where}: {calls:,} calls of {mean:.2f} ms",
             detail=(
                 f"queryid {row['queryid']} fetched ~{rows_per_call:.1f} row per call "
-                f"{s.calls:,} times ({s.share:.0%} of all database time): the shape of "
+                f"{calls:,} times ({share:.0%} of all database time): the shape of "
                 f"a per-object lookup inside a loop. {text}"
             ),
             hint=(
@@ -331,9 +330,9 @@ def n_plus_one_suspect(probe: Probe, facts: StatementFacts) -> None:
             ),
             object=f"queryid:{row['queryid']}",
             model=label,
-            calls=s.calls,
-            mean_ms=s.mean,
-            time_share=s.share,
+            calls=calls,
+            mean_ms=mean,
+            time_share=share,
         )
 
 
