@@ -21,12 +21,14 @@ if TYPE_CHECKING:
         query_budget,
         track_queries,
     )
+    from django_dbtuning.queries.findings import QueryFinding
     from django_dbtuning.queries.policy import Policy, enforce
     from django_dbtuning.queries.units import CapturedQuery, QueryReport
 
 __all__ = [
     "CapturedQuery",
     "Policy",
+    "QueryFinding",
     "QueryReport",
     "allow_n_plus_one",
     "enforce",
@@ -37,6 +39,7 @@ __all__ = [
 _LAZY = {
     "CapturedQuery": "django_dbtuning.queries.units",
     "Policy": "django_dbtuning.queries.policy",
+    "QueryFinding": "django_dbtuning.queries.findings",
     "QueryReport": "django_dbtuning.queries.units",
     "allow_n_plus_one": "django_dbtuning.queries.api",
     "enforce": "django_dbtuning.queries.policy",

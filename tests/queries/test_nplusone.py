@@ -578,7 +578,10 @@ def test_drf_nested_serializer_names_the_serializer_field(library):
 
 def test_errors_and_reports_hold_query_findings(library):
     from django_dbtuning import NPlusOneError, query_budget
-    from django_dbtuning.queries.findings import QueryFinding
+    from django_dbtuning.queries import QueryFinding
+    from django_dbtuning.queries.findings import QueryFinding as defined
+
+    assert QueryFinding is defined
 
     with pytest.raises(NPlusOneError) as info, query_budget():
         for book in Book.objects.all():
