@@ -24,8 +24,6 @@ from psycopg import ClientCursor
 from django_dbtuning.copy.names import shown
 from django_dbtuning.copy.plan import Column, ModelPlan
 
-__all__ = ["Conflict", "Target", "confirm", "resolve"]
-
 
 @dataclass
 class Target:
@@ -90,7 +88,6 @@ def unique_columns(plan: ModelPlan, loaded: set[str]) -> list[Column]:
 
 
 def _condition_fields(condition: Any) -> set[str]:
-    """The fields a UniqueConstraint's condition (a Q) reads on the row itself."""
     referenced = getattr(condition, "referenced_base_fields", None)  # Django 5.0+
     if referenced is not None:
         return set(referenced)

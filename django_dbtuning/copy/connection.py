@@ -18,11 +18,8 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 from psycopg import sql
 
-__all__ = ["check_backend", "create_numbered_table", "run_copy"]
-
 
 def check_backend(connection: BaseDatabaseWrapper) -> None:
-    """Refuse anything but PostgreSQL through psycopg 3, in one actionable sentence."""
     if connection.vendor != "postgresql":
         raise ImproperlyConfigured(
             f"COPY needs PostgreSQL; database {connection.alias!r} uses "

@@ -35,14 +35,6 @@ from django_dbtuning.copy.redact import (
 if TYPE_CHECKING:
     from django_dbtuning.copy.plan import Column
 
-__all__ = [
-    "Converter",
-    "django_base",
-    "fast_converter",
-    "items_need_django",
-    "slow_converter",
-]
-
 Converter = Callable[[Any], Any]
 
 # Conversion methods a subclass may override; if it does, its values take the generic
@@ -228,7 +220,6 @@ def _array(column: Column, *, binary: bool) -> Converter:
 
 
 def _flat_array(slow: Converter) -> Converter:
-    """The common one-dimensional case of :func:`_array`, one call per value."""
     sequences = (list, tuple)
 
     def flat(value: Any) -> Any:
@@ -289,7 +280,6 @@ def _exact(column: Column, exact: type) -> Converter:
 
 
 def _foreign_key(column: Column, attname: str) -> Converter:
-    """A model instance under the field's name becomes its key; plain keys pass."""
     model_cls = models.Model
 
     def fk(value: Any) -> Any:

@@ -29,9 +29,6 @@ from django_dbtuning.copy.plan import (
 )
 from django_dbtuning.copy.sources import Source, key_columns, tuple_source
 
-__all__ = ["CsvReader", "csv_source", "lifted_field_limit", "quoted_fields"]
-
-
 # -- the csv module's field size limit ------------------------------------------------
 
 _limit_lock = threading.Lock()
@@ -220,7 +217,6 @@ class CsvReader:
         self.lines_base = start
 
     def line_of(self, row: int) -> int | None:
-        """The first line of data row ``row`` if it is in the current batch."""
         position = row - self.lines_base
         if 0 <= position < len(self.lines):
             return self.lines[position]

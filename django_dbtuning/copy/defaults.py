@@ -17,8 +17,6 @@ from django.db import models
 from django_dbtuning.copy.plan import DB_DEFAULT, Column, ModelPlan, RowProblem
 from django_dbtuning.copy.rowcode import RowSpec
 
-__all__ = ["Defaults", "fast_uuid4"]
-
 
 class Defaults:
     """The columns of ``plan`` that are not in ``given``, and how each is filled."""

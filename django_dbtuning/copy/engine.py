@@ -54,8 +54,6 @@ from django_dbtuning.copy.upsert import Staging
 from django_dbtuning.copy.writer import RowWriter, groups, install_dumpers
 from django_dbtuning.exceptions import CopyError
 
-__all__ = ["CopyResult", "copy_from"]
-
 # The logger name users configure in LOGGING; kept when the module moved.
 logger = logging.getLogger("django_dbtuning.copying.engine")
 
@@ -99,7 +97,6 @@ class _Load:
         self.columns: list[Any] = []
 
     def prepare(self, source: Source) -> None:
-        """Choose the converters, the COPY format and the conflict handling."""
         columns = self.columns = source.columns
         self.short = source.short
         self.locator = Locator(line_of=source.line_of, headers=source.headers)
@@ -162,7 +159,6 @@ class _Load:
             self.ids.move_past_loaded(cursor)
 
     def merge(self, cursor: CursorWrapper, staging: Staging) -> None:
-        """Write the staged rows of an upsert with one INSERT ... ON CONFLICT."""
         self.stage = Stage(
             "writing the staged rows (one INSERT ... ON CONFLICT in key order)",
             None,
@@ -189,7 +185,6 @@ class _Load:
         staging.drop(cursor)
 
     def load(self, cursor: CursorWrapper, batch: Batch) -> None:
-        """COPY one batch: into the table, or into the staging table of an upsert."""
         columns = self.columns
         rows = batch.rows
         number, first, last = self.batches, batch.start, batch.start + len(rows) - 1
@@ -248,7 +243,6 @@ class _Load:
     def check_foreign_keys(
         self, cursor: CursorWrapper, rows: Sequence[Sequence[Any]], start: int
     ) -> None:
-        """Check the deferred foreign keys now, naming the row that breaks one."""
         try:
             cursor.execute(f"SET CONSTRAINTS {', '.join(self.deferred_fks)} IMMEDIATE")
         except Exception as exc:
@@ -267,7 +261,6 @@ class _Load:
             raise
 
     def run(self, source: Source, size: int) -> None:
-        """Every batch of ``source``, then the merge, in one transaction."""
         bar = progress_callback(self.options.progress, source.total, self.label)
         try:
             self.prepare(source)

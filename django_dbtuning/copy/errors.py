@@ -39,16 +39,6 @@ from django_dbtuning.exceptions import (
     CopyProgrammingError,
 )
 
-__all__ = [
-    "Locator",
-    "Stage",
-    "copy_error",
-    "database_error",
-    "key_detail",
-    "load_error",
-    "problem_error",
-]
-
 # Errors another transaction (or a timeout) causes: the load itself may be fine.
 TRANSIENT = {
     "40P01": "deadlock",

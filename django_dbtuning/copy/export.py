@@ -25,8 +25,6 @@ from django_dbtuning.copy.errors import database_error
 from django_dbtuning.copy.options import FileFormat
 from django_dbtuning.copy.redact import unchained
 
-__all__ = ["copy_to"]
-
 
 def default_fields(queryset: models.QuerySet[Any]) -> list[str]:
     """Every concrete column (FKs by attname), then the queryset's annotations."""
@@ -145,7 +143,6 @@ def _stream(
     target: Callable[[bytes], Any],
     encoding: str,
 ) -> int:
-    """Run the COPY, writing its blocks (in ``encoding``) to ``target``; the row count."""
     transcode = None
     if codecs.lookup(encoding).name != "utf-8":
         transcode = codecs.getincrementaldecoder("utf-8")()

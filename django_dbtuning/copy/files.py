@@ -16,15 +16,6 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = [
-    "file_chunks",
-    "open_binary",
-    "open_text",
-    "read_header",
-    "undecodable",
-    "untranslated",
-]
-
 _CHUNK = 1 << 16
 
 
@@ -166,7 +157,6 @@ def undecodable(text: str) -> int:
 
 
 def open_binary(source: Any) -> tuple[Any, list[Callable[[], None]]]:
-    """A binary reader over a path or a binary file object, and its closers."""
     if isinstance(source, str | os.PathLike):
         handle = open(source, "rb")  # noqa: SIM115 - closed by the closers
         return handle, [handle.close]

@@ -20,21 +20,16 @@ from django_dbtuning.copy.plan import DB_DEFAULT, ModelPlan
 from django_dbtuning.copy.sources import gc_paused
 from django_dbtuning.copy.writer import widen
 
-__all__ = ["Ids"]
-
 Row = Sequence[Any]
 
 
 class Ids:
-    """The id sequence of one load's table, looked up once."""
-
     def __init__(self, plan: ModelPlan, alias: str) -> None:
         self.plan = plan
         self.alias = alias
         self.name: str | None = None
 
     def sequence(self, cursor: CursorWrapper) -> str | None:
-        """The sequence behind the primary key, None if it has none."""
         if self.name is None:
             cursor.execute(
                 "SELECT pg_get_serial_sequence(%s, %s)",
@@ -110,7 +105,6 @@ class Ids:
                 obj._state.db = self.alias
 
     def move_past_loaded(self, cursor: CursorWrapper) -> None:
-        """Explicit ids went in: move the sequence past them, never backwards."""
         sequence = self.sequence(cursor)
         if not sequence:
             return

@@ -24,8 +24,6 @@ from django_dbtuning.copy import engine, export
 from django_dbtuning.copy.engine import CopyResult
 from django_dbtuning.copy.options import CopyOptions, FileFormat, OnConflict
 
-__all__ = ["CopyManager", "CopyQuerySet", "CopyResult"]
-
 _M = TypeVar("_M", bound=models.Model)
 
 

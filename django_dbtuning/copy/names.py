@@ -26,8 +26,6 @@ from typing import Any
 
 from psycopg import sql
 
-__all__ = ["helper_name", "quote", "relation_name", "render", "shown"]
-
 # A name Django passes through because it is already quoted: "a"."b", with "" inside.
 _QUOTED = re.compile(r'"(?:[^"]|"")+"(?:\."(?:[^"]|"")+")*')
 _PART = re.compile(r'"((?:[^"]|"")+)"')

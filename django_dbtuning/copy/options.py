@@ -10,8 +10,6 @@ from django.core.exceptions import ImproperlyConfigured
 
 from django_dbtuning.validation import is_int
 
-__all__ = ["CopyOptions", "FileFormat", "OnConflict", "progress_callback"]
-
 OnConflict = Literal["ignore", "update"]
 FileFormat = Literal["csv", "text", "binary"]
 

@@ -28,8 +28,6 @@ from django_dbtuning.copy.options import CopyOptions
 from django_dbtuning.copy.plan import Column, ModelPlan, RowProblem
 from django_dbtuning.copy.sources import Source, key_columns, tuple_source
 
-__all__ = ["pg_source"]
-
 _FETCH = 5000
 
 

@@ -29,15 +29,6 @@ from django_dbtuning.copy.converters import (
 from django_dbtuning.copy.names import helper_name, quote, relation_name, truncated
 from django_dbtuning.copy.redact import conversion_reason
 
-__all__ = [
-    "DB_DEFAULT",
-    "TEXT_INTERNAL_TYPES",
-    "Column",
-    "ModelPlan",
-    "RowProblem",
-    "check_model",
-]
-
 
 class _DbDefault:
     """Marks a value the database fills in (an auto primary key or a ``db_default``)."""
@@ -78,7 +69,6 @@ class RowProblem(Exception):
 
     @classmethod
     def refused(cls, exc: BaseException, column: Column, value: Any) -> RowProblem:
-        """A field's conversion refused ``value``: say why without quoting it."""
         return cls(
             conversion_reason(exc, column.field),
             column=column.name,
@@ -253,7 +243,6 @@ class ModelPlan:
         )
 
     def helper(self, base: str) -> str:
-        """A helper column name for this load that no column of the model has."""
         return helper_name(base, self.taken)
 
     def column(self, key: str) -> Column:
@@ -284,7 +273,6 @@ class ModelPlan:
         return local.time()
 
     def prepare(self, columns: list[Column], *, binary: bool) -> None:
-        """Choose each column's fast and slow converters for this load's format."""
         for column in columns:
             column.slow = slow_converter(column.field, self.connection)
             column.inline = None

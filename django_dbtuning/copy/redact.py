@@ -34,19 +34,6 @@ from psycopg import errors as pg_errors
 
 from django_dbtuning.copy.names import shown
 
-__all__ = [
-    "HIDDEN",
-    "dumper_reason",
-    "unchained",
-    "ValueFreeError",
-    "ValueFreeTypeError",
-    "conversion_reason",
-    "integrity_condition",
-    "is_not_finite",
-    "server_condition",
-    "sqlstate_words",
-]
-
 # What a hidden value is replaced with in a rendered Django message.
 HIDDEN = "…"
 
@@ -372,7 +359,6 @@ def _rendered(error: ValidationError) -> str | None:
 
 
 def conversion_reason(exc: BaseException, field: Any) -> str:
-    """Why a field's conversion refused a value, without the value."""
     if isinstance(exc, ValueFree):
         return str(exc)
     if isinstance(exc, ValidationError) and hasattr(exc, "error_list"):
@@ -399,7 +385,6 @@ _DUMPER_MESSAGES = re.compile(
 
 
 def dumper_reason(exc: BaseException) -> str:
-    """Why psycopg could not write a value, without the value."""
     text = str(exc)
     if _DUMPER_MESSAGES.fullmatch(text):
         return f"{text} ({type(exc).__name__})"

@@ -16,8 +16,6 @@ from typing import Any
 
 from django_dbtuning.copy.plan import DB_DEFAULT, Column, RowProblem
 
-__all__ = ["RowSpec", "with_converters"]
-
 Row = Sequence[Any]
 
 
@@ -122,7 +120,6 @@ def _compiled(
 def _expressions(
     columns: list[Column], names: list[str], namespace: dict[str, Any]
 ) -> list[str]:
-    """Each value's converted form as an expression over its variable."""
     exprs = []
     for i, (name, column) in enumerate(zip(names, columns, strict=False)):
         if column.fast is None:

@@ -31,8 +31,6 @@ from django_dbtuning.copy.options import CopyOptions
 from django_dbtuning.copy.plan import DB_DEFAULT, Column, ModelPlan, RowProblem
 from django_dbtuning.copy.rowcode import RowSpec, with_converters
 
-__all__ = ["Batch", "Source", "gc_paused", "key_columns", "open_source", "tuple_source"]
-
 Row = Sequence[Any]
 
 
@@ -77,11 +75,9 @@ class Source:
         self.short = len(self.columns) if self.short < 0 else self.short
 
     def finish(self) -> None:
-        """Compile the per-row builder once the columns' converters are chosen."""
         self.build = with_converters(self.columns, self.build, self.short, self.spec)
 
     def batches(self, size: int) -> Iterator[Batch]:
-        """Yield batches of at most ``size`` rows, building each row once."""
         start = 0
         while True:
             self.mark(start)

@@ -42,8 +42,6 @@ from django_dbtuning.copy.errors import Locator, copy_error, key_detail
 from django_dbtuning.copy.names import quote, render
 from django_dbtuning.copy.plan import Column, ModelPlan
 
-__all__ = ["Staging"]
-
 
 @dataclass
 class _Segment:
@@ -133,7 +131,6 @@ class Staging:
         start: int,
         positions: list[int] | None,
     ) -> None:
-        """Note that ``count`` rows of ``columns`` were just copied into the table."""
         segment = _Segment(self.count + 1, start, count, positions)
         self.segments.append(segment)
         self.firsts.append(segment.first)

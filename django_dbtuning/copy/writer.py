@@ -36,8 +36,6 @@ from django_dbtuning.copy.errors import Locator, copy_error, problem_error
 from django_dbtuning.copy.plan import DB_DEFAULT, Column, RowProblem
 from django_dbtuning.copy.redact import conversion_reason, dumper_reason
 
-__all__ = ["Group", "RowWriter", "groups", "install_dumpers", "unwritable", "widen"]
-
 Row = Sequence[Any]
 
 
@@ -216,7 +214,6 @@ def widen(rows: list[Row], full: int, short: int) -> list[Row]:
 def groups(
     columns: list[Column], short: int, rows: list[Row], start: int
 ) -> Iterator[Group]:
-    """Split the rows of a batch starting at input index ``start`` by their shape."""
     optional = [i for i, c in enumerate(columns) if c.optional]
     if not optional:
         yield Group(columns, rows, lambda j: start + j, None)
@@ -302,7 +299,6 @@ def _text_array_dumper(base: Any, array_oid: int, element_oid: int) -> Any:
 
 
 def install_dumpers(cursor: psycopg.Cursor[Any], pg_types: set[str]) -> None:
-    """Register the fast dumpers this load's column types can use on ``cursor``."""
     if cursor.connection.info.encoding != "utf-8":
         return
     registry = cursor.adapters.types
