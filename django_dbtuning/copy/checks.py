@@ -6,8 +6,6 @@ from typing import Any
 
 from django.core.checks import CheckMessage, Error
 
-# -- COPY (dbtuning.E040-E049 / W040-W049) -------------------------------------------
-
 
 def check_copy_manager(manager: Any, **kwargs: Any) -> list[CheckMessage]:
     """Run by Django's model checks for every ``CopyManager``: refusals found early."""

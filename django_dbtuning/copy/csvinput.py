@@ -76,9 +76,6 @@ def lifted_field_limit() -> Callable[[], None]:
     return release
 
 
-# -- quoting --------------------------------------------------------------------------
-
-
 def quoted_fields(raw: str, delimiter: str, quotechar: str) -> list[bool]:
     """For each field of one CSV record, whether it was quoted.
 
@@ -256,8 +253,6 @@ class CsvReader:
             if not flags[p]:
                 row[p] = None
 
-
-# -- CSV -----------------------------------------------------------------------------
 
 # Cells the server parses itself: PostgreSQL's own text forms (JSON, array literals, bytea
 # as written by COPY TO), which Django has no parser for.

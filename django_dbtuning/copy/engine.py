@@ -17,10 +17,6 @@ table, taking ids, a COPY, the foreign-key checks, the merge, the commit), raise
 :class:`~django_dbtuning.CopyError` that says what the load was doing (``Stage``): a
 deadlock, serialization failure or lock/statement timeout is a
 :class:`~django_dbtuning.CopyConcurrencyError` naming the batch and rows being written.
-
-No statement that carries an identifier takes ``%s`` parameters: values are bound as
-literals with :mod:`psycopg.sql` (see :mod:`.names`), so a ``%`` in a table name stays a
-``%``.
 """
 
 from __future__ import annotations

@@ -21,23 +21,13 @@ from typing import Any
 import psycopg
 from django.db import utils as db_utils
 
+from django_dbtuning import exceptions as public
 from django_dbtuning.copy.plan import Column, RowProblem
 from django_dbtuning.copy.redact import (
     integrity_condition,
     server_condition,
 )
-from django_dbtuning.exceptions import (
-    CopyConcurrencyError,
-    CopyDatabaseError,
-    CopyDataError,
-    CopyError,
-    CopyIntegrityError,
-    CopyInterfaceError,
-    CopyInternalError,
-    CopyNotSupportedError,
-    CopyOperationalError,
-    CopyProgrammingError,
-)
+from django_dbtuning.exceptions import CopyDataError, CopyError, CopyIntegrityError
 
 # Errors another transaction (or a timeout) causes: the load itself may be fine.
 TRANSIENT = {
@@ -264,12 +254,12 @@ def _context(
 _CLASSES: tuple[tuple[type[psycopg.Error], type[CopyError]], ...] = (
     (psycopg.DataError, CopyDataError),
     (psycopg.IntegrityError, CopyIntegrityError),
-    (psycopg.OperationalError, CopyOperationalError),
-    (psycopg.InternalError, CopyInternalError),
-    (psycopg.ProgrammingError, CopyProgrammingError),
-    (psycopg.NotSupportedError, CopyNotSupportedError),
-    (psycopg.DatabaseError, CopyDatabaseError),
-    (psycopg.InterfaceError, CopyInterfaceError),
+    (psycopg.OperationalError, public.CopyOperationalError),
+    (psycopg.InternalError, public.CopyInternalError),
+    (psycopg.ProgrammingError, public.CopyProgrammingError),
+    (psycopg.NotSupportedError, public.CopyNotSupportedError),
+    (psycopg.DatabaseError, public.CopyDatabaseError),
+    (psycopg.InterfaceError, public.CopyInterfaceError),
 )
 
 
@@ -312,7 +302,7 @@ def load_error(
         return None
     kind = TRANSIENT.get(pg.sqlstate or "")
     if kind is not None:
-        return CopyConcurrencyError(
+        return public.CopyConcurrencyError(
             f"COPY into {label} stopped by a {kind} while {stage.words()}: "
             f"{server_condition(pg)}. "
             "The load was rolled back and wrote nothing; retrying it may succeed.",
@@ -331,7 +321,7 @@ def load_error(
     )
     if located is not None:
         return located
-    cls = _copy_class(pg) or CopyDatabaseError
+    cls = _copy_class(pg) or public.CopyDatabaseError
     # A client-side error (no SQLSTATE, e.g. the connection was lost) is psycopg's own
     # words, which quote no value.
     condition = server_condition(pg) if pg.sqlstate else str(pg).strip()

@@ -142,9 +142,6 @@ def _raw_json(row: tuple[Any, ...], positions: list[int]) -> tuple[Any, ...]:
     return tuple(values)
 
 
-# -- PostgreSQL's text and binary COPY formats ---------------------------------------
-
-
 def pg_source(plan: ModelPlan, rows: Any, options: CopyOptions, alias: str) -> Source:
     if options.mapping is not None:
         raise ValueError(

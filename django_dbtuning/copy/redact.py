@@ -50,8 +50,6 @@ class ValueFreeTypeError(ValueFree, TypeError):
     """A value of the wrong kind; the message names its type, not the value."""
 
 
-# -- SQLSTATE ---------------------------------------------------------------------------
-
 _SQLSTATE = re.compile(r"[0-9A-Z]{5}")
 _WORD = re.compile(r"[A-Z][a-z0-9]*|[a-z0-9]+")
 

@@ -392,9 +392,6 @@ def _instance_source(
     return Source(columns, items, build, short=short, instances=True, total=total)
 
 
-# -- entry point ---------------------------------------------------------------------
-
-
 def open_source(
     plan: ModelPlan, rows: Any, options: CopyOptions, alias: str
 ) -> Source | None:

@@ -18,9 +18,6 @@ occurrence (what saving the rows one by one would leave), ``"ignore"`` the first
 Rows that can never conflict (a NULL in a nullable key, or outside a partial unique index)
 each stay a row of their own, are inserted, and with ``return_ids`` get their own new id,
 taken from the sequence before the merge (:meth:`Staging.own_ids`).
-
-Helper columns get names no column of the model has, and the statements take no
-parameters (values are bound with :mod:`psycopg.sql`): see :mod:`.names`.
 """
 
 from __future__ import annotations
