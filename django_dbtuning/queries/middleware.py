@@ -31,8 +31,8 @@ from django_dbtuning.queries.units import (
 
 __all__ = ["QueryCountMiddleware"]
 
-# The logger name users configure in LOGGING; kept when the module moved.
-logger = logging.getLogger("django_dbtuning.middleware")
+# One logger for the whole capability (was django_dbtuning.tracking / .middleware).
+logger = logging.getLogger("django_dbtuning.queries")
 
 
 class QueryCountMiddleware:

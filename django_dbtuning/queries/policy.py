@@ -31,8 +31,8 @@ from django_dbtuning.validation import is_int
 
 __all__ = ["NOT_RAISED", "Policy", "enforce"]
 
-# The logger name users configure in LOGGING; kept when the module moved.
-logger = logging.getLogger("django_dbtuning.tracking")
+# One logger for the whole capability (was django_dbtuning.tracking / .middleware).
+logger = logging.getLogger("django_dbtuning.queries")
 
 NOT_RAISED = "(logged, not raised: the streamed response had already started)"
 """Appended to a "raise" reaction that comes too late to change the response."""
@@ -89,7 +89,7 @@ def enforce(
 
     Precedence: N+1s first, then duplicate queries, then the budget. Each kind found reacts
     in that order (``"warn"``: a warning per finding and a log record; ``"log"``: a
-    WARNING record per finding on the ``django_dbtuning.tracking`` logger; ``"ignore"``:
+    WARNING record per finding on the ``django_dbtuning.queries`` logger; ``"ignore"``:
     nothing), and the first kind whose reaction is ``"raise"`` raises its error
     (:class:`~django_dbtuning.NPlusOneError`,
     :class:`~django_dbtuning.DuplicateQueriesError`,

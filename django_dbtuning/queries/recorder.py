@@ -42,8 +42,8 @@ __all__ = [
     "internal_error",
 ]
 
-# The logger name users configure in LOGGING; kept when the module moved.
-logger = logging.getLogger("django_dbtuning.tracking")
+# One logger for the whole capability (was django_dbtuning.tracking / .middleware).
+logger = logging.getLogger("django_dbtuning.queries")
 
 _getframe = sys._getframe
 _UNLOCATED: Hashable = object()  # no call-site key looked up yet for this query

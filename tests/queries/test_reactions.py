@@ -104,7 +104,7 @@ def run(where: str, kinds: list[str], reactions: dict[str, str], dbtuning) -> No
 def logged_kinds(caplog) -> list[str]:
     kinds = []
     for record in caplog.records:
-        if record.name != "django_dbtuning.tracking":
+        if record.name != "django_dbtuning.queries":
             continue
         finding = getattr(record, "finding", None)
         if finding is not None:
@@ -156,7 +156,7 @@ def test_log_logs_one_record_per_finding(books, dbtuning, caplog, where, kind):
     with caplog.at_level(logging.WARNING, logger="django_dbtuning"):
         run(where, [kind], {kind: "log"}, dbtuning)  # a warning would fail the test
     assert logged_kinds(caplog) == [kind]
-    (record,) = [r for r in caplog.records if r.name == "django_dbtuning.tracking"]
+    (record,) = [r for r in caplog.records if r.name == "django_dbtuning.queries"]
     assert record.levelno == logging.WARNING
 
 

@@ -270,7 +270,10 @@ def secret_in_statement(draw: st.DrawFn) -> tuple[str, str]:
             ]
         )
     )
-    before, after = draw(statements), draw(statements)
+    # The surroundings are shown as they are (a quoted identifier too): they must not hold
+    # the marker themselves, or a shown name would read as a leak.
+    surrounding = statements.filter(lambda text: MARK not in text)
+    before, after = draw(surrounding), draw(surrounding)
     return before + " " + form(secret) + " " + after, secret
 
 
