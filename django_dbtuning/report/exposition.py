@@ -13,8 +13,6 @@ from typing import Any
 from django_dbtuning.report.findings import SEVERITIES, DatabaseReport, Report
 from django_dbtuning.validation import number_or_none
 
-__all__ = ["POOL_COUNTERS", "POOL_GAUGES", "as_prometheus", "families", "pool_families"]
-
 try:
     from prometheus_client.core import (
         CounterMetricFamily,
@@ -56,77 +54,94 @@ POOL_COUNTERS: dict[str, tuple[str, str, float]] = {
     "returns_bad": ("dbtuning_pool_bad_returns",
                     "Connections returned to the pool in a bad state.", 1),
 }
-# One gauge per number of a section: metric -> (section, key, help).
-SECTION_GAUGES: dict[str, tuple[str, str, str]] = {
-    "dbtuning_server_max_connections":
-        ("connections", "max_connections", "The server's max_connections."),
-    "dbtuning_connections_total":
-        ("connections", "total", "Client connections open on the server."),
-    "dbtuning_connections_usage_ratio":
-        ("connections", "usage_ratio", "Open connections / (max_connections - reserved)."),
-    "dbtuning_connections_waiting":
-        ("connections", "waiting", "Sessions waiting on a lock."),
-    "dbtuning_connections_blocked":
-        ("connections", "blocked", "Sessions blocked by another session."),
-    "dbtuning_longest_query_seconds":
-        ("connections", "longest_query_seconds", "Age of the longest-running active query."),
-    "dbtuning_longest_transaction_seconds":
-        ("connections", "longest_transaction_seconds", "Age of the oldest open transaction."),
-    "dbtuning_idle_in_transaction_max_seconds":
-        ("connections", "idle_in_transaction_max_seconds", "Longest time a session has been idle in transaction."),
-    "dbtuning_replication_slots_inactive":
-        ("connections", "inactive_replication_slots", "Replication slots without a consumer."),
-    "dbtuning_indexes":
-        ("indexes", "count", "Indexes in the database."),
-    "dbtuning_indexes_size_bytes":
-        ("indexes", "size_bytes", "Size of all indexes."),
-    "dbtuning_unused_indexes":
-        ("indexes", "unused_count", "Non-unique indexes without scans since the statistics reset."),
-    "dbtuning_unused_indexes_size_bytes":
-        ("indexes", "unused_size_bytes", "Size of the unused indexes."),
-    "dbtuning_redundant_indexes":
-        ("indexes", "duplicate_count", "Indexes duplicated by or a prefix of another index."),
-    "dbtuning_invalid_indexes":
-        ("indexes", "invalid_count", "Invalid indexes."),
-    "dbtuning_fk_without_index":
-        ("indexes", "fk_without_index_count", "Foreign keys no index starts with."),
-    "dbtuning_index_bloat_bytes":
-        ("indexes", "bloat_bytes_estimate", "Estimated dead space in btree indexes."),
-    "dbtuning_tables":
-        ("tables", "count", "Tables in the database."),
-    "dbtuning_tables_size_bytes":
-        ("tables", "size_bytes", "Size of all tables."),
-    "dbtuning_database_size_bytes":
-        ("tables", "database_size_bytes", "pg_database_size of the database."),
-    "dbtuning_dead_tuples":
-        ("tables", "dead_tuples", "Dead row versions in all tables."),
-    "dbtuning_live_tuples":
-        ("tables", "live_tuples", "Live rows in all tables."),
-    "dbtuning_seq_scan_heavy_tables":
-        ("tables", "seq_scan_heavy", "Large tables read mostly by sequential scans."),
-    "dbtuning_sequence_usage_max_ratio":
-        ("tables", "sequence_usage_max_ratio", "Fullest sequence-fed column, as a share of its type's range."),
-    "dbtuning_xid_age":
-        ("tables", "database_xid_age", "Age of the database's oldest unfrozen transaction ID."),
-    "dbtuning_statements_tracked":
-        ("statements", "tracked", "Statements pg_stat_statements tracks for this database."),
-    "dbtuning_statements_seconds":
-        ("statements", "total_seconds", "Execution (and planning) time of all tracked statements."),
-    "dbtuning_statements_calls":
-        ("statements", "calls", "Calls of all tracked statements."),
-    "dbtuning_pool_deployment_max_connections":
-        ("pool", "deployment_max_connections", "Connections the whole deployment opens at max_size (from the DBTUNING inputs)."),
-    "dbtuning_pool_configured_max_size":
-        ("pool", "configured_max_size", "The alias' configured pool max_size."),
+# The report's gauges in exposition order: metric -> (help, labels besides alias).
+GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "dbtuning_up": ("1 when dbreport could connect to the alias' database.", ()),
+    "dbtuning_report_duration_seconds": ("Time the report took for the alias.", ()),
+    "dbtuning_check_success": ("1 when the report check ran fully.", ("check",)),
+    "dbtuning_check_duration_seconds": ("Time one report check took.", ("check",)),
+    "dbtuning_report_complete": ("1 when the alias was reached and every report check ran fully; 0 means a clean result proves nothing (see dbtuning_report_check_incomplete).", ()),
+    "dbtuning_report_check_incomplete": ("1 for each report check that could not run or ran only in part (status: partial, skipped, timeout, error).", ("check", "section", "status")),
+    "dbtuning_findings": ("Report findings by code and severity.", ("code", "severity")),
+    "dbtuning_findings_worst_severity": ("Worst finding severity: 0 none, 1 info, 2 warning, 3 error.", ()),
+    "dbtuning_server_max_connections": ("The server's max_connections.", ()),
+    "dbtuning_connections_total": ("Client connections open on the server.", ()),
+    "dbtuning_connections_usage_ratio": ("Open connections / (max_connections - reserved).", ()),
+    "dbtuning_connections_waiting": ("Sessions waiting on a lock.", ()),
+    "dbtuning_connections_blocked": ("Sessions blocked by another session.", ()),
+    "dbtuning_longest_query_seconds": ("Age of the longest-running active query.", ()),
+    "dbtuning_longest_transaction_seconds": ("Age of the oldest open transaction.", ()),
+    "dbtuning_idle_in_transaction_max_seconds": ("Longest time a session has been idle in transaction.", ()),
+    "dbtuning_replication_slots_inactive": ("Replication slots without a consumer.", ()),
+    "dbtuning_indexes": ("Indexes in the database.", ()),
+    "dbtuning_indexes_size_bytes": ("Size of all indexes.", ()),
+    "dbtuning_unused_indexes": ("Non-unique indexes without scans since the statistics reset.", ()),
+    "dbtuning_unused_indexes_size_bytes": ("Size of the unused indexes.", ()),
+    "dbtuning_redundant_indexes": ("Indexes duplicated by or a prefix of another index.", ()),
+    "dbtuning_invalid_indexes": ("Invalid indexes.", ()),
+    "dbtuning_fk_without_index": ("Foreign keys no index starts with.", ()),
+    "dbtuning_index_bloat_bytes": ("Estimated dead space in btree indexes.", ()),
+    "dbtuning_tables": ("Tables in the database.", ()),
+    "dbtuning_tables_size_bytes": ("Size of all tables.", ()),
+    "dbtuning_database_size_bytes": ("pg_database_size of the database.", ()),
+    "dbtuning_dead_tuples": ("Dead row versions in all tables.", ()),
+    "dbtuning_live_tuples": ("Live rows in all tables.", ()),
+    "dbtuning_seq_scan_heavy_tables": ("Large tables read mostly by sequential scans.", ()),
+    "dbtuning_sequence_usage_max_ratio": ("Fullest sequence-fed column, as a share of its type's range.", ()),
+    "dbtuning_xid_age": ("Age of the database's oldest unfrozen transaction ID.", ()),
+    "dbtuning_statements_tracked": ("Statements pg_stat_statements tracks for this database.", ()),
+    "dbtuning_statements_seconds": ("Execution (and planning) time of all tracked statements.", ()),
+    "dbtuning_statements_calls": ("Calls of all tracked statements.", ()),
+    "dbtuning_pool_deployment_max_connections": ("Connections the whole deployment opens at max_size (from the DBTUNING inputs).", ()),
+    "dbtuning_pool_configured_max_size": ("The alias' configured pool max_size.", ()),
+    "dbtuning_cache_hit_ratio": ("Share of block reads served from shared_buffers, since the stats reset.", ("kind",)),
+    "dbtuning_connections": ("Client connections by state.", ("state",)),
+    "dbtuning_pgbouncer_clients_active": ("PgBouncer: active clients.", ()),
+    "dbtuning_pgbouncer_clients_waiting": ("PgBouncer: clients waiting for a server connection.", ()),
+    "dbtuning_pgbouncer_servers_active": ("PgBouncer: server connections in use.", ()),
+    "dbtuning_pgbouncer_servers_idle": ("PgBouncer: idle server connections.", ()),
+    "dbtuning_pgbouncer_client_maxwait_seconds": ("PgBouncer: the longest current client wait.", ()),
+    "dbtuning_replication_lag_seconds": ("On a replica: time since the last replayed transaction while WAL is pending.", ()),
 }
-# PgBouncer SHOW POOLS column -> (metric, help), summed over the bouncer's pools.
-BOUNCER_GAUGES: dict[str, tuple[str, str]] = {
-    "cl_active": ("dbtuning_pgbouncer_clients_active", "PgBouncer: active clients."),
-    "cl_waiting": ("dbtuning_pgbouncer_clients_waiting",
-                   "PgBouncer: clients waiting for a server connection."),
-    "sv_active": ("dbtuning_pgbouncer_servers_active",
-                  "PgBouncer: server connections in use."),
-    "sv_idle": ("dbtuning_pgbouncer_servers_idle", "PgBouncer: idle server connections."),
+# The gauges that show one number of a section: metric -> (section, key).
+SECTION_GAUGES: dict[str, tuple[str, str]] = {
+    "dbtuning_server_max_connections": ("connections", "max_connections"),
+    "dbtuning_connections_total": ("connections", "total"),
+    "dbtuning_connections_usage_ratio": ("connections", "usage_ratio"),
+    "dbtuning_connections_waiting": ("connections", "waiting"),
+    "dbtuning_connections_blocked": ("connections", "blocked"),
+    "dbtuning_longest_query_seconds": ("connections", "longest_query_seconds"),
+    "dbtuning_longest_transaction_seconds": ("connections", "longest_transaction_seconds"),
+    "dbtuning_idle_in_transaction_max_seconds": ("connections", "idle_in_transaction_max_seconds"),
+    "dbtuning_replication_slots_inactive": ("connections", "inactive_replication_slots"),
+    "dbtuning_indexes": ("indexes", "count"),
+    "dbtuning_indexes_size_bytes": ("indexes", "size_bytes"),
+    "dbtuning_unused_indexes": ("indexes", "unused_count"),
+    "dbtuning_unused_indexes_size_bytes": ("indexes", "unused_size_bytes"),
+    "dbtuning_redundant_indexes": ("indexes", "duplicate_count"),
+    "dbtuning_invalid_indexes": ("indexes", "invalid_count"),
+    "dbtuning_fk_without_index": ("indexes", "fk_without_index_count"),
+    "dbtuning_index_bloat_bytes": ("indexes", "bloat_bytes_estimate"),
+    "dbtuning_tables": ("tables", "count"),
+    "dbtuning_tables_size_bytes": ("tables", "size_bytes"),
+    "dbtuning_database_size_bytes": ("tables", "database_size_bytes"),
+    "dbtuning_dead_tuples": ("tables", "dead_tuples"),
+    "dbtuning_live_tuples": ("tables", "live_tuples"),
+    "dbtuning_seq_scan_heavy_tables": ("tables", "seq_scan_heavy"),
+    "dbtuning_sequence_usage_max_ratio": ("tables", "sequence_usage_max_ratio"),
+    "dbtuning_xid_age": ("tables", "database_xid_age"),
+    "dbtuning_statements_tracked": ("statements", "tracked"),
+    "dbtuning_statements_seconds": ("statements", "total_seconds"),
+    "dbtuning_statements_calls": ("statements", "calls"),
+    "dbtuning_pool_deployment_max_connections": ("pool", "deployment_max_connections"),
+    "dbtuning_pool_configured_max_size": ("pool", "configured_max_size"),
+}
+# PgBouncer SHOW POOLS column -> metric, summed over the bouncer's pools.
+BOUNCER_GAUGES = {
+    "cl_active": "dbtuning_pgbouncer_clients_active",
+    "cl_waiting": "dbtuning_pgbouncer_clients_waiting",
+    "sv_active": "dbtuning_pgbouncer_servers_active",
+    "sv_idle": "dbtuning_pgbouncer_servers_idle",
 }
 # fmt: on
 
@@ -188,84 +203,28 @@ class _Families:
     """The report's families, in exposition order, filled one alias at a time."""
 
     def __init__(self, per_index: bool) -> None:
-        self.out: list[Metric] = []
-        gauge = self.gauge
-        self.up = gauge(
-            "dbtuning_up", "1 when dbreport could connect to the alias' database."
-        )
-        self.duration = gauge(
-            "dbtuning_report_duration_seconds", "Time the report took for the alias."
-        )
-        self.check_ok = gauge(
-            "dbtuning_check_success", "1 when the report check ran fully.", ["check"]
-        )
-        self.check_time = gauge(
-            "dbtuning_check_duration_seconds", "Time one report check took.", ["check"]
-        )
-        self.complete = gauge(
-            "dbtuning_report_complete",
-            "1 when the alias was reached and every report check ran fully; 0 means a "
-            "clean result proves nothing (see dbtuning_report_check_incomplete).",
-        )
-        self.incomplete = gauge(
-            "dbtuning_report_check_incomplete",
-            "1 for each report check that could not run or ran only in part "
-            "(status: partial, skipped, timeout, error).",
-            ["check", "section", "status"],
-        )
-        self.findings = gauge(
-            "dbtuning_findings",
-            "Report findings by code and severity.",
-            ["code", "severity"],
-        )
-        self.worst = gauge(
-            "dbtuning_findings_worst_severity",
-            "Worst finding severity: 0 none, 1 info, 2 warning, 3 error.",
-        )
-        self.sections = {
-            name: gauge(name, doc) for name, (_, _, doc) in SECTION_GAUGES.items()
+        self.gauges = {
+            name: GaugeMetricFamily(name, doc, labels=["alias", *labels])
+            for name, (doc, labels) in GAUGES.items()
         }
-        self.cache = gauge(
-            "dbtuning_cache_hit_ratio",
-            "Share of block reads served from shared_buffers, since the stats reset.",
-            ["kind"],
-        )
-        self.states = gauge(
-            "dbtuning_connections", "Client connections by state.", ["state"]
-        )
-        self.bouncer = {
-            key: gauge(name, doc) for key, (name, doc) in BOUNCER_GAUGES.items()
-        }
-        self.bouncer_wait = gauge(
-            "dbtuning_pgbouncer_client_maxwait_seconds",
-            "PgBouncer: the longest current client wait.",
-        )
-        self.lag = gauge(
-            "dbtuning_replication_lag_seconds",
-            "On a replica: time since the last replayed transaction while WAL is "
-            "pending.",
-        )
-        self.index_size: GaugeMetricFamily | None = None
-        self.index_scans: CounterMetricFamily | None = None
-        if per_index:
-            self.index_size = gauge(
-                "dbtuning_index_size_bytes",
-                "Size of one index.",
-                ["schema", "table", "index"],
-            )
-            self.index_scans = CounterMetricFamily(
+        self.out: list[Metric] = list(self.gauges.values())
+        labels = ["alias", "schema", "table", "index"]
+        self.index = (
+            GaugeMetricFamily(
+                "dbtuning_index_size_bytes", "Size of one index.", labels=labels
+            ),
+            CounterMetricFamily(
                 "dbtuning_index_scans",
                 "Scans of one index since the statistics reset.",
-                labels=["alias", "schema", "table", "index"],
-            )
-            self.out.append(self.index_scans)
+                labels=labels,
+            ),
+        )
+        if per_index:
+            self.out += self.index
+        self.per_index = per_index
 
-    def gauge(
-        self, name: str, doc: str, labels: Iterable[str] = ()
-    ) -> GaugeMetricFamily:
-        family = GaugeMetricFamily(name, doc, labels=["alias", *labels])
-        self.out.append(family)
-        return family
+    def add(self, name: str, labels: list[str], value: float) -> None:
+        self.gauges[name].add_metric(labels, value)
 
     def add_findings(self, report: Report) -> None:
         counts: dict[tuple[str, str, str], int] = {}
@@ -273,19 +232,22 @@ class _Families:
             triple = (finding.database, finding.code, finding.severity)
             counts[triple] = counts.get(triple, 0) + 1
         for (alias, code, severity), count in sorted(counts.items()):
-            self.findings.add_metric([alias, code, severity], count)
+            self.add("dbtuning_findings", [alias, code, severity], count)
 
     def add_database(self, alias: str, db: DatabaseReport, worst: int) -> None:
-        self.up.add_metric([alias], 1 if db.reachable else 0)
-        self.duration.add_metric([alias], db.duration)
-        self.worst.add_metric([alias], worst)
-        self.complete.add_metric([alias], 1 if db.complete else 0)
+        self.add("dbtuning_up", [alias], 1 if db.reachable else 0)
+        self.add("dbtuning_report_duration_seconds", [alias], db.duration)
+        self.add("dbtuning_findings_worst_severity", [alias], worst)
+        self.add("dbtuning_report_complete", [alias], 1 if db.complete else 0)
         for check in db.checks:
-            self.check_ok.add_metric([alias, check.name], 1 if check.complete else 0)
-            self.check_time.add_metric([alias, check.name], check.duration)
+            labels = [alias, check.name]
+            self.add("dbtuning_check_success", labels, 1 if check.complete else 0)
+            self.add("dbtuning_check_duration_seconds", labels, check.duration)
             if not check.complete:
-                self.incomplete.add_metric(
-                    [alias, check.name, check.section, check.status], 1
+                self.add(
+                    "dbtuning_report_check_incomplete",
+                    [*labels, check.section, check.status],
+                    1,
                 )
         self.add_sections(alias, db)
         if db.kind == "pgbouncer" and db.reachable:
@@ -295,14 +257,15 @@ class _Families:
         connections = db.sections.get("connections") or {}
         lag = (connections.get("replication") or {}).get("lag_seconds")
         if lag is not None:
-            self.lag.add_metric([alias], float(lag))
+            self.add("dbtuning_replication_lag_seconds", [alias], float(lag))
         for state, count in (connections.get("by_state") or {}).items():
-            self.states.add_metric([alias, state], count)
-        if self.index_scans is not None and self.index_size is not None:
+            self.add("dbtuning_connections", [alias, state], count)
+        if self.per_index:
+            index_size, index_scans = self.index
             for row in db.objects.get("indexes", []):
                 labels = [alias, row["schema"], row["table"], row["index"]]
-                self.index_scans.add_metric(labels, float(row["scans"]))
-                self.index_size.add_metric(labels, float(row["size_bytes"]))
+                index_scans.add_metric(labels, float(row["scans"]))
+                index_size.add_metric(labels, float(row["size_bytes"]))
 
     def add_sections(self, alias: str, db: DatabaseReport) -> None:
         pool = db.sections.get("pool") or {}
@@ -310,20 +273,21 @@ class _Families:
         if configured is not None:
             pool = {**pool, "configured_max_size": configured}
         sections = {**db.sections, "pool": pool}
-        for name, (section, key, _) in SECTION_GAUGES.items():
+        for name, (section, key) in SECTION_GAUGES.items():
             value = number_or_none((sections.get(section) or {}).get(key))
             if value is not None:
-                self.sections[name].add_metric([alias], value)
+                self.add(name, [alias], value)
         ratios = (db.sections.get("tables") or {}).get("cache_hit_ratio") or {}
         for kind, value in sorted(ratios.items()):
             if value is not None:
-                self.cache.add_metric([alias, kind], float(value))
+                self.add("dbtuning_cache_hit_ratio", [alias, kind], float(value))
 
     def add_bouncer(self, alias: str, pools: list[dict[str, Any]]) -> None:
         # Summed over the bouncer's pools: one series per alias, not per pool.
-        for key, family in self.bouncer.items():
-            family.add_metric([alias], float(sum(int(p.get(key) or 0) for p in pools)))
-        self.bouncer_wait.add_metric(
+        for key, name in BOUNCER_GAUGES.items():
+            self.add(name, [alias], float(sum(int(p.get(key) or 0) for p in pools)))
+        self.add(
+            "dbtuning_pgbouncer_client_maxwait_seconds",
             [alias],
             max(
                 (
@@ -338,7 +302,6 @@ class _Families:
 def families(
     report: Report, *, per_index: bool = False, pool: bool = True
 ) -> list[Metric]:
-    """Every metric family for ``report``."""
     _require()
     found = _Families(per_index)
     found.add_findings(report)
