@@ -17,8 +17,6 @@ from django_dbtuning.report.probe import Probe, Row
 from django_dbtuning.report.quoting import literal
 from django_dbtuning.report.sqltext import query_text
 
-__all__ = ["CHECKS", "ConnectionFacts", "collect"]
-
 ACTIVITY = """
 SELECT pid, datname AS database, usename AS "user", application_name,
        client_addr::text AS client_addr, backend_type, state, wait_event_type, wait_event,
@@ -272,8 +270,7 @@ def inactive_replication_slot(probe: Probe, facts: ConnectionFacts) -> None:
         )
 
 
-ConnectionCheck = Callable[[Probe, ConnectionFacts], None]
-CHECKS: dict[str, ConnectionCheck] = {
+CHECKS: dict[str, Callable[[Probe, ConnectionFacts], None]] = {
     "connections_near_limit": connections_near_limit,
     "idle_in_transaction": idle_in_transaction,
     "blocked_query": blocked_query,
@@ -281,7 +278,6 @@ CHECKS: dict[str, ConnectionCheck] = {
     "replication_lag": replication_lag,
     "inactive_replication_slot": inactive_replication_slot,
 }
-"""Finding code -> the function that finds it."""
 
 
 def _summary(probe: Probe, facts: ConnectionFacts) -> dict[str, Any]:

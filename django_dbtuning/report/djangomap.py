@@ -12,8 +12,6 @@ from django.db import models
 
 from django_dbtuning.report.quoting import column_list, ident, run_sql
 
-__all__ = ["Hint", "IndexOrigin", "ModelInfo", "ModelMap"]
-
 
 @dataclass(frozen=True)
 class Hint:

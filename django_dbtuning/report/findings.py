@@ -10,19 +10,6 @@ from typing import Any, Literal
 
 from django_dbtuning.validation import number_or_none
 
-__all__ = [
-    "DEFAULT_THRESHOLDS",
-    "SECTIONS",
-    "SEVERITIES",
-    "CheckOutcome",
-    "DatabaseReport",
-    "Finding",
-    "Report",
-    "INCOMPLETE",
-    "Severity",
-    "thresholds",
-]
-
 Severity = Literal["info", "warning", "error"]
 SEVERITIES: tuple[Severity, ...] = ("info", "warning", "error")
 SEVERITY_RANK: dict[str, int] = {name: rank for rank, name in enumerate(SEVERITIES)}

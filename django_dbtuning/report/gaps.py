@@ -30,8 +30,6 @@ from django_dbtuning.report.findings import (
     Severity,
 )
 
-__all__ = ["record_gaps"]
-
 STATUS_WORDS = {
     "partial": "saw only part of the data",
     "skipped": "could not run",

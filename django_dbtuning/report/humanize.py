@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-__all__ = ["human_bytes", "human_seconds", "iso"]
-
 
 def human_bytes(value: float | None) -> str:
     if value is None:

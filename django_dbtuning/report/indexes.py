@@ -27,8 +27,6 @@ from django_dbtuning.report.index_facts import (
 from django_dbtuning.report.probe import Probe
 from django_dbtuning.report.quoting import qualified, quote_ident
 
-__all__ = ["CHECKS", "collect"]
-
 
 def _shown(columns: Sequence[str | None]) -> str:
     return ", ".join(quote_ident(c) if c else "expr" for c in columns)
@@ -301,8 +299,7 @@ def index_bloat(probe: Probe, facts: IndexFacts) -> None:
         )
 
 
-IndexCheck = Callable[[Probe, IndexFacts], None]
-CHECKS: dict[str, IndexCheck] = {
+CHECKS: dict[str, Callable[[Probe, IndexFacts], None]] = {
     "invalid_index": invalid_index,
     "fk_without_index": fk_without_index,
     "unused_index": unused_index,
@@ -310,7 +307,6 @@ CHECKS: dict[str, IndexCheck] = {
     "overlapping_index": overlapping_index,
     "index_bloat": index_bloat,
 }
-"""Finding code -> the function that finds it."""
 
 
 def collect(probe: Probe) -> None:

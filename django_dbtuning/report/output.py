@@ -24,8 +24,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Destination", "OutputError", "destination", "write"]
-
 NEW_FILE_MODE = 0o644
 # Names of an open descriptor; what they resolve to (a file, a pipe) belongs to whoever
 # opened the descriptor, and is written through, never replaced.

@@ -20,8 +20,6 @@ from django_dbtuning.report.findings import (
 )
 from django_dbtuning.report.probe import Unreachable, connect, first_line
 
-__all__ = ["collect", "is_admin_console"]
-
 
 def is_admin_console(settings_dict: Mapping[str, Any]) -> bool:
     return settings_dict.get("NAME") == "pgbouncer"

@@ -18,8 +18,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-__all__ = ["column_list", "ident", "literal", "qualified", "quote_ident", "run_sql"]
-
 _PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_$]*")
 
 

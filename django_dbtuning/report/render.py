@@ -13,8 +13,6 @@ from typing import Any
 from django_dbtuning.report.findings import Finding, Report
 from django_dbtuning.report.humanize import human_bytes, human_seconds
 
-__all__ = ["JSON_VERSION", "as_json", "as_text", "to_dict"]
-
 JSON_VERSION = 1
 WIDTH = 100
 
@@ -26,17 +24,12 @@ def _plain(value: Any) -> Any:
         }
     if isinstance(value, list | tuple | set):
         return [_plain(v) for v in value]
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return float(value)
     if value is None or isinstance(value, str | int | float | bool):
         return value
-    return str(value)
+    return _json_value(value)
 
 
 def _json_value(value: Any) -> Any:
-    """What ``_plain`` makes of a value the json module cannot write itself."""
     if isinstance(value, set):
         return list(value)
     if isinstance(value, datetime | date):
@@ -358,7 +351,6 @@ def _settings(data: dict[str, Any], top: int, paint: _Style) -> list[str]:
             "" if item.get("default") else str(item.get("source")),
         ]
         for name, item in data.items()
-        if isinstance(item, dict)
     ]
     return [
         paint.label("  Settings (key ones and those changed; all with --format json)"),

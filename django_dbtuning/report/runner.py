@@ -41,8 +41,6 @@ from django_dbtuning.report.probe import (
 )
 from django_dbtuning.report.timeouts import ReportTimeouts, configured
 
-__all__ = ["postgres_aliases", "run_report"]
-
 logger = logging.getLogger(__name__)
 
 COLLECTORS: dict[str, Collector] = {

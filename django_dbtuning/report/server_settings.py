@@ -7,8 +7,6 @@ from typing import Any
 from django_dbtuning.report.humanize import human_bytes
 from django_dbtuning.report.probe import Probe
 
-__all__ = ["IMPORTANT", "collect", "server_info"]
-
 SERVER = """
 SELECT current_setting('server_version_num')::int AS version_num,
        current_setting('server_version') AS version,

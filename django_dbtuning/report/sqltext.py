@@ -22,16 +22,6 @@ from django_dbtuning.sqllex import (
     tokens,
 )
 
-__all__ = [
-    "APPLICATION",
-    "DATA",
-    "leading_keyword",
-    "query_text",
-    "shorten",
-    "shows_values",
-    "strip_literals",
-]
-
 DATA = frozenset(
     {"select", "insert", "update", "delete", "merge", "with", "values", "table"}
 )

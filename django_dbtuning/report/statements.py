@@ -18,8 +18,6 @@ from django_dbtuning.report.quoting import ident
 from django_dbtuning.report.sqltext import APPLICATION, leading_keyword, strip_literals
 from django_dbtuning.report.suggest import suggest
 
-__all__ = ["CHECKS", "StatementFacts", "collect"]
-
 EXTENSION = """
 SELECT e.extversion AS version, n.nspname AS schema
   FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
@@ -340,14 +338,12 @@ def missing_index(probe: Probe, facts: StatementFacts) -> None:
     suggest(probe, facts.ranked, facts.all_ms)
 
 
-StatementCheck = Callable[[Probe, StatementFacts], None]
-CHECKS: dict[str, StatementCheck] = {
+CHECKS: dict[str, Callable[[Probe, StatementFacts], None]] = {
     "statements_evicted": statements_evicted,
     "slow_query": slow_query,
     "n_plus_one_suspect": n_plus_one_suspect,
     "missing_index": missing_index,
 }
-"""Finding code -> the function that finds it."""
 
 
 def collect(probe: Probe) -> None:

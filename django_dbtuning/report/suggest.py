@@ -17,8 +17,6 @@ from collections.abc import Iterable
 from django_dbtuning.report.probe import Probe, Row
 from django_dbtuning.report.quoting import column_list, ident, qualified, quote_ident
 
-__all__ = ["relation_filters", "suggest"]
-
 LEADING = """
 SELECT t.relname AS "table", n.nspname AS schema,
        pg_table_is_visible(t.oid) AS visible,

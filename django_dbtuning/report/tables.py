@@ -25,8 +25,6 @@ from django_dbtuning.report.table_facts import (
     row_estimate,
 )
 
-__all__ = ["CHECKS", "collect"]
-
 
 def xid_wraparound(probe: Probe, facts: TableFacts) -> None:
     t = probe.t
@@ -318,8 +316,7 @@ def invalid_constraint(probe: Probe, facts: TableFacts) -> None:
         )
 
 
-TableCheck = Callable[[Probe, TableFacts], None]
-CHECKS: dict[str, TableCheck] = {
+CHECKS: dict[str, Callable[[Probe, TableFacts], None]] = {
     "xid_wraparound": xid_wraparound,
     "low_cache_hit_ratio": low_cache_hit_ratio,
     "seq_scan_heavy": seq_scan_heavy,
@@ -329,7 +326,6 @@ CHECKS: dict[str, TableCheck] = {
     "sequence_near_overflow": sequence_near_overflow,
     "invalid_constraint": invalid_constraint,
 }
-"""Finding code -> the function that finds it."""
 
 
 def collect(probe: Probe) -> None:

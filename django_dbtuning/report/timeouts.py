@@ -17,8 +17,6 @@ from typing import Any
 from django_dbtuning.conf import SETTINGS
 from django_dbtuning.validation import INT_MAX, duration_ms, millisecond_value
 
-__all__ = ["NAMES", "ReportTimeouts", "configured", "problem", "resolve", "show"]
-
 NAMES = ("REPORT_STATEMENT_TIMEOUT", "REPORT_LOCK_TIMEOUT")
 _USE = "use a duration such as '500ms', '10s' or '1min', or an int of milliseconds"
 # PostgreSQL's SHOW form: the largest unit that divides the value.
