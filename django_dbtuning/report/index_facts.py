@@ -16,8 +16,6 @@ from django_dbtuning.report.djangomap import Hint, ModelMap
 from django_dbtuning.report.probe import Probe, Row
 from django_dbtuning.report.quoting import ident, qualified
 
-__all__ = ["BLOCK_SIZE", "Bloat", "Index", "IndexFacts", "gather"]
-
 SYSTEM_SCHEMAS = "('pg_catalog', 'information_schema')"
 
 INVENTORY = """
@@ -226,7 +224,9 @@ def _inventory(probe: Probe) -> list[Row] | None:
     last_scan = probe.optional_column(
         "pg_stat_all_indexes", "last_idx_scan", "timestamptz", "s."
     )
-    rows = probe.query(
+    # pg_get_indexdef() and pg_get_expr() wait for the table's lock (a migration
+    # holding ACCESS EXCLUSIVE): the estimate reads what the catalogs hold without it.
+    return probe.query_or_estimate(
         "index_inventory",
         "indexes",
         INVENTORY.format(
@@ -237,14 +237,6 @@ def _inventory(probe: Probe) -> list[Row] | None:
             definition="pg_get_indexdef(i.indexrelid)",
             system=SYSTEM_SCHEMAS,
         ),
-    )
-    if rows is not None:
-        return rows
-    # pg_get_indexdef() and pg_get_expr() wait for the table's lock (a migration
-    # holding ACCESS EXCLUSIVE): retry with what the catalogs hold without locking.
-    rows = probe.query(
-        "index_inventory_estimated",
-        "indexes",
         INVENTORY.format(
             last_idx_scan=last_scan,
             size="c.relpages::bigint * current_setting('block_size')::bigint",
@@ -253,13 +245,9 @@ def _inventory(probe: Probe) -> list[Row] | None:
             definition="NULL::text",
             system=SYSTEM_SCHEMAS,
         ),
+        "a relation was locked: index sizes are estimates from pg_class.relpages "
+        "and index definitions are left out",
     )
-    if rows is not None:
-        probe.note(
-            "a relation was locked: index sizes are estimates from pg_class.relpages "
-            "and index definitions are left out"
-        )
-    return rows
 
 
 def _estimate_bloat(indexes: list[Index], widths: list[Row]) -> dict[int, Bloat]:

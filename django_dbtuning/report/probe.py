@@ -31,8 +31,6 @@ from django_dbtuning.report.findings import (
 from django_dbtuning.report.quoting import ident
 from django_dbtuning.report.timeouts import ReportTimeouts, show
 
-__all__ = ["MARKER", "Probe", "Unreachable", "connect", "connection_kwargs"]
-
 logger = logging.getLogger(__name__)
 
 # A comment on every report query: pg_stat_statements keeps it, so the statements section
@@ -201,6 +199,18 @@ class Probe:
             record.reason,
         )
         return None
+
+    def query_or_estimate(
+        self, check: str, section: str, sql: str, estimate: str, note: str
+    ) -> list[Row] | None:
+        """``sql``; when its check fails, ``estimate`` (check ``<check>_estimated``),
+        which reads only what the catalogs hold without waiting for a lock."""
+        rows = self.query(check, section, sql)
+        if rows is None:
+            rows = self.query(f"{check}_estimated", section, estimate)
+            if rows is not None:
+                self.note(note)
+        return rows
 
     def probe_columns(
         self, *relations: str, check: str = "catalog_columns", section: str = "server"

@@ -12,17 +12,6 @@ from datetime import datetime
 from django_dbtuning.report.probe import Probe, Row
 from django_dbtuning.report.quoting import ident, qualified
 
-__all__ = [
-    "TableFacts",
-    "age_days",
-    "autovacuum_thresholds",
-    "gather",
-    "latest",
-    "names",
-    "hit_ratio",
-    "row_estimate",
-]
-
 TABLES = """
 SELECT s.relid::bigint AS oid, s.schemaname AS schema, s.relname AS "table",
        s.seq_scan, s.seq_tup_read, s.idx_scan, s.n_live_tup, s.n_dead_tup,
@@ -169,7 +158,7 @@ def _table_stats(probe: Probe) -> list[Row] | None:
     extra = probe.optional_column(
         "pg_stat_user_tables", "last_seq_scan", "timestamptz", "s."
     )
-    rows = probe.query(
+    return probe.query_or_estimate(
         "table_stats",
         "tables",
         TABLES.format(
@@ -177,21 +166,13 @@ def _table_stats(probe: Probe) -> list[Row] | None:
             size="pg_table_size(c.oid)",
             total_size="pg_total_relation_size(c.oid)",
         ),
-    )
-    if rows is not None:
-        return rows
-    rows = probe.query(
-        "table_stats_estimated",
-        "tables",
         TABLES.format(
             last_seq_scan=extra,
             size="c.relpages::bigint * current_setting('block_size')::bigint",
             total_size="NULL::bigint",
         ),
+        "table sizes are estimates from pg_class.relpages",
     )
-    if rows is not None:
-        probe.note("table sizes are estimates from pg_class.relpages")
-    return rows
 
 
 def _sequences(probe: Probe) -> tuple[list[tuple[Row, float, int]] | None, int, int]:
