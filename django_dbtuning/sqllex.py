@@ -22,18 +22,6 @@ import re
 from dataclasses import dataclass
 from typing import Final, Literal, NamedTuple
 
-__all__ = [
-    "NAME_CHAR",
-    "NAME_START",
-    "Masked",
-    "Token",
-    "TokenKind",
-    "mask",
-    "masked_text",
-    "token_before",
-    "tokens",
-]
-
 TokenKind = Literal[
     "plain",
     "string",  # '…' and N'…'

@@ -32,8 +32,6 @@ from django_dbtuning.queries.scopes import (
 from django_dbtuning.queries.units import QueryReport, Unit, finish_unit, new_unit
 from django_dbtuning.queries.wrappers import check_generator_block, decorate
 
-__all__ = ["allow_n_plus_one", "query_budget", "track_queries"]
-
 F = TypeVar("F", bound=Callable[..., Any])
 _Entered = TypeVar("_Entered")
 _getframe = sys._getframe

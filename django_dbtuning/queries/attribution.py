@@ -17,8 +17,6 @@ from typing import Any
 from django_dbtuning.queries import callsite
 from django_dbtuning.queries.callsite import HANDLER, HOP, LIBRARY, TEMPLATE, USER
 
-__all__ = ["Attribution", "attribute", "model_for_table"]
-
 
 @dataclass(slots=True)
 class Attribution:

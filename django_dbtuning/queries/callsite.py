@@ -24,15 +24,6 @@ from typing import Any
 
 from django_dbtuning.queries.fingerprint import SqlInfo
 
-__all__ = [
-    "coroutine_user_frame",
-    "current_task",
-    "frame_category",
-    "frame_label",
-    "location",
-    "site_key",
-]
-
 # Frame categories.
 LIBRARY = 0  # framework, site-packages, stdlib: skipped
 USER = 1

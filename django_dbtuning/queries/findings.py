@@ -19,8 +19,6 @@ from typing import Any, Literal
 from django_dbtuning.queries.attribution import Attribution, model_for_table
 from django_dbtuning.queries.fingerprint import Shape, display_sql
 
-__all__ = ["ALLOW_KEYS", "FindingKind", "QueryFinding", "build_finding", "is_allowed"]
-
 FindingKind = Literal["n_plus_one", "n_plus_one_write", "duplicate"]
 
 _TITLES: dict[FindingKind, str] = {

@@ -31,16 +31,6 @@ from django_dbtuning.sqllex import (
     token_before,
 )
 
-__all__ = [
-    "Shape",
-    "SqlInfo",
-    "cached_sql_info",
-    "display_sql",
-    "fingerprint",
-    "sql_info",
-    "sql_text",
-]
-
 Kind = Literal["read", "write", "transaction", "other"]
 
 _CACHE_LIMIT = 10_000

@@ -13,8 +13,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 if TYPE_CHECKING:
     from django_dbtuning.queries.units import QueryReport
 
-__all__ = ["RequestMetrics", "get_metrics", "observe_request"]
-
 QUERY_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
 
 

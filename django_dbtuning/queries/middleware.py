@@ -29,8 +29,6 @@ from django_dbtuning.queries.units import (
     start_unit,
 )
 
-__all__ = ["QueryCountMiddleware"]
-
 # One logger for the whole capability (was django_dbtuning.tracking / .middleware).
 logger = logging.getLogger("django_dbtuning.queries")
 

@@ -29,8 +29,6 @@ from django_dbtuning.queries.fingerprint import display_sql
 from django_dbtuning.queries.units import QueryReport
 from django_dbtuning.validation import is_int
 
-__all__ = ["NOT_RAISED", "Policy", "enforce"]
-
 # One logger for the whole capability (was django_dbtuning.tracking / .middleware).
 logger = logging.getLogger("django_dbtuning.queries")
 

@@ -30,18 +30,6 @@ from django_dbtuning.queries.scopes import Scope, first_open
 if TYPE_CHECKING:
     from django_dbtuning.queries.units import Unit
 
-__all__ = [
-    "RECORDER",
-    "SCOPED",
-    "Allowance",
-    "Group",
-    "Site",
-    "current_allowance",
-    "current_unit",
-    "install",
-    "internal_error",
-]
-
 # One logger for the whole capability (was django_dbtuning.tracking / .middleware).
 logger = logging.getLogger("django_dbtuning.queries")
 

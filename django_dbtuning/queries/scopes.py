@@ -18,16 +18,6 @@ import weakref
 from contextvars import ContextVar, Token
 from typing import Any, Generic, Self, TypeVar
 
-__all__ = [
-    "Entries",
-    "Scope",
-    "close_scope",
-    "entry_to_exit",
-    "first_open",
-    "leave",
-    "open_scope",
-]
-
 _S = TypeVar("_S", bound="Scope")
 
 

@@ -35,18 +35,6 @@ from django_dbtuning.queries.recorder import (
 )
 from django_dbtuning.queries.scopes import Scope, close_scope, leave, open_scope
 
-__all__ = [
-    "CapturedQuery",
-    "QueryReport",
-    "Resumable",
-    "Unit",
-    "detach_unit",
-    "evaluate",
-    "finish_unit",
-    "new_unit",
-    "start_unit",
-]
-
 
 class Unit(Scope):
     """The mutable state of one unit of work; reached through ``current_unit``."""

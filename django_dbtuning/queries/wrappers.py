@@ -23,8 +23,6 @@ from typing import Any, TypeVar
 
 from django_dbtuning.queries.scopes import Scope, close_scope, first_open, open_scope
 
-__all__ = ["Steps", "check_generator_block", "decorate"]
-
 _S = TypeVar("_S", bound=Scope)
 
 
