@@ -30,7 +30,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import TracebackType
 
 from django_dbtuning.exceptions import EmbeddedPostgresError
 
@@ -177,12 +176,7 @@ class EmbeddedPostgres:
         self.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
     # -- lifecycle -------------------------------------------------------------------
@@ -248,12 +242,10 @@ class EmbeddedPostgres:
     # -- steps -----------------------------------------------------------------------
 
     def _prepare_user(self) -> None:
-        if os.geteuid() == 0 and self._uid is None:
-            self._drop_to_unprivileged_user()
-
-    def _drop_to_unprivileged_user(self) -> None:
         import pwd
 
+        if os.geteuid() != 0 or self._uid is not None:
+            return
         try:
             entry = pwd.getpwnam(UNPRIVILEGED_USER)
         except KeyError as exc:

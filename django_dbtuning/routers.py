@@ -63,6 +63,13 @@ def _role(alias: str) -> tuple[str, str]:
     return _topology()[0].get(alias, ("primary", alias))
 
 
+def _primary(hints: dict[str, Any]) -> str:
+    instance = hints.get("instance")
+    if isinstance(instance, Model) and instance._state.db:
+        return _role(instance._state.db)[1]
+    return DEFAULT_DB_ALIAS
+
+
 def _replicas_of(primary: str) -> tuple[str, ...]:
     return _topology()[1].get(primary, ())
 
@@ -78,11 +85,8 @@ setting_changed.connect(_forget_topology, dispatch_uid="dbtuning_router_topology
 @contextmanager
 def use_primary() -> Iterator[None]:
     """Send every read in the block to the primary (read-your-writes)."""
-    token = _routed.set(DEFAULT_DB_ALIAS)
-    try:
+    with route_reads_to(DEFAULT_DB_ALIAS):
         yield
-    finally:
-        _routed.reset(token)
 
 
 @contextmanager
@@ -116,10 +120,7 @@ class PrimaryReplicaRouter:
         routed = _routed.get()
         if routed is not None:
             return routed
-        primary = DEFAULT_DB_ALIAS
-        instance = hints.get("instance")
-        if isinstance(instance, Model) and instance._state.db:
-            primary = _role(instance._state.db)[1]
+        primary = _primary(hints)
         pinned = _pinned.get()
         if pinned is not None:
             return pinned
@@ -129,10 +130,7 @@ class PrimaryReplicaRouter:
         return random.choice(replicas) if replicas else primary
 
     def db_for_write(self, model: type[Model], **hints: Any) -> str | None:
-        primary = DEFAULT_DB_ALIAS
-        instance = hints.get("instance")
-        if isinstance(instance, Model) and instance._state.db:
-            primary = _role(instance._state.db)[1]
+        primary = _primary(hints)
         _pinned.set(primary)
         return primary
 

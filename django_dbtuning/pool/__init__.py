@@ -5,10 +5,9 @@ Importable from ``settings.py``: nothing here touches Django's settings or the d
 
 from __future__ import annotations
 
-from django_dbtuning.pool.deployment import Deployment, server_budget
 from django_dbtuning.pool.entry import DJANGO_HAS_POOL, database
 from django_dbtuning.pool.options import connection_kwargs
-from django_dbtuning.pool.sizing import PoolSizing, pool_size
+from django_dbtuning.pool.sizing import Deployment, PoolSizing, pool_size, server_budget
 from django_dbtuning.pool.url import redact_url
 
 __all__ = [

@@ -18,15 +18,6 @@ from dataclasses import dataclass
 
 from django_dbtuning.pool import library_text
 
-__all__ = [
-    "ConnectionProblem",
-    "connection_problems",
-    "libpq_keywords",
-    "psycopg_connect_keywords",
-    "secret_keywords",
-    "shown_value",
-]
-
 # libpq parses these integers only once it has a TCP socket, so a dry run cannot see a bad
 # value; the rule is libpq's pqParseIntParam (an optionally signed decimal, spaces around).
 _LIBPQ_INTEGER_KEYWORDS = frozenset(
@@ -141,25 +132,16 @@ def shown_value(keyword: str, value: str) -> bool:
 
 # The quotes libpq puts around a value, in English and translated messages: removed only
 # to tell which keyword a message of unknown shape names (the message itself is not shown).
-_QUOTES = (
-    ('"', '"'),
-    ("'", "'"),
-    ("\u00bb", "\u00ab"),
-    ("\u00ab", "\u00bb"),
-    ("\u201c", "\u201d"),
-)
-
-
-def _spaced(text: str) -> str:
-    return " ".join(text.split())
+# Each is (opening, closing).
+_QUOTES = ('""', "''", "\u00bb\u00ab", "\u00ab\u00bb", "\u201c\u201d")
 
 
 def _without_quoted(text: str, values: Iterable[str]) -> str:
     # On the text as given, before spaces are folded: a value's own spaces must match.
     for value in sorted(set(values), key=len, reverse=True):
-        for opening, closing in _QUOTES:
-            text = text.replace(f"{opening}{value}{closing}", "")
-    return _spaced(text).replace(" :", ":").replace(" ,", ",").rstrip(":; ")
+        for quotes in _QUOTES:
+            text = text.replace(f"{quotes[0]}{value}{quotes[1]}", "")
+    return " ".join(text.split()).replace(" :", ":").replace(" ,", ",").rstrip(":; ")
 
 
 # -- validating connection values ----------------------------------------------------------

@@ -19,10 +19,9 @@ from typing import Any
 import django
 
 from django_dbtuning.exceptions import InvalidDatabaseURL
-from django_dbtuning.pool.deployment import Deployment
 from django_dbtuning.pool.options import connection_options, validate_connection
 from django_dbtuning.pool.parameters import url_arguments
-from django_dbtuning.pool.sizing import PoolSizing, size_for
+from django_dbtuning.pool.sizing import Deployment, PoolSizing, size_for
 from django_dbtuning.pool.url import ParsedURL, parse_url
 from django_dbtuning.validation import (
     Duration,
@@ -30,8 +29,6 @@ from django_dbtuning.validation import (
     positive_float,
     positive_int,
 )
-
-__all__ = ["DJANGO_HAS_POOL", "database"]
 
 ENGINE = "django.db.backends.postgresql"
 DJANGO_HAS_POOL = django.VERSION >= (5, 1)

@@ -14,13 +14,6 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Iterable
 
-__all__ = [
-    "connection_failure",
-    "libpq_phrase",
-    "setting_phrase",
-    "setting_refused_at_startup",
-]
-
 # A value libpq quotes: it escapes nothing inside, so the slot is greedy and the template
 # anchored; a keyword slot is then always the last quoted word, as libpq writes it.
 _VALUE = r'"(?s:.*)"'

@@ -16,10 +16,8 @@ from typing import Any
 from django.core.checks import CheckMessage, Error, Warning
 
 from django_dbtuning.pool import library_text, startup
-from django_dbtuning.pool.deployment import Deployment
+from django_dbtuning.pool.sizing import Deployment
 from django_dbtuning.pool.value_checks import check_connection_values
-
-__all__ = ["check_live_budget", "read_server"]
 
 # A live check must not hang a deploy on an unreachable server.
 LIVE_CONNECT_TIMEOUT = 5
@@ -58,7 +56,7 @@ def read_server(
 
     from django_dbtuning.pool import connection_kwargs
 
-    if check_connection_values(alias, entry):
+    if any(check_connection_values(alias, entry)):
         return None, []
     kwargs = connection_kwargs(entry)
     kwargs["connect_timeout"] = _connect_timeout(kwargs.get("connect_timeout"))

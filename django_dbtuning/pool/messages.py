@@ -20,15 +20,6 @@ from django.core.checks import CheckMessage
 
 from django_dbtuning.pool import conninfo
 
-__all__ = [
-    "MIN_SCRUBBED",
-    "describe",
-    "known_text",
-    "message_vocabulary",
-    "scrub",
-    "scrub_messages",
-]
-
 MASK = "***"
 # Secrets shorter than this are not scrubbed from messages: see scrub().
 MIN_SCRUBBED = 4
@@ -37,7 +28,7 @@ _COMPOSERS = (
     "django_dbtuning.pool.checks",
     "django_dbtuning.pool.value_checks",
     "django_dbtuning.pool.live_checks",
-    "django_dbtuning.pool.deployment",
+    "django_dbtuning.pool.sizing",
     "django_dbtuning.pool.options",
     "django_dbtuning.pool.conninfo",
     "django_dbtuning.pool.startup",
@@ -88,27 +79,22 @@ def scrub(
     return text
 
 
-def _secrets(entry: Mapping[str, Any]) -> list[object]:
+def _secrets_and_kept(
+    alias: str, entry: Mapping[str, Any]
+) -> tuple[list[object], list[object]]:
+    """The entry's secrets, and what a message may legitimately contain: the alias and
+    every non-secret value."""
     options = entry.get("OPTIONS")
-    found: list[object] = [entry.get("PASSWORD")]
-    if isinstance(options, Mapping):
-        found += [options.get(key) for key in conninfo.secret_keywords()]
-    return [secret for secret in found if secret not in (None, "")]
-
-
-def _kept(alias: str, entry: Mapping[str, Any]) -> list[object]:
-    """What a message may legitimately contain: the alias and every non-secret value."""
-    options = entry.get("OPTIONS")
-    kept: list[object] = [alias] + [
-        entry.get(k) for k in ("NAME", "USER", "HOST", "PORT")
+    options = options if isinstance(options, Mapping) else {}
+    hidden = conninfo.secret_keywords()
+    secrets = [entry.get("PASSWORD"), *(options.get(key) for key in hidden)]
+    kept: list[object] = [alias, *map(entry.get, ("NAME", "USER", "HOST", "PORT"))]
+    kept += [
+        value
+        for key, value in options.items()
+        if key not in hidden and isinstance(value, str | int)
     ]
-    if isinstance(options, Mapping):
-        kept += [
-            value
-            for key, value in options.items()
-            if key not in conninfo.secret_keywords() and isinstance(value, str | int)
-        ]
-    return kept
+    return [secret for secret in secrets if secret not in (None, "")], kept
 
 
 # Texts of libpq and psycopg_pool produced without any secret (the dry run is never given
@@ -158,14 +144,12 @@ def scrub_messages(
 ) -> list[CheckMessage]:
     """The messages with the entry's secrets replaced by ``***`` (a backstop: messages are
     not built from secrets; see :func:`scrub` for what is left alone)."""
-    secrets, kept = _secrets(entry), _kept(alias, entry)
+    secrets, kept = _secrets_and_kept(alias, entry)
     vocabulary = "\n".join([message_vocabulary(), *_LIBRARY_TEXTS])
-    result = []
-    for message in messages:
-        message.msg = scrub(message.msg, secrets, keep=kept, vocabulary=vocabulary)
+    clean = functools.partial(scrub, secrets=secrets, keep=kept, vocabulary=vocabulary)
+    result = list(messages)
+    for message in result:
+        message.msg = clean(message.msg)
         if message.hint:
-            message.hint = scrub(
-                message.hint, secrets, keep=kept, vocabulary=vocabulary
-            )
-        result.append(message)
+            message.hint = clean(message.hint)
     return result

@@ -16,15 +16,6 @@ from django_dbtuning.pool import conninfo, startup
 from django_dbtuning.pool.url import ParsedURL
 from django_dbtuning.validation import positive_int
 
-__all__ = [
-    "DJANGO_ONLY_OPTIONS",
-    "TOP_LEVEL_SETTINGS",
-    "libpq_params",
-    "connection_kwargs",
-    "connection_options",
-    "validate_connection",
-]
-
 DEFAULT_CONNECT_TIMEOUT = 5
 # Where each libpq keyword lives when Django's top-level settings give it.
 TOP_LEVEL_SETTINGS = {"host": "HOST", "port": "PORT", "dbname": "NAME", "user": "USER"}
@@ -39,6 +30,16 @@ DJANGO_ONLY_OPTIONS = (
     "context",
     "prepare_threshold",
 )
+
+
+def known_options() -> frozenset[str]:
+    """The keys ``OPTIONS`` may hold: the installed libpq's keywords, ``psycopg.connect()``'s
+    own (autocommit, context...) and those Django's backend consumes."""
+    return (
+        conninfo.libpq_keywords()
+        | conninfo.psycopg_connect_keywords()
+        | frozenset(DJANGO_ONLY_OPTIONS)
+    )
 
 
 def connection_kwargs(
@@ -58,14 +59,9 @@ def connection_kwargs(
         kwargs["dbname"] = name
     elif name is None or not options.get("service"):
         kwargs["dbname"] = "postgres"
-    for setting, key in (
-        ("USER", "user"),
-        ("PASSWORD", "password"),
-        ("HOST", "host"),
-        ("PORT", "port"),
-    ):
-        if settings_dict.get(setting):
-            kwargs[key] = settings_dict[setting]
+    for key in ("user", "password", "host", "port"):
+        if settings_dict.get(key.upper()):
+            kwargs[key] = settings_dict[key.upper()]
     if application_name is not None:
         kwargs["application_name"] = application_name
     kwargs.setdefault("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
@@ -169,14 +165,7 @@ def connection_options(
     """``OPTIONS`` without the pool: URL keywords < ``options`` < the named arguments."""
     result: dict[str, Any] = dict(parsed.options)
     explicit = dict(options or {})
-    unknown = sorted(
-        str(key)
-        for key in explicit
-        if key
-        not in conninfo.libpq_keywords()
-        | conninfo.psycopg_connect_keywords()
-        | set(DJANGO_ONLY_OPTIONS)
-    )
+    unknown = sorted(str(key) for key in explicit if key not in known_options())
     if unknown:
         raise ValueError(
             f"options {', '.join(map(repr, unknown))}: neither a libpq keyword nor an "

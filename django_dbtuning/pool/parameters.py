@@ -21,8 +21,6 @@ from django_dbtuning.validation import (
     positive_int,
 )
 
-__all__ = ["URL_PARAMETERS", "UrlParameter", "url_arguments"]
-
 _INVALID: Any = object()
 _BOOLEANS = {"1": True, "true": True, "yes": True, "on": True}
 _BOOLEANS |= {"0": False, "false": False, "no": False, "off": False}

@@ -13,20 +13,6 @@ from dataclasses import dataclass
 
 from django_dbtuning.validation import INT_MAX, millisecond_value
 
-__all__ = [
-    "MILLISECOND_SETTINGS",
-    "StartupOption",
-    "StartupOptionsError",
-    "alter_role_sql",
-    "join_options",
-    "option_settings",
-    "parse_options",
-    "quote_identifier",
-    "quote_literal",
-    "setting_problem",
-    "split_options",
-]
-
 # The server splits ``options`` on C isspace() in the "C" locale.
 _C_SPACE = " \t\n\v\f\r"
 

@@ -18,8 +18,6 @@ from django_dbtuning.exceptions import InvalidDatabaseURL
 from django_dbtuning.pool.conninfo import libpq_keywords, shown_value
 from django_dbtuning.pool.parameters import URL_PARAMETERS
 
-__all__ = ["SCHEMES", "ParsedURL", "parse_url", "redact_url"]
-
 SCHEMES = frozenset({"postgres", "postgresql", "pgsql"})
 # libpq keywords the URL itself spells: they belong in the authority and path.
 _IN_THE_URL = ("dbname", "user", "password")
@@ -75,6 +73,11 @@ def _shown_prefix(items: list[QueryItem]) -> int:
     return len(items)
 
 
+def _first(text: str, chars: str, start: int = 0) -> int:
+    """Where the first of ``chars`` stands in ``text`` from ``start`` (its end if none)."""
+    return min((i for c in chars if (i := text.find(c, start)) >= 0), default=len(text))
+
+
 def _separator_in(text: str) -> bool:
     # Raw only: a percent-encoded ';' is a literal character for every reader.
     return any(char in text for char in _SEPARATORS)
@@ -93,7 +96,11 @@ def redact_url(url: str) -> str:
     ``scheme://`` is hidden whole: nothing in it tells a password apart.
     """
     scheme = _SCHEME.match(url)
-    start = scheme.end() if scheme else 0
+    if scheme is None:
+        # Not a URL: nothing tells user, password and host apart, and the "URL" may be
+        # a password pasted into the wrong variable. Show none of it.
+        return MASK
+    start = scheme.end()
     hidden = [False] * len(url)
 
     def hide(begin: int, end: int) -> None:
@@ -101,19 +108,13 @@ def redact_url(url: str) -> str:
             hidden[index] = True
 
     last_at = url.rfind("@", start)
-    if scheme is None:
-        # Not a URL: nothing tells user, password and host apart, and the "URL" may be
-        # a password pasted into the wrong variable. Show none of it.
-        return MASK
     if last_at >= 0:
         user, colon, _ = url[start:last_at].partition(":")
         if _odd_user(user):
             hide(start, last_at)
         elif colon:
             hide(start + len(user) + 1, last_at)
-    authority_end = min(
-        (i for i in (url.find(c, start) for c in "/?#") if i >= 0), default=len(url)
-    )
+    authority_end = _first(url, "/?#", start)
     empty_password = url.find(":@", start, authority_end)
     if empty_password >= 0:
         # 'user:@x': an empty password, or a password '@x' whose '@host' is missing.
@@ -127,13 +128,9 @@ def redact_url(url: str) -> str:
     }
     for begin in hosts_at:
         _hide_bad_ports(url, begin, hide)
-    if url.startswith("/", authority_end):
-        path_end = min(
-            (i for i in (url.find(c, authority_end) for c in "?#") if i >= 0),
-            default=len(url),
-        )
-        if _separator_in(url[authority_end + 1 : path_end]):
-            hide(authority_end + 1, len(url))
+    path = url[authority_end + 1 : _first(url, "?#", authority_end)]
+    if url.startswith("/", authority_end) and _separator_in(path):
+        hide(authority_end + 1, len(url))
     question = url.find("?", start)
     if question >= 0:
         _hide_query(url, question + 1, hide)
@@ -156,11 +153,8 @@ def _odd_user(user: str) -> bool:
 
 
 def _hide_bad_ports(url: str, begin: int, hide: Callable[[int, int], None]) -> None:
-    end = min(
-        (i for i in (url.find(c, begin) for c in "/?#") if i >= 0), default=len(url)
-    )
     position = begin
-    for item in url[begin:end].split(","):
+    for item in url[begin : _first(url, "/?#", begin)].split(","):
         if item.startswith("["):
             close = item.find("]")
             tail_at = close + 1 if close >= 0 else 0
@@ -304,9 +298,7 @@ def _refuse_ambiguity(url: str, shown: str) -> None:
     if "#" in url:
         raise _fail(shown, "a raw '#' is not allowed: percent-encode it as %23")
     authority = url.split("://", 1)[1]
-    end = min(
-        (i for i in (authority.find(c) for c in "/?") if i >= 0), default=len(authority)
-    )
+    end = _first(authority, "/?")
     if "@" in authority[end:]:
         raise _fail(
             shown,
@@ -323,12 +315,8 @@ def _hosts_and_ports(hostport: str, shown: str) -> tuple[str, str]:
         match = _HOST_ITEM.fullmatch(item)
         if match is None:
             raise _fail(shown, f"host #{number} is malformed")
-        host = (
-            match.group("v6") if match.group("v6") is not None else match.group("host")
-        )
-        port = (
-            match.group("p6") if match.group("v6") is not None else match.group("port")
-        )
+        v6 = match.group("v6") is not None
+        host, port = match.group("v6", "p6") if v6 else match.group("host", "port")
         hosts.append(_decode(host or "", "host", shown))
         ports.append(_port(port, shown) if port is not None else "")
     # As libpq spells them: one port per host, empty for the default.

@@ -11,7 +11,7 @@ says what such a message may contain.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from django.core.checks import CheckMessage, Error
@@ -20,13 +20,6 @@ from django_dbtuning.pool import conninfo, startup
 from django_dbtuning.pool.messages import describe, known_text
 from django_dbtuning.pool.options import TOP_LEVEL_SETTINGS, libpq_params
 from django_dbtuning.validation import is_int, is_number
-
-__all__ = [
-    "check_conn_max_age",
-    "check_connection_values",
-    "check_pool_values",
-    "check_startup_options",
-]
 
 LIBPQ_DOCS = (
     "https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-PARAMKEYWORDS"
@@ -43,27 +36,22 @@ def _location(entry: Mapping[str, Any], keyword: str) -> str:
     return f"['OPTIONS'][{keyword!r}]"
 
 
-def check_connection_values(alias: str, entry: Mapping[str, Any]) -> list[CheckMessage]:
+def check_connection_values(
+    alias: str, entry: Mapping[str, Any]
+) -> Iterator[CheckMessage]:
     """``E022``: values libpq or psycopg refuse (``sslmode="bogus"``, ``port="-1"``...)."""
     params = libpq_params(entry)
-    messages: list[CheckMessage] = []
     for problem in conninfo.connection_problems(params):
         keyword = problem.keyword
         if keyword is not None and keyword in params:
             where = f"DATABASES[{alias!r}]{_location(entry, keyword)}: libpq refuses it"
         else:
             where = f"DATABASES[{alias!r}]: libpq refuses the connection settings"
-        messages.append(
-            Error(
-                f"{where} ({known_text(problem.message)}), so the first connection "
-                "fails.",
-                hint=_HINTS.get(
-                    keyword or "", f"See the accepted values at {LIBPQ_DOCS}."
-                ),
-                id="dbtuning.E022",
-            )
+        yield Error(
+            f"{where} ({known_text(problem.message)}), so the first connection fails.",
+            hint=_HINTS.get(keyword or "", f"See the accepted values at {LIBPQ_DOCS}."),
+            id="dbtuning.E022",
         )
-    return messages
 
 
 def check_startup_options(alias: str, entry: Mapping[str, Any]) -> list[CheckMessage]:
@@ -104,20 +92,18 @@ def check_startup_options(alias: str, entry: Mapping[str, Any]) -> list[CheckMes
     ]
 
 
-def check_conn_max_age(alias: str, entry: Mapping[str, Any]) -> list[CheckMessage]:
+def check_conn_max_age(alias: str, entry: Mapping[str, Any]) -> Iterator[CheckMessage]:
     """``E025``: ``CONN_MAX_AGE`` that Django cannot add to a clock (a string from an env)."""
     value = entry.get("CONN_MAX_AGE", 0)
     if value is None or (is_number(value) and not math.isnan(value)):
-        return []
-    return [
-        Error(
-            f"DATABASES[{alias!r}]['CONN_MAX_AGE'] is {describe(value)}, not a number of seconds "
-            "or None: Django fails at the first request ('unsupported operand type').",
-            hint="Use an int, e.g. CONN_MAX_AGE=600 (int(os.environ[...]) for an "
-            "environment variable), 0 for a new connection per request, or None.",
-            id="dbtuning.E025",
-        )
-    ]
+        return
+    yield Error(
+        f"DATABASES[{alias!r}]['CONN_MAX_AGE'] is {describe(value)}, not a number of seconds "
+        "or None: Django fails at the first request ('unsupported operand type').",
+        hint="Use an int, e.g. CONN_MAX_AGE=600 (int(os.environ[...]) for an "
+        "environment variable), 0 for a new connection per request, or None.",
+        id="dbtuning.E025",
+    )
 
 
 # -- the pool dict ---------------------------------------------------------------------------
@@ -139,24 +125,21 @@ def _pool_refuses(**kwargs: Any) -> str | None:
     return None
 
 
-def check_pool_values(alias: str, pool: Mapping[str, Any]) -> list[CheckMessage]:
+def check_pool_values(alias: str, pool: Mapping[str, Any]) -> Iterator[CheckMessage]:
     """``E014``: sizes psycopg_pool refuses; ``E020``: other pool values out of range."""
     where = f"DATABASES[{alias!r}]['OPTIONS']['pool']"
-    messages: list[CheckMessage] = []
     min_size, max_size = pool.get("min_size", 4), pool.get("max_size")
     if not is_int(min_size) or not (max_size is None or is_int(max_size)):
         refused: str | None = "min_size must be an int, max_size an int or None"
     else:
         refused = _pool_refuses(min_size=min_size, max_size=max_size)
     if refused:
-        messages.append(
-            Error(
-                f"{where} sizes are invalid: min_size={describe(min_size)}, "
-                f"max_size={describe(max_size)} "
-                f"({refused}).",
-                hint="Let django_dbtuning.pool.database() size the pool, or fix the numbers.",
-                id="dbtuning.E014",
-            )
+        yield Error(
+            f"{where} sizes are invalid: min_size={describe(min_size)}, "
+            f"max_size={describe(max_size)} "
+            f"({refused}).",
+            hint="Let django_dbtuning.pool.database() size the pool, or fix the numbers.",
+            id="dbtuning.E014",
         )
     problems = {
         key: (
@@ -182,11 +165,8 @@ def check_pool_values(alias: str, pool: Mapping[str, Any]) -> list[CheckMessage]
             "The pool's background threads; psycopg_pool's default is 3.",
         )
     for key, (expected, hint) in problems.items():
-        messages.append(
-            Error(
-                f"{where}[{key!r}] is {describe(pool[key])}; it must be {expected}.",
-                hint=hint,
-                id="dbtuning.E020",
-            )
+        yield Error(
+            f"{where}[{key!r}] is {describe(pool[key])}; it must be {expected}.",
+            hint=hint,
+            id="dbtuning.E020",
         )
-    return messages
