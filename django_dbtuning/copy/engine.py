@@ -50,8 +50,8 @@ from django_dbtuning.copy.upsert import Staging
 from django_dbtuning.copy.writer import RowWriter, groups, install_dumpers
 from django_dbtuning.exceptions import CopyError
 
-# The logger name users configure in LOGGING; kept when the module moved.
-logger = logging.getLogger("django_dbtuning.copying.engine")
+# One logger for the capability (was django_dbtuning.copying.engine, a module that moved).
+logger = logging.getLogger("django_dbtuning.copy")
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""copy_from / copy_to against a real PostgreSQL: the research/copy.md §5 checklist."""
+"""copy_from / copy_to against a real PostgreSQL: types, NULLs, defaults, ids, conflicts, files."""
 
 from __future__ import annotations
 

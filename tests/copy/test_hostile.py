@@ -46,7 +46,7 @@ def item(i: int, **extra: Any) -> dict[str, Any]:
 
 
 def test_an_inactive_slot_gets_its_own_id_not_the_active_rows() -> None:
-    """F1: the inactive row got the active row's pk; save() then overwrote it."""
+    """the inactive row got the active row's pk; save() then overwrote it."""
     active = Slot.objects.create(code="x", active=True, note="active")
     inactive = Slot(code="x", active=False, note="inactive")
     result = Slot.objects.copy_from(
@@ -213,7 +213,7 @@ def short_lock_timeout() -> Iterator[None]:
 
 @pytest.mark.parametrize("timeout", ["lock_timeout", "statement_timeout"])
 def test_a_timeout_while_creating_the_staging_table(timeout: str) -> None:
-    """F5: a raw OperationalError came out of the staging table's creation."""
+    """a raw OperationalError came out of the staging table's creation."""
     with connection.cursor() as cursor:
         cursor.execute(f"SET LOCAL {timeout} = '200ms'")
     with other_connection() as other:
@@ -405,7 +405,7 @@ def table_rows(table: str, *columns: str) -> list[tuple[Any, ...]]:
 @isolate_apps("tests.copyapp")
 @pytest.mark.parametrize("table", ["pct %s %% {} %(x)s", "a%%b", "a%b"])
 def test_percent_in_table_names_with_explicit_ids(table: str) -> None:
-    """F7: setval() read max(id) with the table name in a %s statement."""
+    """setval() read max(id) with the table name in a %s statement."""
     model = unmanaged("Pct", table)
     create_table(table, unique=f"{table}_key")
     # A neighbour whose name is what %% would turn this one into.
@@ -492,7 +492,7 @@ def test_percent_in_a_partial_unique_table() -> None:
 def test_a_double_quote_in_a_name_is_refused_in_one_line(
     meta: dict[str, str], column: str | None, needle: str
 ) -> None:
-    """F9: 'invalid name syntax' from the server; Django cannot create these either."""
+    """'invalid name syntax' from the server; Django cannot create these either."""
     body: dict[str, Any] = {
         "__module__": __name__,
         "key": models.CharField(max_length=20, db_column=column),
@@ -537,7 +537,7 @@ def test_a_schema_qualified_table_still_loads() -> None:
 def test_control_characters_in_names_are_escaped_and_the_row_found(
     on_conflict: str | None,
 ) -> None:
-    """F13: a newline in the table and constraint names: no row, a raw newline."""
+    """a newline in the table and constraint names: no row, a raw newline."""
     table = "nl\nline"
     model = unmanaged("Newline", table, unique=False)
     create_table(table, unique="nl\nline\u202e_key")
@@ -590,7 +590,7 @@ def test_unique_fields_without_a_constraint_are_refused_before_any_row(
     declared: str,
     on_conflict: str,
 ) -> None:
-    """F8: the server said 'no unique or exclusion constraint matching' at the end."""
+    """the server said 'no unique or exclusion constraint matching' at the end."""
     with (
         CaptureQueriesContext(connection) as queries,
         pytest.raises(ValueError) as info,
@@ -750,7 +750,7 @@ CRLF_FILE = b'preamble\r\ntext,maybe\r\n"a\r\nb",c\r\n"d\re",\r\n'
 
 
 def test_a_text_file_read_from_keeps_crlf_inside_quotes(tmp_path: Path) -> None:
-    """F4: the switch to newline="" failed silently and "a\\r\\nb" became "a\\nb"."""
+    """the switch to newline="" failed silently and "a\\r\\nb" became "a\\nb"."""
     path = tmp_path / "f.csv"
     path.write_bytes(CRLF_FILE)
     for encoding in ("utf-8", "latin-1", "cp1252"):

@@ -1,4 +1,4 @@
-"""The N+1 pattern catalogue (research/n_plus_one.md §5A must catch, §5B must not flag).
+"""The N+1 pattern catalogue (patterns that must be caught, and look-alikes that must not be flagged).
 
 Every test runs real queries on PostgreSQL inside ``track_queries()`` and checks what a user
 reads in the finding: the relation, the line of their code (or template), the fix.

@@ -1,6 +1,5 @@
 """Decorators above ``@contextmanager`` (refused), and the open-across-a-``yield`` warning
-for generators reached through ``yield from`` and for streamed bodies (hostile round 2:
-C3, C4, C5)."""
+for generators reached through ``yield from`` and for streamed bodies."""
 
 from __future__ import annotations
 
@@ -39,7 +38,7 @@ from tests.queries.helpers import (
 pytestmark = pytest.mark.django_db
 
 
-# --- C3: a decorator above @contextmanager would check nothing: refused at decoration ----------
+# --- a decorator above @contextmanager would check nothing: refused at decoration ----------
 
 DECORATORS: list[tuple[str, Callable[[], Any]]] = [
     ("query_budget(...)", lambda: query_budget(max_queries=1, n_plus_one="ignore")),
@@ -178,7 +177,7 @@ def test_property_an_over_budget_generator_never_passes_silently(stack, extra):
     assert nothing_current()
 
 
-# --- C4: yield from: the driver is what iterates the outermost generator ---------------------
+# --- yield from: the driver is what iterates the outermost generator ---------------------
 
 
 def helper() -> Iterator[QueryReport]:
@@ -281,7 +280,7 @@ def test_pytest_yield_fixture_delegating_to_a_helper_does_not_warn(delegating_fi
     assert delegating_fixture.count == 2
 
 
-# --- C5: streamed bodies --------------------------------------------------------------------
+# --- streamed bodies --------------------------------------------------------------------
 
 
 def _body() -> Iterator[bytes]:
