@@ -1,4 +1,4 @@
-"""System checks over DATABASES: each pitfall from research/pool.md §3 has an id."""
+"""System checks over DATABASES: each known pitfall of pool and connection settings has an id."""
 
 from __future__ import annotations
 
@@ -467,7 +467,7 @@ def test_manage_py_check_database_reports_bad_settings_instead_of_a_traceback(tm
         "value": {**server, "OPTIONS": {"options": "-c work_mem=lots"}},
         "late": {**server, "OPTIONS": {"options": "-c shared_buffers=1MB"}},
         "fine": {**server, "OPTIONS": {"options": "-c statement_timeout=5s"}},
-        # hostile-c C1: a backend-context setting; the server repeats the value in its text
+        # A backend-context setting; the server repeats the value in its text
         "backend": {
             **server,
             "OPTIONS": {"options": "-c log_connections=ZQX111secret"},

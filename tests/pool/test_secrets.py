@@ -64,7 +64,7 @@ def check_messages(entry, alias="default"):
             return [(m.id, m.msg, m.hint) for m in check_databases()]
 
 
-# -- F2: a raw '&' in a query-string secret ----------------------------------------------------
+# -- a raw '&' in a query-string secret ----------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -136,7 +136,7 @@ def test_url_pool_values_out_of_range_name_the_parameter_not_the_value():
         database("postgres://app:pw@db/shop", min_size=9, max_size=2)
 
 
-# -- F3: ';' and encoded separators inside a value ---------------------------------------------
+# -- ';' and encoded separators inside a value ---------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -202,7 +202,7 @@ def test_only_validated_enum_members_and_numbers_are_shown_in_the_query():
     )
 
 
-# -- F10: a bad timeout in the URL -------------------------------------------------------------
+# -- a bad timeout in the URL -------------------------------------------------------------
 
 
 @pytest.mark.parametrize("value", ["abc", "999999999999", "-1s", "30d", "1e400"])
@@ -236,7 +236,7 @@ def test_a_bad_url_timeout_is_one_line_from_manage_py():
     assert "hunter2" not in result.stderr and "soon" not in result.stderr
 
 
-# -- F7: python -m django_dbtuning.embedded ----------------------------------------------------
+# -- python -m django_dbtuning.embedded ----------------------------------------------------
 
 
 def test_the_embedded_command_prints_a_url_from_the_environment_redacted():
@@ -260,7 +260,7 @@ def test_the_embedded_command_prints_a_url_from_the_environment_redacted():
     assert "hunter2" not in line + out + err and "x2" not in line + out + err
 
 
-# -- F6: scrubbing never reveals a password by what it masks -----------------------------------
+# -- scrubbing never reveals a password by what it masks -----------------------------------
 
 BASE = {
     "ENGINE": "django.db.backends.postgresql",
@@ -429,7 +429,7 @@ def test_no_separator_lets_a_secret_out(secret, where, key, before, after, encod
                 assert form.lower() not in text.lower(), (url, text)
 
 
-# -- hostile round 2, C2: libpq's text about a value is never shown ----------------------------
+# -- libpq's text about a value is never shown ----------------------------
 
 
 @pytest.mark.parametrize(
@@ -551,7 +551,7 @@ def test_no_libpq_keyword_echoes_a_value_in_any_format(keyword, form, secret, en
         assert marker.lower() not in text.lower(), text
 
 
-# -- hostile round 2, C1: check --database quotes nothing the server said about a value ---------
+# -- check --database quotes nothing the server said about a value ---------
 
 SERVER_SETTINGS = [
     "log_connections",

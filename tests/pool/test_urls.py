@@ -271,7 +271,7 @@ SHAPES = [
     "postgres://app:x@db;password={pw}/shop",
     "postgres://app:x@db/shop;password={pw}",
     "postgres://app:x@db/shop?options=-c%20a%3D{pw}&pgbouncer=true",
-    # hostile-c C2: libpq strips a require_auth method's '!' before quoting it
+    # libpq strips a require_auth method's '!' before quoting it
     "postgres://app:x@db/shop?require_auth=!{pw}",
     "postgres://app:x@db/shop?require_auth=!!{pw}",
     "postgres://app:x@db/shop?require_auth=password,!{pw}",
@@ -405,7 +405,7 @@ def test_no_generated_secret_ever_appears_in_any_output(secret, shape, raw):
             *sorted(conninfo.libpq_keywords() - conninfo.secret_keywords()),
         ]
     ),
-    # hostile-c C2: forms libpq transforms before quoting (a require_auth '!' stripped)
+    # Forms libpq transforms before quoting (a require_auth '!' stripped)
     form=st.sampled_from(VALUE_FORMS),
 )
 @example(secret="pw\ue000x", options={}, misplaced="require_auth", form="!{}")
