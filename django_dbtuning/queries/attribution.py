@@ -188,8 +188,8 @@ def _relation(evidence: list[tuple[str, FrameType]], result: Attribution) -> Any
 def _descriptor_accessor(label: str, descriptor: Any) -> str | None:
     if label == "reverse_one":
         return _accessor(getattr(descriptor, "related", None))
-    if label == "gfk":
-        return getattr(descriptor, "name", None)
+    if label == "gfk" and hasattr(descriptor, "name"):
+        return str(descriptor.name)  # Django < 6.1: the GenericForeignKey itself
     return getattr(getattr(descriptor, "field", None), "name", None)
 
 

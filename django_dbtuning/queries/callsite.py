@@ -65,7 +65,15 @@ _LABELLED_FUNCTIONS: tuple[tuple[str, str, str, str], ...] = (
     (_RELATED, "ForwardOneToOneDescriptor", "get_object", "forward"),
     (_RELATED, "ReverseOneToOneDescriptor", "__get__", "reverse_one"),
     ("django.db.models.query_utils", "DeferredAttribute", "__get__", "deferred"),
+    # Django < 6.1: the field is its own descriptor; 6.1 split the descriptor out for
+    # fetch modes. Each version resolves one of the two; the other is skipped.
     ("django.contrib.contenttypes.fields", "GenericForeignKey", "__get__", "gfk"),
+    (
+        "django.contrib.contenttypes.fields",
+        "GenericForeignKeyDescriptor",
+        "__get__",
+        "gfk",
+    ),
     ("django.db.models.query", "", "prefetch_one_level", "prefetch"),
     ("django.db.models.base", "Model", "save", "save"),
     ("django.db.models.base", "Model", "delete", "delete"),

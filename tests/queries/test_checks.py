@@ -92,5 +92,7 @@ def test_unknown_ignored_alias_warns(settings, dbtuning):
 def test_registered_with_django(settings, dbtuning):
     settings.MIDDLEWARE = [MIDDLEWARE]
     dbtuning(ALLOW_N_PLUS_ONE=[{"model": "testapp.Nope"}])
+    # Only this app's models: on Django 6.1 the test models' GeneratedField check asks
+    # every database its server version, which a test without database access may not.
     with pytest.raises(SystemCheckError, match=r"dbtuning\.E034"):
-        call_command("check")
+        call_command("check", "django_dbtuning")
