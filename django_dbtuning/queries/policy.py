@@ -86,10 +86,10 @@ def enforce(
     """React to what ``report`` found as ``policy`` says; ``where`` names the unit.
 
     Precedence: N+1s first, then duplicate queries, then the budget. Each kind found reacts
-    in that order (``"warn"``: a warning per finding and a log record; ``"log"``: a
-    WARNING record per finding on the ``django_dbtuning.queries`` logger; ``"ignore"``:
-    nothing), and the first kind whose reaction is ``"raise"`` raises its error
-    (:class:`~django_dbtuning.NPlusOneError`,
+    in that order (``"warn"``: a warning per finding, and its log record too when logging
+    has a handler for it; ``"log"``: a WARNING record per finding on the
+    ``django_dbtuning.queries`` logger; ``"ignore"``: nothing), and the first kind whose
+    reaction is ``"raise"`` raises its error (:class:`~django_dbtuning.NPlusOneError`,
     :class:`~django_dbtuning.DuplicateQueriesError`,
     :class:`~django_dbtuning.QueryBudgetExceeded`), so the kinds after it are not
     reported. An N+1 comes first because it is usually why the budget was exceeded and its
@@ -146,14 +146,21 @@ def _react(
     records: list[tuple[str, dict[str, Any], QueryFinding | None]],
     can_raise: bool,
 ) -> None:
-    """One kind's reaction; ``records``: (message, log extra, finding) per finding."""
+    """One kind's reaction; ``records``: (message, log extra, finding) per finding.
+
+    With ``"warn"`` the warning is the message. Its log record goes out only when a handler
+    would receive it (on ``django_dbtuning`` or an ancestor, as configured by ``LOGGING``
+    or pytest's capture): with none, Python hands the record to its last-resort handler,
+    and a new project's runserver console would print every finding twice.
+    """
     if reaction == "raise" and can_raise:
         raise error
     for message, extra, finding in records:
         if reaction == "raise":
             logger.error("%s\n    %s", message, NOT_RAISED, extra=extra)
             continue
-        logger.warning("%s", message, extra=extra)
+        if reaction == "log" or logger.hasHandlers():
+            logger.warning("%s", message, extra=extra)
         if reaction == "warn":
             _warn(warning(message), finding)
 

@@ -4,6 +4,7 @@ the pytest plugin), in one documented precedence."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import textwrap
 
@@ -141,6 +142,7 @@ def test_raise_raises_the_kinds_error(books, dbtuning, where, kind):
 def test_warn_warns_with_the_kinds_warning_and_logs(
     books, dbtuning, caplog, where, kind
 ):
+    # caplog's handler is on the root logger, so the record has somewhere to go.
     with (
         caplog.at_level(logging.WARNING, logger="django_dbtuning"),
         pytest.warns(QueryProblemWarning) as caught,
@@ -148,6 +150,58 @@ def test_warn_warns_with_the_kinds_warning_and_logs(
         run(where, [kind], {kind: "warn"}, dbtuning)
     assert [type(w.message) for w in caught] == [WARNINGS[kind]]
     assert logged_kinds(caplog) == [kind]
+
+
+class Recorder(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextlib.contextmanager
+def no_root_handlers():
+    """A process without LOGGING for the root logger (pytest's capture handlers sit there)."""
+    saved = logging.root.handlers[:]
+    for handler in saved:
+        logging.root.removeHandler(handler)
+    try:
+        yield
+    finally:
+        for handler in saved:
+            logging.root.addHandler(handler)
+
+
+@pytest.mark.parametrize("kind", list(SCENARIOS))
+def test_warn_logs_only_when_a_handler_would_receive_the_record(
+    books, dbtuning, monkeypatch, kind
+):
+    # A new project (no LOGGING): the record would reach Python's last-resort handler and
+    # print the warning's text a second time on the console, so the warning goes alone.
+    last_resort = Recorder()
+    monkeypatch.setattr(logging, "lastResort", last_resort)
+    with no_root_handlers():
+        with pytest.warns(WARNINGS[kind]):
+            run("track_queries", [kind], {kind: "warn"}, dbtuning)
+        assert last_resort.records == []
+
+        # A handler for django_dbtuning (a file, an aggregator) gets the record as well.
+        ours = Recorder()
+        package = logging.getLogger("django_dbtuning")
+        package.addHandler(ours)
+        try:
+            with pytest.warns(WARNINGS[kind]):
+                run("track_queries", [kind], {kind: "warn"}, dbtuning)
+        finally:
+            package.removeHandler(ours)
+        assert [r.name for r in ours.records] == ["django_dbtuning.queries"]
+        assert last_resort.records == []
+
+        # "log" logs whatever is configured: with nothing, Python's last resort prints it.
+        run("track_queries", [kind], {kind: "log"}, dbtuning)
+        assert len(last_resort.records) == 1
 
 
 @pytest.mark.parametrize("kind", list(SCENARIOS))
