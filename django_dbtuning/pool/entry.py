@@ -32,6 +32,8 @@ from django_dbtuning.validation import (
 
 ENGINE = "django.db.backends.postgresql"
 DJANGO_HAS_POOL = django.VERSION >= (5, 1)
+# Django 6.1 lets OPTIONS["pool"]["check"] through (ticket #37075); before, it passes its own.
+DJANGO_POOL_CHECK_OPEN = django.VERSION >= (6, 1)
 TIMEOUT_SETTINGS = (
     "statement_timeout",
     "lock_timeout",
@@ -233,4 +235,24 @@ def _pool_options(
         "max_idle": positive_float("max_idle", arguments["max_idle"]),
         "max_lifetime": positive_float("max_lifetime", arguments["max_lifetime"]),
         "max_waiting": positive_int("max_waiting", arguments["max_waiting"], minimum=0),
+        **(_health_hooks() if arguments["health_checks"] else {}),
     }
+
+
+def _health_hooks() -> dict[str, Any]:
+    """The pool keys that skip the checkout round trip for a recently verified connection.
+
+    Django 6.1+ takes our ``check``; 5.2 and 6.0 pass psycopg_pool's ``check_connection``
+    themselves, whose empty probe the connection class answers instead. Without psycopg
+    3's pool there are none: Django and check E016 say what is missing.
+    """
+    try:
+        from django_dbtuning.pool import health
+    except ImportError:
+        return {}
+    if DJANGO_POOL_CHECK_OPEN:
+        return {
+            "check": health.check_unless_recent,
+            "connection_class": health.PooledConnection,
+        }
+    return {"connection_class": health.ProbedConnection}

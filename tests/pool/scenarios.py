@@ -137,6 +137,51 @@ def recovery(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def bypass(config: dict[str, Any]) -> dict[str, Any]:
+    """One pooled connection: when its check made a round trip, and a kill in the window.
+
+    The window is widened to a minute, then closed, so that a slow machine cannot turn
+    "inside the window" into "after it".
+    """
+    from django.db import connection
+
+    from django_dbtuning.pool import health
+
+    health.ALIVE_BYPASS_WINDOW = 60.0
+
+    def checked() -> list[Any]:
+        pid = query("SELECT pg_backend_pid()")
+        return [getattr(connection.connection, "verified_at", None), pid]
+
+    first = request(checked)
+    within = [request(checked) for _ in range(3)]
+    with psycopg_admin() as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    time.sleep(0.05)  # the FATAL message reaches the socket, well inside the window
+    after_kill: list[Any] = []
+    for _ in range(3):
+        try:
+            after_kill.append(request(checked))
+        except Exception as exc:
+            after_kill.append(f"{type(exc).__name__}: {str(exc).strip()[:200]}")
+    health.ALIVE_BYPASS_WINDOW = 0.0  # as if the connection had idled past the window
+    return {
+        "first": first,
+        "within": within,
+        "after_kill": after_kill,
+        "after_idle": request(checked),
+    }
+
+
+def psycopg_admin() -> Any:
+    import psycopg
+
+    return psycopg.connect(os.environ["SCENARIO_URL"], autocommit=True)
+
+
 def fork(config: dict[str, Any]) -> dict[str, Any]:
     from django.db import connection
 
@@ -277,6 +322,7 @@ SCENARIOS = {
     "concurrency": concurrency,
     "exhaustion": exhaustion,
     "recovery": recovery,
+    "bypass": bypass,
     "fork": fork,
     "router": router,
 }

@@ -134,6 +134,24 @@ def test_requests_recover_after_the_server_terminates_every_backend(
     assert outcome["first"] not in outcome["results"]
 
 
+@needs_pool
+def test_a_recently_verified_connection_skips_the_round_trip_but_not_a_kill(
+    scenario_url,
+):
+    outcome = run("bypass", scenario_url, {"database": {"max_size": 1, "min_size": 1}})
+    verified, pid = outcome["first"]
+    assert verified is not None and verified > float(
+        "-inf"
+    )  # the first checkout probed
+    # Checkouts inside the window reuse that verdict: no round trip.
+    assert outcome["within"] == [[verified, pid]] * 3
+    # The backend was terminated inside the window: its socket said so, no request failed.
+    assert all(isinstance(result, list) for result in outcome["after_kill"]), outcome
+    assert outcome["after_kill"][0][1] != pid
+    # After the window the check makes its round trip again.
+    assert outcome["after_idle"][0] > outcome["after_kill"][-1][0]
+
+
 def test_without_health_checks_the_first_request_after_a_restart_fails(scenario_url):
     outcome = run(
         "recovery",

@@ -10,7 +10,13 @@ import pytest
 from django.test import override_settings
 
 from django_dbtuning import InvalidDatabaseURL
-from django_dbtuning.pool import DJANGO_HAS_POOL, database, pool_size, redact_url
+from django_dbtuning.pool import (
+    DJANGO_HAS_POOL,
+    database,
+    health,
+    pool_size,
+    redact_url,
+)
 from django_dbtuning.pool.checks import check_databases
 
 URL = "postgres://app:s3cret@db.example.com:5432/shop"
@@ -130,7 +136,7 @@ def test_redact_url():
 def test_pool_is_on_by_default_with_explicit_values_and_conn_max_age_zero():
     entry = database(URL, processes=4, threads=4)
     pool = entry["OPTIONS"]["pool"]
-    assert set(pool) == {
+    assert set(pool) - {"check", "connection_class"} == {
         "min_size",
         "max_size",
         "timeout",
@@ -142,6 +148,36 @@ def test_pool_is_on_by_default_with_explicit_values_and_conn_max_age_zero():
     assert pool["min_size"] == 2
     assert pool["timeout"] == 10.0
     assert entry["CONN_MAX_AGE"] == 0
+
+
+@pytest.mark.skipif(
+    django.VERSION < (6, 1), reason="Django 6.1+ takes OPTIONS['pool']['check']"
+)
+def test_on_django_61_the_pool_check_skips_recently_verified_connections():
+    entry = database(URL)
+    pool = entry["OPTIONS"]["pool"]
+    assert pool["check"] is health.check_unless_recent
+    assert pool["connection_class"] is health.PooledConnection
+    assert entry["CONN_HEALTH_CHECKS"] is True
+
+
+@pytest.mark.skipif(
+    not DJANGO_HAS_POOL or django.VERSION >= (6, 1),
+    reason="Django 5.2/6.0 pass their own pool check",
+)
+def test_before_django_61_the_connection_class_answers_djangos_probe():
+    entry = database(URL)
+    pool = entry["OPTIONS"]["pool"]
+    assert "check" not in pool  # Django 5.2/6.0: "got multiple values for 'check'"
+    assert pool["connection_class"] is health.ProbedConnection
+    assert entry["CONN_HEALTH_CHECKS"] is True  # Django then passes check_connection
+
+
+@needs_pool
+def test_without_health_checks_the_pool_gets_no_check_hooks():
+    pool = database(URL, health_checks=False)["OPTIONS"]["pool"]
+    assert "check" not in pool
+    assert "connection_class" not in pool
 
 
 @needs_no_pool
@@ -390,6 +426,7 @@ def check_databases_for(entry):
         {},
         {"processes": 4, "threads": 8, "statement_timeout": "5s"},
         {"pool": False},
+        {"health_checks": False},
         {"role": "replica"},
         {"pgbouncer": True},
         {"instances": 3, "processes": 4, "server_max_connections": 100},
