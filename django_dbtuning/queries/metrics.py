@@ -2,8 +2,9 @@
 
 ``dbtuning_request_queries`` (histogram of statements per request) and
 ``dbtuning_n_plus_one_total`` (counter of N+1 findings), both labelled by ``view`` (the URL
-name, never the raw path) and ``alias``. django-prometheus's ``/metrics`` serves them from
-the default registry; tests pass their own ``CollectorRegistry`` to :func:`get_metrics`.
+name, never the raw path) and ``alias``, on prometheus_client's default registry, which
+``/metrics`` serves (``django_dbtuning.report.live.metrics_view``, or django-prometheus's
+view where installed); tests pass their own ``CollectorRegistry`` to :func:`get_metrics`.
 """
 
 from __future__ import annotations

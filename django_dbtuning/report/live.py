@@ -1,4 +1,9 @@
-"""Live metrics: the report's numbers served by django-prometheus's ``/metrics``.
+"""Live metrics: the report's numbers on the default registry, served at ``/metrics``.
+
+:func:`metrics_view` serves ``/metrics`` with prometheus_client alone (the ``prometheus``
+extra), in both modes below. django-prometheus is optional: where its Django range allows
+and it is installed, its ``/metrics`` serves the same default registry in single-process
+mode, so either route works there.
 
 Single-process servers (runserver, gunicorn with one worker, uvicorn): one collector on
 prometheus_client's default registry. Its ``describe()`` returns nothing, so registering
@@ -9,8 +14,8 @@ seconds so frequent scrapes do not re-run the catalog queries.
 Multi-process servers (gunicorn with ``PROMETHEUS_MULTIPROC_DIR``): prometheus_client
 drops custom collectors there, so each worker mirrors its pool statistics into
 multiprocess ``Gauge``/``Counter`` files after every request, and :func:`metrics_view`
-(route ``/metrics`` to it instead of django-prometheus's view) merges those files with the
-cached server-side report.
+merges those files with the cached server-side report (django-prometheus's view serves
+the files alone).
 """
 
 from __future__ import annotations
@@ -242,8 +247,9 @@ def _on_request_finished(**kwargs: Any) -> None:
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    """``/metrics`` that works in both modes: route it instead of django-prometheus's
-    ``ExportToDjangoView`` when gunicorn runs with ``PROMETHEUS_MULTIPROC_DIR``."""
+    """``/metrics`` from prometheus_client alone, in both modes (``path("metrics",
+    metrics_view)``); under ``PROMETHEUS_MULTIPROC_DIR`` it also serves the server-side
+    report, which django-prometheus's ``ExportToDjangoView`` would leave out."""
     from prometheus_client import (
         CONTENT_TYPE_LATEST,
         REGISTRY,

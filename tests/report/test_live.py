@@ -235,3 +235,17 @@ def test_metrics_view_single_process(rf, dbtuning):
     assert response["Content-Type"].startswith("text/plain")
     values = samples(response.content.decode())
     assert values[("dbtuning_up", (("alias", "default"),))] == 1
+
+
+@pytest.mark.django_db
+def test_django_prometheus_view_serves_the_same_series_where_installed(rf, dbtuning):
+    exports = pytest.importorskip(
+        "django_prometheus.exports",
+        reason="django-prometheus is optional (2.5 requires Django<6.1)",
+    )
+    dbtuning(REPORT_METRICS_SECTIONS=["connections"])
+    register_collectors()
+    response = exports.ExportToDjangoView(rf.get("/metrics"))
+    assert response.status_code == 200
+    values = samples(response.content.decode())
+    assert values[("dbtuning_up", (("alias", "default"),))] == 1
