@@ -37,6 +37,11 @@ class Attribution:
     operation: str | None = None
     prefetched: bool = False
     serializer: str | None = None  # Django REST framework: "BookSerializer.author"
+    # Django 6.1 fetch modes: the owner already fetches its peers (so they were not loaded
+    # together), or the path from the root crosses a prefetch_related (whose rows do not
+    # inherit the root queryset's fetch mode): either way FETCH_PEERS would not batch it.
+    fetches_peers: bool = False
+    via_prefetch: bool = False
 
 
 def attribute(frame: FrameType, task: Any) -> Attribution:
@@ -223,6 +228,8 @@ def _set_relation(
     result.query_name = query_name or accessor
     prefetched = getattr(owner, "_prefetched_objects_cache", None) or {}
     result.prefetched = bool({accessor, result.query_name} & set(prefetched))
+    fetch_mode = getattr(getattr(owner, "_state", None), "fetch_mode", None)
+    result.fetches_peers = bool(getattr(fetch_mode, "track_peers", False))
 
 
 def _queryset_relation(queryset: Any, manager: Any, result: Attribution) -> Any:
@@ -355,14 +362,18 @@ def _provenance(
     for root in roots:
         if root is instance:
             continue
-        path = _find_path(root, instance, depth=3)
-        if path:
+        found = _find_path(root, instance, depth=3)
+        if found:
+            path, result.via_prefetch = found
             result.root_model = _label(type(root))
             result.path = "__".join([*path, result.accessor or ""])
             return
 
 
-def _find_path(node: Any, instance: Any, *, depth: int) -> list[str] | None:
+def _find_path(
+    node: Any, instance: Any, *, depth: int
+) -> tuple[list[str], bool] | None:
+    """The lookup path from ``node`` to ``instance``, and whether it crosses a prefetch."""
     if depth == 0:
         return None
     state = getattr(node, "_state", None)
@@ -371,20 +382,20 @@ def _find_path(node: Any, instance: Any, *, depth: int) -> list[str] | None:
         if value is None:
             continue
         if value is instance:
-            return [name]
+            return [name], False
         deeper = _find_path(value, instance, depth=depth - 1)
         if deeper:
-            return [name, *deeper]
+            return [name, *deeper[0]], deeper[1]
     prefetched = getattr(node, "_prefetched_objects_cache", None) or {}
     for name, queryset in list(prefetched.items()):
         rows = getattr(queryset, "_result_cache", None) or []
         for row in rows:
             if row is instance:
-                return [name]
+                return [name], True
         for row in rows[:50]:
             deeper = _find_path(row, instance, depth=depth - 1)
             if deeper:
-                return [name, *deeper]
+                return [name, *deeper[0]], True
     return None
 
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 from typing import Any, Literal
 
+import django
+
 from django_dbtuning.queries.attribution import Attribution, model_for_table
 from django_dbtuning.queries.fingerprint import Shape, display_sql
 
@@ -146,6 +148,15 @@ _BY_RELATION = {
     "on the {model} queryset",
     "prefetch": 'call prefetch_related_objects(all_objects, "{path}") once, outside the loop',
 }
+# Django 6.1's QuerySet.fetch_mode(FETCH_PEERS) loads these for every row the queryset
+# loaded together, on the first access; to-many managers and per-row prefetch calls it
+# leaves as they are. Decided once, at import: the hint is built per finding.
+_PEER_FETCHABLE = (
+    frozenset({"forward", "reverse_one", "deferred", "gfk"})
+    if django.VERSION >= (6, 1)
+    else frozenset()
+)
+_OR_FETCH_PEERS = ", or .fetch_mode(models.FETCH_PEERS)"
 _TO_MANY = frozenset({"reverse_fk", "m2m", "generic_relation"})
 # A to-many relation (reverse foreign key, many-to-many, generic) queried once per row.
 _TO_MANY_BY_OPERATION = {
@@ -191,6 +202,12 @@ def _hint(kind: FindingKind, shape: Shape, attribution: Attribution) -> str:
         query=a.query_name or a.accessor,
         target=_model_name(a.model),
     )
+    if (
+        kind == "n_plus_one"
+        and a.relation_kind in _PEER_FETCHABLE
+        and not (a.fetches_peers or a.via_prefetch)
+    ):
+        hint += _OR_FETCH_PEERS
     if a.serializer:
         hint += " (for a serializer: in the view's get_queryset())"
     return hint

@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import replace
 
+import django
 import pytest
 from asgiref.sync import async_to_sync
 from django import forms
@@ -26,6 +27,8 @@ from tests.testapp.models import Author, Book, Comment, Profile, Publisher, Tag
 pytestmark = pytest.mark.django_db
 
 HERE = "tests/queries/test_nplusone.py"
+# Django 6.1+: a relation its fetch modes batch also offers FETCH_PEERS (test_fetch_modes.py).
+OR_PEERS = ", or .fetch_mode(models.FETCH_PEERS)" if django.VERSION >= (6, 1) else ""
 
 
 def line_of(marker: str) -> int:
@@ -73,7 +76,9 @@ def test_forward_foreign_key_in_a_loop(library):
     assert finding.relation == "testapp.Book.author"
     assert finding.callsite == f"{HERE}:{line_of('# 5A-1')}"
     assert finding.count == 12
-    assert finding.hint == 'add .select_related("author") to the Book queryset'
+    assert (
+        finding.hint == 'add .select_related("author") to the Book queryset' + OR_PEERS
+    )
     assert finding.fingerprint.startswith("SELECT")
     assert '"testapp_author"' in finding.fingerprint
     assert finding.duration > 0
@@ -115,7 +120,8 @@ def test_nested_relation_names_the_full_path(library):
     assert finding.relation == "testapp.Author.publisher"
     assert finding.callsite == f"{HERE}:{line_of('# 5A-4')}"
     assert (
-        finding.hint == 'add .select_related("author__publisher") to the Book queryset'
+        finding.hint
+        == 'add .select_related("author__publisher") to the Book queryset' + OR_PEERS
     )
 
 
@@ -139,7 +145,10 @@ def test_reverse_one_to_one_in_a_loop(library, access):
                 hasattr(author, "profile")
     finding = single(report)
     assert finding.relation == "testapp.Author.profile"
-    assert finding.hint == 'add .select_related("profile") to the Author queryset'
+    assert (
+        finding.hint
+        == 'add .select_related("profile") to the Author queryset' + OR_PEERS
+    )
 
 
 def test_generic_foreign_key_in_a_loop(library):
@@ -239,6 +248,51 @@ def test_deferred_field_loaded_per_row(library):
     finding = single(report)
     assert finding.relation == "testapp.Book.title"
     assert ".only()" in finding.hint
+
+
+def _to_one_loops():
+    for book in Book.objects.all():
+        book.author.name
+    for author in Author.objects.all():
+        author.profile.bio
+    for book in Book.objects.only("id"):
+        book.title
+    for comment in Comment.objects.all():
+        comment.target
+
+
+def _to_many_loops():
+    for author in Author.objects.all():
+        list(author.books.all())
+    for book in Book.objects.all():
+        list(book.tags.all())
+    for book in Book.objects.all():
+        list(book.comments.all())
+
+
+def test_fetch_peers_is_offered_for_to_one_relations_on_django_61_only(library):
+    with track_queries() as report:
+        _to_one_loops()
+    hints = {f.relation: f.hint for f in report.n_plus_one}
+    assert set(hints) == {
+        "testapp.Book.author",
+        "testapp.Author.profile",
+        "testapp.Book.title",
+        "testapp.Comment.target",
+    }
+    for hint in hints.values():
+        assert hint.endswith(OR_PEERS)
+        assert ("FETCH_PEERS" in hint) is (django.VERSION >= (6, 1))
+
+
+def test_fetch_peers_is_never_offered_for_to_many_relations(library):
+    # Django 6.1's FETCH_PEERS leaves related managers alone: prefetch_related stays.
+    with track_queries() as report:
+        _to_many_loops()
+    assert len(report.n_plus_one) == 3
+    for finding in report.n_plus_one:
+        assert "prefetch_related(" in finding.hint
+        assert "FETCH_PEERS" not in finding.hint
 
 
 def test_get_in_a_loop_suggests_in_bulk(library):
