@@ -22,6 +22,6 @@ class DbTuningConfig(AppConfig):
 
         from django_dbtuning.report.live import register_collectors
 
-        # dbreport's live metrics on prometheus_client's default registry (served by
-        # django-prometheus's /metrics); registering runs no query.
+        # dbreport's live metrics on prometheus_client's default registry (served at
+        # /metrics by report.live.metrics_view); registering runs no query.
         register_collectors()

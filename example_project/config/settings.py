@@ -80,15 +80,7 @@ TEMPLATES = [
 
 DBTUNING = {
     "N_PLUS_ONE_THRESHOLD": 3,
-    # None: warn (NPlusOneWarning + a log record) with DEBUG, log without; "raise" in CI.
+    # None: warn (NPlusOneWarning) with DEBUG, log without; "raise" in CI.
     "ON_N_PLUS_ONE": None,
     "QUERY_BUDGET": 200,
-}
-
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "loggers": {"django_dbtuning": {"handlers": ["console"], "level": "INFO"}},
 }
