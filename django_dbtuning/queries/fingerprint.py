@@ -3,15 +3,17 @@
 Django hands the database ``%s`` templates, so two executions of one ORM query differ only in
 their parameters; what still varies between executions of "the same" query is folded here:
 lists of values of any length (``IN (...)``, multi-row ``VALUES``, ``ARRAY[...]``,
-``ROW(...)``, ``(...)`` rows and row-value ``IN`` lists, of literals or placeholders),
+``ROW(...)``, ``(...)`` rows and row-value ``IN`` lists, of literals or placeholders;
+:mod:`.folding` does these, whatever casts or wrappers a column's values carry),
 ``bulk_update``'s ``CASE WHEN`` ladders, literals in raw SQL (numbers with their sign,
 strings, and TRUE / FALSE / NULL where a value stands; ``LIMIT ALL`` is ``LIMIT ?``),
 savepoint names and SQL comments (sqlcommenter trace ids). The result is computed once per
 distinct SQL string; after that, :func:`sql_info` is one dict lookup.
 
 The shape is built from :func:`django_dbtuning.sqllex.mask` (every literal ``?``, comments
-dropped), and every pattern below runs over that masked text, never over raw SQL: a shape,
-and so every log line, warning, exception and finding that shows one, holds no literal.
+dropped), and every pattern here and in :mod:`.folding` runs over that masked text, never
+over raw SQL: a shape, and so every log line, warning, exception and finding that shows
+one, holds no literal.
 """
 
 from __future__ import annotations
@@ -22,51 +24,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from django_dbtuning.sqllex import (
-    NAME_CHAR,
-    NAME_START,
-    Masked,
-    mask,
-    masked_text,
-    token_before,
+from django_dbtuning.queries.folding import (
+    NAME,
+    NAME_END,
+    fold_ladders,
+    fold_lists,
+    fold_values,
 )
+from django_dbtuning.sqllex import NAME_CHAR, NAME_START, Masked, mask, masked_text
 
 Kind = Literal["read", "write", "transaction", "other"]
 
 _CACHE_LIMIT = 10_000
 
-# Every pattern below runs over masked text, where whitespace is single spaces and a name is
-# NAME_START NAME_CHAR* (NBSP and every other non-ASCII character are name characters, as in
-# PostgreSQL); none uses \s, \w or \b. Repetitions are possessive, so each pattern is
-# linear in the text: a failed attempt costs at most the distance to the next bracket.
-_NAME_END = rf"(?!{NAME_CHAR})"
-_WORD_START = rf"(?<!{NAME_CHAR})(?<!\")"
-_NAME = rf'(?:{NAME_START}{NAME_CHAR}*+|"(?:[^"]++|"")*+")'
-_S = " ?"
-# ::text, ::varchar(?)[], ::numeric(?, ?), ::timestamp with time zone, ::"char", ::pg_catalog.int4
-_TYPE = (
-    rf"{_NAME}(?:\.{_NAME})?(?: (?i:PRECISION|VARYING|WITH|WITHOUT|TIME|ZONE){_NAME_END})*+"
-    rf"(?:{_S}\({_S}\?(?:{_S},{_S}\?)*+{_S}\))?(?:{_S}\[\??\])*+"
-)
-_SCALAR = r"(?:\?|%s|%\([^()]*+\)s|\$[0-9]++)"
-# A value: a literal, a placeholder, DEFAULT, or a list already folded ((...), ARRAY[...]).
-_ELEMENT = (
-    rf"(?:{_SCALAR}|(?i:DEFAULT){_NAME_END}|\(\.\.\.\)|\[\.\.\.\]|(?i:ARRAY){_S}\[\.\.\.\]"
-    rf"|(?i:ROW){_S}\(\.\.\.\)|\({_S}{_SCALAR}(?:{_S}::{_S}{_TYPE})*+{_S}\))"
-    rf"(?:{_S}::{_S}{_TYPE})*+"
-)
-_ITEMS = rf"{_ELEMENT}(?:{_S},{_S}{_ELEMENT})*+"
-# A bracketed list of values; the text before it (token_before) says what the list is.
-_LIST = re.compile(rf"(?P<open>[(\[]){_S}(?P<items>{_ITEMS})?{_S}(?P<close>[)\]])")
-_TYPMOD = re.compile(r"\([^()]*+\)")
-_ROW = rf"\({_S}(?:\.\.\.|{_ITEMS}){_S}\)"
-_VALUES = re.compile(
-    rf"(?i:VALUES)(?<!{NAME_CHAR}......)(?<!\"......){_S}{_ROW}"
-    rf"(?P<more>{_S},{_S}{_ROW})?(?:{_S},{_S}{_ROW})*+"
-)
-_CASE_LADDER = re.compile(
-    r"(?: WHEN \([^()]*+\) THEN (?:CAST\([^()]*+\)|[^ ()]++))++", re.I
-)
 _SAVEPOINT = re.compile(
     r"^(SAVEPOINT|RELEASE SAVEPOINT|ROLLBACK TO SAVEPOINT) [^ ]", re.I
 )
@@ -79,7 +49,7 @@ _RANGE = re.compile(
 )
 _TABLE = re.compile(
     rf"[FfIiJjUu](?<!{NAME_CHAR}.)(?<!\".)(?i:(?<=F)ROM|(?<=I)NTO|(?<=J)OIN|(?<=U)PDATE)"
-    rf" ({_NAME}(?:\.{_NAME})?)"
+    rf" ({NAME}(?:\.{NAME})?)"
 )
 _LEAD = re.compile(rf"[( ]*+({NAME_START}{NAME_CHAR}*+)")
 # Possessive inside quotes: "a""b" is one identifier, never "a" then "b" (no backtracking).
@@ -87,27 +57,7 @@ _SELECT_LIST = re.compile(
     r'^(SELECT (?:DISTINCT )?)((?:"(?:[^"]++|"")*+"|[^"])+?)( FROM )', re.I
 )
 _QUOTED = re.compile(r'"(?:[^"]++|"")*+"')
-_WRITE_WORD = re.compile(rf"(?<!{NAME_CHAR})(?i:INSERT|UPDATE|DELETE){_NAME_END}")
-# Where a parenthesised list of two or more values is a row constructor, (a, b) = (1, 2);
-# after a name it is a function call's arguments or a type's modifiers, never folded.
-_ROW_AFTER = frozenset(
-    [
-        "",
-        "AND",
-        "BETWEEN",
-        "ELSE",
-        "HAVING",
-        "NOT",
-        "ON",
-        "OR",
-        "RETURNING",
-        "SELECT",
-        "THEN",
-        "WHEN",
-        "WHERE",
-        *"~!@#^&|`?+-*/%<>=([,",
-    ]
-)
+_WRITE_WORD = re.compile(rf"(?<!{NAME_CHAR})(?i:INSERT|UPDATE|DELETE){NAME_END}")
 # Bytes: the server reads them in the connection's client_encoding. Where that is not known
 # they are read as UTF-8 (Django's and psycopg's default), and a byte that UTF-8 cannot read
 # or a backslash right after a non-ASCII byte (in SJIS, BIG5, GBK, UHC, GB18030 and JOHAB
@@ -186,90 +136,28 @@ def _kind(text: str) -> Kind:
     return "other"
 
 
-def _fold_lists(text: str) -> tuple[str, bool, bool]:
-    """Fold lists of values: ``IN (...)``, ``ARRAY[...]``, ``ROW(...)``, ``(...)`` rows.
-
-    Innermost lists first: a folded list is a value of the list around it, so row-value
-    ``IN ((1, 2), (3, 4))`` and ``ARRAY[ARRAY[1], ARRAY[2]]`` fold on a later round. Four
-    rounds cover any statement an application writes; deeper nesting keeps its inner lists.
-    Returns the text, whether an ``IN`` list held two or more values, and whether a list
-    that may sit inside another (a row, an array) was folded.
-    """
-    batch = folded = False
-    nested = True
-
-    def fold(match: re.Match[str]) -> str:
-        nonlocal batch, nested
-        opened, items = match.group("open"), match.group("items")
-        if (opened == "(") != (match.group("close") == ")"):
-            return match.group()
-        before = token_before(match.string, match.start())
-        if opened == "[":
-            if before == "ARRAY" or (items and before in ("[", ",")):
-                nested = True
-                return "[...]"
-            return match.group()  # a subscript, a[1]
-        if before == "ROW":
-            nested = True
-            return "(...)"
-        if not items or before == "VALUES":  # VALUES rows: _VALUES folds the whole list
-            return match.group()
-        if before == "IN":
-            batch = batch or _more(items)
-            return "(...)"
-        if before in _ROW_AFTER and _more(items):
-            nested = True
-            return "(...)"
-        return match.group()
-
-    rounds = 0
-    while nested and rounds < 4 and ("(" in text or "[" in text):
-        nested = False
-        rounds += 1
-        text = _LIST.sub(fold, text)
-        folded = folded or nested
-    return text, batch, folded
-
-
-def _more(items: str) -> bool:
-    """Whether a list's items are two or more (a type modifier's comma does not count)."""
-    if "(" in items:
-        items = _TYPMOD.sub("", items)
-    return "," in items
-
-
 def _normalise(masked: Masked) -> tuple[str, bool]:
     """The shape text (quoted identifiers still as sentinels) and whether it is a batch."""
     text = masked.text.rstrip(";").strip()
     savepoint = _SAVEPOINT.match(text)
     if savepoint:
         return f"{savepoint.group(1).upper()} ?", False
-    batch = False
-
-    def values(match: re.Match[str]) -> str:
-        nonlocal batch
-        batch = batch or match.group("more") is not None
-        return "VALUES (...)"
-
-    def ladder(match: re.Match[str]) -> str:
-        nonlocal batch
-        batch = batch or match.group(0).upper().count(" WHEN ") > 1
-        return " WHEN ... THEN ..."
-
+    batch = ladder = False
     upper = text.upper()
-    # Rows of plain values (bulk_create) first, in one pass; rows holding an ARRAY[…] or a
-    # ROW(…) again once those are folded.
+    # Rows first, in one pass, so that a long VALUES list is not read again by every round
+    # of fold_lists; rows holding an ARRAY[…] or a ROW(…) again once those are folded.
     has_values = "VALUES" in upper
     if has_values:
-        text = _VALUES.sub(values, text)
-    text, in_batch, nested = _fold_lists(text)
+        text, batch = fold_values(text)
+    text, in_batch, nested = fold_lists(text)
     if has_values and nested:
-        text = _VALUES.sub(values, text)
+        text, again = fold_values(text)
+        batch = batch or again
     if "WHEN (" in upper:
-        text = _CASE_LADDER.sub(ladder, text)
+        text, ladder = fold_ladders(text)
     if "UNNEST(" in upper:
         batch = True
-    return text, batch or in_batch
+    return text, batch or in_batch or ladder
 
 
 def _table(text: str, masked: Masked) -> str | None:

@@ -348,3 +348,106 @@ def test_bytes_and_composed_statements_are_masked_not_repr_quoted():
 
     composed = sql.SQL("SELECT {} FROM t").format(sql.Literal("it's s3cr3t"))
     assert fingerprint(composed) == "SELECT ? FROM t"
+
+
+# --- bulk writes: the batch size never changes the shape, whatever a column's SQL ----------
+
+# What Django puts in a VALUES row or a THEN branch for a column: a bare placeholder (JSON,
+# ranges, numbers), an array's cast with a modifier, a PostGIS-style wrapper or typed cast.
+COLUMN_SQL = [
+    "%s",
+    "%s::varchar(20)[]",
+    "%s::integer[]",
+    "%s::timestamp with time zone[]",
+    "%s::numeric(10, 2)",
+    "%s::jsonb",
+    "%s::int4range",
+    "%s::geometry(Point, 4326)",
+    "ST_GeomFromEWKB(%s)",
+    "ST_Transform(ST_GeomFromEWKB(%s), 4326)",
+    "(%s)::varchar(20)[]",
+    "CAST(%s AS numeric(10, 2))",
+]
+
+
+def bulk_insert(columns: list[str], rows: int) -> str:
+    row = "(" + ", ".join(columns) + ")"
+    names = ", ".join(f'"c{i}"' for i in range(len(columns)))
+    return (
+        f'INSERT INTO "r" ({names}) VALUES '
+        + ", ".join([row] * rows)
+        + ' RETURNING "r"."id"'
+    )
+
+
+def bulk_update(value: str, rows: int) -> str:
+    branches = " ".join([f'WHEN ("r"."id" = %s) THEN {value}'] * rows)
+    ids = ", ".join(["%s"] * rows)
+    return (
+        f'UPDATE "r" SET "c" = (CASE {branches} ELSE NULL END)::varchar(20)[] '
+        f'WHERE "r"."id" IN ({ids})'
+    )
+
+
+@pytest.mark.parametrize("column", COLUMN_SQL)
+def test_bulk_create_batches_of_any_size_are_one_shape(column):
+    statements = [bulk_insert(["%s", column, "%s"], rows) for rows in (1, 2, 7, 10)]
+    assert len({fingerprint(sql) for sql in statements}) == 1, fingerprint(
+        statements[1]
+    )
+    assert [sql_info(sql).batch for sql in statements] == [False, True, True, True]
+    assert "?…" not in fingerprint(statements[-1])
+
+
+@pytest.mark.parametrize("column", COLUMN_SQL)
+def test_bulk_update_batches_of_any_size_are_one_shape(column):
+    statements = [bulk_update(column, rows) for rows in (1, 2, 7, 10)]
+    assert len({fingerprint(sql) for sql in statements}) == 1, fingerprint(
+        statements[1]
+    )
+    assert [sql_info(sql).batch for sql in statements] == [False, True, True, True]
+
+
+def test_bulk_shapes_keep_what_a_row_does_to_its_values():
+    # A wrapper is structure: two statements that wrap differently stay apart.
+    plain = fingerprint(bulk_insert(["%s", "%s::varchar(20)[]"], 3))
+    assert plain == 'INSERT INTO "r" ("c0", "c1") VALUES (...) RETURNING "r"."id"'
+    wrapped = fingerprint(bulk_insert(["%s", "ST_GeomFromEWKB(%s)"], 3))
+    assert wrapped == (
+        'INSERT INTO "r" ("c0", "c1") VALUES (%s, ST_GeomFromEWKB(%s)) RETURNING "r"."id"'
+    )
+    assert wrapped != fingerprint(bulk_insert(["%s", "ST_Transform(%s, 4326)"], 3))
+    assert fingerprint(bulk_update("%s::varchar(20)[]", 4)).startswith(
+        'UPDATE "r" SET "c" = (CASE WHEN ... THEN ... ELSE ? END)'
+    )
+    assert "THEN ST_GeomFromEWKB(%s) ELSE" in fingerprint(
+        bulk_update("ST_GeomFromEWKB(%s)", 4)
+    )
+
+
+def test_rows_that_differ_are_each_kept_once():
+    mixed = 'INSERT INTO "r" ("a") VALUES (f(%s)), (%s), (f(%s)), (g(%s)), (%s::int[])'
+    assert fingerprint(mixed) == 'INSERT INTO "r" ("a") VALUES (f(%s)), (...), (g(%s))'
+    assert sql_info(mixed).batch
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        # Cut at "?…" inside a row: the complete rows fold, the rest is kept as it is.
+        ("INSERT INTO t VALUES (1, 2), (3, 4), (5, (6", "INSERT INTO t VALUES (...), (?, (?"),
+        ("INSERT INTO t VALUES (1, 'x", "INSERT INTO t VALUES (?, ?…"),
+        # A nested CASE folds on its own; the branch holding it stays as it is.
+        ("SELECT CASE WHEN (a = 1) THEN CASE WHEN (b = 2) THEN 3 WHEN (b = 4) THEN 5 END "
+         "WHEN (a = 6) THEN 7 END",
+         "SELECT CASE WHEN (a = ?) THEN CASE WHEN ... THEN ... END WHEN ... THEN ... END"),
+        # A composite key's condition holds brackets of its own.
+        ('UPDATE t SET c = CASE WHEN (("t"."a" = %s) AND ("t"."b" = %s)) THEN %s '
+         'WHEN (("t"."a" = %s) AND ("t"."b" = %s)) THEN %s ELSE NULL END',
+         "UPDATE t SET c = CASE WHEN ... THEN ... ELSE ? END"),
+        # A name ending in "values" is no VALUES list.
+        ("SELECT my_values (1, 2) FROM t", "SELECT my_values (?, ?) FROM t"),
+    ],
+)  # fmt: skip
+def test_folding_partial_and_nested_text(sql, expected):
+    assert fingerprint(sql) == expected
