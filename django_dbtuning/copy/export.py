@@ -22,7 +22,7 @@ from psycopg import sql
 
 from django_dbtuning.copy.connection import check_backend, run_copy
 from django_dbtuning.copy.errors import database_error
-from django_dbtuning.copy.options import FileFormat
+from django_dbtuning.copy.options import FileFormat, check_format
 from django_dbtuning.copy.redact import unchained
 
 
@@ -51,8 +51,7 @@ def copy_to(
     the annotations. ``dest``: a path, a text or binary file object, or None to get
     the bytes back. Returns the number of rows written (bytes when ``dest`` is None).
     """
-    if format not in ("csv", "text", "binary"):
-        raise ValueError(f"format must be 'csv', 'text' or 'binary', not {format!r}")
+    check_format(format)
     if fields is not None and (
         isinstance(fields, str) or not isinstance(fields, list | tuple)
     ):

@@ -14,6 +14,12 @@ OnConflict = Literal["ignore", "update"]
 FileFormat = Literal["csv", "text", "binary"]
 
 
+def check_format(format: object) -> None:
+    """``format=``, one keyword on both sides: ``copy_to`` writes what ``copy_from`` reads."""
+    if format not in ("csv", "text", "binary"):
+        raise ValueError(f"format must be 'csv', 'text' or 'binary', not {format!r}")
+
+
 @dataclass(frozen=True)
 class CopyOptions:
     """The keyword arguments of ``copy_from`` (see :meth:`.CopyQuerySet.copy_from`),
@@ -35,6 +41,7 @@ class CopyOptions:
     null: str | None = None
 
     def __post_init__(self) -> None:
+        check_format(self.format)
         for name in ("fields", "unique_fields", "update_fields"):
             value = getattr(self, name)
             if value is not None and (

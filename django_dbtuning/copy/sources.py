@@ -397,8 +397,6 @@ def open_source(
 ) -> Source | None:
     """A :class:`Source` for ``rows``, or None when ``rows`` is empty."""
     format = options.format
-    if format not in ("csv", "text", "binary"):
-        raise ValueError(f"format must be 'csv', 'text' or 'binary', not {format!r}")
     if format == "binary" and options.null is not None:
         raise ValueError("null= is for format='csv' and 'text' files")
     is_file = isinstance(rows, str | os.PathLike) or hasattr(rows, "read")

@@ -895,3 +895,39 @@ def test_staging_tables_are_dropped_even_inside_a_transaction() -> None:
             )
         assert staging_tables() == 0
     assert Item.objects.count() == 1
+
+
+@pytest.mark.parametrize("fmt", ["csv", "text", "binary"])
+def test_format_is_one_keyword_on_both_sides(fmt: str) -> None:
+    # A client project saw copy_from(..., format="csv") refused: format= is the one spelling
+    # on copy_to, copy_from and their async twins, and what one writes the other reads.
+    Item.objects.copy_from([item(i) for i in range(3)])
+    fields = ["name", "quantity", "price"]
+    data = Item.objects.order_by("quantity").copy_to(format=fmt, fields=fields)
+    assert isinstance(data, bytes)
+    Item.objects.all().delete()
+    names = {"fields": fields} if fmt == "binary" else {}
+    assert Item.objects.copy_from(io.BytesIO(data), format=fmt, **names).rows == 3
+    assert (
+        asyncio.run(Item.objects.acopy_from(io.BytesIO(data), format=fmt, **names)).rows
+        == 3
+    )
+    ordered = Item.objects.order_by("quantity", "pk")
+    again = asyncio.run(ordered.acopy_to(format=fmt, fields=fields))
+    asyncio.run(sync_to_async(connections.close_all)())
+    assert again == ordered.copy_to(format=fmt, fields=fields)
+    assert list(ordered.values_list("quantity", flat=True)) == [0, 0, 1, 1, 2, 2]
+
+
+def test_a_wrong_format_is_refused_alike_on_both_sides() -> None:
+    with pytest.raises(
+        ValueError, match="format must be 'csv', 'text' or 'binary', not 'CSV'"
+    ):
+        Item.objects.copy_to(format="CSV")
+    with pytest.raises(
+        ValueError, match="format must be 'csv', 'text' or 'binary', not 'CSV'"
+    ):
+        Item.objects.copy_from([item(1)], format="CSV")
+    with pytest.raises(TypeError, match="file_format"):
+        Item.objects.copy_from([item(1)], file_format="csv")
+    assert not Item.objects.exists()
