@@ -217,6 +217,10 @@ def _hint_template(kind: FindingKind, sql: str, a: Attribution) -> str:
     if kind == "n_plus_one_write":
         return next((t for word, t in _WRITES if sql.startswith(word)), _DELETE)
     relation_kind = a.relation_kind or ""
+    if a.via_prefetch and relation_kind in ("forward", "reverse_one"):
+        # The path starts with the prefetched to-many relation: select_related cannot
+        # follow it, prefetch_related can ("author_set__profile").
+        return _PREFETCH_RELATED
     if relation_kind in _BY_RELATION:
         return _BY_RELATION[relation_kind]
     if relation_kind in _TO_MANY:
