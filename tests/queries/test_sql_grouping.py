@@ -512,7 +512,10 @@ def test_a_loop_of_single_creates_is_still_an_n_plus_one_write() -> None:
 def test_bulk_writes_in_batches_are_one_shape_and_never_a_finding(
     columns: list[str], rows: int, data: st.DataObject
 ) -> None:
-    batch_size = data.draw(st.integers(2, rows + 1), label="batch_size")
+    batch_size = data.draw(st.integers(1, rows + 1), label="batch_size")
     report, inserts, updates = bulk_writes(columns, rows, batch_size)
     assert_one_shape(inserts, updates)
-    assert report.n_plus_one == [], [f.fingerprint for f in report.n_plus_one]
+    if batch_size > 1:
+        # batch_size=1 asks for one statement per row: N round trips from one call site,
+        # which the detector reports like the loop it is.
+        assert report.n_plus_one == [], [f.fingerprint for f in report.n_plus_one]
