@@ -8,13 +8,20 @@ fresh gunicorn processes against a dedicated PostgreSQL whose `max_connections` 
 2. overload: max_connections=20, 2 workers x 40 threads, 80 clients (4x the server's
    connections): counts "too many clients" failures.
 
+The load comes from wrk (Debian's package; installed with apt-get when missing and this
+runs as root), whose C event loop costs a fraction of what gunicorn and PostgreSQL spend
+per request. Without it the bench says so and falls back to its asyncio client, which on a
+small machine competes with the server for the CPU and flattens the differences.
+
 Run: `.venv/bin/python bench/bench_pool.py` (or `make bench BENCH_ARGS=pool`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -30,9 +37,27 @@ sys.path.insert(0, str(ROOT))
 from django_dbtuning.embedded import EmbeddedPostgres, _free_port  # noqa: E402
 
 STRATEGIES = ("django-default", "conn-max-age", "dbtuning-pool")
+LABELS = {
+    "django-default": "Django's default (`CONN_MAX_AGE=0`)",
+    "conn-max-age": "`CONN_MAX_AGE=600`",
+    "dbtuning-pool": "`database()` (native pool, health checks)",
+}
 PATH = "/api/products/count/"
+WRK: str | None = None  # set by main()
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 DURATION = float(os.environ.get("BENCH_DURATION", "4"))
+
+
+# wrk's report as one JSON line: its latency percentiles are in microseconds.
+WRK_SCRIPT = """
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{"requests": %d, "us": %d, "p50": %d, "p99": %d, "errors": %d}\\n',
+    summary.requests, summary.duration, latency:percentile(50),
+    latency:percentile(99), e.connect + e.read + e.write + e.status + e.timeout))
+end
+"""
 
 
 @dataclass
@@ -42,6 +67,8 @@ class Run:
     latencies: list[float] = field(default_factory=list)
     statuses: Counter[str] = field(default_factory=Counter)
     too_many_clients: int = 0
+    # Filled by wrk, which reports percentiles and errors rather than each request.
+    measured: dict[str, float] = field(default_factory=dict)
 
     @property
     def rps(self) -> float:
@@ -49,19 +76,72 @@ class Run:
 
     @property
     def p50_ms(self) -> float:
+        if "p50_ms" in self.measured:
+            return self.measured["p50_ms"]
         return (
             statistics.median(self.latencies) * 1000 if self.latencies else float("nan")
         )
 
     @property
     def p99_ms(self) -> float:
+        if "p99_ms" in self.measured:
+            return self.measured["p99_ms"]
         if len(self.latencies) < 2:
             return float("nan")
         return statistics.quantiles(self.latencies, n=100)[98] * 1000
 
     @property
     def errors(self) -> int:
+        if "errors" in self.measured:
+            return int(self.measured["errors"])
         return sum(count for status, count in self.statuses.items() if status != "200")
+
+
+def find_wrk() -> str | None:
+    """wrk's path; installs Debian's package when missing and allowed, else None."""
+    if found := shutil.which("wrk"):
+        return found
+    if shutil.which("apt-get") and os.geteuid() == 0:
+        print("wrk is missing: apt-get install -y wrk", file=sys.stderr, flush=True)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "wrk"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+        )
+    return shutil.which("wrk")
+
+
+def _wrk_load(wrk: str, port: int, clients: int, seconds: float) -> Run:
+    script = Path(f"/tmp/dbtuning-bench-wrk-{os.getpid()}.lua")
+    script.write_text(WRK_SCRIPT)
+    try:
+        result = subprocess.run(
+            [wrk, "-t1", f"-c{clients}", f"-d{seconds:g}s", "--timeout", "15s"]
+            + ["-s", str(script), f"http://127.0.0.1:{port}{PATH}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    finally:
+        script.unlink()
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    return Run(
+        requests=report["requests"],
+        seconds=report["us"] / 1e6,
+        measured={
+            "p50_ms": report["p50"] / 1000,
+            "p99_ms": report["p99"] / 1000,
+            "errors": report["errors"],
+        },
+    )
+
+
+def load(port: int, clients: int, seconds: float) -> Run:
+    """``clients`` keep-alive clients for ``seconds``: wrk, else the asyncio client."""
+    if WRK is not None:
+        return _wrk_load(WRK, port, clients, seconds)
+    return asyncio.run(_load(port, clients, seconds))
 
 
 async def _client(port: int, deadline: float, run: Run) -> None:
@@ -192,8 +272,8 @@ def _measure(
         )
     try:
         _wait_for(port)
-        asyncio.run(_load(port, clients, 1.0))  # warm up: imports, pools, caches
-        run = asyncio.run(_load(port, clients, DURATION))
+        load(port, clients, 1.0)  # warm up: imports, pools, caches
+        run = load(port, clients, DURATION)
     finally:
         gunicorn.send_signal(signal.SIGTERM)
         try:
@@ -250,34 +330,59 @@ def overload() -> dict[str, Run]:
 
 
 def main() -> None:
+    global WRK
+    WRK = find_wrk()
+    if WRK is None:
+        print(
+            "wrk not found and not installable here (apt-get install wrk): falling back "
+            "to the asyncio client, which may be the bottleneck on a small machine.",
+            file=sys.stderr,
+        )
+    client = f"wrk ({WRK})" if WRK else "the asyncio client"
+    load_before = os.getloadavg()[0]
     runs = throughput()
-    base = statistics.median(run.rps for run in runs["django-default"])
+    rps = {s: statistics.median(run.rps for run in runs[s]) for s in STRATEGIES}
     print(
         f"Throughput: one-query view, gunicorn gthread 2 workers x 8 threads, 16 keep-alive "
-        f"clients, max_connections=100; median of {ROUNDS} alternating {DURATION:g}s runs.\n"
+        f"clients ({client}), max_connections=100; median of {ROUNDS} alternating "
+        f"{DURATION:g}s runs; {os.cpu_count()} CPUs, load average {load_before:.1f} "
+        "before the run.\n"
     )
-    print("| strategy | requests/s | vs default | p50 ms | p99 ms | errors |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print(
+        "| strategy | requests/s | vs default | vs CONN_MAX_AGE=600 | p50 ms | p99 ms "
+        "| errors |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for strategy in STRATEGIES:
-        rps = statistics.median(run.rps for run in runs[strategy])
         p50 = statistics.median(run.p50_ms for run in runs[strategy])
         p99 = statistics.median(run.p99_ms for run in runs[strategy])
         errors = sum(run.errors for run in runs[strategy])
         print(
-            f"| {strategy} | {rps:,.0f} | {rps / base:.2f}x | {p50:.1f} | {p99:.1f} | {errors} |"
+            f"| {LABELS[strategy]} | {rps[strategy]:,.0f} "
+            f"| {rps[strategy] / rps['django-default']:.2f}x "
+            f"| {rps[strategy] / rps['conn-max-age']:.2f}x | {p50:.1f} | {p99:.1f} "
+            f"| {errors} |"
         )
+    pool_rounds = ", ".join(
+        f"{pool.rps / persistent.rps:.2f}x"
+        for pool, persistent in zip(
+            runs["dbtuning-pool"], runs["conn-max-age"], strict=True
+        )
+    )
+    print(f"\nPool / CONN_MAX_AGE=600 per round: {pool_rounds}.")
     print(
         "\nOverload: max_connections=20, 2 workers x 40 threads, 80 clients "
         f"(4x the server's connections), {DURATION:g}s.\n"
     )
     print(
-        "| strategy | requests/s | p99 ms | failed requests | 'too many clients' in log |"
+        "| strategy | requests/s | p50 ms | p99 ms | failed requests "
+        "| 'too many clients' in log |"
     )
-    print("| --- | ---: | ---: | ---: | ---: |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for strategy, run in overload().items():
         print(
-            f"| {strategy} | {run.rps:,.0f} | {run.p99_ms:.1f} | {run.errors} "
-            f"| {run.too_many_clients} |"
+            f"| {LABELS[strategy]} | {run.rps:,.0f} | {run.p50_ms:.1f} | {run.p99_ms:.1f} "
+            f"| {run.errors} | {run.too_many_clients} |"
         )
 
 

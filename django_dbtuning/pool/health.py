@@ -83,6 +83,10 @@ class ProbedConnection(PooledConnection):
     every checkout gets its round trip again, as before this class.
     """
 
+    # check_connection ignores the cursor execute() returns; one unused cursor per
+    # connection answers every skipped probe instead of a new one per checkout.
+    unused_cursor: psycopg.Cursor[Any] | None = None
+
     def execute(
         self,
         query: Query,
@@ -93,7 +97,9 @@ class ProbedConnection(PooledConnection):
     ) -> psycopg.Cursor[Any]:
         if query == "" and params is None and self.autocommit:
             if self.recently_verified():
-                return self.cursor()
+                if self.unused_cursor is None:
+                    self.unused_cursor = self.cursor()
+                return self.unused_cursor
             cursor = super().execute("", prepare=prepare, binary=binary)
             self.verified_at = monotonic()
             return cursor
