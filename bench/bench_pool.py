@@ -1,4 +1,5 @@
-"""Connection strategies under gunicorn (gthread): Django's default vs CONN_MAX_AGE vs database().
+"""Connection strategies under gunicorn (gthread): Django's default vs CONN_MAX_AGE (with and
+without health checks) vs database().
 
 The example shop serves a one-query view (`/api/products/count/`). Each strategy runs in
 fresh gunicorn processes against a dedicated PostgreSQL whose `max_connections` we set:
@@ -36,10 +37,11 @@ sys.path.insert(0, str(ROOT))
 
 from django_dbtuning.embedded import EmbeddedPostgres, _free_port  # noqa: E402
 
-STRATEGIES = ("django-default", "conn-max-age", "dbtuning-pool")
+STRATEGIES = ("django-default", "conn-max-age", "conn-max-age-checks", "dbtuning-pool")
 LABELS = {
     "django-default": "Django's default (`CONN_MAX_AGE=0`)",
     "conn-max-age": "`CONN_MAX_AGE=600`",
+    "conn-max-age-checks": "`CONN_MAX_AGE=600` + `CONN_HEALTH_CHECKS`",
     "dbtuning-pool": "`database()` (native pool, health checks)",
 }
 PATH = "/api/products/count/"

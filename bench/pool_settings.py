@@ -1,4 +1,4 @@
-"""Settings for bench_pool.py: the example shop with one of three connection strategies."""
+"""Settings for bench_pool.py: the example shop with one of four connection strategies."""
 
 from __future__ import annotations
 
@@ -29,6 +29,9 @@ elif MODE == "conn-max-age":
     DATABASES = {
         "default": database(URL, pool=False, conn_max_age=600, health_checks=False)
     }
+elif MODE == "conn-max-age-checks":
+    # database(pool=False): persistent connections as safe as the pool's.
+    DATABASES = {"default": database(URL, pool=False, conn_max_age=600)}
 elif MODE == "dbtuning-pool":
     DATABASES = {
         "default": database(
