@@ -5,13 +5,12 @@ Importable from ``settings.py``: nothing here touches Django's settings or the d
 
 from __future__ import annotations
 
-from django_dbtuning.pool.entry import DJANGO_HAS_POOL, database
+from django_dbtuning.pool.entry import database
 from django_dbtuning.pool.options import connection_kwargs
 from django_dbtuning.pool.sizing import Deployment, PoolSizing, pool_size, server_budget
 from django_dbtuning.pool.url import redact_url
 
 __all__ = [
-    "DJANGO_HAS_POOL",
     "Deployment",
     "PoolSizing",
     "connection_kwargs",

@@ -98,15 +98,6 @@ def check_pool_setting(alias: str, entry: Mapping[str, Any]) -> Iterator[CheckMe
             id="dbtuning.W010",
         )
         return
-    if not django.VERSION >= (5, 1):
-        yield Error(
-            f"DATABASES[{alias!r}] sets OPTIONS['pool'], which Django "
-            f"{django.get_version()} does not support: libpq rejects 'pool' as an "
-            "invalid connection option.",
-            hint="Upgrade to Django 5.1+, or use database(), which falls back to "
-            "CONN_MAX_AGE with health checks.",
-            id="dbtuning.E015",
-        )
     yield from _pool_dependency_errors(alias)
     conn_max_age = entry.get("CONN_MAX_AGE", 0)
     if conn_max_age != 0:

@@ -31,7 +31,6 @@ from django_dbtuning.validation import (
 )
 
 ENGINE = "django.db.backends.postgresql"
-DJANGO_HAS_POOL = django.VERSION >= (5, 1)
 # Django 6.1 lets OPTIONS["pool"]["check"] through (ticket #37075); before, it passes its own.
 DJANGO_POOL_CHECK_OPEN = django.VERSION >= (6, 1)
 TIMEOUT_SETTINGS = (
@@ -45,7 +44,7 @@ TIMEOUT_SETTINGS = (
 # a starved request gets a clean error instead of a killed worker.
 DEFAULTS: dict[str, Any] = {
     "env": "DATABASE_URL",
-    "pool": DJANGO_HAS_POOL,
+    "pool": True,
     "pgbouncer": False,
     "timeout": 10.0,
     "max_idle": 300.0,
@@ -98,10 +97,10 @@ def database(
 ) -> dict[str, Any]:
     """Build one complete ``DATABASES`` entry for PostgreSQL, from ``url`` or ``$env``.
 
-    On Django 5.1+ the entry uses Django's native psycopg pool (``CONN_MAX_AGE=0``, an
-    explicit ``OPTIONS["pool"]`` sized by :func:`pool_size`, whose arguments are the sizing
-    ones here); on older Django, or with ``pool=False``, persistent connections
-    (``CONN_MAX_AGE`` plus ``CONN_HEALTH_CHECKS``). Timeouts become libpq ``options``;
+    The entry uses Django's native psycopg pool (``CONN_MAX_AGE=0``, an explicit
+    ``OPTIONS["pool"]`` sized by :func:`pool_size`, whose arguments are the sizing ones
+    here); with ``pool=False``, persistent connections (``CONN_MAX_AGE`` plus
+    ``CONN_HEALTH_CHECKS``). Timeouts become libpq ``options``;
     ``pgbouncer=True`` sets what transaction pooling needs. The URL's query may hold libpq
     keywords and this helper's own parameters (:data:`URL_PARAMETERS`). An argument left
     out or None is "not given", as in psycopg's ``make_conninfo()``: the URL's value
@@ -178,11 +177,6 @@ def _url_text(url: str | None, env: str) -> str:
 
 
 def _use_pool(pool: object) -> bool:
-    if pool and not DJANGO_HAS_POOL:
-        raise ValueError(
-            f"pool=True needs Django 5.1 or newer (this is {django.get_version()}); "
-            "leave pool unset to get CONN_MAX_AGE with health checks"
-        )
     return bool(pool)
 
 

@@ -14,16 +14,13 @@ from django.test import override_settings
 from hypothesis import given
 from hypothesis import strategies as st
 
-from django_dbtuning.pool import DJANGO_HAS_POOL, Deployment, database
+from django_dbtuning.pool import Deployment, database
 from django_dbtuning.pool.checks import check_databases
 from django_dbtuning.pool.live_checks import check_live_budget
 from django_dbtuning.report.runner import run_report
 from django_dbtuning.routers import PrimaryReplicaRouter
 
 URL = "postgres://app:s3cret@db.example.com:5432/shop"
-needs_pool = pytest.mark.skipif(
-    not DJANGO_HAS_POOL, reason="native pool needs Django 5.1+"
-)
 
 deployments = st.builds(
     Deployment,
@@ -131,9 +128,6 @@ def test_connections_per_process_follow_the_pool_or_the_threads():
 
 
 # -- one peak figure for the check, the live check and dbreport ----------------------------
-
-
-@needs_pool
 def test_the_peak_is_the_same_number_in_the_checks_and_the_report():
     default = connections.settings["default"]
     entry = {
@@ -209,7 +203,5 @@ def test_every_argument_but_url_defaults_to_none():
     nones=st.sets(st.sampled_from(ARGUMENTS)),
 )
 def test_none_for_an_argument_equals_not_passing_it(query, given_values, nones):
-    if given_values.get("pool") and not DJANGO_HAS_POOL:
-        given_values["pool"] = False
     with_nones = {**dict.fromkeys(nones), **given_values}
     assert database(URL + query, **with_nones) == database(URL + query, **given_values)

@@ -18,7 +18,6 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-import django
 import psycopg
 import pytest
 from django.conf import settings
@@ -26,9 +25,6 @@ from django.conf import settings
 from django_dbtuning import embedded
 
 ROOT = Path(__file__).resolve().parents[2]
-needs_pool = pytest.mark.skipif(
-    django.VERSION < (5, 1), reason="native pool needs Django 5.1+"
-)
 
 
 def server_url(dbname: str) -> str:
@@ -72,7 +68,6 @@ def run(name, url, config, **env):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-@needs_pool
 def test_twelve_threads_share_a_pool_of_three_connections(scenario_url):
     outcome = run(
         "concurrency",
@@ -95,7 +90,6 @@ def test_without_a_pool_every_request_opens_a_connection(scenario_url):
     assert outcome["backends"] == 12
 
 
-@needs_pool
 def test_an_exhausted_pool_fails_with_a_clear_error_within_its_timeout(scenario_url):
     outcome = run(
         "exhaustion",
@@ -113,7 +107,7 @@ def test_an_exhausted_pool_fails_with_a_clear_error_within_its_timeout(scenario_
 @pytest.mark.parametrize(
     "database_options",
     [
-        pytest.param({}, id="helper-default", marks=needs_pool),
+        pytest.param({}, id="helper-default"),
         pytest.param({"pool": False}, id="conn-max-age-with-health-checks"),
     ],
 )
@@ -134,7 +128,6 @@ def test_requests_recover_after_the_server_terminates_every_backend(
     assert outcome["first"] not in outcome["results"]
 
 
-@needs_pool
 def test_a_recently_verified_connection_skips_the_round_trip_but_not_a_kill(
     scenario_url,
 ):
@@ -163,7 +156,6 @@ def test_without_health_checks_the_first_request_after_a_restart_fails(scenario_
     assert isinstance(outcome["results"][1], int)
 
 
-@needs_pool
 def test_after_fork_gives_the_child_its_own_connections_and_spares_the_parents(
     scenario_url,
 ):
@@ -173,7 +165,6 @@ def test_after_fork_gives_the_child_its_own_connections_and_spares_the_parents(
     assert outcome["parent_after"] == outcome["parent_backend"]
 
 
-@needs_pool
 def test_without_after_fork_the_child_talks_over_the_parents_socket(scenario_url):
     # What after_fork() prevents: both processes on one backend, protocol streams mixed.
     outcome = run(
@@ -304,7 +295,6 @@ def pgbouncer(scenario_url):
     shutil.rmtree(workdir, ignore_errors=True)
 
 
-@needs_pool
 def test_through_pgbouncer_in_transaction_mode(pgbouncer):
     outcome = run(
         "pgbouncer",

@@ -11,7 +11,6 @@ from django.test import override_settings
 
 from django_dbtuning import InvalidDatabaseURL
 from django_dbtuning.pool import (
-    DJANGO_HAS_POOL,
     database,
     health,
     pool_size,
@@ -20,10 +19,6 @@ from django_dbtuning.pool import (
 from django_dbtuning.pool.checks import check_databases
 
 URL = "postgres://app:s3cret@db.example.com:5432/shop"
-needs_pool = pytest.mark.skipif(
-    not DJANGO_HAS_POOL, reason="native pool needs Django 5.1+"
-)
-needs_no_pool = pytest.mark.skipif(DJANGO_HAS_POOL, reason="Django 4.2 fallback only")
 
 
 # -- URL parsing --------------------------------------------------------------------------
@@ -130,9 +125,6 @@ def test_redact_url():
 
 
 # -- pool or persistent connections ------------------------------------------------------
-
-
-@needs_pool
 def test_pool_is_on_by_default_with_explicit_values_and_conn_max_age_zero():
     entry = database(URL, processes=4, threads=4)
     pool = entry["OPTIONS"]["pool"]
@@ -162,7 +154,7 @@ def test_on_django_61_the_pool_check_skips_recently_verified_connections():
 
 
 @pytest.mark.skipif(
-    not DJANGO_HAS_POOL or django.VERSION >= (6, 1),
+    django.VERSION >= (6, 1),
     reason="Django 5.2/6.0 pass their own pool check",
 )
 def test_before_django_61_the_connection_class_answers_djangos_probe():
@@ -173,27 +165,10 @@ def test_before_django_61_the_connection_class_answers_djangos_probe():
     assert entry["CONN_HEALTH_CHECKS"] is True  # Django then passes check_connection
 
 
-@needs_pool
 def test_without_health_checks_the_pool_gets_no_check_hooks():
     pool = database(URL, health_checks=False)["OPTIONS"]["pool"]
     assert "check" not in pool
     assert "connection_class" not in pool
-
-
-@needs_no_pool
-def test_django_42_falls_back_to_persistent_connections_with_health_checks():
-    entry = database(URL)
-    assert "pool" not in entry["OPTIONS"]
-    assert entry["CONN_MAX_AGE"] == 600
-    assert entry["CONN_HEALTH_CHECKS"] is True
-
-
-@needs_no_pool
-def test_asking_for_a_pool_on_django_42_is_refused_clearly():
-    with pytest.raises(
-        ValueError, match=r"pool=True needs Django 5.1 or newer \(this is 4\.2"
-    ):
-        database(URL, pool=True)
 
 
 def test_pool_false_gives_persistent_connections():
@@ -203,7 +178,6 @@ def test_pool_false_gives_persistent_connections():
     assert entry["CONN_HEALTH_CHECKS"] is True
 
 
-@needs_pool
 def test_url_parameters_set_the_pool_and_explicit_arguments_win():
     entry = database(
         URL + "?pool_max_size=8&pool_min_size=1&pool_timeout=3", max_size=6
@@ -218,7 +192,6 @@ def test_url_can_turn_the_pool_off_and_set_conn_max_age():
     assert entry["CONN_HEALTH_CHECKS"] is False
 
 
-@needs_pool
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from psycopg import sql
 
 from django_dbtuning import InvalidDatabaseURL
-from django_dbtuning.pool import DJANGO_HAS_POOL, connection_kwargs, database, pool_size
+from django_dbtuning.pool import connection_kwargs, database, pool_size
 from django_dbtuning.pool.startup import (
     StartupOptionsError,
     alter_role_sql,
@@ -32,15 +32,9 @@ from django_dbtuning.pool.startup import (
 from django_dbtuning.validation import INT_MAX
 
 URL = "postgres://app:pw@db.example.com:5432/shop"
-needs_pool = pytest.mark.skipif(
-    not DJANGO_HAS_POOL, reason="native pool needs Django 5.1+"
-)
 
 
 # -- explicit arguments win over the URL -------------------------------------------------------
-
-
-@needs_pool
 @pytest.mark.parametrize(
     ("query", "kwargs", "path", "expected"),
     [
@@ -238,7 +232,6 @@ def test_non_finite_numbers_get_a_clear_value_error(name, value):
         pool_size(**kwargs)
 
 
-@needs_pool
 @pytest.mark.parametrize("name", ["timeout", "max_idle", "max_lifetime", "headroom"])
 def test_non_finite_pool_arguments_get_a_clear_value_error(name):
     with pytest.raises(ValueError, match=f"{name} must be a finite number"):

@@ -9,7 +9,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import django
 import pytest
 from django.db import connections
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
@@ -19,10 +18,6 @@ from django_dbtuning.report import live
 from django_dbtuning.report.live import DbReportCollector, register_collectors
 from django_dbtuning.report.pool import live_stats
 from tests.report.test_report import dbreport, extra_alias
-
-needs_pool = pytest.mark.skipif(
-    django.VERSION < (5, 1), reason="Django's native pool needs Django 5.1+"
-)
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -91,7 +86,6 @@ def test_ttl_zero_and_metrics_off_run_no_query(dbtuning, monkeypatch):
     assert generate_latest(registry).decode() == ""
 
 
-@needs_pool
 def test_pool_gauges_from_get_stats(dbtuning, django_db_blocker):
     dbtuning(REPORT_METRICS_TTL=0)
     default = connections.settings["default"]
@@ -130,7 +124,6 @@ def test_pool_gauges_from_get_stats(dbtuning, django_db_blocker):
             connections["pooled"].close_pool()
 
 
-@needs_pool
 def test_multiprocess_mode(tmp_path):
     """Under gunicorn's PROMETHEUS_MULTIPROC_DIR the pool gauges go through the files."""
     script = tmp_path / "worker.py"
