@@ -296,6 +296,15 @@ class QueryReport:
             return {next(iter(counts), "default"): self._unit.count}
         return counts
 
+    def duration_by_alias(self) -> dict[str, float]:
+        """Seconds spent executing statements, per database alias (as :meth:`by_alias`)."""
+        seconds: dict[str, float] = {}
+        for group in self._unit.groups.values():
+            seconds[group.alias] = seconds.get(group.alias, 0.0) + group.duration
+        if len(seconds) <= 1:
+            return {next(iter(seconds), "default"): self._unit.duration}
+        return seconds
+
     def _evaluate(self) -> tuple[list[QueryFinding], list[QueryFinding]]:
         if self._findings is not None:
             return self._findings

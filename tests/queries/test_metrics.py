@@ -65,3 +65,70 @@ def test_middleware_records_to_the_default_registry(client, settings):
         REGISTRY.get_sample_value("dbtuning_request_queries_count", labels)
         == before + 1
     )
+
+
+def test_request_db_seconds_observes_the_views_database_time():
+    registry = CollectorRegistry()
+    Publisher.objects.create(name="P")
+    with track_queries() as report:
+        list(Publisher.objects.all())
+        Publisher.objects.count()
+    metrics.observe_request("publishers", report, registry=registry)
+    labels = {"view": "publishers", "alias": "default"}
+    assert registry.get_sample_value("dbtuning_request_db_seconds_count", labels) == 1
+    assert (
+        registry.get_sample_value("dbtuning_request_db_seconds_sum", labels)
+        == report.duration
+        > 0
+    )
+    # Same labels and bucket style as the query-count histogram: one row per bucket.
+    assert registry.get_sample_value(
+        "dbtuning_request_db_seconds_bucket", {**labels, "le": "+Inf"}
+    ) == (1)
+
+
+@pytest.mark.django_db(databases=["default", "other"])
+def test_request_db_seconds_per_alias():
+    registry = CollectorRegistry()
+    from django.db import connections
+
+    with track_queries() as report:
+        Publisher.objects.count()
+        try:
+            Publisher.objects.using("other").count()
+        finally:
+            # A mirror alias opens a connection of its own: the test database is dropped
+            # at the end of the session, so nothing may stay connected to it.
+            connections["other"].close()
+    metrics.observe_request("two-aliases", report, registry=registry)
+    seconds = report.duration_by_alias()
+    assert set(seconds) == {"default", "other"}
+    for alias, value in seconds.items():
+        labels = {"view": "two-aliases", "alias": alias}
+        assert registry.get_sample_value("dbtuning_request_db_seconds_sum", labels) == (
+            value
+        )
+    assert sum(seconds.values()) == pytest.approx(report.duration)
+
+
+def test_middleware_records_db_seconds_per_view(client, settings):
+    from prometheus_client import REGISTRY
+
+    settings.ROOT_URLCONF = "tests.testapp.urls"
+    settings.MIDDLEWARE = ["django_dbtuning.middleware.QueryCountMiddleware"]
+    labels = {"view": "authors", "alias": "default"}
+    count_before = (
+        REGISTRY.get_sample_value("dbtuning_request_db_seconds_count", labels) or 0
+    )
+    sum_before = REGISTRY.get_sample_value("dbtuning_request_db_seconds_sum", labels)
+    response = client.get("/authors/")
+    assert (
+        REGISTRY.get_sample_value("dbtuning_request_db_seconds_count", labels)
+        == count_before + 1
+    )
+    elapsed_ms = float(response["X-DB-Query-Time-Ms"])
+    added = REGISTRY.get_sample_value("dbtuning_request_db_seconds_sum", labels) - (
+        sum_before or 0
+    )
+    assert added > 0
+    assert round(added * 1000, 1) == pytest.approx(elapsed_ms, abs=0.051)
