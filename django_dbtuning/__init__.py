@@ -28,6 +28,7 @@ from django_dbtuning.pool import PoolSizing, database, pool_size
 
 _LAZY = {
     "allow_n_plus_one": "django_dbtuning.queries",
+    "n_plus_one_detected": "django_dbtuning.queries",
     "query_budget": "django_dbtuning.queries",
     "track_queries": "django_dbtuning.queries",
 }
@@ -71,6 +72,7 @@ __all__ = [
     "__version__",
     "allow_n_plus_one",
     "database",
+    "n_plus_one_detected",
     "pool_size",
     "query_budget",
     "track_queries",

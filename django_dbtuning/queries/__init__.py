@@ -4,8 +4,8 @@ Capture: ``recorder`` (the execute wrapper), ``units`` (units of work and their
 ``QueryReport``), ``scopes`` and ``wrappers`` (entries over sync, async and generator code),
 ``api`` (``track_queries`` / ``query_budget`` / ``allow_n_plus_one``), ``policy`` (the one
 ``enforce()`` that raises, warns or logs), ``middleware``, ``metrics``, ``pytest_plugin``,
-``checks``. Analysis: ``fingerprint`` (SQL shapes), ``callsite``, ``attribution`` and
-``findings`` (N+1s, duplicates, hints).
+``signals`` (``n_plus_one_detected``), ``checks``. Analysis: ``fingerprint`` (SQL
+shapes), ``callsite``, ``attribution`` and ``findings`` (N+1s, duplicates, hints).
 
 The API is loaded on first use: the pytest plugin's module is imported at pytest's start,
 in projects that may never track a query.
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     )
     from django_dbtuning.queries.findings import QueryFinding
     from django_dbtuning.queries.policy import Policy, enforce
+    from django_dbtuning.queries.signals import n_plus_one_detected
     from django_dbtuning.queries.units import CapturedQuery, QueryReport
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "QueryReport",
     "allow_n_plus_one",
     "enforce",
+    "n_plus_one_detected",
     "query_budget",
     "track_queries",
 ]
@@ -43,6 +45,7 @@ _LAZY = {
     "QueryReport": "django_dbtuning.queries.units",
     "allow_n_plus_one": "django_dbtuning.queries.api",
     "enforce": "django_dbtuning.queries.policy",
+    "n_plus_one_detected": "django_dbtuning.queries.signals",
     "query_budget": "django_dbtuning.queries.api",
     "track_queries": "django_dbtuning.queries.api",
 }

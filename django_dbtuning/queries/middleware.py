@@ -93,7 +93,7 @@ class QueryCountMiddleware:
             _add_headers(response, unit)
         except Exception:
             internal_error("adding query headers")
-        _report(_where(request, view), view, unit, can_raise=True)
+        _report(_where(request, view), view, unit, can_raise=True, request=request)
         return response
 
 
@@ -108,8 +108,15 @@ def _add_headers(response: HttpResponseBase, unit: Unit) -> None:
         response["Server-Timing"] = f"{existing}, {entry}" if existing else entry
 
 
-def _report(where: str, view: str | None, unit: Unit, *, can_raise: bool) -> None:
-    """Metrics and reactions of a closed unit (``can_raise``: see enforce())."""
+def _report(
+    where: str,
+    view: str | None,
+    unit: Unit,
+    *,
+    can_raise: bool,
+    request: HttpRequest | None = None,
+) -> None:
+    """Metrics and reactions of a closed unit (``can_raise``, ``request``: see enforce())."""
     report = QueryReport(unit, view=view)
     if unit.settings.metrics:
         try:
@@ -120,7 +127,13 @@ def _report(where: str, view: str | None, unit: Unit, *, can_raise: bool) -> Non
             internal_error("recording request metrics")
     # Reactions last: "raise" is deliberate, so it is the one error we let through.
     try:
-        enforce(report, Policy.from_settings(unit.settings), where, can_raise=can_raise)
+        enforce(
+            report,
+            Policy.from_settings(unit.settings),
+            where,
+            can_raise=can_raise,
+            request=request,
+        )
     except (QueryProblemError, Warning):
         raise
     except Exception:
@@ -175,7 +188,7 @@ def _stream_in_unit(
                     "query_count_before_body": before_body,
                 },
             )
-        _report(where, view, unit, can_raise=False)
+        _report(where, view, unit, can_raise=False, request=request)
 
     kind = _AsyncStream if response.is_async else _SyncStream
     stream = kind(response.streaming_content, unit, end)

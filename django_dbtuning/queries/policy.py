@@ -26,6 +26,7 @@ from django_dbtuning.exceptions import (
 )
 from django_dbtuning.queries.findings import QueryFinding
 from django_dbtuning.queries.fingerprint import display_sql
+from django_dbtuning.queries.signals import send_n_plus_one
 from django_dbtuning.queries.units import QueryReport
 from django_dbtuning.validation import is_int
 
@@ -82,6 +83,7 @@ def enforce(
     where: str | None = None,
     *,
     can_raise: bool = True,
+    request: Any = None,
 ) -> None:
     """React to what ``report`` found as ``policy`` says; ``where`` names the unit.
 
@@ -95,6 +97,9 @@ def enforce(
     reported. An N+1 comes first because it is usually why the budget was exceeded and its
     error names the line and the fix. ``can_raise=False`` (the end of a streamed response,
     whose status and headers are sent) turns "raise" into one ERROR record per finding.
+
+    Each N+1 finding is also sent as the ``n_plus_one_detected`` signal (with ``request``,
+    the middleware's, else None) before the reaction, unless the reaction is "ignore".
     """
     suffix = f" in {where}" if where else ""
     for name, label, error, warning in _FINDING_KINDS:
@@ -103,6 +108,8 @@ def enforce(
             [] if reaction == "ignore" else getattr(report, name)
         )
         if findings:
+            if name == "n_plus_one":
+                send_n_plus_one(findings, request)
             body = "\n".join(f.message for f in findings)
             _react(
                 reaction,
