@@ -176,6 +176,14 @@ def site_key(frame: FrameType, info: SqlInfo, task: Any) -> Hashable:
 
     ``frame`` is the recorder's own frame; ``info.site_depth`` (learned per SQL string) says
     how far above it the anchor frame usually sits.
+
+    The learned depth is a shortcut, never a source of truth: it is taken only where the
+    frame below the anchor runs the very ORM function the walk found there (``site_below``)
+    and the anchor is user code. A function of ``django.db`` called straight from user code
+    reaches the cursor through the ORM's own frames, so no user frame lies between; a depth
+    learned on a deeper path (a library helper, a template, a middleware above a shallower
+    caller) fails that test and the stack is walked. A site never depends on what ran
+    before in the process.
     """
     depth = info.site_depth
     if depth > 1:
@@ -185,30 +193,19 @@ def site_key(frame: FrameType, info: SqlInfo, task: Any) -> Hashable:
             pass
         else:
             anchor = back.f_back
-            if anchor is not None:
-                code_below, code = back.f_code, anchor.f_code
-                below = _category.get(id(code_below))
+            if anchor is not None and back.f_code is info.site_below:
+                code = anchor.f_code
                 found = _category.get(id(code))
-                if (
-                    below is not None
-                    and found is not None
-                    and below[0] is code_below
-                    and found[0] is code
-                    and below[1] != USER
-                    and below[1] != TEMPLATE
-                    and below[1] != HOP
-                ):
-                    if found[1] == USER:
-                        line = _lines.get((id(code), anchor.f_lasti))
-                        return line if line is not None else _line_key(anchor)
-                    if found[1] == TEMPLATE:
-                        return _template_key(anchor)
+                if found is not None and found[0] is code and found[1] == USER:
+                    line = _lines.get((id(code), anchor.f_lasti))
+                    return line if line is not None else _line_key(anchor)
     elif depth == -1 and task is not None:
         key = _coroutine_key(task)
         if key is not None:
             return key
-    key, depth = _walk_for_site(frame, task)
+    key, depth, below = _walk_for_site(frame, task)
     info.site_depth = depth
+    info.site_below = below
     return key
 
 
@@ -219,25 +216,32 @@ def _template_key(frame: FrameType) -> Hashable:
         return ("template", 0)
 
 
-def _walk_for_site(frame: FrameType, task: Any) -> tuple[Hashable, int]:
-    # Depths are counted from the caller of site_key(), which is how site_key() uses them.
+def _walk_for_site(
+    frame: FrameType, task: Any
+) -> tuple[Hashable, int, CodeType | None]:
+    """The site key, its depth and the ORM code right below it (None: not an ORM frame).
+
+    Depths are counted from the caller of site_key(), which is how site_key() uses them.
+    """
     f: FrameType | None = frame
     depth = 0
     passed_cursor = False
     fallback: tuple[FrameType, int] | None = None
+    below: CodeType | None = None  # the last frame seen, when it is the ORM's
     while f is not None:
         kind = frame_category(f.f_code)
         if kind == CURSOR:
             passed_cursor = True
         elif passed_cursor:
             if kind == USER:
-                return _line_key(f), depth
+                return _line_key(f), depth, below
             if kind == TEMPLATE:
-                return _template_key(f), depth
+                return _template_key(f), depth, None
             if kind == HANDLER or (kind == HOP and task is not None):
                 break
             if kind == LIBRARY and fallback is None:
                 fallback = (f, depth)
+        below = f.f_code if kind == ORM else None
         f = f.f_back
         depth += 1
     if not passed_cursor:
@@ -247,15 +251,15 @@ def _walk_for_site(frame: FrameType, task: Any) -> tuple[Hashable, int]:
         while f is not None:
             kind = frame_category(f.f_code)
             if kind == USER:
-                return _line_key(f), depth
+                return _line_key(f), depth, None
             f, depth = f.f_back, depth + 1
     if task is not None:
         key = _coroutine_key(task)
         if key is not None:
-            return key, -1
+            return key, -1, None
     if fallback is not None:
-        return _line_key(fallback[0]), 0
-    return None, 0
+        return _line_key(fallback[0]), 0, None
+    return None, 0, None
 
 
 _lines: dict[tuple[int, int], tuple[int, int]] = {}

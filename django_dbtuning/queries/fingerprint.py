@@ -112,6 +112,8 @@ class SqlInfo:
     keyset_limit: int | None
     # Learned distance from the recorder to the first frame of user code (see callsite).
     site_depth: int = 0
+    # The code object of the ORM frame right below that user frame (see callsite.site_key).
+    site_below: Any = None
 
 
 _shapes: dict[str, Shape] = {}

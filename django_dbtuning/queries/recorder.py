@@ -78,6 +78,7 @@ class Group:
         "info",
         "offsets",
         "single",
+        "single_below",
         "single_code",
         "single_offsets",
         "sites",
@@ -96,6 +97,7 @@ class Group:
         # from the same code and instruction are attributed to it without a site lookup.
         self.single: Site | None = None
         self.single_code: Any = None
+        self.single_below: Any = None  # the ORM function the pinned line calls
         self.single_offsets: set[int] = set()
         # params key -> executions; the attribution (and parameters, if kept) of the
         # ones that reach DUPLICATE_THRESHOLD.
@@ -240,11 +242,14 @@ def _analyse(
     anchor = None
     if single is not None:
         # The frame that located the single site sits at the same depth; its code and
-        # instruction offset identify the site without the category and line lookups.
+        # instruction offset identify the site without the category and line lookups, and
+        # the ORM function below it that no user frame lies between (see site_key).
         try:
-            anchor = _getframe(info.site_depth)
+            below = _getframe(info.site_depth - 1)
         except ValueError:
             anchor = None
+        else:
+            anchor = below.f_back if below.f_code is group.single_below else None
         if (
             anchor is None
             or anchor.f_code is not group.single_code
@@ -266,10 +271,11 @@ def _analyse(
             group.count >= u.threshold
             and len(group.sites) == 1
             and info.site_depth > 1
+            and info.site_below is not None
             and type(key) is tuple
             and type(key[0]) is int
         ):
-            _pin_single(group, site, key[0], info.site_depth + 1)  # +1: its own frame
+            _pin_single(group, site, key[0], info)
     if params_key != site.first_params:
         site.varied = True
     site.count += 1
@@ -285,15 +291,21 @@ def _analyse(
     return key
 
 
-def _pin_single(group: Group, site: Site, code_id: int, depth: int) -> None:
+def _pin_single(group: Group, site: Site, code_id: int, info: SqlInfo) -> None:
     """Attribute the group's next executions to ``site`` while they run the same code."""
     try:
-        anchor = _getframe(depth)
+        below = _getframe(info.site_depth)  # +1 for this frame: the caller's depth - 1
     except ValueError:
         return
-    if id(anchor.f_code) == code_id:
+    anchor = below.f_back
+    if (
+        anchor is not None
+        and below.f_code is info.site_below
+        and id(anchor.f_code) == code_id
+    ):
         group.single = site
         group.single_code = anchor.f_code
+        group.single_below = below.f_code
         group.single_offsets = {anchor.f_lasti}
 
 
