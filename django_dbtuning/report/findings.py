@@ -49,6 +49,11 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     "sequence_error_ratio": 0.9,
     "xid_age_warning": 1_000_000_000,
     "xid_age_error": 1_500_000_000,
+    "freeze_age_info_ratio": 0.9,
+    "freeze_age_warning_ratio": 1.2,
+    "table_bloat_warning_bytes": 100 * 1024 * 1024,
+    "table_bloat_min_ratio": 0.5,
+    "table_bloat_exact_tables": 20,
     # connections
     "connections_warning_ratio": 0.8,
     "connections_error_ratio": 0.95,

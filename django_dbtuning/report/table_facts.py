@@ -11,6 +11,10 @@ from datetime import datetime
 
 from django_dbtuning.report.probe import Probe, Row
 from django_dbtuning.report.quoting import ident, qualified
+from django_dbtuning.report.table_bloat import TableBloat
+from django_dbtuning.report.table_bloat import gather as gather_bloat
+from django_dbtuning.report.wraparound import Wraparound
+from django_dbtuning.report.wraparound import gather as gather_wraparound
 
 TABLES = """
 SELECT s.relid::bigint AS oid, s.schemaname AS schema, s.relname AS "table",
@@ -140,6 +144,10 @@ class TableFacts:
     sequence_count: int
     unreadable_sequences: int
     constraints: list[Row] | None
+    wraparound: Wraparound | None = None
+    """Every table's transaction-ID and multixact ages against its limits."""
+    bloat: dict[int, tuple[Row, TableBloat]] | None = None
+    """Per table oid, for the tables large enough to matter."""
 
     @property
     def blocks(self) -> dict[str, tuple[int, int]]:
@@ -218,4 +226,6 @@ def gather(probe: Probe) -> TableFacts:
         sequence_count=count,
         unreadable_sequences=unreadable,
         constraints=probe.query("invalid_constraints", "tables", NOT_VALID),
+        wraparound=gather_wraparound(probe),
+        bloat=gather_bloat(probe),
     )

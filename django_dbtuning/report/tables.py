@@ -1,6 +1,7 @@
 """Tables: seq-scan heavy, cache hit ratio, dead tuples, vacuum/analyze freshness,
-sequences near overflow (against the column's type), transaction-ID wraparound, NOT VALID
-constraints.
+sequences near overflow (against the column's type), transaction-ID wraparound per table
+and per database (:mod:`.wraparound`), NOT VALID constraints, table bloat
+(:mod:`.table_bloat`).
 
 One function per finding code, listed in :data:`CHECKS`: each reads the
 :class:`~.table_facts.TableFacts` and adds its findings (the section counts them).
@@ -14,6 +15,7 @@ from typing import Any
 from django_dbtuning.report.humanize import human_seconds, iso
 from django_dbtuning.report.probe import Probe, Row
 from django_dbtuning.report.quoting import ident, qualified, quote_ident
+from django_dbtuning.report.table_bloat import table_bloat
 from django_dbtuning.report.table_facts import (
     TableFacts,
     age_days,
@@ -24,30 +26,13 @@ from django_dbtuning.report.table_facts import (
     names,
     row_estimate,
 )
-
-
-def xid_wraparound(probe: Probe, facts: TableFacts) -> None:
-    t = probe.t
-    age = (facts.database or {}).get("xid_age") or 0
-    if facts.database is None or age < t["xid_age_warning"]:
-        return
-    probe.add(
-        "error" if age >= t["xid_age_error"] else "warning",
-        "xid_wraparound",
-        f"Transaction ID age {age:,}",
-        detail=(
-            f"The oldest unfrozen transaction ID in {probe.server.get('database')} is "
-            f"{age:,} transactions old; at about 2.1 billion PostgreSQL stops accepting "
-            "writes to prevent wraparound."
-        ),
-        hint=(
-            "find the tables with the oldest relfrozenxid and VACUUM (FREEZE) them; check "
-            "that autovacuum is not blocked by long transactions or abandoned "
-            "replication slots / prepared transactions"
-        ),
-        object=f"database:{probe.server.get('database')}",
-        xid_age=age,
-    )
+from django_dbtuning.report.wraparound import (
+    summary as wraparound_summary,
+)
+from django_dbtuning.report.wraparound import (
+    wraparound_vacuum_due,
+    xid_wraparound,
+)
 
 
 def low_cache_hit_ratio(probe: Probe, facts: TableFacts) -> None:
@@ -318,6 +303,7 @@ def invalid_constraint(probe: Probe, facts: TableFacts) -> None:
 
 CHECKS: dict[str, Callable[[Probe, TableFacts], None]] = {
     "xid_wraparound": xid_wraparound,
+    "wraparound_vacuum_due": wraparound_vacuum_due,
     "low_cache_hit_ratio": low_cache_hit_ratio,
     "seq_scan_heavy": seq_scan_heavy,
     "vacuum_stale": vacuum_stale,
@@ -325,6 +311,7 @@ CHECKS: dict[str, Callable[[Probe, TableFacts], None]] = {
     "dead_tuples": dead_tuples,
     "sequence_near_overflow": sequence_near_overflow,
     "invalid_constraint": invalid_constraint,
+    "table_bloat": table_bloat,
 }
 
 
@@ -351,6 +338,10 @@ def collect(probe: Probe) -> None:
                 "largest": _largest(probe, rows),
             }
         )
+    if facts.wraparound is not None:
+        section["wraparound"] = wraparound_summary(probe, facts.wraparound)
+    if facts.bloat is not None:
+        section["bloat_bytes_estimate"] = sum(b.wasted for _, b in facts.bloat.values())
     if facts.sequences is not None:
         section["sequence_usage_max_ratio"] = max(
             (ratio for _, ratio, _ in facts.sequences), default=0.0
