@@ -14,6 +14,7 @@ import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Literal
 
 from django.core.signals import setting_changed
@@ -120,6 +121,13 @@ SETTINGS: dict[str, Setting] = {
             "Include query parameters in logs and findings (never on by default).",
         ),
         Setting(
+            "UNUSED_EAGER_LOADS",
+            False,
+            (bool,),
+            "Report select_related paths and prefetch_related lookups whose objects a "
+            "unit of work never read (info findings; wraps ORM internals while on).",
+        ),
+        Setting(
             "METRICS",
             True,
             (bool,),
@@ -183,6 +191,30 @@ SETTINGS: dict[str, Setting] = {
             nullable=True,
         ),
         Setting(
+            "HISTORY_RETENTION",
+            "90d",
+            (str, timedelta),
+            "How long dbreport --save keeps snapshots ('90d', '12h' or a timedelta); "
+            "older ones are deleted by --save. None keeps them all.",
+            nullable=True,
+        ),
+        Setting(
+            "REPORT_TOP_TABLE_METRICS",
+            0,
+            (int,),
+            "Export a size series for each of the N largest tables in the metrics; 0 "
+            "(the default) exports none, for cardinality.",
+            minimum=0,
+        ),
+        Setting(
+            "UNUSED_INDEX_MIN_AGE",
+            "7d",
+            (str, timedelta),
+            "How long the statistics must cover before dbreport calls an index unused "
+            "('7d', '12h', '0s' or a timedelta); younger ones give one stats_too_young "
+            "info finding instead. Replaces REPORT_THRESHOLDS['min_stats_age_days'].",
+        ),
+        Setting(
             "REPORT_PER_INDEX_METRICS",
             False,
             (bool,),
@@ -240,6 +272,7 @@ class DbTuningSettings:
     response_headers: bool
     server_timing: bool
     log_parameters: bool
+    unused_eager_loads: bool
     metrics: bool
     copy_batch_size: int
     worker_timeout: float
@@ -250,6 +283,9 @@ class DbTuningSettings:
     report_metrics_sections: Sequence[str]
     report_metrics_aliases: Sequence[str] | None
     report_per_index_metrics: bool
+    unused_index_min_age: str | timedelta
+    history_retention: str | timedelta | None
+    report_top_table_metrics: int
 
     @property
     def n_plus_one_reaction(self) -> Reaction:

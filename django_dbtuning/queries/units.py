@@ -23,7 +23,9 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from django_dbtuning.conf import DbTuningSettings, get_settings
+from django_dbtuning.queries import eager
 from django_dbtuning.queries.callsite import current_task
+from django_dbtuning.queries.eager_findings import EagerState, UnusedEagerLoad, judge
 from django_dbtuning.queries.findings import QueryFinding, build_finding, is_allowed
 from django_dbtuning.queries.fingerprint import sql_info
 from django_dbtuning.queries.recorder import (
@@ -43,6 +45,7 @@ class Unit(Scope):
         "count",
         "duplicate_threshold",
         "duration",
+        "eager",
         "groups",
         "ignored",
         "keep_parameters",
@@ -65,6 +68,7 @@ class Unit(Scope):
         using: frozenset[str] | None = None,
         keep_queries: bool = False,
         owner: object = None,
+        unused_eager_loads: bool | None = None,
     ) -> None:
         super().__init__(owner)
         self.settings = settings
@@ -87,6 +91,12 @@ class Unit(Scope):
         self.query_parameters: list[Any] | None = [] if self.keep_parameters else None
         self.groups: dict[Any, Group] = {}
         self.task = current_task()
+        # Unused eager loads (opt-in): None keeps the default path free of it.
+        self.eager: EagerState | None = None
+        if unused_eager_loads or (
+            unused_eager_loads is None and settings.unused_eager_loads
+        ):
+            self.eager = eager.start(self, forced=bool(unused_eager_loads))
 
 
 # --- lifecycle ---------------------------------------------------------------------------------
@@ -98,8 +108,13 @@ def new_unit(
     using: str | list[str] | tuple[str, ...] | None = None,
     keep_queries: bool = False,
     owner: object = None,
+    unused_eager_loads: bool | None = None,
 ) -> Unit:
-    """A unit of work not yet current anywhere (:func:`start_unit` makes one current)."""
+    """A unit of work not yet current anywhere (:func:`start_unit` makes one current).
+
+    ``unused_eager_loads``: track them whatever ``UNUSED_EAGER_LOADS`` says (True, the
+    pytest plugin's report mode) or never (False); None follows the setting.
+    """
     install()
     if isinstance(using, str):
         using = (using,)
@@ -109,12 +124,13 @@ def new_unit(
         using=frozenset(using) if using is not None else None,
         keep_queries=keep_queries,
         owner=owner,
+        unused_eager_loads=unused_eager_loads,
     )
 
 
-def start_unit() -> Unit:
+def start_unit(*, unused_eager_loads: bool | None = None) -> Unit:
     """Open a unit of work in the current context (:func:`finish_unit` closes it)."""
-    return open_scope(current_unit, new_unit())
+    return open_scope(current_unit, new_unit(unused_eager_loads=unused_eager_loads))
 
 
 def finish_unit(unit: Unit, *, restore: bool = False) -> None:
@@ -124,6 +140,8 @@ def finish_unit(unit: Unit, *, restore: bool = False) -> None:
     inside it and left open out of this context, as it was before ``unit`` started.
     """
     close_scope(current_unit, unit, restore=restore)
+    if unit.eager is not None:
+        eager.finished()
 
 
 def detach_unit(unit: Unit) -> None:
@@ -322,6 +340,16 @@ class QueryReport:
     def duplicates(self) -> list[QueryFinding]:
         """Identical statements with identical parameters run repeatedly."""
         return self._evaluate()[1]
+
+    @property
+    def unused_eager_loads(self) -> list[UnusedEagerLoad]:
+        """select_related paths / prefetch_related lookups never read (info findings).
+
+        Empty unless the unit tracked them (``UNUSED_EAGER_LOADS``, the pytest plugin's
+        report mode). Reads after the unit ended are not seen.
+        """
+        state = self._unit.eager
+        return [] if state is None else judge(state)[0]
 
     def __repr__(self) -> str:
         return (

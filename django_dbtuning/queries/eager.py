@@ -1,0 +1,599 @@
+"""Capture for unused eager loads (``DBTUNING["UNUSED_EAGER_LOADS"]``): what was loaded, what read.
+
+Why this wraps Django internals. Django has no public hook for either half: nothing signals
+"a queryset loaded these related objects" or "a cached related object was read". The least
+invasive design found, and its parts:
+
+* **Loads.** ``ModelIterable.__iter__`` (the rows of a ``select_related`` queryset, with
+  their related objects already in each row's field cache) and ``prefetch_related_objects``
+  / ``prefetch_one_level`` in ``django.db.models.query`` (what each prefetch level stored, on
+  which instances) are replaced by wrappers that call the original and then note what it
+  loaded. ``QuerySet.select_related`` / ``prefetch_related`` are wrapped to remember the
+  user line that asked for the eager load (on the ``Query``, which clones carry along).
+* **Reads.** Nothing on the model classes changes. Each instance that received eager-loaded
+  objects gets its field cache (``instance._state.fields_cache``, a plain dict) swapped for a
+  dict subclass, and each prefetched manager cache's result list for a list subclass, that
+  note the first read of a watched entry and then behave as the originals. A read counts
+  when code outside ``django.db`` made it: Django's own prefetch traversal and ``save()``'s
+  checks do not (they are recognised by their code objects). Pickling or copying an instance
+  counts as a read (the copy may be read later, where we cannot see it) and yields plain
+  containers.
+
+Installed only while it can matter: when a unit of work that tracks eager loads starts
+(``UNUSED_EAGER_LOADS`` on, or the pytest plugin's report mode) and removed again once the
+setting is off and no such unit is open, so with the setting off (the default) nothing of this
+is installed and no query or instance pays for it. Each wrapper first looks for a tracking
+unit in the ``current_unit`` ContextVar (per thread and per asyncio task, copied into
+``sync_to_async`` threads) and otherwise calls straight through; instances loaded while
+tracking keep their containers after the unit ends, and those note nothing once their loads
+are judged. A failure here is logged once and never breaks a query.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import weakref
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+from django_dbtuning.conf import get_settings
+from django_dbtuning.queries.attribution import attribute
+from django_dbtuning.queries.callsite import (
+    LIBRARY,
+    ORM,
+    USER,
+    frame_category,
+    location,
+)
+from django_dbtuning.queries.eager_findings import EagerState, Level, Load, Method, Site
+from django_dbtuning.queries.recorder import current_unit, internal_error
+
+if TYPE_CHECKING:
+    from django_dbtuning.queries.units import Unit
+
+_getframe = sys._getframe
+_MISSING = object()
+_LIBRARY_BUILT = Site(callsite="<library>")  # a load built by Django or a third party
+_SITES = "_dbtuning_eager_sites"  # attribute on django.db.models.sql.Query
+
+
+# --- which units track ------------------------------------------------------------------------
+
+
+def tracking_units(alias: str | None) -> list[Unit]:
+    """The open units of this context that track eager loads (of ``alias``'s queries)."""
+    found: list[Unit] = []
+    unit = current_unit.get()
+    while unit is not None:
+        if (
+            unit.eager is not None
+            and not unit.closed
+            and (
+                alias is None
+                or (
+                    (unit.using is None or alias in unit.using)
+                    and alias not in unit.ignored
+                )
+            )
+        ):
+            found.append(unit)
+        unit = unit.parent
+    return found
+
+
+# --- installation -----------------------------------------------------------------------------
+
+_lock = threading.Lock()
+_forced: weakref.WeakSet[Unit] = weakref.WeakSet()
+_originals: dict[tuple[Any, str], Any] = {}
+
+
+def start(unit: Unit, *, forced: bool) -> EagerState:
+    """A new unit tracks eager loads: make sure the capture is installed."""
+    if forced:
+        with _lock:
+            _forced.add(unit)
+    sync_installation()
+    return EagerState()
+
+
+def finished() -> None:
+    """A tracking unit ended: uninstall if nothing needs the capture any more."""
+    sync_installation()
+
+
+def is_installed() -> bool:
+    return bool(_originals)
+
+
+def sync_installation() -> None:
+    with _lock:
+        wanted = get_settings().unused_eager_loads or any(
+            not u.closed for u in _forced
+        )
+        if wanted and not _originals:
+            try:
+                _install()
+            except Exception:
+                _uninstall()
+                internal_error("installing the unused eager load capture")
+        elif not wanted and _originals:
+            _uninstall()
+
+
+@receiver(setting_changed)
+def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting == "DBTUNING" and _originals:
+        sync_installation()
+
+
+def _targets() -> list[tuple[Any, str, Callable[..., Any]]]:
+    from django.db.models import query
+
+    return [
+        (query.ModelIterable, "__iter__", _model_iter),
+        (query, "prefetch_related_objects", _prefetch_related_objects),
+        (query, "prefetch_one_level", _prefetch_one_level),
+        (query.QuerySet, "select_related", _select_related),
+        (query.QuerySet, "prefetch_related", _prefetch_related),
+    ]
+
+
+def _install() -> None:
+    _load_internal_readers()
+    for owner, name, wrapper in _targets():
+        _originals[(owner, name)] = owner.__dict__[name]
+        setattr(owner, name, wrapper)
+
+
+def _uninstall() -> None:
+    for (owner, name), original in list(_originals.items()):
+        # Another tool that patched on top of us keeps its patch (ours stays below it,
+        # calling straight through); otherwise Django gets its own function back.
+        if owner.__dict__.get(name) is _wrapper_of(owner, name):
+            setattr(owner, name, original)
+    _originals.clear()
+
+
+def _wrapper_of(owner: Any, name: str) -> Any:
+    return next(w for o, n, w in _targets() if o is owner and n == name)
+
+
+def _original(owner_name: str, name: str) -> Any:
+    from django.db.models import query
+
+    owner = query if owner_name == "query" else getattr(query, owner_name)
+    found = _originals.get((owner, name))
+    if found is None:  # uninstalled meanwhile, by another thread: Django's own now
+        found = owner.__dict__[name]
+    return found
+
+
+# --- reads ------------------------------------------------------------------------------------
+
+# Django functions that read cached relations for their own bookkeeping, not for the user.
+_INTERNAL_READERS: set[int] = set()
+_PASS_THROUGH: set[int] = set()  # descriptors outside django.db (generic foreign keys)
+
+
+def _load_internal_readers() -> None:
+    if _INTERNAL_READERS:
+        return
+    from django.db.models import Model, query
+
+    for function in (
+        query.prefetch_related_objects,
+        query.prefetch_one_level,
+        query.get_prefetcher,
+        Model._prepare_related_fields_for_save,
+    ):
+        _INTERNAL_READERS.add(id(function.__code__))
+    try:
+        from django.contrib.contenttypes import fields as ct
+    except ImportError:  # pragma: no cover - contenttypes is always importable
+        return
+    for name in ("GenericForeignKey", "GenericForeignKeyDescriptor"):
+        get = getattr(getattr(ct, name, None), "__get__", None)
+        if get is not None and hasattr(get, "__code__"):
+            _PASS_THROUGH.add(id(get.__code__))
+
+
+def _is_use(frame: FrameType | None) -> bool:
+    """Whether the read whose innermost caller is ``frame`` is the user's."""
+    for _ in range(16):
+        if frame is None:
+            return True
+        code = frame.f_code
+        if id(code) in _INTERNAL_READERS:
+            return False
+        if frame_category(code) != ORM and id(code) not in _PASS_THROUGH:
+            return True
+        frame = frame.f_back
+    return True
+
+
+def _seen(levels: tuple[Level, ...], frame: FrameType | None) -> bool:
+    """Note a read of ``levels``; True once nothing is left to note for them."""
+    if not any(level.pending for level in levels):
+        return True
+    if not _is_use(frame):
+        return False
+    for level in levels:
+        level.mark_read()
+    return True
+
+
+class TrackedCache(dict[str, Any]):
+    """An instance's field cache that notes the first read of each watched entry."""
+
+    __slots__ = ("watched",)
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        super().__init__(data)
+        self.watched: dict[str, tuple[Level, ...]] = {}
+
+    def __getitem__(self, key: str) -> Any:
+        value = dict.__getitem__(self, key)
+        levels = self.watched.get(key)
+        if levels and _seen(levels, _getframe(1)):
+            self.watched.pop(key, None)
+        return value
+
+    def watch(self, key: str, level: Level) -> None:
+        self.watched[key] = (*self.watched.get(key, ()), level)
+
+    def copy(self) -> dict[str, Any]:  # type: ignore[override]
+        # Model.__getstate__ (pickle, copy): the copy may be read where we cannot see it.
+        for levels in self.watched.values():
+            for level in levels:
+                level.mark_read()
+        self.watched.clear()
+        return dict(self)
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        return (dict, (self.copy(),))
+
+
+class TrackedList(list[Any]):
+    """A prefetched manager's result list that notes its first read."""
+
+    __slots__ = ("levels",)
+
+    def __init__(self, data: list[Any], levels: tuple[Level, ...]) -> None:
+        super().__init__(data)
+        self.levels = levels
+
+    def _read(self) -> None:
+        if self.levels and _seen(self.levels, _getframe(2)):
+            self.levels = ()
+
+    def __iter__(self) -> Iterator[Any]:
+        self._read()
+        return list.__iter__(self)
+
+    def __len__(self) -> int:
+        self._read()
+        return list.__len__(self)
+
+    def __getitem__(self, index: Any) -> Any:
+        self._read()
+        return list.__getitem__(self, index)
+
+    def __contains__(self, item: object) -> bool:
+        self._read()
+        return list.__contains__(self, item)
+
+    def __reversed__(self) -> Iterator[Any]:
+        self._read()
+        return list.__reversed__(self)
+
+    def __repr__(self) -> str:
+        self._read()
+        return list.__repr__(self)
+
+    def copy(self) -> list[Any]:
+        self._read()
+        return list.copy(self)
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        for level in self.levels:
+            level.mark_read()
+        self.levels = ()
+        return (list, (list.copy(self),))
+
+
+def _tracked_cache(obj: Any) -> TrackedCache:
+    state = obj._state
+    cache = state.fields_cache
+    if type(cache) is not TrackedCache:
+        cache = TrackedCache(cache)
+        state.fields_cache = cache
+    return cache
+
+
+# --- where a load comes from ------------------------------------------------------------------
+
+
+def _build_site() -> Site | None:
+    """The line that called select_related()/prefetch_related() (None: not user code)."""
+    frame: FrameType | None = _getframe(2)
+    while frame is not None:
+        kind = frame_category(frame.f_code)
+        if kind == USER:
+            path, line, _ = location(frame)
+            return Site(callsite=f"{path}:{line}", filename=path, lineno=line)
+        if kind == LIBRARY:
+            return _LIBRARY_BUILT
+        if kind != ORM:
+            return None
+        frame = frame.f_back
+    return None
+
+
+def _remember_site(queryset: Any, method: Method) -> Any:
+    try:
+        if tracking_units(None):
+            site = _build_site()
+            if site is not None:
+                query = queryset.query
+                sites = dict(query.__dict__.get(_SITES, {}))
+                sites[method] = site
+                query.__dict__[_SITES] = sites
+    except Exception:
+        internal_error("noting where an eager load was asked for")
+    return queryset
+
+
+def _select_related(self: Any, *fields: Any) -> Any:
+    return _remember_site(
+        _original("QuerySet", "select_related")(self, *fields), "select_related"
+    )
+
+
+def _prefetch_related(self: Any, *lookups: Any) -> Any:
+    return _remember_site(
+        _original("QuerySet", "prefetch_related")(self, *lookups), "prefetch_related"
+    )
+
+
+def _site(query: Any, method: Method, units: list[Unit]) -> Site:
+    """The build site if known, with the evaluating line or template if elsewhere."""
+    built = query.__dict__.get(_SITES, {}).get(method) if query is not None else None
+    if built is _LIBRARY_BUILT:
+        return built
+    found = attribute(_getframe(), units[0].task)
+    evaluated = found.template or found.callsite
+    if built is None:
+        return Site(
+            callsite=found.callsite,
+            filename=found.filename,
+            lineno=found.lineno,
+            template=found.template,
+        )
+    if evaluated == built.callsite:
+        return built
+    return Site(built.callsite, built.filename, built.lineno, None, evaluated)
+
+
+def _register(load: Load, units: list[Unit]) -> None:
+    for unit in units:
+        assert unit.eager is not None
+        unit.eager.loads.append(load)
+
+
+# --- select_related ---------------------------------------------------------------------------
+
+
+class _Node:
+    __slots__ = ("cache_name", "children", "level")
+
+    def __init__(self, cache_name: str, level: Level) -> None:
+        self.cache_name = cache_name
+        self.level = level
+        self.children: list[_Node] = []
+
+
+def _model_iter(self: Any) -> Any:
+    rows = _original("ModelIterable", "__iter__")(self)
+    queryset = self.queryset
+    tree = queryset.query.select_related
+    # select_related() without names (True) follows every non-null foreign key: not judged.
+    if type(tree) is not dict or not tree:
+        return rows
+    units = tracking_units(queryset.db)
+    if not units:
+        return rows
+    try:
+        site = _site(queryset.query, "select_related", units)
+        if site is _LIBRARY_BUILT:
+            return rows
+        load = Load("select_related", queryset.model._meta.label, site)
+        nodes = _plan(queryset.model, tree, "", load, units)
+    except Exception:
+        internal_error("planning the unused eager load capture")
+        return rows
+    _register(load, units)
+    return _tag_rows(rows, nodes)
+
+
+def _plan(
+    model: Any, tree: dict[str, Any], prefix: str, load: Load, units: list[Unit]
+) -> list[_Node]:
+    nodes: list[_Node] = []
+    for name, subtree in tree.items():
+        path = prefix + name
+        try:
+            relation = model._meta.get_field(name)
+        except Exception:
+            continue  # a FilteredRelation alias: not judged, nor what lies below it
+        if not relation.is_relation or not (
+            relation.many_to_one or relation.one_to_one
+        ):
+            continue
+        level = Level(path, f"{model._meta.label}.{name}", units)
+        load.levels[path] = level
+        node = _Node(relation.cache_name, level)
+        if subtree:
+            node.children = _plan(
+                relation.related_model, subtree, path + "__", load, units
+            )
+        else:
+            load.lookups = (*load.lookups, (f'"{path}"', path))
+        nodes.append(node)
+    return nodes
+
+
+def _tag_rows(rows: Iterator[Any], nodes: list[_Node]) -> Iterator[Any]:
+    for obj in rows:
+        try:
+            _tag(obj, nodes)
+        except Exception:
+            internal_error("watching eager-loaded objects")
+        yield obj
+
+
+def _tag(obj: Any, nodes: list[_Node]) -> None:
+    cache = _tracked_cache(obj)
+    for node in nodes:
+        value = dict.get(cache, node.cache_name, _MISSING)
+        if value is _MISSING:
+            continue
+        cache.watch(node.cache_name, node.level)
+        if value is not None:
+            node.level.objects += 1
+            if node.children:
+                _tag(value, node.children)
+
+
+# --- prefetch_related -------------------------------------------------------------------------
+
+
+class _Session:
+    """One prefetch_related_objects() call: its lookups as written, the levels it fetched."""
+
+    __slots__ = ("load", "units")
+
+    def __init__(self, load: Load, units: list[Unit]) -> None:
+        self.load = load
+        self.units = units
+
+
+_session: ContextVar[_Session | None] = ContextVar(
+    "django_dbtuning_prefetch", default=None
+)
+
+
+def _prefetch_related_objects(model_instances: Any, *related_lookups: Any) -> Any:
+    original = _original("query", "prefetch_related_objects")
+    if not related_lookups or not model_instances:
+        return original(model_instances, *related_lookups)
+    units = tracking_units(getattr(model_instances[0]._state, "db", None))
+    session = None
+    if units:
+        try:
+            session = _new_session(model_instances, related_lookups, units)
+        except Exception:
+            internal_error("planning the unused eager load capture")
+    if session is None:
+        return original(model_instances, *related_lookups)
+    token = _session.set(session)
+    try:
+        return original(model_instances, *related_lookups)
+    finally:
+        _session.reset(token)
+
+
+def _new_session(
+    instances: Any, lookups: tuple[Any, ...], units: list[Unit]
+) -> _Session | None:
+    caller = _getframe(2).f_locals.get("self")  # QuerySet._prefetch_related_objects
+    query = getattr(caller, "query", None) if hasattr(caller, "_result_cache") else None
+    site = _site(query, "prefetch_related", units)
+    if site is _LIBRARY_BUILT:
+        return None
+    load = Load("prefetch_related", instances[0]._meta.label, site)
+    load.lookups = tuple((_written(lookup), _path(lookup)) for lookup in lookups)
+    _register(load, units)
+    return _Session(load, units)
+
+
+def _written(lookup: Any) -> str:
+    if isinstance(lookup, str):
+        return f'"{lookup}"'
+    text = f'Prefetch("{lookup.prefetch_through}"'
+    if lookup.queryset is not None:
+        text += ", queryset=..."
+    if lookup.to_attr:
+        text += f', to_attr="{lookup.to_attr}"'
+    return text + ")"
+
+
+def _path(lookup: Any) -> str:
+    return lookup if isinstance(lookup, str) else str(lookup.prefetch_to)
+
+
+def _prefetch_one_level(
+    instances: Any, prefetcher: Any, lookup: Any, level: int
+) -> Any:
+    original = _original("query", "prefetch_one_level")
+    session = _session.get()
+    if session is None or not instances:
+        return original(instances, prefetcher, lookup, level)
+    first = instances[0]
+    before = _cache_keys(first)
+    result = original(instances, prefetcher, lookup, level)
+    try:
+        _watch_level(session, instances, lookup, level, before)
+    except Exception:
+        internal_error("watching prefetched objects")
+    return result
+
+
+def _cache_keys(obj: Any) -> tuple[set[str], set[str]]:
+    prefetched = obj.__dict__.get("_prefetched_objects_cache") or {}
+    return set(prefetched), set(obj._state.fields_cache)
+
+
+def _watch_level(
+    session: _Session, instances: Any, lookup: Any, level: int, before: Any
+) -> None:
+    path = lookup.get_current_prefetch_to(level)
+    through = lookup.prefetch_through.split("__")[level]
+    relation = f"{instances[0]._meta.label}.{through}"
+    load = session.load
+    # A lookup added by a Prefetch queryset's own prefetch_related(), or a to_attr
+    # attribute (a plain list or object, whose reads nothing can see): never judged.
+    judged = not lookup.get_current_to_attr(level)[1] and any(
+        p == path or p.startswith(path + "__") for _, p in load.lookups
+    )
+    watched = Level(path, relation, session.units, judged=judged)
+    load.levels[path] = watched
+    if not judged:
+        return
+    prefetched, cached = _cache_keys(instances[0])
+    new_prefetched = prefetched - before[0]
+    new_cached = cached - before[1]
+    if len(new_prefetched) == 1:
+        key = next(iter(new_prefetched))
+        for obj in instances:
+            queryset = obj._prefetched_objects_cache.get(key)
+            rows = getattr(queryset, "_result_cache", None)
+            if type(rows) is list:
+                watched.objects += len(rows)
+                queryset._result_cache = TrackedList(rows, (watched,))
+    elif len(new_cached) == 1:
+        key = next(iter(new_cached))
+        for obj in instances:
+            cache = _tracked_cache(obj)
+            value = dict.get(cache, key, _MISSING)
+            if value is not _MISSING:
+                cache.watch(key, watched)
+                watched.objects += value is not None
+    else:
+        watched.judged = False  # stored somewhere we do not know: assume it is read
