@@ -23,12 +23,14 @@ from django_dbtuning.exceptions import (
     QueryBudgetWarning,
     QueryProblemError,
     QueryProblemWarning,
+    QuerySnapshotMismatch,
 )
 from django_dbtuning.pool import PoolSizing, database, pool_size
 
 _LAZY = {
     "allow_n_plus_one": "django_dbtuning.queries",
     "n_plus_one_detected": "django_dbtuning.queries",
+    "snapshot_queries": "django_dbtuning.queries",
     "query_budget": "django_dbtuning.queries",
     "track_queries": "django_dbtuning.queries",
 }
@@ -69,11 +71,13 @@ __all__ = [
     "QueryBudgetWarning",
     "QueryProblemError",
     "QueryProblemWarning",
+    "QuerySnapshotMismatch",
     "__version__",
     "allow_n_plus_one",
     "database",
     "n_plus_one_detected",
     "pool_size",
     "query_budget",
+    "snapshot_queries",
     "track_queries",
 ]

@@ -41,6 +41,7 @@ __all__ = [
     "QueryBudgetWarning",
     "QueryProblemError",
     "QueryProblemWarning",
+    "QuerySnapshotMismatch",
 ]
 
 
@@ -90,6 +91,20 @@ class QueryBudgetExceeded(QueryProblemError):
         super().__init__(message)
         self.count = count
         self.budget = budget
+
+
+class QuerySnapshotMismatch(DbTuningError, AssertionError):
+    """A block's queries differ from its recorded query snapshot, or it has none in CI.
+
+    An ``AssertionError``, so test runners report it as a failed test. ``diff`` holds the
+    unified diff of the recorded and the new entries.
+    """
+
+    __module__ = "django_dbtuning"
+
+    def __init__(self, message: str, *, diff: str = "") -> None:
+        super().__init__(message)
+        self.diff = diff
 
 
 class QueryProblemWarning(UserWarning):

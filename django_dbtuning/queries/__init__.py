@@ -4,7 +4,8 @@ Capture: ``recorder`` (the execute wrapper), ``units`` (units of work and their
 ``QueryReport``), ``scopes`` and ``wrappers`` (entries over sync, async and generator code),
 ``api`` (``track_queries`` / ``query_budget`` / ``allow_n_plus_one``), ``policy`` (the one
 ``enforce()`` that raises, warns or logs), ``middleware``, ``metrics``, ``pytest_plugin``,
-``signals`` (``n_plus_one_detected``), ``checks``. Analysis: ``fingerprint`` (SQL
+``signals`` (``n_plus_one_detected``), ``snapshots`` and ``snapshot_plugin`` (query
+snapshots in tests), ``checks``. Analysis: ``fingerprint`` (SQL
 shapes), ``callsite``, ``attribution`` and ``findings`` (N+1s, duplicates, hints).
 
 The API is loaded on first use: the pytest plugin's module is imported at pytest's start,
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from django_dbtuning.queries.findings import QueryFinding
     from django_dbtuning.queries.policy import Policy, enforce
     from django_dbtuning.queries.signals import n_plus_one_detected
+    from django_dbtuning.queries.snapshots import snapshot_queries
     from django_dbtuning.queries.units import CapturedQuery, QueryReport
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "enforce",
     "n_plus_one_detected",
     "query_budget",
+    "snapshot_queries",
     "track_queries",
 ]
 
@@ -47,6 +50,7 @@ _LAZY = {
     "enforce": "django_dbtuning.queries.policy",
     "n_plus_one_detected": "django_dbtuning.queries.signals",
     "query_budget": "django_dbtuning.queries.api",
+    "snapshot_queries": "django_dbtuning.queries.snapshots",
     "track_queries": "django_dbtuning.queries.api",
 }
 
