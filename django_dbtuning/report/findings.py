@@ -71,6 +71,13 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     "missing_index_min_calls": 50,
     "missing_index_min_time_share": 0.01,
     "missing_index_min_rows": 10_000,
+    # plans of the top statements (dbreport --explain)
+    "plan_min_calls": 50,
+    "plan_seq_scan_min_rows": 10_000,
+    "plan_seq_scan_min_bytes": 64 * 1024 * 1024,
+    "plan_seq_scan_max_share": 0.1,
+    "plan_spill_min_ratio": 1.0,
+    "plan_nested_loop_min_rows": 1_000_000,
 }
 
 

@@ -99,6 +99,7 @@ class Probe:
         top: int,
         timeouts: ReportTimeouts,
         show_sql_values: bool = False,
+        explain: int = 0,
     ) -> None:
         self.alias = alias
         self.conn = conn
@@ -107,6 +108,8 @@ class Probe:
         self.t = thresholds
         self.models = models
         self.top = top
+        # Top statements to plan with EXPLAIN (GENERIC_PLAN) (dbreport --explain); 0: none.
+        self.explain = explain
         # Whole milliseconds (1 to INT_MAX), never the user's text: PostgreSQL would round
         # "0.4ms" to 0, which turns the timeout off.
         self.timeouts = timeouts

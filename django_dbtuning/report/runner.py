@@ -21,6 +21,7 @@ from django_dbtuning.report import (
     statements,
     tables,
 )
+from django_dbtuning.report import explain as explain_section
 from django_dbtuning.report import server_settings as settings_section
 from django_dbtuning.report.djangomap import ModelMap
 from django_dbtuning.report.findings import (
@@ -84,6 +85,7 @@ def run_report(
     sections: Iterable[str] | None = None,
     top: int = 10,
     requested: Iterable[str] = (),
+    explain: int | bool = False,
 ) -> Report:
     """Collect the report for ``aliases`` (default: every PostgreSQL alias).
 
@@ -97,6 +99,10 @@ def run_report(
         top: rows per list in the sections (0 = all).
         requested: sections the user asked for by name (``--section``): a gap in them
             is a warning even when it is an expected one (an extension not installed).
+        explain: plan the top statements of pg_stat_statements with ``EXPLAIN
+            (GENERIC_PLAN)`` (PostgreSQL 16+) and report what their plans do badly:
+            True plans the top 20, an int that many, False (or 0) none. Needs the
+            statements section.
 
     Raises:
         ValueError: an unknown alias or section, an alias that is not PostgreSQL, or a
@@ -119,6 +125,7 @@ def run_report(
     names = list(aliases) if aliases else postgres_aliases()
     _check_aliases(names)
     timeouts = configured()
+    to_plan = _explain_option(explain, chosen)
     ordered = [s for s in SECTIONS if s in chosen]
     limits = thresholds(get_settings().report_thresholds)
     models = ModelMap()
@@ -145,6 +152,7 @@ def run_report(
                 models=models,
                 top=top,
                 timeouts=timeouts,
+                explain=to_plan,
             )
         finally:
             result.duration = time.perf_counter() - started
@@ -184,6 +192,7 @@ def _run_alias(
     models: ModelMap,
     top: int,
     timeouts: ReportTimeouts,
+    explain: int = 0,
 ) -> None:
     settings_dict = connections.settings[alias]
     if pgbouncer.is_admin_console(settings_dict):
@@ -213,6 +222,7 @@ def _run_alias(
             top=top,
             timeouts=timeouts,
             show_sql_values=get_settings().log_parameters,
+            explain=explain,
         )
         if not settings_section.server_info(probe):
             _server_failed(probe, sections)
@@ -247,6 +257,17 @@ def _run_alias(
                 reason = f"{type(exc).__name__}: {first_line(exc)}"
                 probe.gap(f"{name}_section", name, "error", reason)
                 result.sections.setdefault(name, {})["error"] = reason
+
+
+def _explain_option(value: object, sections: Sequence[str]) -> int:
+    """``explain=`` as a number of statements, refused without the statements section."""
+    count = explain_section.statements_to_plan(value)
+    if count and "statements" not in sections:
+        raise ValueError(
+            "explain plans pg_stat_statements' top statements: include the statements "
+            "section"
+        )
+    return count
 
 
 def _server_failed(probe: Probe, sections: list[str]) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from django_dbtuning.report import explain
 from django_dbtuning.report.probe import MARKER, Probe, Row
 from django_dbtuning.report.quoting import ident
 from django_dbtuning.report.sqltext import APPLICATION, leading_keyword, strip_literals
@@ -137,7 +138,7 @@ def _statements(probe: Probe, schema: str) -> tuple[list[Row], list[Row]] | None
         "marker": f"{MARKER}%",
         "application": APPLICATION_PATTERN,
         "catalog": CATALOG,
-        "limit": max(probe.top, 100),
+        "limit": max(probe.top, probe.explain, 100),
     }
     results = probe.queries(
         "statements",
@@ -350,3 +351,5 @@ def collect(probe: Probe) -> None:
     facts = gather(probe)
     if facts is not None:
         probe.judge(CHECKS, facts)
+        if probe.explain:
+            explain.collect(probe, facts.ranked, facts.all_ms, probe.explain)

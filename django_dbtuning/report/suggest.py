@@ -180,7 +180,7 @@ def suggest(probe: Probe, statements: Iterable[Row], all_ms: float) -> None:
         rows = known[relation]["rows"]
         if rows < t["missing_index_min_rows"]:
             continue
-        chosen = _choose(rows, relation, columns, stats)
+        chosen = choose_columns(rows, relation, columns, stats)
         if not chosen:
             continue
         names = [c for c, _ in chosen]
@@ -194,12 +194,15 @@ def suggest(probe: Probe, statements: Iterable[Row], all_ms: float) -> None:
         _finding(probe, row, relation, rows, chosen, all_ms)
 
 
-def _choose(
+def choose_columns(
     rows: int,
     relation: Relation,
     columns: list[tuple[str, bool]],
     stats: dict[tuple[str, str, str], Row],
 ) -> list[tuple[str, float]]:
+    """The index columns for ``columns`` (``(name, is_range)``) of a table of ``rows``
+    rows, with the rows an index would still read after each; ``stats`` are pg_stats
+    rows by (schema, table, column). Empty when an index would barely filter."""
     estimated = [
         (column, per_value, is_range)
         for column, is_range in columns

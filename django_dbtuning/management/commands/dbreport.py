@@ -21,6 +21,22 @@ from django_dbtuning.report import output as report_output
 FORMATS = ("text", "json", "prometheus")
 
 
+def add_explain_argument(parser: ArgumentParser) -> None:
+    parser.add_argument(
+        "--explain",
+        nargs="?",
+        type=int,
+        const=20,
+        default=0,
+        metavar="N",
+        help=(
+            "Plan the top N statements of pg_stat_statements (default 20) with EXPLAIN "
+            "(GENERIC_PLAN), PostgreSQL 16+, read-only and rolled back, never ANALYZE; "
+            "report sequential scans, spilling sorts and nested loops their plans show."
+        ),
+    )
+
+
 def _sections(values: list[str] | None) -> list[str] | None:
     if not values:
         return None
@@ -131,6 +147,7 @@ class Command(BaseCommand):
             action="store_true",
             help="Prometheus: one series per index (scans, size); high cardinality.",
         )
+        add_explain_argument(parser)
 
     def handle(
         self,
@@ -160,7 +177,11 @@ class Command(BaseCommand):
             _output(target)
         try:
             report = run_report(
-                databases, sections=chosen, top=top, requested=chosen or ()
+                databases,
+                sections=chosen,
+                top=top,
+                requested=chosen or (),
+                explain=options.get("explain") or 0,
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from None
