@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import django
 
+from django_dbtuning.queries.allow_usage import note_matched
 from django_dbtuning.queries.attribution import Attribution, model_for_table
 from django_dbtuning.queries.fingerprint import Shape, display_sql
 
@@ -239,11 +240,19 @@ ALLOW_KEYS = ("model", "field", "fingerprint", "view", "callsite")
 
 
 def is_allowed(finding: QueryFinding, entries: Iterable[Any]) -> bool:
-    """Whether an ``ALLOW_N_PLUS_ONE`` entry covers ``finding`` (all given keys match)."""
-    return any(
-        isinstance(entry, dict) and entry and _entry_matches(entry, finding)
+    """Whether an ``ALLOW_N_PLUS_ONE`` entry covers ``finding`` (all given keys match).
+
+    Every entry that does is noted (not only the first): the pytest session summary lists
+    the entries that never matched.
+    """
+    matched = [
+        entry
         for entry in entries
-    )
+        if isinstance(entry, dict) and entry and _entry_matches(entry, finding)
+    ]
+    if matched:
+        note_matched(matched)
+    return bool(matched)
 
 
 def _entry_matches(entry: dict[str, Any], finding: QueryFinding) -> bool:

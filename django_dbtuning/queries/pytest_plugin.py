@@ -7,7 +7,8 @@
 * ``--n-plus-one=report``: never fail, print a summary of every finding at the end,
   grouped by location.
 * ``query_snapshot`` fixture and ``--update-query-snapshots``: see
-  :mod:`django_dbtuning.queries.snapshot_plugin`.
+  :mod:`django_dbtuning.queries.snapshot_plugin`; allow-list entries that matched nothing:
+  :mod:`django_dbtuning.queries.allowlist_plugin`.
 
 Nothing is imported from Django until a test actually runs with tracking on, so the plugin
 costs nothing in projects that do not use it.
@@ -20,8 +21,11 @@ from typing import Any
 
 import pytest
 
-# The query_snapshot fixture and --update-query-snapshots live in a module of their own.
-pytest_plugins = ["django_dbtuning.queries.snapshot_plugin"]
+# Query snapshots, and the summary of unused allow-list entries: modules of their own.
+pytest_plugins = [
+    "django_dbtuning.queries.snapshot_plugin",
+    "django_dbtuning.queries.allowlist_plugin",
+]
 
 _MODES = ("off", "report", "fail")
 _findings: dict[str, dict[str, Any]] = {}

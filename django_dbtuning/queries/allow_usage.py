@@ -1,0 +1,34 @@
+"""Which ``ALLOW_N_PLUS_ONE`` entries matched a finding in this process.
+
+:func:`~django_dbtuning.queries.findings.is_allowed` notes every entry that covers a
+finding; the pytest plugin lists, at the end of a session, the entries that never did
+(zeal#48): an entry nothing matches any more hides nothing and should go. Entries are
+known by their content, so a settings snapshot rebuilt by ``override_settings`` still
+finds them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+_matched: set[str] = set()
+
+
+def entry_key(entry: Any) -> str:
+    """A stable text for an allow-list entry (dict key order does not matter)."""
+    return json.dumps(entry, sort_keys=True, default=repr)
+
+
+def note_matched(entries: Iterable[Any]) -> None:
+    _matched.update(entry_key(entry) for entry in entries)
+
+
+def unused(entries: Iterable[Any]) -> list[tuple[int, Any]]:
+    """``(index, entry)`` of the entries that covered no finding since :func:`reset`."""
+    return [(i, e) for i, e in enumerate(entries) if entry_key(e) not in _matched]
+
+
+def reset() -> None:
+    _matched.clear()
