@@ -52,6 +52,11 @@ from django_dbtuning.queries.callsite import (
     location,
 )
 from django_dbtuning.queries.eager_findings import EagerState, Level, Load, Method, Site
+from django_dbtuning.queries.eager_reads import (
+    TrackedList,
+    load_internal_readers,
+    tracked_cache,
+)
 from django_dbtuning.queries.recorder import current_unit, internal_error
 
 if TYPE_CHECKING:
@@ -114,9 +119,7 @@ def is_installed() -> bool:
 
 def sync_installation() -> None:
     with _lock:
-        wanted = get_settings().unused_eager_loads or any(
-            not u.closed for u in _forced
-        )
+        wanted = get_settings().unused_eager_loads or any(not u.closed for u in _forced)
         if wanted and not _originals:
             try:
                 _install()
@@ -146,7 +149,7 @@ def _targets() -> list[tuple[Any, str, Callable[..., Any]]]:
 
 
 def _install() -> None:
-    _load_internal_readers()
+    load_internal_readers()
     for owner, name, wrapper in _targets():
         _originals[(owner, name)] = owner.__dict__[name]
         setattr(owner, name, wrapper)
@@ -173,148 +176,6 @@ def _original(owner_name: str, name: str) -> Any:
     if found is None:  # uninstalled meanwhile, by another thread: Django's own now
         found = owner.__dict__[name]
     return found
-
-
-# --- reads ------------------------------------------------------------------------------------
-
-# Django functions that read cached relations for their own bookkeeping, not for the user.
-_INTERNAL_READERS: set[int] = set()
-_PASS_THROUGH: set[int] = set()  # descriptors outside django.db (generic foreign keys)
-
-
-def _load_internal_readers() -> None:
-    if _INTERNAL_READERS:
-        return
-    from django.db.models import Model, query
-
-    for function in (
-        query.prefetch_related_objects,
-        query.prefetch_one_level,
-        query.get_prefetcher,
-        Model._prepare_related_fields_for_save,
-    ):
-        _INTERNAL_READERS.add(id(function.__code__))
-    try:
-        from django.contrib.contenttypes import fields as ct
-    except ImportError:  # pragma: no cover - contenttypes is always importable
-        return
-    for name in ("GenericForeignKey", "GenericForeignKeyDescriptor"):
-        get = getattr(getattr(ct, name, None), "__get__", None)
-        if get is not None and hasattr(get, "__code__"):
-            _PASS_THROUGH.add(id(get.__code__))
-
-
-def _is_use(frame: FrameType | None) -> bool:
-    """Whether the read whose innermost caller is ``frame`` is the user's."""
-    for _ in range(16):
-        if frame is None:
-            return True
-        code = frame.f_code
-        if id(code) in _INTERNAL_READERS:
-            return False
-        if frame_category(code) != ORM and id(code) not in _PASS_THROUGH:
-            return True
-        frame = frame.f_back
-    return True
-
-
-def _seen(levels: tuple[Level, ...], frame: FrameType | None) -> bool:
-    """Note a read of ``levels``; True once nothing is left to note for them."""
-    if not any(level.pending for level in levels):
-        return True
-    if not _is_use(frame):
-        return False
-    for level in levels:
-        level.mark_read()
-    return True
-
-
-class TrackedCache(dict[str, Any]):
-    """An instance's field cache that notes the first read of each watched entry."""
-
-    __slots__ = ("watched",)
-
-    def __init__(self, data: dict[str, Any]) -> None:
-        super().__init__(data)
-        self.watched: dict[str, tuple[Level, ...]] = {}
-
-    def __getitem__(self, key: str) -> Any:
-        value = dict.__getitem__(self, key)
-        levels = self.watched.get(key)
-        if levels and _seen(levels, _getframe(1)):
-            self.watched.pop(key, None)
-        return value
-
-    def watch(self, key: str, level: Level) -> None:
-        self.watched[key] = (*self.watched.get(key, ()), level)
-
-    def copy(self) -> dict[str, Any]:  # type: ignore[override]
-        # Model.__getstate__ (pickle, copy): the copy may be read where we cannot see it.
-        for levels in self.watched.values():
-            for level in levels:
-                level.mark_read()
-        self.watched.clear()
-        return dict(self)
-
-    def __reduce_ex__(self, protocol: Any) -> Any:
-        return (dict, (self.copy(),))
-
-
-class TrackedList(list[Any]):
-    """A prefetched manager's result list that notes its first read."""
-
-    __slots__ = ("levels",)
-
-    def __init__(self, data: list[Any], levels: tuple[Level, ...]) -> None:
-        super().__init__(data)
-        self.levels = levels
-
-    def _read(self) -> None:
-        if self.levels and _seen(self.levels, _getframe(2)):
-            self.levels = ()
-
-    def __iter__(self) -> Iterator[Any]:
-        self._read()
-        return list.__iter__(self)
-
-    def __len__(self) -> int:
-        self._read()
-        return list.__len__(self)
-
-    def __getitem__(self, index: Any) -> Any:
-        self._read()
-        return list.__getitem__(self, index)
-
-    def __contains__(self, item: object) -> bool:
-        self._read()
-        return list.__contains__(self, item)
-
-    def __reversed__(self) -> Iterator[Any]:
-        self._read()
-        return list.__reversed__(self)
-
-    def __repr__(self) -> str:
-        self._read()
-        return list.__repr__(self)
-
-    def copy(self) -> list[Any]:
-        self._read()
-        return list.copy(self)
-
-    def __reduce_ex__(self, protocol: Any) -> Any:
-        for level in self.levels:
-            level.mark_read()
-        self.levels = ()
-        return (list, (list.copy(self),))
-
-
-def _tracked_cache(obj: Any) -> TrackedCache:
-    state = obj._state
-    cache = state.fields_cache
-    if type(cache) is not TrackedCache:
-        cache = TrackedCache(cache)
-        state.fields_cache = cache
-    return cache
 
 
 # --- where a load comes from ------------------------------------------------------------------
@@ -364,7 +225,9 @@ def _prefetch_related(self: Any, *lookups: Any) -> Any:
 
 def _site(query: Any, method: Method, units: list[Unit]) -> Site:
     """The build site if known, with the evaluating line or template if elsewhere."""
-    built = query.__dict__.get(_SITES, {}).get(method) if query is not None else None
+    built: Site | None = (
+        query.__dict__.get(_SITES, {}).get(method) if query is not None else None
+    )
     if built is _LIBRARY_BUILT:
         return built
     found = attribute(_getframe(), units[0].task)
@@ -459,7 +322,7 @@ def _tag_rows(rows: Iterator[Any], nodes: list[_Node]) -> Iterator[Any]:
 
 
 def _tag(obj: Any, nodes: list[_Node]) -> None:
-    cache = _tracked_cache(obj)
+    cache = tracked_cache(obj)
     for node in nodes:
         value = dict.get(cache, node.cache_name, _MISSING)
         if value is _MISSING:
@@ -590,7 +453,7 @@ def _watch_level(
     elif len(new_cached) == 1:
         key = next(iter(new_cached))
         for obj in instances:
-            cache = _tracked_cache(obj)
+            cache = tracked_cache(obj)
             value = dict.get(cache, key, _MISSING)
             if value is not _MISSING:
                 cache.watch(key, watched)

@@ -272,3 +272,7 @@ class SessionFindings:
     def clear(self) -> None:
         self.unused.clear()
         self.read.clear()
+
+
+SESSION = SessionFindings()
+"""The pytest plugin's report mode: every test's eager loads, judged together."""

@@ -18,6 +18,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 
 from django_dbtuning.exceptions import QueryProblemError
+from django_dbtuning.queries.eager_findings import log_findings
 from django_dbtuning.queries.policy import Policy, enforce
 from django_dbtuning.queries.recorder import internal_error
 from django_dbtuning.queries.units import (
@@ -125,6 +126,11 @@ def _report(
             metrics.observe_request(view, report)
         except Exception:
             internal_error("recording request metrics")
+    if unit.eager is not None:  # UNUSED_EAGER_LOADS: info records, before any raise
+        try:
+            log_findings(report.unused_eager_loads, where, view)
+        except Exception:
+            internal_error("reporting unused eager loads")
     # Reactions last: "raise" is deliberate, so it is the one error we let through.
     try:
         enforce(
