@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from argparse import ArgumentParser
 from typing import Any, NoReturn
@@ -14,11 +15,32 @@ from django_dbtuning.report import (
     as_json,
     as_prometheus,
     as_text,
+    history,
     run_report,
 )
 from django_dbtuning.report import output as report_output
+from django_dbtuning.report.compare import as_text as as_since_text
 
 FORMATS = ("text", "json", "prometheus")
+
+
+def add_history_arguments(parser: ArgumentParser) -> None:
+    parser.add_argument(
+        "--save",
+        action="store_true",
+        help=(
+            "Store a snapshot (sizes, row counts, statement totals, findings) in "
+            "django_dbtuning's table; snapshots older than HISTORY_RETENTION go."
+        ),
+    )
+    parser.add_argument(
+        "--since",
+        metavar="WHEN",
+        help=(
+            "Compare with the newest snapshot at or before WHEN: a duration back "
+            "from now (7d, 12h) or an ISO date; text and json."
+        ),
+    )
 
 
 def add_explain_argument(parser: ArgumentParser) -> None:
@@ -148,6 +170,7 @@ class Command(BaseCommand):
             help="Prometheus: one series per index (scans, size); high cardinality.",
         )
         add_explain_argument(parser)
+        add_history_arguments(parser)
 
     def handle(
         self,
@@ -170,6 +193,11 @@ class Command(BaseCommand):
         if type(top) is not int or top < 0:
             raise CommandError(f"--top must be an int >= 0, got {top!r}")
         chosen = _sections(sections)
+        save, since = options.get("save", False), options.get("since")
+        try:
+            history.check_options(save=save, since=since, format=format)
+        except history.HistoryError as exc:
+            raise CommandError(str(exc)) from None
         target = output or None
         if target is not None:
             # A missing directory is not created: a typo in a node_exporter textfile
@@ -195,6 +223,7 @@ class Command(BaseCommand):
         else:
             colour = target is None and not options.get("no_color")
             text = as_text(report, style=self.style if colour else None)
+        text = self._history(report, text, format, save=save, since=since, top=top)
         if target is not None:
             _output(target, text)
         else:
@@ -207,6 +236,22 @@ class Command(BaseCommand):
             )
         if fail_on:
             self._fail_on(report, fail_on, allow_partial=allow_partial)
+
+    def _history(self, report: Report, text: str, format: str, **options: Any) -> str:
+        """``--since`` appended to the output, ``--save`` done (its lines on stderr)."""
+        try:
+            outcome = history.run(report, **options)
+        except history.HistoryError as exc:
+            raise CommandError(str(exc)) from None
+        for line in outcome.messages():
+            self.stderr.write(line)
+        if not outcome.comparisons:
+            return text
+        if format == "json":
+            document = json.loads(text)
+            document["since"] = {c.alias: c.as_dict() for c in outcome.comparisons}
+            return json.dumps(document, indent=2) + "\n"
+        return f"{text}\nHistory\n{as_since_text(outcome.comparisons)}"
 
     def _fail_on(self, report: Report, fail_on: str, *, allow_partial: bool) -> None:
         found, gaps = report.failures(
