@@ -36,7 +36,9 @@ UPDATE = "UPDATE explain_orders SET note = note WHERE customer = %s AND id < 0"
 RARE = "SELECT id FROM explain_orders WHERE status = %s"
 # An alias, as a hand-written or joined query has: the pg_stats heuristic (missing_index)
 # reads Django's "table"."column" filters only, the plan reads every shape.
-FILTERED = "SELECT o.id, o.note FROM explain_orders o WHERE o.customer = %s AND o.status = %s"
+FILTERED = (
+    "SELECT o.id, o.note FROM explain_orders o WHERE o.customer = %s AND o.status = %s"
+)
 VIEW = "SELECT id FROM explain_secret_view WHERE customer = %s"
 
 
@@ -97,9 +99,9 @@ def _tables(conn: psycopg.Connection) -> None:
         sql.SQL("CREATE TABLE {} (id int, {} int)").format(q(SCHEMA, TABLE), q(COLUMN))
     )
     conn.execute(
-        sql.SQL("INSERT INTO {} SELECT g, g % 1000 FROM generate_series(1, 30000) g").format(
-            q(SCHEMA, TABLE)
-        )
+        sql.SQL(
+            "INSERT INTO {} SELECT g, g % 1000 FROM generate_series(1, 30000) g"
+        ).format(q(SCHEMA, TABLE))
     )
     conn.execute("ANALYZE")
 
@@ -140,11 +142,15 @@ def planted(django_db_setup, django_db_blocker):
         _statements(conn)
         database = conn.info.dbname
         # A small work_mem for the report's sessions: the sort above spills.
-        conn.execute(sql.SQL("ALTER DATABASE {} SET work_mem = '64kB'").format(q(database)))
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} SET work_mem = '64kB'").format(q(database))
+        )
         try:
             yield conn
         finally:
-            conn.execute(sql.SQL("ALTER DATABASE {} RESET work_mem").format(q(database)))
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} RESET work_mem").format(q(database))
+            )
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(q(SCHEMA)))
             conn.execute(
                 "DROP VIEW IF EXISTS explain_secret_view;"
@@ -155,8 +161,9 @@ def planted(django_db_setup, django_db_blocker):
 
 @pytest.fixture(scope="module")
 def reported(planted, django_db_blocker):
-    with django_db_blocker.unblock(), override_settings(
-        DBTUNING={"REPORT_THRESHOLDS": THRESHOLDS}
+    with (
+        django_db_blocker.unblock(),
+        override_settings(DBTUNING={"REPORT_THRESHOLDS": THRESHOLDS}),
     ):
         args = ("--database", "default", "--section", "statements", "--explain")
         out, err, code = dbreport("--format", "json", "--top", "0", *args)
@@ -189,7 +196,9 @@ def entry_for(document: dict, fragment: str) -> dict:
 def test_frequent_sequential_scan_of_a_large_table(reported):
     document, text, _ = reported
     (finding,) = [
-        f for f in by_code(document, "plan_seq_scan") if f["object"] == "explain_orders(customer)"
+        f
+        for f in by_code(document, "plan_seq_scan")
+        if f["object"] == "explain_orders(customer)"
     ]
     assert finding["severity"] == "warning"
     data = finding["data"]
@@ -254,14 +263,18 @@ def test_nested_loop_without_an_index(reported):
 def test_missing_index_says_which_statements_it_serves(reported):
     document, _, _ = reported
     (missing,) = [
-        f for f in by_code(document, "missing_index") if f["object"] == "explain_orders(note)"
+        f
+        for f in by_code(document, "missing_index")
+        if f["object"] == "explain_orders(note)"
     ]
     lookup = entry_for(document, 'WHERE "explain_orders"."note" = $1')
     assert lookup["queryid"] in [s["queryid"] for s in missing["data"]["serves"]]
     assert "it would serve queryid" in missing["detail"]
     # The plan agrees: no second finding for the same index.
     assert not [
-        f for f in by_code(document, "plan_seq_scan") if f["data"]["index_columns"] == [["note"]]
+        f
+        for f in by_code(document, "plan_seq_scan")
+        if f["data"]["index_columns"] == [["note"]]
     ]
 
 
@@ -313,12 +326,19 @@ def reader(planted):
 
 @needs_16
 def test_table_the_role_cannot_read_is_a_skip_naming_it(reader):
-    with extra_alias(
-        "reader", USER="dbreport_explain_reader", PASSWORD=READER_PASSWORD
-    ), override_settings(DBTUNING={"REPORT_THRESHOLDS": THRESHOLDS}):
+    with (
+        extra_alias("reader", USER="dbreport_explain_reader", PASSWORD=READER_PASSWORD),
+        override_settings(DBTUNING={"REPORT_THRESHOLDS": THRESHOLDS}),
+    ):
         out, err, code = dbreport(
-            "--format", "json", "--database", "reader", "--section", "statements",
-            "--explain", "40",
+            "--format",
+            "json",
+            "--database",
+            "reader",
+            "--section",
+            "statements",
+            "--explain",
+            "40",
         )
     assert code == 0, err
     document = json.loads(out)
@@ -333,7 +353,8 @@ def test_table_the_role_cannot_read_is_a_skip_naming_it(reader):
     assert check["status"] == "partial"
     assert "statements could not be planned (queryid" in check["reason"]
     (gap,) = [
-        f for f in document["findings"]
+        f
+        for f in document["findings"]
         if f["code"] == "check_incomplete" and f["data"]["check"] == "explain"
     ]
     assert "explain_private" in gap["hint"]
@@ -386,7 +407,9 @@ def test_hostile_names_in_the_suggested_index(reported, planted):
             [sql.Identifier(SCHEMA, TABLE).as_string(planted)],
         ).fetchone()
         assert '("Cust ""Id""")' in definition
-        assert planted.execute("SELECT to_regclass('public.x')").fetchone()[0] is not None
+        assert (
+            planted.execute("SELECT to_regclass('public.x')").fetchone()[0] is not None
+        )
     finally:
         planted.execute(
             "SELECT format('DROP INDEX %%I.%%I', n.nspname, c.relname) FROM pg_index i "
@@ -440,7 +463,8 @@ def test_explain_needs_postgresql_16(planted):
         else "EXPLAIN (GENERIC_PLAN) needs PostgreSQL 16+, this server is "
     )
     (gap,) = [
-        f for f in report.findings
+        f
+        for f in report.findings
         if f.code == "check_incomplete" and f.data["check"] == "explain"
     ]
     assert gap.severity == "info"
