@@ -385,3 +385,29 @@ def test_view_report_permission(django_user_model):
     permission = Permission.objects.get(codename="view_report")
     assert permission.name == "Can view the database report"
     assert permission.content_type.app_label == "django_dbtuning"
+
+
+def test_python_api(planted):
+    from django_dbtuning.report import (
+        HistoryError,
+        compare_since,
+        run_report,
+        save_snapshot,
+    )
+
+    report = run_report(["default"], sections=["tables", "indexes"])
+    with pytest.raises(HistoryError, match="no snapshot of alias 'default' yet"):
+        compare_since(report, "1h")
+    saved = save_snapshot(report)
+    assert list(saved.saved) == ["default"] and saved.using == "default"
+    backdate(1)
+    insert(planted, 100)
+    (found,) = compare_since(
+        run_report(["default"], sections=["tables", "indexes"]), "1h"
+    )
+    assert found.alias == "default"
+    assert entry(found.tables, f"{SCHEMA}.{TABLE}")["rows_per_day"] == pytest.approx(
+        100, rel=0.05
+    )
+    with pytest.raises(HistoryError, match="--since must be a str, not float"):
+        compare_since(report, 1.5)
