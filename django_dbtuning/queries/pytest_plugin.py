@@ -5,7 +5,7 @@
 * ``--n-plus-one=fail`` (or ``n_plus_one = fail`` in the ini file): the same for every
   test; ``@pytest.mark.allow_n_plus_one`` exempts one.
 * ``--n-plus-one=report``: never fail, print a summary of every finding at the end,
-  grouped by location.
+  grouped by location, and of the unused eager loads no test of the session read.
 * ``query_snapshot`` fixture and ``--update-query-snapshots``: see
   :mod:`django_dbtuning.queries.snapshot_plugin`; allow-list entries that matched nothing:
   :mod:`django_dbtuning.queries.allowlist_plugin`.
@@ -16,6 +16,7 @@ costs nothing in projects that do not use it.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Generator
 from typing import Any
 
@@ -89,12 +90,17 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     from django_dbtuning.queries.policy import Policy, enforce
     from django_dbtuning.queries.units import QueryReport, finish_unit, start_unit
 
-    unit = start_unit()
+    # Report mode also reports unused eager loads (merged over the session).
+    unit = start_unit(unused_eager_loads=True if mode == "report" else None)
     try:
         result = yield
     finally:
         finish_unit(unit)
     report = QueryReport(unit)
+    if unit.eager is not None:
+        from django_dbtuning.queries.eager_findings import SESSION
+
+        SESSION.add(unit.eager, item.nodeid)
     for finding in report.n_plus_one:
         entry = _findings.setdefault(
             finding.location + "\0" + (finding.relation or finding.fingerprint),
@@ -111,6 +117,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
 def pytest_terminal_summary(
     terminalreporter: Any, exitstatus: int, config: pytest.Config
 ) -> None:
+    _eager_summary(terminalreporter)
     if not _findings:
         return
     write = terminalreporter.write_line
@@ -133,3 +140,17 @@ def pytest_terminal_summary(
             if len(tests) > 3:
                 write(f"    ... and {len(tests) - 3} more")
     _findings.clear()
+
+
+def _eager_summary(terminalreporter: Any) -> None:
+    """Unused eager loads no test of the session read (report mode)."""
+    if "django_dbtuning.queries.eager_findings" not in sys.modules:
+        return  # nothing tracked them: do not import anything
+    from django_dbtuning.queries.eager_findings import SESSION
+
+    lines = SESSION.lines()
+    SESSION.clear()
+    if lines:
+        terminalreporter.section("django-dbtuning: unused eager loads (info)")
+        for line in lines:
+            terminalreporter.write_line(line)
