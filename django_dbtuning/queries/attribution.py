@@ -16,6 +16,7 @@ from typing import Any
 
 from django_dbtuning.queries import callsite
 from django_dbtuning.queries.callsite import HANDLER, HOP, LIBRARY, TEMPLATE, USER
+from django_dbtuning.queries.jinja import locate_template
 
 
 @dataclass(slots=True)
@@ -88,6 +89,7 @@ def _attribute(frame: FrameType, task: Any, result: Attribution) -> None:
         _template(template_frame, result)
         user = None  # it rendered the template; the loop is the template's
     result.serializer = _serializer_path(frames)
+    locate_template(frames, user, result)  # a Jinja2 template: its line, its renderer
     instance = _relation(evidence, result)
     if instance is not None:
         _provenance(instance, user, template_frame, result)

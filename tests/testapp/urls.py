@@ -13,6 +13,7 @@ urlpatterns = [
         views.books_template_response,
         name="books-template-response",
     ),
+    path("books/jinja/", views.books_jinja, name="books-jinja"),
     path("books/<int:pk>/", views.book_detail, name="book-detail"),
     # A URL that carries a secret (a password-reset token) into an N+1 view.
     path("reset/<str:token>/", views.reset_naive, name="reset-naive"),

@@ -46,6 +46,11 @@ def books_template_response(request: HttpRequest) -> TemplateResponse:
     )
 
 
+def books_jinja(request: HttpRequest) -> HttpResponse:
+    books = Book.objects.all()
+    return render(request, "testapp/books.jinja", {"books": books}, using="jinja2")
+
+
 def book_detail(request: HttpRequest, pk: int) -> JsonResponse:
     book = Book.objects.get(pk=pk)
     return JsonResponse({"title": book.title, "author": book.author.name})

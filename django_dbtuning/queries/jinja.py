@@ -1,0 +1,61 @@
+"""Jinja2 templates: the template line of a compiled template's frame.
+
+Jinja2 compiles a template to Python whose frames carry the template's file name but lines
+of the generated code. Jinja2 keeps the way back itself: the frame's globals hold the
+``Template`` (``__jinja_template__``), and ``Template.get_corresponding_lineno`` maps a
+generated line to the template line (the same lookup Jinja2's own tracebacks use). Nothing
+here reads generated code, and without Jinja2 (or for any other frame) it answers None.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from django_dbtuning.queries.callsite import HANDLER, USER, frame_category, location
+
+if TYPE_CHECKING:
+    from django_dbtuning.queries.attribution import Attribution
+
+
+def template_location(frame: FrameType) -> tuple[str, int] | None:
+    """``(template name, template line)`` if ``frame`` runs a compiled Jinja2 template."""
+    template = frame.f_globals.get("__jinja_template__")
+    if template is None:
+        return None
+    # A hint only: a Jinja2 change may lose the line, never the request.
+    with contextlib.suppress(Exception):
+        line = int(template.get_corresponding_lineno(frame.f_lineno))
+        name = template.name or template.filename or "<template>"
+        return str(name), line
+    return None
+
+
+def locate_template(
+    frames: list[FrameType], user: FrameType | None, result: Attribution
+) -> None:
+    """When ``user`` runs a Jinja2 template: its template line, and the code that rendered it.
+
+    As for a Django template, the finding then reads ``books.jinja:4 (rendered from
+    views.py:60)``: the loop is the template's, and the view is where the context was built.
+    """
+    located = template_location(user) if user is not None else None
+    if located is None:
+        return
+    result.template = "{}:{}".format(*located)
+    result.callsite = result.filename = result.lineno = result.function = None
+    below = next((i for i, f in enumerate(frames) if f is user), len(frames))
+    for f in frames[below + 1 :]:
+        kind = frame_category(f.f_code)
+        if kind == HANDLER:
+            return
+        if kind == USER and template_location(f) is None:
+            path, line, function = location(f)
+            result.callsite, result.filename, result.lineno = (
+                f"{path}:{line}",
+                path,
+                line,
+            )
+            result.function = function
+            return

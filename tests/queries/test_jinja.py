@@ -1,0 +1,83 @@
+"""N+1s in Jinja2 templates are reported at the template line, not the compiled code's."""
+
+from __future__ import annotations
+
+import jinja2
+import pytest
+
+from django_dbtuning import NPlusOneError, track_queries
+from django_dbtuning.queries.jinja import template_location
+from tests.testapp.models import Author, Book, Publisher
+
+pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.testapp.urls")]
+
+MIDDLEWARE = "django_dbtuning.middleware.QueryCountMiddleware"
+TEMPLATE_LINE = 5  # tests/testapp/jinja2/testapp/books.jinja: {{ book.author.name }}
+
+
+@pytest.fixture
+def books():
+    publisher = Publisher.objects.create(name="P")
+    for i in range(3):
+        author = Author.objects.create(name=f"A{i}", publisher=publisher)
+        Book.objects.create(title=f"B{i}", author=author)
+
+
+def test_the_template_file_says_what_the_tests_assume():
+    from pathlib import Path
+
+    source = Path(__file__).parents[1] / "testapp/jinja2/testapp/books.jinja"
+    lines = source.read_text().splitlines()
+    assert "book.author.name" in lines[TEMPLATE_LINE - 1]
+
+
+def test_a_jinja2_view_names_the_template_line_and_the_view(
+    client, books, settings, dbtuning
+):
+    settings.MIDDLEWARE = [MIDDLEWARE]
+    dbtuning(ON_N_PLUS_ONE="raise")
+    with pytest.raises(NPlusOneError) as caught:
+        client.get("/books/jinja/")
+    (finding,) = caught.value.findings
+    assert finding.relation == "testapp.Book.author"
+    assert finding.template == f"testapp/books.jinja:{TEMPLATE_LINE}"
+    assert finding.callsite is not None
+    assert finding.callsite.startswith("tests/testapp/views.py:")
+    assert finding.function == "books_jinja"
+    assert finding.location == (
+        f"testapp/books.jinja:{TEMPLATE_LINE} (rendered from {finding.callsite})"
+    )
+    assert finding.hint.startswith('add .select_related("author") to the Book queryset')
+
+
+def test_a_template_rendered_directly_from_a_string(books):
+    environment = jinja2.Environment()
+    template = environment.from_string(
+        "{% for b in books %}\n\n{{ b.author.name }}\n{% endfor %}"
+    )
+    with track_queries() as report:
+        template.render(books=Book.objects.all())
+    (finding,) = report.n_plus_one
+    assert finding.template == "<template>:3"
+    assert finding.callsite is not None
+    assert finding.callsite.startswith("tests/queries/test_jinja.py:")
+    assert finding.relation == "testapp.Book.author"
+
+
+def test_two_template_lines_are_two_sites(books):
+    template = jinja2.Environment().from_string(
+        "{% for b in books %}{{ b.author.name }}{% endfor %}\n"
+        "{% for b in again %}{{ b.author.name }}{% endfor %}"
+    )
+    with track_queries() as report:
+        template.render(books=Book.objects.all(), again=Book.objects.all())
+    assert sorted(f.template for f in report.n_plus_one) == [
+        "<template>:1",
+        "<template>:2",
+    ]
+
+
+def test_a_frame_that_is_not_a_template():
+    import sys
+
+    assert template_location(sys._getframe()) is None
