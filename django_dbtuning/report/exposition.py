@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from django_dbtuning.conf import get_settings
 from django_dbtuning.report.findings import SEVERITIES, DatabaseReport, Report
 from django_dbtuning.validation import number_or_none
 
@@ -221,6 +222,16 @@ class _Families:
         )
         if per_index:
             self.out += self.index
+        # One series per table for the N largest only, when asked: cardinality.
+        self.table_size = GaugeMetricFamily(
+            "dbtuning_table_size_bytes",
+            "Size of one of the largest tables, its indexes and TOAST included "
+            "(REPORT_TOP_TABLE_METRICS).",
+            labels=["alias", "table"],
+        )
+        self.top_tables = get_settings().report_top_table_metrics
+        if self.top_tables:
+            self.out.append(self.table_size)
         self.per_index = per_index
 
     def add(self, name: str, labels: list[str], value: float) -> None:
@@ -260,12 +271,22 @@ class _Families:
             self.add("dbtuning_replication_lag_seconds", [alias], float(lag))
         for state, count in (connections.get("by_state") or {}).items():
             self.add("dbtuning_connections", [alias, state], count)
+        self.add_top_tables(alias, db)
         if self.per_index:
             index_size, index_scans = self.index
             for row in db.objects.get("indexes", []):
                 labels = [alias, row["schema"], row["table"], row["index"]]
                 index_scans.add_metric(labels, float(row["scans"]))
                 index_size.add_metric(labels, float(row["size_bytes"]))
+
+    def add_top_tables(self, alias: str, db: DatabaseReport) -> None:
+        """``REPORT_TOP_TABLE_METRICS`` tables by size (0, the default: none): the
+        largest from the tables section, so never more than the report's ``top``."""
+        largest = (db.sections.get("tables") or {}).get("largest") or []
+        for row in largest[: self.top_tables] if self.top_tables else []:
+            size = number_or_none(row.get("total_bytes") or row.get("size_bytes"))
+            if size is not None:
+                self.table_size.add_metric([alias, str(row["table"])], size)
 
     def add_sections(self, alias: str, db: DatabaseReport) -> None:
         pool = db.sections.get("pool") or {}

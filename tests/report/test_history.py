@@ -411,3 +411,19 @@ def test_python_api(planted):
     )
     with pytest.raises(HistoryError, match="--since must be a str, not float"):
         compare_since(report, 1.5)
+
+
+def test_table_size_metrics_are_opt_in_and_top_n(planted, dbtuning):
+    out, _, code = dbreport("--format", "prometheus", "--section", "tables,statements")
+    assert code == 0
+    assert "dbtuning_table_size_bytes" not in out
+    assert "queryid" not in out  # statements stay aggregate
+    dbtuning(REPORT_TOP_TABLE_METRICS=2)
+    out, _, code = dbreport("--format", "prometheus", "--section", "tables")
+    samples = [
+        line
+        for line in out.splitlines()
+        if line.startswith("dbtuning_table_size_bytes{")
+    ]
+    assert len(samples) == 2
+    assert all('alias="default"' in line and 'table="' in line for line in samples)
