@@ -69,7 +69,8 @@ SELECT pg_size_bytes(current_setting('work_mem')) AS work_mem,
 """
 
 _DENIED = re.compile(
-    r"permission denied for (?:table|view|materialized view|relation|schema|sequence|function) (.+)$"
+    r"permission denied for (?:table|view|materialized view|relation|schema|sequence"
+    r"|function) (.+)$"
 )
 
 

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from django_dbtuning.report.explain import Explained
 
 Relation = tuple[str, str]
+ESTIMATED = "Estimated by EXPLAIN (GENERIC_PLAN), for typical values."
 _Scan = tuple["Explained", Plan, list[tuple[str, Use]]]
 _MB = 1024 * 1024
 
@@ -256,7 +257,7 @@ def _seq_scan_finding(
             f"{len(found)} frequent statement(s) read all of {name} (~{row['rows']:,} rows,"
             f" {human_bytes(row['bytes'])}) to keep ~{float(node.get('Plan Rows') or 0):,.0f}"
             f" row(s) per call: {statements}. Plan: {summary(item.plan or node)}. "
-            "Estimated by EXPLAIN (GENERIC_PLAN), for typical values."
+            + ESTIMATED
         ),
         hint=hint,
         object=f"{name}({','.join(quote_ident(c) for c in columns)})",
@@ -354,10 +355,10 @@ def plan_spill(probe: Probe, facts: PlanFacts) -> None:
             f"{label(node).split(' (')[0]} likely to spill to disk: ~{human_bytes(estimate)}"
             f" for work_mem {human_bytes(memory.work_mem)}",
             detail=(
-                f"The {kind} of {_said(item, facts.all_ms)} holds ~{float(node.get('Plan Rows') or 0):,.0f}"
-                f" rows of {node.get('Plan Width')} bytes (~{human_bytes(estimate)}); past "
+                f"The {kind} of {_said(item, facts.all_ms)} holds "
+                f"~{float(node.get('Plan Rows') or 0):,.0f} rows of {node.get('Plan Width')} bytes (~{human_bytes(estimate)}); past "
                 f"{human_bytes(budget)} it writes temporary files. Plan: {summary(plan)}. "
-                "Estimated by EXPLAIN (GENERIC_PLAN), for typical values."
+                + ESTIMATED
             ),
             hint=hint,
             object=f"queryid:{item.queryid}",
@@ -420,7 +421,7 @@ def plan_nested_loop(probe: Probe, facts: PlanFacts) -> None:
                 detail=(
                     f"{_said(item, facts.all_ms)} joins ~{outer_rows:,.0f} outer rows, each "
                     f"against ~{inner_rows:,.0f} rows of {name} read without an index. Plan: "
-                    f"{summary(plan)}. Estimated by EXPLAIN (GENERIC_PLAN), for typical values."
+                    f"{summary(plan)}. {ESTIMATED}"
                 ),
                 hint=hint,
                 object=f"queryid:{item.queryid}",

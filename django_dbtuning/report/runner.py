@@ -14,6 +14,7 @@ from django_dbtuning.conf import get_settings
 from django_dbtuning.report import (
     connections as connections_section,
 )
+from django_dbtuning.report import explain as explain_section
 from django_dbtuning.report import (
     indexes,
     pgbouncer,
@@ -21,7 +22,6 @@ from django_dbtuning.report import (
     statements,
     tables,
 )
-from django_dbtuning.report import explain as explain_section
 from django_dbtuning.report import server_settings as settings_section
 from django_dbtuning.report.djangomap import ModelMap
 from django_dbtuning.report.findings import (
