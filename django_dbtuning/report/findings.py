@@ -14,7 +14,7 @@ Severity = Literal["info", "warning", "error"]
 SEVERITIES: tuple[Severity, ...] = ("info", "warning", "error")
 SEVERITY_RANK: dict[str, int] = {name: rank for rank, name in enumerate(SEVERITIES)}
 
-SECTIONS: tuple[str, ...] = ("pool", "connections", "indexes", "tables", "statements", "settings")  # fmt: skip
+SECTIONS: tuple[str, ...] = ("pool", "connections", "indexes", "tables", "schema", "statements", "settings")  # fmt: skip
 
 CheckStatus = Literal["ok", "partial", "skipped", "timeout", "error"]
 """``partial``: the check ran but the role could not see everything (other roles'

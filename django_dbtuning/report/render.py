@@ -302,6 +302,21 @@ def _tables(data: dict[str, Any], top: int, paint: _Style) -> list[str]:
     return lines
 
 
+def _schema(data: dict[str, Any], top: int, paint: _Style) -> list[str]:
+    counts = [
+        f"{data.get(code, 0)} {label}"
+        for code, label in (
+            ("fk_type_mismatch", "foreign keys of another type than their key"),
+            ("duplicate_foreign_key", "duplicate foreign keys"),
+            ("missing_primary_key", "tables without a primary key"),
+            ("boolean_index", "boolean-only indexes"),
+        )
+        if code in data
+    ]
+    checked = f"{data['foreign_keys']} foreign keys checked; " if "foreign_keys" in data else ""
+    return [paint.label("  Schema"), f"  {checked}{', '.join(counts)}"]
+
+
 def _statements(data: dict[str, Any], top: int, paint: _Style) -> list[str]:
     if not data.get("installed"):
         return [paint.label("  Statements"), "  pg_stat_statements is not installed"]
@@ -372,6 +387,7 @@ _SECTION_RENDERERS: dict[str, Callable[[dict[str, Any], int, _Style], list[str]]
     "connections": _connections,
     "indexes": _indexes,
     "tables": _tables,
+    "schema": _schema,
     "statements": _statements,
     "settings": _settings,
 }

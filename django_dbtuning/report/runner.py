@@ -22,6 +22,7 @@ from django_dbtuning.report import (
     statements,
     tables,
 )
+from django_dbtuning.report import schema_lints
 from django_dbtuning.report import server_settings as settings_section
 from django_dbtuning.report.djangomap import ModelMap
 from django_dbtuning.report.findings import (
@@ -49,6 +50,7 @@ COLLECTORS: dict[str, Collector] = {
     "connections": connections_section.collect,
     "indexes": indexes.collect,
     "tables": tables.collect,
+    "schema": schema_lints.collect,
     "statements": statements.collect,
     "settings": settings_section.collect,
 }
@@ -66,6 +68,12 @@ SCHEMA_CODES = frozenset(
         "sequence_near_overflow",
         "xid_wraparound",
         "inactive_replication_slot",
+        "wraparound_vacuum_due",
+        "table_bloat",
+        "fk_type_mismatch",
+        "duplicate_foreign_key",
+        "missing_primary_key",
+        "boolean_index",
     }
 )
 

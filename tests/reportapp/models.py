@@ -48,3 +48,35 @@ class Ticket(models.Model):
     # An int column the tests feed from a bigint sequence pushed near int's limit.
     id = models.AutoField(primary_key=True)
     note = models.CharField(max_length=20, default="")
+
+
+# -- schema lints (tests/report/test_schema_lints.py plants the problems in the database;
+# the models are what Django believes) ----------------------------------------------------
+
+
+class Ledger(models.Model):
+    id = models.BigAutoField(primary_key=True)
+
+
+class LedgerEntry(models.Model):
+    # The test turns its column into integer (the database missed a migration):
+    # fk_type_mismatch fixed by RunSQL; and adds a second constraint:
+    # duplicate_foreign_key.
+    ledger = models.ForeignKey(Ledger, on_delete=models.CASCADE)
+    # A boolean indexed alone: boolean_index.
+    settled = models.BooleanField(db_index=True, default=False)
+
+
+class Branch(models.Model):
+    # The test turns this column into bigint behind Django's back: the model lags, the
+    # fix is an AlterField to BigAutoField.
+    id = models.AutoField(primary_key=True)
+
+
+class Teller(models.Model):
+    branch = models.ForeignKey(Branch, on_delete=models.CASCADE)
+
+
+class AuditEvent(models.Model):
+    # The test drops its primary key constraint: missing_primary_key.
+    note = models.CharField(max_length=20, default="")
