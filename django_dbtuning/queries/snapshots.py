@@ -236,6 +236,7 @@ def check(
     Raises :class:`~django_dbtuning.QuerySnapshotMismatch` on a difference (unless
     ``update_mode``) or a missing snapshot when ``create`` is false.
     """
+    __tracebackhide__ = True  # pytest shows the user's block and the diff, not this
     where = display_path(path)
     recorded = read(path).get(test, {}).get(name)
     if recorded == current:
@@ -333,6 +334,7 @@ class snapshot_queries:  # named like a function, by contract
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        __tracebackhide__ = True
         self._tracker.__exit__(exc_type, exc, traceback)
         if exc_type is not None:
             return  # the block's own failure wins; its queries prove nothing
