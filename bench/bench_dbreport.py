@@ -137,6 +137,57 @@ def pghero_equivalent(url: str) -> float:
     return time.perf_counter() - started
 
 
+EXPLAINED = 20
+
+
+def plant_statements(url: str) -> None:
+    """Statements for --explain to plan: lookups, range filters, joins and sorts over the
+    schema's tables, each run a few times so pg_stat_statements ranks them."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_statements_reset()")
+        for n in range(EXPLAINED + 5):
+            shapes = [
+                (f"SELECT id, name FROM t{n:03d} WHERE name = %s", ["n1"]),
+                (f"SELECT count(*) FROM t{n:03d} WHERE created > %s", ["2020-01-01"]),
+                (
+                    f"SELECT a.id FROM t{n + 1:03d} a JOIN t{n:03d} b "
+                    "ON b.id = a.parent_id WHERE a.code = %s",
+                    [n],
+                ),
+                (f"SELECT * FROM t{n:03d} ORDER BY name LIMIT %s", [10]),
+            ]
+            for sql, params in shapes[: 1 + n % 4]:
+                for _ in range(3):
+                    conn.execute(sql, params).fetchall()
+
+
+def explain_runs() -> tuple[float, float, int]:
+    """Median ms of the statements section with --explain on the top 20, median ms of
+    the EXPLAIN checks alone (planning, then the catalog facts), the statements planned."""
+    from django_dbtuning.report import run_report
+
+    times: list[float] = []
+    checks: list[float] = []
+    report = None
+    for _ in range(RUNS):
+        started = time.perf_counter()
+        report = run_report(sections=["statements"], explain=EXPLAINED)
+        times.append(time.perf_counter() - started)
+        db = report.databases["default"]
+        checks.append(
+            sum(c.duration for c in db.checks if c.name.startswith("explain"))
+        )
+    assert report is not None
+    section = report.databases["default"].sections["statements"]["explain"]
+    return (
+        statistics.median(times) * 1000,
+        statistics.median(checks) * 1000,
+        section["planned"],
+    )
+
+
 def main() -> int:
     from django_dbtuning.embedded import database_url
     from django_dbtuning.exceptions import DbTuningError
@@ -147,6 +198,7 @@ def main() -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     url = build_schema(admin_url)
+    plant_statements(url)
     configure(url)
 
     from django_dbtuning.report import as_json, as_prometheus, as_text, run_report
@@ -199,6 +251,14 @@ def main() -> int:
     print("findings: " + ", ".join(f"{code} {n}" for code, n in sorted(codes.items())))
     verdict = "PASS" if full_ms < 3000 else "FAIL"
     print(f"target: full report under 3 s -> {verdict} ({full_ms:.0f} ms)")
+    explain_ms, planning_ms, planned = explain_runs()
+    explain_verdict = "PASS" if explain_ms < 2000 else "FAIL"
+    print(
+        f"--explain on the top {EXPLAINED} statements ({planned} planned): statements "
+        f"section {explain_ms:.0f} ms, of which EXPLAIN {planning_ms:.0f} ms; target "
+        f"under 2 s -> {explain_verdict} ({explain_ms:.0f} ms)"
+    )
+    verdict = "PASS" if verdict == explain_verdict == "PASS" else "FAIL"
 
     import psycopg
     from django.db import connections
