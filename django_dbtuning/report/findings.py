@@ -47,6 +47,7 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     "analyze_stale_days": 1,
     "sequence_warning_ratio": 0.75,
     "sequence_error_ratio": 0.9,
+    "sequence_info_ratio": 0.5,
     "xid_age_warning": 1_000_000_000,
     "xid_age_error": 1_500_000_000,
     "freeze_age_info_ratio": 0.9,

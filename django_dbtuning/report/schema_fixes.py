@@ -228,3 +228,48 @@ def partial_index(row: Row, rare: bool, models_map: ModelMap) -> tuple[str, str 
         f"{column_list([row['column']])} WHERE {condition}"
     )
     return f"{create} (not inside a transaction)", create
+
+
+def widen_key_fix(row: Row, info: ModelInfo | None) -> Hint:
+    """Move a sequence-fed integer column (a SEQUENCES row of the tables section) to
+    bigint: through the model when Django owns it, else with the SQL."""
+    table = ident(row["schema"], row["table"])
+    statements = [
+        f"ALTER TABLE {table} ALTER COLUMN {ident(row['column'])} TYPE bigint"
+    ]
+    reverse = [
+        f"ALTER TABLE {table} ALTER COLUMN {ident(row['column'])} TYPE "
+        f"{row['column_type']}"
+    ]
+    if row["sequence_type"] != "bigint" and not row["identity"]:
+        # An identity column's sequence follows the column's type; a serial's does not.
+        statements.append(
+            f"ALTER SEQUENCE {ident(row['seq_schema'], row['sequence'])} AS bigint"
+        )
+    lock = REWRITE_LOCK.format(tables=qualified(row["schema"], row["table"]))
+    field = info.field_for(row["column"]) if info is not None else None
+    code = run_sql_many(statements, reverse)
+    if (
+        info is not None
+        and field is not None
+        and _owned(info)
+        and isinstance(field, models.IntegerField)
+        and row["column_type"] != "bigint"
+    ):
+        declared = _retype(field, "bigint")
+        operation = (
+            f"migrations.AlterField(model_name={info.model._meta.model_name!r}, "
+            f"name={field.name!r}, field={declared})"
+        )
+        return Hint(
+            f"declare {info.label}.{field.name} as {declared} (for an implicit id, set "
+            "default_auto_field on its AppConfig, or DEFAULT_AUTO_FIELD = "
+            "'django.db.models.BigAutoField') and run makemigrations: "
+            f"{operation} — Django also alters the columns referencing it ({lock})",
+            tuple(statements),
+            operation,
+        )
+    where = f" ({info.label}.{field.name}) {_where(info)}" if info and field else ""
+    return Hint(
+        f"{'; '.join(statements)}{where}: {code}; ({lock})", tuple(statements), code
+    )

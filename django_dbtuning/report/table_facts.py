@@ -36,7 +36,10 @@ SELECT sn.nspname AS seq_schema, seq.relname AS sequence, tn.nspname AS schema,
        format_type(a.atttypid, a.atttypmod) AS column_type,
        ps.data_type::text AS sequence_type, ps.last_value, ps.max_value, ps.increment_by,
        has_sequence_privilege(seq.oid, 'SELECT,USAGE') AS readable,
-       d.deptype = 'i' AS identity
+       d.deptype = 'i' AS identity,
+       EXISTS (SELECT 1 FROM pg_index i
+                WHERE i.indrelid = t.oid AND i.indisprimary AND i.indnkeyatts = 1
+                  AND i.indkey[0] = a.attnum) AS primary_key
   FROM pg_depend d
   JOIN pg_class seq ON seq.oid = d.objid AND seq.relkind = 'S'
   JOIN pg_namespace sn ON sn.oid = seq.relnamespace

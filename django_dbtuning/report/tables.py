@@ -12,9 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from django_dbtuning.report.findings import Severity
 from django_dbtuning.report.humanize import human_seconds, iso
 from django_dbtuning.report.probe import Probe, Row
 from django_dbtuning.report.quoting import ident, qualified, quote_ident
+from django_dbtuning.report.schema_fixes import widen_key_fix
 from django_dbtuning.report.table_bloat import table_bloat
 from django_dbtuning.report.table_facts import (
     TableFacts,
@@ -218,58 +220,53 @@ def analyze_stale(probe: Probe, facts: TableFacts) -> None:
 
 
 def sequence_near_overflow(probe: Probe, facts: TableFacts) -> None:
+    t = probe.t
     for row, ratio, limit in facts.sequences or []:
-        if ratio < probe.t["sequence_warning_ratio"]:
-            continue
         column_type = row["column_type"]
+        # Integer primary keys are flagged early (info): widening one rewrites the table
+        # and every table referencing it, a job to plan while it is small.
+        early = row["primary_key"] and column_type != "bigint"
+        if ratio < t["sequence_warning_ratio"] and not (
+            early and ratio >= t["sequence_info_ratio"]
+        ):
+            continue
         table = qualified(row["schema"], row["table"])
         column = f"{table}.{quote_ident(row['column'])}"
         info = probe.models.model(row["table"])
-        field_label = info.field_label(row["column"]) if info else None
         narrower = (
             f" The sequence is {row['sequence_type']} but the column is {column_type}: "
             "it will fail at the column's limit first."
             if row["sequence_type"] != column_type
             else ""
         )
-        statements = [
-            f"ALTER TABLE {ident(row['schema'], row['table'])} "
-            f"ALTER COLUMN {ident(row['column'])} TYPE bigint"
-        ]
-        if row["sequence_type"] != "bigint" and not row["identity"]:
-            # An identity column's sequence follows the column's type; a serial's not.
-            statements.append(
-                f"ALTER SEQUENCE {ident(row['seq_schema'], row['sequence'])} AS bigint"
-            )
-        hint = (
-            "; ".join(statements)
-            + "; (rewrites the table under an exclusive lock: plan a maintenance window "
-            "or a shadow-column migration)"
+        hint = widen_key_fix(row, info)
+        severity: Severity = (
+            "error"
+            if ratio >= t["sequence_error_ratio"]
+            else "warning"
+            if ratio >= t["sequence_warning_ratio"]
+            else "info"
         )
-        if field_label and column_type != "bigint":
-            hint = (
-                f"make {field_label} a BigAutoField/BigIntegerField (set "
-                "DEFAULT_AUTO_FIELD = 'django.db.models.BigAutoField' for new models) "
-                f"and migrate; or {hint}"
-            )
         probe.add(
-            "error" if ratio >= probe.t["sequence_error_ratio"] else "warning",
+            severity,
             "sequence_near_overflow",
             f"{column} is {ratio:.0%} of its {column_type} range",
             detail=(
                 f"{qualified(row['seq_schema'], row['sequence'])} feeds "
-                f"{column} ({column_type}) and is at {row['last_value']:,} "
-                f"of {limit:,} ({ratio:.1%}); inserts fail once it passes the limit."
-                f"{narrower}"
+                f"{column} ({column_type}"
+                f"{', the primary key' if row['primary_key'] else ''}) and is at "
+                f"{row['last_value']:,} of {limit:,} ({ratio:.1%}); inserts fail once it "
+                f"passes the limit.{narrower}"
             ),
-            hint=hint,
+            hint=hint.text,
             object=column,
             model=info.label if info else None,
-            field=field_label,
+            field=info.field_label(row["column"]) if info else None,
             ratio=ratio,
             last_value=row["last_value"],
             max_value=limit,
-            sql=statements,
+            primary_key=row["primary_key"],
+            **hint.data(),
         )
 
 

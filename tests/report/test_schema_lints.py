@@ -432,3 +432,74 @@ def test_schema_findings_are_not_in_other_sections(planted_schema):
         "boolean_index",
     ):
         assert not findings(document, code)
+
+
+# -- integer primary keys running out of range (sequence_near_overflow, tables) ------------
+
+SEQ_TABLE = 'Seq "T"; DROP TABLE x'
+
+
+@pytest.fixture
+def sequences(planted_schema):
+    conn = planted_schema
+    before = conn.execute("SELECT last_value FROM reportapp_ticket_id_seq").fetchone()[
+        0
+    ]
+    conn.execute(
+        sql.SQL("CREATE TABLE {} (id serial PRIMARY KEY, n serial)").format(
+            q(SCHEMA, SEQ_TABLE)
+        )
+    )
+    seq, other = (
+        conn.execute(
+            "SELECT pg_get_serial_sequence(%s, %s)",
+            [f'"{SCHEMA}"."Seq ""T""; DROP TABLE x"', column],
+        ).fetchone()[0]
+        for column in ("id", "n")
+    )
+    conn.execute("SELECT setval(%s, 1900000000)", [seq])  # 88 %: warning
+    conn.execute("SELECT setval(%s, 1300000000)", [other])  # 61 %, not a key: nothing
+    conn.execute("SELECT setval('reportapp_ticket_id_seq', 1200000000)")  # 56 %: info
+    yield conn
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(q(SCHEMA, SEQ_TABLE)))
+    conn.execute("SELECT setval('reportapp_ticket_id_seq', %s)", [before])
+
+
+def test_integer_primary_key_flagged_early_with_its_alter_field(sequences):
+    document = report_json("--database", "default", "--section", "tables")
+    found = by_object(document, "sequence_near_overflow")
+    ticket = found["reportapp_ticket.id"]
+    assert ticket["severity"] == "info"
+    assert ticket["data"]["primary_key"] is True
+    assert ticket["model"] == "reportapp.Ticket"
+    assert ticket["data"]["field"] == "reportapp.Ticket.id"
+    operation = (
+        "migrations.AlterField(model_name='ticket', name='id', "
+        "field=models.BigAutoField(primary_key=True, serialize=False))"
+    )
+    assert ticket["data"]["migration"] == operation
+    assert operation in ticket["hint"]
+    assert "ACCESS EXCLUSIVE" in ticket["hint"]
+    parsed = eval(operation, {"migrations": migrations, "models": models})  # noqa: S307
+    assert isinstance(parsed.field, models.BigAutoField)
+    # A plain integer column at 61 % is not a key: not flagged before the warning level.
+    assert not any(name.endswith(".n") for name in found)
+
+
+def test_hostile_serial_key_widened_by_its_sql(sequences):
+    document = report_json("--database", "default", "--section", "tables")
+    name = '"Other Schema"."Seq ""T""; DROP TABLE x".id'
+    finding = by_object(document, "sequence_near_overflow")[name]
+    assert finding["severity"] == "warning"
+    assert finding["model"] is None
+    alter = 'ALTER TABLE "Other Schema"."Seq ""T""; DROP TABLE x" ALTER COLUMN "id" TYPE bigint'
+    assert finding["data"]["sql"][0] == alter
+    assert finding["data"]["sql"][1].startswith('ALTER SEQUENCE "Other Schema".')
+    assert finding["data"]["sql"][1].endswith(" AS bigint")
+    statements, reverse = run_sql_strings(finding["data"]["migration"])
+    assert statements == finding["data"]["sql"]
+    for statement in statements:
+        sequences.execute(statement)
+    still_there(sequences)
+    after = report_json("--database", "default", "--section", "tables")
+    assert name not in by_object(after, "sequence_near_overflow")
