@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from django_dbtuning.report import identity
 from django_dbtuning.report.djangomap import ModelMap
 from django_dbtuning.report.findings import DatabaseReport, Finding, Report
 from django_dbtuning.report.probe import MARKER, Probe, Unreachable, connect
@@ -69,13 +70,8 @@ STATEMENT_COLUMNS = ("queryid", "calls", "total_ms", "rows", "query", "since")
 FINDING_COLUMNS = ("code", "object", "severity", "title")
 
 
-def finding_key(finding: Finding) -> str:
-    """A finding's identity across runs: its code and the object it is about, never its
-    numbers (sizes, counts, ages change from run to run)."""
-    return key_of(finding.code, finding.object)
-
-
 def key_of(code: str, object: str) -> str:
+    """A finding's identity as one string, the document's key."""
     return f"{code} {object}"
 
 
@@ -145,17 +141,25 @@ def collect(
         _tables(probe, data)
         _indexes(probe, data)
         _statements(probe, data)
-    data.findings = {
-        finding_key(f): {
-            "code": f.code,
-            "object": f.object,
-            "severity": f.severity,
-            "title": f.title,
-        }
-        for f in report.findings
-        if f.database == alias
-    }
+    data.findings = _findings(report.findings, alias)
     return data
+
+
+def _findings(findings: Iterable[Finding], alias: str) -> dict[str, dict[str, Any]]:
+    """The alias' findings by the identity baselines use (:func:`.identity.key`): code
+    and object, never numbers; findings about a moment (a long query, a check that could
+    not run) have none and are not kept."""
+    kept = {}
+    for finding in findings:
+        found = identity.key(finding) if finding.database == alias else None
+        if found is not None:
+            kept[key_of(found.code, found.object)] = {
+                "code": found.code,
+                "object": found.object,
+                "severity": finding.severity,
+                "title": finding.title,
+            }
+    return kept
 
 
 def _parse_time(value: Any) -> datetime | None:
