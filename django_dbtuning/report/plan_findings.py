@@ -372,63 +372,87 @@ def plan_spill(probe: Probe, facts: PlanFacts) -> None:
         )
 
 
-def _loops(plan: Plan, memory: Memory) -> Iterator[tuple[Plan, float, Plan, Relation]]:
-    """Nested loops whose inner side reads a table without an index: outer rows, and
-    the inner scan."""
+def _side(child: Plan, memory: Memory) -> tuple[Plan, Relation] | None:
+    """The one table a join input reads, when it reads exactly one."""
+    scans = [(n, r) for n, _ in nodes(child) if (r := relation(n)) is not None]
+    if len(scans) != 1 or scans[0][1] not in memory.relations:
+        return None
+    return scans[0]
+
+
+def _loops(
+    plan: Plan, memory: Memory
+) -> Iterator[tuple[Plan, float, tuple[Plan, Relation], list[tuple[Plan, Relation]]]]:
+    """Nested loops whose inner side reads one table without an index: the node, its
+    outer rows, the inner scan, and the scans of both sides."""
     for node, _ in nodes(plan):
         children = node.get("Plans") or []
         if node.get("Node Type") != "Nested Loop" or len(children) != 2:
             continue
         outer, inner = children
-        if uses_index(inner):
+        inner_scan = _side(inner, memory)
+        if uses_index(inner) or inner_scan is None:
             continue
-        scans = [(n, r) for n, _ in nodes(inner) if (r := relation(n)) is not None]
-        if len(scans) != 1 or scans[0][1] not in memory.relations:
-            continue
-        yield node, float(outer.get("Plan Rows") or 0), scans[0][0], scans[0][1]
+        sides = [s for s in (_side(outer, memory), inner_scan) if s is not None]
+        yield node, float(outer.get("Plan Rows") or 0), inner_scan, sides
+
+
+def _join_index(
+    node: Plan, sides: list[tuple[Plan, Relation]], memory: Memory
+) -> tuple[Relation, list[tuple[str, Use]], list[list[str]]] | None:
+    """The index that lets the planner probe instead of loop: on the join columns of the
+    larger table (it becomes the inner side, probed once per row of the other)."""
+    condition = str(node.get("Join Filter") or "")
+    found = []
+    for scan, rel in sides:
+        columns = set(memory.relations[rel]["columns"])
+        uses = column_uses(condition, str(scan.get("Alias") or rel[1]), columns)
+        indexes = [c for c in _index_columns(uses) if not _indexed(memory, rel, c)]
+        if indexes:
+            found.append((memory.relations[rel]["rows"], rel, uses, indexes))
+    if not found:
+        return None
+    _, rel, uses, indexes = max(found, key=lambda f: f[0])
+    return rel, uses, indexes
 
 
 def plan_nested_loop(probe: Probe, facts: PlanFacts) -> None:
     memory = facts.memory
     for item, plan in _frequent(probe, facts):
-        for node, outer_rows, scan, rel in _loops(plan, memory):
+        for node, outer_rows, (scan, rel), sides in _loops(plan, memory):
             inner_rows = float(scan.get("Plan Rows") or 0)
-            if (
-                outer_rows < 2
-                or outer_rows * inner_rows < probe.t["plan_nested_loop_min_rows"]
-            ):
+            comparisons = outer_rows * inner_rows
+            if outer_rows < 2 or comparisons < probe.t["plan_nested_loop_min_rows"]:
                 continue
-            columns = set(memory.relations[rel]["columns"])
-            alias = str(scan.get("Alias") or rel[1])
-            uses = column_uses(str(node.get("Join Filter") or ""), alias, columns)
-            indexes = [c for c in _index_columns(uses) if not _indexed(memory, rel, c)]
-            name = qualified(*rel)
+            inner = qualified(*rel)
+            fix = _join_index(node, sides, memory)
             sql: list[str] = []
             model = None
-            if indexes:
-                hint, sql, model = _index_hint(probe, rel, indexes)
-                hint = f"index the join columns of {name}: {hint}"
+            if fix is not None:
+                hint, sql, model = _index_hint(probe, fix[0], fix[2])
+                hint = f"index the join columns of {qualified(*fix[0])}: {hint}"
             else:
                 hint = (
-                    f"give the join an equality condition a hash join can use, or an "
-                    f"index on {name} the join condition can probe"
+                    "give the join an equality condition a hash join can use, or an "
+                    "index the join condition can probe"
                 )
             probe.add(
                 "warning",
                 "plan_nested_loop",
-                f"Nested loop over {name} without an index: ~{outer_rows * inner_rows:,.0f} "
-                "row comparisons per call",
+                f"Nested loop over {inner} without an index: ~{comparisons:,.0f} row "
+                "comparisons per call",
                 detail=(
                     f"{_said(item, facts.all_ms)} joins ~{outer_rows:,.0f} outer rows, each "
-                    f"against ~{inner_rows:,.0f} rows of {name} read without an index. Plan: "
-                    f"{summary(plan)}. {ESTIMATED}"
+                    f"against ~{inner_rows:,.0f} rows of {inner} read without an index. "
+                    f"Plan: {summary(plan)}. {ESTIMATED}"
                 ),
                 hint=hint,
                 object=f"queryid:{item.queryid}",
                 model=model,
                 schema=rel[0],
                 table=rel[1],
-                columns=[c for c, _ in uses],
+                index_table=list(fix[0]) if fix else None,
+                index_columns=fix[2] if fix else [],
                 outer_rows=outer_rows,
                 inner_rows=inner_rows,
                 statements=[_statement(item, facts.all_ms, node)],
