@@ -111,6 +111,32 @@ def show_requests() -> None:
         print()
 
 
+def show_history() -> None:
+    """``dbreport --save``, more orders, then ``dbreport --since``: growth per day."""
+    import io
+    from datetime import timedelta
+
+    from django.core.management import call_command
+    from django.db.models import F
+    from shop.models import Order
+
+    from django_dbtuning.models import Snapshot
+
+    heading("manage.py dbreport --save, 5,000 more orders, dbreport --since 12h")
+    sections = ["--section", "tables,indexes,statements", "--top", "3"]
+    call_command("dbreport", "--save", *sections, stdout=io.StringIO())
+    # A demo cannot wait a day: the snapshot is moved back 24 hours, as if the cron
+    # job had saved it yesterday.
+    Snapshot.objects.update(taken_at=F("taken_at") - timedelta(days=1))
+    customers = list(Order.objects.values_list("customer_id", flat=True)[:5000])
+    Order.objects.bulk_create(Order(customer_id=pk) for pk in customers)
+    flush_statistics()
+    out = io.StringIO()
+    call_command("dbreport", "--since", "12h", *sections, stdout=out)
+    # The report itself is as above; its History part is what --since adds.
+    print("History" + out.getvalue().split("\nHistory", 1)[1], end="")
+
+
 def main() -> None:
     from django_dbtuning.exceptions import DbTuningError
 
@@ -172,6 +198,7 @@ def main() -> None:
         # --top 3: the first three info findings of each kind; `manage.py dbreport
         # --format json` has them all.
         call_command("dbreport", "--top", "3")
+        show_history()
     print("\ndemo finished")
 
 
