@@ -4,12 +4,10 @@
 
 from __future__ import annotations
 
-import pytest
-
 from django_dbtuning import track_queries
 from django_dbtuning.queries import allow_usage
 from tests.queries.test_pytest_plugin import run_pytest
-from tests.testapp.models import Author, Book, Publisher
+from tests.testapp.models import Book
 
 ENTRIES = [
     {"model": "testapp.Book", "field": "author"},
@@ -19,14 +17,7 @@ ENTRIES = [
 ]
 
 
-@pytest.mark.django_db
-def test_every_matching_entry_is_noted(dbtuning):
-    publisher = Publisher.objects.create(name="P")
-    for i in range(3):
-        Book.objects.create(
-            title=f"B{i}",
-            author=Author.objects.create(name=f"A{i}", publisher=publisher),
-        )
+def test_every_matching_entry_is_noted(three_books, dbtuning):
     dbtuning(ALLOW_N_PLUS_ONE=ENTRIES)
     allow_usage.reset()
     with track_queries() as report:
@@ -41,7 +32,7 @@ def test_every_matching_entry_is_noted(dbtuning):
 CHILD = f"""
 import pytest
 from django.test import override_settings
-from tests.testapp.models import Author, Book, Publisher
+from tests.testapp.models import Book
 
 # For the whole session, summary included.
 override_settings(DBTUNING={{"ALLOW_N_PLUS_ONE": {ENTRIES!r}}}).enable()

@@ -7,20 +7,12 @@ import pytest
 
 from django_dbtuning import NPlusOneError, track_queries
 from django_dbtuning.queries.jinja import template_location
-from tests.testapp.models import Author, Book, Publisher
+from tests.testapp.models import Book
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.testapp.urls")]
 
 MIDDLEWARE = "django_dbtuning.middleware.QueryCountMiddleware"
 TEMPLATE_LINE = 5  # tests/testapp/jinja2/testapp/books.jinja: {{ book.author.name }}
-
-
-@pytest.fixture
-def books():
-    publisher = Publisher.objects.create(name="P")
-    for i in range(3):
-        author = Author.objects.create(name=f"A{i}", publisher=publisher)
-        Book.objects.create(title=f"B{i}", author=author)
 
 
 def test_the_template_file_says_what_the_tests_assume():
@@ -32,7 +24,7 @@ def test_the_template_file_says_what_the_tests_assume():
 
 
 def test_a_jinja2_view_names_the_template_line_and_the_view(
-    client, books, settings, dbtuning
+    client, three_books, settings, dbtuning
 ):
     settings.MIDDLEWARE = [MIDDLEWARE]
     dbtuning(ON_N_PLUS_ONE="raise")
@@ -50,7 +42,7 @@ def test_a_jinja2_view_names_the_template_line_and_the_view(
     assert finding.hint.startswith('add .select_related("author") to the Book queryset')
 
 
-def test_a_template_rendered_directly_from_a_string(books):
+def test_a_template_rendered_directly_from_a_string(three_books):
     environment = jinja2.Environment()
     template = environment.from_string(
         "{% for b in books %}\n\n{{ b.author.name }}\n{% endfor %}"
@@ -64,7 +56,7 @@ def test_a_template_rendered_directly_from_a_string(books):
     assert finding.relation == "testapp.Book.author"
 
 
-def test_two_template_lines_are_two_sites(books):
+def test_two_template_lines_are_two_sites(three_books):
     template = jinja2.Environment().from_string(
         "{% for b in books %}{{ b.author.name }}{% endfor %}\n"
         "{% for b in again %}{{ b.author.name }}{% endfor %}"

@@ -26,14 +26,6 @@ MIDDLEWARE = "django_dbtuning.middleware.QueryCountMiddleware"
 
 
 @pytest.fixture
-def books():
-    publisher = Publisher.objects.create(name="P")
-    for i in range(3):
-        author = Author.objects.create(name=f"A{i}", publisher=publisher)
-        Book.objects.create(title=f"B{i}", author=author)
-
-
-@pytest.fixture
 def received():
     calls: list[dict[str, object]] = []
 
@@ -54,7 +46,7 @@ def test_one_public_signal_object():
     assert n_plus_one_detected is from_queries
 
 
-def test_a_query_budget_block_sends_one_signal_per_finding(books, received):
+def test_a_query_budget_block_sends_one_signal_per_finding(three_books, received):
     with query_budget(n_plus_one="log"):
         naive()
     assert len(received) == 1
@@ -67,13 +59,13 @@ def test_a_query_budget_block_sends_one_signal_per_finding(books, received):
     assert call["signal"] is n_plus_one_detected
 
 
-def test_sent_before_the_error_is_raised(books, received):
+def test_sent_before_the_error_is_raised(three_books, received):
     with pytest.raises(NPlusOneError), query_budget():
         naive()
     assert [c["finding"].relation for c in received] == ["testapp.Book.author"]
 
 
-def test_not_sent_when_the_reaction_is_ignore(books, received):
+def test_not_sent_when_the_reaction_is_ignore(three_books, received):
     with query_budget(n_plus_one="ignore"):
         naive()
     with track_queries():  # only records: no reaction, no signal
@@ -81,14 +73,14 @@ def test_not_sent_when_the_reaction_is_ignore(books, received):
     assert received == []
 
 
-def test_duplicates_and_budgets_send_nothing(books, received):
+def test_duplicates_and_budgets_send_nothing(three_books, received):
     with query_budget(max_queries=0, duplicates="log", over_budget="log"):
         for _ in range(3):
             Publisher.objects.get(name="P")
     assert received == []
 
 
-def test_each_finding_once(books, received):
+def test_each_finding_once(three_books, received):
     with track_queries() as report:
         naive()
         for author in Author.objects.all():
@@ -101,7 +93,7 @@ def test_each_finding_once(books, received):
     assert {c["sender"] for c in received} == {Author, Book}
 
 
-def test_a_receiver_can_filter_by_model(books):
+def test_a_receiver_can_filter_by_model(three_books):
     calls = []
 
     def on_author(sender, finding, request, **kwargs):
@@ -120,7 +112,7 @@ def test_a_receiver_can_filter_by_model(books):
         n_plus_one_detected.disconnect(on_author, sender=Author)
 
 
-def test_a_request_sends_its_request(client, books, received, settings, dbtuning):
+def test_a_request_sends_its_request(client, three_books, received, settings, dbtuning):
     settings.MIDDLEWARE = [MIDDLEWARE]
     dbtuning(ON_N_PLUS_ONE="log")
     response = client.get("/books/naive/")
@@ -133,7 +125,7 @@ def test_a_request_sends_its_request(client, books, received, settings, dbtuning
 
 
 def test_a_streamed_response_sends_its_request_when_the_body_ends(
-    client, books, received, settings, dbtuning
+    client, three_books, received, settings, dbtuning
 ):
     settings.MIDDLEWARE = [MIDDLEWARE]
     dbtuning(ON_N_PLUS_ONE="log")
@@ -146,7 +138,7 @@ def test_a_streamed_response_sends_its_request_when_the_body_ends(
 
 
 def test_a_receiver_that_raises_breaks_nothing(
-    client, books, settings, dbtuning, caplog
+    client, three_books, settings, dbtuning, caplog
 ):
     settings.MIDDLEWARE = [MIDDLEWARE]
     dbtuning(ON_N_PLUS_ONE="log")
