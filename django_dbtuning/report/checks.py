@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import difflib
+from datetime import timedelta
 from typing import Any
 
 from django.core.checks import CheckMessage, Error, Warning, register
 
 from django_dbtuning.conf import get_settings
+from django_dbtuning.report.noise import DEPRECATED_THRESHOLD
 from django_dbtuning.validation import is_number
 
 
@@ -34,6 +36,43 @@ def _report_timeouts() -> list[CheckMessage]:
     return messages
 
 
+def _unused_index_min_age() -> list[CheckMessage]:
+    from django_dbtuning.report import noise
+
+    user = noise.user_settings()
+    messages: list[CheckMessage] = []
+    value = user.get(noise.SETTING)
+    # A value of the wrong type is dbtuning.E002's (the registry's types).
+    if isinstance(value, str | timedelta):
+        problem = noise.min_age_problem(value)
+        if problem is not None:
+            messages.append(
+                Error(
+                    f"{problem}.",
+                    hint="dbreport refuses to run with it.",
+                    id="dbtuning.E055",
+                )
+            )
+    thresholds = user.get("REPORT_THRESHOLDS")
+    if isinstance(thresholds, dict) and DEPRECATED_THRESHOLD in thresholds:
+        days = noise.deprecated_min_age_days(user)
+        used = noise.SETTING not in user and days is not None
+        messages.append(
+            Warning(
+                f"DBTUNING['REPORT_THRESHOLDS'][{DEPRECATED_THRESHOLD!r}] is deprecated"
+                + (
+                    f"; dbreport reads it as UNUSED_INDEX_MIN_AGE = '{days:g}d'."
+                    if used
+                    else f" and ignored ({noise.SETTING} is set, or it is not a "
+                    "number >= 0)."
+                ),
+                hint=f"Set DBTUNING[{noise.SETTING!r}] (e.g. '7d') instead.",
+                id="dbtuning.W055",
+            )
+        )
+    return messages
+
+
 @register()
 def check_dbreport_settings(**kwargs: Any) -> list[CheckMessage]:
     """dbreport's settings: thresholds, timeouts, and what the live metrics report on."""
@@ -45,6 +84,8 @@ def check_dbreport_settings(**kwargs: Any) -> list[CheckMessage]:
     thresholds = get_settings().report_thresholds
     for key in sorted(thresholds, key=str):
         value = thresholds[key]
+        if key == DEPRECATED_THRESHOLD:
+            continue  # _unused_index_min_age() says what replaces it
         if key not in DEFAULT_THRESHOLDS:
             close = difflib.get_close_matches(str(key), DEFAULT_THRESHOLDS, n=1)
             messages.append(
@@ -67,6 +108,7 @@ def check_dbreport_settings(**kwargs: Any) -> list[CheckMessage]:
                 )
             )
     messages.extend(_report_timeouts())
+    messages.extend(_unused_index_min_age())
     unknown = [s for s in get_settings().report_metrics_sections if s not in SECTIONS]
     if unknown:
         messages.append(

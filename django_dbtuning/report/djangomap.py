@@ -10,6 +10,7 @@ from typing import Any
 from django.apps import apps
 from django.db import models
 
+from django_dbtuning.report.ownership import third_party_app
 from django_dbtuning.report.quoting import column_list, ident, run_sql
 
 
@@ -69,7 +70,7 @@ class ModelMap:
             info = ModelInfo(
                 label=opts.label,
                 model=model,
-                editable=not opts.auto_created and not _third_party(opts.app_config),
+                editable=not opts.auto_created and not third_party_app(opts.app_config),
             )
             for item in opts.local_concrete_fields:
                 if item.column:
@@ -213,15 +214,6 @@ class ModelMap:
                 )
         create = f"CREATE INDEX CONCURRENTLY ON {ident(schema, table)} {column_list(columns)}"
         return Hint(f"{create}; (not inside a transaction)", (create,))
-
-
-def _third_party(app_config: Any) -> bool:
-    path = str(getattr(app_config, "path", ""))
-    return (
-        app_config.name.startswith("django.")
-        or "site-packages" in path
-        or "dist-packages" in path
-    )
 
 
 def _bare(db_table: str) -> str:

@@ -6,9 +6,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from django_dbtuning.validation import number_or_none
+
+if TYPE_CHECKING:
+    from django_dbtuning.report.baseline import Comparison
 
 Severity = Literal["info", "warning", "error"]
 SEVERITIES: tuple[Severity, ...] = ("info", "warning", "error")
@@ -31,7 +34,6 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     "unused_index_max_scans": 0,
     "unused_index_warning_bytes": 1024 * 1024,
     "unused_index_last_scan_days": 30,
-    "min_stats_age_days": 7,
     "fk_without_index_warning_rows": 10_000,
     "index_bloat_warning_bytes": 100 * 1024 * 1024,
     "index_bloat_min_ratio": 0.5,
@@ -107,6 +109,12 @@ class Finding:
     """``app_label.Model`` when the object belongs to a Django model."""
     data: dict[str, Any] = field(default_factory=dict)
     """The numbers behind the finding (sizes in bytes, durations in seconds)."""
+    section: str | None = None
+    """The report section whose checks found it (None: the alias itself, PgBouncer)."""
+    third_party: bool = False
+    """On a table of Django's contrib apps or an installed package (report.ownership)."""
+    baseline: bool = False
+    """Known: already in the ``--baseline`` file the report was compared with."""
 
     def as_dict(self) -> dict[str, Any]:
         return dict(vars(self))  # every field, in order
@@ -218,6 +226,8 @@ class Report:
     databases: dict[str, DatabaseReport]
     findings: list[Finding]
     top: int = 10
+    baseline: Comparison | None = None
+    """The comparison with a ``--baseline`` file, when one was given."""
 
     def worst_severity(self) -> Severity | None:
         ranks = [SEVERITY_RANK[f.severity] for f in self.findings]
@@ -236,9 +246,15 @@ class Report:
         self, severity: Severity, *, allow_partial: bool = False
     ) -> tuple[list[Finding], list[Finding]]:
         """What makes ``--fail-on severity`` fail: the findings of ``severity`` or worse
-        (gaps aside), and the gaps of warning level or worse, whatever ``severity`` is
+        (gaps and findings known from a baseline aside), and the gaps of warning level
+        or worse, whatever ``severity`` is
         (unless ``allow_partial``): a report that could not look proves nothing."""
-        found = [f for f in self.at_least(severity) if f.code != INCOMPLETE]
+        # Known findings (in the baseline) never fail a run; gaps always can.
+        found = [
+            f
+            for f in self.at_least(severity)
+            if f.code != INCOMPLETE and not f.baseline
+        ]
         gaps = (
             []
             if allow_partial

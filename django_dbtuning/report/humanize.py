@@ -33,3 +33,24 @@ def human_seconds(value: float | None) -> str:
 
 def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+def human_duration(value: float) -> str:
+    """A span of time in the shortest unit that reads well: ``2.6 s``, ``7 d``."""
+    seconds = float(value)
+    if seconds == 0:
+        return "0 s"
+    for unit, size, limit in (
+        ("ms", 0.001, 1),
+        ("s", 1, 60),
+        ("min", 60, 3600),
+        ("h", 3600, 86_400),
+    ):
+        if abs(seconds) < limit:
+            return _number(seconds / size, unit)
+    return _number(seconds / 86_400, "d")
+
+
+def _number(amount: float, unit: str) -> str:
+    text = f"{amount:.1f}".removesuffix(".0")
+    return f"{text} {unit}"

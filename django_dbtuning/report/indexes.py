@@ -16,7 +16,7 @@ from typing import Any
 
 from django_dbtuning.report.djangomap import Hint
 from django_dbtuning.report.findings import Severity
-from django_dbtuning.report.humanize import human_bytes, human_seconds, iso
+from django_dbtuning.report.humanize import human_bytes, iso
 from django_dbtuning.report.index_facts import (
     BLOCK_SIZE,
     Bloat,
@@ -24,6 +24,7 @@ from django_dbtuning.report.index_facts import (
     IndexFacts,
     gather,
 )
+from django_dbtuning.report.noise import statistics_too_young
 from django_dbtuning.report.probe import Probe
 from django_dbtuning.report.quoting import qualified, quote_ident
 
@@ -87,32 +88,27 @@ def _usage(probe: Probe, index: Index) -> str | None:
 
 
 def unused_index(probe: Probe, facts: IndexFacts) -> None:
+    candidates = [
+        (index, usage)
+        for index in facts.indexes
+        if index.droppable
+        and index.is_valid
+        and index.table_kind != "p"
+        and index.idx_scan is not None
+        and (usage := _usage(probe, index)) is not None
+    ]
+    size = sum(index.size_bytes or 0 for index, _ in candidates)
+    if statistics_too_young(probe, len(candidates), size):
+        return
     age = probe.server.get("stats_age_seconds")
     stats_age = float(age) if age is not None else None
-    young = stats_age is not None and stats_age < probe.t["min_stats_age_days"] * 86400
-    for index in facts.indexes:
-        if (
-            not index.droppable
-            or not index.is_valid
-            or index.table_kind == "p"
-            or index.idx_scan is None
-        ):
-            continue
-        usage = _usage(probe, index)
-        if usage is None:
-            continue
+    for index, usage in candidates:
         hint = index.drop_hint(probe.models)
         big = (index.size_bytes or 0) >= probe.t["unused_index_warning_bytes"]
-        severity: Severity = "warning" if big and not young else "info"
-        caveats = []
-        if young:
-            caveats.append(
-                f"statistics cover only {human_seconds(stats_age)}: wait for a full "
-                "business cycle (month-end jobs, reports) before dropping"
-            )
-        caveats.append(
+        severity: Severity = "warning" if big else "info"
+        caveats = [
             "scans on replicas are not counted here (give dbreport their aliases too)"
-        )
+        ]
         head = index.key_attnums
         if any(
             sorted(head[: len(cols)]) == cols
@@ -331,7 +327,8 @@ def collect(probe: Probe) -> None:
     bloat = facts.bloat
     if bloat is not None:
         section["bloat_bytes_estimate"] = sum(b.wasted for b in bloat.values())
-    unused = found["unused_index"]
+    # On young statistics the check adds one stats_too_young note instead.
+    unused = [f for f in found["unused_index"] if f.code == "unused_index"]
     section["unused_count"] = len(unused)
     section["unused_size_bytes"] = sum(f.data["size_bytes"] or 0 for f in unused)
     section["invalid_count"] = sum(1 for i in indexes if not i.is_valid)

@@ -10,6 +10,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from django_dbtuning.report import baseline, noise
 from django_dbtuning.report.findings import Finding, Report
 from django_dbtuning.report.humanize import human_bytes, human_seconds
 
@@ -48,6 +49,7 @@ def _document(report: Report, plain: Callable[[Any], Any]) -> dict[str, Any]:
             alias: plain(db.as_dict()) for alias, db in report.databases.items()
         },
         "findings": [plain(f.as_dict()) for f in report.findings],
+        **({"baseline": report.baseline.as_dict()} if report.baseline else {}),
     }
 
 
@@ -114,8 +116,13 @@ def _numeric(cell: str) -> bool:
     return bool(cell) and (cell[0].isdigit() or cell[0] == "-") and " " not in cell[:3]
 
 
-def as_text(report: Report, *, style: Any | None = None) -> str:
-    """A readable report: per alias, each section's numbers, then the findings."""
+def as_text(
+    report: Report, *, style: Any | None = None, everything: bool = False
+) -> str:
+    """A readable report: per alias, each section's numbers, then the findings.
+
+    Findings known from a baseline are left out (one summary line counts them), and
+    third-party apps' findings are one line per code, unless ``everything``."""
     paint = _Style(style)
     out: list[str] = []
     for alias, db in report.databases.items():
@@ -156,7 +163,7 @@ def as_text(report: Report, *, style: Any | None = None) -> str:
             for note in db.notes:
                 out.append(_printable(f"  - {note}"))
         out.append("")
-    out.extend(_findings(report, paint))
+    out.extend(_findings(report, paint, everything=everything))
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -393,15 +400,18 @@ _SECTION_RENDERERS: dict[str, Callable[[dict[str, Any], int, _Style], list[str]]
 }
 
 
-def _findings(report: Report, paint: _Style) -> list[str]:
-    if not report.findings:
+def _findings(report: Report, paint: _Style, *, everything: bool) -> list[str]:
+    out = [_printable(line) for line in baseline.text_lines(report)]
+    items = noise.visible(report, everything=everything)
+    if not items:
         # Only reached when every check ran: a gap is a check_incomplete finding.
-        return [paint.success("No findings.")]
+        return [*out, paint.success("No new findings." if out else "No findings.")]
+    listed = [f for f in report.findings if everything or not f.baseline]
     counts = {
-        s: sum(1 for f in report.findings if f.severity == s)
+        s: sum(1 for f in listed if f.severity == s)
         for s in ("error", "warning", "info")
     }
-    out = [
+    out += [
         paint.heading(
             f"== Findings: {counts['error']} errors, {counts['warning']} warnings, "
             f"{counts['info']} info "
@@ -409,7 +419,7 @@ def _findings(report: Report, paint: _Style) -> list[str]:
     ]
     shown: dict[tuple[str, str], int] = {}
     hidden: dict[tuple[str, str], int] = {}
-    for finding in report.findings:
+    for finding in items:
         key = (finding.database, finding.code)
         if (
             finding.severity == "info"
@@ -419,6 +429,10 @@ def _findings(report: Report, paint: _Style) -> list[str]:
             hidden[key] = hidden.get(key, 0) + 1
             continue
         shown[key] = shown.get(key, 0) + 1
+        if isinstance(finding, noise.Group):
+            mark = paint.severity(finding.severity)(f"[{finding.severity.upper()}]")
+            out.append(f"{mark} {_printable(finding.line())}")
+            continue
         out.extend(_finding(finding, paint))
     for (alias, code), count in hidden.items():
         out.append(
@@ -430,6 +444,7 @@ def _findings(report: Report, paint: _Style) -> list[str]:
 def _finding(finding: Finding, paint: _Style) -> list[str]:
     mark = paint.severity(finding.severity)(f"[{finding.severity.upper()}]")
     model = f" ({finding.model})" if finding.model else ""
+    model += " (known: in the baseline)" if finding.baseline else ""
     title = _printable(finding.title)
     return [
         f"{mark} {finding.code} · {finding.database} · {title}{model}",

@@ -130,7 +130,9 @@ def reported(hostile, django_db_blocker):
 
     with (
         django_db_blocker.unblock(),
-        override_settings(DBTUNING={"REPORT_THRESHOLDS": THRESHOLDS}),
+        override_settings(
+            DBTUNING={"REPORT_THRESHOLDS": THRESHOLDS, "UNUSED_INDEX_MIN_AGE": "0s"}
+        ),
     ):
         args = ("--database", "default", "--section", "indexes,tables,statements")
         out, err, code = dbreport("--format", "json", "--top", "0", *args)

@@ -18,6 +18,7 @@ from django_dbtuning.report import (
     history,
     run_report,
 )
+from django_dbtuning.report import baseline as report_baseline
 from django_dbtuning.report import output as report_output
 from django_dbtuning.report.compare import as_text as as_since_text
 
@@ -55,6 +56,36 @@ def add_explain_argument(parser: ArgumentParser) -> None:
             "Plan the top N statements of pg_stat_statements (default 20) with EXPLAIN "
             "(GENERIC_PLAN), PostgreSQL 16+, read-only and rolled back, never ANALYZE; "
             "report sequential scans, spilling sorts and nested loops their plans show."
+        ),
+    )
+
+
+def add_baseline_arguments(parser: ArgumentParser) -> None:
+    parser.add_argument(
+        "--baseline",
+        metavar="FILE",
+        help=(
+            "Compare with a baseline file: its findings are known (hidden in text, "
+            '"baseline": true in JSON) and --fail-on ignores them; new and resolved '
+            "are reported."
+        ),
+    )
+    parser.add_argument(
+        "--write-baseline",
+        metavar="FILE",
+        help=(
+            "Write today's findings to FILE (sorted JSON, atomically) as the baseline "
+            "to compare with later; may be the --baseline file, to accept the current "
+            "state."
+        ),
+    )
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        dest="show_all",
+        help=(
+            "Text: list every finding, third-party apps' one by one and those known "
+            "from --baseline too."
         ),
     )
 
@@ -169,6 +200,7 @@ class Command(BaseCommand):
             action="store_true",
             help="Prometheus: one series per index (scans, size); high cardinality.",
         )
+        add_baseline_arguments(parser)
         add_explain_argument(parser)
         add_history_arguments(parser)
 
@@ -198,6 +230,7 @@ class Command(BaseCommand):
             history.check_options(save=save, since=since, format=format)
         except history.HistoryError as exc:
             raise CommandError(str(exc)) from None
+        baseline_file, write_file = self._baseline_options(options)
         target = output or None
         if target is not None:
             # A missing directory is not created: a typo in a node_exporter textfile
@@ -209,6 +242,7 @@ class Command(BaseCommand):
                 sections=chosen,
                 top=top,
                 requested=chosen or (),
+                baseline=baseline_file,
                 explain=options.get("explain") or 0,
             )
         except ValueError as exc:
@@ -222,13 +256,19 @@ class Command(BaseCommand):
                 raise CommandError(str(exc)) from None
         else:
             colour = target is None and not options.get("no_color")
-            text = as_text(report, style=self.style if colour else None)
+            text = as_text(
+                report,
+                style=self.style if colour else None,
+                everything=bool(options.get("show_all")),
+            )
         text = self._history(report, text, format, save=save, since=since, top=top)
         if target is not None:
             _output(target, text)
         else:
             self.stdout.write(text, ending="")
         unreachable = report.unreachable()
+        if write_file is not None:
+            self._write_baseline(report, write_file)
         if unreachable:
             raise CommandError(
                 _one_line("; ".join(f"{db.alias}: {db.error}" for db in unreachable)),
@@ -253,6 +293,47 @@ class Command(BaseCommand):
             return json.dumps(document, indent=2) + "\n"
         return f"{text}\nHistory\n{as_since_text(outcome.comparisons)}"
 
+    def _baseline_options(
+        self, options: dict[str, Any]
+    ) -> tuple[str | None, str | None]:
+        """``--baseline`` and ``--write-baseline``, checked before the report runs."""
+        found = []
+        for name in ("baseline", "write_baseline"):
+            value = options.get(name) or None
+            if value is not None and not isinstance(value, str):
+                flag = "--" + name.replace("_", "-")
+                raise CommandError(f"{flag} must be a path (str), got {value!r}")
+            found.append(value)
+        if found[1] is not None:
+            try:
+                report_baseline.check_writable(found[1])
+            except report_baseline.BaselineError as exc:
+                raise CommandError(str(exc)) from None
+        return found[0], found[1]
+
+    def _write_baseline(self, report: Report, path: str) -> None:
+        """Write ``--write-baseline``; refused when an alias was unreachable (its
+        findings would be missing, and come back as new)."""
+        unreachable = [db.alias for db in report.unreachable()]
+        if unreachable:
+            self.stderr.write(
+                f"baseline {path} not written: {', '.join(unreachable)} unreachable"
+            )
+            return
+        try:
+            count = report_baseline.write_baseline(report, path)
+        except report_baseline.BaselineError as exc:
+            raise CommandError(str(exc)) from None
+        gaps = len(report.incomplete())
+        self.stderr.write(
+            f"wrote baseline {path}: {count} finding{'' if count == 1 else 's'}"
+            + (
+                f" ({gaps} check(s) incomplete: their findings may be missing)"
+                if gaps
+                else ""
+            )
+        )
+
     def _fail_on(self, report: Report, fail_on: str, *, allow_partial: bool) -> None:
         found, gaps = report.failures(
             "warning" if fail_on == "warning" else "error", allow_partial=allow_partial
@@ -260,8 +341,9 @@ class Command(BaseCommand):
         problems = []
         if found:
             codes = sorted({f.code for f in found})
+            new = " new" if report.baseline is not None else ""
             problems.append(
-                f"{len(found)} finding(s) at {fail_on} or worse: {', '.join(codes)}"
+                f"{len(found)}{new} finding(s) at {fail_on} or worse: {', '.join(codes)}"
             )
         if gaps:
             checks = ", ".join(

@@ -1,0 +1,99 @@
+"""A finding's identity across runs and machines, for baselines.
+
+A finding is known by its code and the database object it is about, as the report names
+it in ``Finding.object`` (``reportapp_volume_pages_9a5ab7ca``, ``shop_order.total``,
+``"Other Schema"."Odd Table"``: schema-qualified outside ``public``, quoted as PostgreSQL's
+``quote_ident`` quotes): never by the alias that saw it, its sizes, counts, ratios or
+timestamps, which change from run to run. The rules, per code:
+
+- index findings (``unused_index``, ``duplicate_index``, ``overlapping_index``,
+  ``invalid_index``, ``index_bloat``): the index;
+- ``fk_without_index``, ``invalid_constraint``: the table and constraint;
+- ``missing_index``: the table and the suggested columns;
+- table findings (``seq_scan_heavy``, ``dead_tuples``, ``vacuum_stale``,
+  ``analyze_stale``): the table; ``sequence_near_overflow``: the column;
+- ``slow_query``, ``n_plus_one_suspect``: pg_stat_statements' queryid (the same on one
+  server major version and schema; after an upgrade they show as new, the old as resolved);
+- database-wide findings (``xid_wraparound``; ``low_cache_hit_ratio`` per kind, table or
+  index): the database, whatever its name, so a baseline fits a copy with another name;
+- settings and pool findings: the setting, or the alias whose pool it is;
+- any other code: its ``object`` as the report names it.
+
+Some findings describe a moment, not the database, and have no identity: they are never
+written to a baseline nor hidden by one. A check that could not run (``check_incomplete``)
+and an unreachable database, because a baseline must never silence them; sessions and
+load (``long_running_query``, ``idle_in_transaction``, ``blocked_query``,
+``connections_near_limit``, ``replication_lag``, any object ``pid:…``); and the note
+that statistics are too young to judge unused indexes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import NamedTuple
+
+from django_dbtuning.report.findings import INCOMPLETE, Finding
+
+STATS_TOO_YOUNG = "stats_too_young"
+"""The code of the info finding that replaces unused_index on young statistics."""
+
+TRANSIENT: frozenset[str] = frozenset(
+    {
+        INCOMPLETE,
+        "database_unreachable",
+        "long_running_query",
+        "idle_in_transaction",
+        "blocked_query",
+        "connections_near_limit",
+        "replication_lag",
+        STATS_TOO_YOUNG,
+    }
+)
+
+
+class Key(NamedTuple):
+    """What a baseline entry stores: the finding's code and its object."""
+
+    code: str
+    object: str
+
+
+def _database(finding: Finding) -> str:
+    return "database"
+
+
+def _cache(finding: Finding) -> str:
+    return f"database ({finding.data.get('kind') or 'table'})"
+
+
+OBJECT_RULES: dict[str, Callable[[Finding], str]] = {
+    "xid_wraparound": _database,
+    "low_cache_hit_ratio": _cache,
+}
+"""Codes whose object is not ``Finding.object`` as it stands."""
+
+
+def key(finding: Finding) -> Key | None:
+    """``finding``'s identity, or None when it has none (see the module doc)."""
+    if finding.code in TRANSIENT or finding.object.startswith("pid:"):
+        return None
+    rule = OBJECT_RULES.get(finding.code)
+    if rule is not None:
+        return Key(finding.code, rule(finding))
+    if finding.object.startswith("database:"):
+        return Key(finding.code, "database")
+    return Key(finding.code, finding.object)
+
+
+_DIGIT = re.compile(r"[0-9]")
+
+
+def label(finding: Finding) -> str:
+    """A short description for a person reading the baseline file, without numbers that
+    change from run to run (so that rewriting the file does not churn)."""
+    rest = finding.title.replace(finding.object, "")
+    model = f" ({finding.model})" if finding.model else ""
+    if not _DIGIT.search(rest):
+        return finding.title + model
+    return f"{finding.code.replace('_', ' ')}: {finding.object}{model}"
