@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from django.db import connections
@@ -17,6 +18,7 @@ from django_dbtuning.report import (
 from django_dbtuning.report import explain as explain_section
 from django_dbtuning.report import (
     indexes,
+    noise,
     pgbouncer,
     pool,
     statements,
@@ -24,6 +26,7 @@ from django_dbtuning.report import (
 )
 from django_dbtuning.report import schema_lints
 from django_dbtuning.report import server_settings as settings_section
+from django_dbtuning.report.baseline import Baseline, apply_baseline, load_baseline
 from django_dbtuning.report.djangomap import ModelMap
 from django_dbtuning.report.findings import (
     SECTIONS,
@@ -93,6 +96,7 @@ def run_report(
     sections: Iterable[str] | None = None,
     top: int = 10,
     requested: Iterable[str] = (),
+    baseline: str | Path | Baseline | None = None,
     explain: int | bool = False,
 ) -> Report:
     """Collect the report for ``aliases`` (default: every PostgreSQL alias).
@@ -107,6 +111,9 @@ def run_report(
         top: rows per list in the sections (0 = all).
         requested: sections the user asked for by name (``--section``): a gap in them
             is a warning even when it is an expected one (an extension not installed).
+        baseline: a baseline file (or a loaded :class:`~.baseline.Baseline`): findings in
+            it are marked known (``Finding.baseline``), ``report.baseline`` says what is
+            new and resolved, and :meth:`Report.failures` leaves known findings out.
         explain: plan the top statements of pg_stat_statements with ``EXPLAIN
             (GENERIC_PLAN)`` (PostgreSQL 16+) and report what their plans do badly:
             True plans the top 20, an int that many, False (or 0) none. Needs the
@@ -115,7 +122,9 @@ def run_report(
     Raises:
         ValueError: an unknown alias or section, an alias that is not PostgreSQL, or a
             ``REPORT_STATEMENT_TIMEOUT``/``REPORT_LOCK_TIMEOUT`` that would leave the report
-            without a timeout (0, negative, not a duration, over INT_MAX ms).
+            without a timeout (0, negative, not a duration, over INT_MAX ms), an
+            ``UNUSED_INDEX_MIN_AGE`` that is not a duration, or a baseline file that cannot
+            be read (:class:`~.baseline.BaselineError`, naming the file).
         TypeError: an alias that is not a str.
     """
     if isinstance(aliases, str):
@@ -133,6 +142,8 @@ def run_report(
     names = list(aliases) if aliases else postgres_aliases()
     _check_aliases(names)
     timeouts = configured()
+    noise.unused_index_min_age()  # refused here, before any connection, when invalid
+    known = load_baseline(baseline) if isinstance(baseline, str | Path) else baseline
     to_plan = _explain_option(explain, chosen)
     ordered = [s for s in SECTIONS if s in chosen]
     limits = thresholds(get_settings().report_thresholds)
@@ -171,6 +182,9 @@ def run_report(
     report.findings.sort(
         key=lambda f: (order[f.severity], f.database, f.code, f.object)
     )
+    noise.mark_third_party(report.findings)
+    if known is not None:
+        apply_baseline(report, known)
     return report
 
 
@@ -256,6 +270,7 @@ def _run_alias(
             seen[identity] = alias
             run = sections
         for name in run:
+            start = len(findings)
             try:
                 COLLECTORS[name](probe)
             except Exception as exc:
@@ -265,6 +280,8 @@ def _run_alias(
                 reason = f"{type(exc).__name__}: {first_line(exc)}"
                 probe.gap(f"{name}_section", name, "error", reason)
                 result.sections.setdefault(name, {})["error"] = reason
+            for finding in findings[start:]:
+                finding.section = name
 
 
 def _explain_option(value: object, sections: Sequence[str]) -> int:
