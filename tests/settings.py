@@ -40,6 +40,8 @@ DATABASES["other"] = {**DATABASES["default"], "TEST": {"MIRROR": "default"}}
 DBTUNING = {"UNUSED_INDEX_MIN_AGE": "0s"}
 
 INSTALLED_APPS = [
+    # The admin: N+1 hints name a ModelAdmin's own knobs (tests/queries/hint_site.py).
+    "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -62,7 +64,11 @@ TEMPLATES = [
         "DIRS": [],
         "APP_DIRS": True,
         "OPTIONS": {
-            "context_processors": ["django.template.context_processors.request"]
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
         },
     },
     # Jinja2 templates in <app>/jinja2/: N+1s reported at the template line.

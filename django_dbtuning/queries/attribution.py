@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-from django_dbtuning.queries import callsite
+from django_dbtuning.queries import callsite, provenance
 from django_dbtuning.queries.callsite import HANDLER, HOP, LIBRARY, TEMPLATE, USER
 from django_dbtuning.queries.jinja import locate_template
 
@@ -43,6 +43,11 @@ class Attribution:
     # inherit the root queryset's fetch mode): either way FETCH_PEERS would not batch it.
     fetches_peers: bool = False
     via_prefetch: bool = False
+    # Who loaded the rows and who built their queryset (queries.provenance); a template
+    # that called the user's frame (``{{ project.method }}``) and the line that rendered it.
+    provenance: provenance.Provenance | None = None
+    template_call: bool = False
+    rendered_from: str | None = None
 
 
 def attribute(frame: FrameType, task: Any) -> Attribution:
@@ -59,10 +64,11 @@ def _attribute(frame: FrameType, task: Any, result: Attribution) -> None:
     evidence: list[tuple[str, FrameType]] = []
     user: FrameType | None = None
     template_frame: FrameType | None = None
-    for f in frames:
+    user_index: int | None = None
+    for index, f in enumerate(frames):
         kind = callsite.frame_category(f.f_code)
         if kind == USER:
-            user = f
+            user, user_index = f, index
             break
         if kind == HANDLER or (kind == HOP and task is not None):
             break
@@ -91,8 +97,7 @@ def _attribute(frame: FrameType, task: Any, result: Attribution) -> None:
     result.serializer = _serializer_path(frames)
     locate_template(frames, user, result)  # a Jinja2 template: its line, its renderer
     instance = _relation(evidence, result)
-    if instance is not None:
-        _provenance(instance, user, template_frame, result)
+    _provenance(frames, user_index, instance, result)
 
 
 def _frames_above_cursor(frame: FrameType) -> list[FrameType]:
@@ -340,65 +345,21 @@ def _accessor(relation: Any) -> str | None:
 
 
 def _provenance(
-    instance: Any,
-    user_frame: FrameType | None,
-    template_frame: FrameType | None,
-    result: Attribution,
+    frames: list[FrameType], user_index: int | None, instance: Any, result: Attribution
 ) -> None:
-    """Find the loop's root: the local object whose cached relations hold ``instance``.
-
-    ``for book in books: book.author.publisher`` queries on an Author; the fix belongs on
-    the Book queryset, as ``select_related("author__publisher")``.
-    """
-    from django.db.models import Model
-
-    values: list[Any] = []
-    if user_frame is not None:
-        values.extend(user_frame.f_locals.values())
-    if template_frame is not None:
-        context = template_frame.f_locals.get("context")
-        for layer in list(getattr(context, "dicts", ()))[-8:]:
-            if isinstance(layer, dict):
-                values.extend(layer.values())
-    roots = [v for v in values if isinstance(v, Model)]
-    for root in roots:
-        if root is instance:
-            continue
-        found = _find_path(root, instance, depth=3)
-        if found:
-            path, result.via_prefetch = found
-            result.root_model = _label(type(root))
-            result.path = "__".join([*path, result.accessor or ""])
-            return
-
-
-def _find_path(
-    node: Any, instance: Any, *, depth: int
-) -> tuple[list[str], bool] | None:
-    """The lookup path from ``node`` to ``instance``, and whether it crosses a prefetch."""
-    if depth == 0:
-        return None
-    state = getattr(node, "_state", None)
-    cache = getattr(state, "fields_cache", None) or {}
-    for name, value in list(cache.items()):
-        if value is None:
-            continue
-        if value is instance:
-            return [name], False
-        deeper = _find_path(value, instance, depth=depth - 1)
-        if deeper:
-            return [name, *deeper[0]], deeper[1]
-    prefetched = getattr(node, "_prefetched_objects_cache", None) or {}
-    for name, queryset in list(prefetched.items()):
-        rows = getattr(queryset, "_result_cache", None) or []
-        for row in rows:
-            if row is instance:
-                return [name], True
-        for row in rows[:50]:
-            deeper = _find_path(row, instance, depth=depth - 1)
-            if deeper:
-                return [name, *deeper[0]], True
-    return None
+    """The loop's root and the path from it (``book.author.publisher`` queries on an
+    Author; the fix belongs on the Book queryset, ``select_related("author__publisher")``),
+    and a template that called the user's frame."""
+    found = provenance.trace(frames, user_index, instance)
+    result.provenance = found
+    if found.template_line and result.template is None:
+        result.template, result.template_call = found.template_line, True
+        result.rendered_from = found.rendered_from
+    if found.root_model is not None and found.segments:
+        result.root_model = _label(found.root_model)
+        result.via_prefetch = any(s.prefetch for s in found.segments)
+        names = [s.name for s in found.segments]
+        result.path = "__".join([*names, result.accessor or ""])
 
 
 # --- the model a query loads -------------------------------------------------------------------

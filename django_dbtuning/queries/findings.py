@@ -21,6 +21,7 @@ import django
 from django_dbtuning.queries.allow_usage import note_matched
 from django_dbtuning.queries.attribution import Attribution, model_for_table
 from django_dbtuning.queries.fingerprint import Shape, display_sql
+from django_dbtuning.queries.hints import acting_hint
 
 FindingKind = Literal["n_plus_one", "n_plus_one_write", "duplicate"]
 
@@ -50,6 +51,10 @@ class QueryFinding:
     operation: str | None = None
     view: str | None = None
     serializer: str | None = None
+    # The callsite is code a template called (``{{ book.method }}``) rather than the line
+    # that rendered it: ``template`` is the caller's line, ``rendered_from`` the renderer.
+    template_call: bool = False
+    rendered_from: str | None = None
     filename: str | None = field(default=None, repr=False)
     lineno: int | None = field(default=None, repr=False)
     parameters: Any = field(default=None, repr=False)
@@ -57,7 +62,12 @@ class QueryFinding:
     @property
     def location(self) -> str:
         """``path:line`` and/or ``template:line``; what a reader jumps to."""
-        if self.callsite and self.template:
+        if self.template_call and self.callsite:
+            where = f"{self.callsite} in {self.function} (called from {self.template}"
+            if self.rendered_from:
+                where += f", rendered from {self.rendered_from}"
+            where += ")"
+        elif self.callsite and self.template:
             where = f"{self.template} (rendered from {self.callsite})"
         else:
             where = self.callsite or self.template or "an unknown location"
@@ -116,6 +126,8 @@ def build_finding(
         model=a.model,
         operation=a.operation,
         serializer=a.serializer,
+        template_call=a.template_call,
+        rendered_from=a.rendered_from,
         filename=a.filename,
         lineno=a.lineno,
         parameters=parameters,
@@ -196,6 +208,10 @@ def _hint(kind: FindingKind, shape: Shape, attribution: Attribution) -> str:
     if kind == "duplicate":
         return _DUPLICATE
     a = attribution
+    peers = a.relation_kind in _PEER_FETCHABLE and not a.fetches_peers
+    acting = acting_hint(kind, a, peers=peers)
+    if acting is not None:
+        return acting
     hint = _hint_template(kind, shape.text.upper(), a).format(
         model=_model_name(a.root_model or a.model),
         path=a.path or a.accessor,

@@ -132,10 +132,11 @@ def test_nested_relation_below_a_prefetch(library):
                 author.profile.bio
     finding = single(report)
     assert finding.relation == "testapp.Author.profile"
-    # select_related cannot follow the reverse foreign key the path starts with.
-    assert (
-        finding.hint
-        == 'add .prefetch_related("author_set__profile") to the Publisher queryset'
+    # select_related cannot follow the reverse foreign key the path starts with; the
+    # prefetch's own queryset can, in the same query.
+    assert finding.hint == (
+        'replace "author_set" in .prefetch_related() on the Publisher queryset with '
+        'Prefetch("author_set", queryset=Author.objects.select_related("profile"))'
     )
 
 

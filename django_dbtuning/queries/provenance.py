@@ -1,0 +1,354 @@
+"""Where the instance behind a lazy load came from, and who built the queryset that loaded it.
+
+A hint must name a queryset the user's code builds. The instance whose relation was read
+per row is often not one: ``project.owner.profile`` reads ``profile`` on a ``User`` that
+``project`` loaded, and a ``Member`` read in a loop over a prefetched ``member_set`` came
+from the ``Project`` queryset's prefetch. Django keeps the way back: the parent's
+``_state.fields_cache`` (``select_related`` and lazy loads), its
+``_prefetched_objects_cache`` and ``Prefetch(to_attr=)`` lists hold the children, and a
+queryset's ``_result_cache`` holds its rows. :func:`trace` starts from what the running
+code holds (the locals of every frame, template contexts, the admin's ``ChangeList``, a
+serializer's ``instance``), outermost first, and walks those caches down to the instance;
+the first holder that reaches it is the root, and the path is the lookup to give it.
+
+It also says who built the root queryset, so the fix is one the user can make: a
+``ModelAdmin`` (changelist, inline, ``list_filter``), a Django REST framework view, or the
+view that passed a template its context. Runs once per finding, never per query; nothing
+here evaluates a queryset or a lazy object (every check is on ``type()``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+from django_dbtuning.queries import callsite
+from django_dbtuning.queries.callsite import HANDLER, HOP, TEMPLATE, USER
+
+_MAX_NODES = 5000  # objects visited per trace: a bound, not a budget anyone reaches
+_MAX_ROWS = 200  # rows read per queryset or prefetched list
+_MAX_DEPTH = 4  # relations followed from a root
+
+
+@dataclass(slots=True)
+class Segment:
+    """One step of a lookup path: a cached relation or a prefetched one."""
+
+    name: str
+    prefetch: bool = False
+    to_attr: bool = (
+        False  # a Prefetch(to_attr=) list: not a lookup select_related takes
+    )
+    model: Any = None  # the model of the rows this step reaches
+
+
+@dataclass(slots=True)
+class Origin:
+    """Who built the queryset the user can change, and with which knob."""
+
+    kind: str  # "changelist", "inline", "list_filter", "admin", "drf", "template"
+    owner: Any = None  # the ModelAdmin / InlineModelAdmin / APIView instance
+    detail: Any = None  # the list filter; the template context's variable name
+    view: str | None = (
+        None  # the view that built a template's context (name, path:line)
+    )
+
+
+@dataclass(slots=True)
+class Provenance:
+    """The root that loaded the instance and the lookup path from it."""
+
+    root_model: Any = None  # a model class
+    segments: list[Segment] = field(default_factory=list)
+    queryset: Any = None  # the QuerySet whose rows hold the root, when one was found
+    origin: Origin | None = None
+    template_line: str | None = None  # a template that called the user frame (method)
+    rendered_from: str | None = None  # the user frame that rendered that template
+
+
+def is_model(value: Any) -> bool:
+    """A model instance, never a lazy object standing in for one (no evaluation)."""
+    from django.db.models import Model
+
+    return issubclass(type(value), Model)
+
+
+def _is_queryset(value: Any) -> bool:
+    from django.db.models import QuerySet
+
+    return issubclass(type(value), QuerySet)
+
+
+def _rows(value: Any) -> list[Any] | None:
+    """The loaded model rows of a queryset, list, page or changelist, without a query."""
+    if _is_queryset(value):
+        rows = value._result_cache
+    elif type(value) in (list, tuple):
+        rows = value
+    else:
+        kind = type(value).__name__
+        if kind == "Page":  # django.core.paginator.Page
+            rows = getattr(value, "object_list", None)
+            return _rows(rows) if rows is not None else None
+        if kind == "ChangeList":
+            return _rows(getattr(value, "result_list", None))
+        return None
+    if not rows or not is_model(rows[0]):
+        return None
+    return list(rows[:_MAX_ROWS])
+
+
+# --- walking the caches ------------------------------------------------------------------------
+
+
+def _children(node: Any) -> list[tuple[Segment, Any]]:
+    """The related objects ``node`` holds in its caches (no query)."""
+    found: list[tuple[Segment, Any]] = []
+    cache = getattr(getattr(node, "_state", None), "fields_cache", None) or {}
+    for name, value in list(cache.items()):
+        if value is not None and is_model(value):
+            found.append((Segment(str(name), model=type(value)), value))
+    prefetched = getattr(node, "_prefetched_objects_cache", None) or {}
+    for name, queryset in list(prefetched.items()):
+        for row in getattr(queryset, "_result_cache", None) or ():
+            found.append((Segment(str(name), prefetch=True, model=type(row)), row))
+    for name, value in list(getattr(node, "__dict__", {}).items()):
+        if type(value) is list and value and is_model(value[0]):
+            for row in value[:_MAX_ROWS]:
+                segment = Segment(
+                    str(name), prefetch=True, to_attr=True, model=type(row)
+                )
+                found.append((segment, row))
+    return found
+
+
+def _path_to(starts: list[Any], instance: Any) -> tuple[Any, list[Segment], Any] | None:
+    """The first start (outermost first) whose caches reach ``instance``: its row, path."""
+    parents: dict[int, tuple[Any, Segment | None, Any]] = {}
+    visited = 0
+    for start in starts:
+        rows = _rows(start)
+        sources = rows if rows is not None else [start] if is_model(start) else []
+        queryset = start if rows is not None and _is_queryset(start) else None
+        level = []
+        for row in sources:
+            if id(row) not in parents:
+                parents[id(row)] = (row, None, queryset)
+                level.append(row)
+        for _ in range(_MAX_DEPTH):
+            following = []
+            for node in level:
+                for segment, child in _children(node):
+                    if id(child) in parents:
+                        continue
+                    parents[id(child)] = (node, segment, None)
+                    following.append(child)
+                    visited += 1
+            if id(instance) in parents or visited > _MAX_NODES or not following:
+                break
+            level = following
+        if id(instance) in parents:
+            return _unwind(parents, instance)
+    return None
+
+
+def _unwind(
+    parents: dict[int, tuple[Any, Segment | None, Any]], instance: Any
+) -> tuple[Any, list[Segment], Any]:
+    segments: list[Segment] = []
+    node = instance
+    for _ in range(_MAX_DEPTH + 2):
+        parent, segment, queryset = parents[id(node)]
+        if segment is None:
+            return node, segments[::-1], queryset
+        segments.append(segment)
+        node = parent
+    return node, segments[::-1], None
+
+
+# --- what the running code holds ---------------------------------------------------------------
+
+
+def _holdings(frame: FrameType) -> list[Any]:
+    """The values a frame holds that may be (or hold) rows: querysets first."""
+    values: list[Any] = []
+    if callsite.frame_category(frame.f_code) == TEMPLATE:
+        context = frame.f_locals.get("context")
+        for layer in list(getattr(context, "dicts", ()))[-12:]:
+            if isinstance(layer, dict):
+                values.extend(layer.values())
+    else:
+        values.extend(frame.f_locals.values())
+        owner = frame.f_locals.get("self")
+        if owner is not None and type(owner).__name__.endswith("Serializer"):
+            values.append(getattr(owner, "instance", None))
+    return sorted(values, key=lambda v: 0 if _rows(v) is not None else 1)
+
+
+def trace(frames: list[FrameType], first_user: int | None, instance: Any) -> Provenance:
+    """The provenance of ``instance``; ``frames`` from the query outwards."""
+    result = Provenance()
+    with contextlib.suppress(Exception):  # hints only: never fail the request
+        _trace(frames, first_user, instance, result)
+    return result
+
+
+def _trace(
+    frames: list[FrameType], first_user: int | None, instance: Any, result: Provenance
+) -> None:
+    stack = _stack(frames)
+    _template_caller(stack, first_user, result)
+    result.origin = _origin(stack)
+    if instance is None:
+        return
+    starts: list[Any] = []
+    if result.origin is not None:
+        starts.extend(_origin_rows(result.origin))
+    for f in reversed(stack):  # outermost first
+        starts.extend(_holdings(f))
+    found = _path_to(starts, instance)
+    if found is None:
+        return
+    root, result.segments, result.queryset = found
+    result.root_model = type(root)
+    if result.origin is not None and result.origin.kind == "template":
+        result.origin.detail = _context_name(stack, result.queryset, root)
+
+
+def _stack(frames: list[FrameType]) -> list[FrameType]:
+    """The frames that belong to this unit: up to Django's request handler."""
+    stack: list[FrameType] = []
+    for f in frames[:400]:
+        kind = callsite.frame_category(f.f_code)
+        if kind in (HANDLER, HOP):
+            break
+        stack.append(f)
+    return stack
+
+
+def _template_caller(
+    stack: list[FrameType], first_user: int | None, result: Provenance
+) -> None:
+    """A template that called the user's frame (``{{ project.method }}``), and its view."""
+    if first_user is None:
+        return
+    for index in range(first_user + 1, len(stack)):
+        f = stack[index]
+        if callsite.frame_category(f.f_code) == TEMPLATE:
+            result.template_line = template_line(f)
+            for outer in stack[index + 1 :]:
+                if callsite.frame_category(outer.f_code) == USER:
+                    path, line, _ = callsite.location(outer)
+                    result.rendered_from = f"{path}:{line}"
+                    break
+            return
+
+
+def template_line(frame: FrameType) -> str | None:
+    """``name:line`` of the template node a ``render_annotated`` frame renders."""
+    node = frame.f_locals.get("self")
+    origin = getattr(node, "origin", None)
+    name = getattr(origin, "template_name", None) or getattr(origin, "name", None)
+    line = getattr(getattr(node, "token", None), "lineno", None)
+    if not name:
+        return None
+    return f"{name}:{line}" if line else str(name)
+
+
+# --- who built the root queryset ---------------------------------------------------------------
+
+_ADMIN_PRIORITY = {"inline": 0, "list_filter": 1, "changelist": 2, "admin": 3}
+
+
+def _origin(stack: list[FrameType]) -> Origin | None:
+    admin: Origin | None = None
+    for f in stack:
+        for value in _frame_objects(f):
+            found = _admin_origin(value, f)
+            if found is not None and (
+                admin is None
+                or _ADMIN_PRIORITY[found.kind] < _ADMIN_PRIORITY[admin.kind]
+            ):
+                admin = found
+            if admin is None and _is_api_view(value):
+                return Origin("drf", owner=value)
+    if admin is not None:
+        return admin
+    for index, f in enumerate(stack):
+        if callsite.frame_category(f.f_code) == TEMPLATE:
+            return Origin("template", view=_view_of(stack[index:], f))
+    return None
+
+
+def _frame_objects(frame: FrameType) -> list[Any]:
+    local = frame.f_locals
+    return [local[name] for name in ("self", "cl", "model_admin") if name in local]
+
+
+def _admin_origin(value: Any, frame: FrameType) -> Origin | None:
+    try:
+        from django.contrib.admin import ListFilter
+        from django.contrib.admin.helpers import InlineAdminFormSet
+        from django.contrib.admin.options import BaseModelAdmin, InlineModelAdmin
+        from django.contrib.admin.views.main import ChangeList
+    except Exception:  # django.contrib.admin not importable: no admin on this site
+        return None
+    kind = type(value)
+    if issubclass(kind, ChangeList):
+        return Origin("changelist", owner=value.model_admin, detail=value)
+    if issubclass(kind, InlineAdminFormSet):
+        return Origin("inline", owner=value.opts)
+    if issubclass(kind, InlineModelAdmin):
+        return Origin("inline", owner=value)
+    if issubclass(kind, ListFilter):
+        model_admin = frame.f_locals.get("model_admin")
+        return Origin("list_filter", owner=model_admin, detail=value)
+    if issubclass(kind, BaseModelAdmin):
+        return Origin("admin", owner=value)
+    return None
+
+
+def _is_api_view(value: Any) -> bool:
+    return any(
+        c.__name__ == "GenericAPIView" and c.__module__ == "rest_framework.generics"
+        for c in type(value).__mro__
+    )
+
+
+def _origin_rows(origin: Origin) -> list[Any]:
+    if origin.kind == "changelist":
+        return [getattr(origin.detail, "result_list", None)]
+    return []
+
+
+def _view_of(stack: list[FrameType], template: FrameType) -> str | None:
+    """The view that built a template's context: the user frame that rendered it, or the
+    request's resolved view (a TemplateResponse renders after the view returned)."""
+    for f in stack[1:]:
+        if callsite.frame_category(f.f_code) == USER:
+            path, line, function = callsite.location(f)
+            return f"{function} ({path}:{line})"
+    context = template.f_locals.get("context")
+    match = getattr(getattr(context, "request", None), "resolver_match", None)
+    name = getattr(match, "_func_path", None)
+    return str(name) if name else None
+
+
+def _context_name(stack: list[FrameType], queryset: Any, root: Any) -> str | None:
+    """The name under which the template context holds the root's rows."""
+    for f in reversed(stack):
+        if callsite.frame_category(f.f_code) != TEMPLATE:
+            continue
+        context = f.f_locals.get("context")
+        for layer in getattr(context, "dicts", ()):
+            if not isinstance(layer, dict):
+                continue
+            for name, value in layer.items():
+                if value is queryset and queryset is not None:
+                    return str(name)
+                rows = _rows(value)
+                if rows is not None and any(row is root for row in rows):
+                    return str(name)
+    return None
