@@ -320,8 +320,7 @@ def _schema(data: dict[str, Any], top: int, paint: _Style) -> list[str]:
         )
         if code in data
     ]
-    checked = f"{data['foreign_keys']} foreign keys checked; " if "foreign_keys" in data else ""
-    return [paint.label("  Schema"), f"  {checked}{', '.join(counts)}"]
+    return [paint.label("  Schema"), f"  {', '.join(counts)}"]
 
 
 def _statements(data: dict[str, Any], top: int, paint: _Style) -> list[str]:

@@ -25,8 +25,27 @@ def _columns(relid: str, attnums: str, expression: str) -> str:
     )
 
 
-# conparentid = 0: a partitioned table's foreign key once, not once per partition.
+# conparentid = 0: a partitioned table's foreign key once, not once per partition. Only
+# the foreign keys worth a finding come back with their details (names, types, the
+# definition): those whose column types differ from the referenced key's, and those
+# sharing columns and target with another one.
 FOREIGN_KEYS = f"""
+WITH keys AS (
+  SELECT con.oid, con.conrelid, con.confrelid, con.conkey, con.confkey,
+         bool_or(a.atttypid <> fa.atttypid OR a.atttypmod <> fa.atttypmod) AS mismatch
+    FROM pg_constraint con
+    JOIN pg_class t ON t.oid = con.conrelid
+    JOIN pg_namespace n ON n.oid = t.relnamespace
+   CROSS JOIN LATERAL unnest(con.conkey, con.confkey) AS k(attnum, ref_attnum)
+    JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum
+    JOIN pg_attribute fa ON fa.attrelid = con.confrelid AND fa.attnum = k.ref_attnum
+   WHERE con.contype = 'f' AND con.conparentid = 0 AND {USER_SCHEMAS}
+   GROUP BY con.oid, con.conrelid, con.confrelid, con.conkey, con.confkey
+), flagged AS (
+  SELECT keys.*,
+         count(*) OVER (PARTITION BY conrelid, conkey, confrelid, confkey) AS twins
+    FROM keys
+)
 SELECT con.oid::bigint AS oid, con.conname AS name, n.nspname AS schema,
        t.relname AS "table", con.conrelid::bigint AS table_oid,
        fn.nspname AS ref_schema, f.relname AS ref_table, con.confrelid::bigint AS ref_oid,
@@ -39,12 +58,13 @@ SELECT con.oid::bigint AS oid, con.conname AS name, n.nspname AS schema,
          AS ref_types,
        pg_get_constraintdef(con.oid) AS definition,
        GREATEST(t.reltuples, 0)::bigint AS table_rows
-  FROM pg_constraint con
+  FROM flagged
+  JOIN pg_constraint con ON con.oid = flagged.oid
   JOIN pg_class t ON t.oid = con.conrelid
   JOIN pg_namespace n ON n.oid = t.relnamespace
   JOIN pg_class f ON f.oid = con.confrelid
   JOIN pg_namespace fn ON fn.oid = f.relnamespace
- WHERE con.contype = 'f' AND con.conparentid = 0 AND {USER_SCHEMAS}
+ WHERE flagged.mismatch OR flagged.twins > 1
  ORDER BY con.oid
 """
 
@@ -108,6 +128,7 @@ class SchemaFacts:
     """The section's query results; None where the query's check failed."""
 
     foreign_keys: list[Row] | None
+    """Only the foreign keys of another type than their key, or duplicated."""
     without_primary_key: list[Row] | None
     boolean_indexes: list[Row] | None
 

@@ -244,8 +244,6 @@ def collect(probe: Probe) -> None:
         "missing_primary_key": facts.without_primary_key,
         "boolean_index": facts.boolean_indexes,
     }
-    if facts.foreign_keys is not None:
-        section["foreign_keys"] = len(facts.foreign_keys)
     section.update(
         {code: len(found[code]) for code, rows in sources.items() if rows is not None}
     )

@@ -190,7 +190,7 @@ def test_integer_fk_to_bigint_key_when_the_model_lags(schema_report):
     assert "declares reportapp.Branch.id as AutoField (integer)" in finding["hint"]
     assert operation in finding["hint"]
     assert "ACCESS EXCLUSIVE" in finding["hint"]
-    parsed = eval(operation, {"migrations": migrations, "models": models})  # noqa: S307
+    parsed = eval(operation, {"migrations": migrations, "models": models})
     assert isinstance(parsed.field, models.BigAutoField)
     assert (parsed.model_name, parsed.name) == ("branch", "id")
 
@@ -203,7 +203,7 @@ def test_the_alter_field_fixes_it(planted_schema, django_db_blocker):
         for f in findings(document, "fk_type_mismatch")
         if f["object"].startswith("reportapp_teller(")
     )
-    operation = eval(  # noqa: S307
+    operation = eval(
         finding["data"]["migration"], {"migrations": migrations, "models": models}
     )
     with django_db_blocker.unblock(), extra_alias("migrate") as alias:
@@ -404,7 +404,6 @@ def test_hostile_boolean_index(schema_report, planted_schema):
 def test_schema_section_in_json_text_and_help(schema_report):
     assert "schema" in SECTIONS
     section = schema_report["databases"]["default"]["schema"]
-    assert section["foreign_keys"] >= 4
     assert section["fk_type_mismatch"] >= 3
     assert section["duplicate_foreign_key"] >= 2
     checks = schema_report["databases"]["default"]["checks"]
@@ -480,7 +479,7 @@ def test_integer_primary_key_flagged_early_with_its_alter_field(sequences):
     assert ticket["data"]["migration"] == operation
     assert operation in ticket["hint"]
     assert "ACCESS EXCLUSIVE" in ticket["hint"]
-    parsed = eval(operation, {"migrations": migrations, "models": models})  # noqa: S307
+    parsed = eval(operation, {"migrations": migrations, "models": models})
     assert isinstance(parsed.field, models.BigAutoField)
     # A plain integer column at 61 % is not a key: not flagged before the warning level.
     assert not any(name.endswith(".n") for name in found)
