@@ -14,8 +14,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from typing import Any
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, overload
 
 from django.db import DatabaseError, connections, router, transaction
 from django.db.migrations.loader import MigrationLoader
@@ -58,6 +58,22 @@ class SaveResult:
     saved: dict[str, Any] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     deleted: int = 0
+
+
+def _now() -> datetime:
+    # Aware whatever USE_TZ says: the snapshot's times come from the server, aware.
+    return datetime.now(UTC)
+
+
+@overload
+def _aware(value: datetime) -> datetime: ...
+@overload
+def _aware(value: None) -> None: ...
+def _aware(value: datetime | None) -> datetime | None:
+    """A stored time, aware: with USE_TZ = False Django reads them naive, in TIME_ZONE."""
+    if value is None or timezone.is_aware(value):
+        return value
+    return timezone.make_aware(value, timezone.get_default_timezone())
 
 
 def storage_alias() -> str:
@@ -220,7 +236,7 @@ def save_states(
                     data=to_document(data),
                 )
             if keep is not None:
-                cutoff = timezone.now() - keep
+                cutoff = _now() - keep
                 result.deleted, _ = (
                     Snapshot.objects.using(using).filter(taken_at__lt=cutoff).delete()
                 )
@@ -266,11 +282,11 @@ def closest(alias: str, when: datetime) -> SnapshotData:
     return from_document(
         row.data,
         alias=row.alias,
-        taken_at=row.taken_at,
+        taken_at=_aware(row.taken_at),
         database=row.database,
         server_version=row.server_version,
-        stats_reset=row.stats_reset,
-        statements_reset=row.statements_reset,
+        stats_reset=_aware(row.stats_reset),
+        statements_reset=_aware(row.statements_reset),
         id=row.pk,
     )
 
@@ -291,7 +307,7 @@ def compare_since(
         HistoryError: ``since`` is wrong (naming ``--since``), or an alias has no
             snapshot that old (naming the oldest it has).
     """
-    when = parse_since(since, now=timezone.now())
+    when = parse_since(since, now=_now())
     if states is None:
         states, _ = take(report)
     problems = []
@@ -350,7 +366,7 @@ def check_options(*, save: object, since: object, format: str) -> None:
         raise HistoryError(
             "--since has no Prometheus form (comparisons are per object); use text or json"
         )
-    parse_since(since, now=timezone.now())
+    parse_since(since, now=_now())
     if save:
         retention()
 

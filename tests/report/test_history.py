@@ -427,3 +427,16 @@ def test_table_size_metrics_are_opt_in_and_top_n(planted, dbtuning):
     ]
     assert len(samples) == 2
     assert all('alias="default"' in line and 'table="' in line for line in samples)
+
+
+def test_without_time_zone_support(planted, settings):
+    settings.USE_TZ = False
+    settings.TIME_ZONE = "Europe/Berlin"
+    save()
+    backdate(2)
+    insert(planted, 200)
+    found = since("1d")
+    assert found["days"] == pytest.approx(2, rel=0.01)
+    assert entry(found["tables"], f"{SCHEMA}.{TABLE}")["rows_per_day"] == pytest.approx(
+        100, rel=0.05
+    )
