@@ -11,7 +11,7 @@ from django.core.management import CommandError, call_command
 from django.test import override_settings
 from psycopg import sql
 
-from django_dbtuning.report import as_prometheus, as_text, run_report
+from django_dbtuning.report import as_json, as_prometheus, as_text, run_report
 from tests.report.test_report import admin_connection, dbreport, extra_alias
 
 pytestmark = pytest.mark.django_db
@@ -473,3 +473,41 @@ def test_explain_needs_postgresql_16(planted):
     ]
     assert gap.severity == "info"
     assert not [f for f in report.findings if f.code.startswith("plan_")]
+
+
+@needs_16
+def test_a_locked_table_times_out_its_statement_only(planted, django_db_blocker):
+    with admin_connection() as locker, django_db_blocker.unblock():
+        locker.autocommit = False
+        locker.execute("LOCK TABLE explain_events IN ACCESS EXCLUSIVE MODE")
+        try:
+            with override_settings(
+                DBTUNING={
+                    "REPORT_THRESHOLDS": THRESHOLDS,
+                    "REPORT_LOCK_TIMEOUT": "50ms",
+                }
+            ):
+                report = run_report("default", sections="statements", explain=True)
+        finally:
+            locker.rollback()
+    document = json.loads(as_json(report))
+    sort = entry_for(document, "ORDER BY pad")
+    assert sort["status"] == "timeout"
+    assert sort["reason"] == "lock_timeout 50ms"
+    assert entry_for(document, "SELECT o.id, o.note")["status"] == "planned"
+    check = document["databases"]["default"]["checks"]["explain"]
+    assert check["status"] == "partial"
+    (gap,) = [
+        f
+        for f in document["findings"]
+        if f["code"] == "check_incomplete" and f["data"]["check"] == "explain"
+    ]
+    assert gap["severity"] == "warning"  # a timeout is no deployment's choice
+
+
+def test_unreachable_database_with_explain_exits_2(planted):
+    with extra_alias("down", HOST="127.0.0.1", PORT="1", PASSWORD="explain-secret-pw"):
+        out, error, code = dbreport("--database", "down", "--explain")
+    assert code == 2
+    assert error.startswith("down: cannot connect to 127.0.0.1:1/")
+    assert "explain-secret-pw" not in out + error
