@@ -32,7 +32,7 @@ def test_every_matching_entry_is_noted(three_books, dbtuning):
 CHILD = f"""
 import pytest
 from django.test import override_settings
-from tests.testapp.models import Book
+from tests.testapp.models import Author, Book, Publisher
 
 # For the whole session, summary included.
 override_settings(DBTUNING={{"ALLOW_N_PLUS_ONE": {ENTRIES!r}}}).enable()
