@@ -137,6 +137,49 @@ def show_history() -> None:
     print("History" + out.getvalue().split("\nHistory", 1)[1], end="")
 
 
+def show_baseline() -> None:
+    """``dbreport --write-baseline``, one new problem, then ``--baseline --fail-on``."""
+    import contextlib
+    import io
+    import tempfile
+
+    from django.core.management import CommandError, call_command
+    from django.db import IntegrityError, connection
+
+    heading("dbreport --write-baseline, a failed migration, dbreport --baseline")
+    scratch = tempfile.TemporaryDirectory()
+    path = Path(scratch.name) / "dbreport-baseline.json"
+    args = ["--section", "indexes", "--top", "3"]
+    err = io.StringIO()
+    call_command(
+        "dbreport", *args, "--write-baseline", path, stdout=io.StringIO(), stderr=err
+    )
+    print(err.getvalue().strip().replace(str(path.parent) + os.sep, ""))
+    # A migration's CREATE UNIQUE INDEX CONCURRENTLY that failed on duplicate rows: it
+    # leaves an invalid index behind, which every write still maintains.
+    with connection.cursor() as cursor, contextlib.suppress(IntegrityError):
+        cursor.execute(
+            "CREATE UNIQUE INDEX CONCURRENTLY demo_status_unique ON shop_order (status)"
+        )
+    out = io.StringIO()
+    try:
+        call_command(
+            "dbreport", *args, "--baseline", path, "--fail-on", "warning", stdout=out
+        )
+        status = "exit status 0"
+    except CommandError as exc:
+        status = f"exit status {exc.returncode}: {exc}"
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP INDEX demo_status_unique")
+    # The sections are as above; from the baseline's summary line on is what changed.
+    lines = out.getvalue().replace(str(path.parent) + os.sep, "").splitlines()
+    start = next(i for i, line in enumerate(lines) if "from baseline" in line)
+    print("\n".join(lines[start:]))
+    print(status)
+    scratch.cleanup()
+
+
 def main() -> None:
     from django_dbtuning.exceptions import DbTuningError
 
@@ -199,6 +242,7 @@ def main() -> None:
         # --format json` has them all.
         call_command("dbreport", "--top", "3")
         show_history()
+        show_baseline()
     print("\ndemo finished")
 
 

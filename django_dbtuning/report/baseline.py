@@ -247,7 +247,8 @@ def apply_baseline(report: Report, baseline: Baseline) -> Comparison:
             seen.add(identity)
         if finding.baseline:
             comparison.known += 1
-        else:
+        elif identity is not None:
+            # A finding without identity (a gap, a session) is shown, never "new".
             comparison.new += 1
     for identity in sorted(baseline.entries):
         if identity in seen:
