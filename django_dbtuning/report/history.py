@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, overload
 
+from django.core.checks import CheckMessage, Error, register
 from django.db import DatabaseError, connections, router, transaction
 from django.db.migrations.loader import MigrationLoader
 from django.utils import timezone
 
-from django_dbtuning.conf import SETTINGS
+from django_dbtuning.conf import SETTINGS, get_settings
 from django_dbtuning.exceptions import DbTuningError
 from django_dbtuning.report.compare import Comparison, compare
 from django_dbtuning.report.findings import Report
@@ -389,3 +390,23 @@ def save_snapshot(report: Report) -> SaveResult:
     does), deleting those older than ``DBTUNING["HISTORY_RETENTION"]``."""
     states, skipped = take(report)
     return save_states(states, skipped)
+
+
+@register()
+def check_history_retention(**kwargs: Any) -> list[CheckMessage]:
+    """``HISTORY_RETENTION`` by the rule ``--save`` applies (dbtuning.E057); a value
+    of the wrong type is dbtuning.E002's."""
+    value = get_settings().history_retention
+    if not isinstance(value, str | timedelta):
+        return []
+    try:
+        retention(value)
+    except HistoryError as exc:
+        return [
+            Error(
+                f"{exc}.",
+                hint="dbreport --save refuses to run with it; the default is '90d'.",
+                id="dbtuning.E057",
+            )
+        ]
+    return []

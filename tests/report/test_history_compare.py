@@ -226,3 +226,21 @@ def test_a_statistics_reset_hides_row_growth_not_size_growth():
     assert found.tables[0]["bytes_per_day"] == pytest.approx(200)
     assert found.tables[0]["rows_per_day"] is None
     assert any("row counts restarted" in note for note in found.notes)
+
+
+@pytest.mark.parametrize("value", ["90", "soon", "-1d", "0d"])
+def test_a_wrong_retention_is_a_system_check_error(dbtuning, value):
+    from django.core.checks import run_checks
+
+    dbtuning(HISTORY_RETENTION=value)
+    messages = [m for m in run_checks(databases=[]) if m.id == "dbtuning.E057"]
+    assert len(messages) == 1
+    assert "DBTUNING['HISTORY_RETENTION']" in messages[0].msg
+
+
+def test_a_good_retention_passes_the_checks(dbtuning):
+    from django.core.checks import run_checks
+
+    for value in ("90d", "12h", datetime.timedelta(days=1), None):
+        dbtuning(HISTORY_RETENTION=value)
+        assert not [m for m in run_checks(databases=[]) if m.id == "dbtuning.E057"]
