@@ -111,9 +111,8 @@ def run_report(
         top: rows per list in the sections (0 = all).
         requested: sections the user asked for by name (``--section``): a gap in them
             is a warning even when it is an expected one (an extension not installed).
-        baseline: a baseline file (or a loaded :class:`~.baseline.Baseline`): findings in
-            it are marked known (``Finding.baseline``), ``report.baseline`` says what is
-            new and resolved, and :meth:`Report.failures` leaves known findings out.
+        baseline: a baseline file or :class:`~.baseline.Baseline`: its findings are
+            known (``Finding.baseline``), ``report.baseline`` the comparison.
         explain: plan the top statements of pg_stat_statements with ``EXPLAIN
             (GENERIC_PLAN)`` (PostgreSQL 16+) and report what their plans do badly:
             True plans the top 20, an int that many, False (or 0) none. Needs the
@@ -122,9 +121,8 @@ def run_report(
     Raises:
         ValueError: an unknown alias or section, an alias that is not PostgreSQL, or a
             ``REPORT_STATEMENT_TIMEOUT``/``REPORT_LOCK_TIMEOUT`` that would leave the report
-            without a timeout (0, negative, not a duration, over INT_MAX ms), an
-            ``UNUSED_INDEX_MIN_AGE`` that is not a duration, or a baseline file that cannot
-            be read (:class:`~.baseline.BaselineError`, naming the file).
+            without a timeout (0, negative, not a duration, over INT_MAX ms), a wrong
+            ``UNUSED_INDEX_MIN_AGE``, an unreadable baseline (``BaselineError``).
         TypeError: an alias that is not a str.
     """
     if isinstance(aliases, str):
@@ -142,9 +140,8 @@ def run_report(
     names = list(aliases) if aliases else postgres_aliases()
     _check_aliases(names)
     timeouts = configured()
-    noise.unused_index_min_age()  # refused here, before any connection, when invalid
-    known = load_baseline(baseline) if isinstance(baseline, str | Path) else baseline
     to_plan = _explain_option(explain, chosen)
+    known = _baseline_option(baseline)
     ordered = [s for s in SECTIONS if s in chosen]
     limits = thresholds(get_settings().report_thresholds)
     models = ModelMap()
@@ -182,10 +179,22 @@ def run_report(
     report.findings.sort(
         key=lambda f: (order[f.severity], f.database, f.code, f.object)
     )
+    _mark(report, known)
+    return report
+
+
+def _baseline_option(baseline: str | Path | Baseline | None) -> Baseline | None:
+    """Refuse a wrong ``UNUSED_INDEX_MIN_AGE`` or an unreadable baseline file before
+    any connection is made."""
+    noise.unused_index_min_age()
+    return load_baseline(baseline) if isinstance(baseline, str | Path) else baseline
+
+
+def _mark(report: Report, known: Baseline | None) -> None:
+    """Flag third-party apps' findings; mark those ``known`` from the baseline."""
     noise.mark_third_party(report.findings)
     if known is not None:
         apply_baseline(report, known)
-    return report
 
 
 def _check_aliases(names: list[str]) -> None:
