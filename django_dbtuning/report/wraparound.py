@@ -81,6 +81,8 @@ class TableAge:
     """Worst of the four ages over its forced-vacuum limit (1.0 = a forced vacuum is due)."""
     freeze_limit: int
     """The limit behind ``freeze_share``."""
+    freeze_age: int
+    """The age behind ``freeze_share``."""
     limited_by: str
     """What ``freeze_share`` measures: "transaction ID" or "multixact", with "(TOAST)"."""
 
@@ -149,14 +151,15 @@ def table_age(row: Row, horizon: Row) -> TableAge:
             if age is None:
                 continue
             limit = max(1, _limit(server, options, option))
-            candidates.append((age / limit, limit, kind + part))
-    share, limit, what = max(candidates, key=lambda c: c[0])  # ties: the heap
+            candidates.append((age / limit, limit, kind + part, age))
+    share, limit, what, worst = max(candidates, key=lambda c: c[0])  # ties: the heap
     return TableAge(
         row=row,
         xid_age=max(row["heap_xid_age"], row["toast_xid_age"] or 0),
         mxid_age=max(row["heap_mxid_age"], row["toast_mxid_age"] or 0),
         freeze_share=share,
         freeze_limit=limit,
+        freeze_age=worst,
         limited_by=what,
     )
 
@@ -209,6 +212,10 @@ def _temp(age: TableAge) -> str:
         " It is a temporary table: only its own session can vacuum it, autovacuum never "
         "does; end that session."
     )
+
+
+def _share(share: float) -> str:
+    return f"{share:.0%}" if share >= 0.01 else f"{share:.3%}"
 
 
 def _vacuum(age: TableAge) -> str:
@@ -291,14 +298,20 @@ def wraparound_vacuum_due(probe: Probe, facts: TableFacts) -> None:
             else "a forced autovacuum will run on it soon (or runs now); it cannot be "
             "cancelled and makes DDL on the table (a migration) wait for it"
         )
+        setting = (
+            "autovacuum_multixact_freeze_max_age"
+            if age.limited_by.startswith("multixact")
+            else "autovacuum_freeze_max_age"
+        )
         probe.add(
             "warning" if overdue else "info",
             "wraparound_vacuum_due",
-            f"{age.name} is {age.freeze_share:.0%} of the way to a forced vacuum",
+            f"{age.name} is {_share(age.freeze_share)} of the way to a forced vacuum",
             detail=(
-                f"The {age.limited_by} age of {age.name} "
-                f"(transaction IDs {age.xid_age:,}, multixacts {age.mxid_age:,}) "
-                f"against its limit of {age.freeze_limit:,}: {state}.{_temp(age)}"
+                f"The oldest unfrozen {age.limited_by} of {age.name} is "
+                f"{age.freeze_age:,} old: {_share(age.freeze_share)} of "
+                f"{age.freeze_limit:,} ({setting}), the age at which autovacuum forces "
+                f"an anti-wraparound vacuum on it; {state}.{_temp(age)}"
             ),
             hint=(
                 f"{vacuum} off-peak, so the freeze happens when you choose; "

@@ -80,7 +80,7 @@ def test_tables_closest_to_a_forced_vacuum(old_tables, dbtuning):
     assert heap["data"]["freeze_limit"] == LOW_LIMIT
     assert heap["data"]["xid_age"] >= BURNED
     assert heap["data"]["freeze_share"] >= RATIO
-    assert "The transaction ID age of" in heap["detail"]
+    assert "The oldest unfrozen transaction ID of" in heap["detail"]
     sql_text = (
         'VACUUM (FREEZE, VERBOSE) "Other Schema"."Wrap ""Heap""; DROP TABLE x; Ünï"'
     )
@@ -90,7 +90,7 @@ def test_tables_closest_to_a_forced_vacuum(old_tables, dbtuning):
     # Only the TOAST table has the low limit: the finding says so.
     toast = due[TOAST_NAME]
     assert toast["data"]["freeze_limit"] == LOW_LIMIT
-    assert "transaction ID (TOAST) age" in toast["detail"]
+    assert "The oldest unfrozen transaction ID (TOAST) of" in toast["detail"]
     # The section lists them first, with the server's limits.
     wrap = document["databases"]["default"]["tables"]["wraparound"]
     assert {row["table"] for row in wrap["closest"][:2]} == {HEAP_NAME, TOAST_NAME}
