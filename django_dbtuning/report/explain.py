@@ -205,12 +205,13 @@ def _plan_one(
     except psycopg.Error as exc:
         _failed(item, exc, probe)
         return
+    # psycopg loads the json column: a list of one {"Plan": ...} per statement.
     document = next(iter(row.values())) if row else None
-    if isinstance(document, str):  # a server without the json type's loader
-        import json
-
-        document = json.loads(document)
-    if not document or not isinstance(document[0], dict):
+    if (
+        not isinstance(document, list)
+        or not document
+        or not isinstance(document[0], dict)
+    ):
         item.status, item.reason = "error", "EXPLAIN returned no plan"
         return
     item.plan = mask_plan(document[0].get("Plan") or {})
@@ -300,6 +301,23 @@ def _relations(probe: Probe, explained: list[Explained]) -> plan_findings.Memory
     )
 
 
+def _outcomes(explained: list[Explained]) -> str:
+    """One line for the text report: how many statements were planned, and the rest."""
+    counts: dict[str, int] = {}
+    for item in explained:
+        counts[item.status] = counts.get(item.status, 0) + 1
+    others = ", ".join(
+        f"{counts[status]} {status}"
+        for status in ("stale", "skipped", "timeout", "error")
+        if status in counts
+    )
+    return (
+        f"--explain planned {counts.get('planned', 0)} of the top {len(explained)} "
+        "statements with EXPLAIN (GENERIC_PLAN)"
+        + (f" ({others}; JSON statements.explain has each reason)" if others else "")
+    )
+
+
 def collect(probe: Probe, ranked: Sequence[Row], all_ms: float, limit: int) -> None:
     """Plan the first ``limit`` of ``ranked`` (most total time first) and judge the
     plans; on a server before PostgreSQL 16, one skipped check saying why."""
@@ -333,6 +351,7 @@ def collect(probe: Probe, ranked: Sequence[Row], all_ms: float, limit: int) -> N
         "planned": sum(1 for e in explained if e.status == "planned"),
         "statements": [e.as_dict() for e in explained],
     }
+    probe.note(_outcomes(explained))
     if not any(e.plan is not None for e in explained):
         return
     memory = _relations(probe, explained)

@@ -286,7 +286,8 @@ def _spills(plan: Plan, memory: Memory) -> Iterator[tuple[Plan, str, float, floa
         estimate = float(node.get("Plan Rows") or 0) * float(
             node.get("Plan Width") or 0
         )
-        if kind in ("Sort", "Incremental Sort"):
+        # An Incremental Sort holds one group of presorted rows at a time: left out.
+        if kind == "Sort":
             if id(node) in limited:
                 continue  # a top-N heapsort keeps only the limit's rows
             yield node, "sort", estimate, float(memory.work_mem)

@@ -4,6 +4,7 @@ privileges, hostile names, masking; the "needs 16+" outcome on older servers."""
 from __future__ import annotations
 
 import json
+import re
 
 import psycopg
 import pytest
@@ -313,6 +314,12 @@ def test_unplannable_statements_are_reported_one_by_one(reported):
     assert entry_for(document, "ORDER BY pad")["status"] == "planned"
     check = document["databases"]["default"]["checks"]["explain"]
     assert check["status"] == "ok"  # stale and untyped texts are no gap
+    # The text says how it went in one note.
+    assert re.search(
+        r"- --explain planned \d+ of the top \d+ statements with EXPLAIN \(GENERIC_PLAN\) "
+        r"\(1 stale, 1 skipped; JSON statements.explain has each reason\)",
+        text,
+    )
 
 
 @pytest.fixture
