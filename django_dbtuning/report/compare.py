@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from django_dbtuning.report.humanize import human_bytes
+from django_dbtuning.report.quoting import qualified
 from django_dbtuning.report.snapshot import SnapshotData
 
 SLOWER_RATIO = 1.5
@@ -104,7 +105,7 @@ def _growth(
         before = old.get(key)
         grown = (now.get(size) or 0) - ((before or {}).get(size) or 0)
         entry: dict[str, Any] = {
-            "name": ".".join(key),
+            **_names(key),
             "new": before is None,
             "bytes": now.get(size),
             "bytes_per_day": grown / days,
@@ -118,6 +119,21 @@ def _growth(
             out.append(entry)
     out.sort(key=lambda e: (-e["bytes_per_day"], -(e.get("rows_per_day") or 0)))
     return out
+
+
+def _names(key: tuple[str, ...]) -> dict[str, str]:
+    """An object's name for prose (quoted where PostgreSQL would need it, ``public``
+    left out, as findings name objects) and its raw parts."""
+    if len(key) == 2:
+        return {"name": qualified(*key), "schema": key[0], "table": key[1]}
+    schema, table, index = key
+    return {
+        "name": qualified(schema, index),
+        "schema": schema,
+        "table": table,
+        "index": index,
+        "on": qualified(schema, table),
+    }
 
 
 def _objects(
@@ -135,7 +151,7 @@ def _objects(
                 " (pg_stat_reset): row counts restarted, row growth is not shown"
             )
         result.tables = tables[:limit]
-        gone = sorted(".".join(k) for k in old.tables.keys() - new.tables.keys())
+        gone = sorted(qualified(*k) for k in old.tables.keys() - new.tables.keys())
         if gone:
             result.notes.append(
                 f"{len(gone)} table(s) dropped since: {', '.join(gone[:5])}"
@@ -304,11 +320,17 @@ def _text_objects(
         return [f"  {title}: no change"]
     out = [f"  {title}:"]
     for e in entries:
-        line = f"    {e['name']}: {_signed_bytes(e['bytes_per_day'])}/day"
+        where = f" on {e['on']}" if "on" in e else ""
+        line = f"    {e['name']}{where}: {_signed_bytes(e['bytes_per_day'])}/day"
         if rows:
             line += f", {_signed(e['rows_per_day'])} rows/day"
         line += f" (now {human_bytes(e['bytes'])}"
-        line += f", {e['rows']:,} rows)" if rows and e.get("rows") is not None else ")"
+        count = e.get("rows")
+        line += (
+            f", {count:,} row{'' if count == 1 else 's'})"
+            if rows and count is not None
+            else ")"
+        )
         out.append(line + (" new" if e["new"] else ""))
     return out
 

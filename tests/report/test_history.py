@@ -16,6 +16,7 @@ from django.utils import timezone
 from psycopg import sql
 
 from django_dbtuning.models import Snapshot
+from django_dbtuning.report.quoting import qualified
 from tests.report.test_report import admin_connection, dbreport
 
 pytestmark = pytest.mark.django_db
@@ -83,6 +84,9 @@ def entry(entries: list[dict], name: str) -> dict:
     return next(e for e in entries if e["name"] == name)
 
 
+NAME = qualified(SCHEMA, TABLE)
+
+
 def test_save_stores_one_snapshot_per_database(planted):
     _, err = save()
     assert "saved snapshot #" in err and "of alias 'default'" in err
@@ -100,12 +104,15 @@ def test_growth_between_two_snapshots(planted):
     backdate(2)
     insert(planted, 5_000)
     found = since("1d")
-    table = entry(found["tables"], f"{SCHEMA}.{TABLE}")
+    table = entry(found["tables"], NAME)
     # 5,000 rows of ~200 bytes over ~2 days.
     assert table["rows_per_day"] == pytest.approx(2_500, rel=0.05)
     assert table["bytes_per_day"] > 250_000
     assert not table["new"]
-    index = entry(found["indexes"], f"{SCHEMA}.{TABLE}.{INDEX}")
+    assert (table["schema"], table["table"]) == (SCHEMA, TABLE)
+    index = entry(found["indexes"], qualified(SCHEMA, INDEX))
+    assert (index["schema"], index["table"], index["index"]) == (SCHEMA, TABLE, INDEX)
+    assert index["on"] == NAME
     assert index["bytes_per_day"] > 0
     assert found["days"] == pytest.approx(2, rel=0.01)
 
@@ -117,7 +124,7 @@ def test_growth_in_text(planted):
     out, _, code = dbreport("--since", "1d", *SECTIONS)
     assert code == 0
     history = out.split("\nHistory\n", 1)[1]
-    assert f"{SCHEMA}.{TABLE}: +" in history
+    assert f"{NAME}: +" in history
     assert "+500 rows/day" in history
 
 
@@ -406,9 +413,7 @@ def test_python_api(planted):
         run_report(["default"], sections=["tables", "indexes"]), "1h"
     )
     assert found.alias == "default"
-    assert entry(found.tables, f"{SCHEMA}.{TABLE}")["rows_per_day"] == pytest.approx(
-        100, rel=0.05
-    )
+    assert entry(found.tables, NAME)["rows_per_day"] == pytest.approx(100, rel=0.05)
     with pytest.raises(HistoryError, match="--since must be a str, not float"):
         compare_since(report, 1.5)
 
@@ -437,6 +442,4 @@ def test_without_time_zone_support(planted, settings):
     insert(planted, 200)
     found = since("1d")
     assert found["days"] == pytest.approx(2, rel=0.01)
-    assert entry(found["tables"], f"{SCHEMA}.{TABLE}")["rows_per_day"] == pytest.approx(
-        100, rel=0.05
-    )
+    assert entry(found["tables"], NAME)["rows_per_day"] == pytest.approx(100, rel=0.05)
