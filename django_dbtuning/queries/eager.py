@@ -96,7 +96,10 @@ def tracking_units(alias: str | None) -> list[Unit]:
 
 _lock = threading.Lock()
 _forced: weakref.WeakSet[Unit] = weakref.WeakSet()
+# What each wrapper calls: the function it replaced at the last install. Never cleared, so
+# a call already inside a wrapper when another thread uninstalls still finds it.
 _originals: dict[tuple[Any, str], Any] = {}
+_installed = False
 
 
 def start(unit: Unit, *, forced: bool) -> EagerState:
@@ -114,25 +117,25 @@ def finished() -> None:
 
 
 def is_installed() -> bool:
-    return bool(_originals)
+    return _installed
 
 
 def sync_installation() -> None:
     with _lock:
         wanted = get_settings().unused_eager_loads or any(not u.closed for u in _forced)
-        if wanted and not _originals:
+        if wanted and not _installed:
             try:
                 _install()
             except Exception:
                 _uninstall()
                 internal_error("installing the unused eager load capture")
-        elif not wanted and _originals:
+        elif not wanted and _installed:
             _uninstall()
 
 
 @receiver(setting_changed)
 def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
-    if setting == "DBTUNING" and _originals:
+    if setting == "DBTUNING" and _installed:
         sync_installation()
 
 
@@ -149,33 +152,32 @@ def _targets() -> list[tuple[Any, str, Callable[..., Any]]]:
 
 
 def _install() -> None:
+    global _installed
     load_internal_readers()
+    _installed = True
     for owner, name, wrapper in _targets():
-        _originals[(owner, name)] = owner.__dict__[name]
+        current, saved = owner.__dict__[name], _originals.get((owner, name))
+        if current is wrapper or (saved is not None and current is not saved):
+            continue  # ours already, or another tool's patch on top of ours: keep it
+        _originals[(owner, name)] = current
         setattr(owner, name, wrapper)
 
 
 def _uninstall() -> None:
-    for (owner, name), original in list(_originals.items()):
+    global _installed
+    _installed = False
+    for owner, name, wrapper in _targets():
         # Another tool that patched on top of us keeps its patch (ours stays below it,
         # calling straight through); otherwise Django gets its own function back.
-        if owner.__dict__.get(name) is _wrapper_of(owner, name):
-            setattr(owner, name, original)
-    _originals.clear()
-
-
-def _wrapper_of(owner: Any, name: str) -> Any:
-    return next(w for o, n, w in _targets() if o is owner and n == name)
+        if owner.__dict__.get(name) is wrapper and (owner, name) in _originals:
+            setattr(owner, name, _originals[(owner, name)])
 
 
 def _original(owner_name: str, name: str) -> Any:
     from django.db.models import query
 
     owner = query if owner_name == "query" else getattr(query, owner_name)
-    found = _originals.get((owner, name))
-    if found is None:  # uninstalled meanwhile, by another thread: Django's own now
-        found = owner.__dict__[name]
-    return found
+    return _originals[(owner, name)]
 
 
 # --- where a load comes from ------------------------------------------------------------------

@@ -538,3 +538,29 @@ def test_middleware_under_an_async_view(library, eager_site, async_client, caplo
         'drop "author" from select_related(...) on the Book queryset',
         'drop "tags" from prefetch_related(...) on the Book queryset',
     ]
+
+
+def test_another_tools_patch_on_top_is_kept(library, dbtuning):
+    django_own = query.prefetch_one_level
+    dbtuning(UNUSED_EAGER_LOADS=True)
+    with track_queries():
+        pass
+    ours = query.prefetch_one_level
+
+    def theirs(*args, **kwargs):  # e.g. another profiler, patched after us
+        return ours(*args, **kwargs)
+
+    query.prefetch_one_level = theirs
+    try:
+        dbtuning(UNUSED_EAGER_LOADS=False)
+        assert query.prefetch_one_level is theirs  # left in place, ours below it
+        dbtuning(UNUSED_EAGER_LOADS=True)
+        assert query.prefetch_one_level is theirs
+        with track_queries() as report:
+            list(Book.objects.prefetch_related("tags"))
+        assert hints(report) == [
+            'drop "tags" from prefetch_related(...) on the Book queryset'
+        ]
+    finally:
+        dbtuning(UNUSED_EAGER_LOADS=False)
+        query.prefetch_one_level = django_own
