@@ -331,11 +331,16 @@ class HistoryRun:
 
     comparisons: list[Comparison] = field(default_factory=list)
     saved: SaveResult | None = None
+    skipped: dict[str, str] = field(default_factory=dict)
+    """Aliases neither saved nor compared, and why."""
 
     def messages(self) -> list[str]:
         """One line per saved snapshot and per alias left out."""
         if self.saved is None:
-            return []
+            return [
+                f"no comparison for alias {alias!r}: {why}"
+                for alias, why in self.skipped.items()
+            ]
         lines = [
             f"saved snapshot #{row.pk} of alias {alias!r} on database alias "
             f"{self.saved.using!r}"
@@ -377,11 +382,11 @@ def run(report: Report, *, save: bool, since: object, top: int) -> HistoryRun:
     outcome = HistoryRun()
     if not save and since is None:
         return outcome
-    states, skipped = take(report)
+    states, outcome.skipped = take(report)
     if since is not None:
         outcome.comparisons = compare_since(report, since, top=top, states=states)
     if save:
-        outcome.saved = save_states(states, skipped)
+        outcome.saved = save_states(states, outcome.skipped)
     return outcome
 
 

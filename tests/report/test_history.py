@@ -443,3 +443,11 @@ def test_without_time_zone_support(planted, settings):
     found = since("1d")
     assert found["days"] == pytest.approx(2, rel=0.01)
     assert entry(found["tables"], NAME)["rows_per_day"] == pytest.approx(100, rel=0.05)
+
+
+def test_since_says_which_aliases_it_could_not_compare(planted):
+    save()
+    backdate(1)
+    out, err, code = dbreport("--since", "12h", *SECTIONS)
+    assert code == 0
+    assert "no comparison for alias 'other': same database as alias 'default'" in err
