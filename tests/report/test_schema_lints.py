@@ -502,3 +502,64 @@ def test_hostile_serial_key_widened_by_its_sql(sequences):
     still_there(sequences)
     after = report_json("--database", "default", "--section", "tables")
     assert name not in by_object(after, "sequence_near_overflow")
+
+
+# -- settings, privileges ----------------------------------------------------------------------
+
+
+def test_new_thresholds_are_known_and_validated(dbtuning):
+    from django.core.checks import run_checks
+
+    names = {
+        "freeze_age_info_ratio": 0.5,
+        "freeze_age_warning_ratio": 2,
+        "table_bloat_warning_bytes": 1024,
+        "table_bloat_min_ratio": 0.3,
+        "table_bloat_exact_tables": 5,
+        "sequence_info_ratio": 0.6,
+    }
+    dbtuning(REPORT_THRESHOLDS=names)
+    assert not [m for m in run_checks(databases=[]) if m.id == "dbtuning.W050"]
+    dbtuning(REPORT_THRESHOLDS={"table_bloat_min_ratoi": 0.3})
+    flagged = [m for m in run_checks(databases=[]) if m.id == "dbtuning.W050"]
+    assert flagged and "table_bloat_min_ratoi" in flagged[0].msg
+
+
+def test_a_role_without_privileges_still_gets_the_schema_lints(planted_schema):
+    """The lints read the catalogs only: a role with no grant at all sees them all (the
+    boolean index's value shares need pg_stats, which hides columns it cannot read)."""
+    from tests.report.test_report import LIMITED_PASSWORD
+
+    conn = planted_schema
+    conn.execute("DROP ROLE IF EXISTS dbreport_schema")
+    conn.execute(f"CREATE ROLE dbreport_schema LOGIN PASSWORD '{LIMITED_PASSWORD}'")
+    try:
+        with extra_alias(
+            "schema_role", USER="dbreport_schema", PASSWORD=LIMITED_PASSWORD
+        ):
+            document = report_json("--database", "schema_role", "--section", "schema")
+    finally:
+        conn.execute("DROP OWNED BY dbreport_schema")
+        conn.execute("DROP ROLE dbreport_schema")
+    checks = document["databases"]["schema_role"]["checks"]
+    for check in (
+        "schema_foreign_keys",
+        "tables_without_primary_key",
+        "boolean_indexes",
+    ):
+        assert checks[check]["status"] == "ok"
+    assert "reportapp_ledgerentry(ledger_id)" in by_object(document, "fk_type_mismatch")
+    assert "reportapp_auditevent" in by_object(document, "missing_primary_key")
+    settled = next(
+        f
+        for f in findings(document, "boolean_index")
+        if f["object"].startswith("reportapp_ledgerentry_settled")
+    )
+    assert "it has no statistics yet" in settled["detail"]
+
+
+def test_unreachable_database_is_reported_not_raised():
+    with extra_alias("gone", HOST="127.0.0.1", PORT="1"):
+        out, err, code = dbreport("--database", "gone", "--section", "schema")
+    assert code == 2
+    assert "gone" in err
