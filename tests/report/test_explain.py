@@ -35,6 +35,7 @@ LOOP = (
 )
 UPDATE = "UPDATE explain_orders SET note = note WHERE customer = %s AND id < 0"
 RARE = "SELECT id FROM explain_orders WHERE status = %s"
+WRITER = "SELECT w.id, w.code FROM reportapp_writer w WHERE w.name = %s"
 # An alias, as a hand-written or joined query has: the pg_stats heuristic (missing_index)
 # reads Django's "table"."column" filters only, the plan reads every shape.
 FILTERED = (
@@ -104,6 +105,11 @@ def _tables(conn: psycopg.Connection) -> None:
             "INSERT INTO {} SELECT g, g % 1000 FROM generate_series(1, 30000) g"
         ).format(q(SCHEMA, TABLE))
     )
+    # A model's table: the hint is the model's Meta.indexes line.
+    conn.execute(
+        "INSERT INTO reportapp_writer (name, code) SELECT 'writer ' || g, 1000000 + g "
+        "FROM generate_series(1, 20000) g"
+    )
     conn.execute("ANALYZE")
 
 
@@ -112,6 +118,7 @@ def _statements(conn: psycopg.Connection) -> None:
     for i in range(60):
         conn.execute(LOOKUP, [f"n{i}"])
         conn.execute(FILTERED, [i, "s1"])
+        conn.execute(WRITER, [f"writer {i}"])
         conn.execute(
             sql.SQL("SELECT t.id FROM {} t WHERE t.{} = %s").format(
                 q(SCHEMA, TABLE), q(COLUMN)
@@ -152,6 +159,7 @@ def planted(django_db_setup, django_db_blocker):
             conn.execute(
                 sql.SQL("ALTER DATABASE {} RESET work_mem").format(q(database))
             )
+            conn.execute("DELETE FROM reportapp_writer WHERE code > 1000000")
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(q(SCHEMA)))
             conn.execute(
                 "DROP VIEW IF EXISTS explain_secret_view;"
@@ -219,6 +227,24 @@ def test_frequent_sequential_scan_of_a_large_table(reported):
     # The view's statement needs the same index: one finding names both.
     assert any("explain_secret_view" in s["query"] for s in data["statements"])
     assert "Plan: Seq Scan on explain_orders o" in " ".join(text.split())
+
+
+@needs_16
+def test_a_model_table_gets_the_meta_indexes_line(reported):
+    document, _, _ = reported
+    (finding,) = [
+        f
+        for f in by_code(document, "plan_seq_scan")
+        if f["data"]["table"] == "reportapp_writer"
+    ]
+    assert finding["model"] == "reportapp.Writer"
+    assert finding["object"] == "reportapp_writer(name)"
+    assert finding["hint"].startswith(
+        "add models.Index(fields=['name'], name=...) to reportapp.Writer.Meta.indexes"
+    )
+    assert "sql" not in finding["data"]  # the migration is the way, not SQL
+    (statement,) = finding["data"]["statements"]
+    assert statement["node"]["Filter"] == "((w.name)::text = $1)"
 
 
 @needs_16
