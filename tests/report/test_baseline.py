@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from datetime import UTC, datetime
+from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -26,6 +27,7 @@ from tests.report.test_gaps import locked_volume  # noqa: F401 (a fixture)
 from tests.report.test_report import (
     admin_connection,
     dbreport,
+    extra_alias,
     planted,  # noqa: F401 (a fixture)
     report_json,
 )
@@ -163,6 +165,8 @@ def test_fail_on_ignores_known_findings(gone_index, new_problem, tmp_path):
     assert code == 0, message
     _, message, code = dbreport(*INDEXES, "--fail-on", "warning")
     assert code == 1 and "duplicate_index" in message
+    text, _, _ = dbreport(*INDEXES, "--baseline", str(path))
+    assert text.rstrip().endswith("No new findings.")
 
     new_problem()
     _, message, code = dbreport(
@@ -228,9 +232,32 @@ def test_a_check_that_could_not_run_is_never_baselined_away(
     assert "not checked (section not run, or a check incomplete)" in text
 
 
-def call_and_capture(*args: str) -> tuple[str, str, int]:
-    from io import StringIO
+def test_no_baseline_is_written_when_an_alias_was_unreachable(reportapp, tmp_path):
+    path = tmp_path / "baseline.json"
+    err = StringIO()
+    with (
+        extra_alias("down", HOST="127.0.0.1", PORT="1"),
+        pytest.raises(CommandError) as caught,
+    ):
+        call_command(
+            "dbreport",
+            "--database",
+            "default",
+            "--database",
+            "down",
+            "--section",
+            "indexes",
+            "--write-baseline",
+            str(path),
+            stdout=StringIO(),
+            stderr=err,
+        )
+    assert caught.value.returncode == 2
+    assert f"baseline {path} not written: down unreachable" in err.getvalue()
+    assert not path.exists()
 
+
+def call_and_capture(*args: str) -> tuple[str, str, int]:
     out, err = StringIO(), StringIO()
     try:
         call_command("dbreport", *INDEXES, *args, stdout=out, stderr=err)
