@@ -116,7 +116,8 @@ def run_report(
         explain: plan the top statements of pg_stat_statements with ``EXPLAIN
             (GENERIC_PLAN)`` (PostgreSQL 16+) and report what their plans do badly:
             True plans the top 20, an int that many, False (or 0) none. Needs the
-            statements section.
+            statements section (ValueError without it, or for anything but a bool or an
+            int >= 0).
 
     Raises:
         ValueError: an unknown alias or section, an alias that is not PostgreSQL, or a
