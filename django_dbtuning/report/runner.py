@@ -21,10 +21,10 @@ from django_dbtuning.report import (
     noise,
     pgbouncer,
     pool,
+    schema_lints,
     statements,
     tables,
 )
-from django_dbtuning.report import schema_lints
 from django_dbtuning.report import server_settings as settings_section
 from django_dbtuning.report.baseline import Baseline, apply_baseline, load_baseline
 from django_dbtuning.report.djangomap import ModelMap

@@ -184,6 +184,13 @@ def primary_key_fix(row: Row, info: ModelInfo | None) -> Hint:
             (create, add),
             code,
         )
+    if row["kind"] == "p":
+        return Hint(
+            f"add a primary key that includes the partition key: ALTER TABLE {table} ADD "
+            "PRIMARY KEY (<partition key columns>, <a unique column>) — it builds the "
+            "index on every partition under an ACCESS EXCLUSIVE lock (or build it on each "
+            "partition CONCURRENTLY first and attach)"
+        )
     if row["unique_index"]:
         add = (
             f"ALTER TABLE {table} ADD CONSTRAINT {ident(row['unique_index'])} "

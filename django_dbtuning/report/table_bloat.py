@@ -119,6 +119,11 @@ def estimate(row: Row) -> TableBloat | None:
     )
 
 
+def _role(probe: Probe) -> str:
+    user = probe.server.get("user")
+    return ident(user) if user else "<this role>"
+
+
 def _measure(probe: Probe, rows: list[Row]) -> dict[int, TableBloat]:
     """pgstattuple_approx for the largest candidates, when the role may run it."""
     limit = int(probe.t["table_bloat_exact_tables"])
@@ -135,7 +140,7 @@ def _measure(probe: Probe, rows: list[Row]) -> dict[int, TableBloat]:
             "pgstattuple is installed but this role may not run pgstattuple_approx: "
             "table bloat is estimated from the catalogs",
             expected=True,
-            fix=f"GRANT pg_stat_scan_tables TO {ident(probe.server.get('user') or '')}",
+            fix=f"GRANT pg_stat_scan_tables TO {_role(probe)}",
         )
         return {}
     function = f"{ident(found[0]['schema'])}.pgstattuple_approx"

@@ -563,3 +563,27 @@ def test_unreachable_database_is_reported_not_raised():
         out, err, code = dbreport("--database", "gone", "--section", "schema")
     assert code == 2
     assert "gone" in err
+
+
+def test_partitioned_table_without_primary_key(planted_schema):
+    table = q(SCHEMA, 'Parted "P"')
+    planted_schema.execute(
+        sql.SQL("CREATE TABLE {} (day date, n int) PARTITION BY RANGE (day)").format(
+            table
+        )
+    )
+    planted_schema.execute(
+        sql.SQL(
+            "CREATE TABLE {} PARTITION OF {} FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')"
+        ).format(q(SCHEMA, "parted 2026"), table)
+    )
+    try:
+        document = report_json("--database", "default", "--section", "schema")
+    finally:
+        planted_schema.execute(sql.SQL("DROP TABLE {}").format(table))
+    found = by_object(document, "missing_primary_key")
+    parent = found['"Other Schema"."Parted ""P"""']
+    assert "includes the partition key" in parent["hint"]
+    assert "sql" not in parent["data"]
+    # The partition is the parent's business: reported once, on the parent.
+    assert '"Other Schema"."parted 2026"' not in found
