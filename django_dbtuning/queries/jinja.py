@@ -35,27 +35,45 @@ def template_location(frame: FrameType) -> tuple[str, int] | None:
 def locate_template(
     frames: list[FrameType], user: FrameType | None, result: Attribution
 ) -> None:
-    """When ``user`` runs a Jinja2 template: its template line, and the code that rendered it.
+    """Where a Jinja2 template is on the stack: its template line, and its renderer.
 
-    As for a Django template, the finding then reads ``books.jinja:4 (rendered from
-    views.py:60)``: the loop is the template's, and the view is where the context was built.
+    When ``user`` runs the template, the finding reads ``books.jinja:4 (rendered from
+    views.py:60)``, as for a Django template: the loop is the template's, and the view is
+    where the context was built. When ``user`` is code the template called (a model
+    property in ``{{ book.author_name }}``), it keeps that line and adds the template's:
+    ``models.py:42 in author_name (called from books.jinja:4, rendered from views.py:60)``.
     """
-    located = template_location(user) if user is not None else None
+    if user is None:
+        return
+    below = next((i for i, f in enumerate(frames) if f is user), len(frames))
+    located = template_location(user)
     if located is None:
+        for index in range(below + 1, len(frames)):
+            f = frames[index]
+            if frame_category(f.f_code) == HANDLER:
+                return
+            located = template_location(f)
+            if located is not None:
+                renderer = _renderer(frames[index + 1 :])
+                result.template = "{}:{}".format(*located)
+                result.template_call = True
+                result.rendered_from = renderer[0] if renderer else None
+                return
         return
     result.template = "{}:{}".format(*located)
     result.callsite = result.filename = result.lineno = result.function = None
-    below = next((i for i, f in enumerate(frames) if f is user), len(frames))
-    for f in frames[below + 1 :]:
+    renderer = _renderer(frames[below + 1 :])
+    if renderer is not None:
+        result.callsite, result.filename, result.lineno, result.function = renderer
+
+
+def _renderer(frames: list[FrameType]) -> tuple[str, str, int, str] | None:
+    """``(callsite, path, line, function)`` of the first user frame that is no template."""
+    for f in frames:
         kind = frame_category(f.f_code)
         if kind == HANDLER:
-            return
+            return None
         if kind == USER and template_location(f) is None:
             path, line, function = location(f)
-            result.callsite, result.filename, result.lineno = (
-                f"{path}:{line}",
-                path,
-                line,
-            )
-            result.function = function
-            return
+            return f"{path}:{line}", path, line, function
+    return None

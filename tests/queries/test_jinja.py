@@ -73,3 +73,22 @@ def test_a_frame_that_is_not_a_template():
     import sys
 
     assert template_location(sys._getframe()) is None
+
+
+def test_a_model_property_called_by_a_template_names_both_lines(three_books):
+    template = jinja2.Environment().from_string(
+        "{% for b in books %}\n{{ b.author_name }}\n{% endfor %}"
+    )
+    with track_queries() as report:
+        template.render(books=Book.objects.all())  # the renderer: this line
+    (finding,) = report.n_plus_one
+    assert finding.relation == "testapp.Book.author"
+    assert finding.callsite.startswith("tests/testapp/models.py:")
+    assert finding.function == "author_name"
+    assert finding.template == "<template>:2"
+    assert finding.rendered_from is not None
+    assert finding.rendered_from.startswith("tests/queries/test_jinja.py:")
+    assert finding.location.startswith(
+        f"{finding.callsite} in author_name (called from <template>:2, rendered from "
+        "tests/queries/test_jinja.py:"
+    )
