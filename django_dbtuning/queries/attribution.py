@@ -352,6 +352,12 @@ def _provenance(
     and a template that called the user's frame."""
     found = provenance.trace(frames, user_index, instance)
     result.provenance = found
+    origin = found.origin
+    if origin and origin.site and user_index is None and result.template is None:
+        # Only library frames (DRF's fields) ran it: point at the view to change.
+        result.filename, result.lineno = origin.site
+        result.callsite = "{}:{}".format(*origin.site)
+        result.function = type(origin.owner).__name__
     if found.template_line and result.template is None:
         result.template, result.template_call = found.template_line, True
         result.rendered_from = found.rendered_from

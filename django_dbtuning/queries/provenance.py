@@ -20,6 +20,9 @@ here evaluates a queryset or a lazy object (every check is on ``type()``).
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
+import os
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
@@ -51,9 +54,9 @@ class Origin:
     kind: str  # "changelist", "inline", "list_filter", "admin", "drf", "template"
     owner: Any = None  # the ModelAdmin / InlineModelAdmin / APIView instance
     detail: Any = None  # the list filter; the template context's variable name
-    view: str | None = (
-        None  # the view that built a template's context (name, path:line)
-    )
+    # The view that built a template's context ("name (path:line)").
+    view: str | None = None
+    site: tuple[str, int] | None = None  # where the DRF view class is defined
 
 
 @dataclass(slots=True)
@@ -273,7 +276,7 @@ def _origin(stack: list[FrameType]) -> Origin | None:
             ):
                 admin = found
             if admin is None and _is_api_view(value):
-                return Origin("drf", owner=value)
+                return Origin("drf", owner=value, site=_class_site(value.__class__))
     if admin is not None:
         return admin
     for index, f in enumerate(stack):
@@ -315,6 +318,20 @@ def _is_api_view(value: Any) -> bool:
         c.__name__ == "GenericAPIView" and c.__module__ == "rest_framework.generics"
         for c in type(value).__mro__
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _class_site(cls: type) -> tuple[str, int] | None:
+    """``(path, line)`` of a class statement in user code: where a serializer's N+1 is
+    fixed when no frame of user code is on the stack (DRF calls the fields itself)."""
+    with contextlib.suppress(Exception):
+        filename = inspect.getsourcefile(cls)
+        # A code object compiled under that name is classified like the class's own code.
+        if filename and callsite.frame_category(compile("", filename, "exec")) == USER:
+            relative = os.path.relpath(filename)
+            path = filename if relative.startswith("..") else relative
+            return path, inspect.getsourcelines(cls)[1]
+    return None
 
 
 def _origin_rows(origin: Origin) -> list[Any]:

@@ -246,6 +246,9 @@ def test_drf_viewset_names_the_viewset_queryset_and_serializer_field(client, lib
     found = by_relation(report)
     author = found["testapp.Book.author"]
     assert author.serializer == "BookSerializer.author"
+    # No user frame ran it (DRF calls the fields): the location is the viewset to change.
+    assert author.callsite == f"{SITE}:{line_of('class BookViewSet', SITE)}"
+    assert author.function == "BookViewSet"
     assert author.hint == (
         'add .select_related("author") to BookViewSet.queryset '
         "(serializing BookSerializer.author)" + OR_PEERS
