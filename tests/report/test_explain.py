@@ -36,6 +36,10 @@ LOOP = (
 UPDATE = "UPDATE explain_orders SET note = note WHERE customer = %s AND id < 0"
 RARE = "SELECT id FROM explain_orders WHERE status = %s"
 WRITER = "SELECT w.id, w.code FROM reportapp_writer w WHERE w.name = %s"
+HASHED = (
+    "SELECT o.id, e.pad FROM explain_orders o JOIN explain_events e ON e.note = o.note "
+    "WHERE o.customer > %s"
+)
 # An alias, as a hand-written or joined query has: the pg_stats heuristic (missing_index)
 # reads Django's "table"."column" filters only, the plan reads every shape.
 FILTERED = (
@@ -129,6 +133,7 @@ def _statements(conn: psycopg.Connection) -> None:
         conn.execute(SORT, [i]).fetchall()
         conn.execute(LOOP, [i % 2])
         conn.execute(UPDATE, [i])
+        conn.execute(HASHED, [i]).fetchall()
         conn.execute(VIEW, [i])
         conn.execute("SELECT id FROM explain_gone WHERE id = %s", [i])
         conn.execute("SELECT id FROM explain_private WHERE owner = %s", [i])
@@ -261,7 +266,7 @@ def test_rare_statement_is_planned_but_not_judged(reported):
 def test_sort_over_work_mem_spills(reported):
     document, _, _ = reported
     (finding,) = [
-        f for f in by_code(document, "plan_spill") if "explain_events" in f["detail"]
+        f for f in by_code(document, "plan_spill") if "ORDER BY pad" in f["detail"]
     ]
     data = finding["data"]
     assert data["kind"] == "sort"
@@ -272,6 +277,24 @@ def test_sort_over_work_mem_spills(reported):
     ]
     assert "work_mem" in finding["hint"]
     assert data["statements"][0]["node"]["Node Type"] == "Sort"
+
+
+@needs_16
+def test_hash_over_hash_mem_spills(reported):
+    document, _, _ = reported
+    (finding,) = [
+        f
+        for f in by_code(document, "plan_spill")
+        if "JOIN explain_events e" in f["detail"]
+    ]
+    data = finding["data"]
+    assert data["kind"] == "hash"
+    # A hash may use work_mem × hash_mem_multiplier (2.0 by default).
+    assert data["memory_bytes"] == 2 * 64 * 1024
+    assert data["estimated_bytes"] > data["memory_bytes"]
+    assert data["statements"][0]["node"]["Node Type"] == "Hash"
+    assert "sql" not in data  # no index removes a hash: work_mem does
+    assert "work_mem" in finding["hint"]
 
 
 @needs_16
