@@ -142,7 +142,10 @@ def _objects(
     limit = top or None
     restarted = _rows_restarted(old, new)
     if "tables" not in old.missing + new.missing:
-        tables = _growth(result, old.tables, new.tables, size="total_bytes", rows=True)
+        # With indexes included where both snapshots read them.
+        whole = "indexes" not in old.missing + new.missing
+        size = "total_bytes" if whole else "bytes"
+        tables = _growth(result, old.tables, new.tables, size=size, rows=True)
         if restarted:
             for entry in tables:
                 entry["rows_per_day"] = None

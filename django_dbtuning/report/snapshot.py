@@ -40,7 +40,7 @@ TEXT_LIMIT = 120
 
 TABLES = """
 SELECT s.schemaname AS schema, s.relname AS "table", {size} AS bytes,
-       {total} AS total_bytes, s.n_live_tup AS rows
+       s.n_live_tup AS rows
   FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
 """
 
@@ -138,8 +138,8 @@ def collect(
             stats_reset=_parse_time(server.get("stats_reset")),
             sections=report.sections,
         )
-        _tables(probe, data)
         _indexes(probe, data)
+        _tables(probe, data)
         _statements(probe, data)
     data.findings = _findings(report.findings, alias)
     return data
@@ -168,44 +168,22 @@ def _parse_time(value: Any) -> datetime | None:
     return datetime.fromisoformat(value) if isinstance(value, str) else None
 
 
-def _sizes(probe: Probe, sql: str, check: str) -> list[dict[str, Any]] | None:
+def _sizes(
+    probe: Probe, sql: str, check: str, size: str
+) -> list[dict[str, Any]] | None:
     # Sizes take a lock a migration's ACCESS EXCLUSIVE blocks: under lock_timeout the
     # catalog's page counts stand in, as in the report's own sections.
     return probe.query_or_estimate(
         check,
         "history",
-        sql.format(size="pg_relation_size(c.oid)", total=_TOTAL[check]),
-        sql.format(
-            size="c.relpages::bigint * current_setting('block_size')::bigint",
-            total="NULL::bigint",
-        ),
+        sql.format(size=size),
+        sql.format(size="c.relpages::bigint * current_setting('block_size')::bigint"),
         "snapshot sizes are estimates from pg_class.relpages",
     )
 
 
-_TOTAL = {
-    "snapshot_tables": "pg_total_relation_size(c.oid)",
-    "snapshot_indexes": "NULL::bigint",
-}
-
-
-def _tables(probe: Probe, data: SnapshotData) -> None:
-    rows = _sizes(probe, TABLES, "snapshot_tables")
-    if rows is None:
-        data.missing.append("tables")
-        return
-    data.tables = {
-        (r["schema"], r["table"]): {
-            "bytes": r["bytes"],
-            "total_bytes": r["total_bytes"],
-            "rows": r["rows"],
-        }
-        for r in rows
-    }
-
-
 def _indexes(probe: Probe, data: SnapshotData) -> None:
-    rows = _sizes(probe, INDEXES, "snapshot_indexes")
+    rows = _sizes(probe, INDEXES, "snapshot_indexes", "pg_relation_size(c.oid)")
     if rows is None:
         data.missing.append("indexes")
         return
@@ -213,6 +191,33 @@ def _indexes(probe: Probe, data: SnapshotData) -> None:
         (r["schema"], r["table"], r["index"]): {
             "bytes": r["bytes"],
             "scans": r["scans"],
+        }
+        for r in rows
+    }
+
+
+def _tables(probe: Probe, data: SnapshotData) -> None:
+    """Tables with TOAST (pg_table_size); the total adds their indexes' sizes, summed
+    here rather than by pg_total_relation_size, which would open every index again."""
+    rows = _sizes(probe, TABLES, "snapshot_tables", "pg_table_size(c.oid)")
+    if rows is None:
+        data.missing.append("tables")
+        return
+    indexed: dict[tuple[str, str], int] = {}
+    for (schema, table, _), values in data.indexes.items():
+        indexed[(schema, table)] = indexed.get((schema, table), 0) + (
+            values["bytes"] or 0
+        )
+    known = "indexes" not in data.missing
+    data.tables = {
+        (r["schema"], r["table"]): {
+            "bytes": r["bytes"],
+            "total_bytes": (
+                (r["bytes"] or 0) + indexed.get((r["schema"], r["table"]), 0)
+                if known
+                else None
+            ),
+            "rows": r["rows"],
         }
         for r in rows
     }
