@@ -337,7 +337,10 @@ def plan_spill(probe: Probe, facts: PlanFacts) -> None:
         if worst is None:
             continue
         node, kind, estimate, budget = worst
-        suggested = 2 ** math.ceil(math.log2(max(estimate * 2 / _MB, 1)))
+        # Twice the estimate, in work_mem's terms (a hash gets hash_mem_multiplier
+        # times it), rounded up to a power of two megabytes.
+        needed = estimate * 2 * memory.work_mem / max(budget, 1.0)
+        suggested = 2 ** math.ceil(math.log2(max(needed / _MB, 1)))
         setting = f"SET LOCAL work_mem = '{suggested}MB'"
         hint = (
             f"raise work_mem for this query ({setting} in its transaction, or ALTER ROLE "
