@@ -316,3 +316,30 @@ def test_a_name_used_twice_in_one_test_is_an_error(tmp_path):
     code, output = run_pytest(tmp_path, tests=tests)
     assert code == 1, output
     assert "query snapshot 'list' is used twice in test_books[1]" in output
+
+
+def test_literals_never_reach_the_file_and_hostile_names_round_trip(tmp_path, db):
+    from django.db import connection
+
+    path = tmp_path / "s.json"
+    test = 'test_x[ünï "quoted"; DROP]'
+    with snapshot_queries(path, test, 'Naïve; "name"'), connection.cursor() as cursor:
+        cursor.execute(
+            'SELECT \'hunter2\' AS "we""ird; Ünï", 424242 AS "Upper Case"'
+            " WHERE 'x' = %s",
+            ["parameter-secret"],
+        )
+    text = path.read_text(encoding="utf-8")
+    for secret in ("hunter2", "424242", "parameter-secret"):
+        assert secret not in text
+    (entry,) = parse(text)[test]['Naïve; "name"']
+    assert entry["sql"] == 'SELECT ? AS "we""ird; Ünï", ? AS "Upper Case" WHERE ? = %s'
+    with (
+        snapshot_queries(path, test, 'Naïve; "name"') as block,
+        connection.cursor() as c,
+    ):
+        c.execute(
+            'SELECT \'other\' AS "we""ird; Ünï", 7 AS "Upper Case" WHERE \'y\' = %s',
+            ["z"],
+        )
+    assert block.outcome is None  # other literals, same shape
