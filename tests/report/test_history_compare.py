@@ -244,3 +244,41 @@ def test_a_good_retention_passes_the_checks(dbtuning):
     for value in ("90d", "12h", datetime.timedelta(days=1), None):
         dbtuning(HISTORY_RETENTION=value)
         assert not [m for m in run_checks(databases=[]) if m.id == "dbtuning.E057"]
+
+
+def test_unreachable_and_mirror_aliases_are_left_out_with_a_reason():
+    from django_dbtuning.report.findings import DatabaseReport, Report
+    from django_dbtuning.report.history import take
+
+    report = Report(
+        generated_at=NOW,
+        sections=("tables",),
+        databases={
+            "down": DatabaseReport(alias="down", reachable=False, error="refused"),
+            "mirror": DatabaseReport(alias="mirror", same_database_as="default"),
+            "bouncer": DatabaseReport(alias="bouncer", kind="pgbouncer"),
+        },
+        findings=[],
+    )
+    states, skipped = take(report)
+    assert states == {}
+    assert skipped == {
+        "down": "unreachable (refused)",
+        "mirror": "same database as alias 'default'",
+        "bouncer": "a PgBouncer admin console holds no tables",
+    }
+
+
+def test_what_could_not_be_read_is_not_compared():
+    old = snapshot(BEFORE, q1=(900, 900.0))
+    old.tables = {("public", "t"): {"bytes": 100, "total_bytes": 150, "rows": 10}}
+    new = snapshot(NOW, q1=(50, 5000.0))
+    new.missing = ["statements", "indexes"]
+    new.statements = {}
+    new.tables = {("public", "t"): {"bytes": 300, "total_bytes": None, "rows": 10}}
+    found = compare(old, new)
+    assert found.slower == [] and found.indexes == []
+    assert "indexes could not be read in both: not compared" in found.notes
+    assert "statements could not be read in both: not compared" in found.notes
+    # Without the indexes, tables compare by their own size.
+    assert found.tables[0]["bytes_per_day"] == pytest.approx(200)
