@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django_dbtuning.report.findings import (
@@ -121,6 +121,13 @@ def statistics_too_young(probe: Probe, candidates: int, size_bytes: int) -> bool
     if candidates:
         since = probe.server.get("stats_since") or "the server started"
         shown = f"{human_duration(float(age))} of {human_duration(minimum)}"
+        now = probe.server.get("now")
+        ready = (
+            (now + timedelta(seconds=minimum - float(age))).astimezone(UTC)
+            if isinstance(now, datetime)
+            else None
+        )
+        when = f"after {ready:%Y-%m-%d %H:%M} UTC" if ready is not None else "later"
         probe.add(
             "info",
             STATS_TOO_YOUNG,
@@ -133,15 +140,16 @@ def statistics_too_young(probe: Probe, candidates: int, size_bytes: int) -> bool
                 f"are judged once they cover {human_duration(minimum)}."
             ),
             hint=(
-                "run dbreport again later (the statistics count from their last reset "
-                "or the server's start); DBTUNING['UNUSED_INDEX_MIN_AGE'] sets the "
-                "span ('0s' judges at once)"
+                f"run dbreport again {when} (the statistics count from their last "
+                "reset or the server's start); DBTUNING['UNUSED_INDEX_MIN_AGE'] sets "
+                "the span ('0s' judges at once)"
             ),
             object="statistics",
             candidates=candidates,
             candidates_size_bytes=size_bytes,
             stats_age_seconds=float(age),
             min_age_seconds=minimum,
+            judged_after=ready.isoformat() if ready is not None else None,
         )
     return True
 

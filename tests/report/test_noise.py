@@ -4,7 +4,7 @@ third-party apps' tables are one line per code in text (all of them in JSON)."""
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -47,6 +47,11 @@ def test_young_statistics_hold_unused_indexes_back(reportapp, settings, value): 
     assert young["data"]["candidates"] >= 1
     assert young["data"]["min_age_seconds"] == 7 * 86_400
     assert "UNUSED_INDEX_MIN_AGE" in young["hint"]
+    assert re.search(
+        r"run dbreport again after \d{4}-\d\d-\d\d \d\d:\d\d UTC", young["hint"]
+    )
+    ahead = datetime.fromisoformat(young["data"]["judged_after"]) - datetime.now(UTC)
+    assert timedelta(days=6) < ahead <= timedelta(days=7)
     # The other index findings stay: only the judgement that needs time waits.
     assert findings(document, "duplicate_index")
     assert document["databases"]["default"]["indexes"]["unused_count"] == 0
