@@ -337,6 +337,9 @@ def collect(probe: Probe) -> None:
         )
     if facts.wraparound is not None:
         section["wraparound"] = wraparound_summary(probe, facts.wraparound)
+        section["freeze_age_max_ratio"] = max(
+            (a.freeze_share for a in facts.wraparound.tables), default=0.0
+        )
     if facts.bloat is not None:
         section["bloat_bytes_estimate"] = sum(b.wasted for _, b in facts.bloat.values())
     if facts.sequences is not None:

@@ -14,6 +14,7 @@ from psycopg import sql
 
 from django_dbtuning.report.wraparound import table_age
 from tests.report.test_report import admin_connection, findings, report_json
+from tests.report.test_report import dbreport as dbreport_text
 
 pytestmark = pytest.mark.django_db
 
@@ -209,3 +210,21 @@ def test_table_age_limits(options, toast_options, expected_limit, what):
     assert age.freeze_limit == expected_limit
     assert age.limited_by == what
     assert age.xid_age == 1000 and age.mxid_age == 900
+
+
+def test_prometheus_gauges(old_tables):
+    out, err, code = dbreport_text(
+        "--database", "default", "--section", "tables", "--format", "prometheus"
+    )
+    assert code == 0, err
+    lines = dict(
+        line.rsplit(" ", 1)
+        for line in out.splitlines()
+        if line.startswith(("dbtuning_freeze_age_max_ratio{", "dbtuning_xid_age{"))
+    )
+    ratio = next(
+        v for k, v in lines.items() if k.startswith("dbtuning_freeze_age_max_ratio")
+    )
+    # The planted table's share of its 100,000 limit leads.
+    assert float(ratio) >= RATIO
+    assert "# HELP dbtuning_table_bloat_bytes" in out
