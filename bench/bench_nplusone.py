@@ -9,6 +9,10 @@ rounds, and the table reports medians. The overhead per query is (variant - base
 * an empty ``execute_wrapper``: the floor of any detector built on Django's public hook;
 * dbtuning: ``QueryCountMiddleware`` around the view (detection, attribution, headers; the
   finding is computed but ``ON_N_PLUS_ONE="ignore"`` keeps the log quiet);
+* dbtuning with ``UNUSED_EAGER_LOADS`` on, inside ``override_settings`` (the capture installed
+  at the request's start, removed when the override ends), next to the same override with
+  the setting off: the difference is the tracking's cost per query on a view without eager
+  loads; its cost per eager-loaded object is measured apart, at the end;
 * django-zeal: ``zeal_context()`` around the view (``ZEAL_RAISE=False``, warnings ignored);
 * debug toolbar: the SQL panel's instrumentation plus its ``generate_stats`` grouping.
 
@@ -121,8 +125,9 @@ def view(request: Any) -> Any:
 
 def variants() -> dict[str, Any]:
     from debug_toolbar.toolbar import DebugToolbar
+    from django.conf import settings
     from django.db import connection
-    from django.test import RequestFactory
+    from django.test import RequestFactory, override_settings
     from zeal import zeal_context
 
     from django_dbtuning.middleware import QueryCountMiddleware
@@ -155,6 +160,24 @@ def variants() -> dict[str, Any]:
         assert response["X-DB-Query-Count"] == str(QUERIES)
         without_recorder()
 
+    eager_on = override_settings(
+        DBTUNING={**settings.DBTUNING, "UNUSED_EAGER_LOADS": True}
+    )
+
+    same = override_settings(DBTUNING={**settings.DBTUNING})
+
+    def dbtuning_eager() -> None:
+        # The setting's whole lifecycle per round: installed at the request's start,
+        # removed when the override ends (so the other variants run without it).
+        with eager_on:
+            dbtuning()
+
+    def dbtuning_override() -> None:
+        # The same override_settings round trip with the setting off: subtract this row
+        # from the one above for the cost of the tracking alone.
+        with same:
+            dbtuning()
+
     def zeal() -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -176,6 +199,8 @@ def variants() -> dict[str, Any]:
         "no instrumentation (baseline)": baseline,
         "an empty execute_wrapper (Django's hook alone)": hook_only,
         "django-dbtuning QueryCountMiddleware": dbtuning,
+        "django-dbtuning in override_settings (UNUSED_EAGER_LOADS off)": dbtuning_override,
+        "django-dbtuning in override_settings, UNUSED_EAGER_LOADS on": dbtuning_eager,
         "django-zeal (zeal_context)": zeal,
         "debug toolbar SQL panel": toolbar,
     }
@@ -211,6 +236,37 @@ def recorder_only_cost() -> float:
         bare = time.perf_counter() - start
         samples.append((with_recorder - bare) / QUERIES)
     return statistics.median(samples)
+
+
+def eager_object_cost() -> dict[str, float]:
+    """Unused-eager-load tracking per eager-loaded object: a unit with it on vs off."""
+    from django_dbtuning.queries.units import finish_unit, start_unit
+    from tests.testapp.models import Author, Book
+
+    def select_related() -> int:
+        return len([b.author.name for b in Book.objects.select_related("author")])
+
+    def prefetch_related() -> int:
+        authors = Author.objects.prefetch_related("books")
+        return sum(len([b.title for b in a.books.all()]) for a in authors)
+
+    costs = {}
+    for name, run in (
+        ("select_related", select_related),
+        ("prefetch_related", prefetch_related),
+    ):
+        samples = []
+        for _ in range(31):
+            timings = []
+            for track in (False, True):
+                unit = start_unit(unused_eager_loads=track)
+                start = time.thread_time()
+                objects = run()
+                timings.append(time.thread_time() - start)
+                finish_unit(unit)
+            samples.append((timings[1] - timings[0]) / objects)
+        costs[name] = statistics.median(samples)
+    return costs
 
 
 def main() -> None:
@@ -257,6 +313,13 @@ def main() -> None:
     print(
         f"\nRecorder alone (stub database call, no I/O): "
         f"{recorder_only_cost() * 1e6:.2f} µs per query inside a tracked unit."
+    )
+    costs = eager_object_cost()
+    print(
+        "Unused-eager-load tracking (UNUSED_EAGER_LOADS on), per eager-loaded object read "
+        "once: "
+        + ", ".join(f"{name} {cost * 1e6:+.2f} µs" for name, cost in costs.items())
+        + " (CPU, median of paired runs with it off)."
     )
 
 
