@@ -80,6 +80,13 @@ def _aware(value: datetime | None) -> datetime | None:
 def storage_alias() -> str:
     """The database alias snapshots are written to (and read from): the routers'
     ``db_for_write`` for :class:`~django_dbtuning.models.Snapshot`."""
+    from django.apps import apps
+
+    if not apps.is_installed("django_dbtuning"):
+        raise HistoryError(
+            "snapshots live in django_dbtuning's table: add 'django_dbtuning' to "
+            "INSTALLED_APPS and run manage.py migrate django_dbtuning"
+        )
     from django_dbtuning.models import Snapshot
 
     return router.db_for_write(Snapshot)
@@ -218,10 +225,10 @@ def save_states(
         HistoryError: the table is not migrated, the setting is wrong, or the database
             refused the write (a read-only role, a replica); the message names the alias.
     """
-    from django_dbtuning.models import Snapshot
-
     keep = retention()
     using = storage_alias()
+    from django_dbtuning.models import Snapshot
+
     _check_migrated(using)
     result = SaveResult(using=using, skipped=dict(skipped or {}))
     try:
@@ -257,9 +264,9 @@ def closest(alias: str, when: datetime) -> SnapshotData:
         HistoryError: none is that old (naming the oldest there is), or the table is not
             migrated.
     """
+    using = storage_alias()
     from django_dbtuning.models import Snapshot
 
-    using = storage_alias()
     _check_migrated(using)
     rows = Snapshot.objects.using(using).filter(alias=alias)
     try:

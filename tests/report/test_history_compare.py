@@ -282,3 +282,15 @@ def test_what_could_not_be_read_is_not_compared():
     assert "statements could not be read in both: not compared" in found.notes
     # Without the indexes, tables compare by their own size.
     assert found.tables[0]["bytes_per_day"] == pytest.approx(200)
+
+
+def test_without_the_app_installed(settings):
+    from django.test.utils import modify_settings
+
+    from django_dbtuning.report.history import storage_alias
+
+    with modify_settings(INSTALLED_APPS={"remove": ["django_dbtuning"]}):
+        with pytest.raises(
+            HistoryError, match="add 'django_dbtuning' to INSTALLED_APPS"
+        ):
+            storage_alias()
