@@ -173,6 +173,10 @@ def _failed(item: Explained, exc: psycopg.Error, probe: Probe) -> None:
         | errors.UndefinedColumn
         | errors.UndefinedObject
         | errors.InvalidSchemaName,
+    ) or (
+        # "function f(integer) does not exist": dropped; "operator does not exist:
+        # unknown = integer": a $n without its type (below).
+        isinstance(exc, errors.UndefinedFunction) and "unknown" not in first_line(exc)
     ):
         # pg_stat_statements outlives the schema it was recorded against.
         item.status, item.reason = "stale", first_line(exc)

@@ -92,6 +92,10 @@ def _tables(conn: psycopg.Connection) -> None:
         "FROM generate_series(1, 60) g"
     )
     conn.execute("CREATE TABLE explain_gone (id int)")
+    conn.execute(
+        "CREATE OR REPLACE FUNCTION explain_double(int) RETURNS int LANGUAGE sql "
+        "IMMUTABLE AS 'SELECT $1 * 2'"
+    )
     conn.execute("CREATE TABLE explain_private (id int, owner int)")
     # A literal in a view's definition reaches the plan's Filter whatever
     # pg_stat_statements normalises.
@@ -136,6 +140,7 @@ def _statements(conn: psycopg.Connection) -> None:
         conn.execute(HASHED, [i]).fetchall()
         conn.execute(VIEW, [i])
         conn.execute("SELECT id FROM explain_gone WHERE id = %s", [i])
+        conn.execute("SELECT explain_double(id) FROM explain_ranges WHERE id = %s", [i])
         conn.execute("SELECT id FROM explain_private WHERE owner = %s", [i])
         # pg_stat_statements keeps it as "SELECT $1 + $2": no types left to plan with.
         conn.execute("SELECT 1 + 1")
@@ -145,6 +150,7 @@ def _statements(conn: psycopg.Connection) -> None:
         )
     conn.execute(RARE, ["s1"])
     conn.execute("DROP TABLE explain_gone")
+    conn.execute("DROP FUNCTION explain_double(int)")
     conn.execute("SELECT pg_stat_force_next_flush()")
 
 
@@ -356,6 +362,9 @@ def test_unplannable_statements_are_reported_one_by_one(reported):
     gone = entry_for(document, "explain_gone")
     assert gone["status"] == "stale"
     assert gone["reason"] == 'relation "explain_gone" does not exist'
+    dropped = entry_for(document, "explain_double")
+    assert dropped["status"] == "stale"
+    assert dropped["reason"] == "function explain_double(integer) does not exist"
     untyped = entry_for(document, "SELECT $1 + $2")
     assert untyped["status"] == "skipped"
     assert "parameters' types" in untyped["reason"]
@@ -366,7 +375,7 @@ def test_unplannable_statements_are_reported_one_by_one(reported):
     # The text says how it went in one note.
     assert re.search(
         r"- --explain planned \d+ of the top \d+ statements with EXPLAIN \(GENERIC_PLAN\) "
-        r"\(1 stale, 1 skipped; JSON statements.explain has each reason\)",
+        r"\(2 stale, 1 skipped; JSON statements.explain has each reason\)",
         text,
     )
 
