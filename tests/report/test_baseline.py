@@ -372,6 +372,15 @@ def test_keyword_options_must_be_paths(option):
         call_command("dbreport", **{option: 3})
 
 
+def test_keyword_options_take_path_objects(reportapp, tmp_path):
+    path = tmp_path / "keyword.json"
+    options = {"stdout": StringIO(), "stderr": StringIO()}
+    call_command("dbreport", *INDEXES, write_baseline=path, **options)
+    out = StringIO()
+    call_command("dbreport", *INDEXES, baseline=path, stdout=out, stderr=StringIO())
+    assert f"from baseline {path} hidden; 0 new; 0 resolved" in out.getvalue()
+
+
 def test_python_api(gone_index, tmp_path):
     path = tmp_path / "api.json"
     report = run_report(["default"], sections=["indexes"])

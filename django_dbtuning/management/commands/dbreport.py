@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from argparse import ArgumentParser
 from typing import Any, NoReturn
@@ -300,10 +301,10 @@ class Command(BaseCommand):
         found = []
         for name in ("baseline", "write_baseline"):
             value = options.get(name) or None
-            if value is not None and not isinstance(value, str):
+            if value is not None and not isinstance(value, str | os.PathLike):
                 flag = "--" + name.replace("_", "-")
                 raise CommandError(f"{flag} must be a path (str), got {value!r}")
-            found.append(value)
+            found.append(os.fspath(value) if value is not None else None)
         if found[1] is not None:
             try:
                 report_baseline.check_writable(found[1])
