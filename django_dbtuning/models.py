@@ -44,9 +44,9 @@ class Snapshot(models.Model):
     class Meta:
         verbose_name = "database report snapshot"
         ordering = ["-taken_at"]
-        indexes = [
-            models.Index(fields=["alias", "-taken_at"], name="dbtuning_snapshot_recent")
-        ]
+        # No index besides the key: a few thousand rows at most (retention), read by
+        # alias and time a few times a day; an index would show up as unused in the
+        # report of every database it lives in.
         permissions = [("view_report", "Can view the database report")]
 
     def __str__(self) -> str:
