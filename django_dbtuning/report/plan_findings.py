@@ -22,6 +22,7 @@ from django_dbtuning.report.plans import (
     has_or,
     label,
     nodes,
+    plain_column,
     relation,
     summary,
     uses_index,
@@ -310,15 +311,15 @@ def _sort_index(node: Plan, memory: Memory) -> tuple[Relation, list[str]] | None
     directions = {str(k).endswith(" DESC") for k in keys}
     if len(directions) > 1:
         return None  # mixed directions need an index declared so; leave it to people
+    alias, known = (
+        str(scan.get("Alias") or rel[1]),
+        set(memory.relations[rel]["columns"]),
+    )
     for key in keys:
-        uses = column_uses(
-            str(key),
-            str(scan.get("Alias") or rel[1]),
-            set(memory.relations[rel]["columns"]),
-        )
-        if len(uses) != 1:
+        column = plain_column(str(key), alias, known)
+        if column is None:
             return None
-        columns.append(uses[0][0])
+        columns.append(column)
     return rel, columns
 
 

@@ -132,6 +132,20 @@ def column_uses(
     return list(found.items())
 
 
+_ORDER = re.compile(r"(?: DESC| USING [^ ]+)?(?: NULLS (?:FIRST|LAST))?$")
+
+
+def plain_column(key: str, refname: str, columns: set[str]) -> str | None:
+    """The column a sort key is, when it is exactly ``refname.column`` (with its order):
+    ``lower(t.name)`` or ``(t.a + t.b)`` is no column an index on it would serve."""
+    text = _ORDER.sub("", key, count=1)
+    match = _REFERENCE.fullmatch(text)
+    if match is None or unquote(match.group("ref")) != refname:
+        return None
+    column = unquote(match.group("column"))
+    return column if column in columns else None
+
+
 def has_or(expression: str) -> bool:
     """Whether ``expression`` ORs conditions (outside quoted names)."""
     text = re.sub(_QUOTED, '""', masked_text(expression))

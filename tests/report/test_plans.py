@@ -14,6 +14,7 @@ from django_dbtuning.report.plans import (
     label,
     mask_plan,
     nodes,
+    plain_column,
     summary,
 )
 from django_dbtuning.sqllex import masked_text
@@ -138,3 +139,15 @@ def test_summary_walks_the_tree_in_order():
 def test_or_is_read_outside_quoted_names():
     assert has_or("((t.a = $1) OR (t.b = $2))")
     assert not has_or('(t." OR " = $1)')
+
+
+@given(
+    ref=names,
+    column=names,
+    order=st.sampled_from(["", " DESC", " NULLS FIRST", " DESC NULLS LAST"]),
+)
+def test_a_sort_key_is_a_plain_column_or_nothing(ref, column, order):
+    key = f"{quote_identifier(ref)}.{quote_identifier(column)}"
+    assert plain_column(key + order, ref, {column}) == column
+    assert plain_column(f"lower({key}){order}", ref, {column}) is None
+    assert plain_column(f"({key} + 1){order}", ref, {column}) is None
