@@ -289,8 +289,8 @@ def test_without_the_app_installed(settings):
 
     from django_dbtuning.report.history import storage_alias
 
-    with modify_settings(INSTALLED_APPS={"remove": ["django_dbtuning"]}):
-        with pytest.raises(
-            HistoryError, match="add 'django_dbtuning' to INSTALLED_APPS"
-        ):
-            storage_alias()
+    with (
+        modify_settings(INSTALLED_APPS={"remove": ["django_dbtuning"]}),
+        pytest.raises(HistoryError, match="add 'django_dbtuning' to INSTALLED_APPS"),
+    ):
+        storage_alias()
