@@ -97,29 +97,36 @@ SELECT c.oid::bigint AS oid, n.nspname AS schema, c.relname AS "table",
 """
 
 # A plain index whose only column is a boolean; the column's value frequencies from
-# pg_stats say which value is rare (most_common_vals is anyarray: through text to bool[]).
+# pg_stats say which value is rare (most_common_vals is anyarray: through text to bool[]),
+# read for those few indexes only (pg_stats is a view with a privilege check per row).
 BOOLEAN_INDEXES = f"""
-SELECT i.indexrelid::bigint AS oid, n.nspname AS schema, t.relname AS "table",
-       c.relname AS index, a.attname AS "column", am.amname AS method,
-       c.relpages::bigint * current_setting('block_size')::bigint AS size_bytes,
-       s.idx_scan, GREATEST(t.reltuples, 0)::bigint AS table_rows,
-       st.null_frac, st.most_common_vals::text::boolean[] AS common_values,
-       st.most_common_freqs AS common_freqs
-  FROM pg_index i
-  JOIN pg_class c ON c.oid = i.indexrelid
-  JOIN pg_class t ON t.oid = i.indrelid
-  JOIN pg_namespace n ON n.oid = t.relnamespace
-  JOIN pg_am am ON am.oid = c.relam
-  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-  LEFT JOIN pg_stat_all_indexes s ON s.indexrelid = i.indexrelid
-  LEFT JOIN pg_stats st
-    ON st.schemaname = n.nspname AND st.tablename = t.relname
-   AND st.attname = a.attname AND NOT st.inherited
- WHERE i.indnatts = 1 AND i.indexprs IS NULL AND i.indpred IS NULL
-   AND NOT i.indisunique AND NOT i.indisprimary
-   AND a.atttypid = 'pg_catalog.bool'::regtype AND t.relkind IN ('r', 'm', 'p')
-   AND {USER_SCHEMAS}
- ORDER BY n.nspname, t.relname, c.relname
+SELECT b.*, st.null_frac, st.common_values, st.common_freqs
+  FROM (
+    SELECT i.indexrelid::bigint AS oid, n.nspname AS schema, t.relname AS "table",
+           c.relname AS index, a.attname AS "column", am.amname AS method,
+           c.relpages::bigint * current_setting('block_size')::bigint AS size_bytes,
+           pg_stat_get_numscans(i.indexrelid) AS idx_scan,
+           GREATEST(t.reltuples, 0)::bigint AS table_rows
+      FROM pg_index i
+      JOIN pg_class c ON c.oid = i.indexrelid
+      JOIN pg_class t ON t.oid = i.indrelid
+      JOIN pg_namespace n ON n.oid = t.relnamespace
+      JOIN pg_am am ON am.oid = c.relam
+      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+     WHERE i.indnatts = 1 AND i.indexprs IS NULL AND i.indpred IS NULL
+       AND NOT i.indisunique AND NOT i.indisprimary
+       AND a.atttypid = 'pg_catalog.bool'::regtype AND t.relkind IN ('r', 'm', 'p')
+       AND {USER_SCHEMAS}
+  ) b
+  LEFT JOIN LATERAL (
+    SELECT null_frac, most_common_vals::text::boolean[] AS common_values,
+           most_common_freqs AS common_freqs
+      FROM pg_stats
+     WHERE schemaname = b.schema AND tablename = b."table" AND attname = b."column"
+       AND NOT inherited
+     LIMIT 1  -- also keeps the planner from joining the whole view
+  ) st ON true
+ ORDER BY b.schema, b."table", b.index
 """
 
 

@@ -36,24 +36,34 @@ LINE_POINTER = 4
 TUPLE_HEADER = 23
 MAXALIGN = 8
 
+# The candidates first, then pg_stats for them only: pg_stats is a view with a privilege
+# check per row, and joined column by column it costs ~2 ms a table (1.1 s for 500).
 CANDIDATES = f"""
-SELECT c.oid::bigint AS oid, n.nspname AS schema, c.relname AS "table",
+WITH candidates AS MATERIALIZED (
+  SELECT c.oid, n.nspname, c.relname, c.relpages, c.reltuples, c.reloptions
+    FROM pg_class c
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN {SYSTEM_SCHEMAS}
+     AND n.nspname !~ '^pg_toast' AND n.nspname !~ '^pg_temp'
+     AND c.relpages::bigint * current_setting('block_size')::bigint >= %(min_bytes)s
+), widths AS MATERIALIZED (
+  SELECT s.schemaname, s.tablename, s.attname, s.null_frac, s.avg_width
+    FROM pg_stats s
+   WHERE NOT s.inherited
+     AND (s.schemaname, s.tablename) IN (SELECT nspname, relname FROM candidates)
+)
+SELECT c.oid::bigint AS oid, c.nspname AS schema, c.relname AS "table",
        c.relpages::bigint AS pages, GREATEST(c.reltuples, 0)::float8 AS tuples,
        current_setting('block_size')::int AS block_size, c.reloptions,
-       count(a.attnum) AS columns, count(s.attname) AS stats_columns,
-       COALESCE(sum((1 - s.null_frac) * s.avg_width), 0)::float8 AS data_width,
-       COALESCE(max(s.null_frac), 0)::float8 AS max_null_frac,
+       count(a.attnum) AS columns, count(w.attname) AS stats_columns,
+       COALESCE(sum((1 - w.null_frac) * w.avg_width), 0)::float8 AS data_width,
+       COALESCE(max(w.null_frac), 0)::float8 AS max_null_frac,
        COALESCE(bool_or(a.atttypid = 'pg_catalog.name'::regtype), false) AS has_name
-  FROM pg_class c
-  JOIN pg_namespace n ON n.oid = c.relnamespace
+  FROM candidates c
   JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-  LEFT JOIN pg_stats s
-    ON s.schemaname = n.nspname AND s.tablename = c.relname AND s.attname = a.attname
-   AND NOT s.inherited
- WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN {SYSTEM_SCHEMAS}
-   AND n.nspname !~ '^pg_toast' AND n.nspname !~ '^pg_temp'
-   AND c.relpages::bigint * current_setting('block_size')::bigint >= %(min_bytes)s
- GROUP BY c.oid, n.nspname
+  LEFT JOIN widths w
+    ON w.schemaname = c.nspname AND w.tablename = c.relname AND w.attname = a.attname
+ GROUP BY c.oid, c.nspname, c.relname, c.relpages, c.reltuples, c.reloptions
  ORDER BY c.relpages DESC
 """
 
