@@ -15,6 +15,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django_dbtuning.report.humanize import human_bytes
+from django_dbtuning.report.plan_hints import (
+    Relation,
+    index_columns,
+    index_hint,
+    indexed,
+)
 from django_dbtuning.report.plans import (
     Plan,
     Use,
@@ -28,13 +34,12 @@ from django_dbtuning.report.plans import (
     uses_index,
 )
 from django_dbtuning.report.probe import Probe, Row
-from django_dbtuning.report.quoting import column_list, ident, qualified, quote_ident
+from django_dbtuning.report.quoting import qualified, quote_ident
 from django_dbtuning.report.suggest import choose_columns
 
 if TYPE_CHECKING:
     from django_dbtuning.report.explain import Explained
 
-Relation = tuple[str, str]
 ESTIMATED = "Estimated by EXPLAIN (GENERIC_PLAN), for typical values."
 _Scan = tuple["Explained", Plan, list[tuple[str, Use]]]
 _MB = 1024 * 1024
@@ -85,55 +90,6 @@ def _said(item: Explained, all_ms: float) -> str:
     return f"queryid {item.queryid} ({item.calls:,} calls{share}): {item.query}"
 
 
-def _index_columns(uses: list[tuple[str, Use]]) -> list[list[str]]:
-    """The indexes that would serve these filter columns: equality columns first, then
-    one range column (a btree stops using columns after a range); under an OR, one index
-    per column (PostgreSQL combines them with a BitmapOr)."""
-    usable = [(c, u) for c, u in uses if u != "other"]
-    if not usable:
-        return []
-    eq = [c for c, u in usable if u == "eq"]
-    ranges = [c for c, u in usable if u == "range"]
-    return [(eq + ranges[:1])[:3]]
-
-
-def _indexed(memory: Memory, rel: Relation, columns: list[str]) -> bool:
-    existing = memory.relations[rel]["indexes"] or []
-    return any(list(index[: len(columns)]) == columns for index in existing)
-
-
-def _index_hint(
-    probe: Probe, rel: Relation, indexes: list[list[str]]
-) -> tuple[str, list[str], str | None]:
-    """The hint, the SQL (when no model declares the table) and the model label."""
-    schema, table = rel
-    creates = [
-        f"CREATE INDEX CONCURRENTLY ON {ident(schema, table)} {column_list(cols)}"
-        for cols in indexes
-    ]
-    info = probe.models.model(table) if schema == "public" else None
-    if info is not None:
-        lines = []
-        for cols in indexes:
-            fields = [
-                found.name if (found := info.field_for(c)) is not None else c
-                for c in cols
-            ]
-            lines.append(f"models.Index(fields={fields!r}, name=...)")
-        hint = (
-            f"add {' and '.join(lines)} to {info.label}.Meta.indexes and run "
-            "makemigrations (AddIndexConcurrently on a large table); confirm with "
-            "EXPLAIN (ANALYZE) before and after"
-        )
-        return hint, [], info.label
-    return (
-        "; ".join(creates) + "; (not inside a transaction) confirm with EXPLAIN "
-        "(ANALYZE) before and after",
-        creates,
-        None,
-    )
-
-
 def _filtered_scans(
     facts: PlanFacts, items: Iterable[Explained]
 ) -> Iterator[tuple[Explained, Plan, Relation, list[tuple[str, Use]]]]:
@@ -181,7 +137,7 @@ def _seq_scan_indexes(
     if has_or(str(node["Filter"])):
         return [[c] for c, _ in usable]
     if not any((*rel, c) in memory.stats for c, _ in usable):
-        return _index_columns(uses)
+        return index_columns(uses)
     chosen = choose_columns(memory.relations[rel]["rows"], rel, usable, memory.stats)
     return [[c for c, _ in chosen]] if chosen else None
 
@@ -212,7 +168,7 @@ def plan_seq_scan(probe: Probe, facts: PlanFacts) -> None:
             continue  # an index would barely filter: not worth its writes
         if indexes and all((qualified(*rel), cols[0]) in proposed for cols in indexes):
             continue  # missing_index proposes it, and names the statements it serves
-        if any(_indexed(memory, rel, cols) for cols in indexes):
+        if any(indexed(memory.relations[rel]["indexes"], cols) for cols in indexes):
             continue  # an index already starts with them: the planner prefers the scan
         key = tuple(tuple(cols) for cols in indexes) or (tuple(c for c, _ in uses),)
         grouped.setdefault((rel, key), []).append((item, node, uses))
@@ -240,7 +196,7 @@ def _seq_scan_finding(
     item, node, _ = found[0]
     statements = "; ".join(_said(i, facts.all_ms) for i, _, _ in found[:3])
     if indexes:
-        hint, sql, model = _index_hint(probe, rel, indexes)
+        hint, sql, model = index_hint(probe, rel, indexes)
     else:
         hint, sql, model = (
             f"the filter tests {shown} in a way a btree index cannot serve (LIKE with a "
@@ -351,9 +307,11 @@ def plan_spill(probe: Probe, facts: PlanFacts) -> None:
         sql: list[str] = []
         model = None
         served = _sort_index(node, memory) if kind == "sort" else None
-        if served is not None and not _indexed(memory, *served):
-            index_hint, sql, model = _index_hint(probe, served[0], [served[1]])
-            hint = f"an index in the sort's order removes the sort: {index_hint}; or {hint}"
+        if served is not None and not indexed(
+            memory.relations[served[0]]["indexes"], served[1]
+        ):
+            made, sql, model = index_hint(probe, served[0], [served[1]])
+            hint = f"an index in the sort's order removes the sort: {made}; or {hint}"
         probe.add(
             "warning",
             "plan_spill",
@@ -361,7 +319,8 @@ def plan_spill(probe: Probe, facts: PlanFacts) -> None:
             f" for work_mem {human_bytes(memory.work_mem)}",
             detail=(
                 f"The {kind} of {_said(item, facts.all_ms)} holds "
-                f"~{float(node.get('Plan Rows') or 0):,.0f} rows of {node.get('Plan Width')} bytes (~{human_bytes(estimate)}); past "
+                f"~{float(node.get('Plan Rows') or 0):,.0f} rows of "
+                f"{node.get('Plan Width')} bytes (~{human_bytes(estimate)}); past "
                 f"{human_bytes(budget)} it writes temporary files. Plan: {summary(plan)}. "
                 + ESTIMATED
             ),
@@ -412,7 +371,11 @@ def _join_index(
     for scan, rel in sides:
         columns = set(memory.relations[rel]["columns"])
         uses = column_uses(condition, str(scan.get("Alias") or rel[1]), columns)
-        indexes = [c for c in _index_columns(uses) if not _indexed(memory, rel, c)]
+        indexes = [
+            c
+            for c in index_columns(uses)
+            if not indexed(memory.relations[rel]["indexes"], c)
+        ]
         if indexes:
             found.append((memory.relations[rel]["rows"], rel, uses, indexes))
     if not found:
@@ -434,7 +397,7 @@ def plan_nested_loop(probe: Probe, facts: PlanFacts) -> None:
             sql: list[str] = []
             model = None
             if fix is not None:
-                hint, sql, model = _index_hint(probe, fix[0], fix[2])
+                hint, sql, model = index_hint(probe, fix[0], fix[2])
                 hint = f"index the join columns of {qualified(*fix[0])}: {hint}"
             else:
                 hint = (
