@@ -99,6 +99,7 @@ _forced: weakref.WeakSet[Unit] = weakref.WeakSet()
 # What each wrapper calls: the function it replaced at the last install. Never cleared, so
 # a call already inside a wrapper when another thread uninstalls still finds it.
 _originals: dict[tuple[Any, str], Any] = {}
+_by_name: dict[str, Any] = {}
 _installed = False
 
 
@@ -159,7 +160,7 @@ def _install() -> None:
         current, saved = owner.__dict__[name], _originals.get((owner, name))
         if current is wrapper or (saved is not None and current is not saved):
             continue  # ours already, or another tool's patch on top of ours: keep it
-        _originals[(owner, name)] = current
+        _originals[(owner, name)] = _by_name[name] = current
         setattr(owner, name, wrapper)
 
 
@@ -173,11 +174,9 @@ def _uninstall() -> None:
             setattr(owner, name, _originals[(owner, name)])
 
 
-def _original(owner_name: str, name: str) -> Any:
-    from django.db.models import query
-
-    owner = query if owner_name == "query" else getattr(query, owner_name)
-    return _originals[(owner, name)]
+def _original(name: str) -> Any:
+    # Each target's name is unique among the five: one dict lookup per call.
+    return _by_name[name]
 
 
 # --- where a load comes from ------------------------------------------------------------------
@@ -214,14 +213,12 @@ def _remember_site(queryset: Any, method: Method) -> Any:
 
 
 def _select_related(self: Any, *fields: Any) -> Any:
-    return _remember_site(
-        _original("QuerySet", "select_related")(self, *fields), "select_related"
-    )
+    return _remember_site(_original("select_related")(self, *fields), "select_related")
 
 
 def _prefetch_related(self: Any, *lookups: Any) -> Any:
     return _remember_site(
-        _original("QuerySet", "prefetch_related")(self, *lookups), "prefetch_related"
+        _original("prefetch_related")(self, *lookups), "prefetch_related"
     )
 
 
@@ -265,7 +262,7 @@ class _Node:
 
 
 def _model_iter(self: Any) -> Any:
-    rows = _original("ModelIterable", "__iter__")(self)
+    rows = _original("__iter__")(self)
     queryset = self.queryset
     tree = queryset.query.select_related
     # select_related() without names (True) follows every non-null foreign key: not judged.
@@ -355,7 +352,7 @@ _session: ContextVar[_Session | None] = ContextVar(
 
 
 def _prefetch_related_objects(model_instances: Any, *related_lookups: Any) -> Any:
-    original = _original("query", "prefetch_related_objects")
+    original = _original("prefetch_related_objects")
     if not related_lookups or not model_instances:
         return original(model_instances, *related_lookups)
     units = tracking_units(getattr(model_instances[0]._state, "db", None))
@@ -406,7 +403,7 @@ def _path(lookup: Any) -> str:
 def _prefetch_one_level(
     instances: Any, prefetcher: Any, lookup: Any, level: int
 ) -> Any:
-    original = _original("query", "prefetch_one_level")
+    original = _original("prefetch_one_level")
     session = _session.get()
     if session is None or not instances:
         return original(instances, prefetcher, lookup, level)
