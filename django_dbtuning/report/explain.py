@@ -29,6 +29,7 @@ from django_dbtuning.report import plan_findings
 from django_dbtuning.report.findings import CheckOutcome
 from django_dbtuning.report.plans import Plan, mask_plan, nodes, relation, summary
 from django_dbtuning.report.probe import MARKER, Probe, Row, first_line
+from django_dbtuning.report.quoting import quote_ident
 from django_dbtuning.report.sqltext import (
     DATA,
     leading_keyword,
@@ -269,7 +270,7 @@ def _record(
     if denied:
         record.fix = (
             "grant this role what the statements need on "
-            + ", ".join(denied)
+            + ", ".join(quote_ident(name) for name in denied)
             + " (EXPLAIN checks privileges as if it ran them: SELECT, UPDATE..., "
             "USAGE on a schema), or accept that they stay unplanned"
         )

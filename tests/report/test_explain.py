@@ -427,6 +427,7 @@ def test_table_the_role_cannot_read_is_a_skip_naming_it(reader):
         if f["code"] == "check_incomplete" and f["data"]["check"] == "explain"
     ]
     assert "explain_private" in gap["hint"]
+    assert '"Plan Schema"' in gap["hint"]  # names quoted where PostgreSQL would
     assert gap["severity"] == "warning"  # --section statements: asked for by name
     assert READER_PASSWORD not in out
 
