@@ -151,3 +151,19 @@ def test_a_sort_key_is_a_plain_column_or_nothing(ref, column, order):
     assert plain_column(key + order, ref, {column}) == column
     assert plain_column(f"lower({key}){order}", ref, {column}) is None
     assert plain_column(f"({key} + 1){order}", ref, {column}) is None
+
+
+def test_every_plan_code_and_threshold_is_documented():
+    from pathlib import Path
+
+    from django_dbtuning.report import DEFAULT_THRESHOLDS
+    from django_dbtuning.report.plan_findings import CHECKS
+
+    page = (Path(__file__).parents[2] / "docs" / "dbreport.md").read_text(
+        encoding="utf-8"
+    )
+    for code in CHECKS:
+        assert f"| `{code}` |" in page, code
+    for name in DEFAULT_THRESHOLDS:
+        if name.startswith("plan_"):
+            assert f"`{name}`" in page, name
