@@ -164,7 +164,7 @@ def judge(state: EagerState) -> tuple[list[UnusedEagerLoad], set[tuple[Any, ...]
             parent = path.rpartition("__")[0]
             if path in read or not objects[path]:
                 continue
-            if parent and parent in objects and parent not in read:
+            if parent and objects.get(parent) and parent not in read:
                 continue  # the unread parent's finding covers it
             findings.append(
                 _finding(first, path, parent, objects[path], relations[path], lookups)
