@@ -4,7 +4,8 @@ Target: the full report (every section, every check, each in its own read-only,
 time-boxed transaction) in under 3 s. For scale, the same run times the catalog queries
 PgHero issues for its overview checks (unused, all indexes for duplicates, missing
 indexes, invalid indexes, sequence danger, connections, cache hit), written out here
-without its Rails layer, and the three renderers.
+without its Rails layer, and the three renderers. Then ``--explain`` on the top 20 of the
+statements planted over the schema (target: under 2 s).
 
     .venv/bin/python bench/bench_dbreport.py        # embedded PostgreSQL unless DATABASE_URL
 """
