@@ -89,7 +89,7 @@ class Explained:
     plan: Plan | None = None
     """The masked ``Plan`` node of ``EXPLAIN (FORMAT JSON)``."""
     denied: str | None = None
-    """The object a permission error names."""
+    """The object a permission error names ("" when it names none); None: no error."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -166,7 +166,7 @@ def _failed(item: Explained, exc: psycopg.Error, probe: Probe) -> None:
     elif isinstance(exc, errors.InsufficientPrivilege):
         message = first_line(exc)
         found = _DENIED.search(message)
-        item.denied = found.group(1) if found else None
+        item.denied = found.group(1) if found else ""
         item.status, item.reason = "skipped", message
     elif isinstance(
         exc,
@@ -254,7 +254,9 @@ def _record(
     if run.failed:
         record.status, record.reason = "error", run.failed
         return
-    missing = [e for e in explained if e.status in ("timeout", "error") or e.denied]
+    missing = [
+        e for e in explained if e.status in ("timeout", "error") or e.denied is not None
+    ]
     if not missing:
         return
     record.status = "partial"
@@ -265,7 +267,7 @@ def _record(
         + ")"
     )
     # Tables this role may not read are a deployment's choice; timeouts and errors not.
-    record.expected = all(e.denied for e in missing)
+    record.expected = all(e.denied is not None for e in missing)
     denied = sorted({e.denied for e in missing if e.denied})
     if denied:
         record.fix = (
