@@ -511,6 +511,23 @@ def test_command_refuses_a_bad_count():
 
 
 @needs_16
+def test_explain_alone_plans_the_top_20(reported):
+    document, _, _ = reported
+    assert document["databases"]["default"]["statements"]["explain"]["limit"] == 20
+
+
+def test_help_describes_explain():
+    from django.core.management import load_command_class
+
+    parser = load_command_class("django_dbtuning", "dbreport").create_parser(
+        "manage.py", "dbreport"
+    )
+    text = parser.format_help()
+    assert "--explain [N]" in text
+    assert "GENERIC_PLAN" in text
+
+
+@needs_16
 def test_explain_n_plans_that_many(planted):
     with override_settings(DBTUNING={"REPORT_THRESHOLDS": THRESHOLDS}):
         report = run_report("default", sections="statements", explain=2)
