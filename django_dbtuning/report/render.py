@@ -287,6 +287,7 @@ def _tables(data: dict[str, Any], top: int, paint: _Style) -> list[str]:
         f"{data.get('dead_tuples', 0):,}; fullest sequence "
         f"{data.get('sequence_usage_max_ratio', 0):.1%}; xid age "
         f"{data.get('database_xid_age', 0):,}",
+        *_wraparound(data.get("wraparound") or {}),
     ]
     rows = [
         [
@@ -307,6 +308,16 @@ def _tables(data: dict[str, Any], top: int, paint: _Style) -> list[str]:
             )
         )
     return lines
+
+
+def _wraparound(data: dict[str, Any]) -> list[str]:
+    closest = (data.get("closest") or [None])[0]
+    if closest is None:
+        return []
+    return [
+        f"  nearest forced anti-wraparound vacuum: {closest['table']} at "
+        f"{closest['freeze_share']:.1%} of {closest['freeze_limit']:,}"
+    ]
 
 
 def _schema(data: dict[str, Any], top: int, paint: _Style) -> list[str]:

@@ -228,3 +228,15 @@ def test_prometheus_gauges(old_tables):
     # The planted table's share of its 100,000 limit leads.
     assert float(ratio) >= RATIO
     assert "# HELP dbtuning_table_bloat_bytes" in out
+
+
+def test_text_names_the_table_nearest_a_forced_vacuum(old_tables):
+    out, err, code = dbreport_text("--database", "default", "--section", "tables")
+    assert code == 0, err
+    line = next(
+        text
+        for text in out.splitlines()
+        if "nearest forced anti-wraparound vacuum" in text
+    )
+    assert HEAP_NAME in line or TOAST_NAME in line
+    assert "of 100,000" in line
