@@ -265,8 +265,7 @@ def _model_iter(self: Any) -> Any:
     rows = _original("__iter__")(self)
     queryset = self.queryset
     tree = queryset.query.select_related
-    # select_related() without names (True) follows every non-null foreign key: not judged.
-    if type(tree) is not dict or not tree:
+    if not tree or (tree is not True and type(tree) is not dict):
         return rows
     units = tracking_units(queryset.db)
     if not units:
@@ -276,12 +275,31 @@ def _model_iter(self: Any) -> Any:
         if site is _LIBRARY_BUILT:
             return rows
         load = Load("select_related", queryset.model._meta.label, site)
+        if tree is True:  # select_related() without names
+            load.everything = True
+            tree = _non_null_tree(queryset.model, queryset.query.max_depth, 1)
         nodes = _plan(queryset.model, tree, "", load, units)
     except Exception:
         internal_error("planning the unused eager load capture")
         return rows
     _register(load, units)
     return _tag_rows(rows, nodes)
+
+
+def _non_null_tree(model: Any, max_depth: int, depth: int) -> dict[str, Any]:
+    """What select_related() without names follows (Django's select_related_descend()):
+    every non-null forward foreign key and one-to-one but parent links, ``max_depth`` deep.
+    A relation Django did not follow leaves no cache entry and is skipped when tagging."""
+    if depth > max_depth:
+        return {}
+    return {
+        f.name: _non_null_tree(f.related_model, max_depth, depth + 1)
+        for f in model._meta.fields
+        if f.is_relation
+        and f.remote_field is not None
+        and not getattr(f.remote_field, "parent_link", False)
+        and not f.null
+    }
 
 
 def _plan(

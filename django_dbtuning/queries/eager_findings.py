@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
@@ -82,6 +82,7 @@ class Load:
     # (the lookup as written, its path): select_related's requested paths, or each
     # prefetch_related lookup ('"tags"', 'Prefetch("books", to_attr="long")').
     lookups: tuple[tuple[str, str], ...] = ()
+    everything: bool = False  # select_related() without names
 
 
 class EagerState:
@@ -166,10 +167,30 @@ def judge(state: EagerState) -> tuple[list[UnusedEagerLoad], set[tuple[Any, ...]
                 continue
             if parent and objects.get(parent) and parent not in read:
                 continue  # the unread parent's finding covers it
-            findings.append(
-                _finding(first, path, parent, objects[path], relations[path], lookups)
+            finding = _finding(
+                first, path, parent, objects[path], relations[path], lookups
             )
+            if first.everything:
+                finding = replace(finding, hint=_name_them(path, read, objects, first))
+            findings.append(finding)
     return findings, read_keys
+
+
+def _name_them(path: str, read: set[str], objects: dict[str, int], load: Load) -> str:
+    """The fix for select_related() without names: name the relations that are read."""
+    kept = sorted(
+        p
+        for p in read
+        if p in objects and not any(q.startswith(p + "__") for q in read)
+    )
+    model = load.model.rsplit(".", 1)[-1]
+    head = f'select_related() follows every non-null foreign key and "{path}" is never read'
+    if not kept:
+        return f"{head}: drop select_related() on the {model} queryset"
+    names = ", ".join(f'"{p}"' for p in kept)
+    return (
+        f"{head}: name the ones read, select_related({names}), on the {model} queryset"
+    )
 
 
 def _finding(

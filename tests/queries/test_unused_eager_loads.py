@@ -27,7 +27,7 @@ from django_dbtuning import track_queries
 from django_dbtuning.queries import eager
 from django_dbtuning.queries.units import QueryReport, finish_unit, start_unit
 from tests.queries.test_nplusone import library  # noqa: F401  (the catalogue's data)
-from tests.testapp.models import Author, Book, Comment, Tag
+from tests.testapp.models import Author, Book, Comment, Profile, Tag
 
 pytestmark = pytest.mark.django_db
 
@@ -564,3 +564,30 @@ def test_another_tools_patch_on_top_is_kept(library, dbtuning):
     finally:
         dbtuning(UNUSED_EAGER_LOADS=False)
         query.prefetch_one_level = django_own
+
+
+def test_select_related_without_names(library, on):
+    with track_queries() as report:
+        for (
+            book
+        ) in Book.objects.select_related():  # follows author (publisher is nullable)
+            book.author.name
+        for profile in Profile.objects.select_related():  # follows author, never read
+            profile.bio
+        for comment in Comment.objects.select_related():  # content_type, read
+            comment.content_type.model
+    assert hints(report) == [
+        'select_related() follows every non-null foreign key and "author" is never read: '
+        "drop select_related() on the Profile queryset"
+    ]
+
+
+def test_select_related_without_names_keeps_what_is_read(library, on):
+    with track_queries() as report:
+        for profile in Profile.objects.select_related():
+            profile.author.name  # author read; nothing below it is followed (nullable)
+        for book in Book.objects.select_related("author__publisher"):
+            book.title
+    assert hints(report) == [
+        'drop "author__publisher" from select_related(...) on the Book queryset'
+    ]

@@ -23,6 +23,7 @@ def loads(draw):
     site = Site(callsite="views.py:1")
     for _ in range(draw(st.integers(1, 2))):
         load = Load(method, "app.Root", site)
+        load.everything = method == "select_related" and draw(st.booleans())
         leaves = [p for p in paths if not any(q.startswith(p + "__") for q in paths)]
         load.lookups = tuple((f'"{p}"', p) for p in sorted(leaves))
         for path in sorted(paths):
@@ -67,7 +68,12 @@ def test_a_finding_is_never_read_nor_below_an_unread_level(state):
         parent = path.rpartition("__")[0]
         # An unread parent that loaded something is reported instead.
         assert not parent or parent in used or parent not in loaded
-        assert finding.hint.startswith(("drop ", "replace "))
+        assert finding.hint.startswith(
+            ("drop ", "replace ", "select_related() follows")
+        )
+        if finding.hint.startswith("select_related() follows"):  # names only read paths
+            named = finding.hint.rpartition("select_related(")[2].partition(")")[0]
+            assert all(f'"{p}"' not in named for p in loaded - used)
     # Every loaded, unread level is covered: reported, or below a reported one.
     for path in loaded - used:
         parts = path.split("__")
