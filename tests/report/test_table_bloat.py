@@ -77,8 +77,11 @@ def test_catalog_estimate_finds_the_planted_table(bloated, dbtuning):
     ]
     assert "ACCESS EXCLUSIVE" in finding["hint"]
     assert document["databases"]["default"]["tables"]["bloat_bytes_estimate"] > 0
-    # Nothing else in the test database is that bloated; defaults flag nothing this small.
-    assert [f["object"] for f in findings(document, "table_bloat")] == [NAME]
+    # Tables other tests churned may be flagged too; a freshly filled one never is, and
+    # the defaults flag nothing this small.
+    assert "auth_permission" not in {
+        f["object"] for f in findings(document, "table_bloat")
+    }
     dbtuning(REPORT_THRESHOLDS={})
     document = report_json("--database", "default", "--section", "tables")
     assert not findings(document, "table_bloat")
