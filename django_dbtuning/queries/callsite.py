@@ -228,8 +228,11 @@ def _walk_for_site(
     passed_cursor = False
     fallback: tuple[FrameType, int] | None = None
     below: CodeType | None = None  # the last frame seen, when it is the ORM's
+    category = _category.get
     while f is not None:
-        kind = frame_category(f.f_code)
+        code = f.f_code
+        found = category(id(code))  # frame_category(), inlined: this loop is per query
+        kind = found[1] if found is not None and found[0] is code else _classify(code)
         if kind == CURSOR:
             passed_cursor = True
         elif passed_cursor:
@@ -241,17 +244,18 @@ def _walk_for_site(
                 break
             if kind == LIBRARY and fallback is None:
                 fallback = (f, depth)
-        below = f.f_code if kind == ORM else None
+        below = code if kind == ORM else None
         f = f.f_back
         depth += 1
     if not passed_cursor:
         # No CursorWrapper on the stack (a Django refactor, or a raw psycopg cursor): look at
         # every frame instead of losing the site.
-        f, depth = frame, 0
+        f, depth, below = frame, 0, None
         while f is not None:
             kind = frame_category(f.f_code)
             if kind == USER:
-                return _line_key(f), depth, None
+                return _line_key(f), depth, below
+            below = f.f_code if kind == ORM else None
             f, depth = f.f_back, depth + 1
     if task is not None:
         key = _coroutine_key(task)
