@@ -10,10 +10,14 @@ invasive design found, and its parts:
   which instances) are replaced by wrappers that call the original and then note what it
   loaded. ``QuerySet.select_related`` / ``prefetch_related`` are wrapped to remember the
   user line that asked for the eager load (on the ``Query``, which clones carry along).
-* **Reads.** Nothing on the model classes changes. Each instance that received eager-loaded
-  objects gets its field cache (``instance._state.fields_cache``, a plain dict) swapped for a
-  dict subclass, and each prefetched manager cache's result list for a list subclass, that
-  note the first read of a watched entry and then behave as the originals. A read counts
+* **Reads.** Each instance that received eager-loaded objects gets its field cache
+  (``instance._state.fields_cache``, a plain dict) swapped for a dict subclass, and each
+  prefetched manager cache's result list (and ``Prefetch(to_attr=...)`` list) for a list
+  subclass, that note the first read of a watched entry and then behave as the originals.
+  A to_attr list is a plain instance attribute, read without asking anyone, so for each
+  to_attr name a data descriptor goes on the model class (only where the class has no
+  attribute of that name) that notes the read and hands out the instance's value; it is
+  the only change to a model class, and it leaves with the capture. A read counts
   when code outside ``django.db`` made it: Django's own prefetch traversal and ``save()``'s
   checks do not (they are recognised by their code objects). Pickling or copying an instance
   counts as a read (the copy may be read later, where we cannot see it) and yields plain
@@ -56,6 +60,8 @@ from django_dbtuning.queries.eager_reads import (
     TrackedList,
     load_internal_readers,
     tracked_cache,
+    unwatch_to_attrs,
+    watch_to_attr,
 )
 from django_dbtuning.queries.recorder import current_unit, internal_error
 
@@ -167,6 +173,7 @@ def _install() -> None:
 def _uninstall() -> None:
     global _installed
     _installed = False
+    unwatch_to_attrs()
     for owner, name, wrapper in _targets():
         # Another tool that patched on top of us keeps its patch (ours stays below it,
         # calling straight through); otherwise Django gets its own function back.
@@ -435,6 +442,20 @@ def _prefetch_one_level(
     return result
 
 
+def _watch_to_attr(instances: Any, name: str, level: Level) -> bool:
+    """Watch a to_attr list on every instance; False (never judged) where we cannot:
+    a to-one to_attr (an object, not a list), or a class with an attribute of that name."""
+    values = [obj.__dict__.get(name) for obj in instances]
+    if any(type(v) is not list for v in values):
+        return False
+    if not watch_to_attr(type(instances[0]), name):
+        return False
+    for obj, rows in zip(instances, values, strict=True):
+        level.objects += len(rows)
+        obj.__dict__[name] = TrackedList(rows, (level,))
+    return True
+
+
 def _cache_keys(obj: Any) -> tuple[set[str], set[str]]:
     prefetched = obj.__dict__.get("_prefetched_objects_cache") or {}
     return set(prefetched), set(obj._state.fields_cache)
@@ -447,14 +468,14 @@ def _watch_level(
     through = lookup.prefetch_through.split("__")[level]
     relation = f"{instances[0]._meta.label}.{through}"
     load = session.load
-    # A lookup added by a Prefetch queryset's own prefetch_related(), or a to_attr
-    # attribute (a plain list or object, whose reads nothing can see): never judged.
-    judged = not lookup.get_current_to_attr(level)[1] and any(
-        p == path or p.startswith(path + "__") for _, p in load.lookups
-    )
+    # A lookup added by a Prefetch queryset's own prefetch_related(): never judged.
+    judged = any(p == path or p.startswith(path + "__") for _, p in load.lookups)
     watched = Level(path, relation, session.units, judged=judged)
     load.levels[path] = watched
-    if not judged:
+    to_attr, as_attr = lookup.get_current_to_attr(level)
+    if as_attr and judged:
+        watched.judged = _watch_to_attr(instances, to_attr, watched)
+    if as_attr or not judged:
         return
     prefetched, cached = _cache_keys(instances[0])
     new_prefetched = prefetched - before[0]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from types import FrameType
 from typing import Any
@@ -163,3 +164,71 @@ def tracked_cache(obj: Any) -> TrackedCache:
         cache = TrackedCache(cache)
         state.fields_cache = cache
     return cache
+
+
+# --- Prefetch(to_attr=...) --------------------------------------------------------------------
+
+
+class ToAttrReads:
+    """A data descriptor for one ``to_attr`` name on one model class, while tracking.
+
+    A ``Prefetch(to_attr=...)`` list is a plain instance attribute: Python hands it out
+    without asking anyone, so reading ``author.recent_books`` alone would go unseen. This
+    descriptor stands in front of the instance's ``__dict__`` (it stores nothing itself)
+    and notes the read of a tracked list. Installed only on a model class that has no
+    attribute of that name, and removed with the rest of the capture.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        if obj is None:
+            return self
+        try:
+            value = obj.__dict__[self.name]
+        except KeyError:
+            raise AttributeError(self.name) from None
+        if (
+            type(value) is TrackedList
+            and value.levels
+            and _seen(value.levels, _getframe(1))
+        ):
+            value.levels = ()
+        return value
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__[self.name] = value
+
+    def __delete__(self, obj: Any) -> None:
+        try:
+            del obj.__dict__[self.name]
+        except KeyError:
+            raise AttributeError(self.name) from None
+
+
+_to_attr_lock = threading.Lock()
+_to_attr_installed: list[tuple[type, str, ToAttrReads]] = []
+
+
+def watch_to_attr(cls: type, name: str) -> bool:
+    """Put a :class:`ToAttrReads` on ``cls`` for ``name``; False where that cannot be."""
+    with _to_attr_lock:
+        current = cls.__dict__.get(name)
+        if isinstance(current, ToAttrReads):
+            return True
+        if any(name in klass.__dict__ for klass in cls.__mro__):
+            return False  # the class has an attribute of that name: leave it alone
+        descriptor = ToAttrReads(name)
+        setattr(cls, name, descriptor)
+        _to_attr_installed.append((cls, name, descriptor))
+        return True
+
+
+def unwatch_to_attrs() -> None:
+    """Take every :class:`ToAttrReads` off its class (the values stay on the instances)."""
+    with _to_attr_lock:
+        for cls, name, descriptor in _to_attr_installed:
+            if cls.__dict__.get(name) is descriptor:
+                delattr(cls, name)
+        _to_attr_installed.clear()

@@ -24,7 +24,7 @@ from django.template import Context, Template
 
 import tests.queries.test_nplusone as catalogue
 from django_dbtuning import track_queries
-from django_dbtuning.queries import eager
+from django_dbtuning.queries import eager, eager_reads
 from django_dbtuning.queries.units import QueryReport, finish_unit, start_unit
 from tests.queries.test_nplusone import library  # noqa: F401  (the catalogue's data)
 from tests.testapp.models import Author, Book, Comment, Profile, Tag
@@ -278,17 +278,58 @@ def test_only_and_defer(library, on, build):
     assert report.unused_eager_loads == []
 
 
-@pytest.mark.parametrize("read", [True, False], ids=["read", "never-read"])
-def test_prefetch_to_attr_is_never_reported(library, on, read):
-    # A to_attr list is a plain attribute: no hook sees it read, so it is not judged.
+@pytest.mark.parametrize(
+    ("read", "expected"),
+    [
+        (lambda a: [b.title for b in a.all_books], []),
+        (lambda a: a.all_books, []),  # a bare read of the attribute is a read
+        (lambda a: len(a.all_books), []),
+        (
+            lambda a: None,
+            [
+                'drop Prefetch("books", queryset=..., to_attr="all_books") from '
+                "prefetch_related(...) on the Author queryset"
+            ],
+        ),
+    ],
+    ids=["iterated", "bare", "len", "never-read"],
+)
+def test_prefetch_to_attr(library, on, read, expected):
     with track_queries() as report:
         authors = Author.objects.prefetch_related(
             Prefetch("books", queryset=Book.objects.all(), to_attr="all_books")
         )
         for author in authors:
-            if read:
-                [b.title for b in author.all_books]
-    assert report.unused_eager_loads == []
+            read(author)
+    assert hints(report) == expected
+    assert "all_books" in Author.__dict__  # the read-noting descriptor, while on
+
+
+def test_to_attr_descriptor_is_removed_and_values_stay(library, dbtuning):
+    dbtuning(UNUSED_EAGER_LOADS=True)
+    with track_queries():
+        authors = list(
+            Author.objects.prefetch_related(Prefetch("books", to_attr="all_books"))
+        )
+    dbtuning(UNUSED_EAGER_LOADS=False)
+    assert "all_books" not in Author.__dict__
+    assert [b.title for b in authors[0].all_books]
+    authors[0].all_books = []
+    assert authors[0].all_books == []
+
+
+def test_to_attr_that_cannot_be_watched_is_never_reported(library, on):
+    Book.tag_list = None  # a class attribute of the to_attr's name: left alone
+    try:
+        with track_queries() as report:
+            list(Book.objects.prefetch_related(Prefetch("tags", to_attr="tag_list")))
+            # A to-one to_attr holds an object, not a list: nothing can watch it.
+            list(Book.objects.prefetch_related(Prefetch("author", to_attr="writer")))
+        assert report.unused_eager_loads == []
+        assert Book.__dict__["tag_list"] is None
+        assert not isinstance(Book.__dict__.get("writer"), eager_reads.ToAttrReads)
+    finally:
+        del Book.tag_list
 
 
 def test_values_read_in_a_template(library, on):
