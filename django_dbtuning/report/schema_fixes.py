@@ -39,9 +39,9 @@ PLAIN_FIELDS = {
 
 REWRITE_LOCK = (
     "ALTER COLUMN ... TYPE rewrites {tables} and rebuilds the indexes under an ACCESS "
-    "EXCLUSIVE lock (no reads or writes until it ends) and re-checks the foreign key: on "
-    "a large table plan a maintenance window, or add a new column, backfill it in "
-    "batches and swap it in"
+    "EXCLUSIVE lock (no reads or writes until it ends) and re-checks the foreign keys "
+    "involving the column: on a large table plan a maintenance window, or add a new "
+    "column, backfill it in batches and swap it in"
 )
 
 
