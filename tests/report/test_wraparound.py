@@ -240,3 +240,34 @@ def test_text_names_the_table_nearest_a_forced_vacuum(old_tables):
     )
     assert HEAP_NAME in line or TOAST_NAME in line
     assert "of 100,000" in line
+
+
+def test_multixact_age_against_its_own_limit(old_tables, dbtuning):
+    """Two sessions share-locking one row create a multixact: ten of them against a table
+    whose multixact limit is 10,000 put it ahead of every transaction-ID age."""
+    table = sql.Identifier(SCHEMA, "mxid")
+    old_tables.execute(
+        sql.SQL(
+            "CREATE TABLE {} (id int) WITH (autovacuum_enabled = false, "
+            "autovacuum_multixact_freeze_max_age = 10000)"
+        ).format(table)
+    )
+    old_tables.execute(sql.SQL("INSERT INTO {} VALUES (1)").format(table))
+    try:
+        with admin_connection() as first, admin_connection() as second:
+            for _ in range(10):
+                with first.transaction(), second.transaction():
+                    for conn in (first, second):
+                        conn.execute(
+                            sql.SQL("SELECT id FROM {} FOR SHARE").format(table)
+                        )
+        dbtuning(REPORT_THRESHOLDS={"freeze_age_info_ratio": 0.0005})
+        document = report_json("--database", "default", "--section", "tables")
+    finally:
+        old_tables.execute(sql.SQL("DROP TABLE {}").format(table))
+    due = {f["object"]: f for f in findings(document, "wraparound_vacuum_due")}
+    finding = due['"Other Schema".mxid']
+    assert finding["data"]["freeze_limit"] == 10_000
+    assert finding["data"]["mxid_age"] >= 10
+    assert "The oldest unfrozen multixact of" in finding["detail"]
+    assert "(autovacuum_multixact_freeze_max_age)" in finding["detail"]
