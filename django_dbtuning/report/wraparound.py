@@ -240,7 +240,7 @@ def xid_wraparound(probe: Probe, facts: TableFacts) -> None:
             f"{kind} age {age.worst_age:,} on {age.name}",
             detail=(
                 f"{age.name} (with its TOAST table) holds {kind.lower()}s "
-                f"{age.worst_age:,} old, {age.limit_share:.0%} of the "
+                f"{age.worst_age:,} old, {_share(age.limit_share)} of the "
                 f"{WRAPAROUND_LIMIT:,} limit ({WRAPAROUND_LIMIT - age.worst_age:,} "
                 "left): near it PostgreSQL stops accepting writes in the whole "
                 f"database to prevent wraparound.{_temp(age)}"
@@ -268,7 +268,7 @@ def xid_wraparound(probe: Probe, facts: TableFacts) -> None:
         f"Transaction ID age {db_age:,}",
         detail=(
             f"The oldest unfrozen transaction ID in {name} is {db_age:,} transactions "
-            f"old ({db_age / WRAPAROUND_LIMIT:.0%} of the {WRAPAROUND_LIMIT:,} limit); "
+            f"old ({_share(db_age / WRAPAROUND_LIMIT)} of the {WRAPAROUND_LIMIT:,} limit); "
             "near it PostgreSQL stops accepting writes to prevent wraparound."
         ),
         hint=f"{why}; {holders(wrap.horizon) if wrap else holders({})}",
