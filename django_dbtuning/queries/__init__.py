@@ -5,8 +5,9 @@ Capture: ``recorder`` (the execute wrapper), ``units`` (units of work and their
 ``api`` (``track_queries`` / ``query_budget`` / ``allow_n_plus_one``), ``policy`` (the one
 ``enforce()`` that raises, warns or logs), ``middleware``, ``metrics``, ``pytest_plugin``,
 ``signals`` (``n_plus_one_detected``), ``snapshots`` and ``snapshot_plugin`` (query
-snapshots in tests), ``checks``. Analysis: ``fingerprint`` (SQL
-shapes), ``callsite``, ``attribution`` and ``findings`` (N+1s, duplicates, hints).
+snapshots in tests), ``eager`` and ``eager_reads`` (unused eager loads, opt-in), ``checks``.
+Analysis: ``fingerprint`` (SQL shapes), ``callsite``, ``attribution`` and ``findings``
+(N+1s, duplicates, hints), ``eager_findings`` (unused eager loads).
 
 The API is loaded on first use: the pytest plugin's module is imported at pytest's start,
 in projects that may never track a query.
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
         query_budget,
         track_queries,
     )
+    from django_dbtuning.queries.eager_findings import UnusedEagerLoad
     from django_dbtuning.queries.findings import QueryFinding
     from django_dbtuning.queries.policy import Policy, enforce
     from django_dbtuning.queries.signals import n_plus_one_detected
@@ -33,6 +35,7 @@ __all__ = [
     "Policy",
     "QueryFinding",
     "QueryReport",
+    "UnusedEagerLoad",
     "allow_n_plus_one",
     "enforce",
     "n_plus_one_detected",
@@ -46,6 +49,7 @@ _LAZY = {
     "Policy": "django_dbtuning.queries.policy",
     "QueryFinding": "django_dbtuning.queries.findings",
     "QueryReport": "django_dbtuning.queries.units",
+    "UnusedEagerLoad": "django_dbtuning.queries.eager_findings",
     "allow_n_plus_one": "django_dbtuning.queries.api",
     "enforce": "django_dbtuning.queries.policy",
     "n_plus_one_detected": "django_dbtuning.queries.signals",
