@@ -640,3 +640,38 @@ def test_select_related_without_names_keeps_what_is_read(library, on):
     assert hints(report) == [
         'drop "author__publisher" from select_related(...) on the Book queryset'
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_threads_track_on_their_own(library):
+    """Units that track and units that do not, in parallel threads: each sees its own."""
+    barrier = threading.Barrier(4)
+    results: dict[int, list[str]] = {}
+
+    def work(i: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            for _ in range(5):
+                unit = start_unit(unused_eager_loads=i % 2 == 0 or None)
+                try:
+                    books = list(Book.objects.select_related("author"))
+                    if i == 2:
+                        [b.author.name for b in books]
+                finally:
+                    finish_unit(unit)
+                results[i] = hints(QueryReport(unit))
+        finally:
+            connection.close()
+
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert results == {
+        0: ['drop "author" from select_related(...) on the Book queryset'],
+        1: [],
+        2: [],
+        3: [],
+    }
+    assert not eager.is_installed()
