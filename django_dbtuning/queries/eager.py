@@ -234,7 +234,7 @@ def _site(query: Any, method: Method, units: list[Unit]) -> Site:
     built: Site | None = (
         query.__dict__.get(_SITES, {}).get(method) if query is not None else None
     )
-    if built is _LIBRARY_BUILT:
+    if built == _LIBRARY_BUILT:
         return built
     found = attribute(_getframe(), units[0].task)
     evaluated = found.template or found.callsite
@@ -279,7 +279,7 @@ def _model_iter(self: Any) -> Any:
         return rows
     try:
         site = _site(queryset.query, "select_related", units)
-        if site is _LIBRARY_BUILT:
+        if site == _LIBRARY_BUILT:
             return rows
         load = Load("select_related", queryset.model._meta.label, site)
         if tree is True:  # select_related() without names
@@ -402,7 +402,7 @@ def _new_session(
     caller = _getframe(2).f_locals.get("self")  # QuerySet._prefetch_related_objects
     query = getattr(caller, "query", None) if hasattr(caller, "_result_cache") else None
     site = _site(query, "prefetch_related", units)
-    if site is _LIBRARY_BUILT:
+    if site == _LIBRARY_BUILT:
         return None
     load = Load("prefetch_related", instances[0]._meta.label, site)
     load.lookups = tuple((_written(lookup), _path(lookup)) for lookup in lookups)
