@@ -204,7 +204,7 @@ async def _load(port: int, clients: int, seconds: float) -> Run:
     return run
 
 
-def _prepare_server(max_connections: int) -> tuple[EmbeddedPostgres, str]:
+def prepare_server(max_connections: int) -> tuple[EmbeddedPostgres, str]:
     import psycopg
 
     server = EmbeddedPostgres(settings={"max_connections": str(max_connections)})
@@ -307,7 +307,7 @@ def _wait_for(port: int) -> None:
 
 
 def throughput() -> dict[str, list[Run]]:
-    server, url = _prepare_server(100)
+    server, url = prepare_server(100)
     runs: dict[str, list[Run]] = {strategy: [] for strategy in STRATEGIES}
     try:
         for _ in range(ROUNDS):
@@ -321,7 +321,7 @@ def throughput() -> dict[str, list[Run]]:
 
 
 def overload() -> dict[str, Run]:
-    server, url = _prepare_server(20)
+    server, url = prepare_server(20)
     try:
         return {
             strategy: _measure(strategy, url, 20, workers=2, threads=40, clients=80)

@@ -8,6 +8,7 @@ for every PostgreSQL alias and :func:`check_database_servers` asks the live serv
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -35,6 +36,11 @@ from django_dbtuning.validation import number_or_none
 DJANGO_OWNED_POOL_KEYS = ("kwargs", "open", "configure", "check")
 PGBOUNCER_PORT = "6432"
 THIRD_PARTY_POOL_ENGINES = ("dj_db_conn_pool", "django_db_geventpool")
+POSTGRESQL_ENGINES = (
+    "django.db.backends.postgresql",
+    "django_dbtuning.pool.postgresql",
+    *THIRD_PARTY_POOL_ENGINES,
+)
 
 EntryCheck = Callable[[str, Mapping[str, Any]], Iterable[CheckMessage]]
 
@@ -51,9 +57,18 @@ def _has_pool(entry: Mapping[str, Any]) -> bool:
 
 def _is_postgresql(entry: Mapping[str, Any]) -> bool:
     engine = str(entry.get("ENGINE", ""))
-    return engine.startswith("django.db.backends.postgresql") or any(
-        engine.startswith(name) for name in THIRD_PARTY_POOL_ENGINES
-    )
+    return engine.startswith(POSTGRESQL_ENGINES) or _postgresql_vendor(engine)
+
+
+@functools.cache
+def _postgresql_vendor(engine: str) -> bool:
+    """A backend of one's own (PostGIS, a subclass of Django's): ask it its vendor."""
+    from django.db.utils import load_backend
+
+    try:
+        return bool(load_backend(engine).DatabaseWrapper.vendor == "postgresql")
+    except Exception:  # not importable here: Django reports it at the first query
+        return False
 
 
 # -- one function per concern --------------------------------------------------------------

@@ -31,6 +31,8 @@ from django_dbtuning.validation import (
 )
 
 ENGINE = "django.db.backends.postgresql"
+# Django's backend, minus the per-checkout work a pool makes moot (pool/postgresql/base.py).
+POOL_ENGINE = "django_dbtuning.pool.postgresql"
 # Django 6.1 lets OPTIONS["pool"]["check"] through (ticket #37075); before, it passes its own.
 DJANGO_POOL_CHECK_OPEN = django.VERSION >= (6, 1)
 TIMEOUT_SETTINGS = (
@@ -99,7 +101,8 @@ def database(
 
     The entry uses Django's native psycopg pool (``CONN_MAX_AGE=0``, an explicit
     ``OPTIONS["pool"]`` sized by :func:`pool_size`, whose arguments are the sizing ones
-    here); with ``pool=False``, persistent connections (``CONN_MAX_AGE`` plus
+    here) through :data:`POOL_ENGINE`, Django's PostgreSQL backend minus the per-request
+    work a pool makes moot; with ``pool=False``, persistent connections (``CONN_MAX_AGE`` plus
     ``CONN_HEALTH_CHECKS``). Timeouts become libpq ``options``;
     ``pgbouncer=True`` sets what transaction pooling needs. The URL's query may hold libpq
     keywords and this helper's own parameters (:data:`URL_PARAMETERS`). An argument left
@@ -134,7 +137,10 @@ def _entry(
     }
     deployment = _deployment(arguments)
     sizing = size_for(deployment)
-    entry: dict[str, Any] = {"ENGINE": ENGINE, **parsed.settings()}
+    entry: dict[str, Any] = {
+        "ENGINE": POOL_ENGINE if use_pool else ENGINE,
+        **parsed.settings(),
+    }
     entry["OPTIONS"] = connection_options(
         parsed,
         arguments.get("options"),

@@ -144,7 +144,10 @@ def check_settings_fragment(block: Block, namespace: dict[str, Any]) -> None:
     databases = namespace.get("DATABASES")
     if isinstance(databases, dict):
         for alias, entry in databases.items():
-            assert entry["ENGINE"] == "django.db.backends.postgresql", alias
+            assert entry["ENGINE"] in (
+                "django.db.backends.postgresql",
+                "django_dbtuning.pool.postgresql",  # database() with a pool
+            ), alias
         if "default" in databases:
             # An entry built by database() passes every check. Django warns about
             # overriding DATABASES in a test; the checks only read the setting.

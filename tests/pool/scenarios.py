@@ -33,6 +33,8 @@ def setup(config: dict[str, Any]) -> None:
     databases = {
         "default": database(os.environ["SCENARIO_URL"], **config.get("database", {}))
     }
+    databases["default"].update(config.get("entry", {}))
+    databases["default"]["OPTIONS"].update(config.get("options", {}))
     for alias, (env, kwargs) in config.get("extra", {}).items():
         databases[alias] = database(os.environ[env], **kwargs)
     settings.configure(
@@ -317,12 +319,90 @@ def pgbouncer(config: dict[str, Any]) -> dict[str, Any]:
     return outcome
 
 
+def backend(config: dict[str, Any]) -> dict[str, Any]:
+    """What a pooled entry's ENGINE (django_dbtuning.pool.postgresql) keeps from Django's."""
+    from django.db import (
+        DatabaseError,
+        OperationalError,
+        connection,
+        connections,
+        transaction,
+    )
+    from django.test.utils import override_settings
+
+    pool = connection.pool
+    outcome: dict[str, Any] = {
+        "engine": connection.settings_dict["ENGINE"],
+        "wrapper": f"{type(connections['default']).__module__}."
+        f"{type(connections['default']).__name__}",
+        "vendor": connection.vendor,
+        "autocommit_setting": connection.settings_dict["AUTOCOMMIT"],
+    }
+
+    def in_request() -> list[Any]:
+        pid = query("SELECT pg_backend_pid()")
+        with transaction.atomic():  # psycopg sets the isolation level at BEGIN
+            isolation = query("SHOW transaction_isolation")
+        return [
+            pid,
+            connection.get_autocommit(),
+            isolation,
+            connection.connection.info.transaction_status.name,
+        ]
+
+    outcome["first"] = request(in_request)
+    outcome["second"] = request(in_request)
+    outcome["params_equal"] = (
+        connection.get_connection_params() == connection.get_connection_params()
+    )
+
+    def rolled_back() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("CREATE TABLE IF NOT EXISTS scenario_t (v int)")
+        try:
+            with transaction.atomic():
+                query("INSERT INTO scenario_t VALUES (1) RETURNING v")
+                query("SELECT 1 / 0")
+        except DatabaseError as exc:
+            return type(exc).__name__
+        return "no error"
+
+    if connection.settings_dict["AUTOCOMMIT"]:
+        outcome["atomic_error"] = request(rolled_back)
+        outcome["rows_after_rollback"] = request(
+            lambda: query("SELECT count(*) FROM scenario_t")
+        )
+
+    def broken() -> str:
+        with psycopg_admin() as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(%s)", [query("SELECT pg_backend_pid()")]
+            )
+        try:
+            query("SELECT 1")
+        except OperationalError as exc:
+            return type(exc).__name__
+        return "no error"
+
+    outcome["broken"] = request(broken)
+    outcome["after_broken"] = request(in_request)
+    with override_settings(USE_TZ=False, TIME_ZONE="Asia/Kathmandu"):
+        outcome["new_pool"] = connection.pool is not pool
+        outcome["time_zone"] = request(lambda: query("SHOW TIME ZONE"))
+        # Every connection back in the pool after the request.
+        stats = connection.pool.get_stats()
+        outcome["idle"] = stats.get("pool_available")
+        outcome["size"] = stats.get("pool_size")
+    return outcome
+
+
 SCENARIOS = {
     "pgbouncer": pgbouncer,
     "concurrency": concurrency,
     "exhaustion": exhaustion,
     "recovery": recovery,
     "bypass": bypass,
+    "backend": backend,
     "fork": fork,
     "router": router,
 }

@@ -184,6 +184,22 @@ def test_third_party_pool_backend_with_a_native_pool():
     assert "dbtuning.W019" in ids(entry)
 
 
+@pytest.mark.parametrize(
+    "engine",
+    [
+        "django.db.backends.postgresql",
+        "django_dbtuning.pool.postgresql",  # what database() sets for a pool
+        "tests.pool.own_engine",  # a subclass of Django's backend, as PostGIS is
+    ],
+)
+def test_every_postgresql_engine_gets_the_pool_checks(engine):
+    assert ids({**pooled("true"), "ENGINE": engine}) == ["dbtuning.E010"]
+
+
+def test_an_engine_that_does_not_import_is_left_to_django():
+    assert ids({**pooled("true"), "ENGINE": "no.such.backend"}) == []
+
+
 def test_other_engines_are_left_alone():
     assert (
         ids(

@@ -308,3 +308,52 @@ def test_through_pgbouncer_in_transaction_mode(pgbouncer):
     assert outcome["errors"] == []
     assert outcome["server_side_cursors_disabled"] is True
     assert outcome["iterated"] == 100
+
+
+@pytest.mark.parametrize(
+    ("config", "autocommit", "isolation", "status"),
+    [
+        pytest.param({}, True, "read committed", "IDLE", id="autocommit"),
+        pytest.param(
+            {"entry": {"AUTOCOMMIT": False}},
+            False,
+            "read committed",
+            "INTRANS",
+            id="no-autocommit",
+        ),
+        pytest.param(
+            {"options": {"isolation_level": 4}},  # psycopg.IsolationLevel.SERIALIZABLE
+            True,
+            "serializable",
+            "IDLE",
+            id="isolation-level",
+        ),
+    ],
+)
+def test_the_pooled_engine_behaves_as_djangos_backend(
+    scenario_url, config, autocommit, isolation, status
+):
+    outcome = run(
+        "backend", scenario_url, {"database": {"max_size": 1, "min_size": 1}, **config}
+    )
+    assert outcome["engine"] == "django_dbtuning.pool.postgresql"
+    assert outcome["wrapper"] == "django_dbtuning.pool.postgresql.base.DatabaseWrapper"
+    assert outcome["vendor"] == "postgresql"
+    first_pid, *first_state = outcome["first"]
+    # One pooled connection, checked out and returned by each request.
+    assert outcome["second"] == outcome["first"]
+    assert first_state == [autocommit, isolation, status]
+    assert outcome["params_equal"] is True
+    if autocommit:
+        # atomic() rolled back, the error came through, the connection went back clean.
+        assert outcome["atomic_error"] == "DataError"
+        assert outcome["rows_after_rollback"] == 0
+    # A backend terminated mid-request fails that request only; its connection is not
+    # handed out again.
+    assert outcome["broken"] == "OperationalError"
+    assert outcome["after_broken"][0] != first_pid
+    assert outcome["after_broken"][1:] == first_state
+    # A time-zone change closes the pool; the next one connects with the new parameters.
+    assert outcome["new_pool"] is True
+    assert outcome["time_zone"] == "Asia/Kathmandu"
+    assert outcome["idle"] == outcome["size"] == 1

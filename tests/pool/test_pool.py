@@ -26,7 +26,8 @@ URL = "postgres://app:s3cret@db.example.com:5432/shop"
 
 def test_a_url_becomes_a_complete_entry():
     entry = database(URL)
-    assert entry["ENGINE"] == "django.db.backends.postgresql"
+    # Django's backend minus the per-checkout work the pool makes moot.
+    assert entry["ENGINE"] == "django_dbtuning.pool.postgresql"
     assert (entry["NAME"], entry["USER"], entry["PASSWORD"]) == (
         "shop",
         "app",
@@ -173,6 +174,7 @@ def test_without_health_checks_the_pool_gets_no_check_hooks():
 
 def test_pool_false_gives_persistent_connections():
     entry = database(URL, pool=False, conn_max_age=120)
+    assert entry["ENGINE"] == "django.db.backends.postgresql"
     assert "pool" not in entry["OPTIONS"]
     assert entry["CONN_MAX_AGE"] == 120
     assert entry["CONN_HEALTH_CHECKS"] is True
