@@ -177,36 +177,82 @@ def site_key(frame: FrameType, info: SqlInfo, task: Any) -> Hashable:
     ``frame`` is the recorder's own frame; ``info.site_depth`` (learned per SQL string) says
     how far above it the anchor frame usually sits.
 
-    The learned depth is a shortcut, never a source of truth: it is taken only where the
-    frame below the anchor runs the very ORM function the walk found there (``site_below``)
-    and the anchor is user code. A function of ``django.db`` called straight from user code
-    reaches the cursor through the ORM's own frames, so no user frame lies between; a depth
-    learned on a deeper path (a library helper, a template, a middleware above a shallower
-    caller) fails that test and the stack is walked. A site never depends on what ran
-    before in the process.
+    The learned depth is a shortcut, never a source of truth. The walk also learns the ORM
+    entry: the outermost frame of the ORM's own run of frames above the cursor, and its
+    depth (``site_entry``). The shortcut is taken only where that frame runs the same ORM
+    function at the same depth and every frame between it and the anchor is library code
+    (none here when user code calls the ORM directly; a template engine's few frames below
+    a template node), read from the category cache. A depth learned on another path (a
+    library helper, a template, a middleware above a shallower caller) fails that test and
+    the stack is walked, so a site never depends on what ran before in the process. What
+    the shortcut trusts is that Django's ORM, between its entry and the cursor, does not
+    call user code that runs the same SQL string.
     """
     depth = info.site_depth
     if depth > 1:
-        try:
-            back = sys._getframe(depth)
-        except ValueError:
-            pass
-        else:
-            anchor = back.f_back
-            if anchor is not None and back.f_code is info.site_below:
-                code = anchor.f_code
-                found = _category.get(id(code))
-                if found is not None and found[0] is code and found[1] == USER:
-                    line = _lines.get((id(code), anchor.f_lasti))
-                    return line if line is not None else _line_key(anchor)
+        below = info.site_below
+        if below is not None:
+            # User code called the ORM entry directly: the anchor is the entry's caller.
+            try:
+                back = sys._getframe(depth)
+            except ValueError:
+                pass
+            else:
+                anchor = back.f_back
+                if anchor is not None and back.f_code is below:
+                    code = anchor.f_code
+                    found = _category.get(id(code))
+                    if found is not None and found[0] is code and found[1] == USER:
+                        line = _lines.get((id(code), anchor.f_lasti))
+                        return line if line is not None else _line_key(anchor)
+        elif info.site_entry is not None:
+            key = _shortcut(depth, info.site_entry)
+            if key is not None:
+                return key
     elif depth == -1 and task is not None:
         key = _coroutine_key(task)
         if key is not None:
             return key
-    key, depth, below = _walk_for_site(frame, task)
+    key, depth, below, entry = _walk_for_site(frame, task)
     info.site_depth = depth
     info.site_below = below
+    info.site_entry = entry
     return key
+
+
+def _shortcut(depth: int, entry: tuple[int, CodeType]) -> Hashable | None:
+    """The site at the learned depth, if the stack proves it (see site_key), else None."""
+    entry_depth, entry_code = entry
+    try:
+        f: FrameType | None = sys._getframe(entry_depth + 2)  # +2: this and site_key
+    except ValueError:
+        return None
+    if f is None or f.f_code is not entry_code:
+        return None
+    category, library, orm = _category.get, LIBRARY, ORM
+    f = f.f_back
+    between = depth - entry_depth - 1  # the library frames between
+    while between and f is not None:
+        code = f.f_code
+        found = category(id(code))
+        if found is None or found[0] is not code:
+            return None
+        if found[1] != library and found[1] != orm:
+            return None
+        f = f.f_back
+        between -= 1
+    if f is None:
+        return None
+    code = f.f_code
+    found = category(id(code))
+    if found is None or found[0] is not code:
+        return None
+    if found[1] == USER:
+        line = _lines.get((id(code), f.f_lasti))
+        return line if line is not None else _line_key(f)
+    if found[1] == TEMPLATE:
+        return _template_key(f)
+    return None
 
 
 def _template_key(frame: FrameType) -> Hashable:
@@ -218,8 +264,9 @@ def _template_key(frame: FrameType) -> Hashable:
 
 def _walk_for_site(
     frame: FrameType, task: Any
-) -> tuple[Hashable, int, CodeType | None]:
-    """The site key, its depth and the ORM code right below it (None: not an ORM frame).
+) -> tuple[Hashable, int, CodeType | None, tuple[int, CodeType] | None]:
+    """The site key, its depth, the ORM code right below it (None: not an ORM frame) and
+    the ORM entry (depth and code of the outermost frame of the ORM run above the cursor).
 
     Depths are counted from the caller of site_key(), which is how site_key() uses them.
     """
@@ -228,6 +275,8 @@ def _walk_for_site(
     passed_cursor = False
     fallback: tuple[FrameType, int] | None = None
     below: CodeType | None = None  # the last frame seen, when it is the ORM's
+    entry: tuple[int, CodeType] | None = None
+    in_orm = True  # still in the ORM's own frames above the cursor
     category = _category.get
     while f is not None:
         code = f.f_code
@@ -237,13 +286,17 @@ def _walk_for_site(
             passed_cursor = True
         elif passed_cursor:
             if kind == USER:
-                return _line_key(f), depth, below
+                return _line_key(f), depth, below, entry
             if kind == TEMPLATE:
-                return _template_key(f), depth, None
+                return _template_key(f), depth, None, entry
             if kind == HANDLER or (kind == HOP and task is not None):
                 break
             if kind == LIBRARY and fallback is None:
                 fallback = (f, depth)
+            if in_orm and kind == ORM:
+                entry = (depth, code)
+            else:
+                in_orm = False
         below = code if kind == ORM else None
         f = f.f_back
         depth += 1
@@ -254,16 +307,17 @@ def _walk_for_site(
         while f is not None:
             kind = frame_category(f.f_code)
             if kind == USER:
-                return _line_key(f), depth, below
+                entry = (depth - 1, below) if below is not None else None
+                return _line_key(f), depth, below, entry
             below = f.f_code if kind == ORM else None
             f, depth = f.f_back, depth + 1
     if task is not None:
         key = _coroutine_key(task)
         if key is not None:
-            return key, -1, None
+            return key, -1, None, None
     if fallback is not None:
-        return _line_key(fallback[0]), 0, None
-    return None, 0, None
+        return _line_key(fallback[0]), 0, None, None
+    return None, 0, None, None
 
 
 _lines: dict[tuple[int, int], tuple[int, int]] = {}

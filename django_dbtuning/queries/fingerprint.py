@@ -114,6 +114,8 @@ class SqlInfo:
     site_depth: int = 0
     # The code object of the ORM frame right below that user frame (see callsite.site_key).
     site_below: Any = None
+    # (depth, code) of the ORM's outermost frame above the cursor (callsite.site_key).
+    site_entry: Any = None
 
 
 _shapes: dict[str, Shape] = {}

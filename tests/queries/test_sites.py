@@ -12,6 +12,7 @@ from __future__ import annotations
 import operator
 
 import pytest
+from django.template import Context, Template
 from django.utils.functional import cached_property
 
 from django_dbtuning import track_queries
@@ -106,3 +107,33 @@ def test_an_n_plus_one_below_a_library_frame_is_not_pinned_to_its_caller(library
             f"{HERE}:{line_of(marker)}"
             for marker in ("# shallow line one", "# shallow line two", "# deep line")
         )
+
+
+DIRECT = Template("{% for b in books %}{{ b.author.name }}{% endfor %}")
+METHOD = Template("{% for b in books %}{{ b.author_name }}{% endfor %}")
+
+
+@pytest.mark.parametrize("order", ["template first", "method first", "line first"])
+def test_one_statement_from_a_template_a_method_and_a_line(library, order):
+    runs = {
+        "template": lambda: DIRECT.render(Context({"books": Book.objects.all()})),
+        "method": lambda: METHOD.render(Context({"books": Book.objects.all()})),
+        "line": lambda: deep(list(Book.objects.all())),
+    }
+    names = list(runs)
+    first = order.split()[0]
+    names.remove(first)
+    reports = {}
+    for name in [first, *names, first]:
+        with track_queries() as report:
+            runs[name]()
+        reports[name] = report
+    (template,) = reports["template"].n_plus_one
+    assert template.template == "<unknown source>:1"  # an inline Template has no name
+    assert template.count == 12
+    (method,) = reports["method"].n_plus_one
+    assert method.callsite.startswith("tests/testapp/models.py:")
+    assert method.function == "author_name"
+    assert method.count == 12
+    (line,) = reports["line"].n_plus_one
+    assert line.callsite == f"{HERE}:{line_of('# deep line')}"
