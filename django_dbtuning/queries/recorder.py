@@ -218,11 +218,10 @@ def _analyse(
 ) -> Hashable:
     """Count the statement in ``u`` by shape and call site; returns the site key if found.
 
-    ``unit`` is the innermost unit (its task locates the call site). ``site_key()`` and the
-    anchor lookup must stay in this one function: ``site_depth`` is relative to it.
+    ``unit`` is the innermost unit (its task locates the call site); site_key() and the
+    anchor lookup must stay in this function: ``site_depth`` is relative to its frame.
     """
-    shape = info.shape
-    group_key = shape if alias == "default" else (alias, shape)
+    group_key = info.shape if alias == "default" else (alias, info.shape)
     group = u.groups.get(group_key)
     if group is None:
         group = u.groups[group_key] = Group(alias, info)
@@ -241,15 +240,13 @@ def _analyse(
     site = single = group.single
     anchor = None
     if single is not None:
-        # The frame that located the single site sits at the same depth; its code and
-        # instruction offset identify the site without the category and line lookups, and
-        # the ORM function below it that no user frame lies between (see site_key).
+        # The frame that located the single site sits at the same depth above the same ORM
+        # function (see site_key); code and offset identify the site without lookups.
         try:
             below = _getframe(info.site_depth - 1)
-        except ValueError:
-            anchor = None
-        else:
             anchor = below.f_back if below.f_code is group.single_below else None
+        except ValueError:
+            pass
         if (
             anchor is None
             or anchor.f_code is not group.single_code
@@ -270,8 +267,7 @@ def _analyse(
         elif (
             group.count >= u.threshold
             and len(group.sites) == 1
-            and info.site_depth > 1
-            and info.site_below is not None
+            and info.site_below is not None  # found above an ORM function: depth > 1
             and type(key) is tuple
             and type(key[0]) is int
         ):
