@@ -239,7 +239,7 @@ def log_findings(
     """One INFO record per finding on ``django_dbtuning.queries`` (``record.finding``)."""
     if not findings or not logger.isEnabledFor(logging.INFO):
         return
-    suffix = f" in {where}" if where else ""
+    suffix = f"\n    request: {where}" if where else ""
     for finding in findings:
         if view:
             finding = UnusedEagerLoad(**{**_fields(finding), "view": view})

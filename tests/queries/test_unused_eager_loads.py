@@ -570,7 +570,9 @@ def test_middleware_logs_an_info_record_per_finding(
     views = "tests/queries/eager_urls.py"
     assert finding.callsite == f"{views}:{line_of('# EAGER_VIEW_LINE', views)}"
     assert finding.evaluated == "testapp/books.html:2"
-    assert record.getMessage().endswith(" in GET /eager/template/ (eager-template)")
+    assert record.getMessage().endswith(
+        "\n    request: GET /eager/template/ (eager-template)"
+    )
 
 
 def test_middleware_under_an_async_view(library, eager_site, async_client, caplog):
