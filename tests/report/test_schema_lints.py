@@ -14,9 +14,12 @@ import ast
 import pytest
 from django.db import connections, migrations, models
 from django.db.migrations.loader import MigrationLoader
+from hypothesis import given
+from hypothesis import strategies as st
 from psycopg import sql
 
 from django_dbtuning.report import SECTIONS
+from django_dbtuning.report.schema_facts import value_shares
 from tests.report.test_report import (
     admin_connection,
     dbreport,
@@ -587,3 +590,38 @@ def test_partitioned_table_without_primary_key(planted_schema):
     assert "sql" not in parent["data"]
     # The partition is the parent's business: reported once, on the parent.
     assert '"Other Schema"."parted 2026"' not in found
+
+
+def test_fk_of_an_installed_app_is_fixed_from_your_own_migration(planted_schema):
+    """auth.User's key made bigint by hand: the many-to-many table Django ships keeps an
+    integer column, and its model cannot change, so the fix is your own RunSQL."""
+    planted_schema.execute("ALTER TABLE auth_user ALTER COLUMN id TYPE bigint")
+    try:
+        document = report_json("--database", "default", "--section", "schema")
+    finally:
+        planted_schema.execute("ALTER TABLE auth_user ALTER COLUMN id TYPE integer")
+    finding = by_object(document, "fk_type_mismatch")["auth_user_groups(user_id)"]
+    assert finding["model"] == "auth.User_groups"
+    assert finding["data"]["field"] == "auth.User_groups.user"
+    assert "in a migration of one of your own apps" in finding["hint"]
+    assert "belongs to an installed package" in finding["hint"]
+    assert finding["data"]["sql"] == [
+        'ALTER TABLE "public"."auth_user_groups" ALTER COLUMN "user_id" TYPE bigint'
+    ]
+
+
+@given(
+    values=st.lists(st.booleans(), max_size=2, unique=True),
+    freqs=st.lists(st.floats(min_value=0, max_value=0.5), min_size=2, max_size=2),
+    null_frac=st.floats(min_value=0, max_value=1),
+)
+def test_value_shares_stay_shares(values, freqs, null_frac):
+    row = {
+        "common_values": values,
+        "common_freqs": freqs[: len(values)],
+        "null_frac": null_frac,
+    }
+    shares = value_shares(row)
+    assert shares is not None and set(shares) == {True, False}
+    assert all(0 <= share <= 1 for share in shares.values())
+    assert value_shares({**row, "common_values": None}) is None
