@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import path
@@ -25,3 +27,36 @@ urlpatterns = [
     path("eager/template/", template_view, name="eager-template"),
     path("eager/async/", async_view, name="eager-async"),
 ]
+
+
+def api_urls() -> list[object]:
+    """A Django REST framework viewset whose serializer never reads the author."""
+    from rest_framework import routers, serializers, viewsets
+
+    from tests.testapp.models import Tag
+
+    class TagSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+        class Meta:
+            model = Tag
+            fields = ["name"]
+
+    class BookSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+        tags = TagSerializer(many=True)
+
+        class Meta:
+            model = Book
+            fields = ["title", "tags"]
+
+    class BookViewSet(viewsets.ReadOnlyModelViewSet):  # type: ignore[type-arg]
+        serializer_class = BookSerializer
+
+        def get_queryset(self) -> object:
+            return Book.objects.select_related("author").prefetch_related("tags")  # API
+
+    router = routers.SimpleRouter()
+    router.register("api/books", BookViewSet, basename="eager-book")
+    return list(router.urls)
+
+
+with contextlib.suppress(ImportError):  # Django REST framework is a test dependency
+    urlpatterns += api_urls()

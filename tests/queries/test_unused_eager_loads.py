@@ -677,3 +677,14 @@ def test_threads_track_on_their_own(library):
         3: [],
     }
     assert not eager.is_installed()
+
+
+def test_middleware_under_a_drf_viewset(library, eager_site, client, caplog):
+    pytest.importorskip("rest_framework")
+    with caplog.at_level(logging.INFO, logger="django_dbtuning"):
+        response = client.get("/api/books/")
+    assert response.status_code == 200
+    [finding] = [r.finding for r in caplog.records if hasattr(r, "finding")]
+    assert finding.hint == 'drop "author" from select_related(...) on the Book queryset'
+    views = "tests/queries/eager_urls.py"
+    assert finding.callsite == f"{views}:{line_of('# API', views)}"  # get_queryset()
