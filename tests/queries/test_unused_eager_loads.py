@@ -688,3 +688,28 @@ def test_middleware_under_a_drf_viewset(library, eager_site, client, caplog):
     assert finding.hint == 'drop "author" from select_related(...) on the Book queryset'
     views = "tests/queries/eager_urls.py"
     assert finding.callsite == f"{views}:{line_of('# API', views)}"  # get_queryset()
+
+
+@pytest.mark.urls("tests.queries.hint_site")
+def test_the_admins_own_eager_loads_are_not_reported(library, on, client):
+    # nplusone#27: the admin index's recent actions (LogEntry with select_related of
+    # content_type and user) and a changelist's list_select_related are the admin's.
+    from django.contrib.admin.models import ADDITION, LogEntry
+    from django.contrib.auth.models import User
+    from django.contrib.contenttypes.models import ContentType
+
+    user = User.objects.create_superuser("admin", "admin@example.com", "pw")
+    client.force_login(user)
+    book = Book.objects.first()
+    for _ in range(3):
+        LogEntry.objects.create(
+            user=user,
+            content_type=ContentType.objects.get_for_model(Book),
+            object_id=str(book.pk),
+            object_repr=str(book),
+            action_flag=ADDITION,
+        )
+    with track_queries() as report:
+        assert client.get("/admin/").status_code == 200
+        assert client.get("/picky/testapp/book/").status_code == 200
+    assert report.unused_eager_loads == []
