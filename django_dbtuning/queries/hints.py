@@ -87,6 +87,10 @@ def acting_hint(kind: str, a: Attribution, *, peers: bool) -> str | None:
         return _list_filter(origin, p, call)
     if origin.kind == "drf":
         return _drf(owner, a, p, call) + suffix
+    if not origin.detail:
+        # The rows are not the context's (the template built them, say with
+        # author.books.all): no queryset of the view to name.
+        return None
     return _template(origin, p, call) + suffix
 
 
@@ -206,8 +210,6 @@ def _template(origin: Origin, p: Provenance, call: str) -> str:
     target = f"the {_model(p.root_model)} queryset"
     if origin.view:
         target += f" that {origin.view} passes to the template"
-    elif origin.detail:
+    else:
         target += " passed to the template"
-    if origin.detail:
-        target += f" as {quote(origin.detail)}"
-    return _add(call, p, target)
+    return _add(call, p, f"{target} as {quote(origin.detail)}")

@@ -15,8 +15,11 @@ from django.contrib.auth.models import User
 from django.db.models import Prefetch
 from django.template import Context, Template
 from django.template.loader import render_to_string
+from hypothesis import given
+from hypothesis import strategies as st
 
 from django_dbtuning import track_queries
+from django_dbtuning.queries.hints import quote
 from tests.queries.test_nplusone import library
 from tests.testapp.models import Author, Book, Publisher, Tag
 
@@ -126,6 +129,34 @@ def test_hostile_context_names_are_quoted(library, name):
     assert finding.hint.startswith('add .select_related("author") to the Book queryset')
     assert "\n" not in finding.hint
     assert finding.hint.endswith('as "books"' + OR_PEERS)
+
+
+def test_rows_the_template_builds_keep_the_plain_hint(library):
+    # author.books.all in the template: no queryset of the caller to name.
+    template = Template(
+        "{% for a in authors %}{% for b in a.books.all %}{{ b.tags.count }}"
+        "{% endfor %}{% endfor %}"
+    )
+    with track_queries() as report:
+        template.render(Context({"authors": list(Author.objects.all())}))  # builds
+    hints = {f.relation: f.hint for f in report.n_plus_one}
+    assert hints["testapp.Author.books"] == (
+        'add .prefetch_related("books") to the Author queryset that '
+        "test_rows_the_template_builds_keep_the_plain_hint "
+        f"({HERE}:{line_of('# builds')}) passes to the "
+        'template as "authors"'
+    )
+    assert hints["testapp.Book.tags"] == (
+        'annotate the Book queryset with Count("tags") instead of .count() per row'
+    )
+
+
+@given(st.text())
+def test_quoted_names_are_python_string_literals(name):
+    import ast
+
+    assert ast.literal_eval(quote(name)) == name
+    assert "\n" not in quote(name)
 
 
 # --- template views ----------------------------------------------------------------------------
