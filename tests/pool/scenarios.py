@@ -396,6 +396,76 @@ def backend(config: dict[str, Any]) -> dict[str, Any]:
     return outcome
 
 
+def _stop_server(data_dir: Path) -> None:
+    """Fast shutdown of the server in ``data_dir`` (SIGINT, as at a restart)."""
+    import signal
+
+    pid_file = data_dir / "postmaster.pid"
+    os.kill(int(pid_file.read_text().split()[0]), signal.SIGINT)
+    deadline = time.monotonic() + 30
+    while pid_file.exists() and time.monotonic() < deadline:  # removed at exit
+        time.sleep(0.05)
+
+
+def _start_server(data_dir: Path, port: int) -> None:
+    from django_dbtuning.embedded import EmbeddedPostgres
+
+    EmbeddedPostgres(port=port, data_dir=data_dir).start()
+
+
+def outage(config: dict[str, Any]) -> dict[str, Any]:
+    """Requests in a loop on several threads while the server stops, stays down, restarts.
+
+    Each request's outcome is recorded with its phase: "up" (before the stop), "down"
+    (started while the server was down), "back" (started after it answered again).
+    """
+    data_dir, port = (
+        Path(os.environ["SCENARIO_PGDATA"]),
+        int(os.environ["SCENARIO_PORT"]),
+    )
+    outcomes: list[tuple[str, str]] = []
+    phase = ["up"]
+    done = threading.Event()
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while not done.is_set():
+            started_in = phase[0]
+            try:
+                request(lambda: query("SELECT 1 FROM pg_sleep(0.01)"))
+                result = "ok"
+            except Exception as exc:
+                result = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}"
+            with lock:
+                outcomes.append((started_in, result))
+
+    threads = [threading.Thread(target=worker) for _ in range(config["threads"])]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.5)
+    _stop_server(data_dir)
+    phase[0] = "down"
+    time.sleep(config["down"])
+    _start_server(data_dir, port)
+    phase[0] = "back"
+    # The pool reconnects with psycopg_pool's backoff (1 s, 2 s, ...): wait for requests
+    # started after the restart to come through, as a client would.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with lock:
+            if sum(1 for started_in, _ in outcomes if started_in == "back") >= 12:
+                break
+        time.sleep(0.1)
+    done.set()
+    for thread in threads:
+        thread.join(120)  # a request stuck past every timeout would show here
+    summary: dict[str, dict[str, int]] = {}
+    for started_in, result in outcomes:
+        counts = summary.setdefault(started_in, {})
+        counts[result] = counts.get(result, 0) + 1
+    return {"outcomes": summary, "alive": [t.is_alive() for t in threads]}
+
+
 SCENARIOS = {
     "pgbouncer": pgbouncer,
     "concurrency": concurrency,
@@ -403,6 +473,7 @@ SCENARIOS = {
     "recovery": recovery,
     "bypass": bypass,
     "backend": backend,
+    "outage": outage,
     "fork": fork,
     "router": router,
 }

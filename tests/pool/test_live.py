@@ -6,9 +6,11 @@ database of its own, because Django keeps one pool per alias per process.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -357,3 +359,66 @@ def test_the_pooled_engine_behaves_as_djangos_backend(
     assert outcome["new_pool"] is True
     assert outcome["time_zone"] == "Asia/Kathmandu"
     assert outcome["idle"] == outcome["size"] == 1
+
+
+@pytest.fixture
+def own_server():
+    """A server of this test's own, which the scenario stops and starts again."""
+    # Not under tmp_path: PostgreSQL runs as an unprivileged user when we are root.
+    data_dir = Path(tempfile.mkdtemp(prefix="dbtuning-pg-outage-"))
+    server = embedded.EmbeddedPostgres(data_dir=data_dir)
+    try:
+        server.start()
+    except embedded.EmbeddedPostgresError as exc:
+        pytest.skip(f"no embedded PostgreSQL here: {exc}")
+    yield server
+    server.stop()
+    pid_file = data_dir / "postmaster.pid"
+    if pid_file.exists():  # the scenario's restarted server outlived it: stop it too
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid_file.read_text().split()[0]), signal.SIGINT)
+        deadline = time.monotonic() + 30
+        while pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def run_outage(server, down, timeout):
+    return run(
+        "outage",
+        server.url,
+        {
+            "database": {"max_size": 3, "min_size": 3, "timeout": timeout},
+            "threads": 6,
+            "down": down,
+        },
+        SCENARIO_PGDATA=str(server.data_dir),
+        SCENARIO_PORT=str(server.port),
+    )
+
+
+def test_a_server_restart_under_load_fails_only_the_requests_in_flight(own_server):
+    outcome = run_outage(own_server, down=1.0, timeout=10.0)
+    assert outcome["alive"] == [False] * 6
+    up, down, back = (outcome["outcomes"].get(p, {}) for p in ("up", "down", "back"))
+    failed = {result: n for result, n in up.items() if result != "ok"}
+    # At most one failure per pooled connection: the query it was running at the stop.
+    assert sum(failed.values()) <= 3, outcome
+    assert all("terminating connection" in result for result in failed), outcome
+    # Requests waiting for a connection while the server was down got one once it was
+    # back (no pool timeout); those after the restart all succeed.
+    assert set(down) <= {"ok"}, outcome
+    assert set(back) == {"ok"} and sum(back.values()) >= 12, outcome
+
+
+def test_a_server_down_longer_than_the_pool_timeout_gives_clean_timeouts(own_server):
+    outcome = run_outage(own_server, down=3.0, timeout=0.5)
+    assert outcome["alive"] == [False] * 6  # every request returned: no stuck worker
+    down = outcome["outcomes"]["down"]
+    timeouts = down.get("OperationalError: couldn't get a connection after 0.50 sec", 0)
+    assert timeouts >= 6, outcome
+    assert set(down) <= {
+        "ok",
+        "OperationalError: couldn't get a connection after 0.50 sec",
+    }, down
+    assert set(outcome["outcomes"]["back"]) == {"ok"}, outcome
