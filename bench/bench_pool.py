@@ -366,12 +366,13 @@ def main() -> None:
             f"| {errors} |"
         )
     pool_rounds = ", ".join(
-        f"{pool.rps / persistent.rps:.2f}x"
+        f"{pool.rps / persistent.rps:.2f}x ({pool.rps:,.0f}/{persistent.rps:,.0f})"
         for pool, persistent in zip(
             runs["dbtuning-pool"], runs["conn-max-age"], strict=True
         )
     )
-    print(f"\nPool / CONN_MAX_AGE=600 per round: {pool_rounds}.")
+    print(f"\nPool / CONN_MAX_AGE=600 per round (req/s): {pool_rounds}.")
+    print(f"Load average after the run: {os.getloadavg()[0]:.1f}.")
     print(
         "\nOverload: max_connections=20, 2 workers x 40 threads, 80 clients "
         f"(4x the server's connections), {DURATION:g}s.\n"
