@@ -23,16 +23,22 @@ import contextlib
 import functools
 import inspect
 import os
+import sys
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
+from django.db.models import Model, QuerySet
+
 from django_dbtuning.queries import callsite
 from django_dbtuning.queries.callsite import HANDLER, HOP, TEMPLATE, USER
 
-_MAX_NODES = 5000  # objects visited per trace: a bound, not a budget anyone reaches
+_MAX_NODES = 2000  # holders read per step: a bound, not a budget anyone reaches
 _MAX_ROWS = 200  # rows read per queryset or prefetched list
-_MAX_DEPTH = 4  # relations followed from a root
+_MAX_DEPTH = 4  # relations followed up from the instance
+_MAX_FRAMES = (
+    120  # frames read outwards from the query (a request stops at its handler)
+)
 
 
 @dataclass(slots=True)
@@ -73,14 +79,10 @@ class Provenance:
 
 def is_model(value: Any) -> bool:
     """A model instance, never a lazy object standing in for one (no evaluation)."""
-    from django.db.models import Model
-
     return issubclass(type(value), Model)
 
 
 def _is_queryset(value: Any) -> bool:
-    from django.db.models import QuerySet
-
     return issubclass(type(value), QuerySet)
 
 
@@ -128,47 +130,50 @@ def _children(node: Any) -> list[tuple[Segment, Any]]:
 
 
 def _path_to(starts: list[Any], instance: Any) -> tuple[Any, list[Segment], Any] | None:
-    """The first start (outermost first) whose caches reach ``instance``: its row, path."""
-    parents: dict[int, tuple[Any, Segment | None, Any]] = {}
-    visited = 0
-    for start in starts:
-        rows = _rows(start)
-        sources = rows if rows is not None else [start] if is_model(start) else []
-        queryset = start if rows is not None and _is_queryset(start) else None
-        level = []
-        for row in sources:
-            if id(row) not in parents:
-                parents[id(row)] = (row, None, queryset)
-                level.append(row)
-        for _ in range(_MAX_DEPTH):
-            following = []
-            for node in level:
-                for segment, child in _children(node):
-                    if id(child) in parents:
-                        continue
-                    parents[id(child)] = (node, segment, None)
-                    following.append(child)
-                    visited += 1
-            if id(instance) in parents or visited > _MAX_NODES or not following:
-                break
-            level = following
-        if id(instance) in parents:
-            return _unwind(parents, instance)
-    return None
+    """Walk up from ``instance`` to its root: ``(root row, path from it, its queryset)``.
 
-
-def _unwind(
-    parents: dict[int, tuple[Any, Segment | None, Any]], instance: Any
-) -> tuple[Any, list[Segment], Any]:
+    Each step finds the object that holds the current one in its caches, among what the
+    code holds (outermost first); failing that, a collection holding the row ends the
+    walk (its queryset built the root), or one of its rows holds it. Each step reads small
+    caches and scans rows by identity: no search over whole result caches.
+    """
+    models = [v for v in starts if is_model(v)]
+    collections = [(v, rows) for v in starts if (rows := _rows(v)) is not None]
+    node, chain = instance, {id(instance)}
     segments: list[Segment] = []
-    node = instance
-    for _ in range(_MAX_DEPTH + 2):
-        parent, segment, queryset = parents[id(node)]
-        if segment is None:
-            return node, segments[::-1], queryset
+    for _ in range(_MAX_DEPTH):
+        # An object holding it first: rows iterated from a prefetched manager
+        # (tag.books.all) are also a collection, but the prefetch built them.
+        step = _holder(node, models, chain)
+        if step is None:
+            for value, rows in collections:
+                if any(row is node for row in rows):
+                    queryset = value if _is_queryset(value) else None
+                    return node, segments[::-1], queryset
+            step = _holder(
+                node, [row for _, rows in collections for row in rows], chain
+            )
+        if step is None:
+            break
+        node, segment = step
         segments.append(segment)
-        node = parent
+        chain.add(id(node))
+    if not segments and not any(v is instance for v in models):
+        return None
     return node, segments[::-1], None
+
+
+def _holder(
+    node: Any, holders: list[Any], chain: set[int]
+) -> tuple[Any, Segment] | None:
+    """The first of ``holders`` that holds ``node`` in its caches (not one below it)."""
+    for holder in holders[:_MAX_NODES]:
+        if id(holder) in chain:
+            continue
+        for segment, child in _children(holder):
+            if child is node:
+                return holder, segment
+    return None
 
 
 # --- what the running code holds ---------------------------------------------------------------
@@ -183,8 +188,9 @@ def _holdings(frame: FrameType) -> list[Any]:
             if isinstance(layer, dict):
                 values.extend(layer.values())
     else:
-        values.extend(frame.f_locals.values())
-        owner = frame.f_locals.get("self")
+        local = frame.f_locals  # one snapshot: each read re-syncs the frame's locals
+        values.extend(local.values())
+        owner = local.get("self")
         if owner is not None and type(owner).__name__.endswith("Serializer"):
             values.append(getattr(owner, "instance", None))
     return sorted(values, key=lambda v: 0 if _rows(v) is not None else 1)
@@ -223,7 +229,7 @@ def _trace(
 def _stack(frames: list[FrameType]) -> list[FrameType]:
     """The frames that belong to this unit: up to Django's request handler."""
     stack: list[FrameType] = []
-    for f in frames[:400]:
+    for f in frames[:_MAX_FRAMES]:
         kind = callsite.frame_category(f.f_code)
         if kind in (HANDLER, HOP):
             break
@@ -290,26 +296,43 @@ def _frame_objects(frame: FrameType) -> list[Any]:
     return [local[name] for name in ("self", "cl", "model_admin") if name in local]
 
 
+_admin_kinds: tuple[tuple[type, str], ...] = ()
+
+
+def _admin_classes() -> tuple[tuple[type, str], ...]:
+    """The admin's classes by kind, most specific first; () while the admin is not loaded
+    (no admin frame can be on the stack then; never imported from here)."""
+    global _admin_kinds
+    if not _admin_kinds and "django.contrib.admin.views.main" in sys.modules:
+        with contextlib.suppress(Exception):
+            from django.contrib.admin import ListFilter
+            from django.contrib.admin.helpers import InlineAdminFormSet
+            from django.contrib.admin.options import BaseModelAdmin, InlineModelAdmin
+            from django.contrib.admin.views.main import ChangeList
+
+            _admin_kinds = (
+                (ChangeList, "changelist"),
+                (InlineAdminFormSet, "inline_formset"),
+                (InlineModelAdmin, "inline"),
+                (ListFilter, "list_filter"),
+                (BaseModelAdmin, "admin"),
+            )
+    return _admin_kinds
+
+
 def _admin_origin(value: Any, frame: FrameType) -> Origin | None:
-    try:
-        from django.contrib.admin import ListFilter
-        from django.contrib.admin.helpers import InlineAdminFormSet
-        from django.contrib.admin.options import BaseModelAdmin, InlineModelAdmin
-        from django.contrib.admin.views.main import ChangeList
-    except Exception:  # django.contrib.admin not importable: no admin on this site
-        return None
     kind = type(value)
-    if issubclass(kind, ChangeList):
-        return Origin("changelist", owner=value.model_admin, detail=value)
-    if issubclass(kind, InlineAdminFormSet):
-        return Origin("inline", owner=value.opts)
-    if issubclass(kind, InlineModelAdmin):
-        return Origin("inline", owner=value)
-    if issubclass(kind, ListFilter):
-        model_admin = frame.f_locals.get("model_admin")
-        return Origin("list_filter", owner=model_admin, detail=value)
-    if issubclass(kind, BaseModelAdmin):
-        return Origin("admin", owner=value)
+    for cls, name in _admin_classes():
+        if not issubclass(kind, cls):
+            continue
+        if name == "changelist":
+            return Origin("changelist", owner=value.model_admin, detail=value)
+        if name == "inline_formset":
+            return Origin("inline", owner=value.opts)
+        if name == "list_filter":
+            model_admin = frame.f_locals.get("model_admin")
+            return Origin("list_filter", owner=model_admin, detail=value)
+        return Origin(name, owner=value)
     return None
 
 
