@@ -6,10 +6,11 @@ per row is often not one: ``project.owner.profile`` reads ``profile`` on a ``Use
 from the ``Project`` queryset's prefetch. Django keeps the way back: the parent's
 ``_state.fields_cache`` (``select_related`` and lazy loads), its
 ``_prefetched_objects_cache`` and ``Prefetch(to_attr=)`` lists hold the children, and a
-queryset's ``_result_cache`` holds its rows. :func:`trace` starts from what the running
-code holds (the locals of every frame, template contexts, the admin's ``ChangeList``, a
-serializer's ``instance``), outermost first, and walks those caches down to the instance;
-the first holder that reaches it is the root, and the path is the lookup to give it.
+queryset's ``_result_cache`` holds its rows. :func:`trace` walks up from the instance:
+at each step the object holding it among what the running code holds (the locals of
+every frame, outermost first, template contexts, the admin's ``ChangeList``, a
+serializer's ``instance``), until a collection of rows holds it; that row is the root and
+the steps are the lookup to give its queryset.
 
 It also says who built the root queryset, so the fix is one the user can make: a
 ``ModelAdmin`` (changelist, inline, ``list_filter``), a Django REST framework view, or the
