@@ -45,22 +45,6 @@ def add_history_arguments(parser: ArgumentParser) -> None:
     )
 
 
-def add_explain_argument(parser: ArgumentParser) -> None:
-    parser.add_argument(
-        "--explain",
-        nargs="?",
-        type=int,
-        const=20,
-        default=0,
-        metavar="N",
-        help=(
-            "Plan the top N statements of pg_stat_statements (default 20) with EXPLAIN "
-            "(GENERIC_PLAN), PostgreSQL 16+, read-only and rolled back, never ANALYZE; "
-            "report sequential scans, spilling sorts and nested loops their plans show."
-        ),
-    )
-
-
 def add_baseline_arguments(parser: ArgumentParser) -> None:
     parser.add_argument(
         "--baseline",
@@ -87,6 +71,22 @@ def add_baseline_arguments(parser: ArgumentParser) -> None:
         help=(
             "Text: list every finding, third-party apps' one by one and those known "
             "from --baseline too."
+        ),
+    )
+
+
+def add_explain_argument(parser: ArgumentParser) -> None:
+    parser.add_argument(
+        "--explain",
+        nargs="?",
+        type=int,
+        const=20,
+        default=0,
+        metavar="N",
+        help=(
+            "Plan the top N statements of pg_stat_statements (default 20) with EXPLAIN "
+            "(GENERIC_PLAN), PostgreSQL 16+, read-only and rolled back, never ANALYZE; "
+            "report sequential scans, spilling sorts and nested loops their plans show."
         ),
     )
 
