@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
-import textwrap
 from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
@@ -13,9 +11,9 @@ from typing import Any
 from django_dbtuning.report import baseline, noise
 from django_dbtuning.report.findings import Finding, Report
 from django_dbtuning.report.humanize import human_bytes, human_seconds
+from django_dbtuning.report.wrapping import printable, snippets, wrap
 
 JSON_VERSION = 1
-WIDTH = 100
 
 
 def _plain(value: Any) -> Any:
@@ -107,7 +105,7 @@ def _table(rows: list[list[str]], header: list[str]) -> list[str]:
             out.append(
                 text.rjust(widths[i]) if _numeric(cell) else text.ljust(widths[i])
             )
-        return _printable("  " + "  ".join(out).rstrip())
+        return printable("  " + "  ".join(out).rstrip())
 
     return [line(header), "  " + "  ".join("-" * w for w in widths), *map(line, rows)]
 
@@ -156,12 +154,12 @@ def as_text(
             out.append(paint.label("  Notes"))
             for check in skipped:
                 out.append(
-                    _printable(
+                    printable(
                         f"  - check {check.name}: {check.status} ({check.reason})"
                     )
                 )
             for note in db.notes:
-                out.append(_printable(f"  - {note}"))
+                out.append(printable(f"  - {note}"))
         out.append("")
     out.extend(_findings(report, paint, everything=everything))
     return "\n".join(out).rstrip() + "\n"
@@ -411,7 +409,7 @@ _SECTION_RENDERERS: dict[str, Callable[[dict[str, Any], int, _Style], list[str]]
 
 
 def _findings(report: Report, paint: _Style, *, everything: bool) -> list[str]:
-    out = [_printable(line) for line in baseline.text_lines(report)]
+    out = [printable(line) for line in baseline.text_lines(report)]
     items = noise.visible(report, everything=everything)
     if not items:
         # Only reached when every check ran: a gap is a check_incomplete finding.
@@ -441,7 +439,7 @@ def _findings(report: Report, paint: _Style, *, everything: bool) -> list[str]:
         shown[key] = shown.get(key, 0) + 1
         if isinstance(finding, noise.Group):
             mark = paint.severity(finding.severity)(f"[{finding.severity.upper()}]")
-            out.append(f"{mark} {_printable(finding.line())}")
+            out.append(f"{mark} {printable(finding.line())}")
             continue
         out.extend(_finding(finding, paint))
     for (alias, code), count in hidden.items():
@@ -455,56 +453,9 @@ def _finding(finding: Finding, paint: _Style) -> list[str]:
     mark = paint.severity(finding.severity)(f"[{finding.severity.upper()}]")
     model = f" ({finding.model})" if finding.model else ""
     model += " (known: in the baseline)" if finding.baseline else ""
-    title = _printable(finding.title)
+    title = printable(finding.title)
     return [
         f"{mark} {finding.code} · {finding.database} · {title}{model}",
-        _wrap(finding.detail, "    "),
-        _wrap(finding.hint, "    fix: ", "         ", keep=_snippets(finding)),
+        wrap(finding.detail, "    "),
+        wrap(finding.hint, "    fix: ", "         ", keep=snippets(finding)),
     ]
-
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def _printable(text: str) -> str:
-    """``text`` with control characters shown as escapes: a name holding a terminal
-    escape sequence must not drive the terminal."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-
-
-def _snippets(finding: Finding) -> list[str]:
-    found = [s for s in finding.data.get("sql") or [] if isinstance(s, str)]
-    migration = finding.data.get("migration")
-    if isinstance(migration, str):
-        found.append(migration)
-    # Longest first: a statement inside the migration code is kept with it.
-    return sorted(found, key=len, reverse=True)
-
-
-def _wrap(
-    text: str, first: str, rest: str | None = None, *, keep: list[str] | None = None
-) -> str:
-    """Wrap prose, but never inside a word or inside ``keep`` (the hint's SQL and
-    migration code): a line break inside a quoted identifier or a Python string would
-    change what is pasted."""
-    kept: dict[str, str] = {}
-    for number, snippet in enumerate(keep or []):
-        if snippet in text:
-            # As long as the snippet and without spaces: wrapped like one long word.
-            token = chr(0xE000 + number) * len(snippet)
-            kept[token] = snippet
-            text = text.replace(snippet, token)
-    wrapped = textwrap.fill(
-        text,
-        width=WIDTH,
-        initial_indent=first,
-        subsequent_indent=rest if rest is not None else first,
-        break_long_words=False,
-        break_on_hyphens=False,
-    )
-    wrapped = _printable(wrapped)
-    for token, snippet in kept.items():
-        # A name holding a control character is shown escaped even here (JSON's
-        # data.sql has it exactly).
-        wrapped = wrapped.replace(token, _printable(snippet))
-    return wrapped

@@ -113,11 +113,9 @@ def run_report(
             is a warning even when it is an expected one (an extension not installed).
         baseline: a baseline file or :class:`~.baseline.Baseline`: its findings are
             known (``Finding.baseline``), ``report.baseline`` the comparison.
-        explain: plan the top statements of pg_stat_statements with ``EXPLAIN
-            (GENERIC_PLAN)`` (PostgreSQL 16+) and report what their plans do badly:
-            True plans the top 20, an int that many, False (or 0) none. Needs the
-            statements section (ValueError without it, or for anything but a bool or an
-            int >= 0).
+        explain: plan the top statements (True: 20, an int: that many, False/0: none)
+            with ``EXPLAIN (GENERIC_PLAN)`` on PostgreSQL 16+; needs the statements
+            section.
 
     Raises:
         ValueError: an unknown alias or section, an alias that is not PostgreSQL, or a
@@ -128,14 +126,7 @@ def run_report(
     """
     if isinstance(aliases, str):
         aliases = [aliases]
-    if isinstance(sections, str):
-        sections = [part.strip() for part in sections.split(",") if part.strip()]
-    chosen = tuple(sections) if sections is not None else SECTIONS
-    unknown = sorted(set(chosen) - set(SECTIONS))
-    if unknown:
-        raise ValueError(
-            f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}"
-        )
+    chosen = _sections_option(sections)
     if type(top) is not int or top < 0:
         raise ValueError(f"top must be an int >= 0, got {top!r}")
     names = list(aliases) if aliases else postgres_aliases()
@@ -176,12 +167,15 @@ def run_report(
         if result.reachable:
             record_gaps(result, report.findings, frozenset(requested))
     _intersect_replicas(report)
-    order = {name: rank for rank, name in enumerate(("error", "warning", "info"))}
-    report.findings.sort(
-        key=lambda f: (order[f.severity], f.database, f.code, f.object)
-    )
+    _sort_findings(report.findings)
     _mark(report, known)
     return report
+
+
+def _sort_findings(findings: list[Finding]) -> None:
+    """Most severe first, then by database, code and object: stable across runs."""
+    order = {name: rank for rank, name in enumerate(("error", "warning", "info"))}
+    findings.sort(key=lambda f: (order[f.severity], f.database, f.code, f.object))
 
 
 def _baseline_option(baseline: str | Path | Baseline | None) -> Baseline | None:
@@ -196,6 +190,19 @@ def _mark(report: Report, known: Baseline | None) -> None:
     noise.mark_third_party(report.findings)
     if known is not None:
         apply_baseline(report, known)
+
+
+def _sections_option(sections: Iterable[str] | None) -> tuple[str, ...]:
+    """The sections asked for (a str may be comma-separated); every one by default."""
+    if isinstance(sections, str):
+        sections = [part.strip() for part in sections.split(",") if part.strip()]
+    chosen = tuple(sections) if sections is not None else SECTIONS
+    unknown = sorted(set(chosen) - set(SECTIONS))
+    if unknown:
+        raise ValueError(
+            f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}"
+        )
+    return chosen
 
 
 def _check_aliases(names: list[str]) -> None:

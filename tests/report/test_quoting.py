@@ -16,8 +16,8 @@ from psycopg import sql
 
 from django_dbtuning.report.djangomap import ModelMap
 from django_dbtuning.report.quoting import column_list, ident, literal, run_sql
-from django_dbtuning.report.render import _wrap
 from django_dbtuning.report.sqltext import leading_keyword, shows_values
+from django_dbtuning.report.wrapping import wrap
 from tests.report.test_report import admin_connection
 
 # Names as the catalogs hold them: any character but NUL, 1 to 63 bytes (NAMEDATALEN).
@@ -152,7 +152,7 @@ def test_wrapping_keeps_every_statement_whole(before, after, schema, name):
     statement = f"DROP INDEX CONCURRENTLY {ident(schema, name)}"
     if any(ord(c) < 32 or 0x7F <= ord(c) <= 0x9F for c in statement):
         return  # shown escaped in text (JSON holds it exactly)
-    wrapped = _wrap(
+    wrapped = wrap(
         f"{before} {statement}; {after}", "    fix: ", "         ", keep=[statement]
     )
     assert statement in wrapped
