@@ -350,7 +350,12 @@ def _provenance(
     """The loop's root and the path from it (``book.author.publisher`` queries on an
     Author; the fix belongs on the Book queryset, ``select_related("author__publisher")``),
     and a template that called the user's frame."""
-    found = provenance.trace(frames, user_index, instance)
+    found = provenance.trace(
+        frames,
+        user_index,
+        instance,
+        through_managers=result.relation_kind in ("forward", "reverse_one"),
+    )
     result.provenance = found
     origin = found.origin
     if origin and origin.site and user_index is None and result.template is None:

@@ -126,6 +126,10 @@ def _loader(a: Attribution, p: Provenance) -> str | None:
         if p.segments:
             return None
         return f".annotate(Count({quote(a.query_name or accessor)}))"
+    if any(s.lazy for s in p.segments):
+        # Nothing prefetches the to-many step yet: one lookup loads it and what is read
+        # below it.
+        return f".prefetch_related({quote('__'.join([*names, accessor]))})"
     if last < 0:
         method = "select_related" if to_one else "prefetch_related"
         return f".{method}({quote('__'.join([*names, accessor]))})"

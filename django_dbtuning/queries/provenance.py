@@ -52,6 +52,9 @@ class Segment:
         False  # a Prefetch(to_attr=) list: not a lookup select_related takes
     )
     model: Any = None  # the model of the rows this step reaches
+    # A to-many relation the code iterated lazily (order.items.all per order): nothing
+    # prefetches it yet, so the fix adds the whole lookup rather than replacing one.
+    lazy: bool = False
 
 
 @dataclass(slots=True)
@@ -130,13 +133,17 @@ def _children(node: Any) -> list[tuple[Segment, Any]]:
     return found
 
 
-def _path_to(starts: list[Any], instance: Any) -> tuple[Any, list[Segment], Any] | None:
+def _path_to(
+    starts: list[Any], instance: Any, *, through_managers: bool = False
+) -> tuple[Any, list[Segment], Any] | None:
     """Walk up from ``instance`` to its root: ``(root row, path from it, its queryset)``.
 
     Each step finds the object that holds the current one in its caches, among what the
     code holds (outermost first); failing that, a collection holding the row ends the
     walk (its queryset built the root), or one of its rows holds it. Each step reads small
     caches and scans rows by identity: no search over whole result caches.
+    ``through_managers``: rows a related manager loaded per parent (``order.items.all``
+    in a loop) lead up to that parent (see :func:`_lazy_parent`).
     """
     models = [v for v in starts if is_model(v)]
     collections = [(v, rows) for v in starts if (rows := _rows(v)) is not None]
@@ -147,11 +154,16 @@ def _path_to(starts: list[Any], instance: Any) -> tuple[Any, list[Segment], Any]
         # (tag.books.all) are also a collection, but the prefetch built them.
         step = _holder(node, models, chain)
         if step is None:
+            lazy = (
+                _lazy_parent(node, models, collections, chain)
+                if through_managers
+                else None
+            )
             for value, rows in collections:
-                if any(row is node for row in rows):
+                if lazy is None and any(row is node for row in rows):
                     queryset = value if _is_queryset(value) else None
                     return node, segments[::-1], queryset
-            step = _holder(
+            step = lazy or _holder(
                 node, [row for _, rows in collections for row in rows], chain
             )
         if step is None:
@@ -162,6 +174,40 @@ def _path_to(starts: list[Any], instance: Any) -> tuple[Any, list[Segment], Any]
     if not segments and not any(v is instance for v in models):
         return None
     return node, segments[::-1], None
+
+
+def _lazy_parent(
+    node: Any,
+    models: list[Any],
+    collections: list[tuple[Any, list[Any]]],
+    chain: set[int],
+) -> tuple[Any, Segment] | None:
+    """The parent whose related manager loaded ``node`` (``order.items.all`` in a loop).
+
+    A reverse foreign key manager's rows carry their parent in their own cache (Django
+    sets it from the manager's instance), so ``item.order`` is the very ``order`` the code
+    holds: the step up is the parent's reverse accessor, not yet prefetched.
+    """
+    cache = getattr(getattr(node, "_state", None), "fields_cache", None) or {}
+    held = {id(v) for v in models} | {id(r) for _, rows in collections for r in rows}
+    for name, parent in list(cache.items()):
+        if parent is None or not is_model(parent) or id(parent) not in held:
+            continue
+        if id(parent) in chain:
+            continue
+        try:
+            field = type(node)._meta.get_field(str(name))
+        except Exception:
+            continue
+        remote = getattr(field, "remote_field", None)
+        if remote is None or not getattr(field, "many_to_one", False):
+            continue
+        accessor = remote.get_accessor_name()
+        if not accessor or remote.hidden:
+            continue
+        segment = Segment(accessor, prefetch=True, model=type(node), lazy=True)
+        return parent, segment
+    return None
 
 
 def _holder(
@@ -197,16 +243,31 @@ def _holdings(frame: FrameType) -> list[Any]:
     return sorted(values, key=lambda v: 0 if _rows(v) is not None else 1)
 
 
-def trace(frames: list[FrameType], first_user: int | None, instance: Any) -> Provenance:
-    """The provenance of ``instance``; ``frames`` from the query outwards."""
+def trace(
+    frames: list[FrameType],
+    first_user: int | None,
+    instance: Any,
+    *,
+    through_managers: bool = False,
+) -> Provenance:
+    """The provenance of ``instance``; ``frames`` from the query outwards.
+
+    ``through_managers``: follow rows a related manager loaded per parent up to that
+    parent; right for a to-one relation read on them (one ``prefetch_related`` lookup
+    loads both levels), not for a per-row ``.count()`` on them.
+    """
     result = Provenance()
     with contextlib.suppress(Exception):  # hints only: never fail the request
-        _trace(frames, first_user, instance, result)
+        _trace(frames, first_user, instance, result, through_managers)
     return result
 
 
 def _trace(
-    frames: list[FrameType], first_user: int | None, instance: Any, result: Provenance
+    frames: list[FrameType],
+    first_user: int | None,
+    instance: Any,
+    result: Provenance,
+    through_managers: bool,
 ) -> None:
     stack = _stack(frames)
     _template_caller(stack, first_user, result)
@@ -218,7 +279,7 @@ def _trace(
         starts.extend(_origin_rows(result.origin))
     for f in reversed(stack):  # outermost first
         starts.extend(_holdings(f))
-    found = _path_to(starts, instance)
+    found = _path_to(starts, instance, through_managers=through_managers)
     if found is None:
         return
     root, result.segments, result.queryset = found

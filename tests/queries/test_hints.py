@@ -151,6 +151,41 @@ def test_rows_the_template_builds_keep_the_plain_hint(library):
     )
 
 
+def test_rows_of_a_lazy_related_manager_name_the_outer_queryset(library):
+    # order.items.all / item.product in a template: the items came from each publisher's
+    # manager, so the fix is one lookup on the queryset the code built.
+    template = Template(
+        "{% for p in publishers %}{% for a in p.author_set.all %}{{ a.profile.bio }}"
+        "{% endfor %}{% endfor %}"
+    )
+    with track_queries() as report:
+        template.render(Context({"publishers": list(Publisher.objects.all())}))  # lazy
+    hints = {f.relation: f.hint for f in report.n_plus_one}
+    assert hints["testapp.Author.profile"] == (
+        'add .prefetch_related("author_set__profile") to the Publisher queryset that '
+        "test_rows_of_a_lazy_related_manager_name_the_outer_queryset "
+        f"({HERE}:{line_of('# lazy')}) passes to the "
+        'template as "publishers"'
+    )
+    assert hints["testapp.Publisher.author_set"] == (
+        'add .prefetch_related("author_set") to the Publisher queryset that '
+        "test_rows_of_a_lazy_related_manager_name_the_outer_queryset "
+        f"({HERE}:{line_of('# lazy')}) passes to the "
+        'template as "publishers"'
+    )
+
+
+def test_rows_of_a_lazy_related_manager_in_python(library):
+    with track_queries() as report:
+        for publisher in Publisher.objects.all():
+            for author in publisher.author_set.all():
+                author.profile.bio
+    hints = {f.relation: f.hint for f in report.n_plus_one}
+    assert hints["testapp.Author.profile"] == (
+        'add .prefetch_related("author_set__profile") to the Publisher queryset'
+    )
+
+
 @given(st.text())
 def test_quoted_names_are_python_string_literals(name):
     import ast
