@@ -112,7 +112,8 @@ def show_requests() -> None:
 
 
 def show_history() -> None:
-    """``dbreport --save``, more orders, then ``dbreport --since``: growth per day."""
+    """``dbreport --save``, more orders, then ``dbreport --save --since``: the second
+    snapshot, compared with the first (growth per day)."""
     import io
     from datetime import timedelta
 
@@ -122,7 +123,7 @@ def show_history() -> None:
 
     from django_dbtuning.models import Snapshot
 
-    heading("manage.py dbreport --save, 5,000 more orders, dbreport --since 12h")
+    heading("dbreport --save, 5,000 more orders, dbreport --save --since 12h")
     sections = ["--section", "tables,indexes,statements", "--top", "3"]
     call_command("dbreport", "--save", *sections, stdout=io.StringIO())
     # A demo cannot wait a day: the snapshot is moved back 24 hours, as if the cron
@@ -132,7 +133,7 @@ def show_history() -> None:
     Order.objects.bulk_create(Order(customer_id=pk) for pk in customers)
     flush_statistics()
     out = io.StringIO()
-    call_command("dbreport", "--since", "12h", *sections, stdout=out)
+    call_command("dbreport", "--save", "--since", "12h", *sections, stdout=out)
     # The report itself is as above; its History part is what --since adds.
     print("History" + out.getvalue().split("\nHistory", 1)[1], end="")
 
