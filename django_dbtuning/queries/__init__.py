@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     )
     from django_dbtuning.queries.eager_findings import UnusedEagerLoad
     from django_dbtuning.queries.findings import QueryFinding
+    from django_dbtuning.queries.middleware import request_report
     from django_dbtuning.queries.policy import Policy, enforce
     from django_dbtuning.queries.signals import n_plus_one_detected
     from django_dbtuning.queries.snapshots import snapshot_queries
@@ -40,6 +41,7 @@ __all__ = [
     "enforce",
     "n_plus_one_detected",
     "query_budget",
+    "request_report",
     "snapshot_queries",
     "track_queries",
 ]
@@ -54,6 +56,7 @@ _LAZY = {
     "enforce": "django_dbtuning.queries.policy",
     "n_plus_one_detected": "django_dbtuning.queries.signals",
     "query_budget": "django_dbtuning.queries.api",
+    "request_report": "django_dbtuning.queries.middleware",
     "snapshot_queries": "django_dbtuning.queries.snapshots",
     "track_queries": "django_dbtuning.queries.api",
 }

@@ -1,4 +1,4 @@
-"""System checks of query tracking: the middleware and the allow-list (dbtuning.E030-E039, W030-W039)."""
+"""System checks of query tracking: the middleware, the toolbar panel and the allow-list (dbtuning.E030-E039, W030-W039)."""
 
 from __future__ import annotations
 
@@ -74,6 +74,8 @@ def check_query_tracking(**kwargs: Any) -> list[CheckMessage]:
                     id="dbtuning.W031",
                 )
             )
+    if not positions:
+        messages.extend(_check_toolbar_panel())
     messages.extend(_check_allow_list())
     aliases = getattr(settings, "DATABASES", {}) or {}
     for alias in get_settings().ignore_aliases:
@@ -87,6 +89,28 @@ def check_query_tracking(**kwargs: Any) -> list[CheckMessage]:
                 )
             )
     return messages
+
+
+TOOLBAR_PANEL = "django_dbtuning.toolbar.QueriesPanel"
+
+
+def _check_toolbar_panel() -> list[CheckMessage]:
+    """The debug-toolbar panel shows the middleware's findings: without it, nothing.
+
+    Reads the setting only: importing the panel would import debug_toolbar.
+    """
+    panels = getattr(settings, "DEBUG_TOOLBAR_PANELS", None) or ()
+    if TOOLBAR_PANEL not in panels:
+        return []
+    return [
+        Warning(
+            f"{TOOLBAR_PANEL} is in DEBUG_TOOLBAR_PANELS but {QUERY_COUNT_MIDDLEWARE} "
+            "is not in MIDDLEWARE: the panel has no findings to show.",
+            hint=f'Add "{QUERY_COUNT_MIDDLEWARE}" at the top of MIDDLEWARE, before '
+            "debug_toolbar.middleware.DebugToolbarMiddleware.",
+            id="dbtuning.W033",
+        )
+    ]
 
 
 def _check_allow_list() -> list[CheckMessage]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -32,6 +33,24 @@ from django_dbtuning.queries.units import (
 
 # One logger for the whole capability (was django_dbtuning.tracking / .middleware).
 logger = logging.getLogger("django_dbtuning.queries")
+
+# Each request's unit, for request_report(): held weakly, so it lives as long as the request.
+_request_units: weakref.WeakKeyDictionary[HttpRequest, Unit] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def request_report(request: HttpRequest) -> QueryReport | None:
+    """The :class:`QueryReport` of ``request``'s unit of work; None if not tracked.
+
+    While the request runs (the debug toolbar's panel, inside ``QueryCountMiddleware``)
+    it holds what ran so far; once the middleware returned, all of it. No second capture:
+    this is the unit the middleware reports.
+    """
+    unit = _request_units.get(request)
+    if unit is None:
+        return None
+    return QueryReport(unit, view=_view_name(request))
 
 
 class QueryCountMiddleware:
@@ -58,7 +77,7 @@ class QueryCountMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         if self.async_mode:
             return self.__acall__(request)
-        unit = start_unit()
+        unit = _request_units[request] = start_unit()
         try:
             response = self.get_response(request)
         except BaseException:
@@ -68,7 +87,7 @@ class QueryCountMiddleware:
         return self._respond(request, response, unit)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
-        unit = start_unit()
+        unit = _request_units[request] = start_unit()
         try:
             response = cast(HttpResponseBase, await self.get_response(request))  # type: ignore[misc]
         except BaseException:

@@ -1,0 +1,132 @@
+"""``QueriesPanel``: the request's N+1s, duplicate queries and unused eager loads in the
+django-debug-toolbar.
+
+Nothing here captures a query: the panel reads the unit of work that ``QueryCountMiddleware``
+opened for the request (:func:`~django_dbtuning.queries.request_report`). The toolbar calls
+``generate_stats`` from inside its middleware; with ``QueryCountMiddleware`` first in
+``MIDDLEWARE`` (outside the toolbar) the unit is still open then, and the panel shows what
+ran so far, which is every query of the view, its templates and the middleware inside.
+
+This module imports ``debug_toolbar``: it is loaded only by a project that lists the panel in
+``DEBUG_TOOLBAR_PANELS`` (nothing else in the package imports it).
+
+The stats are plain strings and numbers (the toolbar's database store serialises them as
+JSON, and the history panel renders them again later); the template escapes every value.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from debug_toolbar.panels import Panel
+from django.http import HttpRequest, HttpResponseBase
+
+from django_dbtuning.queries.eager_findings import UnusedEagerLoad
+from django_dbtuning.queries.findings import QueryFinding
+from django_dbtuning.queries.fingerprint import display_sql
+from django_dbtuning.queries.middleware import request_report
+from django_dbtuning.queries.units import QueryReport
+
+_KINDS = {
+    "n_plus_one": "N+1 query",
+    "n_plus_one_write": "N+1 write",
+    "duplicate": "Duplicate query",
+}
+
+
+class QueriesPanel(Panel):
+    """N+1 findings, duplicates and unused eager loads of the request, with their fixes."""
+
+    is_async = True
+    title = "N+1 queries (django-dbtuning)"
+    nav_title = "N+1 queries"
+    template = "django_dbtuning/toolbar/queries.html"
+
+    @property
+    def nav_subtitle(self) -> str:
+        stats: dict[str, Any] = self.get_stats()  # type: ignore[no-untyped-call]
+        return subtitle(stats) if stats else ""
+
+    def generate_stats(self, request: HttpRequest, response: HttpResponseBase) -> None:
+        stats = panel_stats(request_report(request))
+        self.record_stats(stats)  # type: ignore[no-untyped-call]
+
+
+def subtitle(stats: dict[str, Any]) -> str:
+    """``"N+1: 3 · dup: 1"``, ``"no N+1"`` on a clean request."""
+    if not stats.get("tracked"):
+        return "not tracked"
+    n_plus_one, duplicates = len(stats["n_plus_one"]), len(stats["duplicates"])
+    if not (n_plus_one or duplicates):
+        return "no N+1"
+    return f"N+1: {n_plus_one} · dup: {duplicates}"
+
+
+def panel_stats(report: QueryReport | None) -> dict[str, Any]:
+    """What the panel shows, as JSON-ready values (None: the middleware missed it)."""
+    if report is None:
+        return {"tracked": False, "n_plus_one": [], "duplicates": [], "unused": []}
+    return {
+        "tracked": True,
+        "count": report.count,
+        "time_ms": round(report.duration * 1000, 1),
+        "n_plus_one": [_finding(f) for f in report.n_plus_one],
+        "duplicates": [_finding(f) for f in report.duplicates],
+        "unused": [_unused(u) for u in report.unused_eager_loads],
+    }
+
+
+def _finding(finding: QueryFinding) -> dict[str, Any]:
+    subject = finding.relation or (f"{finding.model} rows" if finding.model else "")
+    locations = []
+    if finding.callsite:
+        label = "called from template" if finding.template_call else "code"
+        locations.append(_location(label, finding.callsite, finding.function))
+    if finding.template:
+        locations.append(_location("template", finding.template, None))
+    if finding.rendered_from:
+        locations.append(_location("rendered from", finding.rendered_from, None))
+    return {
+        "kind": _KINDS[finding.kind],
+        "subject": subject,
+        "alias": finding.alias,
+        "count": finding.count,
+        "time_ms": round(finding.duration * 1000, 1),
+        "hint": finding.hint,
+        # The shape is masked: no parameter and no literal, whatever LOG_PARAMETERS says.
+        "sql": display_sql(finding.fingerprint, limit=2000),
+        "locations": locations or [_location("code", "an unknown location", None)],
+        "serializer": finding.serializer or "",
+    }
+
+
+def _unused(load: UnusedEagerLoad) -> dict[str, Any]:
+    locations = []
+    if load.callsite:
+        locations.append(_location("code", load.callsite, None))
+    if load.template:
+        locations.append(_location("template", load.template, None))
+    if load.evaluated and load.evaluated != load.callsite:
+        locations.append(_location("evaluated at", load.evaluated, None))
+    return {
+        "subject": load.relation or f"{load.model}.{load.lookup}",
+        "method": load.method,
+        "objects": load.objects,
+        "hint": load.hint,
+        "locations": locations or [_location("code", "an unknown location", None)],
+    }
+
+
+def _location(label: str, where: str, function: str | None) -> dict[str, str]:
+    """``path/to/file.py:12`` split the way the toolbar prints a stack frame."""
+    path, colon, line = where.rpartition(":")
+    if not (colon and line.isdigit()):
+        path, line = where, ""
+    directory, slash, name = path.rpartition("/")
+    return {
+        "label": label,
+        "directory": directory + slash,
+        "file": name,
+        "line": line,
+        "function": function or "",
+    }

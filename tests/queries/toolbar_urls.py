@@ -1,0 +1,38 @@
+"""URLs of the debug-toolbar panel tests: the test app's views, the toolbar's, and two more."""
+
+from __future__ import annotations
+
+from debug_toolbar.toolbar import debug_toolbar_urls
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import URLPattern, URLResolver, include, path
+
+from tests.queries.test_toolbar import HOSTILE_TABLE
+from tests.testapp.models import Book
+
+
+def show_toolbar(request: HttpRequest) -> bool:
+    return True
+
+
+def books_twice(request: HttpRequest) -> JsonResponse:
+    """The same query with the same parameters three times: a duplicate."""
+    titles = [list(Book.objects.filter(title="B0")) for _ in range(3)]
+    return JsonResponse({"found": sum(len(t) for t in titles)})
+
+
+def hostile(request: HttpRequest) -> HttpResponse:
+    with connection.cursor() as cursor:
+        for _ in range(3):
+            cursor.execute(
+                f'SELECT "id" FROM "{HOSTILE_TABLE}" WHERE "note" = %s', ["secret-42"]
+            )
+    return HttpResponse("<html><body><p>hostile</p></body></html>")
+
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("", include("tests.testapp.urls")),
+    path("twice/", books_twice, name="books-twice"),
+    path("hostile/", hostile, name="hostile"),
+    *debug_toolbar_urls(),
+]
