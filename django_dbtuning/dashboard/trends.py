@@ -1,0 +1,183 @@
+"""The history page's numbers: one point per saved snapshot (``dbreport --save``).
+
+Read from the :class:`~django_dbtuning.models.Snapshot` rows of one alias on the storage
+alias (:func:`~django_dbtuning.report.history.storage_alias`), oldest first, the newest
+:data:`LIMIT` of them. Statement texts in snapshots are already masked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import DatabaseError
+from django.utils.safestring import SafeString
+
+from django_dbtuning.dashboard.charts import Series, line_chart
+from django_dbtuning.report.history import HistoryError, storage_alias
+from django_dbtuning.report.humanize import human_bytes, human_seconds
+from django_dbtuning.report.probe import first_line
+from django_dbtuning.report.quoting import qualified
+from django_dbtuning.report.snapshot import SnapshotData, from_document
+
+LIMIT = 60
+"""Snapshots drawn per chart (the newest ones)."""
+LINES = 5
+"""Objects drawn per chart besides the total: the largest in the newest snapshot."""
+
+
+@dataclass
+class Trends:
+    """The charts of one alias, or why there are none."""
+
+    snapshots: int = 0
+    charts: list[SafeString] = field(default_factory=list)
+    growth: list[dict[str, Any]] = field(default_factory=list)
+    """Tables by growth between the oldest and newest snapshot drawn."""
+    problem: str | None = None
+
+
+def load(alias: str) -> list[SnapshotData]:
+    """The alias' newest :data:`LIMIT` snapshots, oldest first.
+
+    Raises:
+        HistoryError: the table cannot be read (not migrated, no privilege).
+    """
+    from django_dbtuning.models import Snapshot
+
+    using = storage_alias()
+    try:
+        rows = list(
+            Snapshot.objects.using(using)
+            .filter(alias=alias)
+            .order_by("-taken_at")[:LIMIT]
+        )
+    except DatabaseError as exc:
+        raise HistoryError(
+            f"cannot read snapshots on database alias {using!r}: {first_line(exc)}"
+        ) from None
+    return [
+        from_document(
+            row.data,
+            alias=row.alias,
+            taken_at=row.taken_at,
+            database=row.database,
+            server_version=row.server_version,
+            stats_reset=row.stats_reset,
+            statements_reset=row.statements_reset,
+            id=row.pk,
+        )
+        for row in reversed(rows)
+    ]
+
+
+def _sized(snapshots: list[SnapshotData], kind: str, name: Any) -> list[Series]:
+    """The total and the :data:`LINES` largest objects of ``kind``, bytes per snapshot."""
+    newest: dict[Any, dict[str, Any]] = getattr(snapshots[-1], kind)
+    largest = sorted(newest, key=lambda k: -(newest[k].get("bytes") or 0))[:LINES]
+    series = [
+        Series(
+            "total",
+            [
+                float(sum(v.get("bytes") or 0 for v in getattr(s, kind).values()))
+                if kind not in s.missing
+                else None
+                for s in snapshots
+            ],
+        )
+    ]
+    for key in largest:
+        series.append(
+            Series(
+                name(key),
+                [
+                    _number(getattr(s, kind).get(key, {}).get("bytes"))
+                    for s in snapshots
+                ],
+            )
+        )
+    return series
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _statement_totals(snapshots: list[SnapshotData], column: str) -> Series:
+    return Series(
+        "all statements",
+        [
+            float(sum(v.get(column) or 0 for v in s.statements.values()))
+            if "statements" not in s.missing
+            else None
+            for s in snapshots
+        ],
+    )
+
+
+def _growth(snapshots: list[SnapshotData]) -> list[dict[str, Any]]:
+    old, new = snapshots[0].tables, snapshots[-1].tables
+    rows: list[tuple[int, str, dict[str, Any]]] = []
+    for key, now in new.items():
+        before = old.get(key, {})
+        grown: int = (now.get("bytes") or 0) - (before.get("bytes") or 0)
+        name = qualified(*key)
+        rows.append(
+            (
+                -grown,
+                name,
+                {
+                    "table": name,
+                    "bytes": now.get("bytes"),
+                    "grown_bytes": grown,
+                    "rows": now.get("rows"),
+                    "grown_rows": (now.get("rows") or 0) - (before.get("rows") or 0),
+                },
+            )
+        )
+    rows.sort(key=lambda r: r[:2])
+    return [row for _, _, row in rows[:20]]
+
+
+def trends(alias: str) -> Trends:
+    """The history page of ``alias``: charts when at least one snapshot exists."""
+    try:
+        snapshots = load(alias)
+    except HistoryError as exc:
+        return Trends(problem=str(exc))
+    if not snapshots:
+        return Trends(
+            problem=f"no snapshot of {alias!r} yet: run manage.py dbreport --save "
+            "(daily, from cron) to draw its history"
+        )
+    times: list[datetime] = [s.taken_at for s in snapshots]
+    per_ms = 1 / 1000
+    charts = [
+        line_chart(
+            "Table size",
+            times,
+            _sized(snapshots, "tables", lambda k: qualified(*k)),
+            unit=human_bytes,
+        ),
+        line_chart(
+            "Index size",
+            times,
+            _sized(
+                snapshots, "indexes", lambda k: f"{k[2]} on {qualified(k[0], k[1])}"
+            ),
+            unit=human_bytes,
+        ),
+        line_chart(
+            "Statement time (pg_stat_statements, cumulative)",
+            times,
+            [_statement_totals(snapshots, "total_ms")],
+            unit=lambda v: human_seconds(v * per_ms),
+        ),
+        line_chart(
+            "Statement calls (pg_stat_statements, cumulative)",
+            times,
+            [_statement_totals(snapshots, "calls")],
+        ),
+    ]
+    return Trends(snapshots=len(snapshots), charts=charts, growth=_growth(snapshots))

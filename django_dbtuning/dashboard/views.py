@@ -1,0 +1,123 @@
+"""The dashboard's pages: each runs the report's collectors for its sections only.
+
+``?database=<alias>`` picks the ``DATABASES`` alias (PostgreSQL ones only, like
+``dbreport --database``); the default is ``default`` when it is PostgreSQL, else the first
+PostgreSQL alias.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.core.exceptions import BadRequest
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils.http import urlencode
+
+from django_dbtuning.dashboard import trends
+from django_dbtuning.dashboard.access import staff_view
+from django_dbtuning.report.findings import SEVERITIES, Finding
+from django_dbtuning.report.render import to_dict
+from django_dbtuning.report.runner import postgres_aliases, run_report
+
+PAGES = (
+    ("overview", "Overview"),
+    ("indexes", "Indexes"),
+    ("tables", "Tables"),
+    ("statements", "Statements"),
+    ("history", "History"),
+)
+TOP = 50
+"""Rows per list on the indexes, tables and statements pages."""
+EXPLAIN = 10
+"""Top statements planned on the statements page (PostgreSQL 16+)."""
+
+
+def _alias(request: HttpRequest) -> tuple[str, list[str]]:
+    aliases = postgres_aliases()
+    if not aliases:
+        raise Http404("no PostgreSQL database is configured")
+    chosen = request.GET.get("database")
+    if chosen is None:
+        return ("default" if "default" in aliases else aliases[0]), aliases
+    if chosen not in aliases:
+        # Not echoed back: the message names the parameter, never its value.
+        raise BadRequest("database: not a PostgreSQL alias of DATABASES")
+    return chosen, aliases
+
+
+def _page(
+    request: HttpRequest,
+    page: str,
+    context: dict[str, Any],
+    alias: str,
+    aliases: list[str],
+) -> HttpResponse:
+    titles = dict(PAGES)
+    query = "?" + urlencode({"database": alias}) if len(aliases) > 1 else ""
+    return render(
+        request,
+        f"django_dbtuning/{page}.html",
+        {
+            **admin.site.each_context(request),
+            "title": f"Database: {titles[page]}",
+            "page": page,
+            "pages": PAGES,
+            "alias": alias,
+            "aliases": aliases,
+            "query": query,
+            **context,
+        },
+    )
+
+
+def _by_severity(findings: list[Finding]) -> list[tuple[str, list[Finding]]]:
+    ordered = reversed(SEVERITIES)  # error first
+    groups = [(s, [f for f in findings if f.severity == s]) for s in ordered]
+    return [(s, found) for s, found in groups if found]
+
+
+def _report(alias: str, sections: list[str] | None, **options: Any) -> dict[str, Any]:
+    """The report of one alias: its JSON document's database part and its findings."""
+    report = run_report([alias], sections=sections, **options)
+    document = to_dict(report)
+    return {
+        "db": document["databases"][alias],
+        "groups": _by_severity(report.findings),
+        "findings_count": len(report.findings),
+        "generated_at": report.generated_at,
+    }
+
+
+@staff_view
+def overview(request: HttpRequest) -> HttpResponse:
+    alias, aliases = _alias(request)
+    return _page(request, "overview", _report(alias, None, top=10), alias, aliases)
+
+
+@staff_view
+def indexes(request: HttpRequest) -> HttpResponse:
+    alias, aliases = _alias(request)
+    context = _report(alias, ["indexes"], top=TOP)
+    return _page(request, "indexes", context, alias, aliases)
+
+
+@staff_view
+def tables(request: HttpRequest) -> HttpResponse:
+    alias, aliases = _alias(request)
+    context = _report(alias, ["tables"], top=TOP)
+    return _page(request, "tables", context, alias, aliases)
+
+
+@staff_view
+def statements(request: HttpRequest) -> HttpResponse:
+    alias, aliases = _alias(request)
+    context = _report(alias, ["statements"], top=TOP, explain=EXPLAIN)
+    return _page(request, "statements", context, alias, aliases)
+
+
+@staff_view
+def history(request: HttpRequest) -> HttpResponse:
+    alias, aliases = _alias(request)
+    return _page(request, "history", {"trends": trends.trends(alias)}, alias, aliases)
