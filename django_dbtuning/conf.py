@@ -128,6 +128,15 @@ SETTINGS: dict[str, Setting] = {
             "unit of work never read (info findings; wraps ORM internals while on).",
         ),
         Setting(
+            "EDITOR_URL",
+            None,
+            (str,),
+            "Link the file locations in the debug-toolbar panel to your editor: a URL "
+            'with {path} (absolute) and {line}, e.g. "vscode://file{path}:{line}"; '
+            "None shows plain paths.",
+            nullable=True,
+        ),
+        Setting(
             "METRICS",
             True,
             (bool,),
@@ -273,6 +282,7 @@ class DbTuningSettings:
     server_timing: bool
     log_parameters: bool
     unused_eager_loads: bool
+    editor_url: str | None
     metrics: bool
     copy_batch_size: int
     worker_timeout: float

@@ -16,11 +16,14 @@ JSON, and the history panel renders them again later); the template escapes ever
 
 from __future__ import annotations
 
+import os
 from typing import Any
+from urllib.parse import quote
 
 from debug_toolbar.panels import Panel
 from django.http import HttpRequest, HttpResponseBase
 
+from django_dbtuning.conf import get_settings
 from django_dbtuning.queries.eager_findings import UnusedEagerLoad
 from django_dbtuning.queries.findings import QueryFinding
 from django_dbtuning.queries.fingerprint import display_sql
@@ -83,7 +86,7 @@ def _finding(finding: QueryFinding) -> dict[str, Any]:
         label = "called from template" if finding.template_call else "code"
         locations.append(_location(label, finding.callsite, finding.function))
     if finding.template:
-        locations.append(_location("template", finding.template, None))
+        locations.append(_location("template", finding.template, None, template=True))
     if finding.rendered_from:
         locations.append(_location("rendered from", finding.rendered_from, None))
     return {
@@ -105,7 +108,7 @@ def _unused(load: UnusedEagerLoad) -> dict[str, Any]:
     if load.callsite:
         locations.append(_location("code", load.callsite, None))
     if load.template:
-        locations.append(_location("template", load.template, None))
+        locations.append(_location("template", load.template, None, template=True))
     if load.evaluated and load.evaluated != load.callsite:
         locations.append(_location("evaluated at", load.evaluated, None))
     return {
@@ -117,8 +120,13 @@ def _unused(load: UnusedEagerLoad) -> dict[str, Any]:
     }
 
 
-def _location(label: str, where: str, function: str | None) -> dict[str, str]:
-    """``path/to/file.py:12`` split the way the toolbar prints a stack frame."""
+def _location(
+    label: str, where: str, function: str | None, *, template: bool = False
+) -> dict[str, str]:
+    """``path/to/file.py:12`` split the way the toolbar prints a stack frame.
+
+    ``url``: the ``EDITOR_URL`` link to the file, "" without one.
+    """
     path, colon, line = where.rpartition(":")
     if not (colon and line.isdigit()):
         path, line = where, ""
@@ -129,4 +137,30 @@ def _location(label: str, where: str, function: str | None) -> dict[str, str]:
         "file": name,
         "line": line,
         "function": function or "",
+        "url": _editor_url(path, line, template=template),
     }
+
+
+def _editor_url(path: str, line: str, *, template: bool) -> str:
+    editor = get_settings().editor_url
+    if editor is None or not path or path == "an unknown location":
+        return ""
+    filename = _template_file(path) if template else os.path.abspath(path)
+    if filename is None:
+        return ""
+    try:
+        return editor.format(path=quote(filename, safe="/:\\"), line=line or "1")
+    except (ValueError, KeyError, IndexError, AttributeError):
+        return ""  # reported by check dbtuning.E036
+
+
+def _template_file(name: str) -> str | None:
+    """The file a template name loads from; None when no engine finds it."""
+    from django.template import loader
+
+    try:
+        origin = getattr(loader.get_template(name), "origin", None)
+    except Exception:  # a hint only (TemplateDoesNotExist, a syntax error): never fail
+        return None
+    filename = getattr(origin, "name", None)
+    return filename if isinstance(filename, str) and os.path.isfile(filename) else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import string
 from collections.abc import Mapping
 from typing import Any
 
@@ -76,6 +77,7 @@ def check_query_tracking(**kwargs: Any) -> list[CheckMessage]:
             )
     if not positions:
         messages.extend(_check_toolbar_panel())
+    messages.extend(_check_editor_url())
     messages.extend(_check_allow_list())
     aliases = getattr(settings, "DATABASES", {}) or {}
     for alias in get_settings().ignore_aliases:
@@ -111,6 +113,29 @@ def _check_toolbar_panel() -> list[CheckMessage]:
             id="dbtuning.W033",
         )
     ]
+
+
+def _check_editor_url() -> list[CheckMessage]:
+    """``EDITOR_URL`` names the file with {path}; {line} is optional, nothing else."""
+    template = get_settings().editor_url
+    if template is None:
+        return []
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(template) if name}
+        if "path" not in fields:
+            raise ValueError("it has no {path}")
+        template.format(path="/p", line=1)
+    except (ValueError, KeyError, IndexError, AttributeError) as exc:
+        return [
+            Error(
+                f"DBTUNING['EDITOR_URL'] = {template!r} is not a URL template the "
+                f"panel can fill ({exc}).",
+                hint='Use {path} and {line}, e.g. "vscode://file{path}:{line}" or '
+                '"pycharm://open?file={path}&line={line}".',
+                id="dbtuning.E036",
+            )
+        ]
+    return []
 
 
 def _check_allow_list() -> list[CheckMessage]:

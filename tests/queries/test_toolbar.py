@@ -4,6 +4,8 @@ store and its ``render_panel`` endpoint (the request the toolbar's JavaScript ma
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -242,3 +244,58 @@ def _env() -> dict[str, str]:
     import os
 
     return dict(os.environ)
+
+
+def test_editor_links_to_the_view_line_and_the_template_file(client, books, dbtuning):
+    dbtuning(EDITOR_URL="pycharm://open?file={path}&line={line}")
+    client.get("/books/template/")
+    content = panel_content(client, last_request_id())
+    views = os.path.abspath("tests/testapp/views.py")
+    assert re.search(
+        rf'href="pycharm://open\?file={re.escape(views)}&amp;line=\d+"', content
+    ), content
+    template = os.path.abspath("tests/testapp/templates/testapp/books.html")
+    assert f'href="pycharm://open?file={template}&amp;line=4"' in content
+
+
+def test_no_editor_links_by_default(client, books):
+    client.get("/books/template/")
+    assert "href=" not in panel_content(client, last_request_id())
+
+
+def test_editor_url_with_hostile_path_is_quoted(client, books, dbtuning):
+    dbtuning(EDITOR_URL='x://{path}"><script>{line}')
+    client.get("/books/naive/")
+    content = panel_content(client, last_request_id())
+    assert "<script>" not in content
+    assert "&quot;&gt;&lt;script&gt;" in content
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("vscode://file:{line}", "has no {path}"),
+        ("vscode://file{path}:{file}", "'file'"),
+        ("vscode://file{path}:{line", "expected '}'"),
+        ("vscode://{0}{path}", "0"),
+    ],
+)
+def test_check_rejects_a_wrong_editor_url(dbtuning, value, words):
+    dbtuning(EDITOR_URL=value)
+    (error,) = [m for m in run_checks() if m.id == "dbtuning.E036"]
+    assert "EDITOR_URL" in error.msg and words in error.msg
+
+
+def test_check_rejects_an_editor_url_of_the_wrong_type(dbtuning):
+    dbtuning(EDITOR_URL=["vscode://file{path}"])
+    (error,) = [m for m in run_checks() if m.id == "dbtuning.E002"]
+    assert "EDITOR_URL" in error.msg
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, "vscode://file{path}:{line}", "pycharm://open?file={path}&line={line}"],
+)
+def test_check_accepts_editor_urls(dbtuning, value):
+    dbtuning(EDITOR_URL=value)
+    assert not [m for m in run_checks() if m.id in ("dbtuning.E036", "dbtuning.E002")]
