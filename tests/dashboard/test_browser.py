@@ -1,0 +1,178 @@
+"""The dashboard in headless Chromium (Debian's, driven by Playwright) against a live
+server on the embedded PostgreSQL: log in through the admin's form, open every page, see
+chart points; a non-staff user gets 403, an anonymous one the login page.
+
+``DBTUNING_SCREENSHOTS=1`` also writes docs/images/dashboard-*.png (1280x800), the
+documentation's screenshots; without it nothing in the tree changes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import django.contrib.admin
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.test import Client
+from django.test.testcases import FSFilesHandler, LiveServerThread
+from psycopg import sql
+
+from tests.report.test_report import admin_connection, dbreport
+
+try:
+    from playwright.sync_api import Page, sync_playwright
+except ImportError:  # tox legs install the test group without playwright
+    pytest.skip(
+        "playwright is not installed (pip install playwright; it drives the system "
+        "chromium)",
+        allow_module_level=True,
+    )
+
+pytestmark = [
+    pytest.mark.urls("tests.dashboard.urls"),
+    pytest.mark.django_db(transaction=True),
+]
+
+ADMIN_STATIC = Path(django.contrib.admin.__file__).parent / "static"
+IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+PAGES = {
+    "overview": "",
+    "indexes": "indexes/",
+    "tables": "tables/",
+    "statements": "statements/",
+    "history": "history/",
+}
+PASSWORD = "browser-pw-demo"
+TABLE = "browser_orders"
+
+
+def chromium() -> str:
+    """Debian's chromium; installed with apt-get when missing and we are root."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None and hasattr(os, "geteuid") and os.geteuid() == 0:
+        subprocess.run(
+            ["apt-get", "install", "-y", "chromium"],
+            check=False,
+            capture_output=True,
+            timeout=600,
+        )
+        found = shutil.which("chromium")
+    if found is None:
+        pytest.skip(
+            "no chromium on PATH and it could not be installed (apt-get install "
+            "chromium needs root)"
+        )
+    return found
+
+
+class AdminStatic(FSFilesHandler):
+    """The admin's own CSS and icons at /static/: a screenshot shows its real look."""
+
+    def get_base_dir(self) -> str:
+        return str(ADMIN_STATIC)
+
+    def get_base_url(self) -> str:
+        return "/static/"
+
+
+@pytest.fixture
+def live_url(settings, transactional_db):
+    """A live server like pytest-django's ``live_server``, but serving the admin's
+    static files: the test settings have neither staticfiles nor a STATIC_URL (with
+    which ``live_server``'s own static handler fails on every request)."""
+    settings.STATIC_URL = "/static/"
+    thread = LiveServerThread("localhost", AdminStatic)
+    thread.daemon = True
+    thread.start()
+    thread.is_ready.wait()
+    if thread.error:
+        raise thread.error
+    yield f"http://localhost:{thread.port}"
+    thread.terminate()
+
+
+@pytest.fixture
+def browser_data(transactional_db):
+    """A plain table growing between two snapshots, statements on it, and users."""
+    with admin_connection() as conn:
+        table = sql.Identifier(TABLE)
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
+        conn.execute(
+            sql.SQL("CREATE TABLE {} (id int PRIMARY KEY, note text)").format(table)
+        )
+        for start in (0, 5000):
+            conn.execute(
+                sql.SQL(
+                    "INSERT INTO {} SELECT g, repeat('x', 200) "
+                    "FROM generate_series(%s::int, %s::int) g"
+                ).format(table),
+                [start + 1, start + 5000],
+            )
+            conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table))
+            conn.execute("SELECT pg_stat_force_next_flush()")
+            out, err, code = dbreport("--save")
+            assert code == 0, err
+        permission = Permission.objects.get(codename="view_report")
+        staff = User.objects.create_user("staff", password=PASSWORD, is_staff=True)
+        staff.user_permissions.add(permission)
+        member = User.objects.create_user("member", password=PASSWORD)
+        member.user_permissions.add(permission)
+        yield
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
+
+
+def log_in(page: Page, base: str, username: str) -> None:
+    page.goto(f"{base}/admin/login/?next=/dbtuning/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_load_state()
+
+
+def test_dashboard_in_a_browser(live_url, browser_data):
+    executable = chromium()
+    shots = os.environ.get("DBTUNING_SCREENSHOTS") == "1"
+    base = live_url
+    # Before Playwright starts its event loop: the ORM refuses to run beside one.
+    client = Client()
+    client.force_login(User.objects.get(username="member"))
+    session = client.cookies["sessionid"].value
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=executable, args=["--no-sandbox"]
+        )
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 800})
+            page = context.new_page()
+            # Anonymous: the admin's login page.
+            page.goto(f"{base}/dbtuning/")
+            assert "/admin/login/" in page.url
+            assert page.locator("#id_username").count() == 1
+
+            log_in(page, base, "staff")
+            assert page.url == f"{base}/dbtuning/"
+            for name, path in PAGES.items():
+                response = page.goto(f"{base}/dbtuning/{path}")
+                assert response is not None and response.status == 200, name
+                assert page.locator("#content-main").count() == 1
+                assert page.locator("div.breadcrumbs a").first.inner_text() == "Home"
+                if name == "history":
+                    assert page.locator("svg polyline").count() >= 4
+                    assert page.locator("svg circle.dbtuning-point").count() >= 8
+                if name == "tables":
+                    assert page.get_by_text(TABLE).count() >= 1
+                if shots:
+                    IMAGES.mkdir(exist_ok=True)
+                    page.screenshot(path=str(IMAGES / f"dashboard-{name}.png"))
+
+            # The admin's form turns non-staff users away: their session is made here.
+            member = browser.new_context()
+            member.add_cookies([{"name": "sessionid", "value": session, "url": base}])
+            other = member.new_page()
+            response = other.goto(f"{base}/dbtuning/")
+            assert response is not None and response.status == 403
+        finally:
+            browser.close()
