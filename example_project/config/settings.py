@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -84,3 +85,24 @@ DBTUNING = {
     "ON_N_PLUS_ONE": None,
     "QUERY_BUDGET": 200,
 }
+
+
+# --- django-debug-toolbar with the N+1 panel: DEBUG runs, when it is installed (dev group) ---
+# DJANGO_TOOLBAR=0 turns it off. QueryCountMiddleware stays first, outside the toolbar, so
+# the panel reads the request's unit while it is still open (docs/queries.md).
+if (
+    DEBUG
+    and os.environ.get("DJANGO_TOOLBAR", "1") == "1"
+    and importlib.util.find_spec("debug_toolbar") is not None
+):
+    INSTALLED_APPS.append("debug_toolbar")
+    MIDDLEWARE.insert(1, "debug_toolbar.middleware.DebugToolbarMiddleware")
+    INTERNAL_IPS = ["127.0.0.1", "::1"]
+    DEBUG_TOOLBAR_PANELS = [
+        "debug_toolbar.panels.history.HistoryPanel",
+        "debug_toolbar.panels.timer.TimerPanel",
+        "debug_toolbar.panels.sql.SQLPanel",
+        "django_dbtuning.toolbar.QueriesPanel",
+        "debug_toolbar.panels.templates.TemplatesPanel",
+        "debug_toolbar.panels.request.RequestPanel",
+    ]
