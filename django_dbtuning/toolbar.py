@@ -28,8 +28,15 @@ from django_dbtuning.queries.eager_findings import UnusedEagerLoad
 from django_dbtuning.queries.findings import QueryFinding
 from django_dbtuning.queries.fingerprint import display_sql
 from django_dbtuning.queries.middleware import request_report
+from django_dbtuning.queries.recorder import internal_error
 from django_dbtuning.queries.units import QueryReport
 
+_UNTRACKED: dict[str, Any] = {
+    "tracked": False,
+    "n_plus_one": [],
+    "duplicates": [],
+    "unused": [],
+}
 _KINDS = {
     "n_plus_one": "N+1 query",
     "n_plus_one_write": "N+1 write",
@@ -51,12 +58,19 @@ class QueriesPanel(Panel):
         return subtitle(stats) if stats else ""
 
     def generate_stats(self, request: HttpRequest, response: HttpResponseBase) -> None:
-        stats = panel_stats(request_report(request))
+        try:
+            stats = panel_stats(request_report(request))
+        except Exception:
+            # A bug here must not cost the developer the page and the other panels.
+            internal_error("building the debug-toolbar panel")
+            stats = {**_UNTRACKED, "failed": True}
         self.record_stats(stats)  # type: ignore[no-untyped-call]
 
 
 def subtitle(stats: dict[str, Any]) -> str:
     """``"N+1: 3 · dup: 1"``, ``"no N+1"`` on a clean request."""
+    if stats.get("failed"):
+        return "failed (see the log)"
     if not stats.get("tracked"):
         return "not tracked"
     n_plus_one, duplicates = len(stats["n_plus_one"]), len(stats["duplicates"])
@@ -68,7 +82,7 @@ def subtitle(stats: dict[str, Any]) -> str:
 def panel_stats(report: QueryReport | None) -> dict[str, Any]:
     """What the panel shows, as JSON-ready values (None: the middleware missed it)."""
     if report is None:
-        return {"tracked": False, "n_plus_one": [], "duplicates": [], "unused": []}
+        return dict(_UNTRACKED)
     return {
         "tracked": True,
         "count": report.count,

@@ -47,6 +47,10 @@ def request_report(request: HttpRequest) -> QueryReport | None:
     it holds what ran so far; once the middleware returned, all of it. No second capture:
     this is the unit the middleware reports.
     """
+    if not isinstance(request, HttpRequest):
+        raise TypeError(
+            f"request_report() takes an HttpRequest, not {type(request).__name__}"
+        )
     unit = _request_units.get(request)
     if unit is None:
         return None

@@ -15,6 +15,8 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.core.checks import run_checks
 from django.db import connection
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.testapp.models import Author, Book, Publisher
 
@@ -299,3 +301,62 @@ def test_check_rejects_an_editor_url_of_the_wrong_type(dbtuning):
 def test_check_accepts_editor_urls(dbtuning, value):
     dbtuning(EDITOR_URL=value)
     assert not [m for m in run_checks() if m.id in ("dbtuning.E036", "dbtuning.E002")]
+
+
+def test_unused_eager_loads_are_listed(client, books, dbtuning):
+    dbtuning(UNUSED_EAGER_LOADS=True)
+    client.get("/eager-unused/")
+    request_id = last_request_id()
+    content = panel_content(client, request_id)
+    assert "Unused eager loads" in content
+    assert "testapp.Book.author" in content
+    assert "select_related" in content
+    assert '<span class="djdt-func">' not in content.split("Unused eager loads")[1]
+    assert subtitle(request_id) == "no N+1"
+
+
+def test_no_unused_eager_load_section_when_off(client, books):
+    client.get("/eager-unused/")
+    assert "Unused eager loads" not in panel_content(client, last_request_id())
+
+
+def test_a_failing_panel_keeps_the_page(client, books, monkeypatch, caplog):
+    import django_dbtuning.toolbar as panel_module
+
+    def broken(report):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(panel_module, "request_report", broken)
+    monkeypatch.setattr(panel_module, "internal_error", lambda action: None)
+    response = client.get("/books/naive/")
+    assert response.status_code == 200
+    request_id = last_request_id()
+    assert subtitle(request_id) == "failed (see the log)"
+    assert "failed while building this panel" in panel_content(client, request_id)
+
+
+@pytest.mark.parametrize("value", [None, "/books/", object()])
+def test_request_report_needs_a_request(value):
+    from django_dbtuning.queries import request_report
+
+    with pytest.raises(TypeError, match="request_report\\(\\) takes an HttpRequest"):
+        request_report(value)
+
+
+@given(
+    directory=st.lists(
+        st.text(st.characters(blacklist_characters="/\x00"), min_size=1), max_size=4
+    ),
+    name=st.text(st.characters(blacklist_characters="/\x00"), min_size=1),
+    line=st.one_of(st.none(), st.integers(min_value=1, max_value=10**6)),
+)
+def test_locations_split_back_into_what_they_were(directory, name, line):
+    from django_dbtuning.toolbar import _location
+
+    path = "/".join([*directory, name])
+    where = path if line is None else f"{path}:{line}"
+    parts = _location("code", where, None)
+    line_part = f":{parts['line']}" if parts["line"] else ""
+    assert parts["directory"] + parts["file"] + line_part == where
+    if line is not None:
+        assert (parts["file"], parts["line"]) == (name, str(line))

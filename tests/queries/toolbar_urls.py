@@ -30,9 +30,15 @@ def hostile(request: HttpRequest) -> HttpResponse:
     return HttpResponse("<html><body><p>hostile</p></body></html>")
 
 
+def eager_unused(request: HttpRequest) -> JsonResponse:
+    books = Book.objects.select_related("author")  # the author is never read
+    return JsonResponse({"titles": [book.title for book in books]})
+
+
 urlpatterns: list[URLPattern | URLResolver] = [
     path("", include("tests.testapp.urls")),
     path("twice/", books_twice, name="books-twice"),
     path("hostile/", hostile, name="hostile"),
+    path("eager-unused/", eager_unused, name="eager-unused"),
     *debug_toolbar_urls(),
 ]
