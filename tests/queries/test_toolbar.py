@@ -201,16 +201,16 @@ def test_toolbar_outside_the_middleware_still_sees_the_findings(
 
 def test_check_warns_when_the_panel_has_no_middleware(settings):
     settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if m != QUERY_COUNT]
-    ids = [m.id for m in run_checks()]
+    ids = [m.id for m in run_checks(databases=[])]
     assert "dbtuning.W033" in ids
 
 
 def test_check_is_quiet_with_the_middleware(settings):
-    ids = [m.id for m in run_checks()]
+    ids = [m.id for m in run_checks(databases=[])]
     assert "dbtuning.W033" not in ids
     settings.DEBUG_TOOLBAR_PANELS = ["debug_toolbar.panels.sql.SQLPanel"]
     settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if m != QUERY_COUNT]
-    assert "dbtuning.W033" not in [m.id for m in run_checks()]
+    assert "dbtuning.W033" not in [m.id for m in run_checks(databases=[])]
 
 
 def test_nothing_imports_the_toolbar_unless_the_panel_is_configured():
@@ -225,7 +225,7 @@ def test_nothing_imports_the_toolbar_unless_the_panel_is_configured():
         from django_dbtuning.middleware import QueryCountMiddleware
         from django_dbtuning.queries import request_report
         from django.core.checks import run_checks
-        run_checks()
+        run_checks(databases=[])
         assert "debug_toolbar" not in sys.modules, sorted(
             m for m in sys.modules if "toolbar" in m
         )
@@ -284,13 +284,13 @@ def test_editor_url_with_hostile_path_is_quoted(client, books, dbtuning):
 )
 def test_check_rejects_a_wrong_editor_url(dbtuning, value, words):
     dbtuning(EDITOR_URL=value)
-    (error,) = [m for m in run_checks() if m.id == "dbtuning.E036"]
+    (error,) = [m for m in run_checks(databases=[]) if m.id == "dbtuning.E036"]
     assert "EDITOR_URL" in error.msg and words in error.msg
 
 
 def test_check_rejects_an_editor_url_of_the_wrong_type(dbtuning):
     dbtuning(EDITOR_URL=["vscode://file{path}"])
-    (error,) = [m for m in run_checks() if m.id == "dbtuning.E002"]
+    (error,) = [m for m in run_checks(databases=[]) if m.id == "dbtuning.E002"]
     assert "EDITOR_URL" in error.msg
 
 
@@ -300,7 +300,7 @@ def test_check_rejects_an_editor_url_of_the_wrong_type(dbtuning):
 )
 def test_check_accepts_editor_urls(dbtuning, value):
     dbtuning(EDITOR_URL=value)
-    assert not [m for m in run_checks() if m.id in ("dbtuning.E036", "dbtuning.E002")]
+    assert not [m for m in run_checks(databases=[]) if m.id in ("dbtuning.E036", "dbtuning.E002")]
 
 
 def test_unused_eager_loads_are_listed(client, books, dbtuning):
