@@ -16,7 +16,7 @@ help:
 	@echo "make bench  - run the benchmarks in bench/ and print tables"
 	@echo "make lint   - ruff check, ruff format --check, mypy --strict"
 	@echo "make docs   - build the docs site strictly (warnings are errors) into site/"
-	@echo "make serve  - runserver for the example project on http://127.0.0.1:8000"
+	@echo "make serve  - the example project live on http://127.0.0.1:8000 (shop, admin, /dbtuning/ dashboard)"
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: no python3.11 or python3 on PATH; set PYTHON=/path/to/python3.11" >&2; exit 2; }
@@ -32,7 +32,7 @@ demo: $(STAMP)
 	$(BIN)/python example_project/demo.py
 
 serve: $(STAMP)
-	$(BIN)/python -m django_dbtuning.embedded -- $(BIN)/python example_project/manage.py runserver --noreload
+	$(BIN)/python example_project/serve.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

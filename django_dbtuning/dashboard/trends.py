@@ -72,48 +72,36 @@ def load(alias: str) -> list[SnapshotData]:
     ]
 
 
-def _sized(snapshots: list[SnapshotData], kind: str, name: Any) -> list[Series]:
-    """The total and the :data:`LINES` largest objects of ``kind``, bytes per snapshot."""
+def _largest(snapshots: list[SnapshotData], kind: str, name: Any) -> list[Series]:
+    """The :data:`LINES` largest objects of ``kind`` (in the newest snapshot), bytes per
+    snapshot; the totals have a chart of their own, on a scale these would vanish in."""
     newest: dict[Any, dict[str, Any]] = getattr(snapshots[-1], kind)
     largest = sorted(newest, key=lambda k: -(newest[k].get("bytes") or 0))[:LINES]
-    series = [
+    return [
         Series(
-            "total",
-            [
-                float(sum(v.get("bytes") or 0 for v in getattr(s, kind).values()))
-                if kind not in s.missing
-                else None
-                for s in snapshots
-            ],
+            name(key),
+            [_number(getattr(s, kind).get(key, {}).get("bytes")) for s in snapshots],
         )
+        for key in largest
     ]
-    for key in largest:
-        series.append(
-            Series(
-                name(key),
-                [
-                    _number(getattr(s, kind).get(key, {}).get("bytes"))
-                    for s in snapshots
-                ],
-            )
-        )
-    return series
 
 
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) else None
-
-
-def _statement_totals(snapshots: list[SnapshotData], column: str) -> Series:
+def _total(snapshots: list[SnapshotData], kind: str, column: str, label: str) -> Series:
+    """The sum of ``column`` over every object of ``kind``, per snapshot (None where the
+    snapshot could not read that kind)."""
     return Series(
-        "all statements",
+        label,
         [
-            float(sum(v.get(column) or 0 for v in s.statements.values()))
-            if "statements" not in s.missing
+            float(sum(v.get(column) or 0 for v in getattr(s, kind).values()))
+            if kind not in s.missing
             else None
             for s in snapshots
         ],
     )
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
 
 
 def _growth(snapshots: list[SnapshotData]) -> list[dict[str, Any]]:
@@ -151,19 +139,33 @@ def trends(alias: str) -> Trends:
             problem=f"no snapshot of {alias!r} yet: run manage.py dbreport --save "
             "(daily, from cron) to draw its history"
         )
+    return Trends(
+        snapshots=len(snapshots), charts=_charts(snapshots), growth=_growth(snapshots)
+    )
+
+
+def _charts(snapshots: list[SnapshotData]) -> list[SafeString]:
     times: list[datetime] = [s.taken_at for s in snapshots]
-    per_ms = 1 / 1000
-    charts = [
+    return [
         line_chart(
-            "Table size",
+            "Database size: tables and indexes",
             times,
-            _sized(snapshots, "tables", lambda k: qualified(*k)),
+            [
+                _total(snapshots, "tables", "bytes", "tables"),
+                _total(snapshots, "indexes", "bytes", "indexes"),
+            ],
             unit=human_bytes,
         ),
         line_chart(
-            "Index size",
+            "Largest tables",
             times,
-            _sized(
+            _largest(snapshots, "tables", lambda k: qualified(*k)),
+            unit=human_bytes,
+        ),
+        line_chart(
+            "Largest indexes",
+            times,
+            _largest(
                 snapshots, "indexes", lambda k: f"{k[2]} on {qualified(k[0], k[1])}"
             ),
             unit=human_bytes,
@@ -171,13 +173,12 @@ def trends(alias: str) -> Trends:
         line_chart(
             "Statement time (pg_stat_statements, cumulative)",
             times,
-            [_statement_totals(snapshots, "total_ms")],
-            unit=lambda v: human_seconds(v * per_ms),
+            [_total(snapshots, "statements", "total_ms", "all statements")],
+            unit=lambda v: human_seconds(v / 1000),
         ),
         line_chart(
             "Statement calls (pg_stat_statements, cumulative)",
             times,
-            [_statement_totals(snapshots, "calls")],
+            [_total(snapshots, "statements", "calls", "all statements")],
         ),
     ]
-    return Trends(snapshots=len(snapshots), charts=charts, growth=_growth(snapshots))

@@ -55,12 +55,18 @@ def _page(
     aliases: list[str],
 ) -> HttpResponse:
     titles = dict(PAGES)
+    admin_context = admin.site.each_context(request)
+    # A staff user with only view_report has no model to list: no empty sidebar.
+    admin_context["is_nav_sidebar_enabled"] = bool(
+        admin_context.get("is_nav_sidebar_enabled")
+        and admin_context.get("available_apps")
+    )
     query = "?" + urlencode({"database": alias}) if len(aliases) > 1 else ""
     return render(
         request,
         f"django_dbtuning/{page}.html",
         {
-            **admin.site.each_context(request),
+            **admin_context,
             "title": f"Database: {titles[page]}",
             "page": page,
             "pages": PAGES,

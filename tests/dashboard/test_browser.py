@@ -161,7 +161,7 @@ def test_dashboard_in_a_browser(live_url, browser_data):
                 assert page.locator("div.breadcrumbs a").first.inner_text() == "Home"
                 if name == "history":
                     assert page.locator("svg polyline").count() >= 4
-                    assert page.locator("svg circle.dbtuning-point").count() >= 8
+                    assert page.locator("svg circle.dbtuning-point").count() >= 10
                 if name == "tables":
                     assert page.get_by_text(TABLE).count() >= 1
                 if shots:

@@ -61,7 +61,7 @@ def test_statements_page_shows_the_statement_masked(planted, staff_client):
 def test_history_draws_points_after_two_snapshots(snapshots, staff_client):
     page = text(staff_client.get("/dbtuning/history/"))
     assert "2 snapshots" in page
-    assert page.count('class="dbtuning-point"') >= 8  # 4 charts, 2 snapshots each
+    assert page.count('class="dbtuning-point"') >= 10  # 5 charts, 2 snapshots
     assert "<polyline" in page
     assert html.escape(TABLE) in page  # a growing table named in a legend and the table
 
