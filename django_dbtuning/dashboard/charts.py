@@ -68,9 +68,12 @@ def line_chart(
         points = _points(xs, one, low, high)
         lines.append(_line(one.label, points, colour, unit))
     return format_html(
-        '<figure class="dbtuning-chart"><svg xmlns="http://www.w3.org/2000/svg" '
+        '<figure class="dbtuning-chart"><figcaption><h3>{}</h3>{}</figcaption>'
+        '<svg xmlns="http://www.w3.org/2000/svg" '
         'viewBox="0 0 {} {}" width="{}" height="{}" role="img" aria-label="{}">'
-        "<title>{}</title>{}{}</svg><figcaption>{}</figcaption></figure>",
+        "<title>{}</title>{}{}</svg></figure>",
+        title,
+        _legend(series),
         WIDTH,
         HEIGHT,
         WIDTH,
@@ -79,7 +82,6 @@ def line_chart(
         title,
         _axes(times, low, high, unit),
         mark_safe("".join(lines)),  # each part escaped by format_html
-        _legend(series),
     )
 
 
