@@ -110,6 +110,8 @@ class SqlInfo:
     offset: int | None
     # LIMIT n with an ORDER BY and a range predicate: a keyset page when it comes back full.
     keyset_limit: int | None
+    # A table of a developer tool (the debug toolbar's DatabaseStore): never counted.
+    tool_owned: bool = False
     # Learned distance from the recorder to the first frame of user code (see callsite).
     site_depth: int = 0
     # The code object of the ORM frame right below that user frame (see callsite.site_key).
@@ -117,6 +119,10 @@ class SqlInfo:
     # (depth, code) of the ORM's outermost frame above the cursor (callsite.site_key).
     site_entry: Any = None
 
+
+# Tables of developer tools whose own bookkeeping runs inside a request (the debug
+# toolbar's DatabaseStore saves each panel): the toolbar's SQL panel skips them too.
+TOOL_TABLES = ("debug_toolbar_",)
 
 _shapes: dict[str, Shape] = {}
 _infos: dict[str, SqlInfo] = {}
@@ -209,6 +215,7 @@ def _build(sql: str) -> SqlInfo:
         batch=batch,
         offset=masked.offset if shape.kind == "read" else None,
         keyset_limit=keyset_limit,
+        tool_owned=shape.table is not None and shape.table.startswith(TOOL_TABLES),
     )
 
 

@@ -163,8 +163,8 @@ def _record(
         info = sql_info(sql)
         sql = sql if type(sql) is str else info.shape.text
     kind = info.shape.kind
-    if kind == "transaction":
-        return  # plumbing (SAVEPOINT, RELEASE, SET): never counted
+    if kind == "transaction" or info.tool_owned:
+        return  # plumbing (SAVEPOINT, RELEASE, SET), a tool's own tables: never counted
     alias: str = context["connection"].alias
     allowed = current_allowance.get()
     if allowed is not None and allowed.closed:

@@ -300,7 +300,11 @@ def test_check_rejects_an_editor_url_of_the_wrong_type(dbtuning):
 )
 def test_check_accepts_editor_urls(dbtuning, value):
     dbtuning(EDITOR_URL=value)
-    assert not [m for m in run_checks(databases=[]) if m.id in ("dbtuning.E036", "dbtuning.E002")]
+    assert not [
+        m
+        for m in run_checks(databases=[])
+        if m.id in ("dbtuning.E036", "dbtuning.E002")
+    ]
 
 
 def test_unused_eager_loads_are_listed(client, books, dbtuning):
@@ -360,3 +364,36 @@ def test_locations_split_back_into_what_they_were(directory, name, line):
     assert parts["directory"] + parts["file"] + line_part == where
     if line is not None:
         assert (parts["file"], parts["line"]) == (name, str(line))
+
+
+@pytest.fixture
+def database_store(settings, db):
+    from debug_toolbar.models import HistoryEntry
+
+    with connection.schema_editor() as editor:
+        editor.create_model(HistoryEntry)
+    settings.DEBUG_TOOLBAR_CONFIG = {
+        **settings.DEBUG_TOOLBAR_CONFIG,
+        "TOOLBAR_STORE_CLASS": "debug_toolbar.store.DatabaseStore",
+    }
+
+
+def test_the_toolbars_database_store_is_not_counted(
+    client, books, database_store, settings, caplog
+):
+    settings.DEBUG_TOOLBAR_PANELS = [
+        "debug_toolbar.panels.timer.TimerPanel",
+        "debug_toolbar.panels.headers.HeadersPanel",
+        "debug_toolbar.panels.request.RequestPanel",
+        "debug_toolbar.panels.sql.SQLPanel",
+        PANEL,
+        "debug_toolbar.panels.templates.TemplatesPanel",
+        "debug_toolbar.panels.cache.CachePanel",
+    ]
+    response = client.get("/books/fixed/")
+    # Each panel's stats are saved to debug_toolbar_historyentry during the request.
+    assert response["X-DB-Query-Count"] == "1"
+    assert not [r for r in caplog.records if hasattr(r, "finding")]
+    request_id = last_request_id()
+    assert subtitle(request_id) == "no N+1"
+    assert "1 query in" in panel_content(client, request_id)
