@@ -16,10 +16,18 @@ from datetime import datetime
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
+from django_dbtuning.report.wrapping import printable
+
 WIDTH, HEIGHT = 640, 220
 LEFT, RIGHT, TOP, BOTTOM = 78, 12, 14, 46
 # Colour-blind-safe (Okabe-Ito), distinct on the admin's light and dark themes.
 COLOURS = ("#0072b2", "#e69f00", "#009e73", "#cc79a7", "#d55e00", "#56b4e9")
+
+
+def _text(label: str) -> str:
+    """A label an XML parser accepts too: control characters shown as escapes (as in the
+    text report), the two non-characters XML forbids replaced."""
+    return printable(label).replace("\ufffe", "\ufffd").replace("\uffff", "\ufffd")
 
 
 @dataclass(frozen=True)
@@ -59,7 +67,10 @@ def line_chart(
     """An SVG line chart of ``series`` over ``times``; ``unit`` formats a value."""
     values = [v for s in series for v in s.values if v is not None]
     if not times or not values:
-        return format_html('<p class="dbtuning-empty">{}: no data yet.</p>', title)
+        return format_html(
+            '<p class="dbtuning-empty">{}: no data yet.</p>', _text(title)
+        )
+    title = _text(title)
     low, high = min(0.0, min(values)), max(values)
     xs = [t.timestamp() for t in times]
     lines = []
@@ -96,7 +107,7 @@ def _line(
         "",
         '<circle class="dbtuning-point" cx="{}" cy="{}" r="3" fill="{}">'
         "<title>{}: {}</title></circle>",
-        ((x, y, colour, label, unit(v)) for x, y, v in points),
+        ((x, y, colour, _text(label), unit(v)) for x, y, v in points),
     )
     return format_html(
         '<g class="dbtuning-series"><polyline fill="none" stroke="{}" stroke-width="2" '
@@ -147,5 +158,5 @@ def _legend(series: Sequence[Series]) -> SafeString:
     return format_html_join(
         " ",
         '<span class="dbtuning-legend"><span style="color: {}">&#9632;</span> {}</span>',
-        ((COLOURS[n % len(COLOURS)], s.label) for n, s in enumerate(series)),
+        ((COLOURS[n % len(COLOURS)], _text(s.label)) for n, s in enumerate(series)),
     )

@@ -130,3 +130,15 @@ def test_no_password_literal_or_raw_name_on_any_page(
         assert SECRET not in page, path
         assert "<script>alert(" not in page, path
         assert "user-pw-not-shown" not in page, path
+
+
+def test_an_unreachable_database_is_shown_not_raised(staff_client, monkeypatch):
+    from django.db import connections
+
+    # A copy: in tests the "other" alias shares default's settings dict (a mirror).
+    broken = {**connections["other"].settings_dict, "PORT": 1, "PASSWORD": PASSWORD}
+    monkeypatch.setitem(connections.settings, "other", broken)
+    monkeypatch.setattr(connections["other"], "settings_dict", broken)
+    page = text(staff_client.get("/dbtuning/?database=other"))
+    assert "unreachable" in page
+    assert PASSWORD not in page
