@@ -34,6 +34,7 @@ def test_overview_shows_findings_by_severity_with_hints(planted, staff_client):
     assert html.escape(f'"{DUPLICATE}"') in page
     assert 'id="findings-warning"' in page or 'id="findings-info"' in page
     assert "Pool of this process" in page
+    assert "a new connection per request (CONN_MAX_AGE=0)" in page  # the test alias
     assert "Connections" in page
     assert 'href="/admin/"' in page  # the admin's breadcrumbs
 
@@ -76,6 +77,7 @@ def test_anonymous_users_go_to_the_admin_login(client, path):
     response = client.get(f"/dbtuning/{path}")
     assert response.status_code == 302
     assert response["Location"] == f"/admin/login/?next=/dbtuning/{path}"
+    assert "no-store" in response["Cache-Control"]
 
 
 @pytest.mark.parametrize("who", ["not staff", "no permission"])
