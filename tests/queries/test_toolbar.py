@@ -94,7 +94,7 @@ def test_naive_view_shows_the_n_plus_one(client, books):
         "fix: add .select_related(&quot;author&quot;) to the Book queryset" in content
     )
     shape = 'SELECT … FROM "testapp_author" WHERE "testapp_author"."id" = %s LIMIT ?'
-    assert escape(shape) in content
+    assert f'<pre class="djdt-dbtuning-sql">{escape(shape)}</pre>' in content
     assert subtitle(request_id) == "N+1: 1 · dup: 0"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from debug_toolbar.toolbar import debug_toolbar_urls
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.template import Context, Engine
 from django.urls import URLPattern, URLResolver, include, path
 
 from tests.queries.test_toolbar import HOSTILE_TABLE
@@ -30,6 +31,31 @@ def hostile(request: HttpRequest) -> HttpResponse:
     return HttpResponse("<html><body><p>hostile</p></body></html>")
 
 
+# A page with a body for the toolbar to insert itself in; the template reads each book's
+# author, an N+1 reported at the template's line.
+_PAGES = Engine(
+    loaders=[
+        (
+            "django.template.loaders.locmem.Loader",
+            {
+                "shop/books.html": (
+                    "<!doctype html>\n<html><body>\n<h1>Books</h1>\n<ul>\n"
+                    "{% for book in books %}\n"
+                    "  <li>{{ book.title }} by {{ book.author.name }}</li>\n"
+                    "{% endfor %}\n</ul>\n</body></html>\n"
+                )
+            },
+        )
+    ]
+)
+
+
+def books_page(request: HttpRequest) -> HttpResponse:
+    books = Book.objects.order_by("title")
+    page = _PAGES.get_template("shop/books.html").render(Context({"books": books}))
+    return HttpResponse(page)
+
+
 def eager_unused(request: HttpRequest) -> JsonResponse:
     books = Book.objects.select_related("author")  # the author is never read
     return JsonResponse({"titles": [book.title for book in books]})
@@ -40,5 +66,6 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("twice/", books_twice, name="books-twice"),
     path("hostile/", hostile, name="hostile"),
     path("eager-unused/", eager_unused, name="eager-unused"),
+    path("books/page/", books_page, name="books-page"),
     *debug_toolbar_urls(),
 ]
