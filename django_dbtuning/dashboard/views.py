@@ -78,10 +78,19 @@ def _page(
     )
 
 
-def _by_severity(findings: list[Finding]) -> list[tuple[str, list[Finding]]]:
-    ordered = reversed(SEVERITIES)  # error first
-    groups = [(s, [f for f in findings if f.severity == s]) for s in ordered]
-    return [(s, found) for s, found in groups if found]
+def _by_severity(
+    findings: list[Finding],
+) -> list[tuple[str, int, list[Finding], list[Finding]]]:
+    """Per severity, error first: the project's findings, and those on third-party apps'
+    tables (folded away on the page, as the text report folds them into one line)."""
+    groups: list[tuple[str, int, list[Finding], list[Finding]]] = []
+    for severity in reversed(SEVERITIES):
+        found = [f for f in findings if f.severity == severity]
+        if found:
+            own = [f for f in found if not f.third_party]
+            others = [f for f in found if f.third_party]
+            groups.append((severity, len(found), own, others))
+    return groups
 
 
 def _report(alias: str, sections: list[str] | None, **options: Any) -> dict[str, Any]:
