@@ -6,6 +6,7 @@ import importlib.util
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from django_dbtuning.embedded import database_url
 from django_dbtuning.exceptions import DbTuningError
@@ -98,6 +99,17 @@ if (
     INSTALLED_APPS.append("debug_toolbar")
     MIDDLEWARE.insert(1, "debug_toolbar.middleware.DebugToolbarMiddleware")
     INTERNAL_IPS = ["127.0.0.1", "::1"]
+
+    def show_toolbar(request: Any) -> bool:
+        """In a browser (make serve), not for demo.py's test client: its timings stay
+        the app's own (the SQL panel's stack traces triple the dashboard's time)."""
+        from debug_toolbar.middleware import show_toolbar as toolbar_default
+
+        return request.META.get("SERVER_NAME") != "testserver" and toolbar_default(
+            request
+        )
+
+    DEBUG_TOOLBAR_CONFIG = {"SHOW_TOOLBAR_CALLBACK": show_toolbar}
     DEBUG_TOOLBAR_PANELS = [
         "debug_toolbar.panels.history.HistoryPanel",
         "debug_toolbar.panels.timer.TimerPanel",
