@@ -52,11 +52,11 @@ def scenario_url():
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def run(name, url, config, **env):
+def run(name, url, config, script="scenarios.py", **env):
     result = subprocess.run(
         [
             sys.executable,
-            str(ROOT / "tests" / "pool" / "scenarios.py"),
+            str(ROOT / "tests" / "pool" / script),
             name,
             json.dumps(config),
         ],
@@ -421,4 +421,11 @@ def test_a_server_down_longer_than_the_pool_timeout_gives_clean_timeouts(own_ser
         "ok",
         "OperationalError: couldn't get a connection after 0.50 sec",
     }, down
-    assert set(outcome["outcomes"]["back"]) == {"ok"}, outcome
+    # psycopg_pool reconnects with a backoff (1 s, 2 s, 4 s, ...): until its first
+    # connection is back, a request started after the restart may still time out cleanly.
+    back = outcome["outcomes"]["back"]
+    assert back.get("ok", 0) >= 12, outcome
+    assert set(back) <= {
+        "ok",
+        "OperationalError: couldn't get a connection after 0.50 sec",
+    }, outcome

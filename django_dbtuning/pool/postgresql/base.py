@@ -19,6 +19,8 @@ to override, each doing Django's work when it is not moot:
   ``isolation_level`` (with one, Django's own code runs);
 - :meth:`DatabaseWrapper._set_autocommit`: nothing when the connection is already in that
   mode (psycopg would only check that no transaction is open).
+- :attr:`DatabaseWrapper.pool`: Django's pool, handing out the connection returned last
+  first (:mod:`~django_dbtuning.pool.postgresql.lifo`); once created, a dict lookup.
 
 Without a pool every method is Django's. ``bench/bench_pool_cpu.py`` measures the saving.
 """
@@ -29,6 +31,8 @@ from typing import Any
 
 from django.db.backends.postgresql import base
 from django.db.backends.postgresql.psycopg_any import IsolationLevel
+
+from django_dbtuning.pool.postgresql.lifo import last_in_first_out
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
@@ -45,6 +49,22 @@ class DatabaseWrapper(base.DatabaseWrapper):
         """
         pools: dict[str, Any] = getattr(type(self), "_connection_pools", {})
         return pools.get(self.alias)
+
+    @property
+    def pool(self) -> Any:
+        """Django's pool for this alias, made last in, first out (``lifo.py``) at creation.
+
+        Django's property checks the options and the persistent-connection conflict on
+        each of its several calls per request; once the pool exists, a dict lookup does.
+        """
+        if self.settings_dict["OPTIONS"].get("pool"):
+            pool = self._current_pool()
+            if pool is not None:
+                return pool
+        pool = super().pool
+        if pool is not None:
+            last_in_first_out(pool)
+        return pool
 
     def get_connection_params(self) -> dict[str, Any]:
         pool = self._current_pool()
