@@ -119,7 +119,7 @@ def main(argv: list[str]) -> None:
             zero = _counts(url, alias, 0, cache)
             many = _counts(url, alias, REQUESTS, cache)
             row = [(many[c] - zero[c]) / REQUESTS for c in names]
-            print(f"| {alias} | " + " | ".join(f"{v:,.0f}" for v in row) + " |")
+            print(f"| {alias} | " + " | ".join(f"{round(v):,}" for v in row) + " |")
     finally:
         server.stop()
 
