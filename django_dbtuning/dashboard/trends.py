@@ -15,11 +15,11 @@ from django.db import DatabaseError
 from django.utils.safestring import SafeString
 
 from django_dbtuning.dashboard.charts import Series, line_chart
-from django_dbtuning.report.history import HistoryError, storage_alias
+from django_dbtuning.report.history import HistoryError, from_row, storage_alias
 from django_dbtuning.report.humanize import human_bytes, human_seconds
 from django_dbtuning.report.probe import first_line
 from django_dbtuning.report.quoting import qualified
-from django_dbtuning.report.snapshot import SnapshotData, from_document
+from django_dbtuning.report.snapshot import SnapshotData
 
 LIMIT = 60
 """Snapshots drawn per chart (the newest ones)."""
@@ -57,19 +57,7 @@ def load(alias: str) -> list[SnapshotData]:
         raise HistoryError(
             f"cannot read snapshots on database alias {using!r}: {first_line(exc)}"
         ) from None
-    return [
-        from_document(
-            row.data,
-            alias=row.alias,
-            taken_at=row.taken_at,
-            database=row.database,
-            server_version=row.server_version,
-            stats_reset=row.stats_reset,
-            statements_reset=row.statements_reset,
-            id=row.pk,
-        )
-        for row in reversed(rows)
-    ]
+    return [from_row(row) for row in reversed(rows)]
 
 
 def _largest(snapshots: list[SnapshotData], kind: str, name: Any) -> list[Series]:

@@ -287,6 +287,11 @@ def closest(alias: str, when: datetime) -> SnapshotData:
             f"no snapshot of alias {alias!r} at or before {shown} (--since); the oldest "
             f"is from {oldest.taken_at:%Y-%m-%d %H:%M:%S %Z}"
         )
+    return from_row(row)
+
+
+def from_row(row: Any) -> SnapshotData:
+    """A stored ``Snapshot`` row as :class:`SnapshotData`, its times aware."""
     return from_document(
         row.data,
         alias=row.alias,

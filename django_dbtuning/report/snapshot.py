@@ -30,6 +30,7 @@ from django_dbtuning.report.statements import (
     CATALOG,
     EXTENSION,
     INFO,
+    total_time_sql,
 )
 from django_dbtuning.report.timeouts import configured
 
@@ -232,13 +233,7 @@ def _statements(probe: Probe, data: SnapshotData) -> None:
     relation = ident(schema, "pg_stat_statements")
     probe.probe_columns(relation, check="snapshot_columns", section="history")
     has = probe.columns.get("pg_stat_statements", set())
-    total = (
-        "total_exec_time + total_plan_time"
-        if {"total_exec_time", "total_plan_time"} <= has
-        else "total_exec_time"
-        if "total_exec_time" in has
-        else "total_time"
-    )
+    total = total_time_sql(set(has))
     sql = STATEMENTS.format(
         total=total,
         relation=relation,

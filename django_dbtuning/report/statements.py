@@ -119,6 +119,15 @@ def _extension(probe: Probe) -> str | None:
     return str(ext[0]["schema"])
 
 
+def total_time_sql(columns: set[str]) -> str:
+    """A statement's total time in pg_stat_statements, whatever its version names it:
+    execution plus planning (1.8+), execution alone when planning is not tracked, or the
+    old ``total_time``."""
+    if {"total_exec_time", "total_plan_time"} <= columns:
+        return "total_exec_time + total_plan_time"
+    return "total_exec_time" if "total_exec_time" in columns else "total_time"
+
+
 def _statements(probe: Probe, schema: str) -> tuple[list[Row], list[Row]] | None:
     """The application's statements: the top ones by total time, and by calls."""
     relation = ident(schema, "pg_stat_statements")
@@ -126,13 +135,7 @@ def _statements(probe: Probe, schema: str) -> tuple[list[Row], list[Row]] | None
         relation, check="pg_stat_statements_columns", section="statements"
     )
     has = set(probe.columns.get("pg_stat_statements", set()))
-    total = (
-        "total_exec_time + total_plan_time"
-        if {"total_exec_time", "total_plan_time"} <= has
-        else "total_exec_time"
-        if "total_exec_time" in has
-        else "total_time"
-    )
+    total = total_time_sql(has)
     toplevel = "AND toplevel" if "toplevel" in has else ""
     params: dict[str, Any] = {
         "marker": f"{MARKER}%",

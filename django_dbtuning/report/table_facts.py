@@ -23,8 +23,7 @@ SELECT s.relid::bigint AS oid, s.schemaname AS schema, s.relname AS "table",
        s.last_autoanalyze, {last_seq_scan} AS last_seq_scan,
        io.heap_blks_read, io.heap_blks_hit, io.idx_blks_read, io.idx_blks_hit,
        GREATEST(c.reltuples, 0)::bigint AS reltuples, c.reloptions,
-       {size} AS size_bytes, {total_size} AS total_bytes,
-       age(c.relfrozenxid) AS xid_age
+       {size} AS size_bytes, {total_size} AS total_bytes
   FROM pg_stat_user_tables s
   JOIN pg_class c ON c.oid = s.relid
   LEFT JOIN pg_statio_user_tables io ON io.relid = s.relid

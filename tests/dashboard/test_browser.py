@@ -9,8 +9,6 @@ documentation's screenshots; without it nothing in the tree changes.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import django.contrib.admin
@@ -20,6 +18,7 @@ from django.test import Client
 from django.test.testcases import FSFilesHandler, LiveServerThread
 from psycopg import sql
 
+from tests.browser import chromium
 from tests.report.test_report import admin_connection, dbreport
 
 try:
@@ -47,25 +46,6 @@ PAGES = {
 }
 PASSWORD = "browser-pw-demo"
 TABLE = "browser_orders"
-
-
-def chromium() -> str:
-    """Debian's chromium; installed with apt-get when missing and we are root."""
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None and hasattr(os, "geteuid") and os.geteuid() == 0:
-        subprocess.run(
-            ["apt-get", "install", "-y", "chromium"],
-            check=False,
-            capture_output=True,
-            timeout=600,
-        )
-        found = shutil.which("chromium")
-    if found is None:
-        pytest.skip(
-            "no chromium on PATH and it could not be installed (apt-get install "
-            "chromium needs root)"
-        )
-    return found
 
 
 class AdminStatic(FSFilesHandler):

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from django.test.testcases import FSFilesHandler, LiveServerThread
 
+from tests.browser import chromium
 from tests.queries.test_toolbar import PANEL, QUERY_COUNT, TOOLBAR
 
 try:
@@ -88,9 +89,6 @@ def books(transactional_db):
 
 
 def test_the_panel_in_the_toolbar(live_url, books):
-    # Debian's chromium, installed when missing and root (the dashboard's browser test).
-    from tests.dashboard.test_browser import chromium
-
     executable = chromium()
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
