@@ -13,6 +13,13 @@ from django_dbtuning.queries.snapshots import entries_of, parse, render
 from tests.queries.test_pytest_plugin import run_pytest
 from tests.testapp.models import Author, Publisher
 
+
+@pytest.fixture(autouse=True)
+def _not_on_ci(monkeypatch):
+    """These tests set ``CI`` themselves where it matters; the CI running them sets it too."""
+    monkeypatch.delenv("CI", raising=False)
+
+
 # --- the format ---------------------------------------------------------------------------
 
 names = st.text(min_size=1, max_size=30)
