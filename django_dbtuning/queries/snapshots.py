@@ -19,13 +19,17 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from django_dbtuning.exceptions import DbTuningError, QuerySnapshotMismatch
 from django_dbtuning.queries.fingerprint import display_sql
+
+if sys.platform != "win32":
+    import fcntl
 
 SUFFIX = ".queries.json"
 UPDATE_OPTION = "--update-query-snapshots"
@@ -196,22 +200,71 @@ def read(path: Path) -> Snapshots:
 def update(path: Path, change: Callable[[Snapshots], None]) -> None:
     """Apply ``change`` to the file as it is now and replace it in one step.
 
-    Read just before writing and replaced atomically, so a reader never sees half a file
-    and tests of other modules, which write other files, never collide.
+    Read, changed and replaced under an exclusive lock (:func:`locked`), so processes
+    writing one file at once (pytest-xdist workers running tests of one module) merge
+    their entries instead of the last writer dropping the others'; replaced atomically
+    (a temporary file, then ``os.replace``), so a reader never sees half a file.
     """
-    snapshots = read(path)
-    change(snapshots)
-    text = render(snapshots)
-    fd, temporary = tempfile.mkstemp(
-        prefix=path.name + ".", suffix=".tmp", dir=path.parent
-    )
+    with locked(path):
+        snapshots = read(path)
+        change(snapshots)
+        text = render(snapshots)
+        fd, temporary = tempfile.mkstemp(
+            prefix=path.name + ".", suffix=".tmp", dir=path.parent
+        )
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as file:
+                file.write(text)
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+
+
+def lock_path(path: Path) -> Path:
+    """The sibling file :func:`locked` holds (``test_x.queries.json.lock``), while held."""
+    return path.with_name(path.name + ".lock")
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path``'s sibling lock file; POSIX only.
+
+    The lock file is removed on release, so none is left beside the tests. That is safe
+    because a process that waited on a file another one removed sees, once it has the
+    lock, that the name now points elsewhere (or nowhere) and locks again. Where
+    ``fcntl`` does not exist (Windows), nothing is locked: concurrent writers of one file
+    can then lose each other's entries.
+    """
+    if sys.platform == "win32":  # pragma: no cover
+        yield
+        return
+    where = lock_path(path)
+    while True:
+        fd = os.open(where, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                current = os.stat(where)
+            except FileNotFoundError:
+                current = None
+            mine = os.fstat(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        if current is not None and (current.st_dev, current.st_ino) == (
+            mine.st_dev,
+            mine.st_ino,
+        ):
+            break
+        os.close(fd)  # removed or replaced by the previous holder: lock the new one
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as file:
-            file.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+        yield
+    finally:
+        try:
+            os.unlink(where)  # still holding the lock: nobody else holds this file
+        finally:
+            os.close(fd)
 
 
 def in_ci() -> bool:
@@ -277,6 +330,25 @@ def forget(path: Path, test: str, keep: Iterable[str]) -> list[str]:
 
         update(path, drop)
     return stale
+
+
+def prune(path: Path, tests: Iterable[str]) -> list[tuple[str, str]]:
+    """Drop the snapshots of every test not in ``tests`` (tests that no longer exist).
+
+    Only for a session that collected every test of the module: ``(test, name)`` removed.
+    """
+    keep = set(tests)
+    if not path.exists():
+        return []
+    removed: list[tuple[str, str]] = []
+
+    def drop(snapshots: Snapshots) -> None:
+        for test in sorted(set(snapshots) - keep):
+            removed.extend((test, name) for name in sorted(snapshots.pop(test)))
+
+    if set(read(path)) - keep:
+        update(path, drop)
+    return removed
 
 
 class snapshot_queries:  # named like a function, by contract

@@ -350,3 +350,33 @@ def test_literals_never_reach_the_file_and_hostile_names_round_trip(tmp_path, db
             ["z"],
         )
     assert block.outcome is None  # other literals, same shape
+
+
+def test_update_drops_deleted_tests_only_when_every_test_was_collected(
+    tmp_path, monkeypatch
+):
+    monkeypatch.delenv("CI", raising=False)
+    snapshot = tmp_path / "test_child.queries.json"
+    gone = {"list": [{"count": 1, "sql": "SELECT 1"}]}
+    snapshot.write_text(render({"test_deleted": gone, "test_books[1]": {}}))
+    # A selection (-k) cannot tell a deleted test from a deselected one: kept, and said.
+    code, output = run_pytest(
+        tmp_path, "--update-query-snapshots", "-k", "test_books and 2", tests=CHILD
+    )
+    assert code == 0, output
+    assert "entries of tests this session did not collect are kept" in output
+    assert json.loads(snapshot.read_text())["test_deleted"] == gone
+    # The whole module under --update-query-snapshots: the deleted test's entries go.
+    code, output = run_pytest(tmp_path, "--update-query-snapshots", tests=CHILD)
+    assert code == 0, output
+    assert "removed: test_deleted / list" in output
+    assert "are kept" not in output
+    assert sorted(json.loads(snapshot.read_text())) == [
+        "test_books[1]",
+        "test_books[2]",
+    ]
+    # Without --update-query-snapshots nothing is ever pruned.
+    snapshot.write_text(render({**parse(snapshot.read_text()), "test_deleted": gone}))
+    code, output = run_pytest(tmp_path, tests=CHILD)
+    assert code == 0, output
+    assert json.loads(snapshot.read_text())["test_deleted"] == gone
