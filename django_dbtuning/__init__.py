@@ -24,6 +24,7 @@ from django_dbtuning.exceptions import (
     QueryProblemError,
     QueryProblemWarning,
     QuerySnapshotMismatch,
+    UnusedEagerLoadWarning,
 )
 from django_dbtuning.pool import PoolSizing, database, pool_size
 
@@ -72,6 +73,7 @@ __all__ = [
     "QueryProblemError",
     "QueryProblemWarning",
     "QuerySnapshotMismatch",
+    "UnusedEagerLoadWarning",
     "__version__",
     "allow_n_plus_one",
     "database",

@@ -123,9 +123,12 @@ SETTINGS: dict[str, Setting] = {
         Setting(
             "UNUSED_EAGER_LOADS",
             False,
-            (bool,),
+            (bool, str),
             "Report select_related paths and prefetch_related lookups whose objects a "
-            "unit of work never read (info findings; wraps ORM internals while on).",
+            "unit of work never read (info findings; wraps ORM internals while on): "
+            'True or "log" logs them at INFO, "warn" also emits an '
+            "UnusedEagerLoadWarning per finding.",
+            choices=(False, True, "log", "warn"),
         ),
         Setting(
             "EDITOR_URL",
@@ -281,7 +284,7 @@ class DbTuningSettings:
     response_headers: bool
     server_timing: bool
     log_parameters: bool
-    unused_eager_loads: bool
+    unused_eager_loads: bool | Literal["log", "warn"]
     editor_url: str | None
     metrics: bool
     copy_batch_size: int

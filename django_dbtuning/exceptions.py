@@ -42,6 +42,7 @@ __all__ = [
     "QueryProblemError",
     "QueryProblemWarning",
     "QuerySnapshotMismatch",
+    "UnusedEagerLoadWarning",
 ]
 
 
@@ -129,6 +130,18 @@ class QueryBudgetWarning(QueryProblemWarning):
     """A unit of work ran more queries than its budget (``ON_QUERY_BUDGET = "warn"``)."""
 
     __module__ = "django_dbtuning"
+
+
+class UnusedEagerLoadWarning(QueryProblemWarning):
+    """A ``select_related`` / ``prefetch_related`` load nothing read
+    (``UNUSED_EAGER_LOADS = "warn"``); ``finding`` is the
+    :class:`~django_dbtuning.queries.UnusedEagerLoad`."""
+
+    __module__ = "django_dbtuning"
+
+    def __init__(self, message: str, finding: Any = None) -> None:
+        super().__init__(message)
+        self.finding = finding
 
 
 class CopyError(DbTuningError):

@@ -21,6 +21,7 @@ from django_dbtuning import (
     QueryBudgetWarning,
     QueryProblemError,
     QueryProblemWarning,
+    UnusedEagerLoadWarning,
 )
 
 
@@ -61,10 +62,17 @@ def test_copy_errors_are_also_django_database_errors():
 
 @pytest.mark.parametrize(
     "cls",
-    [QueryProblemWarning, NPlusOneWarning, DuplicateQueriesWarning, QueryBudgetWarning],
+    [
+        QueryProblemWarning,
+        NPlusOneWarning,
+        DuplicateQueriesWarning,
+        QueryBudgetWarning,
+        UnusedEagerLoadWarning,
+    ],
 )
 def test_warnings_are_user_warnings_and_show_the_public_path(cls):
     assert issubclass(cls, UserWarning)
+    assert issubclass(cls, QueryProblemWarning)
     assert cls.__module__ == "django_dbtuning"
 
 

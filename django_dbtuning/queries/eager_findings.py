@@ -17,6 +17,7 @@ added) counts as read: a finding must never be wrong.
 from __future__ import annotations
 
 import logging
+import warnings
 import weakref
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
@@ -236,14 +237,46 @@ def _finding(
 def log_findings(
     findings: list[UnusedEagerLoad], where: str | None, view: str | None
 ) -> None:
-    """One INFO record per finding on ``django_dbtuning.queries`` (``record.finding``)."""
-    if not findings or not logger.isEnabledFor(logging.INFO):
+    """One INFO record per finding on ``django_dbtuning.queries`` (``record.finding``),
+    and an :class:`~django_dbtuning.UnusedEagerLoadWarning` each with
+    ``UNUSED_EAGER_LOADS = "warn"`` (so ``-W error::django_dbtuning.UnusedEagerLoadWarning``
+    fails a test whose request loads what it never reads)."""
+    if not findings:
+        return
+    from django_dbtuning.conf import get_settings
+
+    warn = get_settings().unused_eager_loads == "warn"
+    if not (warn or logger.isEnabledFor(logging.INFO)):
         return
     suffix = f"\n    request: {where}" if where else ""
     for finding in findings:
         if view:
             finding = UnusedEagerLoad(**{**_fields(finding), "view": view})
         logger.info("%s%s", finding.message, suffix, extra={"finding": finding})
+        if warn:
+            _warn(finding)
+
+
+def _warn(finding: UnusedEagerLoad) -> None:
+    """The warning, pointed at the line that asked for the load when it is known."""
+    from django_dbtuning.exceptions import UnusedEagerLoadWarning
+
+    warning = UnusedEagerLoadWarning(finding.message, finding)
+    if finding.filename and finding.lineno:
+        warnings.warn_explicit(
+            warning,
+            UnusedEagerLoadWarning,
+            finding.filename,
+            finding.lineno,
+            registry=_warning_registry,
+        )
+    else:
+        warnings.warn(warning, stacklevel=4)
+
+
+# Per-line "once" bookkeeping for warn_explicit (Python's default filter shows a warning
+# once per location; an explicit registry keeps that without touching module globals).
+_warning_registry: dict[Any, Any] = {}
 
 
 def _fields(finding: UnusedEagerLoad) -> dict[str, Any]:
@@ -293,6 +326,33 @@ class SessionFindings:
     def clear(self) -> None:
         self.unused.clear()
         self.read.clear()
+
+    def export(self) -> dict[str, Any]:
+        """Plain lists and dicts (what pytest-xdist carries from a worker): see merge()."""
+        return {
+            "unused": [
+                [_plain(key), _fields(finding), names]
+                for key, (finding, names) in self.unused.items()
+            ],
+            "read": [_plain(key) for key in self.read],
+        }
+
+    def merge(self, data: dict[str, Any]) -> None:
+        """Add another process's export(): the session judged as one."""
+        self.read |= {_key(key) for key in data.get("read", ())}
+        for key, fields, names in data.get("unused", ()):
+            entry = self.unused.setdefault(_key(key), (UnusedEagerLoad(**fields), []))
+            entry[1].extend(names)
+
+
+def _plain(key: tuple[Any, ...]) -> list[Any]:
+    method, model, site, path = key
+    return [method, model, list(site), path]
+
+
+def _key(plain: list[Any]) -> tuple[Any, ...]:
+    method, model, site, path = plain
+    return (method, model, tuple(site), path)
 
 
 SESSION = SessionFindings()

@@ -149,9 +149,12 @@ def _report(
             metrics.observe_request(view, report)
         except Exception:
             internal_error("recording request metrics")
+    eager_warning: Warning | None = None
     if unit.eager is not None:  # UNUSED_EAGER_LOADS: info records, before any raise
         try:
             log_findings(report.unused_eager_loads, where, view)
+        except Warning as exc:  # "warn" under -W error: raised after the reactions
+            eager_warning = exc
         except Exception:
             internal_error("reporting unused eager loads")
     # Reactions last: "raise" is deliberate, so it is the one error we let through.
@@ -167,6 +170,8 @@ def _report(
         raise
     except Exception:
         internal_error("reporting a request's findings")
+    if eager_warning is not None:
+        raise eager_warning
 
 
 def _view_name(request: HttpRequest) -> str | None:

@@ -26,6 +26,7 @@ import pytest
 pytest_plugins = [
     "django_dbtuning.queries.snapshot_plugin",
     "django_dbtuning.queries.allowlist_plugin",
+    "django_dbtuning.queries.eager_plugin",  # merges pytest-xdist workers' findings
 ]
 
 _MODES = ("off", "report", "fail")

@@ -540,7 +540,7 @@ def test_wrong_setting_types_are_check_errors(settings, value):
     [error] = check_dbtuning_settings()
     assert error.id == "dbtuning.E002"
     assert "DBTUNING['UNUSED_EAGER_LOADS']" in error.msg
-    assert "expected bool" in error.msg
+    assert "expected False or True or 'log' or 'warn'" in error.msg
     assert get_settings().unused_eager_loads is False  # falls back to the default
 
 

@@ -1,0 +1,122 @@
+"""UNUSED_EAGER_LOADS = "warn": an UnusedEagerLoadWarning per finding, and xdist merging."""
+
+# ruff: noqa: F811  (the catalogue's library fixture is imported)
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+
+import pytest
+
+from django_dbtuning import NPlusOneWarning, QueryProblemWarning, UnusedEagerLoadWarning
+from django_dbtuning.queries.eager_findings import SessionFindings
+from django_dbtuning.queries.units import finish_unit, start_unit
+from tests.queries.test_nplusone import library  # noqa: F401  (the catalogue's data)
+from tests.queries.test_unused_eager_loads import line_of
+from tests.testapp.models import Book
+
+pytestmark = pytest.mark.django_db
+
+VIEWS = "tests/queries/eager_urls.py"
+
+
+@pytest.fixture
+def eager_site(settings, dbtuning):
+    settings.MIDDLEWARE = [
+        "django_dbtuning.middleware.QueryCountMiddleware",
+        *settings.MIDDLEWARE,
+    ]
+    settings.ROOT_URLCONF = "tests.queries.eager_urls"
+    yield dbtuning
+    dbtuning(UNUSED_EAGER_LOADS=False)
+
+
+def test_warn_emits_a_warning_at_the_line_that_asked(library, eager_site, client):
+    eager_site(UNUSED_EAGER_LOADS="warn")
+    with pytest.warns(UnusedEagerLoadWarning) as caught:
+        response = client.get("/eager/template/")
+    assert response.status_code == 200
+    [warning] = caught.list
+    assert issubclass(warning.category, QueryProblemWarning)
+    assert warning.filename.endswith(VIEWS)
+    assert warning.lineno == line_of("# EAGER_VIEW_LINE", VIEWS)
+    message = str(warning.message)
+    assert message.startswith("Unused eager load: testapp.Author.profile loaded by")
+    assert warning.message.finding.relation == "testapp.Author.profile"
+
+
+def test_as_an_error_it_fails_the_request(library, eager_site, client):
+    # What filterwarnings = error::django_dbtuning.UnusedEagerLoadWarning does in a test.
+    eager_site(UNUSED_EAGER_LOADS="warn")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnusedEagerLoadWarning)
+        with pytest.raises(UnusedEagerLoadWarning, match="testapp.Author.profile"):
+            client.get("/eager/template/")
+
+
+@pytest.mark.parametrize("value", [True, "log"])
+def test_true_and_log_only_log(library, eager_site, client, caplog, value):
+    eager_site(UNUSED_EAGER_LOADS=value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnusedEagerLoadWarning)
+        with caplog.at_level(logging.INFO, logger="django_dbtuning"):
+            response = client.get("/eager/template/")
+    assert response.status_code == 200
+    [record] = [r for r in caplog.records if hasattr(r, "finding")]
+    assert record.levelno == logging.INFO
+
+
+def test_warn_is_not_an_n_plus_one_warning(library, eager_site, client):
+    # filterwarnings can target one or the other; QueryProblemWarning catches both.
+    eager_site(UNUSED_EAGER_LOADS="warn")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NPlusOneWarning)
+        with pytest.warns(UnusedEagerLoadWarning):
+            client.get("/eager/template/")
+
+
+@pytest.mark.parametrize("value", ["yes", "Warn", "raise", 1])
+def test_wrong_values_are_check_errors(settings, value):
+    from django_dbtuning.checks import check_dbtuning_settings
+
+    settings.DBTUNING = {"UNUSED_EAGER_LOADS": value}
+    [error] = check_dbtuning_settings()
+    assert error.id == "dbtuning.E002"
+    assert "DBTUNING['UNUSED_EAGER_LOADS']" in error.msg
+    assert "'warn'" in error.msg
+
+
+# --- pytest-xdist: the workers' sessions merged into one summary ----------------------------
+
+
+def _session(read: bool) -> SessionFindings:
+    unit = start_unit(unused_eager_loads=True)
+    try:
+        for book in Book.objects.select_related("author").order_by("pk"):  # SHARED_LOAD
+            if read:
+                assert book.author.name
+    finally:
+        finish_unit(unit)
+    session = SessionFindings()
+    session.add(unit.eager, "test_read" if read else "test_unread")
+    return session
+
+
+def test_worker_findings_merge_like_one_session(library):
+    unread, reader = _session(read=False), _session(read=True)
+    assert unread.lines()  # alone, the worker that never read it would report it
+    controller = SessionFindings()
+    for worker in (unread, reader):
+        # Through JSON: what execnet carries is plain lists, dicts and strings.
+        controller.merge(json.loads(json.dumps(worker.export())))
+    assert controller.lines() == []  # another worker's test read it: used
+    controller = SessionFindings()
+    controller.merge(json.loads(json.dumps(unread.export())))
+    controller.merge(json.loads(json.dumps(_session(read=False).export())))
+    lines = controller.lines()
+    assert lines[0] == unread.lines()[0]
+    assert lines[0].startswith("tests/queries/test_unused_eager_warning.py:")
+    assert "never read in 1 test(s)" in lines[1]
+    assert lines[2:] == ["    test_unread"]
