@@ -169,6 +169,10 @@ def loads(text: str, path: str = "<baseline>") -> Baseline:
         ) from None
     except RecursionError:
         raise _refuse(path, "not valid JSON (nested too deeply)") from None
+    except ValueError:
+        # json reads a number of more than sys.get_int_max_str_digits() digits as an
+        # error that is no JSONDecodeError.
+        raise _refuse(path, "not valid JSON (a number too long to read)") from None
     if not isinstance(document, dict):
         raise _refuse(path, "not a dbreport baseline (expected a JSON object)")
     version = document.get("version")

@@ -14,8 +14,11 @@ timestamps, which change from run to run. The rules, per code:
   ``analyze_stale``): the table; ``sequence_near_overflow``: the column;
 - ``slow_query``, ``n_plus_one_suspect``: pg_stat_statements' queryid (the same on one
   server major version and schema; after an upgrade they show as new, the old as resolved);
-- database-wide findings (``xid_wraparound``; ``low_cache_hit_ratio`` per kind, table or
-  index): the database, whatever its name, so a baseline fits a copy with another name;
+- database-wide findings (the database's own ``xid_wraparound``, object
+  ``database:<name>``; ``low_cache_hit_ratio`` per kind, table or index): the database,
+  whatever its name, so a baseline fits a copy with another name; a table's
+  ``xid_wraparound`` is that table's, so that a baseline that knows one table (or the
+  database) never hides another table nearing wraparound;
 - settings and pool findings: the setting, or the alias whose pool it is;
 - any other code: its ``object`` as the report names it.
 
@@ -59,16 +62,11 @@ class Key(NamedTuple):
     object: str
 
 
-def _database(finding: Finding) -> str:
-    return "database"
-
-
 def _cache(finding: Finding) -> str:
     return f"database ({finding.data.get('kind') or 'table'})"
 
 
 OBJECT_RULES: dict[str, Callable[[Finding], str]] = {
-    "xid_wraparound": _database,
     "low_cache_hit_ratio": _cache,
 }
 """Codes whose object is not ``Finding.object`` as it stands."""
