@@ -8,7 +8,7 @@ import multiprocessing
 
 import pytest
 
-from django_dbtuning.queries.snapshots import lock_path
+from django_dbtuning.queries.snapshots import lock_path, parse, render
 from tests.queries.snapshot_writers import write_many
 from tests.queries.test_pytest_plugin import run_pytest
 
@@ -56,11 +56,21 @@ def test_publishers(query_snapshot, n):
 )
 def test_xdist_workers_write_one_file_and_one_summary(tmp_path, monkeypatch):
     monkeypatch.delenv("CI", raising=False)
-    code, output = run_pytest(tmp_path, "-p", "xdist", "-n", "2", tests=XDIST_CHILD)
+    code, output = run_pytest(tmp_path, "-n", "2", tests=XDIST_CHILD)
     assert code == 0, output
+    assert "bringing up nodes" in output  # pytest-xdist ran it
     recorded = json.loads((tmp_path / "test_child.queries.json").read_text())
     assert sorted(recorded) == [f"test_publishers[{n}]" for n in range(8)]
     # The workers' changes reach the controller's summary.
     assert output.count("django-dbtuning: query snapshots") == 1
     for n in range(8):
         assert f"written: test_publishers[{n}] / 1" in output
+    # Pruning a deleted test's entries works from the workers too, reported once.
+    path = tmp_path / "test_child.queries.json"
+    path.write_text(render({**parse(path.read_text()), "test_deleted": {"1": []}}))
+    code, output = run_pytest(
+        tmp_path, "--update-query-snapshots", "-n", "2", tests=XDIST_CHILD
+    )
+    assert code == 0, output
+    assert output.count("removed: test_deleted / 1") == 1
+    assert "test_deleted" not in json.loads(path.read_text())

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import warnings
@@ -14,6 +15,7 @@ from django_dbtuning import NPlusOneWarning, QueryProblemWarning, UnusedEagerLoa
 from django_dbtuning.queries.eager_findings import SessionFindings
 from django_dbtuning.queries.units import finish_unit, start_unit
 from tests.queries.test_nplusone import library  # noqa: F401  (the catalogue's data)
+from tests.queries.test_pytest_plugin import run_pytest
 from tests.queries.test_unused_eager_loads import line_of
 from tests.testapp.models import Book
 
@@ -120,3 +122,47 @@ def test_worker_findings_merge_like_one_session(library):
     assert lines[0].startswith("tests/queries/test_unused_eager_warning.py:")
     assert "never read in 1 test(s)" in lines[1]
     assert lines[2:] == ["    test_unread"]
+
+
+XDIST_CHILD = """
+import pytest
+from tests.testapp.models import Author, Book, Publisher, Tag
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def books():
+    publisher = Publisher.objects.create(name="P")
+    tag = Tag.objects.create(name="t")
+    for i in range(3):
+        author = Author.objects.create(name=f"A{i}", publisher=publisher)
+        Book.objects.create(title=f"B{i}", author=author).tags.add(tag)
+
+
+def with_authors():
+    return Book.objects.select_related("author")
+
+
+@pytest.mark.parametrize("n", range(8))
+def test_titles(books, n):
+    if n == 0:  # one test of one worker reads the authors: used for the session
+        assert [b.author.name for b in with_authors()]
+    assert [b.title for b in with_authors().prefetch_related("tags")]
+"""
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("xdist") is None,
+    reason="pytest-xdist is not installed (it belongs in the test dependency group)",
+)
+def test_xdist_workers_report_one_merged_summary(tmp_path):
+    code, output = run_pytest(
+        tmp_path, "--n-plus-one=report", "-n", "2", tests=XDIST_CHILD
+    )
+    assert code == 0, output
+    assert "bringing up nodes" in output  # pytest-xdist ran it
+    assert output.count("django-dbtuning: unused eager loads (info)") == 1
+    # Tests of both workers never read the tags: one line counting all eight.
+    assert "testapp.Book.tags (prefetch_related): never read in 8 test(s)" in output
+    assert "testapp.Book.author" not in output  # read by test_titles[0], one worker
