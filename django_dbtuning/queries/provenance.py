@@ -33,6 +33,7 @@ from django.db.models import Model, QuerySet
 
 from django_dbtuning.queries import callsite
 from django_dbtuning.queries.callsite import HANDLER, HOP, TEMPLATE, USER
+from django_dbtuning.queries.jinja import template_location
 
 _MAX_NODES = 2000  # holders read per step: a bound, not a budget anyone reaches
 _MAX_ROWS = 200  # rows read per queryset or prefetched list
@@ -348,7 +349,7 @@ def _origin(stack: list[FrameType]) -> Origin | None:
     if admin is not None:
         return admin
     for index, f in enumerate(stack):
-        if callsite.frame_category(f.f_code) == TEMPLATE:
+        if callsite.frame_category(f.f_code) == TEMPLATE or template_location(f):
             return Origin("template", view=_view_of(stack[index:], f))
     return None
 
@@ -429,7 +430,8 @@ def _view_of(stack: list[FrameType], template: FrameType) -> str | None:
     """The view that built a template's context: the user frame that rendered it, or the
     request's resolved view (a TemplateResponse renders after the view returned)."""
     for f in stack[1:]:
-        if callsite.frame_category(f.f_code) == USER:
+        # A Jinja2 template's frames (blocks, macros) are user code by file name.
+        if callsite.frame_category(f.f_code) == USER and not template_location(f):
             path, line, function = callsite.location(f)
             return f"{function} ({path}:{line})"
     context = template.f_locals.get("context")
@@ -441,10 +443,7 @@ def _view_of(stack: list[FrameType], template: FrameType) -> str | None:
 def _context_name(stack: list[FrameType], queryset: Any, root: Any) -> str | None:
     """The name under which the template context holds the root's rows."""
     for f in reversed(stack):
-        if callsite.frame_category(f.f_code) != TEMPLATE:
-            continue
-        context = f.f_locals.get("context")
-        for layer in getattr(context, "dicts", ()):
+        for layer in _context_layers(f):
             if not isinstance(layer, dict):
                 continue
             for name, value in layer.items():
@@ -454,3 +453,15 @@ def _context_name(stack: list[FrameType], queryset: Any, root: Any) -> str | Non
                 if rows is not None and any(row is root for row in rows):
                     return str(name)
     return None
+
+
+def _context_layers(frame: FrameType) -> list[Any]:
+    """The dicts of the context a template frame renders with, outermost first: a Django
+    ``Context``'s ``dicts``; a Jinja2 ``Context``'s ``parent`` (what the view passed, and
+    the globals) and ``vars`` (what the template set)."""
+    context = frame.f_locals.get("context")
+    if callsite.frame_category(frame.f_code) == TEMPLATE:
+        return list(getattr(context, "dicts", ()))
+    if context is None or template_location(frame) is None:
+        return []
+    return [getattr(context, "parent", None), getattr(context, "vars", None)]

@@ -92,3 +92,61 @@ def test_a_model_property_called_by_a_template_names_both_lines(three_books):
         f"{finding.callsite} in author_name (called from <template>:2, rendered from "
         "tests/queries/test_jinja.py:"
     )
+
+
+# --- the hint names the view and the context variable, as for a Django template -------------
+
+
+def test_a_jinja2_view_hint_names_the_view_and_the_context_variable(
+    client, three_books, settings, dbtuning
+):
+    settings.MIDDLEWARE = [MIDDLEWARE]
+    dbtuning(ON_N_PLUS_ONE="raise")
+    with pytest.raises(NPlusOneError) as caught:
+        client.get("/books/jinja/")
+    (finding,) = caught.value.findings
+    assert finding.hint == (
+        'add .select_related("author") to the Book queryset that books_jinja '
+        f'({finding.callsite}) passes to the template as "books"'
+    )
+
+
+def test_a_loop_in_a_block_of_an_extended_template(three_books):
+    environment = jinja2.Environment(
+        loader=jinja2.DictLoader(
+            {
+                "base.jinja": "<ul>{% block items %}{% endblock %}</ul>",
+                "books.jinja": '{% extends "base.jinja" %}{% block items %}\n'
+                "{% for b in bücher %}{{ b.author.name }}{% endfor %}"
+                "{% endblock %}",
+            }
+        )
+    )
+    with track_queries() as report:
+        environment.get_template("books.jinja").render(bücher=Book.objects.all())
+    (finding,) = report.n_plus_one
+    assert finding.template == "books.jinja:2"
+    # The renderer is this test, not the block's or the root's compiled frame.
+    assert finding.callsite.startswith("tests/queries/test_jinja.py:")
+    assert finding.hint == (
+        'add .select_related("author") to the Book queryset that '
+        "test_a_loop_in_a_block_of_an_extended_template "
+        f'({finding.callsite}) passes to the template as "bücher"'
+    )
+
+
+def test_a_to_many_read_per_row_names_the_prefetch_and_the_variable(three_books):
+    from tests.testapp.models import Author
+
+    template = jinja2.Environment().from_string(
+        "{% for a in authors %}{% for b in a.books.all() %}{{ b.title }}"
+        "{% endfor %}{% endfor %}"
+    )
+    with track_queries() as report:
+        template.render(authors=list(Author.objects.all()))
+    (finding,) = report.n_plus_one
+    assert finding.hint == (
+        'add .prefetch_related("books") to the Author queryset that '
+        "test_a_to_many_read_per_row_names_the_prefetch_and_the_variable "
+        f'({finding.callsite}) passes to the template as "authors"'
+    )
