@@ -226,9 +226,14 @@ def _plan_all(probe: Probe, run: _Run) -> None:
     conn = probe.conn
     try:
         with conn.transaction() as outer, conn.cursor() as cur:
+            # The lexer that vouched for "one statement" reads '…' strings as
+            # standard_conforming_strings = on does; with it off (a database or role
+            # setting), 'x\' , '; COMMIT; INSERT …' is two strings to the lexer and a
+            # COMMIT and an INSERT to the server. The server reads as the lexer did.
             cur.execute(
                 f"{MARKER} SELECT set_config('statement_timeout', %s, true),"
-                " set_config('lock_timeout', %s, true)",
+                " set_config('lock_timeout', %s, true),"
+                " set_config('standard_conforming_strings', 'on', true)",
                 [f"{probe.timeouts.statement_ms}ms", f"{probe.timeouts.lock_ms}ms"],
             )
             for item, text in run.items:
