@@ -34,6 +34,7 @@ from django_dbtuning.report.snapshot import (
     from_document,
     to_document,
 )
+from django_dbtuning.report.snapshot_schema import unreadable
 from django_dbtuning.validation import millisecond_value
 
 RETENTION = "HISTORY_RETENTION"
@@ -291,16 +292,31 @@ def closest(alias: str, when: datetime) -> SnapshotData:
 
 
 def from_row(row: Any) -> SnapshotData:
-    """A stored ``Snapshot`` row as :class:`SnapshotData`, its times aware."""
-    return from_document(
-        row.data,
-        alias=row.alias,
-        taken_at=_aware(row.taken_at),
-        database=row.database,
-        server_version=row.server_version,
-        stats_reset=_aware(row.stats_reset),
-        statements_reset=_aware(row.statements_reset),
-        id=row.pk,
+    """A stored ``Snapshot`` row as :class:`SnapshotData`, its times aware.
+
+    Raises:
+        HistoryError: the row's document is not one this version wrote (edited by hand,
+            cut short, another format); the message names the row.
+    """
+    problem = unreadable(row.data)
+    if problem is None:
+        try:
+            return from_document(
+                row.data,
+                alias=row.alias,
+                taken_at=_aware(row.taken_at),
+                database=row.database,
+                server_version=row.server_version,
+                stats_reset=_aware(row.stats_reset),
+                statements_reset=_aware(row.statements_reset),
+                id=row.pk,
+            )
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            problem = f"{type(exc).__name__}: {first_line(exc)}"
+    # A row read as empty would compare as "everything is new": refuse it by name.
+    raise HistoryError(
+        f"snapshot #{row.pk} of alias {row.alias!r} cannot be read ({problem}); "
+        "delete that row (django_dbtuning.models.Snapshot) to compare with another"
     )
 
 

@@ -1,0 +1,202 @@
+"""Adversarial pass over history snapshots: a Snapshot row whose document is corrupt,
+truncated, of another format or of wrong types is a clear error naming the row (for
+``--since`` and the dashboard's history page alike), never a crash or a silent empty
+comparison; and no literal ever reaches a snapshot."""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import json
+
+import pytest
+from django.db import connections
+from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from django_dbtuning.models import Snapshot
+from django_dbtuning.report import HistoryError
+from django_dbtuning.report.compare import compare
+from django_dbtuning.report.findings import Report
+from django_dbtuning.report.history import from_row
+from django_dbtuning.report.snapshot import collect, to_document
+from tests.report.test_report import admin_connection, dbreport
+
+pytestmark = pytest.mark.django_db
+
+SECTIONS = ("--database", "default", "--section", "tables,indexes,statements")
+
+
+@pytest.fixture
+def saved():
+    """One real snapshot of the test database, its row."""
+    Snapshot.objects.all().delete()
+    out, err, code = dbreport(*SECTIONS, "--save")
+    assert code == 0, err
+    row = Snapshot.objects.get()
+    assert row.data["tables"]["rows"], "the test database has tables"
+    return row
+
+
+def planted(row: Snapshot, data, *, days: int = 2) -> Snapshot:
+    """A copy of ``row`` taken ``days`` ago, holding ``data``."""
+    return Snapshot.objects.create(
+        alias=row.alias,
+        taken_at=row.taken_at - datetime.timedelta(days=days),
+        database=row.database,
+        server_version=row.server_version,
+        data=data,
+    )
+
+
+def since(*extra: str) -> tuple[str, str, int]:
+    when = (timezone.now() - datetime.timedelta(days=1)).isoformat()
+    return dbreport(*SECTIONS, "--since", when, *extra)
+
+
+def corrupt(document: dict) -> list:
+    """Damaged copies of a good document, as a hand edit, a truncated write or another
+    version would leave them."""
+    damaged: list = ["", "garbage", 42, [], {}, {"format": 1}]
+    damaged.append({**document, "format": 99})
+    damaged.append({**document, "format": True})
+    tables = copy.deepcopy(document)
+    tables["tables"]["rows"][0] = tables["tables"]["rows"][0][:2]  # truncated row
+    damaged.append(tables)
+    numbers = copy.deepcopy(document)
+    numbers["tables"]["rows"][0][2] = "12 MB"  # bytes as text
+    damaged.append(numbers)
+    columns = copy.deepcopy(document)
+    columns["tables"]["columns"] = ["schema", "table"]
+    damaged.append(columns)
+    rows = copy.deepcopy(document)
+    rows["indexes"]["rows"] = "none"
+    damaged.append(rows)
+    statements = copy.deepcopy(document)
+    statements["statements"]["rows"].append(["not a queryid", 1, 1.0, 1, "x", None])
+    damaged.append(statements)
+    when = copy.deepcopy(document)
+    when["statements"]["rows"].append([7, 1, 1.0, 1, "SELECT ?", "yesterday"])
+    damaged.append(when)
+    missing = copy.deepcopy(document)
+    del missing["findings"]
+    damaged.append(missing)
+    return damaged
+
+
+def test_corrupt_snapshots_are_an_error_naming_the_row(saved):
+    for data in corrupt(saved.data):
+        row = planted(saved, data)
+        out, err, code = since()
+        assert code == 1, (data, out)
+        assert f"snapshot #{row.pk} of alias 'default'" in err, (data, err)
+        assert "\n" not in err and "Traceback" not in err
+        with pytest.raises(HistoryError, match=f"snapshot #{row.pk}"):
+            from_row(row)
+        row.delete()
+
+
+def test_a_good_snapshot_still_compares(saved):
+    planted(saved, saved.data)
+    out, err, code = since()
+    assert code == 0, err
+    assert "History" in out
+
+
+@pytest.mark.urls("tests.dashboard.urls")
+def test_the_dashboard_history_page_names_the_corrupt_row(saved, client):
+    from django.contrib.auth.models import User
+
+    row = planted(saved, {**saved.data, "format": 99})
+    client.force_login(User.objects.create_superuser("attack-root", password="x"))
+    page = client.get("/dbtuning/history/")
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert f"snapshot #{row.pk}" in text
+    assert "Traceback" not in text
+
+
+# -- mutations, as a property -------------------------------------------------------
+
+
+LEAVES = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=4)
+
+
+@settings(
+    max_examples=80,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(st.data())
+def test_any_damage_is_read_or_refused_never_a_crash(saved, data):
+    document = copy.deepcopy(saved.data)
+    kind = data.draw(st.sampled_from(["tables", "indexes", "statements", "findings"]))
+    rows = document[kind]["rows"] or [[]]
+    if not document[kind]["rows"]:
+        document[kind]["rows"] = rows
+    row = rows[data.draw(st.integers(0, len(rows) - 1))]
+    if row and data.draw(st.booleans()):
+        row[data.draw(st.integers(0, len(row) - 1))] = data.draw(LEAVES)
+    else:
+        row.append(data.draw(LEAVES))
+    stored = Snapshot(
+        pk=10**9,
+        alias="default",
+        taken_at=saved.taken_at,
+        database=saved.database,
+        server_version=saved.server_version,
+        data=json.loads(json.dumps(document)),
+    )
+    try:
+        old = from_row(stored)
+    except HistoryError as exc:
+        assert f"snapshot #{10**9} of alias 'default'" in str(exc)
+        return
+    # What was read compares with the state now without an exception.
+    compare(old, from_row(saved), top=0)
+
+
+# -- no literal in a snapshot ------------------------------------------------------
+
+VALUES = st.one_of(
+    st.text(
+        alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"),
+        min_size=1,
+        max_size=12,
+    ),
+    st.sampled_from(["it's", "$$x$$", "$t$;$t$", '{"k": "v"}', "{1,2}", "a\\b", "☃"]),
+)
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(VALUES)
+def test_no_literal_reaches_a_snapshot(django_db_blocker, value):
+    marker = f"Zq{abs(hash(value)) % 10**8:08d}"
+    secret = marker + value
+    literal = "'" + secret.replace("'", "''") + "'"
+    dollar = "$lit$" + secret + "$lit$"
+    with django_db_blocker.unblock(), admin_connection() as conn:
+        conn.execute(f"SELECT {literal} AS a, {literal}::text || 'x' AS b")
+        conn.execute(f"SELECT ARRAY[{literal}], jsonb_build_object('k', {literal})")
+        if "$lit$" not in secret:
+            conn.execute(f"SELECT {dollar}")
+        # Utility statements keep their text in pg_stat_statements, literals and all.
+        with conn.cursor().copy(f"COPY (SELECT {literal}) TO STDOUT") as copying:
+            for _ in copying:
+                pass
+        conn.execute(f"DO $do$BEGIN PERFORM {literal}; END$do$")
+        conn.execute("SELECT pg_stat_force_next_flush()")
+    report = Report(
+        generated_at=timezone.now(),
+        sections=("statements",),
+        databases={},
+        findings=[],
+    )
+    state = collect("default", report, connections.settings["default"])
+    stored = json.dumps(to_document(state), ensure_ascii=False)
+    assert marker not in stored
