@@ -66,6 +66,8 @@ def acting_hint(kind: str, a: Attribution, *, peers: bool) -> str | None:
     if call is None:
         return None
     origin = p.origin
+    if origin is not None and origin.kind == "change_form":
+        return _change_form(origin, p, call)
     split = call.startswith(".prefetch_related(Prefetch(")
     if origin is None or origin.kind == "admin":
         if not split:
@@ -217,3 +219,36 @@ def _template(origin: Origin, p: Provenance, call: str) -> str:
     else:
         target += " passed to the template"
     return _add(call, p, f"{target} as {quote(origin.detail)}")
+
+
+def _change_form(origin: Origin, p: Provenance, call: str) -> str | None:
+    """A select on an admin form (or in each inline row) whose labels read a relation
+    per choice: the admin's raw_id_fields / autocomplete_fields, or the choices' queryset."""
+    bound = origin.detail
+    field = getattr(bound, "field", None)
+    choices = getattr(getattr(field, "queryset", None), "model", None)
+    if choices is None or p.root_model is not choices:
+        return None  # not the choices' rows: the plain hint
+    from django.forms import ModelMultipleChoiceField
+
+    admin = class_name(origin.owner) if origin.owner is not None else "the ModelAdmin"
+    name = quote(getattr(bound, "name", ""))
+    method = (
+        "formfield_for_manytomany"
+        if isinstance(field, ModelMultipleChoiceField)
+        else "formfield_for_foreignkey"
+    )
+    read = (
+        " and read the annotation in the label" if call.startswith(".annotate(") else ""
+    )
+    where = (
+        f"each row of {admin}"
+        if hasattr(origin.owner, "parent_model")  # an InlineModelAdmin
+        else f"{admin}'s change form"
+    )
+    return (
+        f"{where} renders {name} as a select whose labels read a relation per choice: "
+        f"add {name} to {admin}.raw_id_fields or autocomplete_fields, or set "
+        f'kwargs["queryset"] = {_manager(choices)}{call} for {name} in '
+        f"{admin}.{method}(){read}"
+    )

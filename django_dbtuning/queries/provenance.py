@@ -38,9 +38,7 @@ from django_dbtuning.queries.jinja import template_location
 _MAX_NODES = 2000  # holders read per step: a bound, not a budget anyone reaches
 _MAX_ROWS = 200  # rows read per queryset or prefetched list
 _MAX_DEPTH = 4  # relations followed up from the instance
-_MAX_FRAMES = (
-    120  # frames read outwards from the query (a request stops at its handler)
-)
+_MAX_FRAMES = 120  # frames read from the query out (a request stops at its handler)
 
 
 @dataclass(slots=True)
@@ -49,9 +47,7 @@ class Segment:
 
     name: str
     prefetch: bool = False
-    to_attr: bool = (
-        False  # a Prefetch(to_attr=) list: not a lookup select_related takes
-    )
+    to_attr: bool = False  # a Prefetch(to_attr=) list: no lookup select_related takes
     model: Any = None  # the model of the rows this step reaches
     # A to-many relation the code iterated lazily (order.items.all per order): nothing
     # prefetches it yet, so the fix adds the whole lookup rather than replacing one.
@@ -62,9 +58,11 @@ class Segment:
 class Origin:
     """Who built the queryset the user can change, and with which knob."""
 
-    kind: str  # "changelist", "inline", "list_filter", "admin", "drf", "template"
+    # "changelist", "inline", "list_filter", "change_form", "admin", "drf", "template"
+    kind: str
     owner: Any = None  # the ModelAdmin / InlineModelAdmin / APIView instance
-    detail: Any = None  # the list filter; the template context's variable name
+    # The list filter; a change form's BoundField; the template context's variable name.
+    detail: Any = None
     # The view that built a template's context ("name (path:line)").
     view: str | None = None
     site: tuple[str, int] | None = None  # where the DRF view class is defined
@@ -346,6 +344,10 @@ def _origin(stack: list[FrameType]) -> Origin | None:
                 admin = found
             if admin is None and _is_api_view(value):
                 return Origin("drf", owner=value, site=_class_site(value.__class__))
+    if admin is None or admin.kind == "admin":
+        form = _form_origin(stack)
+        if form is not None:
+            return form
     if admin is not None:
         return admin
     for index, f in enumerate(stack):
@@ -396,6 +398,36 @@ def _admin_origin(value: Any, frame: FrameType) -> Origin | None:
             model_admin = frame.f_locals.get("model_admin")
             return Origin("list_filter", owner=model_admin, detail=value)
         return Origin(name, owner=value)
+    return None
+
+
+def _form_origin(stack: list[FrameType]) -> Origin | None:
+    """An admin form's field rendering its choices (a ``<select>``): the ModelAdmin or
+    inline whose form it is, found as the ``AdminForm`` / ``InlineAdminForm`` in the
+    template's context that holds the field's form; ``detail`` is the ``BoundField``."""
+    if "django.contrib.admin.helpers" not in sys.modules:
+        return None
+    from django.contrib.admin.helpers import AdminForm
+    from django.forms.boundfield import BoundField
+
+    bound = next(
+        (
+            value
+            for f in stack
+            if isinstance(value := f.f_locals.get("self"), BoundField)
+        ),
+        None,
+    )
+    if bound is None:
+        return None
+    for f in reversed(stack):
+        for layer in _context_layers(f):
+            if not isinstance(layer, dict):
+                continue
+            for value in layer.values():
+                if isinstance(value, AdminForm) and value.form is bound.form:
+                    owner = getattr(value, "model_admin", None)
+                    return Origin("change_form", owner=owner, detail=bound)
     return None
 
 
