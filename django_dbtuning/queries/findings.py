@@ -21,7 +21,7 @@ import django
 from django_dbtuning.queries.allow_usage import note_matched
 from django_dbtuning.queries.attribution import Attribution, model_for_table
 from django_dbtuning.queries.fingerprint import Shape, display_sql
-from django_dbtuning.queries.hints import acting_hint
+from django_dbtuning.queries.hints import acting_hint, duplicate_hint
 
 FindingKind = Literal["n_plus_one", "n_plus_one_write", "duplicate"]
 
@@ -206,7 +206,7 @@ _FETCH_ALL = (
 def _hint(kind: FindingKind, shape: Shape, attribution: Attribution) -> str:
     """A concrete fix for a finding (``attribution.model``: filled from the table)."""
     if kind == "duplicate":
-        return _DUPLICATE
+        return duplicate_hint(attribution) or _DUPLICATE
     a = attribution
     peers = a.relation_kind in _PEER_FETCHABLE and not a.fetches_peers
     acting = acting_hint(kind, a, peers=peers)

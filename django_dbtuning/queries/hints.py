@@ -252,3 +252,23 @@ def _change_form(origin: Origin, p: Provenance, call: str) -> str | None:
         f'kwargs["queryset"] = {_manager(choices)}{call} for {name} in '
         f"{admin}.{method}(){read}"
     )
+
+
+def duplicate_hint(a: Attribution) -> str | None:
+    """The same choices query once per inline row: each row's select runs it again."""
+    origin = a.provenance.origin if a.provenance is not None else None
+    if origin is None or origin.kind != "change_form":
+        return None
+    bound = origin.detail
+    choices = getattr(
+        getattr(getattr(bound, "field", None), "queryset", None), "model", None
+    )
+    label = getattr(getattr(choices, "_meta", None), "label", None)
+    if label is None or label != a.model or not hasattr(origin.owner, "parent_model"):
+        return None
+    admin = class_name(origin.owner)
+    name = quote(getattr(bound, "name", ""))
+    return (
+        f"each row of {admin} renders {name} as a select that runs the same choices "
+        f"query again: add {name} to {admin}.raw_id_fields or autocomplete_fields"
+    )

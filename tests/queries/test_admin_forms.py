@@ -81,6 +81,14 @@ def test_an_inline_row_select_names_the_inline(staff, library):
         'Book.objects.select_related("author") for "book" in '
         "TaggedBookInline.formfield_for_foreignkey()"
     )
+    # Each row's select also runs the choices query again: a duplicate, same knob.
+    (choices,) = report.duplicates
+    assert choices.count == tag.books.count() + 1  # the rows and the empty form
+    assert choices.hint == (
+        'each row of TaggedBookInline renders "book" as a select that runs the same '
+        'choices query again: add "book" to TaggedBookInline.raw_id_fields or '
+        "autocomplete_fields"
+    )
 
 
 def test_a_form_rendered_outside_the_admin_keeps_the_plain_hint(library):
