@@ -366,6 +366,14 @@ def test_update_drops_deleted_tests_only_when_every_test_was_collected(
     assert code == 0, output
     assert "entries of tests this session did not collect are kept" in output
     assert json.loads(snapshot.read_text())["test_deleted"] == gone
+    # So can node ids (every test of the module selected by id, still a selection).
+    node_ids = [f"{tmp_path / 'test_child.py'}::test_books"]
+    code, output = run_pytest(
+        tmp_path, "--update-query-snapshots", *node_ids, tests=CHILD
+    )
+    assert code == 0, output
+    assert "entries of tests this session did not collect are kept" in output
+    assert json.loads(snapshot.read_text())["test_deleted"] == gone
     # The whole module under --update-query-snapshots: the deleted test's entries go.
     code, output = run_pytest(tmp_path, "--update-query-snapshots", tests=CHILD)
     assert code == 0, output
