@@ -10,9 +10,11 @@ import logging
 import warnings
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from django_dbtuning import NPlusOneWarning, QueryProblemWarning, UnusedEagerLoadWarning
-from django_dbtuning.queries.eager_findings import SessionFindings
+from django_dbtuning.queries.eager_findings import SessionFindings, UnusedEagerLoad
 from django_dbtuning.queries.units import finish_unit, start_unit
 from tests.queries.test_nplusone import library  # noqa: F401  (the catalogue's data)
 from tests.queries.test_pytest_plugin import run_pytest
@@ -166,3 +168,45 @@ def test_xdist_workers_report_one_merged_summary(tmp_path):
     # Tests of both workers never read the tags: one line counting all eight.
     assert "testapp.Book.tags (prefetch_related): never read in 8 test(s)" in output
     assert "testapp.Book.author" not in output  # read by test_titles[0], one worker
+
+
+texts = st.text(max_size=20)
+maybe = st.one_of(st.none(), texts)
+keys = st.tuples(
+    st.sampled_from(["select_related", "prefetch_related"]),
+    texts,
+    st.tuples(maybe, maybe),
+    texts,
+)
+findings = st.builds(
+    UnusedEagerLoad,
+    method=st.sampled_from(["select_related", "prefetch_related"]),
+    lookup=texts,
+    relation=maybe,
+    model=texts,
+    objects=st.integers(min_value=1, max_value=10**6),
+    hint=texts,
+    callsite=maybe,
+    template=maybe,
+    evaluated=maybe,
+    view=maybe,
+    filename=maybe,
+    lineno=st.one_of(st.none(), st.integers(min_value=1, max_value=10**5)),
+)
+
+
+@given(
+    st.dictionaries(keys, st.tuples(findings, st.lists(texts, max_size=3)), max_size=4),
+    st.sets(keys, max_size=4),
+)
+def test_a_session_survives_export_and_merge(unused, read):
+    session = SessionFindings()
+    session.unused = {
+        key: (finding, list(names)) for key, (finding, names) in unused.items()
+    }
+    session.read = set(read)
+    merged = SessionFindings()
+    merged.merge(json.loads(json.dumps(session.export())))
+    assert merged.unused == session.unused
+    assert merged.read == session.read
+    assert merged.lines() == session.lines()
