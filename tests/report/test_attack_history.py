@@ -200,3 +200,77 @@ def test_no_literal_reaches_a_snapshot(django_db_blocker, value):
     state = collect("default", report, connections.settings["default"])
     stored = json.dumps(to_document(state), ensure_ascii=False)
     assert marker not in stored
+
+
+# -- --since output ------------------------------------------------------------------
+
+ESCAPE_TABLE = "grow\x1b[2J\x07 <b>t</b>"
+SECRET = "attack-since-secret-5521"
+PASSWORD = "attack-since-pw-6642"
+
+
+@pytest.fixture
+def escape_table(django_db_blocker):
+    from psycopg import sql
+
+    table = sql.Identifier(ESCAPE_TABLE)
+    with django_db_blocker.unblock(), admin_connection() as conn:
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
+        conn.execute(sql.SQL("CREATE TABLE {} (id int, note text)").format(table))
+        yield conn, table
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
+
+
+def grow(conn, table, rows: int) -> None:
+    from psycopg import sql
+
+    conn.execute(
+        sql.SQL(
+            "INSERT INTO {} SELECT g, repeat('n', 300) FROM generate_series(1, %s) g"
+        ).format(table),
+        [rows],
+    )
+    for _ in range(3):
+        conn.execute(
+            sql.SQL("SELECT id FROM {} WHERE note = '" + SECRET + "'").format(table)
+        )
+    conn.execute("SELECT pg_stat_force_next_flush()")
+
+
+def saved_and_grown(conn, table) -> str:
+    Snapshot.objects.all().delete()
+    grow(conn, table, 10)
+    out, err, code = dbreport(*SECTIONS, "--save", "--format", "prometheus")
+    assert code == 0, err
+    assert SECRET not in out + err and PASSWORD not in out + err
+    grow(conn, table, 3000)
+    stored = json.dumps(list(Snapshot.objects.values_list("data", flat=True)))
+    assert SECRET not in stored
+    return timezone.now().isoformat()
+
+
+def test_since_output_holds_no_secret(escape_table, monkeypatch):
+    monkeypatch.setitem(connections.settings["default"], "PASSWORD", PASSWORD)
+    when = saved_and_grown(*escape_table)
+    text, err, code = dbreport(*SECTIONS, "--since", when, "--top", "0")
+    assert code == 0, err
+    assert "History" in text and "grow" in text
+    document, err2, code = dbreport(*SECTIONS, "--since", when, "--format", "json")
+    assert code == 0, err2
+    for output in (text, err, document, err2):
+        assert SECRET not in output and PASSWORD not in output
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="compare.as_text prints names, finding titles and statement texts without "
+    "report.wrapping.printable (the report's own lines use it): a table named with an "
+    "ESC sequence drives the terminal in dbreport --since; compare.py is being edited "
+    "by another engineer (see notes/s18/attack.md)",
+)
+def test_since_text_shows_no_terminal_escape(escape_table):
+    when = saved_and_grown(*escape_table)
+    text, err, code = dbreport(*SECTIONS, "--since", when, "--top", "0")
+    assert code == 0, err
+    assert "History" in text and "grow" in text
+    assert "\x1b" not in text and "\x07" not in text
