@@ -18,6 +18,7 @@ from django_dbtuning.sqllex import (
     NAME_CHAR,
     NAME_START,
     Token,
+    mask,
     masked_text,
     tokens,
 )
@@ -74,9 +75,19 @@ def _single_statement(sql: str, scanned: list[Token]) -> bool:
 
 
 def shows_values(sql: str) -> bool:
-    """Whether ``sql`` is one data query, whose values an opted-in report may show."""
+    """Whether ``sql`` is one data query, whose values an opted-in report may show.
+
+    Not when a '…' string holds a backslash that moves its end under
+    ``standard_conforming_strings = off`` (the session that ran it may have had it off):
+    ``SELECT 'x\\' , '; ALTER ROLE r PASSWORD ''…'' --'`` is one SELECT as the lexer
+    reads it, and a SELECT and an ALTER ROLE to such a server.
+    """
     scanned = tokens(sql)
-    return _first_word(sql, scanned) in DATA and _single_statement(sql, scanned)
+    return (
+        _first_word(sql, scanned) in DATA
+        and _single_statement(sql, scanned)
+        and mask(sql).complete
+    )
 
 
 def strip_literals(sql: str, *, limit: int = 300) -> str:
