@@ -23,12 +23,10 @@ from django_dbtuning.report import (
 )
 from django_dbtuning.report.baseline import dumps, entries_of, loads
 from django_dbtuning.report.identity import key
-from tests.report.test_gaps import locked_volume  # noqa: F401 (a fixture)
 from tests.report.test_report import (
     admin_connection,
     dbreport,
     extra_alias,
-    planted,  # noqa: F401 (a fixture)
     report_json,
 )
 
@@ -37,28 +35,6 @@ pytestmark = pytest.mark.django_db
 INDEXES = ("--database", "default", "--section", "indexes")
 
 
-@pytest.fixture(scope="module")
-def plants(django_db_setup, django_db_blocker):
-    """test_report's planted problems, safe to set up in more than one module.
-
-    ``planted`` creates a Ticket after pushing its sequence to 2,000,000,000 in the
-    module before: a third module's Ticket would take an id the second one used. Before
-    and after, the table is emptied and the sequence starts again.
-    """
-
-    def clear() -> None:
-        with admin_connection() as conn:
-            conn.execute("DELETE FROM reportapp_ticket")
-            conn.execute("SELECT setval('reportapp_ticket_id_seq', 1, false)")
-
-    clear()
-    yield
-    clear()
-
-
-@pytest.fixture(scope="module")
-def reportapp(plants, planted):  # noqa: F811
-    """The planted problems (see :func:`plants`)."""
 
 
 @pytest.fixture
@@ -191,7 +167,7 @@ def test_fail_on_ignores_known_findings(gone_index, new_problem, tmp_path):
 
 def test_a_check_that_could_not_run_is_never_baselined_away(
     reportapp,
-    locked_volume,  # noqa: F811
+    locked_volume,
     dbtuning,
     tmp_path,
 ):

@@ -14,7 +14,6 @@ from tests.report.test_report import (
     admin_connection,
     dbreport,
     findings,
-    planted,  # noqa: F401 (a fixture)
     report_json,
 )
 
@@ -23,18 +22,6 @@ pytestmark = pytest.mark.django_db
 
 def gaps(document: dict) -> dict[str, dict]:
     return {f["data"]["check"]: f for f in findings(document, "check_incomplete")}
-
-
-@pytest.fixture
-def locked_volume():
-    """A migration's ACCESS EXCLUSIVE lock on reportapp_volume, held for the test."""
-    with admin_connection() as conn:
-        conn.autocommit = False
-        conn.execute("LOCK TABLE reportapp_volume IN ACCESS EXCLUSIVE MODE")
-        try:
-            yield conn
-        finally:
-            conn.rollback()
 
 
 def test_a_lock_timeout_is_a_warning_gap_that_fails_ci(locked_volume, dbtuning):
@@ -228,7 +215,7 @@ def test_pg_stat_statements_in_a_quoted_mixed_case_schema(statements_extension):
 
 
 # Last: the planted fixture (module-scoped) keeps an invalid index until the module ends.
-def test_a_1ms_timeout_is_never_a_clean_report(planted, dbtuning):  # noqa: F811
+def test_a_1ms_timeout_is_never_a_clean_report(planted, dbtuning):
     """The issue's case: every query times out, an invalid index is planted, and the
     report used to say "No findings." and exit 0 with --fail-on error."""
     dbtuning(REPORT_STATEMENT_TIMEOUT="1ms")

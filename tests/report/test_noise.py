@@ -13,13 +13,7 @@ import pytest
 from django_dbtuning.report.checks import check_dbreport_settings
 from django_dbtuning.report.humanize import human_duration
 from django_dbtuning.report.ownership import third_party_app
-from tests.report.test_baseline import plants, reportapp  # noqa: F401 (fixtures)
-from tests.report.test_report import (
-    dbreport,
-    findings,
-    planted,  # noqa: F401 (a fixture)
-    report_json,
-)
+from tests.report.test_report import dbreport, findings, report_json
 
 pytestmark = pytest.mark.django_db
 
@@ -37,7 +31,7 @@ def ids(messages) -> list[str]:
 
 
 @pytest.mark.parametrize("value", ["7d", timedelta(days=7), "168h"])
-def test_young_statistics_hold_unused_indexes_back(reportapp, settings, value):  # noqa: F811
+def test_young_statistics_hold_unused_indexes_back(reportapp, settings, value):
     settings.DBTUNING = {"UNUSED_INDEX_MIN_AGE": value}
     document = report_json(*INDEXES)
     assert findings(document, "unused_index") == []
@@ -62,14 +56,14 @@ def test_young_statistics_hold_unused_indexes_back(reportapp, settings, value): 
     assert "Unused index" not in text
 
 
-def test_old_enough_statistics_are_judged(reportapp, settings):  # noqa: F811
+def test_old_enough_statistics_are_judged(reportapp, settings):
     settings.DBTUNING = {"UNUSED_INDEX_MIN_AGE": "0s"}
     document = report_json(*INDEXES)
     assert findings(document, "stats_too_young") == []
     assert any("pages" in f["object"] for f in findings(document, "unused_index"))
 
 
-def test_the_deprecated_threshold_is_an_alias(reportapp, settings):  # noqa: F811
+def test_the_deprecated_threshold_is_an_alias(reportapp, settings):
     settings.DBTUNING = {"REPORT_THRESHOLDS": {"min_stats_age_days": 0}}
     document = report_json(*INDEXES)
     assert findings(document, "unused_index")
@@ -116,7 +110,7 @@ def test_durations_read_well():
 # -- third-party apps ----------------------------------------------------------------------
 
 
-def test_third_party_findings_are_flagged_in_json(reportapp):  # noqa: F811
+def test_third_party_findings_are_flagged_in_json(reportapp):
     document = report_json(*INDEXES)
     auth = [f for f in document["findings"] if (f["model"] or "").startswith("auth.")]
     assert auth, "the test database's auth tables have unused indexes"
@@ -128,7 +122,7 @@ def test_third_party_findings_are_flagged_in_json(reportapp):  # noqa: F811
     assert all(f["section"] == "indexes" for f in own)
 
 
-def test_third_party_findings_are_one_line_per_code_in_text(reportapp):  # noqa: F811
+def test_third_party_findings_are_one_line_per_code_in_text(reportapp):
     document = report_json(*INDEXES, "--top", "0")
     third = [f for f in document["findings"] if f["third_party"]]
     by_code: dict[str, list[dict]] = {}

@@ -17,7 +17,6 @@ from django.db import connections
 
 from django_dbtuning.report import SECTIONS, run_report
 from django_dbtuning.report.probe import connection_kwargs
-from tests.reportapp.models import Review, Ticket, Volume, Writer
 
 # Marked so that pytest-django creates the test databases; the report itself reads them
 # through its own connections, outside the test's transaction.
@@ -30,50 +29,6 @@ LIMITED_PASSWORD = "limited-Secret-pw-42"
 def admin_connection() -> psycopg.Connection:
     kwargs = connection_kwargs(connections.settings["default"])
     return psycopg.connect(**kwargs, autocommit=True)
-
-
-@pytest.fixture(scope="module")
-def planted(django_db_setup, django_db_blocker):
-    """Rows, scans, an invalid index and a near-overflow sequence in the test database."""
-    with django_db_blocker.unblock():
-        Review.objects.all().delete()
-        Volume.objects.all().delete()
-        Writer.objects.all().delete()
-        writers = Writer.objects.bulk_create(
-            Writer(name=f"w{i}", code=i) for i in range(20)
-        )
-        Volume.objects.bulk_create(
-            Volume(
-                writer=writers[i % 20],
-                title=f"title {i % 7}",
-                isbn=i,
-                pages=100 + i,
-                published=datetime.date(2020, 1, 1 + i % 28),
-            )
-            for i in range(200)
-        )
-        Ticket.objects.create(note="first")
-    with admin_connection() as conn:
-        conn.execute("ANALYZE")
-        # A failed CREATE INDEX CONCURRENTLY leaves an invalid index behind.
-        with pytest.raises(psycopg.errors.UniqueViolation):
-            conn.execute(
-                "CREATE UNIQUE INDEX CONCURRENTLY volume_title_unique "
-                "ON reportapp_volume (title)"
-            )
-        # Heavy use of the isbn index: it must never be reported as unused.
-        conn.execute("SET enable_seqscan = off")
-        conn.execute("SET enable_bitmapscan = off")
-        for isbn in range(60):
-            conn.execute("SELECT id FROM reportapp_volume WHERE isbn = %s", [isbn])
-        # An int column fed by a bigint sequence, 93 % of the way to int's limit.
-        conn.execute("ALTER SEQUENCE reportapp_ticket_id_seq AS bigint")
-        conn.execute("SELECT setval('reportapp_ticket_id_seq', 2000000000)")
-        conn.execute("SELECT pg_stat_force_next_flush()")
-    yield
-    with admin_connection() as conn:
-        conn.execute("DROP INDEX IF EXISTS volume_title_unique")
-    connections.close_all()
 
 
 @contextmanager
