@@ -77,9 +77,19 @@ def connect(
         )
     except psycopg.Error as exc:
         where = f"{kwargs.get('host') or 'localhost'}:{kwargs.get('port') or 5432}"
-        message = redact(first_line(exc), [str(settings_dict.get("PASSWORD") or "")])
+        options = settings_dict.get("OPTIONS") or {}
+        secrets = [
+            str(settings_dict.get("PASSWORD") or ""),
+            *(str(options.get(name) or "") for name in ("password", "sslpassword")),
+        ]
+        # The whole line: a host or database name may hold the password too (a
+        # password equal to the database's name is one: its name then says it).
         raise Unreachable(
-            f"cannot connect to {where}/{kwargs.get('dbname', '')}: {message}"
+            redact(
+                f"cannot connect to {where}/{kwargs.get('dbname', '')}: "
+                f"{first_line(exc)}",
+                secrets,
+            )
         ) from None
     return conn
 
