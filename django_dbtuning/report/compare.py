@@ -101,7 +101,11 @@ def _growth(
 ) -> list[dict[str, Any]]:
     days = result.days
     out = []
+    own = _history_table()
     for key, now in new.items():
+        if key[1] == own:
+            # dbreport --save's own table grows by every --save: by design, not news.
+            continue
         before = old.get(key)
         grown = (now.get(size) or 0) - ((before or {}).get(size) or 0)
         entry: dict[str, Any] = {
@@ -119,6 +123,13 @@ def _growth(
             out.append(entry)
     out.sort(key=lambda e: (-e["bytes_per_day"], -(e.get("rows_per_day") or 0)))
     return out
+
+
+def _history_table() -> str:
+    """The snapshot table's name (its tables and indexes are left out of growth)."""
+    from django_dbtuning.models import Snapshot
+
+    return Snapshot._meta.db_table
 
 
 def _names(key: tuple[str, ...]) -> dict[str, str]:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.apps import apps
 from django.db import models
 
 from django_dbtuning.report.ownership import third_party_app
 from django_dbtuning.report.quoting import column_list, ident, run_sql
+
+if TYPE_CHECKING:
+    from django_dbtuning.report.probe import Probe
 
 
 @dataclass(frozen=True)
@@ -58,11 +62,32 @@ class IndexOrigin:
     name: str | None = None
 
 
+# Each model table's schema through the connection's search_path: to_regclass() finds a
+# name as an unqualified query of that session would (quote_ident keeps its case).
+RESOLVE = """
+SELECT w.name, n.nspname AS schema
+  FROM unnest(%s::text[]) AS w(name)
+  JOIN pg_class c ON c.oid = to_regclass(quote_ident(w.name))
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+"""
+
+Table = tuple[str, str]
+"""(schema, table) as the catalogs spell them."""
+
+
 class ModelMap:
-    """Tables of the installed models, keyed by table name (schema ignored)."""
+    """Tables of the installed models, keyed by schema and table name.
+
+    A model's ``db_table`` is SQL Django quotes: ``'archive"."order'`` (or
+    ``'"archive"."order"'``) is table ``order`` in schema ``archive``, ``'Shop Order'`` one
+    table whose name holds a space. An unqualified ``db_table`` is in the first schema of
+    the connection's search_path that has it, as for Django's own queries:
+    :meth:`resolved` asks one alias' server. Until then it is taken to be in ``public``.
+    """
 
     def __init__(self) -> None:
-        self.tables: dict[str, ModelInfo] = {}
+        self.declared: dict[tuple[str | None, str], ModelInfo] = {}
+        """Each model table as ``db_table`` names it: (schema or None, table)."""
         for model in apps.get_models(include_auto_created=True):
             opts = model._meta
             if opts.proxy:
@@ -77,18 +102,50 @@ class ModelMap:
                     info.columns[item.column] = item
             # A table shared by several models (unmanaged views, swapped models) keeps
             # the first concrete one.
-            self.tables.setdefault(_bare(opts.db_table), info)
+            self.declared.setdefault(split_table(opts.db_table), info)
+        self.tables: dict[Table, ModelInfo] = {}
+        self._place(None)
 
-    def model(self, table: str) -> ModelInfo | None:
-        return self.tables.get(table)
+    def _place(self, schemas: dict[str, str] | None) -> None:
+        """Key the models by (schema, table): ``schemas`` holds where the server found
+        each unqualified table (one it did not find maps to nothing); None: all in
+        ``public``."""
+        self.tables = {}
+        for (schema, table), info in self.declared.items():
+            where = schema or ("public" if schemas is None else schemas.get(table))
+            if where is not None:
+                self.tables.setdefault((where, table), info)
 
-    def editable(self, table: str) -> bool:
+    def resolved(self, probe: Probe) -> ModelMap:
+        """This map for ``probe``'s alias: unqualified tables placed where its
+        search_path finds them (one catalog query). When it cannot be read, ``public``
+        stands in and a note says so."""
+        names = sorted({table for schema, table in self.declared if schema is None})
+        found = probe.query("model_tables", "server", RESOLVE, [names])
+        bound = copy.copy(self)
+        if found is None:
+            probe.note(
+                "the search_path could not be read: models are matched to tables in "
+                "public"
+            )
+            return bound
+        bound._place({row["name"]: row["schema"] for row in found})
+        return bound
+
+    def model(self, table: str, schema: str | None = None) -> ModelInfo | None:
+        """The model of ``schema.table``; with no schema, of ``table`` as an
+        unqualified query names it."""
+        if schema is None:
+            return self.declared.get((None, table))
+        return self.tables.get((schema, table))
+
+    def editable(self, table: str, schema: str | None = None) -> bool:
         """Whether the project's own code declares ``table`` (unknown tables count)."""
-        info = self.tables.get(table)
+        info = self.model(table, schema)
         return info.editable if info is not None else True
 
-    def label(self, table: str) -> str | None:
-        info = self.tables.get(table)
+    def label(self, table: str, schema: str | None = None) -> str | None:
+        info = self.model(table, schema)
         return info.label if info is not None else None
 
     def index_origin(
@@ -99,10 +156,11 @@ class ModelMap:
         *,
         definition: str = "",
         opclasses: Sequence[str] = (),
+        schema: str | None = None,
     ) -> IndexOrigin:
         """Which declaration produced ``index``: a field's db_index, Django's ``_like``
         pattern-ops twin, a ``Meta.indexes`` entry, or none we can see."""
-        info = self.tables.get(table)
+        info = self.model(table, schema)
         if info is None:
             return IndexOrigin("unknown", "")
         opts = info.model._meta
@@ -118,10 +176,17 @@ class ModelMap:
                     "_like"
                 ):
                     return IndexOrigin("like", where)
-                if getattr(found, "db_index", False) and not found.unique:
+                # Under another name: an index on the column from RunSQL or by hand.
+                if (
+                    getattr(found, "db_index", False)
+                    and not found.unique
+                    and _field_index_name(opts.db_table, found.column or "") in (None, index)
+                ):
                     return IndexOrigin("field", where)
         wanted = list(columns)
         for declared in opts.indexes:
+            if declared.name:
+                continue  # named: matched by its name above, or not this index
             declared_columns = [
                 _column(info, name.lstrip("-")) for name in declared.fields
             ]
@@ -141,9 +206,14 @@ class ModelMap:
     ) -> Hint:
         """A migration-ready way to drop ``index``."""
         origin = self.index_origin(
-            table, index, columns, definition=definition, opclasses=opclasses
+            table,
+            index,
+            columns,
+            definition=definition,
+            opclasses=opclasses,
+            schema=schema,
         )
-        info = self.tables.get(table)
+        info = self.model(table, schema)
         drop = f"DROP INDEX CONCURRENTLY IF EXISTS {ident(schema, index)}"
         reverse = _reverse(definition)
         code = run_sql(drop, reverse)
@@ -194,7 +264,7 @@ class ModelMap:
     def create_fk_index_hint(
         self, schema: str, table: str, columns: Sequence[str]
     ) -> Hint:
-        info = self.tables.get(table)
+        info = self.model(table, schema)
         if info is not None and len(columns) == 1:
             found = info.field_for(columns[0])
             if found is not None and isinstance(found, models.ForeignKey):
@@ -216,9 +286,39 @@ class ModelMap:
         return Hint(f"{create}; (not inside a transaction)", (create,))
 
 
-def _bare(db_table: str) -> str:
-    # db_table = '"schema"."table"' is a common hack for other schemas.
-    return db_table.rsplit(".", 1)[-1].strip('"')
+_QUOTED = re.compile(r'"((?:[^"]|"")*)"')
+_QUALIFIED = re.compile(r'"(?:[^"]|"")*"(\."(?:[^"]|"")*")?')
+
+
+def split_table(db_table: str) -> tuple[str | None, str]:
+    """``db_table`` as (schema or None, table), read as the SQL Django makes of it:
+    it quotes a name unless it is quoted already, so ``'archive"."order'`` and
+    ``'"archive"."order"'`` are both ``order`` in ``archive``, while ``'a.b'`` is one
+    table named ``a.b``."""
+    sql = db_table if db_table[:1] == db_table[-1:] == '"' else f'"{db_table}"'
+    if len(sql) < 2 or not _QUALIFIED.fullmatch(sql):
+        return None, db_table
+    parts = [part.replace('""', '"') for part in _QUOTED.findall(sql)]
+    return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
+
+
+def _field_index_name(db_table: str, column: str) -> str | None:
+    """The name Django's schema editor gives a field's ``db_index`` index; None when it
+    cannot say (no PostgreSQL alias, a Django whose editor changed)."""
+    from django.db import connections
+
+    for alias in connections:
+        connection = connections[alias]
+        if connection.vendor != "postgresql":
+            continue
+        try:
+            # Private, but the one rule Django names these indexes by.
+            editor: Any = connection.schema_editor()
+            name = editor._create_index_name(db_table, [column], suffix="")
+        except Exception:
+            return None
+        return name if isinstance(name, str) else None
+    return None
 
 
 def _column(info: ModelInfo, name: str) -> str | None:

@@ -12,6 +12,7 @@ from django_dbtuning.validation import number_or_none
 
 if TYPE_CHECKING:
     from django_dbtuning.report.baseline import Comparison
+    from django_dbtuning.report.snapshot import SnapshotData
 
 Severity = Literal["info", "warning", "error"]
 SEVERITIES: tuple[Severity, ...] = ("info", "warning", "error")
@@ -170,6 +171,9 @@ class DatabaseReport:
     duration: float = 0.0
     objects: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     """Per-object rows (every index...) for opt-in metrics; not part of the JSON."""
+    snapshot: SnapshotData | None = None
+    """What ``dbreport --save`` stores, read in the same run (``run_report(snapshot=
+    True)``); its findings are added when saved. Not part of the JSON."""
 
     @property
     def complete(self) -> bool:

@@ -33,6 +33,7 @@ from django_dbtuning.report.snapshot import (
     collect,
     from_document,
     to_document,
+    with_findings,
 )
 from django_dbtuning.report.snapshot_schema import unreadable
 from django_dbtuning.validation import millisecond_value
@@ -198,7 +199,10 @@ def _check_migrated(using: str) -> None:
 
 
 def take(report: Report) -> tuple[dict[str, SnapshotData], dict[str, str]]:
-    """Each reachable PostgreSQL alias' state now; and the aliases left out, with why."""
+    """Each reachable PostgreSQL alias' state now; and the aliases left out, with why.
+
+    A report run with ``snapshot=True`` read it already, on its own connections; any
+    other report's aliases are read again over a connection of the snapshot's own."""
     states: dict[str, SnapshotData] = {}
     skipped: dict[str, str] = {}
     for alias, db in report.databases.items():
@@ -208,6 +212,8 @@ def take(report: Report) -> tuple[dict[str, SnapshotData], dict[str, str]]:
             skipped[alias] = "a PgBouncer admin console holds no tables"
         elif db.same_database_as is not None:
             skipped[alias] = f"same database as alias {db.same_database_as!r}"
+        elif db.snapshot is not None:
+            states[alias] = with_findings(db.snapshot, report)
         else:
             try:
                 states[alias] = collect(alias, report, connections.settings[alias])
@@ -420,7 +426,10 @@ def run(report: Report, *, save: bool, since: object, top: int) -> HistoryRun:
 
 def save_snapshot(report: Report) -> SaveResult:
     """Store a snapshot of every alias ``report`` reached (what ``dbreport --save``
-    does), deleting those older than ``DBTUNING["HISTORY_RETENTION"]``."""
+    does), deleting those older than ``DBTUNING["HISTORY_RETENTION"]``.
+
+    A report from ``run_report(snapshot=True)`` carries what is stored already; any
+    other is read again over new connections (the same content, a little slower)."""
     states, skipped = take(report)
     return save_states(states, skipped)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, NamedTuple
 
-from django_dbtuning.report.djangomap import Hint, ModelMap
+from django_dbtuning.report.djangomap import Hint, IndexOrigin, ModelMap
 from django_dbtuning.report.probe import Probe, Row
 from django_dbtuning.report.quoting import ident, qualified
 
@@ -74,10 +74,16 @@ SELECT con.conrelid::bigint AS table_oid, con.conname AS name, n.nspname AS sche
 
 BUILDING = "SELECT index_relid::bigint AS oid FROM pg_stat_progress_create_index"
 
-COLUMN_WIDTHS = f"""
+# Only the columns of the indexes the estimate is for: pg_stats holds a row per column of
+# every analyzed table. Names as arrays (= ANY) let the planner look each table up by
+# pg_class's name index instead of reading all of pg_statistic; the cross product of
+# schemas and tables it may return is narrowed to the wanted triples in Python.
+COLUMN_WIDTHS = """
 SELECT schemaname AS schema, tablename AS "table", attname AS "column",
        avg_width, null_frac
-  FROM pg_stats WHERE schemaname NOT IN {SYSTEM_SCHEMAS}
+  FROM pg_stats
+ WHERE tablename = ANY(%(tables)s::name[]) AND schemaname = ANY(%(schemas)s::name[])
+   AND attname = ANY(%(columns)s::name[])
 """
 
 BLOCK_SIZE = 8192
@@ -117,6 +123,17 @@ class Index:
     def sql_name(self) -> str:
         """The index as SQL: schema-qualified, every part quoted."""
         return ident(self.row["schema"], self.row["index"])
+
+    def origin(self, models: ModelMap) -> IndexOrigin:
+        """Which model declaration produced this index, if any."""
+        return models.index_origin(
+            self.row["table"],
+            self.row["index"],
+            self.key_columns,
+            definition=self.row["definition"] or "",
+            opclasses=self.row["opclass_names"],
+            schema=self.row["schema"],
+        )
 
     def drop_hint(self, models: ModelMap) -> Hint:
         return models.drop_hint(
@@ -250,17 +267,47 @@ def _inventory(probe: Probe) -> list[Row] | None:
     )
 
 
+def _estimated(index: Index) -> bool:
+    """Whether the bloat estimate covers ``index``: a btree on columns (no expression)
+    of at least 10 pages."""
+    return bool(
+        index.method == "btree"
+        and index.relpages
+        and index.relpages >= 10
+        and 0 not in index.key_attnums
+    )
+
+
+def _widths(probe: Probe, indexes: list[Index]) -> list[Row] | None:
+    """pg_stats' width and null share of the estimated indexes' columns."""
+    wanted = {
+        (index.schema, index.table, column)
+        for index in indexes
+        if _estimated(index)
+        for column in index.columns
+        if column is not None
+    }
+    rows = probe.query(
+        "index_bloat",
+        "indexes",
+        COLUMN_WIDTHS,
+        {
+            "schemas": sorted({schema for schema, _, _ in wanted}),
+            "tables": sorted({table for _, table, _ in wanted}),
+            "columns": sorted({column for _, _, column in wanted}),
+        },
+    )
+    if rows is None:
+        return None
+    return [r for r in rows if (r["schema"], r["table"], r["column"]) in wanted]
+
+
 def _estimate_bloat(indexes: list[Index], widths: list[Row]) -> dict[int, Bloat]:
     """Estimated wasted bytes per btree index, from pg_stats column widths."""
     by_column = {(r["schema"], r["table"], r["column"]): r for r in widths}
     estimates: dict[int, Bloat] = {}
     for index in indexes:
-        if (
-            index.method != "btree"
-            or not index.relpages
-            or index.relpages < 10
-            or 0 in index.key_attnums
-        ):
+        if not _estimated(index):
             continue
         width = 0.0
         for column in index.columns:
@@ -288,7 +335,7 @@ def gather(probe: Probe) -> IndexFacts | None:
     building = probe.query("indexes_being_built", "indexes", BUILDING)
     indexes = [Index(row) for row in rows]
     foreign_keys = probe.query("foreign_keys", "indexes", FOREIGN_KEYS)
-    widths = probe.query("index_bloat", "indexes", COLUMN_WIDTHS)
+    widths = _widths(probe, indexes)
     return IndexFacts(
         indexes=indexes,
         being_built={r["oid"] for r in building or []},

@@ -59,7 +59,7 @@ def invalid_index(probe: Probe, facts: IndexFacts) -> None:
                 "a unique index, a deadlock, a timeout)"
             ),
             object=index.name,
-            model=probe.models.label(index.table),
+            model=probe.models.label(index.table, index.schema),
             size_bytes=index.size_bytes,
             unique=index.is_unique,
             sql=[drop],
@@ -131,7 +131,7 @@ def unused_index(probe: Probe, facts: IndexFacts) -> None:
             ),
             hint=hint.text,
             object=index.name,
-            model=probe.models.label(index.table),
+            model=probe.models.label(index.table, index.schema),
             size_bytes=index.size_bytes,
             scans=index.idx_scan,
             schema=index.schema,
@@ -153,33 +153,54 @@ def _kept(other: Index) -> str:
     return f"{kind} {other.name}"
 
 
-def _redundant(
-    probe: Probe, code: str, title: str, candidate: Index, other: Index, detail: str
-) -> None:
-    hint = candidate.drop_hint(probe.models)
-    info = probe.models.model(candidate.table)
+def _redundant_hint(probe: Probe, candidate: Index, other: Index) -> Hint:
+    """How to drop ``candidate``, in the terms of whatever declares it: a model change
+    only for the index a model declares, SQL for one no model does."""
+    models = probe.models
+    origin = candidate.origin(models)
+    info = models.model(candidate.table, candidate.schema)
     head = info.field_for(candidate.key_columns[0]) if info else None
     if (
-        head is not None
+        origin.kind == "field"
+        and head is not None
         and info is not None
         and info.editable
         and getattr(head, "many_to_one", False)
         and len(candidate.key_columns) == 1
     ):
-        hint = Hint(
+        return Hint(
             f"set db_index=False on the ForeignKey {info.label}.{head.name}: "
             f"{other.name} already serves lookups by {head.name} (run makemigrations)"
         )
+    hint = candidate.drop_hint(models)
+    kept = other.origin(models)
+    if origin.kind == "unknown" and kept.kind != "unknown":
+        # A RunSQL twin of a declared index: the model's own stays, this one goes.
+        return Hint(
+            f"{candidate.name} is declared by no model (a RunSQL migration, or made by "
+            f"hand) and {other.name} by {kept.where}: keep that one, and {hint.text}",
+            hint.sql,
+            hint.migration,
+        )
+    return hint
+
+
+def _redundant(
+    probe: Probe, code: str, title: str, candidate: Index, other: Index, detail: str
+) -> None:
+    hint = _redundant_hint(probe, candidate, other)
     # Django's own tables (auto-created M2M, contrib apps) carry such indexes by design
     # and cannot be changed through models: worth knowing, not a warning.
     probe.add(
-        "warning" if probe.models.editable(candidate.table) else "info",
+        "warning"
+        if probe.models.editable(candidate.table, candidate.schema)
+        else "info",
         code,
         f"{title} {candidate.name} on {candidate.table_name}",
         detail=detail,
         hint=hint.text,
         object=candidate.name,
-        model=probe.models.label(candidate.table),
+        model=probe.models.label(candidate.table, candidate.schema),
         size_bytes=candidate.size_bytes,
         covered_by=other.name,
         **hint.data(),
@@ -241,7 +262,7 @@ def fk_without_index(probe: Probe, facts: IndexFacts) -> None:
             fk["schema"], fk["table"], fk["columns"]
         )
         big = fk["table_rows"] >= probe.t["fk_without_index_warning_rows"]
-        info = probe.models.model(fk["table"])
+        info = probe.models.model(fk["table"], fk["schema"])
         field_label = info.field_label(fk["columns"][0]) if info else None
         probe.add(
             "warning" if big else "info",
@@ -288,7 +309,7 @@ def index_bloat(probe: Probe, facts: IndexFacts) -> None:
             ),
             hint=f"{reindex}; (not inside a transaction)",
             object=index.name,
-            model=probe.models.label(index.table),
+            model=probe.models.label(index.table, index.schema),
             bloat_bytes=bloat.wasted,
             size_bytes=size,
             sql=[reindex],
@@ -344,6 +365,7 @@ def collect(probe: Probe) -> None:
             "index": i.index,
             "scans": i.idx_scan or 0,
             "size_bytes": i.size_bytes or 0,
+            "table_kind": i.table_kind,
         }
         for i in indexes
     ]
@@ -354,7 +376,7 @@ def _summary(probe: Probe, index: Index, bloat: dict[int, Bloat]) -> dict[str, A
     return {
         "index": index.name,
         "table": index.table_name,
-        "model": probe.models.label(index.table),
+        "model": probe.models.label(index.table, index.schema),
         "size_bytes": index.size_bytes,
         "scans": index.idx_scan,
         "last_scan": iso(index.last_idx_scan),

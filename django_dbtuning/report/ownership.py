@@ -4,7 +4,8 @@ The report treats tables of third-party and contrib apps differently: their hint
 ask you to edit a model you do not own, and the text output folds their findings into one
 line per code (:mod:`.noise`). The rule, in order:
 
-1. an app whose name starts with ``django.`` (``django.contrib.auth``…) is Django's;
+1. an app whose name starts with ``django.`` (``django.contrib.auth``…) is Django's,
+   and ``django_dbtuning`` itself (its snapshot table) is this package's;
 2. an app under a ``site-packages`` or ``dist-packages`` directory is an installed
    package's, unless it is below ``settings.BASE_DIR`` (``startproject`` sets it) with no
    such directory between the two: a project installed with ``pip install .`` (a Docker
@@ -40,6 +41,10 @@ def third_party_app(app_config: Any) -> bool:
     """Whether ``app_config`` belongs to Django or an installed package (module doc)."""
     name = str(getattr(app_config, "name", ""))
     if name == "django" or name.startswith("django."):
+        return True
+    if name == "django_dbtuning":
+        # This app's own table (dbreport --save's snapshots) is the package's, however
+        # it is installed (a checkout, an editable install): not the project's to change.
         return True
     path = PurePath(str(getattr(app_config, "path", "") or ""))
     if not _installed(path.parts):

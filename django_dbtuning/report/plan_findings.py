@@ -203,7 +203,7 @@ def _seq_scan_finding(
             "leading wildcard, a function of the column): an expression index, or a "
             "pg_trgm GIN index for LIKE, would; or filter differently",
             [],
-            probe.models.label(table) if schema == "public" else None,
+            probe.models.label(table, schema),
         )
     probe.add(
         "warning",

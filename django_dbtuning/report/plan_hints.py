@@ -37,7 +37,7 @@ def index_hint(
         f"CREATE INDEX CONCURRENTLY ON {ident(schema, table)} {column_list(cols)}"
         for cols in indexes
     ]
-    info = probe.models.model(table) if schema == "public" else None
+    info = probe.models.model(table, schema)
     if info is not None:
         lines = []
         for cols in indexes:

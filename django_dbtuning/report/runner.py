@@ -44,6 +44,7 @@ from django_dbtuning.report.probe import (
     connect,
     first_line,
 )
+from django_dbtuning.report.snapshot import gather as snapshot_state
 from django_dbtuning.report.timeouts import ReportTimeouts, configured
 
 logger = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ def run_report(
     requested: Iterable[str] = (),
     baseline: str | Path | Baseline | None = None,
     explain: int | bool = False,
+    snapshot: bool = False,
 ) -> Report:
     """Collect the report for ``aliases`` (default: every PostgreSQL alias).
 
@@ -116,6 +118,7 @@ def run_report(
         explain: plan the top statements (True: 20, an int: that many, False/0: none)
             with ``EXPLAIN (GENERIC_PLAN)`` on PostgreSQL 16+; needs the statements
             section.
+        snapshot: read what ``--save`` stores too (``DatabaseReport.snapshot``).
 
     Raises:
         ValueError: an unknown alias or section, an alias that is not PostgreSQL, or a
@@ -124,13 +127,10 @@ def run_report(
             ``UNUSED_INDEX_MIN_AGE``, an unreadable baseline (``BaselineError``).
         TypeError: an alias that is not a str.
     """
-    if isinstance(aliases, str):
-        aliases = [aliases]
     chosen = _sections_option(sections)
     if type(top) is not int or top < 0:
         raise ValueError(f"top must be an int >= 0, got {top!r}")
-    names = list(aliases) if aliases else postgres_aliases()
-    _check_aliases(names)
+    names = _aliases_option(aliases)
     timeouts = configured()
     to_plan = _explain_option(explain, chosen)
     known = _baseline_option(baseline)
@@ -161,6 +161,7 @@ def run_report(
                 top=top,
                 timeouts=timeouts,
                 explain=to_plan,
+                snapshot=snapshot,
             )
         finally:
             result.duration = time.perf_counter() - started
@@ -205,6 +206,16 @@ def _sections_option(sections: Iterable[str] | None) -> tuple[str, ...]:
     return chosen
 
 
+def _aliases_option(aliases: Sequence[str] | None) -> list[str]:
+    """The aliases asked for (a str is one alias), checked; every PostgreSQL one by
+    default."""
+    if isinstance(aliases, str):
+        aliases = [aliases]
+    names = list(aliases) if aliases else postgres_aliases()
+    _check_aliases(names)
+    return names
+
+
 def _check_aliases(names: list[str]) -> None:
     for alias in names:
         if not isinstance(alias, str):
@@ -232,6 +243,7 @@ def _run_alias(
     top: int,
     timeouts: ReportTimeouts,
     explain: int = 0,
+    snapshot: bool = False,
 ) -> None:
     settings_dict = connections.settings[alias]
     if pgbouncer.is_admin_console(settings_dict):
@@ -266,6 +278,8 @@ def _run_alias(
         if not settings_section.server_info(probe):
             _server_failed(probe, sections)
             return
+        # Unqualified model tables are where this alias' search_path finds them.
+        probe.models = models.resolved(probe)
         server = probe.server
         identity = (
             server.get("system_identifier"),
@@ -286,19 +300,27 @@ def _run_alias(
         else:
             seen[identity] = alias
             run = sections
-        for name in run:
-            start = len(findings)
-            try:
-                COLLECTORS[name](probe)
-            except Exception as exc:
-                # A bug or an unexpected catalog shape must cost one section, not the
-                # report.
-                logger.exception("dbreport %s: section %s failed", alias, name)
-                reason = f"{type(exc).__name__}: {first_line(exc)}"
-                probe.gap(f"{name}_section", name, "error", reason)
-                result.sections.setdefault(name, {})["error"] = reason
-            for finding in findings[start:]:
-                finding.section = name
+        _collect_sections(probe, run)
+        if snapshot and result.same_database_as is None:
+            result.snapshot = snapshot_state(probe, tuple(sections))
+
+
+def _collect_sections(probe: Probe, names: Iterable[str]) -> None:
+    """Run each section's collector; tag the findings it adds with the section."""
+    findings = probe.findings
+    for name in names:
+        start = len(findings)
+        try:
+            COLLECTORS[name](probe)
+        except Exception as exc:
+            # A bug or an unexpected catalog shape must cost one section, not the
+            # report.
+            logger.exception("dbreport %s: section %s failed", probe.alias, name)
+            reason = f"{type(exc).__name__}: {first_line(exc)}"
+            probe.gap(f"{name}_section", name, "error", reason)
+            probe.result.sections.setdefault(name, {})["error"] = reason
+        for finding in findings[start:]:
+            finding.section = name
 
 
 def _explain_option(value: object, sections: Sequence[str]) -> int:

@@ -92,7 +92,7 @@ def fk_type_fix(fk: Row, models_map: ModelMap, connection: BaseDatabaseWrapper) 
     when the model is what lags, else by altering the column."""
     alter = _alter_sql(fk, fk["ref_types"])
     reverse = _alter_sql(fk, fk["types"])
-    info = models_map.model(fk["table"])
+    info = models_map.model(fk["table"], fk["schema"])
     field = info.field_for(fk["columns"][0]) if info else None
     lock = REWRITE_LOCK.format(tables=qualified(fk["schema"], fk["table"]))
     raw = Hint(
@@ -120,7 +120,7 @@ def fk_type_fix(fk: Row, models_map: ModelMap, connection: BaseDatabaseWrapper) 
             (alter,),
             run_sql(alter, reverse),
         )
-    target_info = models_map.model(fk["ref_table"])
+    target_info = models_map.model(fk["ref_table"], fk["ref_schema"])
     if (
         expected == column_type
         and ref_type in INTEGER_TYPES
@@ -217,7 +217,7 @@ def primary_key_fix(row: Row, info: ModelInfo | None) -> Hint:
 def partial_index(row: Row, rare: bool, models_map: ModelMap) -> tuple[str, str | None]:
     """The partial index on the rare value that can replace a boolean column's index:
     how to declare it, and its SQL when no model of the project declares the table."""
-    info = models_map.model(row["table"])
+    info = models_map.model(row["table"], row["schema"])
     field = info.field_for(row["column"]) if info is not None else None
     if info is not None and field is not None and info.editable:
         name = (

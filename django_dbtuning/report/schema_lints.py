@@ -63,7 +63,7 @@ def fk_type_mismatch(probe: Probe, facts: SchemaFacts) -> None:
         seen.add(key)
         table, ref, columns = _fk_names(fk)
         narrower = _narrower(fk["types"], fk["ref_types"])
-        info = probe.models.model(fk["table"])
+        info = probe.models.model(fk["table"], fk["schema"])
         field_label = info.field_label(fk["columns"][0]) if info else None
         hint = fk_type_fix(fk, probe.models, connection)
         consequence = (
@@ -116,7 +116,7 @@ def duplicate_foreign_key(probe: Probe, facts: SchemaFacts) -> None:
             if fk is kept:
                 continue
             table, ref, columns = _fk_names(fk)
-            info = probe.models.model(fk["table"])
+            info = probe.models.model(fk["table"], fk["schema"])
             field_label = info.field_label(fk["columns"][0]) if info else None
             hint = drop_fk_fix(fk, kept, ref)
             probe.add(
@@ -146,7 +146,7 @@ def duplicate_foreign_key(probe: Probe, facts: SchemaFacts) -> None:
 def missing_primary_key(probe: Probe, facts: SchemaFacts) -> None:
     for row in facts.without_primary_key or []:
         table = qualified(row["schema"], row["table"])
-        info = probe.models.model(row["table"])
+        info = probe.models.model(row["table"], row["schema"])
         hint = primary_key_fix(row, info)
         pk = info.model._meta.pk if info is not None else None
         probe.add(
@@ -179,7 +179,7 @@ def boolean_index(probe: Probe, facts: SchemaFacts) -> None:
     for row in facts.boolean_indexes or []:
         index = qualified(row["schema"], row["index"])
         table = qualified(row["schema"], row["table"])
-        info = probe.models.model(row["table"])
+        info = probe.models.model(row["table"], row["schema"])
         definition = (
             f"CREATE INDEX {quote_ident(row['index'])} ON {table} USING {row['method']} "
             f"({quote_ident(row['column'])})"

@@ -1,8 +1,12 @@
 """What ``dbreport --save`` records, and what ``--since`` compares with it.
 
-:func:`collect` reads one alias' tables, indexes and pg_stat_statements totals through the
-report's read-only, time-boxed :class:`~.probe.Probe` (every object, not the report's top
-N) and takes the alias' findings from the report that just ran. :class:`SnapshotData` is
+A snapshot holds one alias' tables, indexes and pg_stat_statements totals (every object,
+not the report's top N) and the alias' findings from the report that just ran. When the
+report is run for a snapshot (``run_report(snapshot=True)``, as ``dbreport --save`` and
+``--since`` do), :func:`gather` takes the tables and indexes the sections already read
+and queries only what they did not, on the report's own read-only, time-boxed connection;
+:func:`collect` reads everything over a connection of its own, for a report run without
+it. Both give the same snapshot. :class:`SnapshotData` is
 that state in memory; :func:`to_document` / :func:`from_document` turn it into the compact
 JSON the :class:`~django_dbtuning.models.Snapshot` row stores: a column list and rows of
 values per kind, so a key name is stored once per kind, not once per object.
@@ -13,15 +17,18 @@ snapshot never holds a literal, whatever the server's pg_stat_statements kept.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import psycopg
+
 from django_dbtuning.report import identity
 from django_dbtuning.report.djangomap import ModelMap
 from django_dbtuning.report.findings import DatabaseReport, Finding, Report
-from django_dbtuning.report.probe import MARKER, Probe, Unreachable, connect
+from django_dbtuning.report.probe import MARKER, Probe, Row, Unreachable, connect
 from django_dbtuning.report.quoting import ident
 from django_dbtuning.report.server_settings import server_info
 from django_dbtuning.report.sqltext import APPLICATION, leading_keyword, strip_literals
@@ -32,7 +39,7 @@ from django_dbtuning.report.statements import (
     INFO,
     total_time_sql,
 )
-from django_dbtuning.report.timeouts import configured
+from django_dbtuning.report.timeouts import ReportTimeouts, configured
 
 FORMAT = 1
 """The document's layout version (``data["format"]``)."""
@@ -43,13 +50,20 @@ TABLES = """
 SELECT s.schemaname AS schema, s.relname AS "table", {size} AS bytes,
        s.n_live_tup AS rows
   FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+ WHERE s.schemaname !~ '^pg_(toast_)?temp'
 """
 
 INDEXES = """
 SELECT s.schemaname AS schema, s.relname AS "table", s.indexrelname AS index,
        {size} AS bytes, s.idx_scan AS scans
   FROM pg_stat_user_indexes s JOIN pg_class c ON c.oid = s.indexrelid
+ WHERE s.schemaname !~ '^pg_(toast_)?temp'
 """
+
+# Other sessions' temporary tables come and go: never part of a snapshot.
+TEMPORARY = re.compile(r"pg_(toast_)?temp")
+# The relation kinds pg_stat_user_indexes lists indexes of (no partitioned tables).
+INDEXED_KINDS = frozenset({"r", "m"})
 
 STATEMENTS = """
 SELECT queryid, sum(calls)::bigint AS calls, sum({total})::float8 AS total_ms,
@@ -104,7 +118,8 @@ class SnapshotUnavailable(Exception):
 def collect(
     alias: str, report: Report, settings_dict: Mapping[str, Any]
 ) -> SnapshotData:
-    """The alias' state now: its objects from the server, its findings from ``report``.
+    """The alias' state now over a connection of its own: its objects from the server,
+    its findings from ``report`` (for a report run without ``snapshot=True``).
 
     Raises:
         SnapshotUnavailable: the server cannot be reached, or not even its facts read.
@@ -113,36 +128,77 @@ def collect(
         conn = connect(settings_dict)
     except Unreachable as exc:
         raise SnapshotUnavailable(str(exc)) from None
-    result = DatabaseReport(alias=alias)
     with conn:
-        probe = Probe(
-            alias,
-            conn,
-            result=result,
-            findings=[],
-            thresholds={},
-            models=ModelMap(),
-            top=0,
-            timeouts=configured(),
-        )
+        probe = _probe(alias, conn, {}, ModelMap(), configured())
         if not server_info(probe):
-            reason = next((c.reason for c in result.checks if not c.complete), "")
+            reason = next((c.reason for c in probe.result.checks if not c.complete), "")
             raise SnapshotUnavailable(
                 f"cannot read the server's facts on alias {alias!r}: {reason}"
             )
-        server = probe.server
-        data = SnapshotData(
-            alias=alias,
-            taken_at=server["now"],
-            database=str(server["database"]),
-            server_version=int(server["version_num"]),
-            stats_reset=_parse_time(server.get("stats_reset")),
-            sections=report.sections,
-        )
-        _indexes(probe, data)
-        _tables(probe, data)
-        _statements(probe, data)
+        data = _read(probe, report.sections, {})
     data.findings = _findings(report.findings, alias)
+    return data
+
+
+def gather(probe: Probe, sections: tuple[str, ...]) -> SnapshotData:
+    """The alias' state at the end of its report run, on the report's connection: the
+    tables and indexes its sections read (``result.objects``), the rest queried. Its
+    findings are added by :func:`with_findings` once the report is complete.
+
+    The queries run under a probe of their own: a snapshot query that times out makes
+    the kind ``missing`` in the snapshot, not a gap in the report.
+    """
+    own = _probe(probe.alias, probe.conn, probe.server, probe.models, probe.timeouts)
+    own.columns = probe.columns
+    return _read(own, sections, probe.result.objects)
+
+
+def with_findings(data: SnapshotData, report: Report) -> SnapshotData:
+    """``data`` (from :func:`gather`) with its alias' findings from ``report``."""
+    data.findings = _findings(report.findings, data.alias)
+    return data
+
+
+def _probe(
+    alias: str,
+    conn: psycopg.Connection[Row],
+    server: Mapping[str, Any],
+    models: ModelMap,
+    timeouts: ReportTimeouts,
+) -> Probe:
+    return Probe(
+        alias,
+        conn,
+        result=DatabaseReport(alias=alias, server=dict(server)),
+        findings=[],
+        thresholds={},
+        models=models,
+        top=0,
+        timeouts=timeouts,
+    )
+
+
+def _read(
+    probe: Probe, sections: tuple[str, ...], objects: Mapping[str, list[dict[str, Any]]]
+) -> SnapshotData:
+    server = probe.server
+    data = SnapshotData(
+        alias=probe.alias,
+        taken_at=server["now"],
+        database=str(server["database"]),
+        server_version=int(server["version_num"]),
+        stats_reset=_parse_time(server.get("stats_reset")),
+        sections=sections,
+    )
+    if "indexes" in objects:
+        data.indexes = _read_indexes(objects["indexes"])
+    else:
+        _indexes(probe, data)
+    if "tables" in objects:
+        _set_tables(data, objects["tables"])
+    else:
+        _tables(probe, data)
+    _statements(probe, data)
     return data
 
 
@@ -197,13 +253,31 @@ def _indexes(probe: Probe, data: SnapshotData) -> None:
     }
 
 
+def _read_indexes(
+    rows: Iterable[Mapping[str, Any]],
+) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """The index section's inventory as pg_stat_user_indexes would list it."""
+    return {
+        (r["schema"], r["table"], r["index"]): {
+            "bytes": r["size_bytes"],
+            "scans": r["scans"],
+        }
+        for r in rows
+        if r["table_kind"] in INDEXED_KINDS and not TEMPORARY.match(r["schema"])
+    }
+
+
 def _tables(probe: Probe, data: SnapshotData) -> None:
-    """Tables with TOAST (pg_table_size); the total adds their indexes' sizes, summed
-    here rather than by pg_total_relation_size, which would open every index again."""
     rows = _sizes(probe, TABLES, "snapshot_tables", "pg_table_size(c.oid)")
     if rows is None:
         data.missing.append("tables")
         return
+    _set_tables(data, rows)
+
+
+def _set_tables(data: SnapshotData, rows: Iterable[Mapping[str, Any]]) -> None:
+    """Tables with TOAST (pg_table_size); the total adds their indexes' sizes, summed
+    here rather than by pg_total_relation_size, which would open every index again."""
     indexed: dict[tuple[str, str], int] = {}
     for (schema, table, _), values in data.indexes.items():
         indexed[(schema, table)] = indexed.get((schema, table), 0) + (
@@ -221,6 +295,7 @@ def _tables(probe: Probe, data: SnapshotData) -> None:
             "rows": r["rows"],
         }
         for r in rows
+        if not TEMPORARY.match(r["schema"])
     }
 
 

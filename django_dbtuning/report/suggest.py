@@ -240,7 +240,7 @@ def _finding(
     all_ms: float,
 ) -> None:
     schema, table = relation
-    info = probe.models.model(table)
+    info = probe.models.model(table, schema)
     columns = [c for c, _ in chosen]
     shown = ", ".join(quote_ident(c) for c in columns)
     estimate = chosen[-1][1]

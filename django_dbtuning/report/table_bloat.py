@@ -231,7 +231,7 @@ def table_bloat(probe: Probe, facts: TableFacts) -> None:
                 "autovacuum fell behind (dead_tuples, long transactions)"
             ),
             object=table,
-            model=probe.models.label(row["table"]),
+            model=probe.models.label(row["table"], row["schema"]),
             method=bloat.method,
             bloat_bytes=bloat.wasted,
             size_bytes=bloat.size,

@@ -130,7 +130,7 @@ def names(probe: Probe, row: Row) -> tuple[str, str | None, str]:
     """The table as prose, its model's label, and as SQL."""
     return (
         qualified(row["schema"], row["table"]),
-        probe.models.label(row["table"]),
+        probe.models.label(row["table"], row["schema"]),
         ident(row["schema"], row["table"]),
     )
 

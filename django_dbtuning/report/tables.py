@@ -232,7 +232,7 @@ def sequence_near_overflow(probe: Probe, facts: TableFacts) -> None:
             continue
         table = qualified(row["schema"], row["table"])
         column = f"{table}.{quote_ident(row['column'])}"
-        info = probe.models.model(row["table"])
+        info = probe.models.model(row["table"], row["schema"])
         narrower = (
             f" The sequence is {row['sequence_type']} but the column is {column_type}: "
             "it will fail at the column's limit first."
@@ -293,7 +293,7 @@ def invalid_constraint(probe: Probe, facts: TableFacts) -> None:
                 "django.contrib.postgres.operations.ValidateConstraint)"
             ),
             object=f"{table}.{name}",
-            model=probe.models.label(row["table"]),
+            model=probe.models.label(row["table"], row["schema"]),
             sql=[validate],
         )
 
@@ -335,6 +335,16 @@ def collect(probe: Probe) -> None:
                 "largest": _largest(probe, rows),
             }
         )
+        # Every table, for dbreport --save's snapshot (report.snapshot).
+        probe.result.objects["tables"] = [
+            {
+                "schema": r["schema"],
+                "table": r["table"],
+                "bytes": r["size_bytes"],
+                "rows": r["n_live_tup"],
+            }
+            for r in rows
+        ]
     if facts.wraparound is not None:
         section["wraparound"] = wraparound_summary(probe, facts.wraparound)
         section["freeze_age_max_ratio"] = max(
@@ -355,7 +365,7 @@ def _largest(probe: Probe, rows: list[Row]) -> list[dict[str, Any]]:
     return [
         {
             "table": qualified(r["schema"], r["table"]),
-            "model": probe.models.label(r["table"]),
+            "model": probe.models.label(r["table"], r["schema"]),
             "rows": r["n_live_tup"],
             "dead_rows": r["n_dead_tup"],
             "size_bytes": r["size_bytes"],

@@ -106,7 +106,7 @@ class TableAge:
     def as_dict(self, probe: Probe) -> dict[str, Any]:
         return {
             "table": self.name,
-            "model": probe.models.label(self.row["table"]),
+            "model": probe.models.label(self.row["table"], self.row["schema"]),
             **self.numbers(),
         }
 
@@ -247,7 +247,7 @@ def xid_wraparound(probe: Probe, facts: TableFacts) -> None:
             ),
             hint=f"{vacuum}; {holders(wrap.horizon)}" if wrap else vacuum,
             object=age.name,
-            model=probe.models.label(age.row["table"]),
+            model=probe.models.label(age.row["table"], age.row["schema"]),
             sql=[vacuum],
             **age.numbers(),
         )
@@ -318,7 +318,7 @@ def wraparound_vacuum_due(probe: Probe, facts: TableFacts) -> None:
                 f"{holders(wrap.horizon)}"
             ),
             object=age.name,
-            model=probe.models.label(age.row["table"]),
+            model=probe.models.label(age.row["table"], age.row["schema"]),
             sql=[vacuum],
             **age.numbers(),
         )

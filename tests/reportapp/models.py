@@ -80,3 +80,20 @@ class Teller(models.Model):
 class AuditEvent(models.Model):
     # The test drops its primary key constraint: missing_primary_key.
     note = models.CharField(max_length=20, default="")
+
+
+# -- schemas (tests/report/test_model_schemas.py creates its table): a model in another
+# schema, named the way Django users do it (Django quotes db_table as a whole, so the inner
+# '"."' splits schema from table and inner quotes come doubled), every name hostile.
+ARCHIVE_SCHEMA = 'Arch "S"; DROP x; --'
+ARCHIVE_TABLE = 'Ördër "T"; x'
+
+
+class ArchivedOrder(models.Model):
+    code = models.IntegerField(db_index=True)
+
+    class Meta:
+        managed = False
+        db_table = (
+            ARCHIVE_SCHEMA.replace('"', '""') + '"."' + ARCHIVE_TABLE.replace('"', '""')
+        )

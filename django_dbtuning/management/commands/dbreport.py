@@ -245,6 +245,7 @@ class Command(BaseCommand):
                 requested=chosen or (),
                 baseline=baseline_file,
                 explain=options.get("explain") or 0,
+                snapshot=bool(save) or since is not None,
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from None
