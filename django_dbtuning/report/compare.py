@@ -17,6 +17,7 @@ from typing import Any
 from django_dbtuning.report.humanize import human_bytes
 from django_dbtuning.report.quoting import qualified
 from django_dbtuning.report.snapshot import SnapshotData
+from django_dbtuning.report.wrapping import printable
 
 SLOWER_RATIO = 1.5
 """A statement is slower when its mean over the interval is this many times its mean
@@ -324,7 +325,9 @@ def as_text(comparisons: list[Comparison]) -> str:
         lines += _text_findings(c)
         lines += [f"  note: {note}" for note in c.notes]
         lines.append("")
-    return "\n".join(lines)
+    # Names, titles and statement texts come from the catalogs and the stored snapshot:
+    # a terminal escape in a table's name must not drive the terminal (as in the report).
+    return "\n".join(printable(line) for line in lines)
 
 
 def _text_objects(

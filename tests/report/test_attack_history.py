@@ -261,13 +261,6 @@ def test_since_output_holds_no_secret(escape_table, monkeypatch):
         assert SECRET not in output and PASSWORD not in output
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="compare.as_text prints names, finding titles and statement texts without "
-    "report.wrapping.printable (the report's own lines use it): a table named with an "
-    "ESC sequence drives the terminal in dbreport --since; compare.py is being edited "
-    "by another engineer (see notes/s18/attack.md)",
-)
 def test_since_text_shows_no_terminal_escape(escape_table):
     when = saved_and_grown(*escape_table)
     text, err, code = dbreport(*SECTIONS, "--since", when, "--top", "0")
