@@ -7,6 +7,7 @@ import pytest
 
 from django_dbtuning import NPlusOneError, track_queries
 from django_dbtuning.queries.jinja import template_location
+from tests.queries.test_hints import OR_PEERS
 from tests.testapp.models import Book
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.testapp.urls")]
@@ -107,7 +108,7 @@ def test_a_jinja2_view_hint_names_the_view_and_the_context_variable(
     (finding,) = caught.value.findings
     assert finding.hint == (
         'add .select_related("author") to the Book queryset that books_jinja '
-        f'({finding.callsite}) passes to the template as "books"'
+        f'({finding.callsite}) passes to the template as "books"' + OR_PEERS
     )
 
 
@@ -131,7 +132,7 @@ def test_a_loop_in_a_block_of_an_extended_template(three_books):
     assert finding.hint == (
         'add .select_related("author") to the Book queryset that '
         "test_a_loop_in_a_block_of_an_extended_template "
-        f'({finding.callsite}) passes to the template as "bücher"'
+        f'({finding.callsite}) passes to the template as "bücher"' + OR_PEERS
     )
 
 
