@@ -204,7 +204,10 @@ def _plan_one(
     probe: Probe, cur: psycopg.Cursor[Row], item: Explained, text: str
 ) -> None:
     try:
-        with probe.conn.transaction():
+        # Rolled back, not released: the locks planning took (ACCESS SHARE, ROW
+        # EXCLUSIVE on an UPDATE's table) go now, not when the last statement is
+        # planned, so a migration never queues behind a table planned earlier.
+        with probe.conn.transaction(force_rollback=True):
             cur.execute(f"{MARKER} {EXPLAIN}{text}")
             row = cur.fetchone()
     except psycopg.Error as exc:

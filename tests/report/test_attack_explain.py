@@ -95,9 +95,19 @@ def planted(django_db_setup, django_db_blocker):
             "CREATE OR REPLACE PROCEDURE attack_proc() LANGUAGE sql "
             "AS $$INSERT INTO attack_log VALUES (98)$$"
         )
+        # Called while a statement is planned (IMMUTABLE, no arguments: the planner
+        # folds it): says which relations this session holds locks on.
+        conn.execute(
+            "CREATE OR REPLACE FUNCTION attack_locks() RETURNS int IMMUTABLE "
+            "LANGUAGE plpgsql AS $$BEGIN RAISE NOTICE 'locks: %', (SELECT "
+            "string_agg(relation::regclass::text, ',' ORDER BY 1) FROM pg_locks WHERE "
+            "pid = pg_backend_pid() AND locktype = 'relation' AND relation = "
+            "'attack_log'::regclass); RETURN 1; END$$"
+        )
         try:
             yield conn
         finally:
+            conn.execute("DROP FUNCTION IF EXISTS attack_locks()")
             conn.execute("DROP TABLE IF EXISTS attack_log, attack_created")
             conn.execute("DROP FUNCTION IF EXISTS attack_write()")
             conn.execute("DROP PROCEDURE IF EXISTS attack_proc()")
@@ -114,10 +124,14 @@ def rows(conn) -> list[int]:
     return [r[0] for r in conn.execute("SELECT id FROM attack_log ORDER BY id")]
 
 
-def plan(texts: list[str], *, session: str = "") -> list[explain.Explained]:
+def plan(
+    texts: list[str], *, session: str = "", notices: list[str] | None = None
+) -> list[explain.Explained]:
     """Run the EXPLAIN step on ``texts`` as the top statements (``session``: SQL run in
     the report's session first, as a database or role setting would)."""
     conn = connect(connections.settings["default"])
+    if notices is not None:
+        conn.add_notice_handler(lambda d: notices.append(d.message_primary))
     with conn:
         if session:
             conn.execute(session)
@@ -206,4 +220,24 @@ def test_generated_texts_never_write(planted, pg16, pieces):
     ]
     plan(texts, session="SET standard_conforming_strings = off")
     plan(texts)
+    assert_untouched(planted)
+
+
+@needs_16
+def test_locks_are_let_go_after_each_statement(planted):
+    """Each statement's savepoint is rolled back, not released: a table planned first is
+    no longer locked while the next statements are planned (a migration waiting for an
+    ACCESS EXCLUSIVE lock on it, and everything queued behind that, would otherwise wait
+    for the whole run)."""
+    notices: list[str] = []
+    outcomes = plan(
+        [
+            "UPDATE attack_log SET id = $1 WHERE id = $2",
+            "SELECT * FROM attack_log WHERE id = $1",
+            "SELECT attack_locks()",
+        ],
+        notices=notices,
+    )
+    assert [o["status"] for o in outcomes] == ["planned"] * 3
+    assert notices == ["locks: <NULL>"]
     assert_untouched(planted)
