@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from django_dbtuning.models import Snapshot
-from django_dbtuning.report import HistoryError
+from django_dbtuning.report import HistoryError, run_report
 from django_dbtuning.report.compare import compare
 from django_dbtuning.report.findings import Report
-from django_dbtuning.report.history import from_row
+from django_dbtuning.report.history import from_row, take
 from django_dbtuning.report.snapshot import collect, to_document
 from tests.report.test_report import admin_connection, dbreport
 
@@ -200,6 +200,11 @@ def test_no_literal_reaches_a_snapshot(django_db_blocker, value):
     state = collect("default", report, connections.settings["default"])
     stored = json.dumps(to_document(state), ensure_ascii=False)
     assert marker not in stored
+    # What --save stores: read by the report's own sections (snapshot=True).
+    states, _ = take(run_report("default", sections="statements", snapshot=True))
+    stored = json.dumps(to_document(states["default"]), ensure_ascii=False)
+    assert marker not in stored
+    assert "jsonb_build_object(" in stored  # the statements are there, masked
 
 
 # -- --since output ------------------------------------------------------------------
