@@ -333,22 +333,31 @@ def forget(path: Path, test: str, keep: Iterable[str]) -> list[str]:
 
 
 def prune(path: Path, tests: Iterable[str]) -> list[tuple[str, str]]:
-    """Drop the snapshots of every test not in ``tests`` (tests that no longer exist).
-
-    Only for a session that collected every test of the module: ``(test, name)`` removed.
+    """Drop the snapshots of every pytest test not in ``tests`` (tests that no longer
+    exist); ``(test, name)`` removed. Only for a session that collected every test of the
+    module. Keys pytest cannot have made (``snapshot_queries(__file__, self.id())`` in a
+    unittest ``TestCase``: ``app.tests.BookTests.test_list``) are never dropped.
     """
     keep = set(tests)
     if not path.exists():
         return []
     removed: list[tuple[str, str]] = []
 
+    def stale(snapshots: Snapshots) -> list[str]:
+        return sorted(t for t in set(snapshots) - keep if _pytest_key(t))
+
     def drop(snapshots: Snapshots) -> None:
-        for test in sorted(set(snapshots) - keep):
+        for test in stale(snapshots):
             removed.extend((test, name) for name in sorted(snapshots.pop(test)))
 
-    if set(read(path)) - keep:
+    if stale(read(path)):
         update(path, drop)
     return removed
+
+
+def _pytest_key(test: str) -> bool:
+    """``test_x``, ``test_x[1-a]``, ``TestX::test_y``: a node id within its module."""
+    return all(part.isidentifier() for part in test.split("[", 1)[0].split("::"))
 
 
 class snapshot_queries:  # named like a function, by contract
