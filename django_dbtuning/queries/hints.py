@@ -69,6 +69,9 @@ def acting_hint(kind: str, a: Attribution, *, peers: bool) -> str | None:
     if origin is not None and origin.kind == "change_form":
         return _change_form(origin, p, call)
     split = call.startswith(".prefetch_related(Prefetch(")
+    if origin is not None and origin.kind == "admin" and _admins_object(origin, p):
+        # A change form (or delete/history page): get_object() reads get_queryset().
+        return _get_queryset(origin.owner, p, call)
     if origin is None or origin.kind == "admin":
         if not split:
             return None  # findings' plain hint names the root queryset already
@@ -219,6 +222,17 @@ def _template(origin: Origin, p: Provenance, call: str) -> str:
     else:
         target += " passed to the template"
     return _add(call, p, f"{target} as {quote(origin.detail)}")
+
+
+def _admins_object(origin: Origin, p: Provenance) -> bool:
+    """The rows hang from the object a ModelAdmin (not an inline) loaded itself."""
+    owner = origin.owner
+    return (
+        not hasattr(owner, "parent_model")
+        and p.root_model is not None
+        and getattr(owner, "model", None) is p.root_model
+        and bool(p.segments)
+    )
 
 
 def _change_form(origin: Origin, p: Provenance, call: str) -> str | None:

@@ -12,7 +12,7 @@ from typing import Any
 from django.contrib import admin
 from django.urls import path
 
-from tests.testapp.models import Author, Book, Tag
+from tests.testapp.models import Author, Book, Publisher, Tag
 
 site = admin.AdminSite(name="forms")
 
@@ -87,8 +87,18 @@ class TagAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     inlines = [TaggedBookInline]
 
 
+class PublisherAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    fields = ["name", "biographies"]
+    readonly_fields = ["biographies"]
+
+    @admin.display(description="biographies")
+    def biographies(self, publisher: Publisher) -> str:
+        return "; ".join(a.profile.bio for a in publisher.author_set.all())  # bio line
+
+
 site.register(Book, BookAdmin)
 site.register(Tag, TagAdmin)
+site.register(Publisher, PublisherAdmin)
 raw_id_site = admin.AdminSite(name="forms-raw-id")  # one ModelAdmin per model and site
 raw_id_site.register(Book, RawIdBookAdmin)
 selecting_site = admin.AdminSite(name="forms-selecting")

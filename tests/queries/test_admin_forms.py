@@ -11,7 +11,7 @@ from django.contrib.auth.models import User
 from django_dbtuning import track_queries
 from tests.queries.test_nplusone import library  # noqa: F401  (the catalogue's data)
 from tests.queries.test_unused_eager_loads import line_of
-from tests.testapp.models import Book, Tag
+from tests.testapp.models import Author, Book, Profile, Publisher, Tag
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.queries.admin_forms")]
 
@@ -105,3 +105,20 @@ def test_a_form_rendered_outside_the_admin_keeps_the_plain_hint(library):
         str(form["author"])
     publisher = by_relation(report)["testapp.Author.publisher"]
     assert publisher.hint.startswith('add .select_related("publisher") to the Author')
+
+
+def test_rows_read_from_the_change_forms_object_name_get_queryset(staff, library):
+    # A readonly field walks the object's authors and reads each one's profile.
+    publisher = Publisher.objects.order_by("pk").first()
+    for i in range(2):
+        author = Author.objects.create(name=f"New {i}", publisher=publisher)
+        Profile.objects.create(author=author, bio="bio")
+    with track_queries() as report:
+        response = staff.get(f"/admin/testapp/publisher/{publisher.pk}/change/")
+    assert response.status_code == 200
+    profile = by_relation(report)["testapp.Author.profile"]
+    assert profile.callsite == f"{SITE}:{line_of('# bio line', SITE)}"
+    assert profile.hint == (
+        "override PublisherAdmin.get_queryset() to return "
+        'super().get_queryset(request).prefetch_related("author_set__profile")'
+    )
