@@ -118,6 +118,8 @@ def parse(text: str, where: str = "query snapshot file") -> Snapshots:
         data = json.loads(text)
     except ValueError as exc:
         raise _corrupt(where, f"not JSON ({exc})") from None
+    except RecursionError:  # json's decoder recurses once per nesting level
+        raise _corrupt(where, "nested too deeply to be one") from None
     if not isinstance(data, dict):
         raise _corrupt(where, "the top level must be an object of tests")
     snapshots: Snapshots = {}
@@ -194,6 +196,8 @@ def read(path: Path) -> Snapshots:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return {}
+    except UnicodeDecodeError as exc:
+        raise _corrupt(display_path(path), f"not UTF-8 text ({exc.reason})") from None
     return parse(text, display_path(path))
 
 

@@ -44,23 +44,11 @@ def test_any_text_is_a_snapshot_file_or_an_error_naming_it(text):
         assert "f.queries.json" in str(exc)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RecursionError,
-    reason="queries.snapshots.parse catches ValueError from json.loads, not "
-    "RecursionError: a deeply nested file crashes instead of naming the file",
-)
 def test_a_deeply_nested_file_is_an_error_naming_it():
     with pytest.raises(DbTuningError, match="f.queries.json"):
         parse("[" * 100_000, "f.queries.json")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnicodeDecodeError,
-    reason="queries.snapshots.read decodes the file as UTF-8 outside parse's error "
-    "handling: a file that is not UTF-8 raises UnicodeDecodeError without its name",
-)
 def test_a_file_that_is_not_utf8_is_an_error_naming_it(tmp_path):
     path = tmp_path / "test_x.queries.json"
     path.write_bytes(b"\xff\xfe{}")
