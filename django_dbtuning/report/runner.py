@@ -125,12 +125,12 @@ def run_report(
             ``REPORT_STATEMENT_TIMEOUT``/``REPORT_LOCK_TIMEOUT`` that would leave the report
             without a timeout (0, negative, not a duration, over INT_MAX ms), a wrong
             ``UNUSED_INDEX_MIN_AGE``, an unreadable baseline (``BaselineError``).
-        TypeError: an alias that is not a str.
+        TypeError: an alias that is not a str, a ``snapshot`` that is not a bool.
     """
     chosen = _sections_option(sections)
-    if type(top) is not int or top < 0:
-        raise ValueError(f"top must be an int >= 0, got {top!r}")
+    _check_top(top)
     names = _aliases_option(aliases)
+    _check_snapshot(snapshot)
     timeouts = configured()
     to_plan = _explain_option(explain, chosen)
     known = _baseline_option(baseline)
@@ -204,6 +204,18 @@ def _sections_option(sections: Iterable[str] | None) -> tuple[str, ...]:
             f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}"
         )
     return chosen
+
+
+def _check_top(top: object) -> None:
+    if type(top) is not int or top < 0:
+        raise ValueError(f"top must be an int >= 0, got {top!r}")
+
+
+def _check_snapshot(snapshot: object) -> None:
+    if not isinstance(snapshot, bool):
+        raise TypeError(
+            f"snapshot must be True or False, not {type(snapshot).__name__}"
+        )
 
 
 def _aliases_option(aliases: Sequence[str] | None) -> list[str]:

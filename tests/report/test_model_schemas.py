@@ -16,8 +16,11 @@ from django.db import connections
 from psycopg import sql
 
 from django_dbtuning.report import run_report
-from django_dbtuning.report.djangomap import split_table
+from django_dbtuning.report.djangomap import ModelMap, split_table
+from django_dbtuning.report.findings import DatabaseReport, thresholds
+from django_dbtuning.report.probe import Probe, connect
 from django_dbtuning.report.quoting import ident, qualified
+from django_dbtuning.report.timeouts import configured
 from tests.report.test_report import admin_connection, extra_alias
 from tests.reportapp.models import ARCHIVE_SCHEMA, ARCHIVE_TABLE, ArchivedOrder
 
@@ -179,3 +182,25 @@ def test_a_runsql_twin_never_blames_the_field(schemas, table, column, field):
     assert finding.data["sql"] == [
         f"DROP INDEX CONCURRENTLY IF EXISTS {ident('public', DUPLICATE)}"
     ]
+
+
+def test_an_unreadable_search_path_leaves_models_in_public(django_db_blocker):
+    with django_db_blocker.unblock(), connect(connections.settings["default"]) as conn:
+        probe = Probe(
+            "default",
+            conn,
+            result=DatabaseReport(alias="default"),
+            findings=[],
+            thresholds=thresholds({}),
+            models=ModelMap(),
+            top=0,
+            timeouts=configured(),
+        )
+        conn.close()
+        bound = probe.models.resolved(probe)
+    assert bound.label("reportapp_volume", "public") == "reportapp.Volume"
+    assert bound.label("reportapp_volume", SHADOW) is None
+    assert bound.label(ARCHIVE_TABLE, ARCHIVE_SCHEMA) == "reportapp.ArchivedOrder"
+    assert any("search_path could not be read" in n for n in probe.result.notes)
+    (check,) = probe.result.checks
+    assert (check.name, check.status) == ("model_tables", "error")

@@ -17,7 +17,7 @@ from django_dbtuning.report import history, run_report, snapshot
 from django_dbtuning.report.compare import compare
 from django_dbtuning.report.ownership import third_party_app
 from django_dbtuning.report.snapshot import SnapshotData, collect, to_document
-from tests.report.test_report import admin_connection, dbreport
+from tests.report.test_report import admin_connection, dbreport, extra_alias
 
 pytestmark = pytest.mark.django_db
 
@@ -167,3 +167,17 @@ def test_findings_on_the_snapshot_table_are_folded_like_contrib(django_db_blocke
     assert finding.third_party
     assert finding.severity == "info"
     assert "installed app 'django_dbtuning'" in finding.hint
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_snapshot_must_be_a_bool(value):
+    with pytest.raises(TypeError, match=r"^snapshot must be True or False, not "):
+        run_report(["default"], sections=["settings"], snapshot=value)
+
+
+def test_an_unreachable_alias_has_no_snapshot_and_says_why():
+    with extra_alias("gone", HOST="127.0.0.1", PORT=1):
+        report = run_report(["gone"], sections=SECTIONS, snapshot=True)
+        states, skipped = history.take(report)
+    assert states == {}
+    assert skipped["gone"].startswith("unreachable (cannot connect to 127.0.0.1:1/")
