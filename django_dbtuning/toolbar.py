@@ -21,13 +21,14 @@ from typing import Any
 from urllib.parse import quote
 
 from debug_toolbar.panels import Panel
+from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase
 
 from django_dbtuning.conf import get_settings
 from django_dbtuning.queries.eager_findings import UnusedEagerLoad
 from django_dbtuning.queries.findings import QueryFinding
 from django_dbtuning.queries.fingerprint import display_sql
-from django_dbtuning.queries.middleware import request_report
+from django_dbtuning.queries.middleware import request_report, shown_in_toolbar
 from django_dbtuning.queries.recorder import internal_error
 from django_dbtuning.queries.units import QueryReport
 
@@ -60,6 +61,9 @@ class QueriesPanel(Panel):
     def generate_stats(self, request: HttpRequest, response: HttpResponseBase) -> None:
         try:
             stats = panel_stats(request_report(request))
+            if stats["tracked"] and _toolbar_on_page(response):
+                # "raise" would put Django's error page in place of this one.
+                stats["not_raised"] = shown_in_toolbar(request)
         except Exception:
             # A bug here must not cost the developer the page and the other panels.
             internal_error("building the debug-toolbar panel")
@@ -83,14 +87,28 @@ def panel_stats(report: QueryReport | None) -> dict[str, Any]:
     """What the panel shows, as JSON-ready values (None: the middleware missed it)."""
     if report is None:
         return dict(_UNTRACKED)
+    budget = get_settings().query_budget
     return {
         "tracked": True,
         "count": report.count,
+        "over_budget": budget if budget is not None and report.count > budget else None,
         "time_ms": round(report.duration * 1000, 1),
         "n_plus_one": [_finding(f) for f in report.n_plus_one],
         "duplicates": [_finding(f) for f in report.duplicates],
         "unused": [_unused(u) for u in report.unused_eager_loads],
     }
+
+
+def _toolbar_on_page(response: HttpResponseBase) -> bool:
+    """The toolbar inserts itself into this response (an HTML page with its marker)."""
+    from debug_toolbar import settings as toolbar_settings
+    from debug_toolbar.utils import is_processable_html_response
+
+    if not (settings.DEBUG and is_processable_html_response(response)):  # type: ignore[no-untyped-call]
+        return False
+    marker = str(toolbar_settings.get_config()["INSERT_BEFORE"])
+    content = getattr(response, "content", b"")
+    return marker.lower().encode() in content.lower()
 
 
 def _finding(finding: QueryFinding) -> dict[str, Any]:

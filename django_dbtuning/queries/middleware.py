@@ -13,11 +13,13 @@ import logging
 import threading
 import weakref
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any, cast
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 
+from django_dbtuning.conf import Reaction
 from django_dbtuning.exceptions import QueryProblemError
 from django_dbtuning.queries.eager_findings import log_findings
 from django_dbtuning.queries.policy import Policy, enforce
@@ -38,6 +40,11 @@ logger = logging.getLogger("django_dbtuning.queries")
 _request_units: weakref.WeakKeyDictionary[HttpRequest, Unit] = (
     weakref.WeakKeyDictionary()
 )
+# The request's one QueryReport and the view it names: the debug toolbar's panel and the
+# middleware's reaction read the same report, so its findings are evaluated once.
+_request_reports: weakref.WeakKeyDictionary[
+    HttpRequest, tuple[str | None, QueryReport]
+] = weakref.WeakKeyDictionary()
 
 
 def request_report(request: HttpRequest) -> QueryReport | None:
@@ -54,7 +61,18 @@ def request_report(request: HttpRequest) -> QueryReport | None:
     unit = _request_units.get(request)
     if unit is None:
         return None
-    return QueryReport(unit, view=_view_name(request))
+    return _shared_report(request, unit)
+
+
+def _shared_report(request: HttpRequest, unit: Unit) -> QueryReport:
+    """The request's report, made once (again only if its view was not known yet)."""
+    view = _view_name(request)
+    held = _request_reports.get(request)
+    if held is not None and held[0] == view:
+        return held[1]
+    report = QueryReport(unit, view=view)
+    _request_reports[request] = (view, report)
+    return report
 
 
 class QueryCountMiddleware:
@@ -141,7 +159,11 @@ def _report(
     request: HttpRequest | None = None,
 ) -> None:
     """Metrics and reactions of a closed unit (``can_raise``, ``request``: see enforce())."""
-    report = QueryReport(unit, view=view)
+    report = (
+        QueryReport(unit, view=view)
+        if request is None
+        else _shared_report(request, unit)
+    )
     if unit.settings.metrics:
         try:
             from django_dbtuning.queries import metrics
@@ -161,7 +183,7 @@ def _report(
     try:
         enforce(
             report,
-            Policy.from_settings(unit.settings),
+            _policy(report, unit, where, request),
             where,
             can_raise=can_raise,
             request=request,
@@ -172,6 +194,79 @@ def _report(
         internal_error("reporting a request's findings")
     if eager_warning is not None:
         raise eager_warning
+
+
+# --- the debug toolbar's page ------------------------------------------------------------------
+
+# Requests whose page the debug toolbar shows with the N+1 panel in it (toolbar.py notes them).
+_shown_in_toolbar: weakref.WeakSet[HttpRequest] = weakref.WeakSet()
+_RAISE_SETTINGS = (
+    ("n_plus_one", "ON_N_PLUS_ONE"),
+    ("duplicates", "ON_DUPLICATE"),
+    ("over_budget", "ON_QUERY_BUDGET"),
+)
+
+
+def shown_in_toolbar(request: HttpRequest) -> list[str]:
+    """Note that the debug toolbar puts its N+1 panel into ``request``'s HTML page.
+
+    Called by the panel. While the request's unit is open (``QueryCountMiddleware`` first,
+    so its reaction comes after the toolbar), a "raise" reaction would replace that page
+    with Django's error page, toolbar and panel included: for this request it logs
+    instead. Returns the settings set to "raise" that this spares so far (their findings
+    are on the page), [] when nothing is spared.
+    """
+    unit = _request_units.get(request)
+    if unit is None or unit.closed:
+        return []  # the toolbar is outside: the reaction already happened
+    _shown_in_toolbar.add(request)
+    report = _shared_report(request, unit)
+    return _spared(report, Policy.from_settings(unit.settings))
+
+
+def _spared(report: QueryReport, policy: Policy) -> list[str]:
+    """The settings whose "raise" would replace the page: their findings exist."""
+    found = {
+        "n_plus_one": lambda: bool(report.n_plus_one),
+        "duplicates": lambda: bool(report.duplicates),
+        "over_budget": lambda: (
+            policy.max_queries is not None and report.count > policy.max_queries
+        ),
+    }
+    return [
+        setting
+        for name, setting in _RAISE_SETTINGS
+        if getattr(policy, name) == "raise" and found[name]()
+    ]
+
+
+def _policy(
+    report: QueryReport, unit: Unit, where: str, request: HttpRequest | None
+) -> Policy:
+    """The settings' policy; on a page the toolbar shows, "raise" becomes "log"."""
+    policy = Policy.from_settings(unit.settings)
+    if request is None or request not in _shown_in_toolbar:
+        return policy
+    spared = _spared(report, policy)
+    if spared:
+        logger.warning(
+            "%s: not raised (%s = 'raise'): the debug toolbar shows this page's "
+            "findings in its N+1 queries panel, which an error page would replace; "
+            "each is logged below",
+            where,
+            ", ".join(spared),
+            extra={"not_raised": spared},
+        )
+    return replace(
+        policy,
+        n_plus_one=_logged(policy.n_plus_one),
+        duplicates=_logged(policy.duplicates),
+        over_budget=_logged(policy.over_budget),
+    )
+
+
+def _logged(reaction: Reaction) -> Reaction:
+    return "log" if reaction == "raise" else reaction
 
 
 def _view_name(request: HttpRequest) -> str | None:

@@ -270,6 +270,7 @@ class QueryReport:
         self._unit = unit
         self._view = view
         self._findings: tuple[list[QueryFinding], list[QueryFinding]] | None = None
+        self._evaluated_at = -1
 
     @property
     def count(self) -> int:
@@ -324,12 +325,14 @@ class QueryReport:
         return seconds
 
     def _evaluate(self) -> tuple[list[QueryFinding], list[QueryFinding]]:
-        if self._findings is not None:
-            return self._findings
-        findings = evaluate(self._unit, view=self._view)
-        if self._unit.closed:
-            self._findings = findings
-        return findings
+        # Keyed on the query count: a unit's groups change only when it counts a query, so
+        # a report read while the unit is open (the debug toolbar's panel) and again after
+        # it closed (the middleware's reaction) evaluates once when nothing ran in between.
+        count = self._unit.count
+        if self._findings is None or self._evaluated_at != count:
+            self._findings = evaluate(self._unit, view=self._view)
+            self._evaluated_at = count
+        return self._findings
 
     @property
     def n_plus_one(self) -> list[QueryFinding]:

@@ -2,18 +2,49 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import ClassVar
+
 from debug_toolbar.toolbar import debug_toolbar_urls
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.template import Context, Engine
 from django.urls import URLPattern, URLResolver, include, path
 
+from django_dbtuning.queries import QueryFinding, request_report
+from django_dbtuning.toolbar import QueriesPanel
 from tests.queries.test_toolbar import HOSTILE_TABLE
 from tests.testapp.models import Book
 
 
 def show_toolbar(request: HttpRequest) -> bool:
     return True
+
+
+class RecordingPanel(QueriesPanel):
+    """The panel, plus what a project's own panel would read: the request's findings."""
+
+    seen: ClassVar[list[QueryFinding]] = []
+
+    def generate_stats(self, request: HttpRequest, response: HttpResponseBase) -> None:
+        super().generate_stats(request, response)
+        report = request_report(request)
+        assert report is not None
+        RecordingPanel.seen.extend(report.n_plus_one)
+
+
+class LateQueries:
+    """A middleware between QueryCountMiddleware and the toolbar whose response phase
+    reads each book's author (an N+1 run after the panel made its stats)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        response = self.get_response(request)
+        for book in Book.objects.order_by("pk"):
+            _ = book.author.name
+        return response
 
 
 def books_twice(request: HttpRequest) -> JsonResponse:
