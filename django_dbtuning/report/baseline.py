@@ -14,23 +14,32 @@ only on what is new. It is small, sorted JSON meant to be committed and reviewed
 
 Entries are sorted by code and object, one per identity (two aliases of one database give
 one entry), with a trailing newline and no timestamp: rewriting the file for the same
-database changes nothing. Comparing marks each current finding known or new, and each entry
-that matches no finding resolved, but only when the check that would find it ran fully
-(its section was reported, completely; unused indexes also need old enough statistics):
-an entry the report could not look for is "not checked", never resolved.
+database changes nothing. Findings that escalate towards an outage
+(:data:`.identity.ESCALATING`: wraparound, sequence overflow) also record their
+``severity``: the same finding at a worse severity is new, never known. Comparing marks
+each current finding known or new, and each entry that matches no finding resolved, but
+only when the check that would find it ran fully (its section was reported, completely;
+unused indexes also need old enough statistics): an entry the report could not look for
+is "not checked", never resolved.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from django_dbtuning.report import output
-from django_dbtuning.report.findings import DatabaseReport, Finding, Report
-from django_dbtuning.report.identity import STATS_TOO_YOUNG, Key, key, label
+from django_dbtuning.report.findings import (
+    SEVERITIES,
+    SEVERITY_RANK,
+    DatabaseReport,
+    Finding,
+    Report,
+)
+from django_dbtuning.report.identity import ESCALATING, STATS_TOO_YOUNG, Key, key, label
 
 VERSION = 1
 MAX_BYTES = 16 * 1024 * 1024
@@ -48,6 +57,8 @@ class Entry:
     object: str
     label: str = ""
     section: str | None = None
+    severity: str | None = None
+    """The severity it was accepted at (escalating codes only); None: any."""
 
     @property
     def key(self) -> Key:
@@ -57,8 +68,16 @@ class Entry:
         found: dict[str, Any] = {"code": self.code, "object": self.object}
         if self.section is not None:
             found["section"] = self.section
+        if self.severity is not None:
+            found["severity"] = self.severity
         found["label"] = self.label
         return found
+
+    def knows(self, finding: Finding) -> bool:
+        """Whether ``finding`` (of this identity) is no worse than what was accepted."""
+        return self.severity is None or (
+            SEVERITY_RANK[finding.severity] <= SEVERITY_RANK[self.severity]
+        )
 
 
 @dataclass(frozen=True)
@@ -110,9 +129,21 @@ def entries_of(findings: Iterable[Finding]) -> list[Entry]:
     found: dict[Key, Entry] = {}
     for finding in findings:
         identity = key(finding)
-        if identity is not None and identity not in found:
+        if identity is None:
+            continue
+        severity = finding.severity if finding.code in ESCALATING else None
+        known = found.get(identity)
+        if known is not None and known.severity is not None and severity is not None:
+            # Two aliases of one database: the worst of them is what was accepted.
+            if SEVERITY_RANK[severity] > SEVERITY_RANK[known.severity]:
+                found[identity] = replace(known, severity=severity)
+        elif known is None:
             found[identity] = Entry(
-                identity.code, identity.object, label(finding), finding.section
+                identity.code,
+                identity.object,
+                label(finding),
+                finding.section,
+                severity,
             )
     return [found[k] for k in sorted(found)]
 
@@ -192,7 +223,8 @@ def loads(text: str, path: str = "<baseline>") -> Baseline:
             raise _refuse(
                 path,
                 f"finding {number} must be an object with string 'code' and 'object' "
-                "(and optional string 'label' and 'section')",
+                "(and optional string 'label' and 'section', and 'severity' one of "
+                f"{', '.join(SEVERITIES)})",
             )
         entries.setdefault(entry.key, entry)
     return Baseline(path, entries)
@@ -203,11 +235,14 @@ def _entry(item: Any) -> Entry | None:
         return None
     code, name = item.get("code"), item.get("object")
     text, section = item.get("label", ""), item.get("section")
+    severity = item.get("severity")
     if not (isinstance(code, str) and code and isinstance(name, str)):
         return None
     if not isinstance(text, str) or not (section is None or isinstance(section, str)):
         return None
-    return Entry(code, name, text, section)
+    if not (severity is None or (isinstance(severity, str) and severity in SEVERITIES)):
+        return None
+    return Entry(code, name, text, section, severity)
 
 
 def load_baseline(path: str | Path) -> Baseline:
@@ -246,7 +281,9 @@ def apply_baseline(report: Report, baseline: Baseline) -> Comparison:
     seen: set[Key] = set()
     for finding in report.findings:
         identity = key(finding)
-        finding.baseline = identity is not None and identity in baseline.entries
+        entry = baseline.entries.get(identity) if identity is not None else None
+        # Known at a worse severity than accepted (an escalating code): new.
+        finding.baseline = entry is not None and entry.knows(finding)
         if identity is not None:
             seen.add(identity)
         if finding.baseline:

@@ -55,6 +55,15 @@ TRANSIENT: frozenset[str] = frozenset(
 )
 
 
+ESCALATING: frozenset[str] = frozenset(
+    {"xid_wraparound", "wraparound_vacuum_due", "sequence_near_overflow"}
+)
+"""Codes whose severity grows with a quantity towards an outage (the database stops
+accepting writes, inserts fail): a baseline records the severity it accepted them at, and
+the same finding at a worse severity is new, so ``--fail-on error`` still fails when a
+table known at warning reaches error."""
+
+
 class Key(NamedTuple):
     """What a baseline entry stores: the finding's code and its object."""
 

@@ -99,6 +99,69 @@ def test_a_table_near_wraparound_is_not_hidden_by_another_or_the_database():
     assert [f.object for f in found] == ['"Other".big']
 
 
+def test_a_finding_escalating_towards_an_outage_is_new_at_a_worse_severity():
+    """Regression: a baseline written while a table's xid age was at warning hid it at
+    error too (identity has no numbers), and ``--fail-on error`` passed on a database
+    nearing forced read-only mode."""
+    warning = make("xid_wraparound", "shop_order")
+    warning.severity = "warning"
+    baseline = loads(dumps(entries_of([warning])), "b.json")
+    assert json.loads(dumps(entries_of([warning])))["findings"][0]["severity"] == (
+        "warning"
+    )
+    error = make("xid_wraparound", "shop_order")  # severity "error"
+    report = report_of(error)
+    apply_baseline(report, baseline)
+    assert not error.baseline
+    assert report.baseline.new == 1 and not report.baseline.resolved
+    found, _ = report.failures("error")
+    assert found == [error]
+    # At the accepted severity or better it stays known.
+    for severity in ("warning", "info"):
+        same = make("xid_wraparound", "shop_order")
+        same.severity = severity
+        assert hidden_by(warning, same)
+
+
+def test_other_codes_record_no_severity():
+    entry = json.loads(dumps(entries_of([make("unused_index", "i")])))["findings"][0]
+    assert "severity" not in entry
+    assert hidden_by(make("unused_index", "i"), make("unused_index", "i"))
+
+
+@given(
+    st.sampled_from(["xid_wraparound", "sequence_near_overflow", "unused_index"]),
+    st.lists(st.sampled_from(["info", "warning", "error"]), min_size=1, max_size=3),
+    st.sampled_from(["info", "warning", "error"]),
+)
+def test_an_escalated_finding_is_never_hidden(code, accepted, now):
+    """Two aliases of one database may see it at different severities: the worst one is
+    what the baseline accepts."""
+    known = []
+    for number, severity in enumerate(accepted):
+        finding = make(code, "t", alias=f"a{number}")
+        finding.severity = severity
+        known.append(finding)
+    current = make(code, "t")
+    current.severity = now
+    baseline = loads(dumps(entries_of(known)), "b.json")
+    report = report_of(current)
+    apply_baseline(report, baseline)
+    rank = ["info", "warning", "error"].index
+    escalating = code != "unused_index"
+    worse = rank(now) > max(rank(s) for s in accepted)
+    assert current.baseline == (not (escalating and worse))
+
+
+def test_a_wrong_severity_in_the_file_is_refused():
+    text = (
+        '{"version": 1, "findings": [{"code": "xid_wraparound", "object": "t", '
+        '"severity": "fatal"}]}'
+    )
+    with pytest.raises(BaselineError, match="'severity' one of info, warning, error"):
+        loads(text, "b.json")
+
+
 # -- hostile files -----------------------------------------------------------------
 
 
