@@ -110,7 +110,7 @@ class SqlInfo:
     offset: int | None
     # LIMIT n with an ORDER BY and a range predicate: a keyset page when it comes back full.
     keyset_limit: int | None
-    # A table of a developer tool (the debug toolbar's DatabaseStore): never counted.
+    # A table of a developer tool (the toolbar's DatabaseStore, silk): never counted.
     tool_owned: bool = False
     # Learned distance from the recorder to the first frame of user code (see callsite).
     site_depth: int = 0
@@ -121,8 +121,9 @@ class SqlInfo:
 
 
 # Tables of developer tools whose own bookkeeping runs inside a request (the debug
-# toolbar's DatabaseStore saves each panel): the toolbar's SQL panel skips them too.
-TOOL_TABLES = ("debug_toolbar_",)
+# toolbar's DatabaseStore saves each panel, django-silk's middleware saves the request,
+# its response and each query): the toolbar's SQL panel skips its own tables too.
+TOOL_TABLES = ("debug_toolbar_", "silk_")
 
 _shapes: dict[str, Shape] = {}
 _infos: dict[str, SqlInfo] = {}
