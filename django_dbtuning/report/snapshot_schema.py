@@ -40,6 +40,9 @@ _KINDS: dict[str, tuple[tuple[str, int], ...]] = {
 }
 
 
+_LIMIT = 2.0**63
+
+
 def _fits(value: Any, kind: int) -> bool:
     if kind == _STR:
         return isinstance(value, str)
@@ -54,7 +57,9 @@ def _fits(value: Any, kind: int) -> bool:
             return isinstance(value, str) and bool(datetime.fromisoformat(value))
         except ValueError:
             return False
-    return type(value) in (int, float)
+    # bigint and float8 are what the server hands out; a bigger number (a hand edit, 1e400
+    # read back as inf) would fail or draw nothing where it is turned into a float.
+    return type(value) in (int, float) and abs(value) < _LIMIT
 
 
 def unreadable(document: Any) -> str | None:

@@ -97,6 +97,30 @@ def test_corrupt_snapshots_are_an_error_naming_the_row(saved):
         row.delete()
 
 
+@pytest.mark.parametrize(
+    ("column", "number"), [(2, "1" + "0" * 400), (2, "1e400"), (4, "-9.3e18")]
+)
+def test_numbers_no_server_hands_out_are_an_error_naming_the_row(saved, column, number):
+    """bigint and float8 are what a snapshot holds: a bigger number (1e400 is read back
+    as inf) would fail where it is turned into a float, or draw nothing."""
+    row = planted(saved, saved.data)
+    document = json.dumps(row.data)
+    first = json.dumps(row.data["tables"]["rows"][0])
+    values = row.data["tables"]["rows"][0]
+    values[column] = "NUMBER"
+    document = document.replace(first, json.dumps(values).replace('"NUMBER"', number))
+    with connections["default"].cursor() as cursor:  # the test's own transaction
+        cursor.execute(
+            "UPDATE django_dbtuning_snapshot SET data = %s::jsonb WHERE id = %s",
+            [document, row.pk],
+        )
+    row.refresh_from_db()
+    with pytest.raises(HistoryError, match=f"snapshot #{row.pk}"):
+        from_row(row)
+    out, err, code = since()
+    assert code == 1 and f"snapshot #{row.pk}" in err
+
+
 def test_a_good_snapshot_still_compares(saved):
     planted(saved, saved.data)
     out, err, code = since()
