@@ -68,7 +68,9 @@ def unreadable(document: Any) -> str | None:
     if not isinstance(document, dict):
         return f"its data is a {type(document).__name__}, not an object"
     if document.get("format") != FORMAT or type(document.get("format")) is not int:
-        return f"format {document.get('format')!r}, this version reads {FORMAT}"
+        shown = repr(document.get("format"))
+        shown = shown if len(shown) <= 20 else shown[:19] + "…"
+        return f"format {shown}, this version reads {FORMAT}"
     for name in ("sections", "missing"):
         value = document.get(name)
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
