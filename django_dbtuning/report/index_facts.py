@@ -8,6 +8,7 @@ progress, and btree bloat estimated from ``pg_stats`` column widths.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, NamedTuple
@@ -178,6 +179,8 @@ class IndexFacts:
     """None when the foreign_keys check failed."""
     bloat: dict[int, Bloat] | None
     """Per btree index oid; None when the index_bloat check failed."""
+    models: ModelMap | None = None
+    """The project's models: of identical twins, the one a model declares is kept."""
     by_table: dict[int, list[Index]] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -202,13 +205,19 @@ class IndexFacts:
             valid = [i for i in group if i.is_valid and i.is_ready]
             for candidate in valid:
                 if candidate.droppable:
-                    cover = _covering(candidate, valid)
+                    cover = _covering(candidate, valid, self.declared)
                     if cover is not None:
                         found[candidate.oid] = cover
         return found
 
+    def declared(self, index: Index) -> bool:
+        """Whether a model declares ``index`` (a field's db_index, Meta.indexes...)."""
+        return self.models is not None and index.origin(self.models).kind != "unknown"
 
-def _covering(candidate: Index, group: list[Index]) -> tuple[Index, bool] | None:
+
+def _covering(
+    candidate: Index, group: list[Index], declared: Callable[[Index], bool]
+) -> tuple[Index, bool] | None:
     """The index that makes ``candidate`` redundant, and whether it is identical."""
     mine = candidate.key_attnums
     best: tuple[Index, bool] | None = None
@@ -223,8 +232,9 @@ def _covering(candidate: Index, group: list[Index]) -> tuple[Index, bool] | None
         if not same_ops:
             continue
         if theirs == mine:
-            # Identical twins: keep the one a constraint needs, else the older one.
-            if not other.droppable or other.oid < candidate.oid:
+            # Identical twins: keep the one a constraint needs, else the one a model
+            # declares (a RunSQL twin goes, whichever is older), else the older one.
+            if not other.droppable or _kept_first(other, candidate, declared):
                 return other, True
             continue
         if (
@@ -235,6 +245,17 @@ def _covering(candidate: Index, group: list[Index]) -> tuple[Index, bool] | None
         ) and (best is None or len(other.key_attnums) < len(best[0].key_attnums)):
             best = (other, False)
     return best
+
+
+def _kept_first(
+    other: Index, candidate: Index, declared: Callable[[Index], bool]
+) -> bool:
+    """Of two droppable identical twins, whether ``other`` is the one to keep."""
+    if candidate.droppable and other.droppable:
+        ours, theirs = declared(candidate), declared(other)
+        if ours != theirs:
+            return theirs
+    return bool(other.oid < candidate.oid)
 
 
 def _inventory(probe: Probe) -> list[Row] | None:
@@ -341,4 +362,5 @@ def gather(probe: Probe) -> IndexFacts | None:
         being_built={r["oid"] for r in building or []},
         foreign_keys=foreign_keys,
         bloat=_estimate_bloat(indexes, widths) if widths is not None else None,
+        models=probe.models,
     )

@@ -22,7 +22,7 @@ from django_dbtuning.report.probe import Probe, connect
 from django_dbtuning.report.quoting import ident, qualified
 from django_dbtuning.report.timeouts import configured
 from tests.report.test_report import admin_connection, extra_alias
-from tests.reportapp.models import ARCHIVE_SCHEMA, ARCHIVE_TABLE, ArchivedOrder
+from tests.reportapp.models import ARCHIVE_SCHEMA, ARCHIVE_TABLE, ArchivedOrder, Volume
 
 pytestmark = pytest.mark.django_db
 
@@ -204,3 +204,21 @@ def test_an_unreadable_search_path_leaves_models_in_public(django_db_blocker):
     assert any("search_path could not be read" in n for n in probe.result.notes)
     (check,) = probe.result.checks
     assert (check.name, check.status) == ("model_tables", "error")
+
+
+def test_of_identical_twins_the_declared_one_stays_whichever_is_older(schemas):
+    """The RunSQL index came first and the field's db_index later: still the RunSQL one
+    is the duplicate to drop (as SQL), never the field's (which a model change drops)."""
+    declared = django_index_name(Volume, "pages")
+    for statement in (
+        sql.SQL("DROP INDEX {}").format(q(declared)),
+        sql.SQL("CREATE INDEX {} ON reportapp_volume (pages)").format(q(DUPLICATE)),
+        sql.SQL("CREATE INDEX {} ON reportapp_volume (pages)").format(q(declared)),
+    ):
+        schemas.execute(statement)
+    found = [f for f in duplicates() if f.title.endswith(" on reportapp_volume")]
+    assert qualified("public", DUPLICATE) in {f.object for f in found}
+    assert declared not in {f.object for f in found}
+    (finding,) = [f for f in found if f.object == qualified("public", DUPLICATE)]
+    assert finding.data["covered_by"] == declared
+    assert "db_index=False" not in finding.hint
