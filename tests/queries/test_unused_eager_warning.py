@@ -210,3 +210,40 @@ def test_a_session_survives_export_and_merge(unused, read):
     assert merged.unused == session.unused
     assert merged.read == session.read
     assert merged.lines() == session.lines()
+
+
+FILTER_CHILD = """
+import pytest
+from tests.testapp.models import Author, Book, Profile, Publisher
+
+pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.queries.eager_urls")]
+
+
+@pytest.fixture(autouse=True)
+def site(settings):
+    settings.MIDDLEWARE = [
+        "django_dbtuning.middleware.QueryCountMiddleware", *settings.MIDDLEWARE
+    ]
+    settings.DBTUNING = {"UNUSED_EAGER_LOADS": "warn"}
+
+
+def test_book_page(client):
+    author = Author.objects.create(name="A", publisher=Publisher.objects.create(name="P"))
+    Profile.objects.create(author=author, bio="b")
+    Book.objects.create(title="B", author=author)
+    assert client.get("/eager/template/").status_code == 200
+"""
+
+
+def test_filterwarnings_selects_the_warning_by_its_public_path(tmp_path):
+    # The project's own ini has filterwarnings = error: the unused load fails the test...
+    code, output = run_pytest(tmp_path, tests=FILTER_CHILD)
+    assert code == 1, output
+    assert (
+        "django_dbtuning.UnusedEagerLoadWarning: Unused eager load: "
+        "testapp.Author.profile loaded by select_related (1 objects)" in output
+    )
+    # ... and a filter naming the class by its public path is all it takes to allow it.
+    ignore = "ignore::django_dbtuning.UnusedEagerLoadWarning"
+    code, output = run_pytest(tmp_path, "-W", ignore, tests=FILTER_CHILD)
+    assert code == 0, output
