@@ -334,8 +334,12 @@ _ADMIN_PRIORITY = {"inline": 0, "list_filter": 1, "changelist": 2, "admin": 3}
 
 def _origin(stack: list[FrameType]) -> Origin | None:
     admin: Origin | None = None
+    bound: Any = None  # a form field rendering (an admin select's choices, say)
+    bound_field = _bound_field_class()
     for f in stack:
         for value in _frame_objects(f):
+            if bound is None and bound_field and isinstance(value, bound_field):
+                bound = value
             found = _admin_origin(value, f)
             if found is not None and (
                 admin is None
@@ -344,8 +348,8 @@ def _origin(stack: list[FrameType]) -> Origin | None:
                 admin = found
             if admin is None and _is_api_view(value):
                 return Origin("drf", owner=value, site=_class_site(value.__class__))
-    if admin is None or admin.kind == "admin":
-        form = _form_origin(stack)
+    if bound is not None and (admin is None or admin.kind == "admin"):
+        form = _form_origin(stack, bound)
         if form is not None:
             return form
     if admin is not None:
@@ -401,25 +405,21 @@ def _admin_origin(value: Any, frame: FrameType) -> Origin | None:
     return None
 
 
-def _form_origin(stack: list[FrameType]) -> Origin | None:
+def _bound_field_class() -> type | None:
+    """Django's ``BoundField`` once the admin is loaded (its forms are what we name)."""
+    if "django.contrib.admin.helpers" not in sys.modules:
+        return None
+    from django.forms.boundfield import BoundField
+
+    return BoundField
+
+
+def _form_origin(stack: list[FrameType], bound: Any) -> Origin | None:
     """An admin form's field rendering its choices (a ``<select>``): the ModelAdmin or
     inline whose form it is, found as the ``AdminForm`` / ``InlineAdminForm`` in the
     template's context that holds the field's form; ``detail`` is the ``BoundField``."""
-    if "django.contrib.admin.helpers" not in sys.modules:
-        return None
     from django.contrib.admin.helpers import AdminForm
-    from django.forms.boundfield import BoundField
 
-    bound = next(
-        (
-            value
-            for f in stack
-            if isinstance(value := f.f_locals.get("self"), BoundField)
-        ),
-        None,
-    )
-    if bound is None:
-        return None
     for f in reversed(stack):
         for layer in _context_layers(f):
             if not isinstance(layer, dict):
