@@ -12,7 +12,6 @@ import functools
 from collections.abc import Callable
 
 from django.conf import settings
-from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import BadRequest, PermissionDenied
 from django.core.handlers.exception import response_for_exception
 from django.http import Http404, HttpRequest, HttpResponse
@@ -44,6 +43,10 @@ def staff_view(view: View) -> View:
     @functools.wraps(view)
     def guarded(request: HttpRequest) -> HttpResponse:
         if not request.user.is_authenticated:
+            # Imported here: auth's models would fail the import of the URLconf in a
+            # project without django.contrib.auth, which check dbtuning.W034 reports.
+            from django.contrib.auth.views import redirect_to_login
+
             return redirect_to_login(request.get_full_path(), login_url())
         if not may_view(request):
             # Returned, not raised: never_cache marks only responses that come back,

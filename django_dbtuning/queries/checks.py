@@ -1,4 +1,4 @@
-"""System checks of query tracking: the middleware, the toolbar panel and the allow-list (dbtuning.E030-E039, W030-W039)."""
+"""System checks of query tracking: the middleware, the toolbar panel and the allow-list (dbtuning.E030-E039, W030-W039); the staff dashboard's W034 sits with the panel's."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, Warning, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from django_dbtuning.conf import get_settings
 from django_dbtuning.queries.findings import ALLOW_KEYS
@@ -113,6 +113,64 @@ def _check_toolbar_panel() -> list[CheckMessage]:
             id="dbtuning.W033",
         )
     ]
+
+
+DASHBOARD_URL_NAME = "django_dbtuning:overview"
+# What the dashboard's pages and its sign-in need: the admin's templates, login and context.
+DASHBOARD_APPS = (
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+)
+
+
+@register(Tags.urls)
+def check_dashboard(**kwargs: Any) -> list[CheckMessage]:
+    """The staff dashboard, where the URLconf mounts it, needs the admin installed and mounted.
+
+    Without it the pages (which extend the admin's templates and link to its index) fail,
+    and anonymous users are sent to ``LOGIN_URL``, a 404 in most projects.
+    """
+    mounted = _reverse(DASHBOARD_URL_NAME)
+    if mounted is None:
+        return []
+    from django.apps import apps
+
+    missing = [app for app in DASHBOARD_APPS if not apps.is_installed(app)]
+    login = str(getattr(settings, "LOGIN_URL", ""))
+    if missing:
+        verb = "is" if len(missing) == 1 else "are"
+        problem = f"{', '.join(missing)} {verb} not in INSTALLED_APPS"
+        hint = f"Add {', '.join(repr(app) for app in missing)} to INSTALLED_APPS and "
+    elif _reverse("admin:index") is None:
+        problem = "the admin is not in the URLconf"
+        hint = "Add "
+    else:
+        return []
+    return [
+        Warning(
+            f"The staff dashboard is mounted at {mounted} but {problem}: its pages "
+            "extend the admin's templates and cannot render, and anonymous users are "
+            f"sent to LOGIN_URL ({login!r}) instead of the admin's login page.",
+            hint=hint + 'path("admin/", admin.site.urls) to your URLconf, next to '
+            'include("django_dbtuning.urls"); staff sign in there.',
+            id="dbtuning.W034",
+        )
+    ]
+
+
+def _reverse(name: str) -> str | None:
+    """``reverse(name)`` under ROOT_URLCONF; None when it has no such URL (or no URLconf)."""
+    from django.urls import reverse
+
+    if not getattr(settings, "ROOT_URLCONF", None):
+        return None
+    try:
+        return reverse(name)
+    except Exception:  # NoReverseMatch; a URLconf that fails to import: Django's check
+        return None
 
 
 def _check_editor_url() -> list[CheckMessage]:
