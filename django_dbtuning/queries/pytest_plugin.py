@@ -143,6 +143,42 @@ def pytest_terminal_summary(
     _findings.clear()
 
 
+# --- pytest-xdist: a worker's N+1 findings go to the controller's summary ----------------
+
+_XDIST_KEY = "dbtuning_n_plus_one"
+_SUMMARY_FIELDS = ("location", "relation", "model", "hint")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is None or not _findings:
+        return  # not a worker (the summary is printed here), or nothing found
+    workeroutput[_XDIST_KEY] = [
+        [
+            key,
+            {f: getattr(e["finding"], f) for f in _SUMMARY_FIELDS},
+            e["count"],
+            e["tests"],
+        ]
+        for key, e in _findings.items()
+    ]
+    _findings.clear()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """pytest-xdist controller: merge a worker's findings into the session's summary."""
+    from types import SimpleNamespace
+
+    for key, fields, count, tests in getattr(node, "workeroutput", {}).get(
+        _XDIST_KEY, ()
+    ):
+        finding = SimpleNamespace(**fields)  # what the summary reads of a finding
+        entry = _findings.setdefault(key, {"finding": finding, "count": 0, "tests": []})
+        entry["count"] += count
+        entry["tests"].extend(tests)
+
+
 def _eager_summary(terminalreporter: Any) -> None:
     """Unused eager loads no test of the session read (report mode)."""
     if "django_dbtuning.queries.eager_findings" not in sys.modules:
