@@ -14,6 +14,9 @@ USE_TZ = True
 TIME_ZONE = "UTC"
 ALLOWED_HOSTS = ["*"]
 ROOT_URLCONF = "tests.urls"
+# pytest-django's live_server serves STATIC_URL from STATIC_ROOT (a test sets it to an app's
+# static directory); without a STATIC_URL its handler fails on every request.
+STATIC_URL = "/static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # No pool for the test alias: Django's test runner drops and clones databases, and a pool

@@ -15,7 +15,6 @@ import django.contrib.admin
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.test import Client
-from django.test.testcases import FSFilesHandler, LiveServerThread
 from psycopg import sql
 
 from tests.browser import chromium
@@ -48,30 +47,12 @@ PASSWORD = "browser-pw-demo"
 TABLE = "browser_orders"
 
 
-class AdminStatic(FSFilesHandler):
-    """The admin's own CSS and icons at /static/: a screenshot shows its real look."""
-
-    def get_base_dir(self) -> str:
-        return str(ADMIN_STATIC)
-
-    def get_base_url(self) -> str:
-        return "/static/"
-
-
 @pytest.fixture
-def live_url(settings, transactional_db):
-    """A live server like pytest-django's ``live_server``, but serving the admin's
-    static files: the test settings have neither staticfiles nor a STATIC_URL (with
-    which ``live_server``'s own static handler fails on every request)."""
-    settings.STATIC_URL = "/static/"
-    thread = LiveServerThread("localhost", AdminStatic)
-    thread.daemon = True
-    thread.start()
-    thread.is_ready.wait()
-    if thread.error:
-        raise thread.error
-    yield f"http://localhost:{thread.port}"
-    thread.terminate()
+def live_url(live_server, settings, transactional_db):
+    """pytest-django's live server. It serves STATIC_URL from STATIC_ROOT: here the
+    admin's own CSS and icons, so a screenshot shows its real look."""
+    settings.STATIC_ROOT = str(ADMIN_STATIC)
+    return live_server.url
 
 
 @pytest.fixture
@@ -131,6 +112,9 @@ def test_dashboard_in_a_browser(live_url, browser_data):
             page.goto(f"{base}/dbtuning/")
             assert "/admin/login/" in page.url
             assert page.locator("#id_username").count() == 1
+
+            stylesheet = page.request.get(f"{base}/static/admin/css/base.css")
+            assert stylesheet.status == 200
 
             log_in(page, base, "staff")
             assert page.url == f"{base}/dbtuning/"

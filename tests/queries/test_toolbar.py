@@ -32,7 +32,6 @@ HOSTILE_TABLE = "<script>alert('x')</script>"
 @pytest.fixture(autouse=True)
 def toolbar(settings, dbtuning):
     settings.DEBUG = True
-    settings.STATIC_URL = "/static/"
     settings.INSTALLED_APPS = [*settings.INSTALLED_APPS, "debug_toolbar"]
     settings.MIDDLEWARE = [QUERY_COUNT, TOOLBAR, *settings.MIDDLEWARE]
     settings.DEBUG_TOOLBAR_PANELS = [PANEL]

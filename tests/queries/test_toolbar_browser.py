@@ -48,8 +48,10 @@ class ToolbarStatic(FSFilesHandler):
 
 @pytest.fixture
 def live_url(settings, transactional_db, dbtuning):
+    """A server of its own, not pytest-django's session-wide ``live_server``: a server's
+    handler builds its middleware chain once, when it starts, and this test needs the
+    toolbar's middleware and QueryCountMiddleware in it."""
     settings.DEBUG = True
-    settings.STATIC_URL = "/static/"
     settings.INSTALLED_APPS = [*settings.INSTALLED_APPS, "debug_toolbar"]
     settings.MIDDLEWARE = [QUERY_COUNT, TOOLBAR, *settings.MIDDLEWARE]
     settings.DEBUG_TOOLBAR_PANELS = [
