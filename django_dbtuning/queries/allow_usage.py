@@ -25,6 +25,16 @@ def note_matched(entries: Iterable[Any]) -> None:
     _matched.update(entry_key(entry) for entry in entries)
 
 
+def matched_keys() -> list[str]:
+    """The :func:`entry_key` of every entry matched so far (what an xdist worker sends)."""
+    return sorted(_matched)
+
+
+def note_keys(keys: Iterable[str]) -> None:
+    """Add another process's :func:`matched_keys` (the xdist controller's merge)."""
+    _matched.update(keys)
+
+
 def unused(entries: Iterable[Any]) -> list[tuple[int, Any]]:
     """``(index, entry)`` of the entries that covered no finding since :func:`reset`."""
     return [(i, e) for i, e in enumerate(entries) if entry_key(e) not in _matched]

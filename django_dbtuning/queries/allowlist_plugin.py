@@ -2,8 +2,9 @@
 
 Loaded by :mod:`django_dbtuning.queries.pytest_plugin` (its ``pytest_plugins``). Only
 under ``--n-plus-one=report`` or ``fail``, where every test's findings are evaluated: with
-the plugin off, an entry may be unmatched only because nothing looked. Not under
-pytest-xdist, whose workers each see a part of the session.
+the plugin off, an entry may be unmatched only because nothing looked. Under pytest-xdist
+each worker sees a part of the session: workers send the entries they matched to the
+controller (``workeroutput``), which prints the summary for the whole session.
 """
 
 from __future__ import annotations
@@ -18,8 +19,13 @@ from django_dbtuning.queries import allow_usage
 SETTING = "DBTUNING['ALLOW_N_PLUS_ONE']"
 
 
+# Set when a pytest-xdist worker went down with an error: its matches never arrived.
+_lost_workers: list[str] = []
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     allow_usage.reset()
+    _lost_workers.clear()
 
 
 def _whole_session_checked(config: pytest.Config) -> bool:
@@ -28,10 +34,25 @@ def _whole_session_checked(config: pytest.Config) -> bool:
     )
     if str(mode or "off").strip() not in ("report", "fail"):
         return False
-    distributed = getattr(config, "workerinput", None) is not None or bool(
-        config.getoption("numprocesses", default=None)
-    )
-    return not distributed
+    # A worker saw part of the session; the controller prints the merged summary.
+    return getattr(config, "workerinput", None) is None and not _lost_workers
+
+
+_XDIST_KEY = "dbtuning_allow_matched"
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput[_XDIST_KEY] = allow_usage.matched_keys()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """pytest-xdist controller: the entries a worker matched count for the session."""
+    if error is not None:
+        _lost_workers.append(str(error))
+    allow_usage.note_keys(getattr(node, "workeroutput", {}).get(_XDIST_KEY, ()))
 
 
 def _entries() -> list[Any]:

@@ -4,6 +4,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+
+import pytest
+
 from django_dbtuning import track_queries
 from django_dbtuning.queries import allow_usage
 from tests.queries.test_pytest_plugin import run_pytest
@@ -69,3 +73,49 @@ def test_no_summary_when_the_session_was_not_checked(tmp_path):
     code, output = run_pytest(tmp_path, tests=CHILD)
     assert code == 0, output
     assert "unused allow-list entries" not in output
+
+
+# Settings from a conftest: the xdist controller never imports the test module.
+XDIST_CONFTEST = f"""
+from django.test import override_settings
+
+
+def pytest_configure(config):
+    override_settings(DBTUNING={{"ALLOW_N_PLUS_ONE": {ENTRIES!r}}}).enable()
+"""
+XDIST_CHILD = """
+import pytest
+from tests.testapp.models import Author, Book, Publisher
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("naive", [True] + [False] * 7)
+def test_books(naive):
+    publisher = Publisher.objects.create(name="P")
+    authors = Author.objects.bulk_create(
+        [Author(name=f"A{i}", publisher=publisher) for i in range(3)]
+    )
+    Book.objects.bulk_create([Book(title="B", author=author) for author in authors])
+    books = Book.objects.all() if naive else Book.objects.select_related("author")
+    for book in books:  # one test of one worker matches the first entries
+        book.author.name
+"""
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("xdist") is None,
+    reason="pytest-xdist is not installed (it belongs in the test dependency group)",
+)
+def test_under_xdist_the_controller_merges_what_the_workers_matched(tmp_path):
+    (tmp_path / "conftest.py").write_text(XDIST_CONFTEST)
+    code, output = run_pytest(
+        tmp_path, "--n-plus-one=fail", "-n", "2", tests=XDIST_CHILD
+    )
+    assert code == 0, output
+    assert "bringing up nodes" in output  # pytest-xdist ran it
+    assert output.count("django-dbtuning: unused allow-list entries") == 1
+    lines = [line for line in output.splitlines() if "matched no finding" in line]
+    assert [line.split(" ", 1)[0] for line in lines] == [
+        "DBTUNING['ALLOW_N_PLUS_ONE'][1]",
+        "DBTUNING['ALLOW_N_PLUS_ONE'][2]",
+    ]
