@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.test import Client
 
 from django_dbtuning import NPlusOneError
@@ -178,3 +179,12 @@ def test_log_reactions_are_left_alone(client, books, caplog):
         client.get("/books/page/")
     assert not [r for r in caplog.records if hasattr(r, "not_raised")]
     assert "not raised" not in panel_content(client, last_request_id())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_evaluation_on_an_async_view(async_client, books, recording, detected):
+    async def get():
+        return await async_client.get("/async/naive/")
+
+    async_to_sync(get)()
+    assert len(detected) == 1 and detected[0] is recording[0]
