@@ -10,13 +10,24 @@ from django_dbtuning.report.findings import Finding
 
 WIDTH = 100
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# C0 and C1 controls; and the invisible characters that reorder or hide text where a
+# report is read (CI logs in a browser, editors): bidirectional marks, embeddings,
+# overrides and isolates, zero-width characters, line/paragraph separators, BOM.
+_CONTROL = re.compile(
+    r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]"
+)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
 def printable(text: str) -> str:
     """``text`` with control characters shown as escapes: a name holding a terminal
-    escape sequence must not drive the terminal."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    escape sequence must not drive the terminal, nor a right-to-left override make a
+    line read as something else."""
+    return _CONTROL.sub(_escape, text)
 
 
 def snippets(finding: Finding) -> list[str]:
