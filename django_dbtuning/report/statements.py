@@ -66,13 +66,28 @@ CATALOG = (
 _TABLE = re.compile(r'\bFROM\s+"?([A-Za-z_][\w$]*)"?(?:\."?([A-Za-z_][\w$]*)"?)?', re.I)
 
 
-def _table(query: str) -> str | None:
+def _relation(query: str) -> tuple[str | None, str] | None:
+    """The first ``FROM`` relation of ``query``: (schema or None, table)."""
     # Read from the masked text: pg_stat_statements keeps comments, and a comment or a
     # literal holding "FROM secret" must not become a table name in a finding.
     match = _TABLE.search(strip_literals(query, limit=10**9))
     if match is None:
         return None
-    return match.group(2) or match.group(1)
+    if match.group(2):
+        return match.group(1), match.group(2)
+    return None, match.group(1)
+
+
+def _table(query: str) -> str | None:
+    found = _relation(query)
+    return found[1] if found is not None else None
+
+
+def _label(probe: Probe, query: str) -> str | None:
+    """The model of the statement's first ``FROM`` table, schema-qualified or as the
+    search_path finds it."""
+    found = _relation(query)
+    return probe.models.label(found[1], found[0]) if found is not None else None
 
 
 def _application(query: str | None) -> bool:
@@ -232,7 +247,7 @@ def _summary(probe: Probe, row: Row, all_ms: float) -> dict[str, Any]:
     return {
         "queryid": row["queryid"],
         "query": strip_literals(row["query"] or "", limit=500),
-        "model": probe.models.label(_table(row["query"] or "") or ""),
+        "model": _label(probe, row["query"] or ""),
         "calls": calls,
         "total_seconds": float(row["total_ms"]) / 1000,
         "mean_ms": float(row["total_ms"]) / calls if calls else None,
@@ -266,7 +281,7 @@ def _slow(t: Mapping[str, float], calls: int, mean: float) -> bool:
 def _named(probe: Probe, query: str) -> tuple[str | None, str, str]:
     """The statement's model label, `` on <model or table>``, and its masked text."""
     table = _table(query)
-    label = probe.models.label(table or "")
+    label = _label(probe, query)
     where = f" on {label}" if label else (f" on {table}" if table else "")
     return label, where, strip_literals(query, limit=200)
 

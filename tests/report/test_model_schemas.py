@@ -10,6 +10,7 @@ second alias puts first on its search_path.
 from __future__ import annotations
 
 import ast
+from types import SimpleNamespace
 
 import pytest
 from django.db import connections
@@ -20,6 +21,7 @@ from django_dbtuning.report.djangomap import ModelMap, split_table
 from django_dbtuning.report.findings import DatabaseReport, thresholds
 from django_dbtuning.report.probe import Probe, connect
 from django_dbtuning.report.quoting import ident, qualified
+from django_dbtuning.report.statements import _label
 from django_dbtuning.report.timeouts import configured
 from tests.report.test_report import admin_connection, extra_alias
 from tests.reportapp.models import ARCHIVE_SCHEMA, ARCHIVE_TABLE, ArchivedOrder, Volume
@@ -222,3 +224,18 @@ def test_of_identical_twins_the_declared_one_stays_whichever_is_older(schemas):
     (finding,) = [f for f in found if f.object == qualified("public", DUPLICATE)]
     assert finding.data["covered_by"] == declared
     assert "db_index=False" not in finding.hint
+
+
+@pytest.mark.parametrize(
+    ("query", "label"),
+    [
+        ('SELECT "x" FROM "reportapp_volume" WHERE "id" = $1', "reportapp.Volume"),
+        ('SELECT "x" FROM "public"."reportapp_volume"', "reportapp.Volume"),
+        # Before: the schema was dropped and the statement labelled reportapp.Volume.
+        (f'SELECT "x" FROM "{SHADOW}"."reportapp_volume"', None),
+        ("SELECT 1", None),
+    ],
+)
+def test_a_statement_is_labelled_by_its_schema_qualified_table(query, label):
+    probe = SimpleNamespace(models=ModelMap())
+    assert _label(probe, query) == label
