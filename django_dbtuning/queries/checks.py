@@ -139,23 +139,33 @@ def check_dashboard(**kwargs: Any) -> list[CheckMessage]:
     from django.apps import apps
 
     missing = [app for app in DASHBOARD_APPS if not apps.is_installed(app)]
-    login = str(getattr(settings, "LOGIN_URL", ""))
+    admin_mounted = _reverse("admin:index") is not None
+    if not missing and admin_mounted:
+        return []
+    fixes = []
     if missing:
         verb = "is" if len(missing) == 1 else "are"
         problem = f"{', '.join(missing)} {verb} not in INSTALLED_APPS"
-        hint = f"Add {', '.join(repr(app) for app in missing)} to INSTALLED_APPS and "
-    elif _reverse("admin:index") is None:
-        problem = "the admin is not in the URLconf"
-        hint = "Add "
+        fixes.append(f"{', '.join(repr(app) for app in missing)} to INSTALLED_APPS")
     else:
-        return []
+        problem = "the admin is not in the URLconf"
+    if admin_mounted:
+        login = "nor can the admin's login page that anonymous users are sent to"
+    else:
+        login_url = str(getattr(settings, "LOGIN_URL", ""))
+        login = (
+            f"and anonymous users are sent to LOGIN_URL ({login_url!r}) instead of "
+            "the admin's login page"
+        )
+        fixes.append(
+            'path("admin/", admin.site.urls) to your URLconf, next to '
+            'include("django_dbtuning.urls")'
+        )
     return [
         Warning(
             f"The staff dashboard is mounted at {mounted} but {problem}: its pages "
-            "extend the admin's templates and cannot render, and anonymous users are "
-            f"sent to LOGIN_URL ({login!r}) instead of the admin's login page.",
-            hint=hint + 'path("admin/", admin.site.urls) to your URLconf, next to '
-            'include("django_dbtuning.urls"); staff sign in there.',
+            f"extend the admin's templates and cannot render, {login}.",
+            hint=f"Add {' and '.join(fixes)}; staff sign in through the admin.",
             id="dbtuning.W034",
         )
     ]

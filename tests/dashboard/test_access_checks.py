@@ -43,9 +43,10 @@ def test_warns_when_the_admin_is_not_mounted(settings):
     assert warning.msg.startswith(
         "The staff dashboard is mounted at /ops/db/ but the admin is not in the URLconf"
     )
-    assert "LOGIN_URL ('/accounts/login/')" in warning.msg
-    assert warning.hint.startswith(
-        'Add path("admin/", admin.site.urls) to your URLconf'
+    assert "anonymous users are sent to LOGIN_URL ('/accounts/login/')" in warning.msg
+    assert warning.hint == (
+        'Add path("admin/", admin.site.urls) to your URLconf, next to '
+        'include("django_dbtuning.urls"); staff sign in through the admin.'
     )
 
 
@@ -61,9 +62,13 @@ def test_warns_when_the_admin_app_is_missing(settings):
         "mounted at /dbtuning/ but django.contrib.admin, django.contrib.messages are "
         "not in INSTALLED_APPS"
     ) in warning.msg
-    assert warning.hint.startswith(
-        "Add 'django.contrib.admin', 'django.contrib.messages' to INSTALLED_APPS and "
-        'path("admin/", admin.site.urls)'
+    # The admin's URLs are mounted: its login page is where users go, and fails too.
+    assert "nor can the admin's login page that anonymous users are sent to" in (
+        warning.msg
+    )
+    assert warning.hint == (
+        "Add 'django.contrib.admin', 'django.contrib.messages' to INSTALLED_APPS; "
+        "staff sign in through the admin."
     )
 
 
@@ -104,7 +109,9 @@ def test_warns_without_auth_and_the_urlconf_still_imports():
     assert (
         "dbtuning.W034 The staff dashboard is mounted at /ops/db/ but "
         "django.contrib.admin, django.contrib.auth, django.contrib.contenttypes, "
-        "django.contrib.sessions, django.contrib.messages are not in INSTALLED_APPS"
+        "django.contrib.sessions, django.contrib.messages are not in INSTALLED_APPS: "
+        "its pages extend the admin's templates and cannot render, and anonymous "
+        "users are sent to LOGIN_URL ('/accounts/login/')"
     ) in result.stdout
 
 
