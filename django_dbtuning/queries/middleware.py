@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import replace
 from typing import Any, cast
 
@@ -22,6 +22,7 @@ from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 from django_dbtuning.conf import Reaction
 from django_dbtuning.exceptions import QueryProblemError
 from django_dbtuning.queries.eager_findings import log_findings
+from django_dbtuning.queries.findings import QueryFinding
 from django_dbtuning.queries.policy import Policy, enforce
 from django_dbtuning.queries.recorder import internal_error
 from django_dbtuning.queries.units import (
@@ -198,8 +199,12 @@ def _report(
 
 # --- the debug toolbar's page ------------------------------------------------------------------
 
-# Requests whose page the debug toolbar shows with the N+1 panel in it (toolbar.py notes them).
-_shown_in_toolbar: weakref.WeakSet[HttpRequest] = weakref.WeakSet()
+# What the N+1 panel showed on a request's page (toolbar.py tells us), per kind: the
+# identities of its findings; for the budget, {True} when it said it was exceeded.
+Shown = dict[str, frozenset[Hashable]]
+_shown_in_toolbar: weakref.WeakKeyDictionary[HttpRequest, Shown] = (
+    weakref.WeakKeyDictionary()
+)
 _RAISE_SETTINGS = (
     ("n_plus_one", "ON_N_PLUS_ONE"),
     ("duplicates", "ON_DUPLICATE"),
@@ -213,60 +218,73 @@ def shown_in_toolbar(request: HttpRequest) -> list[str]:
     Called by the panel. While the request's unit is open (``QueryCountMiddleware`` first,
     so its reaction comes after the toolbar), a "raise" reaction would replace that page
     with Django's error page, toolbar and panel included: for this request it logs
-    instead. Returns the settings set to "raise" that this spares so far (their findings
-    are on the page), [] when nothing is spared.
+    instead, as long as the panel shows every finding it would raise for (queries run
+    after the panel may add one it does not show: that one still raises). Returns the
+    settings set to "raise" that this spares so far, [] when none.
     """
     unit = _request_units.get(request)
     if unit is None or unit.closed:
         return []  # the toolbar is outside: the reaction already happened
-    _shown_in_toolbar.add(request)
-    report = _shared_report(request, unit)
-    return _spared(report, Policy.from_settings(unit.settings))
+    policy = Policy.from_settings(unit.settings)
+    shown = _shown_in_toolbar[request] = _found(_shared_report(request, unit), policy)
+    return [setting for _, setting in _spared(shown, shown, policy)]
 
 
-def _spared(report: QueryReport, policy: Policy) -> list[str]:
-    """The settings whose "raise" would replace the page: their findings exist."""
-    found = {
-        "n_plus_one": lambda: bool(report.n_plus_one),
-        "duplicates": lambda: bool(report.duplicates),
-        "over_budget": lambda: (
-            policy.max_queries is not None and report.count > policy.max_queries
-        ),
+def _found(report: QueryReport, policy: Policy) -> Shown:
+    over = policy.max_queries is not None and report.count > policy.max_queries
+    return {
+        "n_plus_one": frozenset(_identity(f) for f in report.n_plus_one),
+        "duplicates": frozenset(_identity(f) for f in report.duplicates),
+        "over_budget": frozenset({True} if over else ()),
     }
+
+
+def _identity(finding: QueryFinding) -> Hashable:
+    return (finding.kind, finding.digest, finding.alias, finding.location)
+
+
+def _spared(found: Shown, shown: Shown, policy: Policy) -> list[tuple[str, str]]:
+    """``(kind, setting)`` of each "raise" with findings, all of them on the page."""
     return [
-        setting
+        (name, setting)
         for name, setting in _RAISE_SETTINGS
-        if getattr(policy, name) == "raise" and found[name]()
+        if getattr(policy, name) == "raise"
+        and found[name]
+        and found[name] <= shown[name]
     ]
 
 
 def _policy(
     report: QueryReport, unit: Unit, where: str, request: HttpRequest | None
 ) -> Policy:
-    """The settings' policy; on a page the toolbar shows, "raise" becomes "log"."""
+    """The settings' policy; "raise" logs instead for what the toolbar's page shows."""
     policy = Policy.from_settings(unit.settings)
-    if request is None or request not in _shown_in_toolbar:
+    shown = None if request is None else _shown_in_toolbar.get(request)
+    if shown is None:
         return policy
-    spared = _spared(report, policy)
-    if spared:
-        logger.warning(
-            "%s: not raised (%s = 'raise'): the debug toolbar shows this page's "
-            "findings in its N+1 queries panel, which an error page would replace; "
-            "each is logged below",
-            where,
-            ", ".join(spared),
-            extra={"not_raised": spared},
-        )
+    spared = _spared(_found(report, policy), shown, policy)
+    if not spared:
+        return policy
+    names = [setting for _, setting in spared]
+    logger.warning(
+        "%s: not raised (%s = 'raise'): the debug toolbar shows this page's "
+        "findings in its N+1 queries panel, which an error page would replace; "
+        "each is logged below",
+        where,
+        ", ".join(names),
+        extra={"not_raised": names},
+    )
+    kinds = {name for name, _ in spared}
+
+    def reaction(name: str, configured: Reaction) -> Reaction:
+        return "log" if name in kinds else configured
+
     return replace(
         policy,
-        n_plus_one=_logged(policy.n_plus_one),
-        duplicates=_logged(policy.duplicates),
-        over_budget=_logged(policy.over_budget),
+        n_plus_one=reaction("n_plus_one", policy.n_plus_one),
+        duplicates=reaction("duplicates", policy.duplicates),
+        over_budget=reaction("over_budget", policy.over_budget),
     )
-
-
-def _logged(reaction: Reaction) -> Reaction:
-    return "log" if reaction == "raise" else reaction
 
 
 def _view_name(request: HttpRequest) -> str | None:

@@ -188,3 +188,32 @@ def test_one_evaluation_on_an_async_view(async_client, books, recording, detecte
 
     async_to_sync(get)()
     assert len(detected) == 1 and detected[0] is recording[0]
+
+
+def test_a_finding_the_panel_did_not_show_still_raises(
+    client, books, dbtuning, settings
+):
+    """An N+1 run after the panel (a middleware between ours and the toolbar) is not on
+    the page: "raise" raises for it, whatever the panel showed."""
+    settings.MIDDLEWARE = [QUERY_COUNT, LATE, TOOLBAR, *settings.MIDDLEWARE[2:]]
+    dbtuning(ON_N_PLUS_ONE="raise")
+    with pytest.raises(NPlusOneError, match="2 N\\+1 finding") as raised:
+        client.get("/books/page/")
+    assert "in __call__" in str(raised.value)  # LateQueries.__call__: not on the page
+
+
+def test_queries_after_the_panel_without_new_findings_are_still_spared(
+    client, books, dbtuning, settings
+):
+    """The same N+1 only counted again later (a session saved, a log written) changes
+    nothing: the page shows it."""
+    settings.MIDDLEWARE = [
+        QUERY_COUNT,
+        "tests.queries.toolbar_urls.LateCount",
+        TOOLBAR,
+        *settings.MIDDLEWARE[2:],
+    ]
+    dbtuning(ON_N_PLUS_ONE="raise")
+    response = client.get("/books/page/")
+    assert response.status_code == 200
+    assert int(response["X-DB-Query-Count"]) == 6

@@ -47,6 +47,18 @@ class LateQueries:
         return response
 
 
+class LateCount:
+    """Counts the books after the panel made its stats: one more query, no finding."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        response = self.get_response(request)
+        Book.objects.count()
+        return response
+
+
 def books_twice(request: HttpRequest) -> JsonResponse:
     """The same query with the same parameters three times: a duplicate."""
     titles = [list(Book.objects.filter(title="B0")) for _ in range(3)]
