@@ -5,7 +5,10 @@ Nothing here captures a query: the panel reads the unit of work that ``QueryCoun
 opened for the request (:func:`~django_dbtuning.queries.request_report`). The toolbar calls
 ``generate_stats`` from inside its middleware; with ``QueryCountMiddleware`` first in
 ``MIDDLEWARE`` (outside the toolbar) the unit is still open then, and the panel shows what
-ran so far, which is every query of the view, its templates and the middleware inside.
+ran so far, which is every query of the view, its templates and the middleware inside;
+the middleware's reaction then reuses the same evaluation of the findings. On a page the
+toolbar inserts itself into, the panel tells the middleware (``shown_in_toolbar``), so that a
+"raise" reaction logs instead of putting Django's error page in place of the page.
 
 This module imports ``debug_toolbar``: it is loaded only by a project that lists the panel in
 ``DEBUG_TOOLBAR_PANELS`` (nothing else in the package imports it).
