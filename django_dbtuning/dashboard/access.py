@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import BadRequest, PermissionDenied
@@ -21,7 +22,8 @@ from django.views.decorators.http import require_safe
 
 PERMISSION = "django_dbtuning.view_report"
 
-View = Callable[[HttpRequest], HttpResponse]
+View = Callable[..., HttpResponse]
+"""A view: the request, then the URL's captured values."""
 
 
 def login_url() -> str:
@@ -41,7 +43,7 @@ def staff_view(view: View) -> View:
     """GET/HEAD only, never cached, staff with ``view_report`` only."""
 
     @functools.wraps(view)
-    def guarded(request: HttpRequest) -> HttpResponse:
+    def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not request.user.is_authenticated:
             # Imported here: auth's models would fail the import of the URLconf in a
             # project without django.contrib.auth, which check dbtuning.W034 reports.
@@ -54,7 +56,7 @@ def staff_view(view: View) -> View:
             denied = PermissionDenied("needs is_staff and django_dbtuning.view_report")
             return response_for_exception(request, denied)
         try:
-            return view(request)
+            return view(request, *args, **kwargs)
         except (BadRequest, Http404) as exc:  # a wrong ?database=: still no-store
             return response_for_exception(request, exc)
 

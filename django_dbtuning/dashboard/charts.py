@@ -44,17 +44,21 @@ def _scale(low: float, high: float, value: float, span: float) -> float:
 
 def _points(
     xs: Sequence[float], series: Series, low: float, high: float
-) -> list[tuple[float, float, float]]:
+) -> list[list[tuple[float, float, float]]]:
+    """The series' points as runs: a None value (no data, or a counter reset) ends a run,
+    so the line has a gap there instead of bridging it."""
     width, height = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     x_low, x_high = (min(xs), max(xs)) if xs else (0.0, 0.0)
-    out = []
+    runs: list[list[tuple[float, float, float]]] = [[]]
     for x, value in zip(xs, series.values, strict=False):
         if value is None:
+            if runs[-1]:
+                runs.append([])
             continue
         px = LEFT + _scale(x_low, x_high, x, width)
         py = TOP + height - _scale(low, high, value, height)
-        out.append((round(px, 1), round(py, 1), value))
-    return out
+        runs[-1].append((round(px, 1), round(py, 1), value))
+    return [run for run in runs if run]
 
 
 def line_chart(
@@ -98,24 +102,23 @@ def line_chart(
 
 def _line(
     label: str,
-    points: list[tuple[float, float, float]],
+    runs: list[list[tuple[float, float, float]]],
     colour: str,
     unit: Callable[[float], str],
 ) -> SafeString:
-    path = " ".join(f"{x},{y}" for x, y, _ in points)
+    lines = format_html_join(
+        "",
+        '<polyline fill="none" stroke="{}" stroke-width="2" points="{}"/>',
+        ((colour, " ".join(f"{x},{y}" for x, y, _ in run)) for run in runs),
+    )
+    points = [point for run in runs for point in run]
     dots = format_html_join(
         "",
         '<circle class="dbtuning-point" cx="{}" cy="{}" r="3" fill="{}">'
         "<title>{}: {}</title></circle>",
         ((x, y, colour, _text(label), unit(v)) for x, y, v in points),
     )
-    return format_html(
-        '<g class="dbtuning-series"><polyline fill="none" stroke="{}" stroke-width="2" '
-        'points="{}"/>{}</g>',
-        colour,
-        path,
-        dots,
-    )
+    return format_html('<g class="dbtuning-series">{}{}</g>', lines, dots)
 
 
 def _axes(

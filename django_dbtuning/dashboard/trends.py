@@ -14,6 +14,7 @@ from typing import Any
 from django.db import DatabaseError
 from django.utils.safestring import SafeString
 
+from django_dbtuning.dashboard import deltas
 from django_dbtuning.dashboard.charts import Series, line_chart
 from django_dbtuning.report.history import HistoryError, from_row, storage_alias
 from django_dbtuning.report.humanize import human_bytes, human_seconds
@@ -25,6 +26,8 @@ LIMIT = 60
 """Snapshots drawn per chart (the newest ones)."""
 LINES = 5
 """Objects drawn per chart besides the total: the largest in the newest snapshot."""
+STATEMENTS = 20
+"""Statements listed (with links to their pages) under the charts."""
 
 
 @dataclass
@@ -36,6 +39,8 @@ class Trends:
     growth: list[dict[str, Any]] = field(default_factory=list)
     """Tables by growth between the oldest and newest snapshot drawn."""
     problem: str | None = None
+    statements: list[dict[str, Any]] = field(default_factory=list)
+    """The newest snapshot's statements by total time (cumulative)."""
 
 
 def load(alias: str) -> list[SnapshotData]:
@@ -128,7 +133,10 @@ def trends(alias: str) -> Trends:
             "(daily, from cron) to draw its history"
         )
     return Trends(
-        snapshots=len(snapshots), charts=_charts(snapshots), growth=_growth(snapshots)
+        snapshots=len(snapshots),
+        charts=_charts(snapshots),
+        growth=_growth(snapshots),
+        statements=_statements(snapshots),
     )
 
 
@@ -158,15 +166,40 @@ def _charts(snapshots: list[SnapshotData]) -> list[SafeString]:
             ),
             unit=human_bytes,
         ),
+        *_statement_charts(snapshots),
+    ]
+
+
+def _statement_charts(snapshots: list[SnapshotData]) -> list[SafeString]:
+    """Statement time and calls per interval between snapshots (a reset: a gap)."""
+    intervals = deltas.totals(snapshots)
+    unit, _ = deltas.per(intervals)
+    ends = [i.end for i in intervals]
+    return [
         line_chart(
-            "Statement time (pg_stat_statements, cumulative)",
-            times,
-            [_total(snapshots, "statements", "total_ms", "all statements")],
+            f"Statement time per {unit} (pg_stat_statements, between snapshots)",
+            ends,
+            [deltas.time_rate(intervals, "all statements")],
             unit=lambda v: human_seconds(v / 1000),
         ),
         line_chart(
-            "Statement calls (pg_stat_statements, cumulative)",
-            times,
-            [_total(snapshots, "statements", "calls", "all statements")],
+            f"Statement calls per {unit} (pg_stat_statements, between snapshots)",
+            ends,
+            [deltas.calls_rate(intervals, "all statements")],
         ),
+    ]
+
+
+def _statements(snapshots: list[SnapshotData]) -> list[dict[str, Any]]:
+    """The newest snapshot's statements by total time, for links to their pages."""
+    newest = snapshots[-1].statements
+    ranked = sorted(newest.items(), key=lambda item: -(item[1].get("total_ms") or 0))
+    return [
+        {
+            "queryid": queryid,
+            "query": entry.get("query"),
+            "calls": entry.get("calls"),
+            "total_seconds": (entry.get("total_ms") or 0) / 1000,
+        }
+        for queryid, entry in ranked[:STATEMENTS]
     ]

@@ -34,7 +34,9 @@ EXPLAIN = 10
 """Top statements planned on the statements page (PostgreSQL 16+)."""
 
 
-def _alias(request: HttpRequest) -> tuple[str, list[str]]:
+def database_alias(request: HttpRequest) -> tuple[str, list[str]]:
+    """The alias ``?database=`` names (400 when it is not a PostgreSQL one), and all
+    PostgreSQL aliases."""
     aliases = postgres_aliases()
     if not aliases:
         raise Http404("no PostgreSQL database is configured")
@@ -47,13 +49,15 @@ def _alias(request: HttpRequest) -> tuple[str, list[str]]:
     return chosen, aliases
 
 
-def _page(
+def render_page(
     request: HttpRequest,
     page: str,
     context: dict[str, Any],
     alias: str,
     aliases: list[str],
 ) -> HttpResponse:
+    """``django_dbtuning/<page>.html`` in the admin's frame; ``context`` may set its own
+    ``title`` (a page that is not a tab)."""
     titles = dict(PAGES)
     admin_context = admin.site.each_context(request)
     # A staff user with only view_report has no model to list: no empty sidebar.
@@ -67,7 +71,7 @@ def _page(
         f"django_dbtuning/{page}.html",
         {
             **admin_context,
-            "title": f"Database: {titles[page]}",
+            "title": f"Database: {titles.get(page, page)}",
             "page": page,
             "pages": PAGES,
             "alias": alias,
@@ -107,32 +111,36 @@ def _report(alias: str, sections: list[str] | None, **options: Any) -> dict[str,
 
 @staff_view
 def overview(request: HttpRequest) -> HttpResponse:
-    alias, aliases = _alias(request)
-    return _page(request, "overview", _report(alias, None, top=10), alias, aliases)
+    alias, aliases = database_alias(request)
+    return render_page(
+        request, "overview", _report(alias, None, top=10), alias, aliases
+    )
 
 
 @staff_view
 def indexes(request: HttpRequest) -> HttpResponse:
-    alias, aliases = _alias(request)
+    alias, aliases = database_alias(request)
     context = _report(alias, ["indexes"], top=TOP)
-    return _page(request, "indexes", context, alias, aliases)
+    return render_page(request, "indexes", context, alias, aliases)
 
 
 @staff_view
 def tables(request: HttpRequest) -> HttpResponse:
-    alias, aliases = _alias(request)
+    alias, aliases = database_alias(request)
     context = _report(alias, ["tables"], top=TOP)
-    return _page(request, "tables", context, alias, aliases)
+    return render_page(request, "tables", context, alias, aliases)
 
 
 @staff_view
 def statements(request: HttpRequest) -> HttpResponse:
-    alias, aliases = _alias(request)
+    alias, aliases = database_alias(request)
     context = _report(alias, ["statements"], top=TOP, explain=EXPLAIN)
-    return _page(request, "statements", context, alias, aliases)
+    return render_page(request, "statements", context, alias, aliases)
 
 
 @staff_view
 def history(request: HttpRequest) -> HttpResponse:
-    alias, aliases = _alias(request)
-    return _page(request, "history", {"trends": trends.trends(alias)}, alias, aliases)
+    alias, aliases = database_alias(request)
+    return render_page(
+        request, "history", {"trends": trends.trends(alias)}, alias, aliases
+    )

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from django_dbtuning.report.humanize import human_bytes
+from django_dbtuning.report.intervals import statements_reset_after, window
 from django_dbtuning.report.quoting import qualified
 from django_dbtuning.report.snapshot import SnapshotData
 from django_dbtuning.report.wrapping import printable
@@ -177,21 +178,12 @@ def _objects(
         )[:limit]
 
 
-def _statements_reset(old: SnapshotData, new: SnapshotData) -> datetime | None:
-    """When pg_stat_statements was reset after the snapshot (PostgreSQL 14+), else
-    None."""
-    reset = new.statements_reset
-    if reset is not None and reset != old.statements_reset and reset > old.taken_at:
-        return reset
-    return None
-
-
 def _statements(
     result: Comparison, old: SnapshotData, new: SnapshotData, top: int
 ) -> None:
     if "statements" in old.missing + new.missing:
         return
-    reset = _statements_reset(old, new)
+    reset = statements_reset_after(old, new)
     if reset is not None:
         result.notes.append(
             f"pg_stat_statements was reset at {reset:%Y-%m-%d %H:%M:%S %Z}, after the "
@@ -204,11 +196,12 @@ def _statements(
         before = old.statements.get(queryid)
         if before is None:
             continue
-        window = _window(old, new, now, before, reset)
-        if window is None:
+        counted = window(old, new, now, before)
+        if counted is None:
             restarted += 1
             continue
-        calls, total_ms, days = window
+        calls, total_ms = counted.calls, counted.total_ms
+        days = counted.seconds / 86400
         if calls < MIN_CALLS:
             continue
         entry = _entry(queryid, now, before, calls, total_ms, days, old)
@@ -230,28 +223,6 @@ def _statements(
     frequent.sort(key=lambda e: -(e["calls_per_day"] - e["calls_per_day_before"]))
     result.slower = slower[:limit]
     result.more_frequent = frequent[:limit]
-
-
-def _window(
-    old: SnapshotData,
-    new: SnapshotData,
-    now: dict[str, Any],
-    before: dict[str, Any],
-    reset: datetime | None,
-) -> tuple[int, float, float] | None:
-    """Calls, milliseconds and days the statement ran in the interval; None when its
-    counters went back and when they restarted is unknown."""
-    since = now.get("since")
-    restarted_at = reset
-    if restarted_at is None and since is not None and since != before.get("since"):
-        restarted_at = since  # PostgreSQL 17+: this entry started counting again
-    if restarted_at is None and now["calls"] < before["calls"]:
-        return None
-    if restarted_at is not None:
-        days = max((new.taken_at - restarted_at).total_seconds(), 1.0) / 86400
-        return now["calls"], now["total_ms"], days
-    days = max((new.taken_at - old.taken_at).total_seconds(), 1.0) / 86400
-    return now["calls"] - before["calls"], now["total_ms"] - before["total_ms"], days
 
 
 def _entry(
