@@ -1,6 +1,7 @@
 """The dashboard in headless Chromium (Debian's, driven by Playwright) against a live
 server on the embedded PostgreSQL: log in through the admin's form, open every page, see
-chart points; a non-staff user gets 403, an anonymous one the login page.
+chart points, follow a statement to its own page; a non-staff user gets 403, an anonymous
+one the login page.
 
 ``DBTUNING_SCREENSHOTS=1`` also writes docs/images/dashboard-*.png (1280x800), the
 documentation's screenshots; without it nothing in the tree changes.
@@ -131,6 +132,17 @@ def test_dashboard_in_a_browser(live_url, browser_data):
                 if shots:
                     IMAGES.mkdir(exist_ok=True)
                     page.screenshot(path=str(IMAGES / f"dashboard-{name}.png"))
+
+            # The history page (the last one opened) links each statement to its page.
+            link = page.locator("td a", has_text=TABLE).first
+            link.click()
+            page.wait_for_load_state()
+            assert "/dbtuning/statements/" in page.url
+            assert page.locator("h2", has_text="Statement").count() >= 1
+            assert page.locator("pre.dbtuning-sql").first.inner_text().count(TABLE)
+            assert page.locator("svg circle.dbtuning-point").count() >= 1
+            if shots:
+                page.screenshot(path=str(IMAGES / "dashboard-statement.png"))
 
             # The admin's form turns non-staff users away: their session is made here.
             member = browser.new_context()
