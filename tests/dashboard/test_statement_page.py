@@ -194,3 +194,22 @@ def test_only_get_and_head(staff_client, method):
 
 def test_head_is_served(reset_between, staff_client):
     assert staff_client.head(url(reset_between)).status_code == 200
+
+
+def test_a_hidden_text_says_so(planted, db, staff_client):
+    """A snapshot taken by a role that may not read another role's texts stores none."""
+    from django_dbtuning.models import Snapshot
+
+    run(planted, 1)
+    save()
+    queryid = queryid_of(planted)
+    row = Snapshot.objects.latest("taken_at")
+    statements = row.data["statements"]
+    columns = statements["columns"]
+    for entry in statements["rows"]:
+        if entry[columns.index("queryid")] == queryid:
+            entry[columns.index("query")] = None
+    row.save()
+    planted.execute("SELECT pg_stat_statements_reset()")
+    page = text(staff_client.get(url(queryid)))
+    assert "its text is hidden from this role" in page
