@@ -180,7 +180,8 @@ class ModelMap:
                 if (
                     getattr(found, "db_index", False)
                     and not found.unique
-                    and _field_index_name(opts.db_table, found.column or "") in (None, index)
+                    and _field_index_name(opts.db_table, found.column or "")
+                    in (None, index)
                 ):
                     return IndexOrigin("field", where)
         wanted = list(columns)

@@ -35,8 +35,6 @@ pytestmark = pytest.mark.django_db
 INDEXES = ("--database", "default", "--section", "indexes")
 
 
-
-
 @pytest.fixture
 def gone_index(reportapp):
     """An unused index that is in the baseline and then dropped: resolved."""
