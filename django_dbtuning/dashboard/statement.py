@@ -80,11 +80,11 @@ def _plan(alias: str, queryid: int, rank: int) -> dict[str, Any]:
     return {"reason": check.get("reason") or "not planned"}
 
 
-def _history(alias: str) -> tuple[list[SnapshotData], str | None]:
+def _history(alias: str) -> tuple[list[SnapshotData], list[str], str | None]:
     try:
-        return trends.load(alias), None
+        return (*trends.load(alias), None)
     except HistoryError as exc:
-        return [], str(exc)
+        return [], [], str(exc)
 
 
 def _charts(intervals: list[deltas.Interval]) -> list[SafeString]:
@@ -129,7 +129,7 @@ def _rows(intervals: list[deltas.Interval]) -> list[dict[str, Any]]:
 def statement(request: HttpRequest, queryid: str) -> HttpResponse:
     number = parse_queryid(queryid)
     alias, aliases = database_alias(request)
-    snapshots, problem = _history(alias)
+    snapshots, skipped, problem = _history(alias)
     seen = [s for s in snapshots if number in s.statements]
     db, row, rank = _live(alias, number)
     if row is None and not seen:
@@ -144,6 +144,7 @@ def statement(request: HttpRequest, queryid: str) -> HttpResponse:
         "reachable": db.get("reachable", False),
         "plan": _plan(alias, number, rank) if row is not None else None,
         "problem": problem,
+        "skipped": skipped,
         "snapshots": len(snapshots),
         "seen": len(seen),
         "intervals": _rows(intervals),

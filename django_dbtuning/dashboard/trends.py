@@ -39,12 +39,15 @@ class Trends:
     growth: list[dict[str, Any]] = field(default_factory=list)
     """Tables by growth between the oldest and newest snapshot drawn."""
     problem: str | None = None
+    skipped: list[str] = field(default_factory=list)
+    """One note per unreadable snapshot row left out of the charts."""
     statements: list[dict[str, Any]] = field(default_factory=list)
     """The newest snapshot's statements by total time (cumulative)."""
 
 
-def load(alias: str) -> list[SnapshotData]:
-    """The alias' newest :data:`LIMIT` snapshots, oldest first.
+def load(alias: str) -> tuple[list[SnapshotData], list[str]]:
+    """The alias' newest readable :data:`LIMIT` snapshots, oldest first, and one note
+    per row among them that cannot be read (left out, so one bad row keeps the charts).
 
     Raises:
         HistoryError: the table cannot be read (not migrated, no privilege).
@@ -62,7 +65,20 @@ def load(alias: str) -> list[SnapshotData]:
         raise HistoryError(
             f"cannot read snapshots on database alias {using!r}: {first_line(exc)}"
         ) from None
-    return [from_row(row) for row in reversed(rows)]
+    snapshots: list[SnapshotData] = []
+    skipped: list[str] = []
+    for row in reversed(rows):
+        try:
+            snapshots.append(from_row(row))
+        except HistoryError as exc:
+            skipped.append(_skipped(exc))
+    return snapshots, skipped
+
+
+def _skipped(exc: HistoryError) -> str:
+    # from_row's message ends with advice for --since; the page leaves the row out instead.
+    reason = str(exc).split("; delete that row", 1)[0]
+    return f"{reason}; left out of the charts"
 
 
 def _largest(snapshots: list[SnapshotData], kind: str, name: Any) -> list[Series]:
@@ -124,16 +140,18 @@ def _growth(snapshots: list[SnapshotData]) -> list[dict[str, Any]]:
 def trends(alias: str) -> Trends:
     """The history page of ``alias``: charts when at least one snapshot exists."""
     try:
-        snapshots = load(alias)
+        snapshots, skipped = load(alias)
     except HistoryError as exc:
         return Trends(problem=str(exc))
     if not snapshots:
         return Trends(
             problem=f"no snapshot of {alias!r} yet: run manage.py dbreport --save "
-            "(daily, from cron) to draw its history"
+            "(daily, from cron) to draw its history",
+            skipped=skipped,
         )
     return Trends(
         snapshots=len(snapshots),
+        skipped=skipped,
         charts=_charts(snapshots),
         growth=_growth(snapshots),
         statements=_statements(snapshots),
