@@ -16,9 +16,13 @@ from django.utils.safestring import SafeString
 
 from django_dbtuning.dashboard import deltas
 from django_dbtuning.dashboard.charts import Series, line_chart
-from django_dbtuning.report.history import HistoryError, from_row, storage_alias
+from django_dbtuning.report.history import (
+    HistoryError,
+    from_row,
+    storage_alias,
+    storage_error,
+)
 from django_dbtuning.report.humanize import human_bytes, human_seconds
-from django_dbtuning.report.probe import first_line
 from django_dbtuning.report.quoting import qualified
 from django_dbtuning.report.snapshot import SnapshotData
 
@@ -62,9 +66,7 @@ def load(alias: str) -> tuple[list[SnapshotData], list[str]]:
             .order_by("-taken_at")[:LIMIT]
         )
     except DatabaseError as exc:
-        raise HistoryError(
-            f"cannot read snapshots on database alias {using!r}: {first_line(exc)}"
-        ) from None
+        raise storage_error("cannot read snapshots", using, exc) from None
     snapshots: list[SnapshotData] = []
     skipped: list[str] = []
     for row in reversed(rows):

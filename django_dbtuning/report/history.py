@@ -26,7 +26,7 @@ from django_dbtuning.conf import SETTINGS, get_settings
 from django_dbtuning.exceptions import DbTuningError
 from django_dbtuning.report.compare import Comparison, compare
 from django_dbtuning.report.findings import Report
-from django_dbtuning.report.probe import first_line
+from django_dbtuning.report.probe import first_line, redact
 from django_dbtuning.report.snapshot import (
     SnapshotData,
     SnapshotUnavailable,
@@ -174,6 +174,22 @@ def _since_text(text: str, now: datetime) -> datetime:
     raise HistoryError(f"--since {shown!r} is not a duration or a date; {_USE_SINCE}")
 
 
+def storage_error(
+    doing: str, using: str, exc: DatabaseError, advice: str = ""
+) -> HistoryError:
+    """A :class:`HistoryError` for a failure on the alias that stores snapshots: its line
+    redacted as the report's own connection errors are (a password can equal the role or
+    database name the server echoes)."""
+    settings_dict = connections[using].settings_dict
+    options = settings_dict.get("OPTIONS") or {}
+    secrets = [
+        str(settings_dict.get("PASSWORD") or ""),
+        *(str(options.get(name) or "") for name in ("password", "sslpassword")),
+    ]
+    line = redact(f"{doing} on database alias {using!r}: {first_line(exc)}", secrets)
+    return HistoryError(f"{line} {advice}".rstrip())
+
+
 def _check_migrated(using: str) -> None:
     from django_dbtuning.models import Snapshot
 
@@ -185,10 +201,7 @@ def _check_migrated(using: str) -> None:
         with connection.cursor() as cursor:
             tables = connection.introspection.table_names(cursor)
     except DatabaseError as exc:
-        raise HistoryError(
-            f"cannot read the snapshot table on database alias {using!r}: "
-            f"{first_line(exc)}"
-        ) from None
+        raise storage_error("cannot read the snapshot table", using, exc) from None
     if Snapshot._meta.db_table not in tables or any(
         leaf not in loader.applied_migrations for leaf in leaves
     ):
@@ -256,10 +269,12 @@ def save_states(
                     Snapshot.objects.using(using).filter(taken_at__lt=cutoff).delete()
                 )
     except DatabaseError as exc:
-        raise HistoryError(
-            f"cannot save the snapshot on database alias {using!r}: {first_line(exc)} "
+        raise storage_error(
+            "cannot save the snapshot",
+            using,
+            exc,
             "(a read-only role or a replica? route Snapshot writes to a writable alias "
-            "with a database router)"
+            "with a database router)",
         ) from None
     return result
 
@@ -280,9 +295,7 @@ def closest(alias: str, when: datetime) -> SnapshotData:
         row = rows.filter(taken_at__lte=when).order_by("-taken_at").first()
         oldest = None if row else rows.order_by("taken_at").first()
     except DatabaseError as exc:
-        raise HistoryError(
-            f"cannot read snapshots on database alias {using!r}: {first_line(exc)}"
-        ) from None
+        raise storage_error("cannot read snapshots", using, exc) from None
     if row is None:
         shown = f"{when:%Y-%m-%d %H:%M:%S %Z}".strip()
         if oldest is None:
