@@ -249,6 +249,9 @@ def save_states(
     using = storage_alias()
     from django_dbtuning.models import Snapshot
 
+    for alias in states:
+        if problem := _alias_too_long(alias):
+            raise HistoryError(f"cannot save the snapshot: {problem}")
     _check_migrated(using)
     result = SaveResult(using=using, skipped=dict(skipped or {}))
     try:
@@ -465,3 +468,35 @@ def check_history_retention(**kwargs: Any) -> list[CheckMessage]:
             )
         ]
     return []
+
+
+def _alias_too_long(alias: str) -> str | None:
+    from django_dbtuning.models import Snapshot
+
+    limit = Snapshot._meta.get_field("alias").max_length or 0
+    if len(alias) <= limit:
+        return None
+    return (
+        f"the DATABASES alias {alias[:20]!r}… is {len(alias)} characters long, and "
+        f"snapshots store at most {limit}"
+    )
+
+
+@register()
+def check_history_aliases(**kwargs: Any) -> list[CheckMessage]:
+    """A DATABASES alias longer than ``Snapshot.alias`` holds (dbtuning.E058): its
+    ``dbreport --save`` would fail."""
+    from django.apps import apps
+    from django.conf import settings
+
+    if not apps.is_installed("django_dbtuning"):
+        return []
+    return [
+        Error(
+            f"{problem}: dbreport --save cannot store its snapshots.",
+            hint="Use a shorter alias in DATABASES.",
+            id="dbtuning.E058",
+        )
+        for alias in settings.DATABASES
+        if (problem := _alias_too_long(str(alias)))
+    ]
