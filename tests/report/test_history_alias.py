@@ -12,7 +12,7 @@ def errors(found: list) -> list:
     return [message for message in found if message.id == "dbtuning.E058"]
 
 
-def test_a_too_long_alias_is_named_with_its_length(monkeypatch):
+def test_a_too_long_alias_is_named_with_its_length(monkeypatch, db):
     alias = "replica_" + "é" * 93  # 101 characters
     monkeypatch.setitem(settings.DATABASES, alias, dict(settings.DATABASES["default"]))
     [error] = errors(run_checks())
@@ -20,7 +20,7 @@ def test_a_too_long_alias_is_named_with_its_length(monkeypatch):
     assert error.hint == "Use a shorter alias in DATABASES."
 
 
-def test_aliases_up_to_the_limit_pass(monkeypatch):
+def test_aliases_up_to_the_limit_pass(monkeypatch, db):
     monkeypatch.setitem(
         settings.DATABASES, "r" * 100, dict(settings.DATABASES["default"])
     )
