@@ -474,18 +474,15 @@ def _alias_too_long(alias: str) -> str | None:
     from django_dbtuning.models import Snapshot
 
     limit = Snapshot._meta.get_field("alias").max_length or 0
-    if len(alias) <= limit:
-        return None
+    long = f"the DATABASES alias {alias[:20]!r}… is {len(alias)} characters long"
     return (
-        f"the DATABASES alias {alias[:20]!r}… is {len(alias)} characters long, and "
-        f"snapshots store at most {limit}"
+        None if len(alias) <= limit else f"{long}, and snapshots store at most {limit}"
     )
 
 
 @register()
 def check_history_aliases(**kwargs: Any) -> list[CheckMessage]:
-    """A DATABASES alias longer than ``Snapshot.alias`` holds (dbtuning.E058): its
-    ``dbreport --save`` would fail."""
+    """A DATABASES alias longer than ``Snapshot.alias`` holds (dbtuning.E058)."""
     from django.apps import apps
     from django.conf import settings
 
