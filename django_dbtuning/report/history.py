@@ -26,7 +26,7 @@ from django_dbtuning.conf import SETTINGS, get_settings
 from django_dbtuning.exceptions import DbTuningError
 from django_dbtuning.report.compare import Comparison, compare
 from django_dbtuning.report.findings import Report
-from django_dbtuning.report.probe import first_line, redact
+from django_dbtuning.report.probe import first_line, redact, secrets
 from django_dbtuning.report.snapshot import (
     SnapshotData,
     SnapshotUnavailable,
@@ -180,13 +180,10 @@ def storage_error(
     """A :class:`HistoryError` for a failure on the alias that stores snapshots: its line
     redacted as the report's own connection errors are (a password can equal the role or
     database name the server echoes)."""
-    settings_dict = connections[using].settings_dict
-    options = settings_dict.get("OPTIONS") or {}
-    secrets = [
-        str(settings_dict.get("PASSWORD") or ""),
-        *(str(options.get(name) or "") for name in ("password", "sslpassword")),
-    ]
-    line = redact(f"{doing} on database alias {using!r}: {first_line(exc)}", secrets)
+    line = redact(
+        f"{doing} on database alias {using!r}: {first_line(exc)}",
+        secrets(connections[using].settings_dict),
+    )
     return HistoryError(f"{line} {advice}".rstrip())
 
 

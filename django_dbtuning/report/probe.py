@@ -58,6 +58,15 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     return re.sub(r"(password\s*=\s*)\S+", r"\1***", text, flags=re.IGNORECASE)
 
 
+def secrets(settings_dict: Mapping[str, Any]) -> list[str]:
+    """An alias' secrets, for :func:`redact`: its password and OPTIONS' passwords."""
+    options = settings_dict.get("OPTIONS") or {}
+    return [
+        str(settings_dict.get("PASSWORD") or ""),
+        *(str(options.get(name) or "") for name in ("password", "sslpassword")),
+    ]
+
+
 def first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
@@ -77,18 +86,13 @@ def connect(
         )
     except psycopg.Error as exc:
         where = f"{kwargs.get('host') or 'localhost'}:{kwargs.get('port') or 5432}"
-        options = settings_dict.get("OPTIONS") or {}
-        secrets = [
-            str(settings_dict.get("PASSWORD") or ""),
-            *(str(options.get(name) or "") for name in ("password", "sslpassword")),
-        ]
         # The whole line: a host or database name may hold the password too (a
         # password equal to the database's name is one: its name then says it).
         raise Unreachable(
             redact(
                 f"cannot connect to {where}/{kwargs.get('dbname', '')}: "
                 f"{first_line(exc)}",
-                secrets,
+                secrets(settings_dict),
             )
         ) from None
     return conn
