@@ -40,7 +40,7 @@ from django_dbtuning.queries.fingerprint import (
 )
 from django_dbtuning.report.probe import connection_kwargs
 from django_dbtuning.report.sqltext import strip_literals
-from django_dbtuning.sqllex import masked_text
+from django_dbtuning.sqllex import masked_text, tokens
 from tests.queries.test_sql_lexer import (
     block_comment,
     continued,
@@ -272,7 +272,15 @@ def secret_in_statement(draw: st.DrawFn) -> tuple[str, str]:
     )
     # The surroundings are shown as they are (a quoted identifier too): they must not hold
     # the marker themselves, or a shown name would read as a leak.
-    surrounding = statements.filter(lambda text: MARK not in text)
+    # They are whole statements: a text that leaves a string open (``SELECT$q$'$q$`` is a
+    # name and a quote to the server, not a dollar quote) would close it at the secret's
+    # opening quote and make the secret a name, which is shown.
+    surrounding = statements.filter(
+        lambda text: (
+            MARK not in text
+            and all(token.kind != "unterminated" for token in tokens(text))
+        )
+    )
     before, after = draw(surrounding), draw(surrounding)
     return before + " " + form(secret) + " " + after, secret
 
