@@ -111,25 +111,23 @@ def _rows(value: Any) -> list[Any] | None:
 # --- walking the caches ------------------------------------------------------------------------
 
 
-def _children(node: Any) -> list[tuple[Segment, Any]]:
-    """The related objects ``node`` holds in its caches (no query)."""
-    found: list[tuple[Segment, Any]] = []
-    cache = getattr(getattr(node, "_state", None), "fields_cache", None) or {}
+def _held_by(holder: Any, node: Any) -> Segment | None:
+    """How ``holder`` holds ``node`` in its caches (no query), or None: cached relations,
+    prefetched rows, then ``Prefetch(to_attr=)`` lists. A segment is built only for the
+    match: the fallback scans every row of the collections the code holds."""
+    cache = getattr(getattr(holder, "_state", None), "fields_cache", None) or {}
     for name, value in list(cache.items()):
-        if value is not None and is_model(value):
-            found.append((Segment(str(name), model=type(value)), value))
-    prefetched = getattr(node, "_prefetched_objects_cache", None) or {}
+        if value is node and is_model(value):
+            return Segment(str(name), model=type(value))
+    prefetched = getattr(holder, "_prefetched_objects_cache", None) or {}
     for name, queryset in list(prefetched.items()):
-        for row in getattr(queryset, "_result_cache", None) or ():
-            found.append((Segment(str(name), prefetch=True, model=type(row)), row))
-    for name, value in list(getattr(node, "__dict__", {}).items()):
-        if type(value) is list and value and is_model(value[0]):
-            for row in value[:_MAX_ROWS]:
-                segment = Segment(
-                    str(name), prefetch=True, to_attr=True, model=type(row)
-                )
-                found.append((segment, row))
-    return found
+        if any(row is node for row in getattr(queryset, "_result_cache", None) or ()):
+            return Segment(str(name), prefetch=True, model=type(node))
+    for name, value in list(getattr(holder, "__dict__", {}).items()):
+        rows = value[:_MAX_ROWS] if type(value) is list and value else ()
+        if rows and is_model(rows[0]) and any(row is node for row in rows):
+            return Segment(str(name), prefetch=True, to_attr=True, model=type(node))
+    return None
 
 
 def _path_to(
@@ -144,8 +142,14 @@ def _path_to(
     ``through_managers``: rows a related manager loaded per parent (``order.items.all``
     in a loop) lead up to that parent (see :func:`_lazy_parent`).
     """
-    models = [v for v in starts if is_model(v)]
-    collections = [(v, rows) for v in starts if (rows := _rows(v)) is not None]
+    models: list[Any] = []
+    collections: list[tuple[Any, list[Any]]] = []
+    # Frames share values (a queryset is self in several): each is read once, in order.
+    for value in {id(value): value for value in starts}.values():
+        if is_model(value):
+            models.append(value)
+        if (rows := _rows(value)) is not None:
+            collections.append((value, rows))
     node, chain = instance, {id(instance)}
     segments: list[Segment] = []
     for _ in range(_MAX_DEPTH):
@@ -214,11 +218,8 @@ def _holder(
 ) -> tuple[Any, Segment] | None:
     """The first of ``holders`` that holds ``node`` in its caches (not one below it)."""
     for holder in holders[:_MAX_NODES]:
-        if id(holder) in chain:
-            continue
-        for segment, child in _children(holder):
-            if child is node:
-                return holder, segment
+        if id(holder) not in chain and (segment := _held_by(holder, node)) is not None:
+            return holder, segment
     return None
 
 
@@ -226,7 +227,7 @@ def _holder(
 
 
 def _holdings(frame: FrameType) -> list[Any]:
-    """The values a frame holds that may be (or hold) rows: querysets first."""
+    """The values a frame holds that may be (or hold) rows."""
     values: list[Any] = []
     if callsite.frame_category(frame.f_code) == TEMPLATE:
         context = frame.f_locals.get("context")
@@ -239,7 +240,7 @@ def _holdings(frame: FrameType) -> list[Any]:
         owner = local.get("self")
         if owner is not None and type(owner).__name__.endswith("Serializer"):
             values.append(getattr(owner, "instance", None))
-    return sorted(values, key=lambda v: 0 if _rows(v) is not None else 1)
+    return values
 
 
 def trace(
