@@ -112,6 +112,11 @@ class SqlInfo:
     keyset_limit: int | None
     # A table of a developer tool (the toolbar's DatabaseStore, silk): never counted.
     tool_owned: bool = False
+    # What the recorder does with it, read without touching the shape: 0 never counted
+    # (plumbing, a tool's own tables), 1 counted, 2 counted and grouped by call site.
+    role: int = 2
+    # No batch, offset or keyset page to note: the grouped path skips those checks.
+    plain: bool = False
     # Learned distance from the recorder to the first frame of user code (see callsite).
     site_depth: int = 0
     # The code object of the ORM frame right below that user frame (see callsite.site_key).
@@ -211,12 +216,20 @@ def _build(sql: str) -> SqlInfo:
         and _RANGE.search(folded)
     ):
         keyset_limit = masked.limit
+    offset = masked.offset if shape.kind == "read" else None
+    tool_owned = shape.table is not None and shape.table.startswith(TOOL_TABLES)
     return SqlInfo(
         shape=shape,
         batch=batch,
-        offset=masked.offset if shape.kind == "read" else None,
+        offset=offset,
         keyset_limit=keyset_limit,
-        tool_owned=shape.table is not None and shape.table.startswith(TOOL_TABLES),
+        tool_owned=tool_owned,
+        role=0
+        if shape.kind == "transaction" or tool_owned
+        else 1
+        if shape.kind == "other"
+        else 2,
+        plain=not batch and offset is None and keyset_limit is None,
     )
 
 

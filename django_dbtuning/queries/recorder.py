@@ -162,15 +162,15 @@ def _record(
     if info is None:
         info = sql_info(sql)
         sql = sql if type(sql) is str else info.shape.text
-    kind = info.shape.kind
-    if kind == "transaction" or info.tool_owned:
+    role = info.role
+    if not role:
         return  # plumbing (SAVEPOINT, RELEASE, SET), a tool's own tables: never counted
     alias: str = context["connection"].alias
     allowed = current_allowance.get()
     if allowed is not None and allowed.closed:
         allowed = first_open(allowed)
         current_allowance.set(allowed)
-    analyse = allowed is None and kind != "other"
+    analyse = allowed is None and role == 2
     params_key = 0
     if analyse:
         if type(params) is tuple:
@@ -227,16 +227,8 @@ def _analyse(
         group = u.groups[group_key] = Group(alias, info)
     group.count += 1
     group.duration += elapsed
-    if info.batch:
-        group.batch += 1
-    if info.offset is not None:
-        if group.offsets is None:
-            group.offsets = set()
-        group.offsets.add(info.offset)
-    if info.keyset_limit is not None and info.keyset_limit == getattr(
-        context.get("cursor"), "rowcount", -1
-    ):
-        group.full_pages += 1
+    if not info.plain:
+        _note_pages(group, info, context)
     site = single = group.single
     anchor = None
     if single is not None:
@@ -285,6 +277,20 @@ def _analyse(
             params if u.keep_parameters else None,
         )
     return key
+
+
+def _note_pages(group: Group, info: SqlInfo, context: dict[str, Any]) -> None:
+    """A batch, an OFFSET page, a full keyset page: what the finding's fix depends on."""
+    if info.batch:
+        group.batch += 1
+    if info.offset is not None:
+        if group.offsets is None:
+            group.offsets = set()
+        group.offsets.add(info.offset)
+    if info.keyset_limit is not None and info.keyset_limit == getattr(
+        context.get("cursor"), "rowcount", -1
+    ):
+        group.full_pages += 1
 
 
 def _pin_single(group: Group, site: Site, code_id: int, info: SqlInfo) -> None:
