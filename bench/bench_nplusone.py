@@ -238,6 +238,86 @@ def recorder_only_cost() -> float:
     return statistics.median(samples)
 
 
+def in_situ_costs() -> dict[str, float]:
+    """The recorder's own time per query inside the view's ORM loop, and an N+1's
+    attribution per finding.
+
+    Two timing wrappers sit around the recorder in Django's wrapper chain (outer, recorder,
+    inner): outer minus inner is the recorder's own time, per query, with the caches and
+    stack of a real request; the same chain with an empty wrapper in the recorder's place
+    is subtracted. Unlike the per-request CPU difference above, this is not drowned by the
+    ±25 ms the VM's requests vary by, so it shows a few tenths of a µs.
+    """
+    from django.db import connection
+    from django.test import RequestFactory
+
+    from django_dbtuning.middleware import QueryCountMiddleware
+    from django_dbtuning.queries import recorder
+
+    clock = time.perf_counter
+    outer_times: list[float] = []
+    inner_times: list[float] = []
+
+    def outer(execute: Any, sql: Any, params: Any, many: bool, context: Any) -> Any:
+        start = clock()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            outer_times.append(clock() - start)
+
+    def inner(execute: Any, sql: Any, params: Any, many: bool, context: Any) -> Any:
+        start = clock()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            inner_times.append(clock() - start)
+
+    def empty(execute: Any, sql: Any, params: Any, many: bool, context: Any) -> Any:
+        return execute(sql, params, many, context)
+
+    attribute = recorder.attribute
+    attributions: list[float] = []
+
+    def timed_attribute(*args: Any) -> Any:
+        start = clock()
+        try:
+            return attribute(*args)
+        finally:
+            attributions.append(clock() - start)
+
+    request = RequestFactory().get("/books/")
+    middleware = QueryCountMiddleware(view)
+
+    def own_time(middle: Any) -> float:
+        recorder.install()
+        connection.execute_wrappers[:] = [outer, middle, inner]
+        outer_times.clear()
+        inner_times.clear()
+        try:
+            middleware(request)
+        finally:
+            connection.execute_wrappers[:] = []
+        return statistics.median(
+            o - i for o, i in zip(outer_times, inner_times, strict=True)
+        )
+
+    recorder.attribute = timed_attribute
+    try:
+        samples: dict[str, list[float]] = {"recorder": [], "empty": []}
+        for round_number in range(ROUNDS // 2 + 3):
+            for name, middle in (("recorder", recorder.RECORDER), ("empty", empty)):
+                own = own_time(middle)
+                if round_number >= 3:  # warm-up rounds
+                    samples[name].append(own)
+    finally:
+        recorder.attribute = attribute
+    return {
+        "recorder": statistics.median(samples["recorder"])
+        - statistics.median(samples["empty"]),
+        "attribution": statistics.median(attributions),
+    }
+
+
 def eager_object_cost() -> dict[str, float]:
     """Unused-eager-load tracking per eager-loaded object (and per query without eager
     loads): a unit with it on vs off."""
@@ -326,6 +406,14 @@ def main() -> None:
     print(
         f"\nRecorder alone (stub database call, no I/O): "
         f"{recorder_only_cost() * 1e6:.2f} µs per query inside a tracked unit."
+    )
+    in_situ = in_situ_costs()
+    print(
+        f"Recorder inside the view's ORM loop (its own time between two timing wrappers, "
+        f"minus an empty wrapper's): {in_situ['recorder'] * 1e6:.2f} µs per query; "
+        f"an N+1's attribution (stack, relation, provenance for the hint): "
+        f"{in_situ['attribution'] * 1e6:.0f} µs per finding, once per call site "
+        f"({in_situ['attribution'] / QUERIES * 1e6:.2f} µs per query of this view)."
     )
     costs = eager_object_cost()
     print(
