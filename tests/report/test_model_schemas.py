@@ -234,6 +234,14 @@ def test_of_identical_twins_the_declared_one_stays_whichever_is_older(schemas):
         # Before: the schema was dropped and the statement labelled reportapp.Volume.
         (f'SELECT "x" FROM "{SHADOW}"."reportapp_volume"', None),
         ("SELECT 1", None),
+        # Unquoted names are folded as the server folds them; before, no label.
+        ("select x from Public.ReportApp_Volume", "reportapp.Volume"),
+        # Before: the FROM inside EXTRACT named table "d" in schema "t".
+        (
+            'SELECT EXTRACT(YEAR FROM "t"."d") FROM "reportapp_volume"',
+            "reportapp.Volume",
+        ),
+        ('SELECT "a FROM reportapp_volume" FROM "elsewhere"', None),
     ],
 )
 def test_a_statement_is_labelled_by_its_schema_qualified_table(query, label):
