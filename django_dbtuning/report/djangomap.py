@@ -298,9 +298,17 @@ def split_table(db_table: str) -> tuple[str | None, str]:
     table named ``a.b``."""
     sql = db_table if db_table[:1] == db_table[-1:] == '"' else f'"{db_table}"'
     if len(sql) < 2 or not _QUALIFIED.fullmatch(sql):
-        return None, db_table
-    parts = [part.replace('""', '"') for part in _QUOTED.findall(sql)]
+        return None, stored_name(db_table)
+    parts = [stored_name(part.replace('""', '"')) for part in _QUOTED.findall(sql)]
     return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
+
+
+def stored_name(name: str) -> str:
+    """``name`` as the server stores it: its first 63 bytes (NAMEDATALEN - 1), cut at a
+    character boundary. Django leaves an explicit ``db_table`` whole; the server
+    truncates it with a NOTICE, and the catalogs hold the short name."""
+    data = name.encode("utf-8", "surrogatepass")
+    return name if len(data) <= 63 else data[:63].decode("utf-8", "ignore")
 
 
 def _field_index_name(db_table: str, column: str) -> str | None:

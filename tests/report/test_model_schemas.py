@@ -24,7 +24,14 @@ from django_dbtuning.report.quoting import ident, qualified
 from django_dbtuning.report.statements import _label
 from django_dbtuning.report.timeouts import configured
 from tests.report.test_report import admin_connection, extra_alias
-from tests.reportapp.models import ARCHIVE_SCHEMA, ARCHIVE_TABLE, ArchivedOrder, Volume
+from tests.reportapp.models import (
+    ARCHIVE_SCHEMA,
+    ARCHIVE_TABLE,
+    LONG_TABLE,
+    ArchivedOrder,
+    LongNamedEntry,
+    Volume,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -247,3 +254,30 @@ def test_of_identical_twins_the_declared_one_stays_whichever_is_older(schemas):
 def test_a_statement_is_labelled_by_its_schema_qualified_table(query, label):
     probe = SimpleNamespace(models=ModelMap())
     assert _label(probe, query) == label
+
+
+def test_a_db_table_longer_than_63_bytes_maps_to_the_name_the_server_keeps(
+    django_db_blocker,
+):
+    """The server cuts the name at 63 bytes on a character boundary ("é" straddles it);
+    before, the model's findings came without a model."""
+    with django_db_blocker.unblock(), admin_connection() as conn:
+        conn.execute(
+            sql.SQL("CREATE TABLE {} (id bigint PRIMARY KEY, code int)").format(
+                q(LONG_TABLE)
+            )
+        )
+        try:
+            (stored,) = conn.execute(
+                "SELECT relname FROM pg_class"
+                " WHERE relkind = 'r' AND relname LIKE 'reportapp\\_xxx%'"
+            ).fetchone()
+            conn.execute(sql.SQL("CREATE INDEX long_a ON {} (code)").format(q(stored)))
+            conn.execute(sql.SQL("CREATE INDEX long_b ON {} (code)").format(q(stored)))
+            found = duplicates()
+        finally:
+            conn.execute(sql.SQL("DROP TABLE {}").format(q(stored)))
+    assert stored == LONG_TABLE.encode()[:62].decode() and len(stored.encode()) == 62
+    assert split_table(LongNamedEntry._meta.db_table) == (None, stored)
+    (finding,) = on(found, "public", stored)
+    assert finding.model == "reportapp.LongNamedEntry"

@@ -97,3 +97,16 @@ class ArchivedOrder(models.Model):
         db_table = (
             ARCHIVE_SCHEMA.replace('"', '""') + '"."' + ARCHIVE_TABLE.replace('"', '""')
         )
+
+
+# -- a db_table longer than PostgreSQL's 63-byte names: the server keeps its first 63 bytes,
+# cut at a character boundary ("é" is two bytes and straddles byte 63 here).
+LONG_TABLE = "reportapp_" + "x" * 52 + "é_entries_kept_for_a_very_long_time"
+
+
+class LongNamedEntry(models.Model):
+    code = models.IntegerField()
+
+    class Meta:
+        managed = False
+        db_table = LONG_TABLE
