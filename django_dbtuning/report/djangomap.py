@@ -99,7 +99,7 @@ class ModelMap:
             )
             for item in opts.local_concrete_fields:
                 if item.column:
-                    info.columns[item.column] = item
+                    info.columns[stored_name(item.column)] = item
             # A table shared by several models (unmanaged views, swapped models) keeps
             # the first concrete one.
             self.declared.setdefault(split_table(opts.db_table), info)
