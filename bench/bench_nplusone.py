@@ -255,22 +255,22 @@ def in_situ_costs() -> dict[str, float]:
     from django_dbtuning.queries import recorder
 
     clock = time.perf_counter
+
+    def timing(times: list[float]) -> Any:
+        def wrapper(
+            execute: Any, sql: Any, params: Any, many: bool, context: Any
+        ) -> Any:
+            start = clock()
+            try:
+                return execute(sql, params, many, context)
+            finally:
+                times.append(clock() - start)
+
+        return wrapper
+
     outer_times: list[float] = []
     inner_times: list[float] = []
-
-    def outer(execute: Any, sql: Any, params: Any, many: bool, context: Any) -> Any:
-        start = clock()
-        try:
-            return execute(sql, params, many, context)
-        finally:
-            outer_times.append(clock() - start)
-
-    def inner(execute: Any, sql: Any, params: Any, many: bool, context: Any) -> Any:
-        start = clock()
-        try:
-            return execute(sql, params, many, context)
-        finally:
-            inner_times.append(clock() - start)
+    outer, inner = timing(outer_times), timing(inner_times)
 
     def empty(execute: Any, sql: Any, params: Any, many: bool, context: Any) -> Any:
         return execute(sql, params, many, context)
