@@ -18,7 +18,7 @@ from django_dbtuning.report.probe import MARKER, Probe, Row
 from django_dbtuning.report.quoting import ident
 from django_dbtuning.report.sqltext import APPLICATION, leading_keyword, strip_literals
 from django_dbtuning.report.suggest import suggest
-from django_dbtuning.sqllex import tokens
+from django_dbtuning.sqllex import mask
 
 EXTENSION = """
 SELECT e.extversion AS version, n.nspname AS schema
@@ -64,7 +64,7 @@ CATALOG = (
     r"|pg_stat_force_next_flush|set_config|current_setting|has_sequence_privilege)\M"
 )
 
-_FROM = re.compile(r"(?<![\w$\x80-\U0010ffff])FROM[ \t\n\r\f\v]+", re.I)
+_FROM = re.compile(r'(?<![\w$\x80-\U0010ffff])FROM(?:[ \t\n\r\f\v]+|(?="))', re.I)
 # A name as PostgreSQL reads it: quoted ("" is one quote) or a word it folds to lower case.
 _NAME = r'"((?:[^"]|"")+)"|([A-Za-z_\x80-\U0010ffff][\w$\x80-\U0010ffff]*)'
 _QUALIFIED = re.compile(rf"(?:{_NAME})(?:[ \t\n\r\f\v]*\.[ \t\n\r\f\v]*(?:{_NAME}))?")
@@ -75,30 +75,32 @@ def _relation(query: str) -> tuple[str | None, str] | None:
     """The outermost ``FROM`` relation of ``query``: (schema or None, table).
 
     Read from the masked text: pg_stat_statements keeps comments, and a comment or a
-    literal holding "FROM secret" must not become a table name in a finding. A ``FROM``
-    in a quoted name is no keyword, and one inside parentheses (``EXTRACT(YEAR FROM
-    "t"."d")``, a subquery) counts only when the statement has none outside them.
+    literal holding "FROM secret" must not become a table name in a finding. Quoted names
+    stand in it as placeholders, so a ``FROM`` or a parenthesis in one is no SQL. A
+    ``FROM`` inside parentheses (``EXTRACT(YEAR FROM "t"."d")``, a subquery) counts only
+    when the statement has none outside them, and only when the text was read to its end.
     """
-    text = strip_literals(query, limit=10**9)
-    quoted = [(t.start, t.end) for t in tokens(text) if t.kind in ("ident", "uident")]
+    masked = mask(query)
+    text = masked.text
     found: tuple[int, re.Match[str]] | None = None
+    depth, counted = 0, 0
     for keyword in _FROM.finditer(text):
-        if any(start <= keyword.start() < end for start, end in quoted):
-            continue
+        depth += text.count("(", counted, keyword.start())
+        depth -= text.count(")", counted, keyword.start())
+        counted = keyword.start()
         name = _QUALIFIED.match(text, keyword.end())
-        if name is None:
-            continue
-        depth = _depth(text[: keyword.start()], quoted)
-        if found is None or depth < found[0]:
+        if name is not None and (found is None or depth < found[0]):
             found = (depth, name)
-        if depth == 0:
-            break
-    if found is None:
+            if depth <= 0:
+                break
+    # A nested FROM only, and the outermost may lie past where reading stopped: no guess.
+    if found is None or (found[0] > 0 and not masked.complete):
         return None
-    parts = [_unquote(found[1], 1), _unquote(found[1], 3)]
-    if parts[1] is not None:
-        return parts[0], parts[1]
-    return None, str(parts[0])
+    name = _QUALIFIED.match(masked.restore(found[1].group(0)))
+    if name is None:
+        return None
+    schema, table = _unquote(name, 1), _unquote(name, 3)
+    return (schema, table) if table is not None else (None, str(schema))
 
 
 def _unquote(name: re.Match[str], group: int) -> str | None:
@@ -107,15 +109,6 @@ def _unquote(name: re.Match[str], group: int) -> str | None:
         return name.group(group).replace('""', '"')
     word = name.group(group + 1)
     return word.translate(_ASCII_LOWER) if word is not None else None
-
-
-def _depth(head: str, quoted: list[tuple[int, int]]) -> int:
-    """Parentheses open at the end of ``head``, outside quoted names."""
-    depth = 0
-    for index, char in enumerate(head):
-        if char in "()" and not any(start <= index < end for start, end in quoted):
-            depth += 1 if char == "(" else -1
-    return depth
 
 
 def _table(query: str) -> str | None:

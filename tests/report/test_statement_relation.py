@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from psycopg import sql
 
 from django_dbtuning.report.statements import _relation
+from django_dbtuning.sqllex import mask
 
 names = st.text(
     st.characters(exclude_categories=("Cs",), exclude_characters="\x00"),
@@ -29,7 +30,10 @@ def test_any_quoted_schema_and_table_are_read_back(schema, table, secret):
         f"'FROM {secret.replace(chr(39), '')}' /* FROM {secret.replace('*/', '')} */ "
         f"FROM {quoted(schema)}.{quoted(table)} WHERE {quoted('x FROM y')} = $1"
     )
-    assert _relation(text) == (schema, table)
+    # A backslash in the literal may end it elsewhere on a server without
+    # standard_conforming_strings: the masked text stops there, before the real FROM, and
+    # the nested one in EXTRACT is not taken for it.
+    assert _relation(text) == ((schema, table) if mask(text).complete else None)
 
 
 @given(words, words)
@@ -48,6 +52,11 @@ def test_plain_names_are_folded_to_lower_case(schema, table):
         ("SELECT 1 -- FROM secret", None),
         ('SELECT "a FROM b"', None),
         ("SELECT * FROM ÉtÉ.Ünï", ("ÉtÉ", "Ünï")),  # only ASCII letters are folded
+        ('SELECT * FROM"T"', (None, "T")),
+        ('SELECT ")(" FROM (SELECT 1 FROM "In ( t") s', (None, "In ( t")),
+        # Read up to an ambiguous literal only: the outermost FROM is past it.
+        ("SELECT EXTRACT(YEAR FROM d), 'a\\' FROM t", None),
+        ("SELECT x FROM t WHERE y = 'a\\'", (None, "t")),
     ],
 )
 def test_what_is_no_relation_and_where_it_is_nested(text, relation):
