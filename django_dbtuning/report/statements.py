@@ -96,7 +96,7 @@ def _relation(query: str) -> tuple[str | None, str] | None:
     # A nested FROM only, and the outermost may lie past where reading stopped: no guess.
     if found is None or (found[0] > 0 and not masked.complete):
         return None
-    name = _QUALIFIED.match(masked.restore(found[1].group(0)))
+    name = _QUALIFIED.fullmatch(masked.restore(found[1].group(0)))
     if name is None:
         return None
     schema, table = _unquote(name, 1), _unquote(name, 3)

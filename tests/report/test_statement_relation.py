@@ -53,6 +53,9 @@ def test_plain_names_are_folded_to_lower_case(schema, table):
         ('SELECT "a FROM b"', None),
         ("SELECT * FROM ÉtÉ.Ünï", ("ÉtÉ", "Ünï")),  # only ASCII letters are folded
         ('SELECT * FROM"T"', (None, "T")),
+        # A U&"…" name is not decoded: no label rather than the "u" before its quote.
+        ('SELECT * FROM U&"d\\0061t"', None),
+        ('SELECT * FROM s.U&"x y"', None),
         ('SELECT ")(" FROM (SELECT 1 FROM "In ( t") s', (None, "In ( t")),
         # Read up to an ambiguous literal only: the outermost FROM is past it.
         ("SELECT EXTRACT(YEAR FROM d), 'a\\' FROM t", None),
