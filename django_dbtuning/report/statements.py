@@ -111,13 +111,8 @@ def _unquote(name: re.Match[str], group: int) -> str | None:
     return word.translate(_ASCII_LOWER) if word is not None else None
 
 
-def _table(query: str) -> str | None:
-    found = _relation(query)
-    return found[1] if found is not None else None
-
-
 def _label(probe: Probe, query: str) -> str | None:
-    """The model of the statement's first ``FROM`` table, schema-qualified or as the
+    """The model of the statement's outermost ``FROM`` table, schema-qualified or as the
     search_path finds it."""
     found = _relation(query)
     return probe.models.label(found[1], found[0]) if found is not None else None
@@ -313,8 +308,9 @@ def _slow(t: Mapping[str, float], calls: int, mean: float) -> bool:
 
 def _named(probe: Probe, query: str) -> tuple[str | None, str, str]:
     """The statement's model label, `` on <model or table>``, and its masked text."""
-    table = _table(query)
-    label = _label(probe, query)
+    found = _relation(query)  # read once: it masks the whole text
+    label = probe.models.label(found[1], found[0]) if found is not None else None
+    table = found[1] if found is not None else None
     where = f" on {label}" if label else (f" on {table}" if table else "")
     return label, where, strip_literals(query, limit=200)
 
