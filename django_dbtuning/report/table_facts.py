@@ -221,13 +221,18 @@ def gather(probe: Probe) -> TableFacts:
     tables = _table_stats(probe)
     database = probe.query("database_stats", "tables", DATABASE)
     sequences, count, unreadable = _sequences(probe)
+    constraints = probe.query("invalid_constraints", "tables", NOT_VALID)
+    wraparound = gather_wraparound(probe)
+    database_row = database[0] if database else None
+    if database_row and wraparound and wraparound.database_xid_age is not None:
+        database_row = {**database_row, "xid_age": wraparound.database_xid_age}
     return TableFacts(
         tables=tables,
-        database=database[0] if database else None,
+        database=database_row,
         sequences=sequences,
         sequence_count=count,
         unreadable_sequences=unreadable,
-        constraints=probe.query("invalid_constraints", "tables", NOT_VALID),
-        wraparound=gather_wraparound(probe),
+        constraints=constraints,
+        wraparound=wraparound,
         bloat=gather_bloat(probe),
     )

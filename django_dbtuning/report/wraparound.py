@@ -35,7 +35,9 @@ SELECT c.oid::bigint AS oid, n.nspname AS schema, c.relname AS "table",
        mxid_age(c.relminmxid)::bigint AS heap_mxid_age,
        CASE WHEN t.oid IS NOT NULL THEN age(t.relfrozenxid)::bigint END AS toast_xid_age,
        CASE WHEN t.oid IS NOT NULL THEN mxid_age(t.relminmxid)::bigint END AS toast_mxid_age,
-       c.reloptions, t.reloptions AS toast_reloptions
+       c.reloptions, t.reloptions AS toast_reloptions,
+       (SELECT age(datfrozenxid)::bigint FROM pg_database
+         WHERE datname = current_database()) AS database_xid_age
   FROM pg_class c
   JOIN pg_namespace n ON n.oid = c.relnamespace
   LEFT JOIN pg_class t ON t.oid = c.reltoastrelid
@@ -126,6 +128,10 @@ class Wraparound:
     tables: list[TableAge]
     """Every table, the closest to a forced vacuum first."""
     horizon: Row
+    database_xid_age: int | None = None
+    """``age(datfrozenxid)`` read in the same statement as the tables' ages: read
+    apart, a transaction ID spent in between makes the database look younger than its
+    oldest table."""
 
 
 def table_age(row: Row, horizon: Row) -> TableAge:
@@ -174,7 +180,8 @@ def gather(probe: Probe) -> Wraparound | None:
     rows, (horizon,) = results
     ages = [table_age(row, horizon) for row in rows]
     ages.sort(key=lambda a: (a.freeze_share, a.worst_age), reverse=True)
-    return Wraparound(tables=ages, horizon=horizon)
+    database_age = rows[0]["database_xid_age"] if rows else None
+    return Wraparound(tables=ages, horizon=horizon, database_xid_age=database_age)
 
 
 def near_limit(probe: Probe, age: TableAge) -> bool:

@@ -8,6 +8,8 @@ hundred million transaction IDs.
 
 from __future__ import annotations
 
+import threading
+
 import psycopg
 import pytest
 from psycopg import sql
@@ -139,6 +141,36 @@ def test_hard_limit_per_table_never_repeats_the_database(old_tables, dbtuning):
     # The database's own figure is still in the section, consistent with the tables'.
     tables = document["databases"]["default"]["tables"]
     assert tables["database_xid_age"] >= tables["wraparound"]["table_xid_age_max"]
+
+
+def test_database_age_is_never_younger_than_a_table_while_xids_are_spent(old_tables):
+    """Another session spends transaction IDs while the report runs (as autoanalyze
+    does): the database's age and the tables' are read at one instant, so the database
+    (whose datfrozenxid is never newer than any table's relfrozenxid) is never younger."""
+    stop = threading.Event()
+
+    def spend() -> None:
+        with admin_connection() as conn:
+            while not stop.is_set():
+                conn.execute("SELECT pg_current_xact_id()")
+
+    spender = threading.Thread(target=spend)
+    spender.start()
+    try:
+        pairs = []
+        for _ in range(10):
+            tables = report_json("--database", "default", "--section", "tables")[
+                "databases"
+            ]["default"]["tables"]
+            pairs.append(
+                (tables["database_xid_age"], tables["wraparound"]["table_xid_age_max"])
+            )
+    finally:
+        stop.set()
+        spender.join()
+    assert all(database >= table >= BURNED for database, table in pairs), pairs
+    # The spender really ran between the runs: the ages grew.
+    assert pairs[-1][0] > pairs[0][0]
 
 
 def test_hint_freezes_exactly_its_table(old_tables, dbtuning):
