@@ -16,7 +16,7 @@ from types import FrameType
 from typing import Any, Generic, TypeVar, cast, overload
 
 from django_dbtuning.conf import Reaction
-from django_dbtuning.queries.policy import Policy, enforce
+from django_dbtuning.queries.policy import Policy, conclude
 from django_dbtuning.queries.recorder import (
     SCOPED,
     Allowance,
@@ -132,7 +132,9 @@ class query_budget(track_queries):  # named like a function, by contract
     Every entry (each ``with``, each call of a decorated function) is checked on its own,
     so one instance may be shared by threads, asyncio tasks and recursive calls. What is
     checked, in which order and what each reaction does is
-    :func:`~django_dbtuning.queries.policy.enforce`'s (the middleware's too).
+    :func:`~django_dbtuning.queries.policy.enforce`'s (the middleware's too); with
+    ``UNUSED_EAGER_LOADS`` set, the block's unused eager loads are logged (and warned)
+    first, as the middleware does for a request.
 
     On a generator or async generator function, the unit covers the generator's own
     steps (each ``next``/``send``/``throw``, each awaited ``__anext__``/``asend``/
@@ -170,7 +172,7 @@ class query_budget(track_queries):  # named like a function, by contract
         super().__init__(using=using, threshold=threshold)
 
     def _judge(self, where: str | None, unit: Unit) -> None:
-        enforce(QueryReport(unit), self.policy, where)
+        conclude(QueryReport(unit), self.policy, where)
 
     @overload
     def __call__(self, func: Callable[..., Awaitable[Any]]) -> Callable[..., Any]: ...

@@ -21,9 +21,8 @@ from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 
 from django_dbtuning.conf import Reaction
 from django_dbtuning.exceptions import QueryProblemError
-from django_dbtuning.queries.eager_findings import log_findings
 from django_dbtuning.queries.findings import QueryFinding
-from django_dbtuning.queries.policy import Policy, enforce
+from django_dbtuning.queries.policy import Policy, conclude
 from django_dbtuning.queries.recorder import internal_error
 from django_dbtuning.queries.units import (
     QueryReport,
@@ -159,7 +158,7 @@ def _report(
     can_raise: bool,
     request: HttpRequest | None = None,
 ) -> None:
-    """Metrics and reactions of a closed unit (``can_raise``, ``request``: see enforce())."""
+    """Metrics and reactions of a closed unit (``can_raise``, ``request``: see conclude())."""
     report = (
         QueryReport(unit, view=view)
         if request is None
@@ -172,20 +171,13 @@ def _report(
             metrics.observe_request(view, report)
         except Exception:
             internal_error("recording request metrics")
-    eager_warning: Warning | None = None
-    if unit.eager is not None:  # UNUSED_EAGER_LOADS: info records, before any raise
-        try:
-            log_findings(report.unused_eager_loads, where, view)
-        except Warning as exc:  # "warn" under -W error: raised after the reactions
-            eager_warning = exc
-        except Exception:
-            internal_error("reporting unused eager loads")
     # Reactions last: "raise" is deliberate, so it is the one error we let through.
     try:
-        enforce(
+        conclude(
             report,
             _policy(report, unit, where, request),
             where,
+            view=view,
             can_raise=can_raise,
             request=request,
         )
@@ -193,8 +185,6 @@ def _report(
         raise
     except Exception:
         internal_error("reporting a request's findings")
-    if eager_warning is not None:
-        raise eager_warning
 
 
 # --- the debug toolbar's page ------------------------------------------------------------------

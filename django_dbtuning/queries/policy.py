@@ -24,8 +24,10 @@ from django_dbtuning.exceptions import (
     QueryProblemError,
     QueryProblemWarning,
 )
+from django_dbtuning.queries.eager_findings import log_findings
 from django_dbtuning.queries.findings import QueryFinding
 from django_dbtuning.queries.fingerprint import display_sql
+from django_dbtuning.queries.recorder import internal_error
 from django_dbtuning.queries.signals import send_n_plus_one
 from django_dbtuning.queries.units import QueryReport
 from django_dbtuning.validation import is_int
@@ -75,6 +77,35 @@ class Policy:
             max_queries=settings.query_budget,
             over_budget=settings.query_budget_reaction,
         )
+
+
+def conclude(
+    report: QueryReport,
+    policy: Policy,
+    where: str | None = None,
+    *,
+    view: str | None = None,
+    can_raise: bool = True,
+    request: Any = None,
+) -> None:
+    """The end of a unit of work: its unused eager loads, then :func:`enforce`.
+
+    Unused eager loads (found when the unit tracked them: ``UNUSED_EAGER_LOADS``) are
+    info records whatever the policy says, so they go out first; the
+    :class:`~django_dbtuning.UnusedEagerLoadWarning` of ``"warn"``, when a warnings filter
+    turns it into an error, is raised after the reactions, so a "raise" reaction still
+    wins. A bug while judging them is logged once and does not stop the reactions.
+    """
+    eager_warning: Warning | None = None
+    try:
+        log_findings(report.unused_eager_loads, where, view)
+    except Warning as exc:
+        eager_warning = exc
+    except Exception:
+        internal_error("reporting unused eager loads")
+    enforce(report, policy, where, can_raise=can_raise, request=request)
+    if eager_warning is not None:
+        raise eager_warning
 
 
 def enforce(

@@ -13,7 +13,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from django_dbtuning import NPlusOneWarning, QueryProblemWarning, UnusedEagerLoadWarning
+from django_dbtuning import (
+    NPlusOneWarning,
+    QueryBudgetExceeded,
+    QueryProblemWarning,
+    UnusedEagerLoadWarning,
+    query_budget,
+)
 from django_dbtuning.queries.eager_findings import SessionFindings, UnusedEagerLoad
 from django_dbtuning.queries.units import finish_unit, start_unit
 from tests.queries.test_nplusone import library  # noqa: F401  (the catalogue's data)
@@ -79,6 +85,63 @@ def test_warn_is_not_an_n_plus_one_warning(library, eager_site, client):
         warnings.simplefilter("error", NPlusOneWarning)
         with pytest.warns(UnusedEagerLoadWarning):
             client.get("/eager/template/")
+
+
+def _titles_with_unread_authors() -> list[str]:
+    return [b.title for b in Book.objects.select_related("author")]  # BUDGET_LOAD
+
+
+def test_query_budget_reports_like_the_middleware(library, dbtuning, caplog):
+    """A query_budget block or decorated call is a unit that reacts: with the setting on,
+    its unused eager loads are logged and warned at its end, as a request's are."""
+    dbtuning(UNUSED_EAGER_LOADS="warn")
+    here = "tests/queries/test_unused_eager_warning.py"
+    with (
+        caplog.at_level(logging.INFO, logger="django_dbtuning"),
+        pytest.warns(UnusedEagerLoadWarning) as caught,
+        query_budget(max_queries=5),
+    ):
+        _titles_with_unread_authors()
+    [warning] = caught.list
+    assert warning.filename.endswith(here)
+    assert warning.lineno == line_of("# BUDGET_LOAD", here)
+    assert "testapp.Book.author loaded by select_related" in str(warning.message)
+    [record] = [r for r in caplog.records if hasattr(r, "finding")]
+    assert record.levelno == logging.INFO
+    assert record.finding.relation == "testapp.Book.author"
+
+    decorated = query_budget(max_queries=5)(_titles_with_unread_authors)
+    with pytest.warns(UnusedEagerLoadWarning, match="testapp.Book.author"):
+        decorated()
+
+
+def test_query_budget_raise_still_wins_over_the_warning(library, dbtuning):
+    dbtuning(UNUSED_EAGER_LOADS="warn")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnusedEagerLoadWarning)
+        with (
+            pytest.raises(QueryBudgetExceeded, match="over the budget of 0"),
+            query_budget(max_queries=0),
+        ):
+            _titles_with_unread_authors()
+        # Within budget, the warning (an error under this filter) is what comes out.
+        with (
+            pytest.raises(UnusedEagerLoadWarning, match="testapp.Book.author"),
+            query_budget(max_queries=5),
+        ):
+            _titles_with_unread_authors()
+
+
+def test_query_budget_says_nothing_when_off_or_read(library, dbtuning, caplog):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnusedEagerLoadWarning)
+        with caplog.at_level(logging.INFO, logger="django_dbtuning"):
+            with query_budget(max_queries=5):  # the setting is off
+                _titles_with_unread_authors()
+            dbtuning(UNUSED_EAGER_LOADS="warn")
+            with query_budget(max_queries=5):
+                assert [b.author.name for b in Book.objects.select_related("author")]
+    assert not [r for r in caplog.records if hasattr(r, "finding")]
 
 
 @pytest.mark.parametrize("value", ["yes", "Warn", "raise", 1])
