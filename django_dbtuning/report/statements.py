@@ -36,10 +36,22 @@ WITH s AS (
      AND query NOT LIKE %(marker)s
      AND (query ~* %(application)s OR query = '<insufficient privilege>')
      AND query !~ %(catalog)s
+),
+-- pg_stat_statements keeps a row per role: one statement run by a web and a worker
+-- role is one statement, its calls and time summed. Other roles' hidden rows (queryid
+-- NULL) stay apart, as nothing says they are one statement.
+g AS (
+  SELECT queryid, min(query) AS query, sum(calls)::bigint AS calls,
+         sum(total_ms)::float8 AS total_ms, sum(rows)::bigint AS rows,
+         sum(shared_blks_hit)::bigint AS shared_blks_hit,
+         sum(shared_blks_read)::bigint AS shared_blks_read
+    FROM (SELECT *, CASE WHEN queryid IS NULL THEN row_number() OVER () END AS hidden
+            FROM s) AS s
+   GROUP BY queryid, hidden
 )
 SELECT *, sum(total_ms) OVER () AS all_ms, sum(calls) OVER () AS all_calls,
        count(*) OVER () AS tracked
-  FROM s ORDER BY {order} DESC LIMIT %(limit)s
+  FROM g ORDER BY {order} DESC LIMIT %(limit)s
 """
 
 INFO = "SELECT dealloc, stats_reset FROM {relation}"
