@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -32,6 +33,7 @@ if sys.platform != "win32":
     import fcntl
 
 SUFFIX = ".queries.json"
+NEW_FILE_MODE = 0o644  # mkstemp's own 0o600 would hide a new file from the group
 UPDATE_OPTION = "--update-query-snapshots"
 
 Entry = dict[str, Any]
@@ -219,10 +221,19 @@ def update(path: Path, change: Callable[[Snapshots], None]) -> None:
         try:
             with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as file:
                 file.write(text)
+            os.chmod(temporary, _mode(path))
             os.replace(temporary, path)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
+
+
+def _mode(path: Path) -> int:
+    """The permissions the file has (a rename would drop them), or a new file's."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return NEW_FILE_MODE
 
 
 def lock_path(path: Path) -> Path:
