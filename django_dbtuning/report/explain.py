@@ -27,6 +27,7 @@ from psycopg import errors
 
 from django_dbtuning.report import plan_findings
 from django_dbtuning.report.findings import CheckOutcome
+from django_dbtuning.report.identity import statement
 from django_dbtuning.report.plans import Plan, mask_plan, nodes, relation, summary
 from django_dbtuning.report.probe import MARKER, Probe, Row, first_line
 from django_dbtuning.report.quoting import quote_ident
@@ -90,6 +91,8 @@ class Explained:
     """The masked ``Plan`` node of ``EXPLAIN (FORMAT JSON)``."""
     denied: str | None = None
     """The object a permission error names ("" when it names none); None: no error."""
+    statement: str | None = None
+    """Its identity in a baseline (:func:`.identity.statement`, of the whole text)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -139,6 +142,7 @@ def _prepare(row: Row) -> tuple[Explained, str | None]:
         else text,
         calls=int(row["calls"] or 0),
         total_ms=float(row["total_ms"] or 0),
+        statement=statement(text),
     )
     if text.startswith("<insuff"):
         item.status, item.reason = "skipped", "its text is hidden from this role"

@@ -12,8 +12,11 @@ timestamps, which change from run to run. The rules, per code:
 - ``missing_index``: the table and the suggested columns;
 - table findings (``seq_scan_heavy``, ``dead_tuples``, ``vacuum_stale``,
   ``analyze_stale``): the table; ``sequence_near_overflow``: the column;
-- ``slow_query``, ``n_plus_one_suspect``: pg_stat_statements' queryid (the same on one
-  server major version and schema; after an upgrade they show as new, the old as resolved);
+- ``slow_query``, ``n_plus_one_suspect`` and the plan findings of ``--explain``: the
+  statement's text with its literals masked (:func:`statement`), never pg_stat_statements'
+  queryid, which hashes the OIDs of the tables, functions and types a statement uses: a
+  dump restored elsewhere, a database migrated afresh in CI or a function a migration
+  re-created gives the same statement another queryid;
 - database-wide findings (the database's own ``xid_wraparound``, object
   ``database:<name>``; ``low_cache_hit_ratio`` per kind, table or index): the database,
   whatever its name, so a baseline fits a copy with another name; a table's
@@ -32,11 +35,13 @@ that statistics are too young to judge unused indexes.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from typing import NamedTuple
 
 from django_dbtuning.report.findings import INCOMPLETE, Finding
+from django_dbtuning.sqllex import masked_text
 
 STATS_TOO_YOUNG = "stats_too_young"
 """The code of the info finding that replaces unused_index on young statistics."""
@@ -81,10 +86,30 @@ OBJECT_RULES: dict[str, Callable[[Finding], str]] = {
 """Codes whose object is not ``Finding.object`` as it stands."""
 
 
+def statement(query: str | None) -> str | None:
+    """The identity of a pg_stat_statements entry's statement, ``statement:<digest>``: a
+    digest of its text with literals masked, comments dropped and whitespace collapsed
+    (the same on every server that runs the same code); None for a text hidden from the
+    role."""
+    if not query or query.startswith("<insufficient"):
+        return None
+    text = masked_text(query).encode("utf-8", "surrogatepass")
+    return f"statement:{hashlib.blake2b(text, digest_size=8).hexdigest()}"
+
+
+def _statement_of(finding: Finding) -> str | None:
+    known = finding.data.get("statement")
+    if finding.object.startswith("queryid:") and isinstance(known, str):
+        return known
+    return None
+
+
 def key(finding: Finding) -> Key | None:
     """``finding``'s identity, or None when it has none (see the module doc)."""
     if finding.code in TRANSIENT or finding.object.startswith("pid:"):
         return None
+    if (known := _statement_of(finding)) is not None:
+        return Key(finding.code, known)
     rule = OBJECT_RULES.get(finding.code)
     if rule is not None:
         return Key(finding.code, rule(finding))
@@ -103,4 +128,5 @@ def label(finding: Finding) -> str:
     model = f" ({finding.model})" if finding.model else ""
     if not _DIGIT.search(rest):
         return finding.title + model
-    return f"{finding.code.replace('_', ' ')}: {finding.object}{model}"
+    named = _statement_of(finding) or finding.object
+    return f"{finding.code.replace('_', ' ')}: {named}{model}"

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django_dbtuning.report import explain
+from django_dbtuning.report.identity import statement
 from django_dbtuning.report.probe import MARKER, Probe, Row
 from django_dbtuning.report.quoting import ident
 from django_dbtuning.report.sqltext import APPLICATION, leading_keyword, strip_literals
@@ -348,6 +349,7 @@ def slow_query(probe: Probe, facts: StatementFacts) -> None:
             ),
             object=f"queryid:{row['queryid']}",
             model=label,
+            statement=statement(row["query"]),
             calls=calls,
             mean_ms=mean,
             time_share=share,
@@ -388,6 +390,7 @@ def n_plus_one_suspect(probe: Probe, facts: StatementFacts) -> None:
             ),
             object=f"queryid:{row['queryid']}",
             model=label,
+            statement=statement(row["query"]),
             calls=calls,
             mean_ms=mean,
             time_share=share,
