@@ -40,6 +40,8 @@ _selection: list[str] = []
 # Under --update-query-snapshots, a selection kept the entries of tests it did not collect.
 _kept_for_selection: list[bool] = []
 _OUTPUT_KEY = "dbtuning_query_snapshots"
+# Set on a test's item when its call passed (not skipped, failed or xfailed).
+_PASSED = pytest.StashKey[bool]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -93,14 +95,25 @@ def query_snapshot(
         blocks.append(block)
         return block
 
-    failed_before = request.session.testsfailed
     yield make
     for block in blocks:
         if block.outcome is not None:
             _changes[(display_path(path), test, block.name)] = block.outcome
-    if update and used and request.session.testsfailed == failed_before:
+    # Only a test that ran to its end has no other blocks: one that failed, skipped or
+    # xfailed part-way keeps those it did not reach.
+    if update and used and node.stash.get(_PASSED, False):
         for name in forget(path, test, used):
             _changes[(display_path(path), test, name)] = "removed"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.when == "call":
+        item.stash[_PASSED] = report.passed and not hasattr(report, "wasxfail")
+    return report
 
 
 def _test_key(nodeid: str, name: str) -> str:
