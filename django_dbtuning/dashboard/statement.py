@@ -47,6 +47,10 @@ def parse_queryid(text: str) -> int:
     raise BadRequest("queryid: not a signed 64-bit integer")
 
 
+def _same(row: dict[str, Any], queryid: int) -> bool:
+    return row.get("queryid") is not None and int(row["queryid"]) == queryid
+
+
 def _live(
     alias: str, queryid: int
 ) -> tuple[dict[str, Any], dict[str, Any] | None, int]:
@@ -56,7 +60,8 @@ def _live(
     db = document["databases"][alias]
     top = (db.get("statements") or {}).get("top") or []
     for rank, row in enumerate(top):
-        if int(row["queryid"]) == queryid:
+        # Another role's statement, hidden from this one, has no queryid.
+        if _same(row, queryid):
             return db, row, rank
     return db, None, -1
 
@@ -74,7 +79,7 @@ def _plan(alias: str, queryid: int, rank: int) -> dict[str, Any]:
     db = document["databases"][alias]
     explained = ((db.get("statements") or {}).get("explain") or {}).get("statements")
     for entry in explained or []:
-        if int(entry["queryid"]) == queryid:
+        if _same(entry, queryid):
             return dict(entry)
     check = db.get("checks", {}).get("explain") or {}
     return {"reason": check.get("reason") or "not planned"}
