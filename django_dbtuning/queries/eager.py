@@ -378,9 +378,10 @@ _session: ContextVar[_Session | None] = ContextVar(
 
 def _prefetch_related_objects(model_instances: Any, *related_lookups: Any) -> Any:
     original = _original("prefetch_related_objects")
-    if not related_lookups or not model_instances:
+    state = getattr(model_instances[0], "_state", None) if model_instances else None
+    if not related_lookups or state is None:  # None: rows of .values(), not prefetched
         return original(model_instances, *related_lookups)
-    units = tracking_units(getattr(model_instances[0]._state, "db", None))
+    units = tracking_units(getattr(state, "db", None))
     session = None
     if units:
         try:
