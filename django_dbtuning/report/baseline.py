@@ -40,6 +40,10 @@ from django_dbtuning.report.findings import (
     Report,
 )
 from django_dbtuning.report.identity import ESCALATING, STATS_TOO_YOUNG, Key, key, label
+from django_dbtuning.report.plan_findings import CHECKS as PLAN_CHECKS
+
+PLAN_CODES = frozenset(PLAN_CHECKS)
+"""Findings only ``--explain`` looks for."""
 
 VERSION = 1
 MAX_BYTES = 16 * 1024 * 1024
@@ -311,6 +315,8 @@ def _looked(report: Report, db: DatabaseReport, entry: Entry) -> bool:
         f.code == STATS_TOO_YOUNG and f.database == db.alias for f in report.findings
     ):
         return False
+    if entry.code in PLAN_CODES and not any(c.name == "explain" for c in db.checks):
+        return False  # a run without --explain plans nothing
     if entry.section is None:
         return db.complete
     return entry.section in report.sections and all(

@@ -124,7 +124,9 @@ def test_a_baseline_knows_a_statement_on_a_copy_of_the_database(
 
 
 @given(
-    value=st.text(max_size=30),
+    # A backslash in '…' makes the rest of the text ambiguous to the lexer (it would end
+    # elsewhere under standard_conforming_strings = off), so masking stops there.
+    value=st.text(alphabet=st.characters(blacklist_characters="\\"), max_size=30),
     number=st.integers(),
     comment=st.text(alphabet=st.characters(blacklist_characters="*/"), max_size=30),
     spaces=st.sampled_from([" ", "  ", "\n", "\t "]),
@@ -141,3 +143,37 @@ def test_a_statement_identity_ignores_values_comments_and_spacing(
     assert one == other
     assert one is not None and one.startswith("statement:")
     assert statement("<insufficient privilege>") is None
+
+
+@pytest.mark.parametrize("code", ["plan_seq_scan", "plan_spill", "plan_nested_loop"])
+def test_a_plan_finding_is_not_resolved_by_a_run_without_explain(
+    fresh_statements,  # noqa: F811
+    tmp_path,
+    code,
+):
+    path = tmp_path / "baseline.json"
+    entry = {"code": code, "object": "statement:0123456789abcdef", "label": "x"}
+    path.write_text(
+        json.dumps({"version": 1, "findings": [{**entry, "section": "statements"}]})
+    )
+    document = report_json(
+        "--database", "default", "--section", "statements", "--baseline", str(path)
+    )
+    comparison = document["baseline"]
+    # The plans were not looked at: not checked, never resolved.
+    assert comparison["resolved"] == []
+    assert [e["code"] for e in comparison["not_checked"]] == [code]
+    document = report_json(
+        "--database",
+        "default",
+        "--section",
+        "statements",
+        "--explain",
+        "--baseline",
+        str(path),
+    )
+    planned = document["databases"]["default"]["checks"]["explain"]["status"] == "ok"
+    # Planned (PostgreSQL 16+), the statements' plans hold no such finding: resolved.
+    assert [e["code"] for e in document["baseline"]["resolved"]] == (
+        [code] if planned else []
+    )
