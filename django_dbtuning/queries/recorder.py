@@ -202,6 +202,9 @@ def _record(
             key = _analyse(
                 u, unit, info, alias, params_key, params, elapsed, context, key
             )
+        else:  # no group holds it: by_alias() still counts it on its alias
+            count, duration = u.ungrouped.get(alias, (0, 0.0))
+            u.ungrouped[alias] = (count + 1, duration + elapsed)
         u = u.parent
 
 

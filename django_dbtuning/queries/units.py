@@ -57,6 +57,7 @@ class Unit(Scope):
         "settings",
         "task",
         "threshold",
+        "ungrouped",
         "using",
     )
 
@@ -90,6 +91,8 @@ class Unit(Scope):
         self.query_times: list[float] = []
         self.query_parameters: list[Any] | None = [] if self.keep_parameters else None
         self.groups: dict[Any, Group] = {}
+        # alias -> (statements, seconds) no group holds: allowed, or of kind "other".
+        self.ungrouped: dict[str, tuple[int, float]] = {}
         self.task = current_task()
         # Unused eager loads (opt-in): None keeps the default path free of it.
         self.eager: EagerState | None = None
@@ -307,22 +310,22 @@ class QueryReport:
         return sorted(counts.items(), key=lambda item: -item[1])[:n]
 
     def by_alias(self) -> dict[str, int]:
-        """Statements per database alias."""
+        """Statements per database alias (``{"default": 0}`` when none ran)."""
         counts: dict[str, int] = {}
         for group in self._unit.groups.values():
             counts[group.alias] = counts.get(group.alias, 0) + group.count
-        if len(counts) <= 1:  # one alias takes the whole count, "other" statements too
-            return {next(iter(counts), "default"): self._unit.count}
-        return counts
+        for alias, (count, _) in self._unit.ungrouped.items():
+            counts[alias] = counts.get(alias, 0) + count
+        return counts or {"default": 0}
 
     def duration_by_alias(self) -> dict[str, float]:
         """Seconds spent executing statements, per database alias (as :meth:`by_alias`)."""
         seconds: dict[str, float] = {}
         for group in self._unit.groups.values():
             seconds[group.alias] = seconds.get(group.alias, 0.0) + group.duration
-        if len(seconds) <= 1:
-            return {next(iter(seconds), "default"): self._unit.duration}
-        return seconds
+        for alias, (_, duration) in self._unit.ungrouped.items():
+            seconds[alias] = seconds.get(alias, 0.0) + duration
+        return seconds or {"default": 0.0}
 
     def _evaluate(self) -> tuple[list[QueryFinding], list[QueryFinding]]:
         # Keyed on the query count: a unit's groups change only when it counts a query, so
