@@ -18,7 +18,16 @@ _matched: set[str] = set()
 
 def entry_key(entry: Any) -> str:
     """A stable text for an allow-list entry (dict key order does not matter)."""
-    return json.dumps(entry, sort_keys=True, default=repr)
+    return entry_text(entry, ascii_only=True)
+
+
+def entry_text(entry: Any, *, ascii_only: bool = False) -> str:
+    """An entry as JSON with sorted keys, or its repr where JSON cannot say it: keys that
+    are not all str (``1`` beside ``"model"``; ``dbtuning.E031``-``E035`` reject them)."""
+    try:
+        return json.dumps(entry, sort_keys=True, ensure_ascii=ascii_only, default=repr)
+    except (TypeError, ValueError):
+        return repr(entry)
 
 
 def note_matched(entries: Iterable[Any]) -> None:

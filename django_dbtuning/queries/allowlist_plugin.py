@@ -9,7 +9,6 @@ controller (``workeroutput``), which prints the summary for the whole session.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -79,7 +78,7 @@ def pytest_terminal_summary(
         return
     terminalreporter.section("django-dbtuning: unused allow-list entries")
     for index, entry in unused:
-        shown = json.dumps(entry, sort_keys=True, ensure_ascii=False, default=repr)
+        shown = allow_usage.entry_text(entry)
         terminalreporter.write_line(
             f"{SETTING}[{index}] {shown} matched no finding in this session: remove it"
         )
