@@ -339,7 +339,7 @@ def _origin(stack: list[FrameType]) -> Origin | None:
     bound_field = _bound_field_class()
     for f in stack:
         for value in _frame_objects(f):
-            if bound is None and bound_field and isinstance(value, bound_field):
+            if bound is None and bound_field and issubclass(type(value), bound_field):
                 bound = value
             found = _admin_origin(value, f)
             if found is not None and (
@@ -426,7 +426,7 @@ def _form_origin(stack: list[FrameType], bound: Any) -> Origin | None:
             if not isinstance(layer, dict):
                 continue
             for value in layer.values():
-                if isinstance(value, AdminForm) and value.form is bound.form:
+                if issubclass(type(value), AdminForm) and value.form is bound.form:
                     owner = getattr(value, "model_admin", None)
                     return Origin("change_form", owner=owner, detail=bound)
     return None
