@@ -47,12 +47,21 @@ def window(
     ``now`` are its entries in them); None when its counters went back and when they
     restarted is unknown.
 
-    After a reset of the whole view, or (PostgreSQL 17+) when the entry's
-    ``stats_since`` moved, the counts are those since the restart (``restarted``).
+    After a reset of the whole view, or (PostgreSQL 17+) when the statement's
+    ``stats_since`` (its oldest entry's, of one per role) moved past ``old``, the counts
+    are those since the restart (``restarted``).
     """
     restarted_at = statements_reset_after(old, new)
     since = now.get("since")
-    if restarted_at is None and since is not None and since != before.get("since"):
+    if (
+        restarted_at is None
+        and since is not None
+        and since != before.get("since")
+        # The start of its oldest entry: every entry began after ``old`` was taken.
+        # An earlier one means the oldest entry went (evicted, or reset alone) while
+        # others ran on: the delta below, or None when the counters went back.
+        and since > old.taken_at
+    ):
         restarted_at = since
     if restarted_at is not None:
         seconds = (new.taken_at - restarted_at).total_seconds()

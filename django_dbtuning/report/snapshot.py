@@ -314,7 +314,9 @@ def _statements(probe: Probe, data: SnapshotData) -> None:
         relation=relation,
         toplevel="AND toplevel" if "toplevel" in has else "",
         # PostgreSQL 17+: when each entry started counting (an evicted one restarts).
-        since="max(stats_since)" if "stats_since" in has else "NULL::timestamptz",
+        # The oldest of the statement's entries (one per role): a role that runs it for
+        # the first time adds an entry, which restarts nothing.
+        since="min(stats_since)" if "stats_since" in has else "NULL::timestamptz",
     )
     params = {
         "marker": f"{MARKER}%",

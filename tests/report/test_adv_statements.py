@@ -12,8 +12,12 @@ from django.db import connections
 from hypothesis import given
 from hypothesis import strategies as st
 
+from django_dbtuning.models import Snapshot
+from django_dbtuning.report.history import from_row
 from django_dbtuning.report.identity import statement
+from django_dbtuning.report.intervals import window
 from django_dbtuning.report.probe import connection_kwargs
+from django_dbtuning.report.snapshot import SnapshotData
 from tests.report.test_report import (
     admin_connection,
     dbreport,
@@ -177,3 +181,39 @@ def test_a_plan_finding_is_not_resolved_by_a_run_without_explain(
     assert [e["code"] for e in document["baseline"]["resolved"]] == (
         [code] if planned else []
     )
+
+
+def _saved() -> SnapshotData:
+    out, err, code = dbreport(
+        "--save", "--database", "default", "--section", "statements"
+    )
+    assert code == 0, err
+    return from_row(Snapshot.objects.filter(alias="default").latest("pk"))
+
+
+def _queryid(conn: psycopg.Connection) -> int:
+    row = conn.execute(
+        "SELECT queryid FROM pg_stat_statements WHERE query LIKE %s LIMIT 1",
+        ["SELECT name FROM reportapp_writer WHERE id = %"],
+    ).fetchone()
+    return int(row[0])
+
+
+def test_a_new_role_running_a_statement_is_no_restart_of_it(worker_role):
+    with admin_connection() as conn:
+        if conn.info.server_version < 170000:
+            pytest.skip("pg_stat_statements has stats_since on PostgreSQL 17+")
+        for pk in range(50):
+            conn.execute(WRITER, [pk])
+        queryid = _queryid(conn)
+    old = _saved()
+    # A role that never ran it before (a new worker, someone in psql): a new entry,
+    # whose stats_since is after the snapshot; the web role's entry runs on.
+    for pk in range(20):
+        worker_role.execute(WRITER, [pk])
+    new = _saved()
+    counted = window(old, new, new.statements[queryid], old.statements[queryid])
+    # Before: "restarted" at the new entry's start, counting all 70 calls since then
+    # (a calls-per-day rate many times the real one, a false "more frequent").
+    assert counted is not None
+    assert (counted.calls, counted.restarted) == (20, False)
