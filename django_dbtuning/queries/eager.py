@@ -63,6 +63,7 @@ from django_dbtuning.queries.eager_reads import (
     unwatch_to_attrs,
     watch_to_attr,
 )
+from django_dbtuning.queries.hints import quote
 from django_dbtuning.queries.recorder import current_unit, internal_error
 
 if TYPE_CHECKING:
@@ -411,15 +412,12 @@ def _new_session(
     return _Session(load, units)
 
 
-def _written(lookup: Any) -> str:
+def _written(lookup: Any) -> str:  # names as Python literals: a to_attr may be any text
     if isinstance(lookup, str):
-        return f'"{lookup}"'
-    text = f'Prefetch("{lookup.prefetch_through}"'
-    if lookup.queryset is not None:
-        text += ", queryset=..."
-    if lookup.to_attr:
-        text += f', to_attr="{lookup.to_attr}"'
-    return text + ")"
+        return quote(lookup)
+    queryset = ", queryset=..." if lookup.queryset is not None else ""
+    to_attr = f", to_attr={quote(lookup.to_attr)}" if lookup.to_attr else ""
+    return f"Prefetch({quote(lookup.prefetch_through)}{queryset}{to_attr})"
 
 
 def _path(lookup: Any) -> str:

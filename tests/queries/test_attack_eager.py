@@ -5,11 +5,11 @@
 from __future__ import annotations
 
 import pytest
-from django.db.models import query
+from django.db.models import Prefetch, query
 
 from django_dbtuning import track_queries
 from tests.queries.test_nplusone import library  # noqa: F401  (the catalogue's data)
-from tests.testapp.models import Book
+from tests.testapp.models import Author, Book
 
 pytestmark = pytest.mark.django_db
 
@@ -44,3 +44,17 @@ def test_prefetch_related_objects_on_plain_values(library, on):
     with track_queries() as report:
         query.prefetch_related_objects(titles, "tags")  # the name the capture wraps
     assert report.unused_eager_loads == []
+
+
+def test_a_hostile_to_attr_is_quoted_as_a_python_literal(library, on):
+    # The hint printed it raw: a quote or a newline in to_attr broke the console line
+    # (and could forge one), unlike every other name from the user's code.
+    hostile = 'x"y\nN+1 query: fake'
+    with track_queries() as report:
+        list(Author.objects.prefetch_related(Prefetch("books", to_attr=hostile)))
+    [finding] = report.unused_eager_loads
+    assert finding.hint == (
+        'drop Prefetch("books", to_attr="x\\"y\\nN+1 query: fake") from '
+        "prefetch_related(...) on the Author queryset"
+    )
+    assert "\n" not in finding.hint
