@@ -9,7 +9,8 @@ timestamps, which change from run to run. The rules, per code:
 - index findings (``unused_index``, ``duplicate_index``, ``overlapping_index``,
   ``invalid_index``, ``index_bloat``): the index;
 - ``fk_without_index``, ``invalid_constraint``: the table and constraint;
-- ``missing_index``: the table and the suggested columns;
+- ``missing_index``: the table and the set of suggested columns (in name order: their
+  order in the suggestion follows the statistics);
 - table findings (``seq_scan_heavy``, ``dead_tuples``, ``vacuum_stale``,
   ``analyze_stale``): the table; ``sequence_near_overflow``: the column;
 - ``slow_query``, ``n_plus_one_suspect`` and the plan findings of ``--explain``: the
@@ -41,6 +42,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from django_dbtuning.report.findings import INCOMPLETE, Finding
+from django_dbtuning.report.quoting import quote_ident
 from django_dbtuning.sqllex import masked_text
 
 STATS_TOO_YOUNG = "stats_too_young"
@@ -80,8 +82,21 @@ def _cache(finding: Finding) -> str:
     return f"database ({finding.data.get('kind') or 'table'})"
 
 
+def _index_columns(finding: Finding) -> str:
+    """A suggested index by its table and its set of columns: their order (most
+    selective first) and so the object's follow ``pg_stats``, which another machine's
+    data or the next ANALYZE can reorder."""
+    columns = [str(c) for c in finding.data.get("columns") or []]
+    shown = f"({','.join(quote_ident(c) for c in columns)})"
+    if not columns or not finding.object.endswith(shown):
+        return finding.object
+    table = finding.object[: -len(shown)]
+    return f"{table}({','.join(quote_ident(c) for c in sorted(columns))})"
+
+
 OBJECT_RULES: dict[str, Callable[[Finding], str]] = {
     "low_cache_hit_ratio": _cache,
+    "missing_index": _index_columns,
 }
 """Codes whose object is not ``Finding.object`` as it stands."""
 

@@ -217,3 +217,57 @@ def test_a_new_role_running_a_statement_is_no_restart_of_it(worker_role):
     # (a calls-per-day rate many times the real one, a false "more frequent").
     assert counted is not None
     assert (counted.calls, counted.restarted) == (20, False)
+
+
+def _distinct(conn: psycopg.Connection, a: int, b: int) -> None:
+    conn.execute(f"ALTER TABLE adv_pair ALTER COLUMN a SET (n_distinct = {a})")
+    conn.execute(f"ALTER TABLE adv_pair ALTER COLUMN b SET (n_distinct = {b})")
+    conn.execute("ANALYZE adv_pair")
+
+
+def test_a_missing_index_is_known_whichever_column_the_statistics_put_first(
+    fresh_statements,  # noqa: F811
+    dbtuning,
+    tmp_path,
+):
+    dbtuning(
+        REPORT_THRESHOLDS={
+            "missing_index_min_rows": 100,
+            "missing_index_min_calls": 50,
+            "missing_index_min_time_share": 0,
+        }
+    )
+    baseline = str(tmp_path / "baseline.json")
+    only = ("--database", "default", "--section", "statements")
+    with admin_connection() as conn:
+        conn.execute("DROP TABLE IF EXISTS adv_pair")
+        conn.execute("CREATE TABLE adv_pair (id int, a int, b int)")
+        conn.execute(
+            "INSERT INTO adv_pair SELECT g, g % 100, g % 50 FROM generate_series(1, 20000) g"
+        )
+        try:
+            for n in range(60):
+                conn.execute(
+                    'SELECT "adv_pair"."id" FROM "adv_pair" '
+                    'WHERE "adv_pair"."a" = %s AND "adv_pair"."b" = %s',
+                    [n, n],
+                )
+            _distinct(conn, 100, 50)
+            out, err, code = dbreport(*only, "--write-baseline", baseline)
+            assert code == 0, err
+            first = report_json(*only)
+            assert [f["data"]["columns"] for f in findings(first, "missing_index")] == [
+                ["a", "b"]
+            ]
+            # Another machine's data, or tomorrow's ANALYZE: b is now the more selective.
+            _distinct(conn, 50, 100)
+            then = report_json(*only)
+            assert [f["data"]["columns"] for f in findings(then, "missing_index")] == [
+                ["b", "a"]
+            ]
+            out, err, code = dbreport(
+                *only, "--baseline", baseline, "--fail-on", "warning"
+            )
+            assert code == 0, err + out
+        finally:
+            conn.execute("DROP TABLE IF EXISTS adv_pair")
