@@ -121,6 +121,8 @@ def new_unit(
     install()
     if isinstance(using, str):
         using = (using,)
+    if using is not None:
+        _check_aliases(using)
     return Unit(
         get_settings(),
         threshold=threshold,
@@ -129,6 +131,20 @@ def new_unit(
         owner=owner,
         unused_eager_loads=unused_eager_loads,
     )
+
+
+def _check_aliases(using: list[str] | tuple[str, ...]) -> None:
+    """A misspelt alias would make a block that records nothing: a budget never exceeded,
+    a query snapshot that always passes."""
+    from django.conf import settings
+
+    known = tuple(settings.DATABASES)
+    for alias in using:
+        if alias not in known:
+            raise ValueError(
+                f"using names {alias!r}, which is not in DATABASES "
+                f"({', '.join(map(repr, known))})"
+            )
 
 
 def start_unit(*, unused_eager_loads: bool | None = None) -> Unit:
