@@ -189,6 +189,13 @@ def _statements(
             f"pg_stat_statements was reset at {reset:%Y-%m-%d %H:%M:%S %Z}, after the "
             "snapshot: statements are measured since the reset"
         )
+    if (
+        old.statements
+        and new.statements
+        and not old.statements.keys() & new.statements.keys()
+    ):
+        result.notes.append(_no_common_statement(old, new))
+        return
     restarted = 0
     slower: list[dict[str, Any]] = []
     frequent: list[dict[str, Any]] = []
@@ -223,6 +230,21 @@ def _statements(
     frequent.sort(key=lambda e: -(e["calls_per_day"] - e["calls_per_day_before"]))
     result.slower = slower[:limit]
     result.more_frequent = frequent[:limit]
+
+
+def _no_common_statement(old: SnapshotData, new: SnapshotData) -> str:
+    """Why no statement is compared when not one queryid is in both."""
+    majors = (old.server_version // 10000, new.server_version // 10000)
+    why = (
+        f"the snapshot is of PostgreSQL {majors[0]}, the server is {majors[1]}"
+        if majors[0] != majors[1]
+        else "a database restored or re-created, whose objects have new OIDs, or "
+        "every entry evicted or reset"
+    )
+    return (
+        "none of the snapshot's statements is tracked now under the same queryid "
+        f"({why}): statements are not compared"
+    )
 
 
 def _entry(

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from django_dbtuning.models import Snapshot
+from django_dbtuning.report.compare import compare
 from django_dbtuning.report.history import from_row
 from django_dbtuning.report.identity import statement
 from django_dbtuning.report.intervals import window
@@ -271,3 +273,45 @@ def test_a_missing_index_is_known_whichever_column_the_statistics_put_first(
             assert code == 0, err + out
         finally:
             conn.execute("DROP TABLE IF EXISTS adv_pair")
+
+
+def test_statements_that_share_no_queryid_with_the_snapshot_are_said_so():
+    # After a major upgrade (or, before PostgreSQL 18, a restore) every queryid is new:
+    # "none slower or more frequent" would claim what was never compared.
+    old = _statements_at(BEFORE, 170000, {1: (900, 900.0)})
+    new = _statements_at(NOW, 180000, {2: (90_000, 900_000.0)})
+    found = compare(old, new)
+    assert found.slower == [] and found.more_frequent == []
+    assert any(
+        "none of the snapshot's statements" in note and "PostgreSQL 17" in note
+        for note in found.notes
+    ), found.notes
+    # One statement in common: compared as usual, no such note.
+    same = _statements_at(NOW, 170000, {1: (1000, 1000.0), 2: (5, 5.0)})
+    assert not any("none of the snapshot" in n for n in compare(old, same).notes)
+
+
+NOW = datetime.datetime(2026, 11, 30, 12, tzinfo=datetime.UTC)
+BEFORE = NOW - datetime.timedelta(days=1)
+
+
+def _statements_at(
+    at: datetime.datetime, version: int, rows: dict[int, tuple[int, float]]
+) -> SnapshotData:
+    return SnapshotData(
+        alias="default",
+        taken_at=at,
+        database="db",
+        server_version=version,
+        sections=("statements",),
+        statements={
+            qid: {
+                "calls": c,
+                "total_ms": t,
+                "rows": c,
+                "query": "SELECT ?",
+                "since": None,
+            }
+            for qid, (c, t) in rows.items()
+        },
+    )
