@@ -9,8 +9,8 @@ timestamps, which change from run to run. The rules, per code:
 - index findings (``unused_index``, ``duplicate_index``, ``overlapping_index``,
   ``invalid_index``, ``index_bloat``): the index;
 - ``fk_without_index``, ``invalid_constraint``: the table and constraint;
-- ``missing_index``: the table and the set of suggested columns (in name order: their
-  order in the suggestion follows the statistics);
+- ``missing_index`` and ``plan_seq_scan``: the table and the set of suggested columns (in
+  name order: their order in the suggestion follows the statistics);
 - table findings (``seq_scan_heavy``, ``dead_tuples``, ``vacuum_stale``,
   ``analyze_stale``): the table; ``sequence_near_overflow``: the column;
 - ``slow_query``, ``n_plus_one_suspect`` and the plan findings of ``--explain``: the
@@ -39,7 +39,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from django_dbtuning.report.findings import INCOMPLETE, Finding
 from django_dbtuning.report.quoting import quote_ident
@@ -86,7 +86,19 @@ def _index_columns(finding: Finding) -> str:
     """A suggested index by its table and its set of columns: their order (most
     selective first) and so the object's follow ``pg_stats``, which another machine's
     data or the next ANALYZE can reorder."""
-    columns = [str(c) for c in finding.data.get("columns") or []]
+    return _column_set(finding, finding.data.get("columns") or [])
+
+
+def _scan_columns(finding: Finding) -> str:
+    """``plan_seq_scan``: its object names the indexes' columns (else the filtered
+    ones), ordered by ``pg_stats`` as ``missing_index``'s are."""
+    indexes = finding.data.get("index_columns") or []
+    columns = [c for cols in indexes for c in cols] or finding.data.get("columns")
+    return _column_set(finding, columns or [])
+
+
+def _column_set(finding: Finding, names: list[Any]) -> str:
+    columns = [str(c) for c in names]
     shown = f"({','.join(quote_ident(c) for c in columns)})"
     if not columns or not finding.object.endswith(shown):
         return finding.object
@@ -97,6 +109,7 @@ def _index_columns(finding: Finding) -> str:
 OBJECT_RULES: dict[str, Callable[[Finding], str]] = {
     "low_cache_hit_ratio": _cache,
     "missing_index": _index_columns,
+    "plan_seq_scan": _scan_columns,
 }
 """Codes whose object is not ``Finding.object`` as it stands."""
 

@@ -14,11 +14,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from django_dbtuning.models import Snapshot
+from django_dbtuning.report import Finding
 from django_dbtuning.report.compare import compare
 from django_dbtuning.report.history import from_row
-from django_dbtuning.report.identity import statement
+from django_dbtuning.report.identity import key, statement
 from django_dbtuning.report.intervals import window
 from django_dbtuning.report.probe import connection_kwargs
+from django_dbtuning.report.quoting import quote_ident
 from django_dbtuning.report.snapshot import SnapshotData
 from tests.report.test_report import (
     admin_connection,
@@ -315,3 +317,30 @@ def _statements_at(
             for qid, (c, t) in rows.items()
         },
     )
+
+
+@pytest.mark.parametrize(
+    ("code", "data"),
+    [
+        ("missing_index", lambda cols: {"columns": cols}),
+        ("plan_seq_scan", lambda cols: {"columns": ["z"], "index_columns": [cols]}),
+        ("plan_seq_scan", lambda cols: {"columns": cols, "index_columns": []}),
+    ],
+)
+def test_an_index_suggestion_is_one_identity_in_any_column_order(code, data):
+    def finding(columns: list[str]) -> Finding:
+        shown = ",".join(quote_ident(c) for c in columns)
+        return Finding(
+            database="default",
+            severity="warning",
+            code=code,
+            title="",
+            detail="",
+            hint="",
+            object=f'"Odd (x)"."T(a)"({shown})',
+            data=data(columns),
+        )
+
+    one, other = finding(["a", 'B "b"']), finding(['B "b"', "a"])
+    assert key(one) == key(other)
+    assert key(one).object == '"Odd (x)"."T(a)"("B ""b""",a)'
