@@ -25,6 +25,7 @@ from django_dbtuning.report.snapshot import SnapshotData
 from tests.report.test_report import (
     admin_connection,
     dbreport,
+    extra_alias,
     findings,
     fresh_statements,  # noqa: F401 - a fixture
     report_json,
@@ -344,3 +345,41 @@ def test_an_index_suggestion_is_one_identity_in_any_column_order(code, data):
     one, other = finding(["a", 'B "b"']), finding(['B "b"', "a"])
     assert key(one) == key(other)
     assert key(one).object == '"Odd (x)"."T(a)"("B ""b""",a)'
+
+
+LIMITED = "dbreport_adv_limited"
+LIMITED_PASSWORD = "adv-Limited-pw-5"
+
+
+def test_the_hidden_statements_are_counted(worker_role):
+    # Three statements of another role, hidden from a role without pg_read_all_stats.
+    for number in range(3):
+        worker_role.execute(f"SELECT {number} AS adv_hidden_{number}")
+    with admin_connection() as conn:
+        conn.execute(f"DROP ROLE IF EXISTS {LIMITED}")
+        conn.execute(f"CREATE ROLE {LIMITED} LOGIN PASSWORD '{LIMITED_PASSWORD}'")
+    try:
+        with extra_alias("adv_limited", USER=LIMITED, PASSWORD=LIMITED_PASSWORD):
+            document = report_json(
+                "--database", "adv_limited", "--section", "statements"
+            )
+            kwargs = {
+                **connection_kwargs(connections.settings["default"]),
+                "user": LIMITED,
+                "password": LIMITED_PASSWORD,
+            }
+            with psycopg.connect(**kwargs, autocommit=True) as limited:
+                hidden = limited.execute(
+                    "SELECT count(*) FROM pg_stat_statements WHERE queryid IS NULL "
+                    "AND dbid = (SELECT oid FROM pg_database "
+                    "WHERE datname = current_database()) "
+                    "AND query = '<insufficient privilege>'"
+                ).fetchone()[0]
+    finally:
+        with admin_connection() as conn:
+            conn.execute(f"DROP OWNED BY {LIMITED}")
+            conn.execute(f"DROP ROLE {LIMITED}")
+    assert hidden >= 3
+    reason = document["databases"]["adv_limited"]["checks"]["statement_texts"]["reason"]
+    # Before: every hidden row had the queryid None, one key: "1 statement text(s)".
+    assert reason.startswith(f"{hidden} statement text(s) of other roles are hidden")
