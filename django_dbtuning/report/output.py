@@ -106,6 +106,26 @@ def destination(raw: str) -> Destination:
     return Destination(path, target, in_place=False, existing=found)
 
 
+def same_file(one: str, other: str) -> bool:
+    """Whether writing ``one`` would replace the regular file ``other`` names (the same
+    path spelt twice, through a symlink, or a hard link). Devices, FIFOs and descriptors
+    are written in place, as a shell would, and never count; nor does a path that cannot
+    be written."""
+    try:
+        first, second = destination(one), destination(other)
+    except OutputError:
+        return False
+    if first.in_place or second.in_place:
+        return False
+    if first.target == second.target:
+        return True
+    return (
+        first.existing is not None
+        and second.existing is not None
+        and os.path.samestat(first.existing, second.existing)
+    )
+
+
 def _check_directory(path: Path, target: Path, *, replacing: bool) -> None:
     linked = path.is_symlink()
     parent = target.parent if linked else path.parent

@@ -120,6 +120,18 @@ def _output(raw: str, text: str | None = None) -> None:
         raise CommandError(str(exc), returncode=1) from None
 
 
+def _apart(output: str | None, baseline: str | None, written: str | None) -> None:
+    """Refuse ``--output`` naming the file ``--baseline`` reads or ``--write-baseline``
+    writes: one would silently replace the other."""
+    for flag, path in (("--baseline", baseline), ("--write-baseline", written)):
+        if output and path and report_output.same_file(output, path):
+            raise CommandError(
+                f"--output and {flag} name the same file ({path}): one would replace "
+                "the other; write the report to another file",
+                returncode=1,
+            )
+
+
 class Command(BaseCommand):
     help = (
         "Report pool, connection, index, table and query statistics of PostgreSQL "
@@ -233,6 +245,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         baseline_file, write_file = self._baseline_options(options)
         target = output or None
+        _apart(target, baseline_file, write_file)
         if target is not None:
             # A missing directory is not created: a typo in a node_exporter textfile
             # directory would otherwise write metrics no scraper ever reads.
