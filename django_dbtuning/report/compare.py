@@ -45,6 +45,8 @@ class Comparison:
     new_findings: list[dict[str, Any]] = field(default_factory=list)
     resolved_findings: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    statements_compared: bool = True
+    """False when a note says why statements were not compared."""
 
     @property
     def days(self) -> float:
@@ -182,6 +184,7 @@ def _statements(
     result: Comparison, old: SnapshotData, new: SnapshotData, top: int
 ) -> None:
     if "statements" in old.missing + new.missing:
+        result.statements_compared = False
         return
     reset = statements_reset_after(old, new)
     if reset is not None:
@@ -195,6 +198,7 @@ def _statements(
         and not old.statements.keys() & new.statements.keys()
     ):
         result.notes.append(_no_common_statement(old, new))
+        result.statements_compared = False
         return
     restarted = 0
     slower: list[dict[str, Any]] = []
@@ -357,6 +361,8 @@ def _text_statements(c: Comparison) -> list[str]:
             f"  More frequent: queryid {e['queryid']}: {e['calls_per_day_before']:,.0f} -> "
             f"{e['calls_per_day']:,.0f} calls/day: {e['query'] or '?'}"
         )
+    if not c.statements_compared:
+        return ["  Statements: not compared (see the note)"]
     return out or ["  Statements: none slower or more frequent"]
 
 

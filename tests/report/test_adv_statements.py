@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from django_dbtuning.models import Snapshot
 from django_dbtuning.report import Finding
+from django_dbtuning.report.compare import as_text as as_since_text
 from django_dbtuning.report.compare import compare
 from django_dbtuning.report.history import from_row
 from django_dbtuning.report.identity import key, statement
@@ -383,3 +384,17 @@ def test_the_hidden_statements_are_counted(worker_role):
     reason = document["databases"]["adv_limited"]["checks"]["statement_texts"]["reason"]
     # Before: every hidden row had the queryid None, one key: "1 statement text(s)".
     assert reason.startswith(f"{hidden} statement text(s) of other roles are hidden")
+
+
+def test_the_text_never_says_none_slower_of_statements_not_compared():
+    old = _statements_at(BEFORE, 170000, {1: (900, 900.0)})
+    new = _statements_at(NOW, 180000, {2: (90_000, 900_000.0)})
+    text = as_since_text([compare(old, new)])
+    assert "none slower" not in text
+    assert "Statements: not compared (see the note)" in text
+    missing = _statements_at(NOW, 170000, {})
+    missing.missing = ["statements"]
+    text = as_since_text([compare(old, missing)])
+    assert "none slower" not in text and "statements could not be read" in text
+    same = _statements_at(NOW, 170000, {1: (901, 901.0)})
+    assert "none slower or more frequent" in as_since_text([compare(old, same)])
