@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+from django.contrib.auth.models import User
 from django.db import connections
 
 from django_dbtuning.report.probe import connection_kwargs
+from tests.dashboard.conftest import PAGES
 from tests.report.test_report import admin_connection, extra_alias
 
 pytestmark = [pytest.mark.urls("tests.dashboard.urls"), pytest.mark.django_db]
@@ -59,3 +61,31 @@ def test_a_statement_page_among_hidden_statements(limited_alias, staff_client):
     assert ROLE_PASSWORD not in page
     missing = staff_client.get("/dbtuning/statements/12345/?database=limited")
     assert missing.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("backend", "status"),
+    [
+        # Django's default backend drops a deactivated user's session: the login page.
+        ("django.contrib.auth.backends.ModelBackend", 302),
+        # A backend that keeps inactive users signed in: refused by the view itself.
+        ("django.contrib.auth.backends.AllowAllUsersModelBackend", 403),
+    ],
+)
+@pytest.mark.parametrize("page", PAGES)
+def test_a_deactivated_superuser_sees_nothing(
+    client, db, settings, backend, status, page
+):
+    settings.AUTHENTICATION_BACKENDS = [backend]
+    user = User.objects.create_superuser("gone", password="x-not-shown")
+    client.force_login(user, backend=backend)
+    user.is_active = False
+    user.save()
+    response = client.get(f"/dbtuning/{page}")
+    assert response.status_code == status
+    if status == 302:
+        assert "login" in response["Location"]
+    assert (
+        response["Cache-Control"].startswith("max-age=0")
+        or "no-store" in (response["Cache-Control"])
+    )
