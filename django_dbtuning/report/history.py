@@ -265,9 +265,10 @@ def save_states(
                 )
             if keep is not None:
                 cutoff = _now() - keep
-                result.deleted, _ = (
-                    Snapshot.objects.using(using).filter(taken_at__lt=cutoff).delete()
-                )
+                # Never the rows just written: a retention shorter than the run.
+                kept = [row.pk for row in result.saved.values()]
+                old = Snapshot.objects.using(using).filter(taken_at__lt=cutoff)
+                result.deleted, _ = old.exclude(pk__in=kept).delete()
     except DatabaseError as exc:
         raise storage_error(
             "cannot save the snapshot",

@@ -46,3 +46,16 @@ def test_devices_and_other_files_are_no_collision(tmp_path):
     )
     assert code == 0, err
     assert baseline.exists() and (tmp_path / "r.txt").exists()
+
+
+def test_a_short_retention_never_deletes_the_snapshot_just_saved(dbtuning):
+    from django_dbtuning.models import Snapshot
+
+    # "Keep only the newest": a retention shorter than the report's own run.
+    dbtuning(HISTORY_RETENTION="1ms")
+    for _ in range(2):
+        out, err, code = dbreport(*ONLY, "--save")
+        assert code == 0, err
+    # Before: each run saved its snapshot and deleted it in the same transaction.
+    assert Snapshot.objects.filter(alias="default").count() == 1
+    assert "saved snapshot #" in err and "deleted 1 snapshot(s)" in err
