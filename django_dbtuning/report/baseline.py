@@ -325,7 +325,10 @@ def _looked(report: Report, db: DatabaseReport, entry: Entry) -> bool:
 
 
 def _checked(report: Report, entry: Entry) -> bool:
-    return any(_looked(report, db, entry) for db in report.databases.values())
+    # Entries name no database: the one that holds it may be any the report covers, so
+    # every one of them (a second alias of one database aside) must have looked.
+    databases = [db for db in report.databases.values() if db.same_database_as is None]
+    return bool(databases) and all(_looked(report, db, entry) for db in databases)
 
 
 def text_lines(report: Report) -> list[str]:

@@ -3,11 +3,12 @@ the baseline it reads or writes."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
 
-from tests.report.test_report import dbreport
+from tests.report.test_report import admin_connection, dbreport, extra_alias
 
 pytestmark = pytest.mark.django_db
 
@@ -59,3 +60,42 @@ def test_a_short_retention_never_deletes_the_snapshot_just_saved(dbtuning):
     # Before: each run saved its snapshot and deleted it in the same transaction.
     assert Snapshot.objects.filter(alias="default").count() == 1
     assert "saved snapshot #" in err and "deleted 1 snapshot(s)" in err
+
+
+def test_an_entry_is_resolved_only_when_every_database_was_looked_at(
+    dbtuning, tmp_path
+):
+    # One file for two databases (the docs advise one per database; nothing stops it).
+    # The index is in "default", whose index checks time out behind a migration's lock;
+    # the other database was read fully. Nothing says the index is gone.
+    dbtuning(REPORT_LOCK_TIMEOUT="200ms")
+    path = tmp_path / "baseline.json"
+    entry = {"code": "unused_index", "object": "adv_gone_idx", "section": "indexes"}
+    path.write_text(json.dumps({"version": 1, "findings": [entry]}))
+    with extra_alias("adv_other", NAME="postgres"), admin_connection() as conn:
+        conn.autocommit = False
+        conn.execute("LOCK TABLE reportapp_volume IN ACCESS EXCLUSIVE MODE")
+        try:
+            out, err, code = dbreport(
+                "--format",
+                "json",
+                "--database",
+                "default",
+                "--database",
+                "adv_other",
+                "--section",
+                "indexes",
+                "--baseline",
+                str(path),
+            )
+        finally:
+            conn.rollback()
+    assert code == 0, err
+    document = json.loads(out)
+    assert document["databases"]["default"]["checks"]["index_inventory"]["status"] == (
+        "timeout"
+    )
+    assert document["baseline"]["resolved"] == []
+    assert [e["object"] for e in document["baseline"]["not_checked"]] == [
+        "adv_gone_idx"
+    ]
