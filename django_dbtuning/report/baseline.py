@@ -170,6 +170,10 @@ def write_baseline(report: Report, path: str) -> int:
         BaselineError: the file cannot be written (the message names it).
     """
     entries = entries_of(report.findings)
+    if report.baseline is not None:
+        # What the compared baseline knew and this run could not look for (a section
+        # not run, a check that timed out) is not resolved: it stays known.
+        entries += report.baseline.unchecked
     try:
         output.write(path, dumps(entries))
     except output.OutputError as exc:

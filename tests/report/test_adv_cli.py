@@ -99,3 +99,22 @@ def test_an_entry_is_resolved_only_when_every_database_was_looked_at(
     assert [e["object"] for e in document["baseline"]["not_checked"]] == [
         "adv_gone_idx"
     ]
+
+
+def test_rewriting_a_baseline_keeps_the_entries_it_could_not_check(tmp_path):
+    path = tmp_path / "baseline.json"
+    entry = {
+        "code": "unused_index",
+        "object": "adv_kept_idx",
+        "section": "indexes",
+        "label": "kept",
+    }
+    path.write_text(json.dumps({"version": 1, "findings": [entry]}))
+    out, err, code = dbreport(
+        *ONLY, "--baseline", str(path), "--write-baseline", str(path)
+    )
+    assert code == 0, err
+    # The indexes section did not run: not checked, so not resolved, so still known.
+    # Before: dropped, and the next full run failed on it as new.
+    written = json.loads(path.read_text())["findings"]
+    assert entry in written
