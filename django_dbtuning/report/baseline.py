@@ -164,7 +164,8 @@ def dumps(entries: Iterable[Entry]) -> str:
 
 def write_baseline(report: Report, path: str) -> int:
     """Write ``report``'s findings to the baseline file ``path`` (atomically, as
-    ``--output`` writes); returns how many entries it holds.
+    ``--output`` writes), with the entries of the baseline it was compared with that it
+    could not check; returns how many entries it holds.
 
     Raises:
         BaselineError: the file cannot be written (the message names it).
