@@ -20,8 +20,9 @@ timestamps, which change from run to run. The rules, per code:
   re-created gives the same statement another queryid;
 - database-wide findings (the database's own ``xid_wraparound``, object
   ``database:<name>``; ``low_cache_hit_ratio`` per kind, table or index): the database,
-  whatever its name, so a baseline fits a copy with another name; a table's
-  ``xid_wraparound`` is that table's, so that a baseline that knows one table (or the
+  whatever its name, so a baseline fits a copy with another name (a table called
+  ``database`` is that table, ``"database"``); a table's ``xid_wraparound`` is that
+  table's, so that a baseline that knows one table (or the
   database) never hides another table nearing wraparound;
 - settings and pool findings: the setting, or the alias whose pool it is;
 - any other code: its ``object`` as the report names it.
@@ -44,6 +45,10 @@ from typing import Any, NamedTuple
 from django_dbtuning.report.findings import INCOMPLETE, Finding
 from django_dbtuning.report.quoting import quote_ident
 from django_dbtuning.sqllex import masked_text
+
+DATABASE = "database"
+"""The identity of a database-wide finding's object (``database:<name>``), whatever the
+database is called."""
 
 STATS_TOO_YOUNG = "stats_too_young"
 """The code of the info finding that replaces unused_index on young statistics."""
@@ -142,7 +147,11 @@ def key(finding: Finding) -> Key | None:
     if rule is not None:
         return Key(finding.code, rule(finding))
     if finding.object.startswith("database:"):
-        return Key(finding.code, "database")
+        return Key(finding.code, DATABASE)
+    if finding.object == DATABASE:
+        # public.database, which quote_ident leaves bare: the table, quoted (the same
+        # name to PostgreSQL), never the database's own identity.
+        return Key(finding.code, f'"{DATABASE}"')
     return Key(finding.code, finding.object)
 
 

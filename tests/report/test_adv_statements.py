@@ -398,3 +398,23 @@ def test_the_text_never_says_none_slower_of_statements_not_compared():
     assert "none slower" not in text and "statements could not be read" in text
     same = _statements_at(NOW, 170000, {1: (901, 901.0)})
     assert "none slower or more frequent" in as_since_text([compare(old, same)])
+
+
+def test_a_table_called_database_is_not_the_database():
+    def wraparound(name: str) -> Finding:
+        return Finding(
+            database="default",
+            severity="warning",
+            code="xid_wraparound",
+            title="",
+            detail="",
+            hint="",
+            object=name,
+        )
+
+    # public.database, named as findings name tables (quote_ident leaves it bare), and
+    # the database's own age: a baseline knowing one must not hide the other.
+    table, database = wraparound("database"), wraparound("database:shop")
+    assert key(table) != key(database)
+    assert key(database) == key(wraparound("database:shop_copy"))
+    assert key(wraparound('"Other"."database"')).object == '"Other"."database"'
