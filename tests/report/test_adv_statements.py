@@ -374,7 +374,7 @@ def test_the_hidden_statements_are_counted(worker_role):
                     "SELECT count(*) FROM pg_stat_statements WHERE queryid IS NULL "
                     "AND dbid = (SELECT oid FROM pg_database "
                     "WHERE datname = current_database()) "
-                    "AND query = '<insufficient privilege>'"
+                    "AND query = '<insufficient privilege>' AND toplevel"
                 ).fetchone()[0]
     finally:
         with admin_connection() as conn:
