@@ -350,6 +350,8 @@ def _text_objects(
 
 
 def _text_statements(c: Comparison) -> list[str]:
+    if not c.statements_compared:
+        return ["  Statements: not compared (see the note)"]
     out = []
     for e in c.slower:
         out.append(
@@ -361,8 +363,6 @@ def _text_statements(c: Comparison) -> list[str]:
             f"  More frequent: queryid {e['queryid']}: {e['calls_per_day_before']:,.0f} -> "
             f"{e['calls_per_day']:,.0f} calls/day: {e['query'] or '?'}"
         )
-    if not c.statements_compared:
-        return ["  Statements: not compared (see the note)"]
     return out or ["  Statements: none slower or more frequent"]
 
 
